@@ -1,0 +1,90 @@
+"""Shared argument parsing for the layer functions (private)."""
+
+import numbers
+
+import numpy as np
+
+from .._errors import ParameterError, ShapeError
+from .._validate import as_float_array, check_choice, check_same_dtype, describe
+
+PRECISIONS = ("reference", "fast")
+LAYOUTS = ("NCHW", "NHWC")
+
+
+def check_precision(precision):
+    return check_choice("precision", precision, PRECISIONS)
+
+
+def check_layout(layout):
+    return check_choice("layout", layout, LAYOUTS)
+
+
+def pair(name, value, *, lo=1):
+    """An int or a pair of ints -> (a, b), each >= lo."""
+    if isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, bool):
+        value = (int(value), int(value))
+    try:
+        a, b = value
+        a, b = int(a), int(b)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{name} must be an int or a pair of ints, got {value!r}") from None
+    if a < lo or b < lo:
+        raise ParameterError(f"{name} must be >= {lo}, got {value!r}")
+    return a, b
+
+
+def same_padding_1d(size, k, stride, dilation):
+    """TensorFlow SAME rule (FACTS.md §3.3): odd extra pixel at the end."""
+    out = (size + stride - 1) // stride
+    eff = (k - 1) * dilation + 1
+    total = max(0, (out - 1) * stride + eff - size)
+    return total // 2, total - total // 2
+
+
+def resolve_padding(padding, in_hw, k_hw, stride, dilation):
+    """Normalise a padding spec to ((top, bottom), (left, right)).
+
+    Accepts int, (ph, pw), ((top, bottom), (left, right)), "valid", "same".
+    """
+    if isinstance(padding, str):
+        p = padding.lower()
+        if p == "valid":
+            return (0, 0), (0, 0)
+        if p == "same":
+            return (same_padding_1d(in_hw[0], k_hw[0], stride[0], dilation[0]),
+                    same_padding_1d(in_hw[1], k_hw[1], stride[1], dilation[1]))
+        raise ParameterError(f"padding must be an int, a pair, a pair of pairs, 'valid' or "
+                             f"'same', got {padding!r}")
+    if isinstance(padding, (numbers.Integral, np.integer)) and not isinstance(padding, bool):
+        p = int(padding)
+        if p < 0:
+            raise ParameterError(f"padding must be >= 0, got {padding}")
+        return (p, p), (p, p)
+    try:
+        a, b = padding
+    except (TypeError, ValueError):
+        raise ParameterError(f"invalid padding {padding!r}") from None
+    if isinstance(a, (tuple, list)):
+        (t, bo), (le, r) = pair("padding[0]", a, lo=0), pair("padding[1]", b, lo=0)
+        return (t, bo), (le, r)
+    ph, pw = pair("padding", (a, b), lo=0)
+    return (ph, ph), (pw, pw)
+
+
+def to_nchw(x, layout):
+    return x if layout == "NCHW" else x.transpose(0, 3, 1, 2)
+
+
+def from_nchw(y, layout):
+    return y if layout == "NCHW" else np.ascontiguousarray(y.transpose(0, 2, 3, 1))
+
+
+def check_vector(name, v, length, dtype, what):
+    """Optional 1-D parameter (bias, gamma...) of the given length and dtype."""
+    if v is None:
+        return None
+    as_float_array(name, v, ndim=1)
+    if v.shape[0] != length:
+        raise ShapeError(f"{name} must have shape ({length},) ({what}), got {describe(v)}")
+    check_same_dtype([("x", np.empty(0, dtype)), (name, v)])
+    return v

@@ -1,0 +1,117 @@
+"""2-D convolution (cross-correlation, kernel not flipped: FACTS.md §3.1)."""
+
+import numpy as np
+
+from .._errors import ShapeError
+from .._validate import as_float_array, check_int, check_same_dtype, describe
+from ..kernels.linear import conv_acc64
+from ._common import (check_layout, check_precision, check_vector, from_nchw, pair,
+                      resolve_padding, to_nchw)
+
+__all__ = ["conv2d", "conv2d_setup"]
+
+
+def conv2d_setup(x, W, b, stride, padding, dilation, groups, layout):
+    """Validate and normalise conv2d arguments (shared with sparse/quantized paths).
+
+    Returns ``(x_nchw, stride, dilation, groups, pads)`` with pads
+    ``((top, bottom), (left, right))``.
+    """
+    check_layout(layout)
+    as_float_array("x", x, ndim=4)
+    as_float_array("W", W, ndim=4)
+    check_same_dtype([("x", x), ("W", W), ("b", b)])
+    stride = pair("stride", stride)
+    dilation = pair("dilation", dilation)
+    groups = check_int("groups", groups, lo=1)
+    xc = to_nchw(x, layout)
+    c_in = xc.shape[1]
+    o, cg = W.shape[0], W.shape[1]
+    if c_in % groups or o % groups:
+        raise ShapeError(f"groups={groups} must divide input channels {c_in} and output "
+                         f"channels {o} (x {describe(x)}, W {describe(W)})")
+    if cg * groups != c_in:
+        raise ShapeError(f"W expects {cg} input channels per group x {groups} groups = "
+                         f"{cg * groups}, x has {c_in} (x {describe(x)} {layout}, "
+                         f"W {describe(W)} OIHW)")
+    check_vector("b", b, o, x.dtype, "one bias per output channel")
+    k_hw = W.shape[2:]
+    pads = resolve_padding(padding, xc.shape[2:], k_hw, stride, dilation)
+    for axis, (lo, hi) in enumerate(pads):
+        eff = (k_hw[axis] - 1) * dilation[axis] + 1
+        if xc.shape[2 + axis] + lo + hi < eff:
+            raise ShapeError(f"padded input size {xc.shape[2 + axis] + lo + hi} along "
+                             f"{'HW'[axis]} is smaller than the dilated kernel {eff} "
+                             f"(x {describe(x)}, W {describe(W)})")
+    return xc, stride, dilation, groups, pads
+
+
+def _pad(xc, pads, dtype):
+    (t, bo), (le, r) = pads
+    return np.pad(xc.astype(dtype, copy=False), ((0, 0), (0, 0), (t, bo), (le, r)))
+
+
+def _im2col_conv_fast(xp, W, stride, dilation, groups):
+    n, c = xp.shape[:2]
+    o, cg, kh, kw = W.shape
+    og = o // groups
+    win = np.lib.stride_tricks.sliding_window_view(
+        xp, ((kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1), axis=(2, 3))
+    win = win[:, :, ::stride[0], ::stride[1], ::dilation[0], ::dilation[1]]
+    oh, ow = win.shape[2], win.shape[3]
+    out = np.empty((n, o, oh, ow), dtype=xp.dtype)
+    for g in range(groups):
+        cols = win[:, g * cg:(g + 1) * cg]                       # (N, cg, OH, OW, kh, kw)
+        cols = cols.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, cg * kh * kw)
+        wm = W[g * og:(g + 1) * og].reshape(og, -1)
+        out[:, g * og:(g + 1) * og] = (cols @ wm.T).reshape(n, oh, ow, og).transpose(0, 3, 1, 2)
+    return out
+
+
+def conv2d(x, W, b=None, *, stride=1, padding=0, dilation=1, groups=1, layout="NCHW",
+           precision="reference"):
+    """2-D convolution (cross-correlation) with zero padding.
+
+    Parameters
+    ----------
+    x : ndarray, (N, C, H, W) for ``layout="NCHW"`` or (N, H, W, C) for "NHWC";
+        float32 or float64.
+    W : ndarray, (O, C/groups, kh, kw) (OIHW, PyTorch/ONNX layout) in both
+        layouts; same dtype as x.  Use :func:`refcomp.convert.conv2d_from_keras`
+        for Keras HWIO kernels.
+    b : ndarray (O,), optional.
+    stride, dilation : int or (sh, sw).
+    padding : int, (ph, pw), ((top, bottom), (left, right)), "valid" or "same".
+        "same" is the TensorFlow rule for any stride: out = ceil(in / s),
+        total padding ``max(0, (out-1)*s + (k-1)*d + 1 - in)``, the odd extra
+        pixel at the bottom/right (FACTS.md §3.3; equal to PyTorch
+        ``padding="same"`` when stride is 1, and ONNX SAME_UPPER).
+    groups : int; ``groups == C`` is a depthwise convolution.
+
+    Returns
+    -------
+    y : (N, O, OH, OW) or (N, OH, OW, O), dtype of x, with
+        ``OH = floor((H + top + bottom - (kh-1)*dh - 1) / sh) + 1``.
+
+    Arithmetic
+    ----------
+    "reference": per output element, the padded input (zeros are real terms,
+    so ``0 * inf`` is NaN as in the frameworks) times the kernel, products in
+    float64 (exact for float32 data), summed sequentially in float64 over
+    input channel c of the group, then kernel row i, then column j (all
+    increasing), starting at +0.0; then ``+ b[o]`` in float64 and one
+    rounding (half-even) to the output dtype.  "fast": im2col and BLAS in the
+    input dtype.  NHWC is computed by transposing to NCHW and back (exact).
+    """
+    check_precision(precision)
+    xc, stride, dilation, groups, pads = conv2d_setup(x, W, b, stride, padding, dilation,
+                                                      groups, layout)
+    if precision == "fast":
+        y = _im2col_conv_fast(_pad(xc, pads, x.dtype), W, stride, dilation, groups)
+        if b is not None:
+            y += b[None, :, None, None]
+        return from_nchw(y, layout)
+    acc = conv_acc64(_pad(xc, pads, np.float64), W.astype(np.float64), stride, dilation, groups)
+    if b is not None:
+        acc += b.astype(np.float64)[None, :, None, None]
+    return from_nchw(acc.astype(x.dtype), layout)

@@ -1,0 +1,102 @@
+"""2-D max and average pooling."""
+
+import numpy as np
+
+from .._errors import ShapeError
+from .._validate import as_float_array, describe
+from ._common import check_layout, check_precision, from_nchw, pair, resolve_padding, to_nchw
+
+__all__ = ["max_pool2d", "avg_pool2d"]
+
+
+def _setup(x, size, stride, padding, layout):
+    check_layout(layout)
+    as_float_array("x", x, ndim=4)
+    k = pair("size", size)
+    s = k if stride is None else pair("stride", stride)
+    xc = to_nchw(x, layout)
+    pads = resolve_padding(padding, xc.shape[2:], k, s, (1, 1))
+    for axis in (0, 1):
+        lo, hi = pads[axis]
+        if lo >= k[axis] or hi >= k[axis]:
+            # A window made only of padding has no defined max/average.
+            raise ShapeError(f"padding {pads[axis]} must be smaller than the pool size "
+                             f"{k[axis]} along {'HW'[axis]}")
+        if xc.shape[2 + axis] + lo + hi < k[axis]:
+            raise ShapeError(f"padded input smaller than the pool window {k} (x {describe(x)})")
+    return xc, k, s, pads
+
+
+def _windows(xp, k, s):
+    win = np.lib.stride_tricks.sliding_window_view(xp, k, axis=(2, 3))
+    return win[:, :, ::s[0], ::s[1]]           # (N, C, OH, OW, kh, kw)
+
+
+def max_pool2d(x, size, *, stride=None, padding=0, layout="NCHW"):
+    """2-D max pooling.
+
+    Parameters
+    ----------
+    x : (N, C, H, W) or (N, H, W, C) float32/float64.
+    size : int or (kh, kw).
+    stride : int or pair; default ``size`` (PyTorch ``MaxPool2d`` and Keras
+        ``MaxPooling2D`` both default the stride to the pool size).
+    padding : as :func:`refcomp.layers.conv2d` ("same" = TensorFlow rule);
+        padded positions are -inf (PyTorch "implicit negative infinity
+        padding", TF "padded values ignored"), never the maximum.  Padding
+        must be smaller than the window.
+
+    Returns
+    -------
+    (N, C, OH, OW) (or NHWC), dtype of x, OH = floor((H + pads - kh) / sh) + 1.
+
+    Arithmetic: exact (a selection, no rounding).  NaN anywhere in a window
+    gives NaN (as ``torch.max_pool2d``).  Among equal maxima +0.0 and -0.0
+    the result is the first in row-major window order.
+    """
+    xc, k, s, pads = _setup(x, size, stride, padding, layout)
+    xp = np.pad(xc, ((0, 0), (0, 0)) + pads, constant_values=-np.inf)
+    win = _windows(xp, k, s)
+    flat = win.reshape(win.shape[:4] + (k[0] * k[1],))
+    idx = np.argmax(flat, axis=-1)                      # first maximum; NaN wins (argmax)
+    y = np.take_along_axis(flat, idx[..., None], axis=-1)[..., 0]
+    return from_nchw(np.ascontiguousarray(y), layout)
+
+
+def avg_pool2d(x, size, *, stride=None, padding=0, count_include_pad=True, layout="NCHW",
+               precision="reference"):
+    """2-D average pooling.
+
+    Parameters
+    ----------
+    x, size, stride, padding, layout : as :func:`max_pool2d`; padded values are zeros.
+    count_include_pad : bool, default True
+        True divides by kh*kw (PyTorch ``AvgPool2d`` default); False divides
+        by the number of real input elements in the window (Keras/TF
+        ``AveragePooling2D(padding="same")`` and ONNX ``AveragePool`` default).
+        Without padding both agree.
+
+    Arithmetic
+    ----------
+    "reference": the window elements are summed in float64 sequentially in
+    row-major window order (i, then j) starting at +0.0, divided by the count
+    in float64, then rounded once (half-even) to the input dtype.  "fast":
+    ``mean`` in the input dtype.
+    """
+    check_precision(precision)
+    xc, k, s, pads = _setup(x, size, stride, padding, layout)
+    dt = np.float64 if precision == "reference" else x.dtype
+    xp = np.pad(xc.astype(dt, copy=False), ((0, 0), (0, 0)) + pads)
+    win = _windows(xp, k, s)
+    acc = np.zeros(win.shape[:4], dtype=dt)
+    for i in range(k[0]):
+        for j in range(k[1]):
+            acc += win[..., i, j]
+    if count_include_pad:
+        count = np.asarray(k[0] * k[1], dtype=dt)
+    else:
+        ones = np.pad(np.ones(xc.shape[2:], dtype=dt), pads)
+        cwin = np.lib.stride_tricks.sliding_window_view(ones, k)[::s[0], ::s[1]]
+        count = cwin.sum(axis=(-2, -1))                   # small exact integers
+    y = (acc / count).astype(x.dtype)
+    return from_nchw(np.ascontiguousarray(y), layout)

@@ -1,0 +1,263 @@
+"""Recurrent layers: LSTM, GRU, MGU and simple RNN, batch-first (N, T, F).
+
+Canonical layouts (PyTorch): ``W_ih`` (G*H, F), ``W_hh`` (G*H, H),
+``b_ih``/``b_hh`` (G*H,), gate blocks stacked along rows in the order
+LSTM i,f,g,o; GRU r,z,n; MGU f,h.  Converters from Keras and ONNX layouts
+are in :mod:`refcomp.convert`.
+
+Arithmetic shared by all cells (``precision="reference"``):
+
+1. pre-activations per gate unit: ``a = x_t . W_ih[row]`` (float64 exact
+   products, sequential sum over features, as :func:`refcomp.layers.dense`)
+   ``+ b_ih[row]``; ``r = h . W_hh[row]`` (same rule) ``+ b_hh[row]``;
+   then ``a + r`` in float64 (except where a formula keeps them apart);
+2. sigmoid/tanh in float64 through libm (:mod:`refcomp.kernels.elementwise`);
+3. the state update in float64, evaluated left to right as written in each
+   function's docstring;
+4. the new states are rounded once (half-even) to the input dtype at the
+   end of every step: the stored state has the model dtype, as in every
+   framework, and the next step starts from those rounded values.
+
+``precision="fast"`` evaluates the same formulas with NumPy/BLAS in the
+input dtype.  Missing biases count as zeros; missing h0/c0 as zeros.
+"""
+
+import numpy as np
+
+from .._errors import ShapeError
+from .._validate import as_float_array, check_same_dtype, describe
+from ..kernels.elementwise import sigmoid64, tanh64
+from ._common import check_precision
+from .dense import dense_acc64
+
+__all__ = ["lstm", "gru", "mgu", "simple_rnn"]
+
+
+class _Ops:
+    """The arithmetic of one precision mode (see the module docstring)."""
+
+    def __init__(self, precision, dtype):
+        self.ref = precision == "reference"
+        self.dtype = dtype
+        self.work = np.float64 if self.ref else dtype
+
+    def affine(self, x, W, b):
+        if self.ref:
+            y = dense_acc64(x, W)
+            return y if b is None else y + b.astype(np.float64)
+        y = x @ W.T
+        return y if b is None else y + b
+
+    def sigmoid(self, v):
+        return sigmoid64(v) if self.ref else (1 / (1 + np.exp(-v))).astype(self.dtype)
+
+    def tanh(self, v):
+        return tanh64(v) if self.ref else np.tanh(v)
+
+    def store(self, v):
+        return v.astype(self.dtype)
+
+
+def _check_rnn(x, W_ih, W_hh, b_ih, b_hh, gates, states):
+    as_float_array("x", x, ndim=3)
+    as_float_array("W_ih", W_ih, ndim=2)
+    as_float_array("W_hh", W_hh, ndim=2)
+    check_same_dtype([("x", x), ("W_ih", W_ih), ("W_hh", W_hh), ("b_ih", b_ih),
+                      ("b_hh", b_hh)] + list(states.items()))
+    gh = W_hh.shape[0]
+    if gh % gates:
+        raise ShapeError(f"W_hh rows must be {gates}*H, got {describe(W_hh)}")
+    hidden = gh // gates
+    if W_hh.shape != (gates * hidden, hidden):
+        raise ShapeError(f"W_hh must have shape ({gates}*H, H) = ({gh}, {hidden}), "
+                         f"got {describe(W_hh)}")
+    if W_ih.shape != (gh, x.shape[2]):
+        raise ShapeError(f"W_ih must have shape ({gh}, {x.shape[2]}) = ({gates}*H, features of "
+                         f"x {describe(x)}), got {describe(W_ih)}")
+    for name, b in (("b_ih", b_ih), ("b_hh", b_hh)):
+        if b is not None:
+            as_float_array(name, b, ndim=1)
+            if b.shape != (gh,):
+                raise ShapeError(f"{name} must have shape ({gh},), got {describe(b)}")
+    n = x.shape[0]
+    out = {}
+    for name, s in states.items():
+        if s is None:
+            out[name] = np.zeros((n, hidden), dtype=x.dtype)
+        else:
+            as_float_array(name, s, ndim=2)
+            if s.shape != (n, hidden):
+                raise ShapeError(f"{name} must have shape ({n}, {hidden}), got {describe(s)}")
+            out[name] = s
+    return hidden, out
+
+
+def _run(x, step, states, return_sequences):
+    outputs = []
+    for t in range(x.shape[1]):
+        states = step(np.ascontiguousarray(x[:, t, :]), states)
+        if return_sequences:
+            outputs.append(states[0])
+    h = states[0]
+    seq = (np.stack(outputs, axis=1) if outputs else np.zeros((x.shape[0], 0, h.shape[1]), h.dtype)) \
+        if return_sequences else h
+    return seq, states
+
+
+def lstm(x, W_ih, W_hh, b_ih=None, b_hh=None, *, h0=None, c0=None, return_sequences=True,
+         precision="reference"):
+    """Long short-term memory layer (FACTS.md §1.1, seed 000 §II), gate order i, f, g, o.
+
+    Parameters
+    ----------
+    x : (N, T, F) float32/float64.
+    W_ih : (4H, F); W_hh : (4H, H); b_ih, b_hh : (4H,) optional; same dtype.
+    h0, c0 : (N, H) optional initial states.
+
+    Returns
+    -------
+    outputs : (N, T, H) if return_sequences else h_T (N, H)
+    (h_T, c_T) : final states (N, H).
+
+    Step: z = (x W_ih^T + b_ih) + (h W_hh^T + b_hh); i = sig(z_i), f = sig(z_f),
+    g = tanh(z_g), o = sig(z_o); c' = (f*c) + (i*g) -> rounded to dtype;
+    h' = o * tanh(c') (using the rounded c') -> rounded to dtype.
+    """
+    check_precision(precision)
+    hidden, st = _check_rnn(x, W_ih, W_hh, b_ih, b_hh, 4, {"h0": h0, "c0": c0})
+    ops = _Ops(precision, x.dtype)
+    H = hidden
+
+    def step(xt, states):
+        h, c = states
+        z = ops.affine(xt, W_ih, b_ih) + ops.affine(h, W_hh, b_hh)
+        i, f = ops.sigmoid(z[:, :H]), ops.sigmoid(z[:, H:2 * H])
+        g, o = ops.tanh(z[:, 2 * H:3 * H]), ops.sigmoid(z[:, 3 * H:])
+        c_new = ops.store(f * c + i * g)
+        h_new = ops.store(o * ops.tanh(c_new.astype(ops.work)))
+        return h_new, c_new
+
+    seq, (h, c) = _run(x, step, (st["h0"], st["c0"]), return_sequences)
+    return seq, (h, c)
+
+
+def gru(x, W_ih, W_hh, b_ih=None, b_hh=None, *, h0=None, reset_after=True, return_sequences=True,
+        precision="reference"):
+    """Gated recurrent unit (FACTS.md §2), gate order r, z, n.
+
+    Parameters
+    ----------
+    x : (N, T, F); W_ih : (3H, F); W_hh : (3H, H); b_ih, b_hh : (3H,) optional.
+    reset_after : bool, default True
+        True: ``n = tanh((W_in x + b_in) + r * (W_hn h + b_hn))``: PyTorch
+        ``nn.GRU``, Keras ``reset_after=True``, ONNX ``linear_before_reset=1``.
+        False: ``n = tanh((W_in x + b_in) + (W_hn (r*h) + b_hn))``: the original
+        Cho et al. form, Keras ``reset_after=False`` (whose single bias is b_ih,
+        b_hh = 0), ONNX default ``linear_before_reset=0`` (Rbh outside the product).
+
+    Returns
+    -------
+    outputs : (N, T, H) or h_T (N, H); (h_T,) : 1-tuple with the final state.
+
+    Step: r = sig((x W_ir^T + b_ir) + (h W_hr^T + b_hr)), z likewise;
+    n as above; h' = ((1 - z) * n) + (z * h), rounded to the dtype.
+    In the reset_before form r*h is formed in float64 and its dot with W_hn
+    uses float64 products (rounded, no longer exact).
+    """
+    check_precision(precision)
+    hidden, st = _check_rnn(x, W_ih, W_hh, b_ih, b_hh, 3, {"h0": h0})
+    ops = _Ops(precision, x.dtype)
+    H = hidden
+    W_hrz = W_hh[:2 * H]
+    W_hn = W_hh[2 * H:]
+    b_hrz = None if b_hh is None else b_hh[:2 * H]
+    b_hn = None if b_hh is None else b_hh[2 * H:]
+
+    def step(xt, states):
+        (h,) = states
+        a = ops.affine(xt, W_ih, b_ih)
+        rz = a[:, :2 * H] + ops.affine(h, W_hrz, b_hrz)
+        r, z = ops.sigmoid(rz[:, :H]), ops.sigmoid(rz[:, H:])
+        if reset_after:
+            n = ops.tanh(a[:, 2 * H:] + r * ops.affine(h, W_hn, b_hn))
+        else:
+            rh = r * h.astype(ops.work)
+            if ops.ref:
+                hn = _dot64(rh, W_hn)
+                hn = hn if b_hn is None else hn + b_hn.astype(np.float64)
+            else:
+                hn = ops.affine(rh.astype(x.dtype), W_hn, b_hn)
+            n = ops.tanh(a[:, 2 * H:] + hn)
+        h_new = ops.store((1 - z) * n + z * h)
+        return (h_new,)
+
+    seq, (h,) = _run(x, step, (st["h0"],), return_sequences)
+    return seq, (h,)
+
+
+def _dot64(v64, W):
+    # float64 operand times weights: same sequential order as dense_acc64.
+    from ..kernels.linear import matmul_acc64
+    return matmul_acc64(np.ascontiguousarray(v64), np.ascontiguousarray(W.T, dtype=np.float64))
+
+
+def mgu(x, W_ih, W_hh, b_ih=None, b_hh=None, *, h0=None, return_sequences=True,
+        precision="reference"):
+    """Minimal gated unit (Zhou, Wu, Zhang & Zhou 2016; mentioned in seed 000).
+
+    Gate blocks f, h: ``W_ih`` (2H, F) = [W_f; W_h], ``W_hh`` (2H, H) = [U_f; U_h].
+    f = sig((W_f x + b_if) + (U_f h + b_hf));
+    h~ = tanh((W_h x + b_ih_h) + (U_h (f*h) + b_hh_h));
+    h' = ((1 - f) * h) + (f * h~), rounded to the dtype.
+    (f*h) is formed in float64 and its dot with U_h uses rounded float64 products.
+    Returns (outputs, (h_T,)).
+    """
+    check_precision(precision)
+    hidden, st = _check_rnn(x, W_ih, W_hh, b_ih, b_hh, 2, {"h0": h0})
+    ops = _Ops(precision, x.dtype)
+    H = hidden
+    b_hf = None if b_hh is None else b_hh[:H]
+    b_hh_h = None if b_hh is None else b_hh[H:]
+
+    def step(xt, states):
+        (h,) = states
+        a = ops.affine(xt, W_ih, b_ih)
+        f = ops.sigmoid(a[:, :H] + ops.affine(h, W_hh[:H], b_hf))
+        fh = f * h.astype(ops.work)
+        if ops.ref:
+            u = _dot64(fh, W_hh[H:])
+            u = u if b_hh_h is None else u + b_hh_h.astype(np.float64)
+        else:
+            u = ops.affine(fh.astype(x.dtype), W_hh[H:], b_hh_h)
+        cand = ops.tanh(a[:, H:] + u)
+        return (ops.store((1 - f) * h + f * cand),)
+
+    seq, (h,) = _run(x, step, (st["h0"],), return_sequences)
+    return seq, (h,)
+
+
+def simple_rnn(x, W_ih, W_hh, b_ih=None, b_hh=None, *, h0=None, activation="tanh",
+               return_sequences=True, precision="reference"):
+    """Elman RNN: h' = act((x W_ih^T + b_ih) + (h W_hh^T + b_hh)), act tanh or relu.
+
+    W_ih (H, F), W_hh (H, H) (PyTorch ``nn.RNN``; Keras SimpleRNN kernel is
+    the transpose, bias = b_ih).  Returns (outputs, (h_T,)).
+    """
+    check_precision(precision)
+    if activation not in ("tanh", "relu"):
+        from .._errors import ParameterError
+        raise ParameterError(f"activation must be 'tanh' or 'relu', got {activation!r}")
+    hidden, st = _check_rnn(x, W_ih, W_hh, b_ih, b_hh, 1, {"h0": h0})
+    ops = _Ops(precision, x.dtype)
+
+    def step(xt, states):
+        (h,) = states
+        z = ops.affine(xt, W_ih, b_ih) + ops.affine(h, W_hh, b_hh)
+        if activation == "tanh":
+            z = ops.tanh(z)
+        else:
+            z = np.where(z > 0, z, 0.0)
+        return (ops.store(z),)
+
+    seq, (h,) = _run(x, step, (st["h0"],), return_sequences)
+    return seq, (h,)

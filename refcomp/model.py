@@ -1,0 +1,372 @@
+"""``Model`` and ``Layer``: an ordered sequence of layers on plain weight arrays.
+
+A model is data: each :class:`Layer` has a ``kind`` (see :data:`LAYER_KINDS`),
+JSON-able ``attrs`` and named ``weights``.  A weight is an ndarray or a
+compressed object exposing ``dequantize()`` (e.g.
+:class:`refcomp.quantize.Quantized`); the forward pass decodes compressed
+weights to arrays of their original dtype and runs the layer functions of
+:mod:`refcomp.layers`, so a compressed model computes exactly what its
+decoded weights compute.
+"""
+
+import copy as _copy
+
+import numpy as np
+
+from . import layers as L
+from ._errors import FormatError, ParameterError, ShapeError
+from ._validate import as_float_array, check_choice, describe
+
+__all__ = ["Layer", "Model", "LAYER_KINDS", "materialize"]
+
+#: kind -> (required weights, optional weights, attribute defaults)
+LAYER_KINDS = {
+    "dense": (("W",), ("b",), {}),
+    "conv2d": (("W",), ("b",), {"stride": 1, "padding": 0, "dilation": 1, "groups": 1,
+                                "layout": "NCHW"}),
+    "max_pool2d": ((), (), {"size": 2, "stride": None, "padding": 0, "layout": "NCHW"}),
+    "avg_pool2d": ((), (), {"size": 2, "stride": None, "padding": 0, "layout": "NCHW",
+                            "count_include_pad": True}),
+    "flatten": ((), (), {"layout": "NCHW"}),
+    "reshape": ((), (), {"shape": None}),
+    "dropout": ((), (), {"rate": 0.0}),
+    "activation": ((), (), {"function": "linear", "variant": "keras3", "axis": -1}),
+    "batch_norm": (("gamma", "beta", "mean", "var"), (), {"eps": 1e-5, "layout": "NCHW"}),
+    "lstm": (("W_ih", "W_hh"), ("b_ih", "b_hh"), {"return_sequences": True}),
+    "gru": (("W_ih", "W_hh"), ("b_ih", "b_hh"), {"reset_after": True, "return_sequences": True}),
+    "mgu": (("W_ih", "W_hh"), ("b_ih", "b_hh"), {"return_sequences": True}),
+    "simple_rnn": (("W_ih", "W_hh"), ("b_ih", "b_hh"), {"activation": "tanh",
+                                                          "return_sequences": True}),
+    "residual": ((), ("index_map",), {"layout": "NCHW"}),
+}
+
+
+def materialize(w):
+    """Return the plain ndarray behind a weight (decoding compressed objects)."""
+    if isinstance(w, np.ndarray):
+        return w
+    if hasattr(w, "dequantize"):
+        return w.dequantize()
+    raise FormatError(f"weight of type {type(w).__name__} is neither an ndarray nor has "
+                      "dequantize()")
+
+
+def _jsonable(v):
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(a) for a in v]
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return float(v)
+    if isinstance(v, np.bool_):
+        return bool(v)
+    return v
+
+
+class Layer:
+    """One layer: ``kind``, ``name``, ``attrs`` (JSON-able), ``weights`` (name -> array)."""
+
+    __slots__ = ("kind", "name", "attrs", "weights", "layers")
+
+    def __init__(self, kind, *, name=None, attrs=None, weights=None, layers=None):
+        check_choice("kind", kind, LAYER_KINDS)
+        required, optional, defaults = LAYER_KINDS[kind]
+        self.kind = kind
+        self.name = name or kind
+        merged = dict(defaults)
+        for k, v in (attrs or {}).items():
+            if k not in defaults:
+                raise ParameterError(f"layer {self.name!r} ({kind}): unknown attribute {k!r}; "
+                                     f"known: {sorted(defaults)}")
+            merged[k] = _jsonable(v)
+        self.attrs = merged
+        weights = dict(weights or {})
+        for k in required:
+            if weights.get(k) is None:
+                raise FormatError(f"layer {self.name!r} ({kind}): missing weight {k!r}")
+        for k in list(weights):
+            if k not in required + optional:
+                raise FormatError(f"layer {self.name!r} ({kind}): unknown weight {k!r}; "
+                                  f"expected {list(required + optional)}")
+            if weights[k] is None:
+                del weights[k]
+        self.weights = weights
+        if kind == "residual":
+            self.layers = list(layers or [])
+        elif layers:
+            raise FormatError(f"layer {self.name!r}: only 'residual' layers hold sub-layers")
+        else:
+            self.layers = None
+
+    def w(self, name):
+        """The decoded ndarray of weight ``name`` (None if absent)."""
+        v = self.weights.get(name)
+        return None if v is None else materialize(v)
+
+    def copy(self):
+        """Shallow copy: new dicts and sub-layer list, weight arrays shared."""
+        return Layer(self.kind, name=self.name, attrs=_copy.deepcopy(self.attrs),
+                     weights=dict(self.weights),
+                     layers=[s.copy() for s in self.layers] if self.layers is not None else None)
+
+    def n_params(self):
+        """Number of weight elements (decoded shapes)."""
+        n = sum(int(np.prod(v.shape)) for k, v in self.weights.items() if k != "index_map")
+        return n + sum(s.n_params() for s in (self.layers or []))
+
+    def __repr__(self):
+        shapes = {k: tuple(v.shape) for k, v in self.weights.items()}
+        return f"Layer({self.kind!r}, name={self.name!r}, attrs={self.attrs}, weights={shapes})"
+
+
+def _forward_layer(layer, x, precision):
+    k, a = layer.kind, layer.attrs
+    if k == "dense":
+        return L.dense(x, layer.w("W"), layer.w("b"), precision=precision)
+    if k == "conv2d":
+        return L.conv2d(x, layer.w("W"), layer.w("b"), stride=a["stride"], padding=a["padding"],
+                        dilation=a["dilation"], groups=a["groups"], layout=a["layout"],
+                        precision=precision)
+    if k == "max_pool2d":
+        return L.max_pool2d(x, a["size"], stride=a["stride"], padding=a["padding"],
+                            layout=a["layout"])
+    if k == "avg_pool2d":
+        return L.avg_pool2d(x, a["size"], stride=a["stride"], padding=a["padding"],
+                            count_include_pad=a["count_include_pad"], layout=a["layout"],
+                            precision=precision)
+    if k == "flatten":
+        return L.flatten(x, layout=a["layout"])
+    if k == "reshape":
+        return L.reshape(x, a["shape"])
+    if k == "dropout":
+        return x
+    if k == "activation":
+        f = a["function"]
+        if f == "hard_sigmoid":
+            return L.hard_sigmoid(x, variant=a["variant"], precision=precision)
+        if f == "softmax":
+            return L.softmax(x, a["axis"], precision=precision)
+        from .layers.activations import apply_activation
+        return apply_activation(f, x, precision=precision)
+    if k == "batch_norm":
+        return L.batch_norm(x, layer.w("gamma"), layer.w("beta"), layer.w("mean"), layer.w("var"),
+                            eps=a["eps"], layout=a["layout"], precision=precision)
+    if k in ("lstm", "gru", "mgu", "simple_rnn"):
+        fn = {"lstm": L.lstm, "gru": L.gru, "mgu": L.mgu, "simple_rnn": L.simple_rnn}[k]
+        extra = {}
+        if k == "gru":
+            extra["reset_after"] = a["reset_after"]
+        if k == "simple_rnn":
+            extra["activation"] = a["activation"]
+        seq, _ = fn(x, layer.w("W_ih"), layer.w("W_hh"), layer.w("b_ih"), layer.w("b_hh"),
+                    return_sequences=a["return_sequences"], precision=precision, **extra)
+        return seq
+    if k == "residual":
+        return _residual(layer, x, precision)
+    raise FormatError(f"unknown layer kind {k!r}")  # unreachable: kinds checked on construction
+
+
+def _residual(layer, x, precision):
+    fx = x
+    for i, sub in enumerate(layer.layers):
+        fx = _run_layer(sub, fx, precision, f"{layer.name}/{i}")
+    channel_axis = x.ndim - 1 if (x.ndim == 4 and layer.attrs["layout"] == "NHWC") else 1
+    idx = layer.weights.get("index_map")
+    if idx is None:
+        if fx.shape != x.shape:
+            raise ShapeError(f"residual block {layer.name!r}: block output {fx.shape} differs "
+                             f"from shortcut {x.shape} and there is no index_map")
+        # One float addition per element, rounded to the dtype (exact IEEE add).
+        return x + fx
+    idx = np.asarray(idx)
+    expect = list(x.shape)
+    expect[channel_axis] = idx.size
+    if list(fx.shape) != expect:
+        raise ShapeError(f"residual block {layer.name!r}: block output {fx.shape} does not "
+                         f"match the shortcut {x.shape} restricted to {idx.size} channels")
+    # Selective addition (seed 003 §4.5): kept channels get the block output.
+    y = x.copy()
+    sl = [slice(None)] * x.ndim
+    sl[channel_axis] = idx
+    y[tuple(sl)] = x[tuple(sl)] + fx
+    return y
+
+
+def _run_layer(layer, x, precision, path):
+    try:
+        return _forward_layer(layer, x, precision)
+    except (ShapeError, FormatError) as exc:
+        msg = str(exc)
+        if msg.startswith("layer "):
+            raise
+        raise type(exc)(f"layer {path} ({layer.kind} {layer.name!r}): {msg}") from None
+
+
+class Model:
+    """An ordered sequence of :class:`Layer` objects.
+
+    Parameters
+    ----------
+    layers : list of Layer
+    name : str
+    input_shape : tuple of int, optional
+        Shape of one input sample (without the batch axis).  When given,
+        shapes are checked between consecutive layers at construction and
+        on load.
+    metadata : dict, optional
+        JSON-able provenance (seeds, versions, accuracy...), saved with the model.
+    """
+
+    def __init__(self, layers, *, name="model", input_shape=None, metadata=None):
+        self.layers = list(layers)
+        for i, layer in enumerate(self.layers):
+            if not isinstance(layer, Layer):
+                raise ParameterError(f"layers[{i}] must be a refcomp.Layer, got "
+                                     f"{type(layer).__name__}")
+        self.name = str(name)
+        self.input_shape = None if input_shape is None else tuple(int(s) for s in input_shape)
+        self.metadata = dict(metadata or {})
+        if self.input_shape is not None:
+            self.output_shapes()
+
+    # -- structure --------------------------------------------------------------
+    def named_layers(self):
+        """Yield ``(path, layer)`` depth first; paths "0", "1", "3/0" (inside residual 3)."""
+        def walk(seq, prefix):
+            for i, layer in enumerate(seq):
+                path = f"{prefix}{i}"
+                yield path, layer
+                if layer.layers is not None:
+                    yield from walk(layer.layers, path + "/")
+        yield from walk(self.layers, "")
+
+    def get_layer(self, path):
+        """The layer at ``path`` (as given by :meth:`named_layers`)."""
+        seq, layer = self.layers, None
+        for part in str(path).split("/"):
+            try:
+                layer = seq[int(part)]
+            except (ValueError, IndexError, TypeError):
+                raise ParameterError(f"no layer at path {path!r}") from None
+            seq = layer.layers or []
+        return layer
+
+    def copy(self):
+        """Structural copy; weight arrays are shared (they are never mutated in place)."""
+        return Model([l.copy() for l in self.layers], name=self.name,
+                     input_shape=self.input_shape, metadata=_copy.deepcopy(self.metadata))
+
+    def replace_weights(self, mapping):
+        """New model with ``{(path, weight_name): value}`` replaced (None removes an optional weight)."""
+        new = self.copy()
+        for (path, wname), value in mapping.items():
+            layer = new.get_layer(path)
+            required, optional, _ = LAYER_KINDS[layer.kind]
+            if wname not in required + optional:
+                raise ParameterError(f"layer {path} ({layer.kind}) has no weight {wname!r}")
+            if value is None:
+                if wname in required:
+                    raise ParameterError(f"weight {wname!r} of layer {path} is required")
+                layer.weights.pop(wname, None)
+            else:
+                layer.weights[wname] = value
+        if new.input_shape is not None:
+            new.output_shapes()
+        return new
+
+    def n_params(self):
+        return sum(l.n_params() for l in self.layers)
+
+    # -- forward ----------------------------------------------------------------
+    def __call__(self, x, *, precision="reference"):
+        """Run the forward pass on a batch ``x`` (N, *input_shape); see :mod:`refcomp.layers`."""
+        as_float_array("x", x)
+        if self.input_shape is not None and tuple(x.shape[1:]) != self.input_shape:
+            raise ShapeError(f"x must have shape (N, {', '.join(map(str, self.input_shape))}) "
+                             f"for model {self.name!r}, got {describe(x)}")
+        for i, layer in enumerate(self.layers):
+            x = _run_layer(layer, x, precision, str(i))
+        return x
+
+    def forward_all(self, x, *, precision="reference"):
+        """Outputs after every top-level layer: list of arrays (index i = after layer i)."""
+        outs = []
+        for i, layer in enumerate(self.layers):
+            x = _run_layer(layer, x, precision, str(i))
+            outs.append(x)
+        return outs
+
+    def forward_from(self, start, x, *, precision="reference"):
+        """Run top-level layers ``start, start+1, ...`` on the activation ``x``."""
+        for i in range(start, len(self.layers)):
+            x = _run_layer(self.layers[i], x, precision, str(i))
+        return x
+
+    def output_shapes(self, dtype=np.float32):
+        """Per top-level layer output shape (without batch), by a zero-batch forward pass.
+
+        Raises ShapeError naming the first layer whose shapes do not fit.
+        """
+        if self.input_shape is None:
+            raise ParameterError(f"model {self.name!r} has no input_shape")
+        dtype = self._dtype() or dtype
+        x = np.zeros((0,) + self.input_shape, dtype=dtype)
+        return [tuple(o.shape[1:]) for o in self.forward_all(x, precision="fast")]
+
+    def _dtype(self):
+        for _, layer in self.named_layers():
+            for v in layer.weights.values():
+                dt = getattr(v, "dtype", None)
+                if dt is not None and np.dtype(dt).kind == "f":
+                    return np.dtype(dt)
+        return None
+
+    # -- reporting ----------------------------------------------------------------
+    def layer_table(self):
+        """Per-layer rows: path, kind, name, output shape, params, bytes (as stored)."""
+        shapes = None
+        if self.input_shape is not None:
+            try:
+                shapes = self.output_shapes()
+            except ShapeError:
+                shapes = None
+        rows = []
+        for path, layer in self.named_layers():
+            own = {k: v for k, v in layer.weights.items() if k != "index_map"}
+            params = sum(int(np.prod(v.shape)) for v in own.values())
+            nbytes = sum(_stored_bytes(v) for v in layer.weights.values())
+            top = "/" not in path
+            rows.append({"path": path, "kind": layer.kind, "name": layer.name,
+                         "output_shape": shapes[int(path)] if (shapes and top) else None,
+                         "params": params, "bytes": nbytes,
+                         "encodings": {k: _encoding_name(v) for k, v in layer.weights.items()}})
+        return rows
+
+    def summary(self):
+        """Human-readable table of :meth:`layer_table` with totals (a str)."""
+        rows = self.layer_table()
+        lines = [f"Model {self.name!r}  input_shape={self.input_shape}",
+                 f"{'path':<7}{'kind':<12}{'name':<18}{'output':<18}{'params':>10}{'bytes':>12}"]
+        for r in rows:
+            out = "" if r["output_shape"] is None else str(r["output_shape"])
+            lines.append(f"{r['path']:<7}{r['kind']:<12}{r['name'][:17]:<18}{out:<18}"
+                         f"{r['params']:>10}{r['bytes']:>12}")
+        lines.append(f"total params {sum(r['params'] for r in rows)}, "
+                     f"bytes {sum(r['bytes'] for r in rows)}")
+        return "\n".join(lines)
+
+    def __repr__(self):
+        return f"Model({self.name!r}, {len(self.layers)} layers, {self.n_params()} params)"
+
+
+def _stored_bytes(v):
+    if isinstance(v, np.ndarray):
+        return int(v.nbytes)
+    bits = getattr(v, "stored_bits", None)
+    if callable(bits):
+        return (int(bits()) + 7) // 8
+    return int(materialize(v).nbytes)
+
+
+def _encoding_name(v):
+    return "raw" if isinstance(v, np.ndarray) else type(v).__name__
