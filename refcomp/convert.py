@@ -1,0 +1,246 @@
+"""Weight-layout converters between Keras, ONNX and refcomp's canonical layouts.
+
+Canonical (PyTorch) layouts: dense W (out, in); conv W OIHW; LSTM gate
+blocks i, f, g, o along rows of W_ih (4H, F) / W_hh (4H, H) with two biases;
+GRU r, z, n with W_ih (3H, F) / W_hh (3H, H) and two biases.
+
+Gate orders (FACTS.md §1-2): Keras LSTM i,f,c,o (columns); ONNX LSTM
+i,o,f,c (rows); Keras and ONNX GRU z,r,h.  Every converter only transposes
+and permutes blocks (exact), returns new C-contiguous arrays of the input
+dtype, and has an inverse; the one arithmetic step is merging two biases
+into one where the target has a single bias (documented per function).
+"""
+
+import numpy as np
+
+from ._errors import ShapeError
+from ._validate import as_float_array, check_same_dtype, describe
+
+__all__ = ["lstm_from_keras", "lstm_to_keras", "lstm_from_onnx", "lstm_to_onnx",
+           "gru_from_keras", "gru_to_keras", "gru_from_onnx", "gru_to_onnx",
+           "dense_from_keras", "dense_to_keras", "conv2d_from_keras", "conv2d_to_keras",
+           "dense_from_keras_after_flatten", "dense_to_keras_after_flatten"]
+
+_LSTM_ONNX_FROM_CANON = (0, 3, 1, 2)   # ONNX block k = canonical block [..][k]: i,o,f,c
+_LSTM_CANON_FROM_ONNX = (0, 2, 3, 1)   # canonical i,f,g,o taken from ONNX i,o,f,c
+_GRU_SWAP = (1, 0, 2)                  # r,z,n <-> z,r,h (an involution)
+
+
+def _blocks(a, order, gates, axis):
+    parts = np.split(a, gates, axis=axis)
+    return np.ascontiguousarray(np.concatenate([parts[k] for k in order], axis=axis))
+
+
+def _merge_biases(b1, b2):
+    """One bias from two: b1 + b2 rounded once in the dtype; exact (b1 returned
+    unchanged, sign of zero included) when b2 is absent or all zeros."""
+    if b1 is None and b2 is None:
+        return None
+    if b2 is None or not np.any(b2):
+        return np.array(b1, copy=True) if b1 is not None else np.zeros_like(b2)
+    if b1 is None:
+        return np.array(b2, copy=True)
+    return b1 + b2
+
+
+def _check_rnn_keras(kernel, recurrent_kernel, gates):
+    as_float_array("kernel", kernel, ndim=2)
+    as_float_array("recurrent_kernel", recurrent_kernel, ndim=2)
+    check_same_dtype([("kernel", kernel), ("recurrent_kernel", recurrent_kernel)])
+    h = recurrent_kernel.shape[0]
+    if recurrent_kernel.shape != (h, gates * h) or kernel.shape[1] != gates * h:
+        raise ShapeError(f"Keras RNN kernels must be (F, {gates}H) and (H, {gates}H); got kernel "
+                         f"{describe(kernel)}, recurrent_kernel {describe(recurrent_kernel)}")
+    return h
+
+
+def lstm_from_keras(kernel, recurrent_kernel, bias=None):
+    """Keras LSTM (kernel (F, 4H), recurrent_kernel (H, 4H), bias (4H,)) ->
+    (W_ih (4H, F), W_hh (4H, H), b_ih, b_hh).
+
+    Same gate order (Keras c == canonical g); b_ih = bias, b_hh = zeros
+    (Keras has one bias).  Exact.
+    """
+    h = _check_rnn_keras(kernel, recurrent_kernel, 4)
+    b_ih = b_hh = None
+    if bias is not None:
+        as_float_array("bias", bias, ndim=1)
+        if bias.shape != (4 * h,):
+            raise ShapeError(f"bias must be ({4 * h},), got {describe(bias)}")
+        b_ih, b_hh = np.array(bias, copy=True), np.zeros_like(bias)
+    return (np.ascontiguousarray(kernel.T), np.ascontiguousarray(recurrent_kernel.T), b_ih, b_hh)
+
+
+def lstm_to_keras(W_ih, W_hh, b_ih=None, b_hh=None):
+    """Inverse of :func:`lstm_from_keras`: (kernel, recurrent_kernel, bias).
+
+    bias = b_ih + b_hh in the dtype (one rounding; exact and b_ih returned
+    unchanged when b_hh is absent or zero, as after :func:`lstm_from_keras`).
+    """
+    return (np.ascontiguousarray(W_ih.T), np.ascontiguousarray(W_hh.T), _merge_biases(b_ih, b_hh))
+
+
+def _squeeze_dir(name, a, ndim):
+    as_float_array(name, a)
+    if a.ndim == ndim + 1:
+        if a.shape[0] != 1:
+            raise ShapeError(f"{name} has num_directions={a.shape[0]}; only forward "
+                             f"(num_directions=1) is supported, got {describe(a)}")
+        a = a[0]
+    if a.ndim != ndim:
+        raise ShapeError(f"{name} must have {ndim} (or {ndim + 1} with a direction axis) "
+                         f"dimensions, got {describe(a)}")
+    return a
+
+
+def lstm_from_onnx(W, R, B=None):
+    """ONNX LSTM (W [1, 4H, F], R [1, 4H, H], B [1, 8H], gates i,o,f,c) ->
+    (W_ih, W_hh, b_ih, b_hh) in gate order i,f,g,o.  The direction axis may
+    be omitted.  b_ih = Wb, b_hh = Rb (kept apart, exact)."""
+    W, R = _squeeze_dir("W", W, 2), _squeeze_dir("R", R, 2)
+    check_same_dtype([("W", W), ("R", R)])
+    h = R.shape[1]
+    if W.shape[0] != 4 * h or R.shape[0] != 4 * h:
+        raise ShapeError(f"ONNX LSTM W/R must have 4H={4 * h} rows; W {describe(W)}, R {describe(R)}")
+    b_ih = b_hh = None
+    if B is not None:
+        B = _squeeze_dir("B", B, 1)
+        if B.shape != (8 * h,):
+            raise ShapeError(f"B must have 8H={8 * h} elements, got {describe(B)}")
+        b_ih = _blocks(B[:4 * h], _LSTM_CANON_FROM_ONNX, 4, 0)
+        b_hh = _blocks(B[4 * h:], _LSTM_CANON_FROM_ONNX, 4, 0)
+    return (_blocks(W, _LSTM_CANON_FROM_ONNX, 4, 0), _blocks(R, _LSTM_CANON_FROM_ONNX, 4, 0),
+            b_ih, b_hh)
+
+
+def lstm_to_onnx(W_ih, W_hh, b_ih=None, b_hh=None):
+    """Inverse of :func:`lstm_from_onnx`: (W [1,4H,F], R [1,4H,H], B [1,8H]); exact."""
+    W = _blocks(W_ih, _LSTM_ONNX_FROM_CANON, 4, 0)[None]
+    R = _blocks(W_hh, _LSTM_ONNX_FROM_CANON, 4, 0)[None]
+    h = W_hh.shape[1]
+    zero = np.zeros(4 * h, dtype=W_ih.dtype)
+    bi = zero if b_ih is None else b_ih
+    bh = zero if b_hh is None else b_hh
+    B = np.concatenate([_blocks(bi, _LSTM_ONNX_FROM_CANON, 4, 0),
+                        _blocks(bh, _LSTM_ONNX_FROM_CANON, 4, 0)])[None]
+    return W, R, B
+
+
+def gru_from_keras(kernel, recurrent_kernel, bias=None, *, reset_after):
+    """Keras GRU (kernel (F, 3H), recurrent_kernel (H, 3H), gates z,r,h) ->
+    (W_ih, W_hh, b_ih, b_hh) in gate order r,z,n.
+
+    reset_after=True: bias (2, 3H), row 0 -> b_ih, row 1 -> b_hh.
+    reset_after=False: bias (3H,) -> b_ih, b_hh = zeros (the Cho form of
+    :func:`refcomp.layers.gru` with ``reset_after=False``).  Exact.
+    """
+    h = _check_rnn_keras(kernel, recurrent_kernel, 3)
+    W_ih = _blocks(np.ascontiguousarray(kernel.T), _GRU_SWAP, 3, 0)
+    W_hh = _blocks(np.ascontiguousarray(recurrent_kernel.T), _GRU_SWAP, 3, 0)
+    b_ih = b_hh = None
+    if bias is not None:
+        as_float_array("bias", bias)
+        want = (2, 3 * h) if reset_after else (3 * h,)
+        if bias.shape != want:
+            raise ShapeError(f"bias must have shape {want} for reset_after={reset_after}, "
+                             f"got {describe(bias)}")
+        if reset_after:
+            b_ih, b_hh = _blocks(bias[0], _GRU_SWAP, 3, 0), _blocks(bias[1], _GRU_SWAP, 3, 0)
+        else:
+            b_ih, b_hh = _blocks(bias, _GRU_SWAP, 3, 0), np.zeros_like(bias)
+    return W_ih, W_hh, b_ih, b_hh
+
+
+def gru_to_keras(W_ih, W_hh, b_ih=None, b_hh=None, *, reset_after):
+    """Inverse of :func:`gru_from_keras`: (kernel, recurrent_kernel, bias).
+
+    reset_after=False merges b_ih + b_hh (one rounding; exact when b_hh is
+    absent or zero).  That merge is only equivalent for the reset-before
+    formula, where both biases sit outside the reset product.
+    """
+    kernel = np.ascontiguousarray(_blocks(W_ih, _GRU_SWAP, 3, 0).T)
+    rec = np.ascontiguousarray(_blocks(W_hh, _GRU_SWAP, 3, 0).T)
+    if b_ih is None and b_hh is None:
+        return kernel, rec, None
+    h = W_hh.shape[1]
+    zero = np.zeros(3 * h, dtype=W_ih.dtype)
+    bi = zero if b_ih is None else b_ih
+    bh = zero if b_hh is None else b_hh
+    if reset_after:
+        return kernel, rec, np.stack([_blocks(bi, _GRU_SWAP, 3, 0), _blocks(bh, _GRU_SWAP, 3, 0)])
+    return kernel, rec, _blocks(_merge_biases(bi, bh), _GRU_SWAP, 3, 0)
+
+
+def gru_from_onnx(W, R, B=None, *, linear_before_reset):
+    """ONNX GRU (W [1, 3H, F], R [1, 3H, H], B [1, 6H], gates z,r,h) ->
+    (W_ih, W_hh, b_ih, b_hh) in r,z,n.  Use with ``refcomp.layers.gru(...,
+    reset_after=bool(linear_before_reset))``: for lbr=0 ONNX adds Rbh outside
+    the reset product, exactly as refcomp's reset_before form adds b_hn.  Exact."""
+    W, R = _squeeze_dir("W", W, 2), _squeeze_dir("R", R, 2)
+    check_same_dtype([("W", W), ("R", R)])
+    h = R.shape[1]
+    if W.shape[0] != 3 * h or R.shape[0] != 3 * h:
+        raise ShapeError(f"ONNX GRU W/R must have 3H={3 * h} rows; W {describe(W)}, R {describe(R)}")
+    del linear_before_reset  # layout does not depend on it; kept for an explicit call site
+    b_ih = b_hh = None
+    if B is not None:
+        B = _squeeze_dir("B", B, 1)
+        if B.shape != (6 * h,):
+            raise ShapeError(f"B must have 6H={6 * h} elements, got {describe(B)}")
+        b_ih, b_hh = _blocks(B[:3 * h], _GRU_SWAP, 3, 0), _blocks(B[3 * h:], _GRU_SWAP, 3, 0)
+    return _blocks(W, _GRU_SWAP, 3, 0), _blocks(R, _GRU_SWAP, 3, 0), b_ih, b_hh
+
+
+def gru_to_onnx(W_ih, W_hh, b_ih=None, b_hh=None):
+    """Inverse of :func:`gru_from_onnx`: (W [1,3H,F], R [1,3H,H], B [1,6H]); exact.
+    Export with ``linear_before_reset=1`` for reset_after=True models."""
+    h = W_hh.shape[1]
+    zero = np.zeros(3 * h, dtype=W_ih.dtype)
+    bi = zero if b_ih is None else b_ih
+    bh = zero if b_hh is None else b_hh
+    B = np.concatenate([_blocks(bi, _GRU_SWAP, 3, 0), _blocks(bh, _GRU_SWAP, 3, 0)])[None]
+    return _blocks(W_ih, _GRU_SWAP, 3, 0)[None], _blocks(W_hh, _GRU_SWAP, 3, 0)[None], B
+
+
+def dense_from_keras(kernel, bias=None):
+    """Keras Dense kernel (in, out) -> W (out, in); bias copied.  Exact."""
+    as_float_array("kernel", kernel, ndim=2)
+    return np.ascontiguousarray(kernel.T), (None if bias is None else np.array(bias, copy=True))
+
+
+def dense_to_keras(W, b=None):
+    """Inverse of :func:`dense_from_keras`."""
+    return np.ascontiguousarray(W.T), (None if b is None else np.array(b, copy=True))
+
+
+def conv2d_from_keras(kernel):
+    """Keras/TF Conv2D kernel HWIO (kh, kw, C/groups, O) -> OIHW (FACTS.md §3.1).  Exact."""
+    as_float_array("kernel", kernel, ndim=4)
+    return np.ascontiguousarray(kernel.transpose(3, 2, 0, 1))
+
+
+def conv2d_to_keras(W):
+    """OIHW -> HWIO, inverse of :func:`conv2d_from_keras`."""
+    as_float_array("W", W, ndim=4)
+    return np.ascontiguousarray(W.transpose(2, 3, 1, 0))
+
+
+def dense_from_keras_after_flatten(kernel, hwc):
+    """Keras Dense kernel (H*W*C, U) that follows a channels_last Flatten ->
+    W (U, C*H*W) for an NCHW flatten (FACTS.md §3.2).  Exact permutation."""
+    as_float_array("kernel", kernel, ndim=2)
+    h, w, c = (int(v) for v in hwc)
+    if kernel.shape[0] != h * w * c:
+        raise ShapeError(f"kernel has {kernel.shape[0]} rows, expected H*W*C = {h * w * c}")
+    u = kernel.shape[1]
+    return np.ascontiguousarray(kernel.reshape(h, w, c, u).transpose(3, 2, 0, 1).reshape(u, c * h * w))
+
+
+def dense_to_keras_after_flatten(W, hwc):
+    """Inverse of :func:`dense_from_keras_after_flatten`: W (U, C*H*W) -> kernel (H*W*C, U)."""
+    as_float_array("W", W, ndim=2)
+    h, w, c = (int(v) for v in hwc)
+    if W.shape[1] != h * w * c:
+        raise ShapeError(f"W has {W.shape[1]} columns, expected C*H*W = {h * w * c}")
+    u = W.shape[0]
+    return np.ascontiguousarray(W.reshape(u, c, h, w).transpose(2, 3, 1, 0).reshape(h * w * c, u))
