@@ -14,6 +14,7 @@ from .. import __version__
 from .._errors import FormatError, ParameterError, RefcompError
 from ..model import LAYER_KINDS, Layer, Model
 from ._atomic import atomic_path
+from ._h5util import write_dataset
 
 __all__ = ["save", "load", "register_encoding", "read_arrays", "write_arrays",
            "FORMAT_NAME", "FORMAT_VERSION", "MAX_ELEMENTS"]
@@ -54,7 +55,7 @@ def _write_layer(group, layer):
     wg = group.create_group("weights")
     for wname, value in layer.weights.items():
         if isinstance(value, np.ndarray):
-            ds = wg.create_dataset(wname, data=value)
+            ds = write_dataset(wg, wname, value)
             ds.attrs["encoding"] = "raw"
         elif hasattr(value, "to_hdf5"):
             value.to_hdf5(wg.create_group(wname))
@@ -255,6 +256,6 @@ def write_arrays(path, arrays, *, attrs=None):
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             for n, a in arrays.items():
-                ds = f.create_dataset(n.lstrip("/"), data=a)
+                ds = write_dataset(f, n.lstrip("/"), a)
                 for k, v in ((attrs or {}).get(n) or {}).items():
                     ds.attrs[k] = v

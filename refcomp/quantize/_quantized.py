@@ -11,6 +11,7 @@ import numpy as np
 
 from .._bitpack import pack_codes, unpack_codes
 from .._errors import DecodeError, FormatError, ParameterError
+from ..io._h5util import write_dataset
 
 __all__ = ["Quantized", "register_decoder", "narrowest_code_dtype"]
 
@@ -152,11 +153,11 @@ class Quantized:
         group.attrs["code_min"] = code_min
         group.attrs["shape"] = np.asarray(self.codes.shape, dtype=np.int64)
         offs = self.codes.astype(np.int64) - code_min
-        group.create_dataset("codes", data=pack_codes(offs.astype(np.uint64), self.bits))
+        write_dataset(group, "codes", pack_codes(offs.astype(np.uint64), self.bits))
         params = group.create_group("params")
         for k, v in self.params.items():
             if isinstance(v, np.ndarray):
-                params.create_dataset(k, data=v)
+                write_dataset(params, k, v)
             elif v is None:
                 params.attrs[k] = "__none__"
             elif isinstance(v, bool):

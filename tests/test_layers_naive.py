@@ -1,0 +1,176 @@
+"""Every layer against an independent naive float64 loop (tests/naive.py)."""
+
+import math
+
+import numpy as np
+import pytest
+
+import naive
+import refcomp.layers as L
+from refcomp.testing import assert_bits_equal
+
+RNG = np.random.default_rng(1234)
+
+
+def rand(*shape, dtype=np.float32):
+    return RNG.standard_normal(shape).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_matches_naive_bitwise(dtype):
+    x, W, b = rand(5, 17, dtype=dtype), rand(7, 17, dtype=dtype), rand(7, dtype=dtype)
+    y = L.dense(x, W, b)
+    assert y.dtype == dtype
+    assert_bits_equal(y, naive.dense(x, W, b).astype(dtype))
+
+
+def test_dense_no_bias_and_empty_reduction():
+    x, W = np.zeros((2, 0), np.float32), np.zeros((3, 0), np.float32)
+    y = L.dense(x, W)
+    assert_bits_equal(y, np.zeros((2, 3), np.float32))      # +0.0, not -0.0
+
+
+@pytest.mark.parametrize("stride,padding,dilation,groups", [
+    (1, 0, 1, 1), (2, 1, 1, 1), ((2, 1), ((0, 2), (1, 0)), (1, 2), 1), (1, "same", 1, 2),
+    (2, "same", 1, 1), (3, "same", 2, 1), (1, "valid", 1, 4)])
+def test_conv2d_matches_naive_bitwise(stride, padding, dilation, groups):
+    x = rand(2, 4, 9, 8)
+    W = rand(8, 4 // groups, 3, 2)
+    b = rand(8)
+    y = L.conv2d(x, W, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    from refcomp.layers._common import pair, resolve_padding
+    s, d = pair("s", stride), pair("d", dilation)
+    pads = resolve_padding(padding, (9, 8), (3, 2), s, d)
+    ref = naive.conv2d(x, W, b, s, pads, d, groups).astype(np.float32)
+    assert_bits_equal(y, ref)
+
+
+@pytest.mark.parametrize("k,s,p", [(2, None, 0), (3, 2, 1), ((2, 3), (1, 2), ((1, 0), (0, 2)))])
+def test_pools_match_naive(k, s, p):
+    from refcomp.layers._common import pair, resolve_padding
+    x = rand(2, 3, 7, 8)
+    kk = pair("k", k)
+    ss = kk if s is None else pair("s", s)
+    pads = resolve_padding(p, (7, 8), kk, ss, (1, 1))
+    assert_bits_equal(L.max_pool2d(x, k, stride=s, padding=p),
+                      naive.pool2d(x, kk, ss, pads, "max").astype(np.float32))
+    for cip in (True, False):
+        assert_bits_equal(L.avg_pool2d(x, k, stride=s, padding=p, count_include_pad=cip),
+                          naive.pool2d(x, kk, ss, pads, "avg", cip).astype(np.float32))
+
+
+def test_max_pool_nan_propagates():
+    x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+    x[0, 0, 0, 0] = np.nan
+    y = L.max_pool2d(x, 2)
+    assert np.isnan(y[0, 0, 0, 0]) and y[0, 0, 1, 1] == 15
+
+
+def test_activations_golden():
+    x = np.array([-np.inf, -3.0, -2.5, -0.0, 0.0, 1.5, 2.5, 3.0, np.inf, np.nan], np.float32)
+    r = L.relu(x)
+    assert_bits_equal(r, np.array([0, 0, 0, 0, 0, 1.5, 2.5, 3, np.inf, np.nan], np.float32))
+    h3 = L.hard_sigmoid(x)
+    assert list(h3[:9]) == [0, 0, np.float32(-2.5 / 6 + 0.5), 0.5, 0.5, 0.75,
+                            np.float32(2.5 / 6 + 0.5), 1, 1]
+    h2 = L.hard_sigmoid(x, variant="keras2")
+    assert list(h2[:9]) == [0, 0, 0, 0.5, 0.5, np.float32(0.8), 1, 1, 1]
+    s = L.sigmoid(x)
+    assert s[0] == 0 and s[8] == 1 and s[3] == 0.5 and np.isnan(s[9])
+    for v, got in zip(x[1:8], s[1:8]):
+        assert got == np.float32(naive.sig(float(v)))
+    t = L.tanh(x)
+    for v, got in zip(x[:9], t[:9]):
+        assert got == np.float32(math.tanh(float(v)))
+    assert L.linear(x) is x
+
+
+def test_softmax_stable_and_matches_definition():
+    x = np.array([[1000.0, 1001.0, 999.0], [-5.0, 0.0, 5.0]], np.float64)
+    y = L.softmax(x)
+    for row, out in zip(x, y):
+        m = max(row)
+        e = [math.exp(v - m) for v in row]
+        s = 0.0
+        for v in e:
+            s += v
+        assert list(out) == [v / s for v in e]
+    assert_bits_equal(L.softmax(x.T, axis=0), y.T.copy())
+
+
+def test_batch_norm_and_fold():
+    x = rand(3, 4, 5, 5, dtype=np.float64)
+    g, be, m, v = rand(4, dtype=np.float64), rand(4, dtype=np.float64), rand(4, dtype=np.float64), \
+        np.abs(rand(4, dtype=np.float64)) + 0.1
+    y = L.batch_norm(x, g, be, m, v, eps=1e-3)
+    for c in range(4):
+        s = g[c] / math.sqrt(v[c] + 1e-3)
+        np.testing.assert_array_equal(y[:, c], (x[:, c] - m[c]) * s + be[c])
+    W, b = rand(4, 2, 3, 3, dtype=np.float64), rand(4, dtype=np.float64)
+    xin = rand(2, 2, 6, 6, dtype=np.float64)
+    W2, b2 = L.fold_batch_norm(W, b, g, be, m, v, eps=1e-3)
+    np.testing.assert_allclose(L.conv2d(xin, W2, b2),
+                               L.batch_norm(L.conv2d(xin, W, b), g, be, m, v, eps=1e-3),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_flatten_orders():
+    x = np.arange(24, dtype=np.float32).reshape(1, 2, 3, 4)          # NCHW
+    assert list(L.flatten(x)[0][:5]) == [0, 1, 2, 3, 4]                # (c, h, w)
+    xh = np.ascontiguousarray(x.transpose(0, 2, 3, 1))               # NHWC
+    assert list(L.flatten(xh, layout="NHWC")[0][:4]) == [0, 12, 1, 13]  # (h, w, c)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_lstm_multi_step_matches_naive(dtype):
+    N, T, F, H = 3, 4, 5, 6
+    x = rand(N, T, F, dtype=dtype)
+    Wi, Wh = rand(4 * H, F, dtype=dtype), rand(4 * H, H, dtype=dtype)
+    bi, bh = rand(4 * H, dtype=dtype), rand(4 * H, dtype=dtype)
+    h0, c0 = rand(N, H, dtype=dtype), rand(N, H, dtype=dtype)
+    out, (hT, cT) = L.lstm(x, Wi, Wh, bi, bh, h0=h0, c0=c0)
+    h, c = h0, c0
+    for t in range(T):
+        h64, c64 = naive.lstm_cell(x[:, t], h, c, Wi, Wh, bi, bh)
+        c = c64.astype(dtype)
+        # the contract computes h from the stored (rounded) cell state
+        _, _ = h64, None
+        H_ = H
+        z = naive.dense(x[:, t], Wi, bi) + naive.dense(h, Wh, bh)
+        o = np.vectorize(naive.sig)(z[:, 3 * H_:])
+        h = (o * np.vectorize(math.tanh)(c.astype(np.float64))).astype(dtype)
+        assert_bits_equal(out[:, t], h)
+    assert_bits_equal(hT, h)
+    assert_bits_equal(cT, c)
+    last, _ = L.lstm(x, Wi, Wh, bi, bh, h0=h0, c0=c0, return_sequences=False)
+    assert_bits_equal(last, hT)
+
+
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_gru_multi_step_matches_naive(reset_after):
+    N, T, F, H = 2, 3, 4, 5
+    x = rand(N, T, F, dtype=np.float64)
+    Wi, Wh = rand(3 * H, F, dtype=np.float64), rand(3 * H, H, dtype=np.float64)
+    bi, bh = rand(3 * H, dtype=np.float64), rand(3 * H, dtype=np.float64)
+    h = rand(N, H, dtype=np.float64)
+    out, (hT,) = L.gru(x, Wi, Wh, bi, bh, h0=h, reset_after=reset_after)
+    for t in range(T):
+        h = naive.gru_cell(x[:, t], h, Wi, Wh, bi, bh, reset_after)
+        np.testing.assert_allclose(out[:, t], h, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(hT, h, rtol=0, atol=1e-14)
+
+
+def test_mgu_and_simple_rnn_cell_equations():
+    N, F, H = 3, 4, 5
+    x = rand(N, 1, F, dtype=np.float64)
+    Wi, Wh = rand(2 * H, F, dtype=np.float64), rand(2 * H, H, dtype=np.float64)
+    bi, bh = rand(2 * H, dtype=np.float64), rand(2 * H, dtype=np.float64)
+    h = rand(N, H, dtype=np.float64)
+    _, (h1,) = L.mgu(x, Wi, Wh, bi, bh, h0=h)
+    f = np.vectorize(naive.sig)(naive.dense(x[:, 0], Wi[:H], bi[:H]) + naive.dense(h, Wh[:H], bh[:H]))
+    cand = np.tanh(naive.dense(x[:, 0], Wi[H:], bi[H:]) + naive.dense(f * h, Wh[H:], bh[H:]))
+    np.testing.assert_allclose(h1, (1 - f) * h + f * cand, rtol=0, atol=1e-14)
+    Wi1, Wh1, b1 = Wi[:H], Wh[:H], bi[:H]
+    _, (r1,) = L.simple_rnn(x, Wi1, Wh1, b1, None, h0=h)
+    np.testing.assert_allclose(r1, np.tanh(naive.dense(x[:, 0], Wi1, b1) + naive.dense(h, Wh1)),
+                               rtol=0, atol=1e-15)
