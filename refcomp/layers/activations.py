@@ -21,7 +21,9 @@ def relu(x, *, precision="reference"):
     """max(x, 0): exact.  NaN stays NaN; -0.0 and negatives give +0.0."""
     check_precision(precision)
     as_float_array("x", x)
-    return np.where((x > 0) | np.isnan(x), x, np.zeros((), x.dtype))
+    y = np.maximum(x, x.dtype.type(0))      # NaN propagates; max(-0.0, 0) is -0.0 ...
+    y += x.dtype.type(0)                     # ... and -0.0 + 0.0 = +0.0; other values unchanged
+    return y
 
 
 def linear(x, *, precision="reference"):

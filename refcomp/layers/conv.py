@@ -51,21 +51,34 @@ def _pad(xc, pads, dtype):
     return np.pad(xc.astype(dtype, copy=False), ((0, 0), (0, 0), (t, bo), (le, r)))
 
 
-def _im2col_conv_fast(xp, W, stride, dilation, groups):
-    n, c = xp.shape[:2]
+def _im2col_conv_fast(xp, W, stride, dilation, groups, chunk_bytes=1 << 25):
+    # Channels-last im2col (each copy moves contiguous runs of C values) and
+    # one BLAS GEMM per group, in batch chunks so the column matrix stays
+    # around 32 MB whatever the batch size.
+    n, c, hp, wp = xp.shape
     o, cg, kh, kw = W.shape
     og = o // groups
-    win = np.lib.stride_tricks.sliding_window_view(
-        xp, ((kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1), axis=(2, 3))
-    win = win[:, :, ::stride[0], ::stride[1], ::dilation[0], ::dilation[1]]
-    oh, ow = win.shape[2], win.shape[3]
-    out = np.empty((n, o, oh, ow), dtype=xp.dtype)
-    for g in range(groups):
-        cols = win[:, g * cg:(g + 1) * cg]                       # (N, cg, OH, OW, kh, kw)
-        cols = cols.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, cg * kh * kw)
-        wm = W[g * og:(g + 1) * og].reshape(og, -1)
-        out[:, g * og:(g + 1) * og] = (cols @ wm.T).reshape(n, oh, ow, og).transpose(0, 3, 1, 2)
-    return out
+    oh = (hp - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    ow = (wp - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    xl = np.ascontiguousarray(xp.transpose(0, 2, 3, 1))
+    out = np.empty((n, oh, ow, o), dtype=xp.dtype)
+    step = max(1, chunk_bytes // max(1, oh * ow * cg * kh * kw * xp.dtype.itemsize))
+    wms = [np.ascontiguousarray(W[g * og:(g + 1) * og].transpose(2, 3, 1, 0).reshape(-1, og))
+           for g in range(groups)]
+    for s0 in range(0, n, step):
+        s1 = min(n, s0 + step)
+        cols = np.empty((s1 - s0, oh, ow, kh, kw, cg), dtype=xp.dtype)
+        for g in range(groups):
+            for i in range(kh):
+                r0 = i * dilation[0]
+                for j in range(kw):
+                    c0 = j * dilation[1]
+                    cols[:, :, :, i, j, :] = xl[s0:s1, r0:r0 + (oh - 1) * stride[0] + 1:stride[0],
+                                                c0:c0 + (ow - 1) * stride[1] + 1:stride[1],
+                                                g * cg:(g + 1) * cg]
+            res = cols.reshape(-1, kh * kw * cg) @ wms[g]
+            out[s0:s1, :, :, g * og:(g + 1) * og] = res.reshape(s1 - s0, oh, ow, og)
+    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
 
 
 def conv2d(x, W, b=None, *, stride=1, padding=0, dilation=1, groups=1, layout="NCHW",
@@ -100,8 +113,8 @@ def conv2d(x, W, b=None, *, stride=1, padding=0, dilation=1, groups=1, layout="N
     float64 (exact for float32 data), summed sequentially in float64 over
     input channel c of the group, then kernel row i, then column j (all
     increasing), starting at +0.0; then ``+ b[o]`` in float64 and one
-    rounding (half-even) to the output dtype.  "fast": im2col and BLAS in the
-    input dtype.  NHWC is computed by transposing to NCHW and back (exact).
+    rounding (half-even) to the output dtype.  "fast": im2col and one BLAS GEMM
+    per group in the input dtype (summation order is BLAS's).  NHWC is computed by transposing to NCHW and back (exact).
     """
     check_precision(precision)
     xc, stride, dilation, groups, pads = conv2d_setup(x, W, b, stride, padding, dilation,

@@ -57,10 +57,15 @@ def max_pool2d(x, size, *, stride=None, padding=0, layout="NCHW"):
     xc, k, s, pads = _setup(x, size, stride, padding, layout)
     xp = np.pad(xc, ((0, 0), (0, 0)) + pads, constant_values=-np.inf)
     win = _windows(xp, k, s)
-    flat = win.reshape(win.shape[:4] + (k[0] * k[1],))
-    idx = np.argmax(flat, axis=-1)                      # first maximum; NaN wins (argmax)
-    y = np.take_along_axis(flat, idx[..., None], axis=-1)[..., 0]
-    return from_nchw(np.ascontiguousarray(y), layout)
+    # Sequential np.maximum in row-major window order: NumPy returns the
+    # first operand when they compare equal (so the first of +0.0/-0.0) and
+    # propagates NaN.
+    y = np.array(win[..., 0, 0])
+    for i in range(k[0]):
+        for j in range(k[1]):
+            if i or j:
+                np.maximum(y, win[..., i, j], out=y)
+    return from_nchw(y, layout)
 
 
 def avg_pool2d(x, size, *, stride=None, padding=0, count_include_pad=True, layout="NCHW",

@@ -1,0 +1,142 @@
+"""Forward-pass speed: refcomp fast/reference vs PyTorch CPU and ONNX Runtime.
+
+Models: the MNIST CNN of Resmerita et al. Table 3 (seed 002: 28x28x1 input,
+Conv 3x3 1->32, ReLU, Conv 3x3 32->64, ReLU, MaxPool 2, Flatten, Dense
+9216->128, ReLU, Dense 128->10; 1.2M parameters) on 1000 random inputs,
+and an LSTM(8 -> 64) over 1000 sequences of length 8.  All float32.
+Prints the median of several runs, ratios to ONNX Runtime, and the memory
+floor (np.copyto of the input batch).
+
+    python benchmarks/bench_forward.py [--batch 1000] [--repeat 3]
+"""
+
+import argparse
+import io
+import time
+
+import numpy as np
+
+import refcomp
+from refcomp import Layer, Model
+
+
+def timeit(fn, repeat):
+    fn()                                      # warm-up (JIT compile, caches)
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def cnn(rng):
+    r = lambda *s: (rng.standard_normal(s) * 0.05).astype(np.float32)
+    return Model([
+        Layer("reshape", attrs={"shape": (1, 28, 28)}),
+        Layer("conv2d", weights={"W": r(32, 1, 3, 3), "b": r(32)}),
+        Layer("activation", attrs={"function": "relu"}),
+        Layer("conv2d", weights={"W": r(64, 32, 3, 3), "b": r(64)}),
+        Layer("activation", attrs={"function": "relu"}),
+        Layer("max_pool2d", attrs={"size": 2}),
+        Layer("flatten"),
+        Layer("dense", weights={"W": r(128, 9216), "b": r(128)}),
+        Layer("activation", attrs={"function": "relu"}),
+        Layer("dense", weights={"W": r(10, 128), "b": r(10)}),
+    ], input_shape=(28, 28))
+
+
+def lstm_model(rng):
+    r = lambda *s: (rng.standard_normal(s) * 0.1).astype(np.float32)
+    return Model([Layer("lstm", attrs={"return_sequences": False},
+                        weights={"W_ih": r(256, 8), "W_hh": r(256, 64), "b_ih": r(256), "b_hh": r(256)}),
+                  Layer("dense", weights={"W": r(10, 64), "b": r(10)})], input_shape=(8, 8))
+
+
+def torch_cnn(model):
+    import torch
+    nn = torch.nn
+    t = lambda a: nn.Parameter(torch.from_numpy(a.copy()))
+    net = nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(),
+                        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(9216, 128), nn.ReLU(),
+                        nn.Linear(128, 10)).eval()
+    for idx, li in ((0, 1), (2, 3), (6, 7), (8, 9)):
+        net[idx].weight = t(model.layers[li].weights["W"])
+        net[idx].bias = t(model.layers[li].weights["b"])
+    return net
+
+
+class _TorchLSTM:
+    def __init__(self, model):
+        import torch
+        self.torch = torch
+        lw = model.layers[0].weights
+        self.lstm = torch.nn.LSTM(8, 64, batch_first=True)
+        self.fc = torch.nn.Linear(64, 10)
+        sd = {"weight_ih_l0": lw["W_ih"], "weight_hh_l0": lw["W_hh"], "bias_ih_l0": lw["b_ih"],
+              "bias_hh_l0": lw["b_hh"]}
+        self.lstm.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in sd.items()})
+        dw = model.layers[1].weights
+        self.fc.load_state_dict({"weight": torch.from_numpy(dw["W"].copy()),
+                                 "bias": torch.from_numpy(dw["b"].copy())})
+
+    def module(self):
+        torch = self.torch
+        lstm, fc = self.lstm, self.fc
+
+        class M(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.lstm, self.fc = lstm, fc
+
+            def forward(self, x):
+                _, (h, _) = self.lstm(x)
+                return self.fc(h[0])
+        return M().eval()
+
+
+def ort_session(module, example):
+    import onnxruntime as ort
+    import torch
+    buf = io.BytesIO()
+    torch.onnx.export(module, (torch.from_numpy(example),), buf, input_names=["x"],
+                      output_names=["y"], dynamic_axes={"x": {0: "n"}}, dynamo=False)
+    so = ort.SessionOptions()
+    return ort.InferenceSession(buf.getvalue(), so, providers=["CPUExecutionProvider"])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--batch", type=int, default=1000)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    rng = np.random.default_rng(0)
+    rows = []
+    for name, model, shape in (("cnn", cnn(rng), (28, 28)), ("lstm", lstm_model(rng), (8, 8))):
+        x = rng.standard_normal((args.batch,) + shape).astype(np.float32)
+        res = {}
+        dst = np.empty_like(x)
+        res["np.copyto (floor)"] = timeit(lambda: np.copyto(dst, x), args.repeat)
+        res["refcomp fast"] = timeit(lambda: model(x, precision="fast"), args.repeat)
+        res["refcomp reference"] = timeit(lambda: model(x, precision="reference"), args.repeat)
+        try:
+            import torch
+            mod = torch_cnn(model) if name == "cnn" else _TorchLSTM(model).module()
+            xt = torch.from_numpy(x if name == "lstm" else x[:, None])
+            with torch.no_grad():
+                res["pytorch"] = timeit(lambda: mod(xt), args.repeat)
+                sess = ort_session(mod, xt.numpy()[:2])
+                xo = xt.numpy()
+                res["onnxruntime"] = timeit(lambda: sess.run(None, {"x": xo}), args.repeat)
+        except ImportError as exc:
+            print(f"({name}: frameworks unavailable: {exc})")
+        base = res.get("onnxruntime")
+        for k, v in res.items():
+            ratio = f"{v / base:8.2f}x ORT" if base else ""
+            rows.append(f"{name:<5} {k:<20} {v * 1e3:10.2f} ms {ratio}")
+    print(f"batch={args.batch}, median of {args.repeat}")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
