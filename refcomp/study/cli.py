@@ -1,0 +1,196 @@
+"""``refcomp study`` (the main job) and ``refcomp apply`` sub-commands."""
+
+import fnmatch
+import os
+import sys
+import time
+
+import numpy as np
+
+from .._errors import FormatError, ParameterError
+
+__all__ = ["register", "parse_range", "parse_params"]
+
+
+def parse_range(text, *, name, lo=1, hi=16):
+    """"1-8", "2,4,8" or "3" -> sorted tuple of ints in [lo, hi]."""
+    vals = set()
+    try:
+        for part in str(text).split(","):
+            part = part.strip()
+            if "-" in part:
+                a, b = part.split("-", 1)
+                a, b = int(a), int(b)
+                if a > b:
+                    raise ValueError
+                vals.update(range(a, b + 1))
+            else:
+                vals.add(int(part))
+    except ValueError:
+        raise ParameterError(f"{name} must look like '1-8' or '2,4,8', got {text!r}") from None
+    if not vals or min(vals) < lo or max(vals) > hi:
+        raise ParameterError(f"{name} must lie in [{lo}, {hi}], got {text!r}")
+    return tuple(sorted(vals))
+
+
+def parse_params(pairs):
+    """["k=v", ...] -> dict with int/float/str values."""
+    out = {}
+    for p in pairs or []:
+        if "=" not in p:
+            raise ParameterError(f"--param must be KEY=VALUE, got {p!r}")
+        k, v = p.split("=", 1)
+        for conv in (int, float):
+            try:
+                v = conv(v)
+                break
+            except ValueError:
+                pass
+        out[k.strip()] = v
+    return out
+
+
+def _check_out_dir(path):
+    os.makedirs(path, exist_ok=True)
+    probe = os.path.join(path, ".refcomp-write-test")
+    try:
+        with open(probe, "w") as fh:
+            fh.write("")
+        os.unlink(probe)
+    except OSError as exc:
+        raise FormatError(f"output directory {path!r} is not writable ({exc.strerror})") from None
+
+
+def _cmd_study(args):
+    from ..data import default_data_dir, load_split
+    from ..io.hdf5 import load
+    from .registry import get_method
+    from .report import summary_text, write_report
+    from .run import run_study
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    for m in methods:
+        get_method(m)
+    bits = parse_range(args.bits, name="--bits")
+    adaptive = parse_range(args.adaptive_bits, name="--adaptive-bits")
+    experiments = tuple(e.strip() for e in args.experiments.split(","))
+    for e in experiments:
+        if e not in ("per_layer", "whole", "adaptive"):
+            raise ParameterError(f"unknown experiment {e!r} (per_layer, whole, adaptive)")
+    if args.workers < 1:
+        raise ParameterError(f"--workers must be >= 1, got {args.workers}")
+    model_path = args.model or os.path.join(default_data_dir(), "digits_cnn.h5")
+    model = load(model_path)
+    x, y = load_split(args.data or "test")
+    _check_out_dir(args.out)
+    t0 = time.perf_counter()
+    result = run_study(model, x, y, methods=methods, bits=bits, adaptive_bits=adaptive,
+                       biases=args.biases, precision=args.precision, workers=args.workers,
+                       scheduler=args.scheduler, tradeoff_drop=args.tradeoff_drop / 100.0,
+                       experiments=experiments, max_combinations=args.max_combinations,
+                       reuse=not args.no_reuse, progress=None if not args.quiet else False)
+    elapsed = time.perf_counter() - t0
+    result["settings"]["elapsed_seconds"] = round(elapsed, 3)
+    files = write_report(result, args.out, plots=not args.no_plots)
+    print(summary_text(result))
+    print(f"{len(result['runs'])} runs in {elapsed:.1f} s; wrote {', '.join(files)} to {args.out}")
+    return 0
+
+
+def _cmd_apply(args):
+    from ..io._atomic import atomic_path
+    from ..io._h5util import write_dataset
+    from ..io.hdf5 import read_arrays
+    from .metrics import compression_ratio, parameter_mse
+    from .registry import get_method
+    import h5py
+
+    method = get_method(args.method)
+    params = parse_params(args.param)
+    value = params.pop(method.param, None)
+    if value is None:
+        raise ParameterError(f"method {method.name!r} needs --param {method.param}=VALUE")
+    if params:
+        raise ParameterError(f"unknown parameter(s) {sorted(params)} for method {method.name!r}")
+    if not isinstance(value, int) or not method.min_value <= value <= method.max_value:
+        raise ParameterError(f"{method.param} must be an integer in [{method.min_value}, "
+                             f"{method.max_value}], got {value!r}")
+    arrays = read_arrays(args.input)
+    selected = {k: a for k, a in arrays.items() if fnmatch.fnmatchcase(k, args.datasets)}
+    if not selected:
+        raise ParameterError(f"no dataset of {args.input} matches {args.datasets!r}")
+    report = []
+    results = {}
+    for name, a in selected.items():
+        if a.dtype not in (np.float32, np.float64) or a.size == 0:
+            report.append((name, None))
+            continue
+        res = method.func(np.ascontiguousarray(a).reshape(-1), value)
+        results[name] = (a, res)
+        orig_bits = a.size * a.dtype.itemsize * 8
+        report.append((name, {"mse": parameter_mse([a], [res.decoded.reshape(a.shape)]),
+                              "bits": int(res.bits),
+                              "tau": compression_ratio(orig_bits, res.bits)}))
+    with atomic_path(args.output) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["refcomp_method"] = method.name
+            f.attrs[f"refcomp_{method.param}"] = value
+            for name, a in arrays.items():
+                if name not in results:
+                    write_dataset(f, name, a)         # copied unchanged
+                    continue
+                orig, res = results[name]
+                stats = dict(report)[name]
+                if args.dequantize or res.obj is None or not hasattr(res.obj, "to_hdf5"):
+                    obj = write_dataset(f, name, res.decoded.reshape(orig.shape))
+                else:
+                    obj = f.create_group(name)
+                    res.obj.to_hdf5(obj)
+                    obj.attrs["original_shape"] = np.asarray(orig.shape, dtype=np.int64)
+                for k, v in stats.items():
+                    obj.attrs[k] = v
+    print(f"{'dataset':<40}{'MSE':>12}{'bits':>12}{'tau':>9}")
+    for name, st in report:
+        if st is None:
+            print(f"{name:<40}{'(skipped: not a non-empty float array)':>33}")
+        else:
+            print(f"{name:<40}{st['mse']:>12.4e}{st['bits']:>12}{st['tau']:>9.2f}")
+    print(f"wrote {args.output}")
+    return 0
+
+
+def register(sub):
+    p = sub.add_parser("study", help="the Resmerita et al. quantization study (main job)")
+    p.add_argument("model", nargs="?", default=None,
+                   help="refcomp model file (default: the shipped data/digits_cnn.h5)")
+    p.add_argument("--data", default=None, help="test split file (default: data/digits_test.h5)")
+    p.add_argument("--methods", default="uniform,kmeans", help="registered method names")
+    p.add_argument("--bits", default="1-8", help="bits for per-layer and whole-network sweeps")
+    p.add_argument("--adaptive-bits", default="1-4", help="bits each layer may take (adaptive)")
+    p.add_argument("--experiments", default="per_layer,whole,adaptive")
+    p.add_argument("--biases", choices=("joint", "float"), default="joint")
+    p.add_argument("--precision", choices=("reference", "fast"), default="reference")
+    p.add_argument("--tradeoff-drop", type=float, default=1.0,
+                   help="accuracy points below float allowed for the trade-off pick")
+    p.add_argument("--max-combinations", type=int, default=4096)
+    p.add_argument("--out", default="study_out")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--scheduler", default=None, help="Dask scheduler address tcp://host:8786")
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--no-reuse", action="store_true", help="recompute every run from the input")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_study)
+
+    p = sub.add_parser("apply", help="apply a registered method to every dataset of a plain HDF5 file")
+    p.add_argument("method")
+    p.add_argument("input")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--datasets", default="*", help="glob on dataset paths")
+    p.add_argument("--dequantize", action="store_true",
+                   help="write decoded arrays instead of the compressed representation")
+    p.set_defaults(func=_cmd_apply)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(0)

@@ -1,0 +1,202 @@
+"""The study of Resmerita et al. §5 on any model: per-layer sweep, whole
+network, and adaptive per-layer bit allocation (Tables 4-5, Figures 2-5)."""
+
+import itertools
+import math
+import uuid
+
+import numpy as np
+
+from .._errors import ParameterError, ShapeError
+from .._validate import as_float_array, describe
+from .evaluate import Evaluator, find_units, theta_of
+from .executors import run_tasks
+from .registry import get_method
+
+__all__ = ["run_study", "pareto_front", "DEFAULT_MAX_COMBINATIONS"]
+
+#: Above this many adaptive assignments per method the greedy search is used.
+DEFAULT_MAX_COMBINATIONS = 4096
+
+_EVALUATORS = {}
+
+
+def _compress_task(state, item):
+    u, method, value = item
+    res = get_method(method).func(state["thetas"][u], value)
+    if res.decoded.shape != state["thetas"][u].shape or res.decoded.dtype != state["thetas"][u].dtype:
+        raise ShapeError(f"method {method!r} returned {describe(res.decoded)} for theta "
+                         f"{describe(state['thetas'][u])}")
+    return res.decoded, int(res.bits)
+
+
+def _eval_task(state, configs):
+    ev = _EVALUATORS.get(state["token"])
+    if ev is None:
+        _EVALUATORS.clear()
+        ev = Evaluator(state["model"], state["x"], state["y"], state["units"], state["table"],
+                       precision=state["precision"], reuse=state["reuse"])
+        _EVALUATORS[state["token"]] = ev
+    return [ev.run({u: (m, v) for u, m, v in cfg}) for cfg in configs]
+
+
+def _chunks(seq, n_chunks):
+    size = max(1, math.ceil(len(seq) / max(1, n_chunks)))
+    return [seq[i:i + size] for i in range(0, len(seq), size)]
+
+
+def pareto_front(rows, *, x="tau", y="accuracy"):
+    """Rows not dominated in (x, y), both maximised; sorted by x increasing.
+
+    A row is dominated if another has x >= and y >= with one strict.
+    Exact ties keep the first row in input order.
+    """
+    order = sorted(range(len(rows)), key=lambda i: (-rows[i][x], -rows[i][y], i))
+    front, best_y = [], -math.inf
+    for i in order:
+        if rows[i][y] > best_y:
+            front.append(rows[i])
+            best_y = rows[i][y]
+    return sorted(front, key=lambda r: r[x])
+
+
+def run_study(model, x, y, *, methods=("uniform", "kmeans"), bits=tuple(range(1, 9)),
+              adaptive_bits=(1, 2, 3, 4), biases="joint", precision="reference", workers=1,
+              scheduler=None, max_combinations=DEFAULT_MAX_COMBINATIONS, tradeoff_drop=0.01,
+              experiments=("per_layer", "whole", "adaptive"), reuse=True, progress=None):
+    """Run the study; return a dict with settings, baseline, units and every run.
+
+    Parameters
+    ----------
+    model : Model with float weights; x : (N, *input) test inputs; y : (N,) int labels.
+    methods : registered method names (:mod:`refcomp.study.registry`).
+    bits : values swept in the per-layer and whole-network experiments.
+    adaptive_bits : values each unit may take in the adaptive experiment;
+        all len(adaptive_bits)**L assignments are evaluated when that is at
+        most ``max_combinations``, else the greedy search below.
+    biases : "joint" (default; seed 002 §5.1: theta_k groups W_k and b_k, one
+        quantizer per layer) or "float" (biases kept at full precision and
+        counted at their size).
+    tradeoff_drop : accuracy drop (fraction, 0.01 = 1 point) allowed below the
+        float baseline when choosing the "best trade-off" configurations.
+
+    Greedy search (large L): start with every unit at max(adaptive_bits);
+    each round evaluates lowering each unit by one step and keeps the
+    candidate with the highest accuracy (ties: higher tau, then lowest unit
+    index), until every unit is at the minimum.  Every evaluated assignment
+    enters the Pareto front and the best-of selections.
+    """
+    as_float_array("x", x)
+    y = np.asarray(y)
+    if y.ndim != 1 or y.shape[0] != x.shape[0] or y.dtype.kind not in "iu":
+        raise ShapeError(f"labels must be integers of shape ({x.shape[0]},), got {describe(y)}")
+    if model.input_shape is not None and tuple(x.shape[1:]) != model.input_shape:
+        raise ShapeError(f"test data {describe(x)} does not fit model {model.name!r} "
+                         f"(input_shape {model.input_shape})")
+    if biases not in ("joint", "float"):
+        raise ParameterError(f"biases must be 'joint' or 'float', got {biases!r}")
+    meths = [get_method(m) for m in methods]
+    for m in meths:
+        for v in tuple(bits) + tuple(adaptive_bits):
+            if not m.min_value <= v <= m.max_value:
+                raise ParameterError(f"{m.param}={v} out of range [{m.min_value}, "
+                                     f"{m.max_value}] for method {m.name!r}")
+    if not 0 <= tradeoff_drop <= 1:
+        raise ParameterError(f"tradeoff_drop must be in [0, 1], got {tradeoff_drop}")
+    units = find_units(model, biases=biases)
+    if not units:
+        raise ParameterError(f"model {model.name!r} has no compressible layer")
+    thetas = [theta_of(model, u) for u in units]
+
+    values_needed = set()
+    if "per_layer" in experiments or "whole" in experiments:
+        values_needed |= set(bits)
+    if "adaptive" in experiments:
+        values_needed |= set(adaptive_bits)
+    items = [(u.index, m.name, v) for m in meths for v in sorted(values_needed) for u in units]
+    compressed = run_tasks(_compress_task, {"thetas": thetas}, items, workers=workers,
+                           scheduler=scheduler, label="compress", progress=progress)
+    table = dict(zip(items, compressed))
+    state = {"token": uuid.uuid4().hex, "model": model, "x": x, "y": y, "units": units,
+             "table": table, "precision": precision, "reuse": reuse}
+    n_chunks = 1 if (workers <= 1 and scheduler is None) else 4 * max(workers, 2)
+
+    def evaluate(configs, label):
+        chunks = _chunks(configs, n_chunks)
+        res = run_tasks(_eval_task, state, chunks, workers=workers, scheduler=scheduler,
+                        label=label, progress=progress)
+        return [r for chunk in res for r in chunk]
+
+    base = Evaluator(model, x, y, units, {}, precision=precision, reuse=False)
+    runs = []
+
+    def record(experiment, method, unit_label, value, cfg, metrics):
+        row = {"experiment": experiment, "method": method.name, "label": method.label,
+               "unit": unit_label, "value": value,
+               "config": "-".join(str(v) for _, _, v in cfg) if experiment == "adaptive" else "",
+               **metrics}
+        runs.append(row)
+        return row
+
+    if "per_layer" in experiments:
+        cfgs, meta = [], []
+        for m in meths:
+            for u in units:
+                for v in bits:
+                    cfgs.append(((u.index, m.name, v),))
+                    meta.append((m, u.label, v))
+        for (m, lab, v), cfg, met in zip(meta, cfgs, evaluate(cfgs, "per-layer sweep")):
+            record("per_layer", m, lab, v, cfg, met)
+    if "whole" in experiments:
+        cfgs, meta = [], []
+        for m in meths:
+            for v in bits:
+                cfgs.append(tuple((u.index, m.name, v) for u in units))
+                meta.append((m, v))
+        for (m, v), cfg, met in zip(meta, cfgs, evaluate(cfgs, "whole network")):
+            record("whole", m, "all", v, cfg, met)
+    adaptive_mode = None
+    if "adaptive" in experiments:
+        levels = sorted(set(adaptive_bits))
+        n_comb = len(levels) ** len(units)
+        adaptive_mode = "exhaustive" if n_comb <= max_combinations else "greedy"
+        for m in meths:
+            if adaptive_mode == "exhaustive":
+                cfgs = [tuple((u.index, m.name, v) for u, v in zip(units, assign))
+                        for assign in itertools.product(levels, repeat=len(units))]
+                for cfg, met in zip(cfgs, evaluate(cfgs, f"adaptive {m.label}")):
+                    record("adaptive", m, "adaptive", None, cfg, met)
+            else:
+                _greedy(m, units, levels, evaluate, record)
+    return {"settings": {"methods": [m.name for m in meths], "bits": list(bits),
+                         "adaptive_bits": list(adaptive_bits), "biases": biases,
+                         "precision": precision, "tradeoff_drop": tradeoff_drop,
+                         "adaptive_mode": adaptive_mode, "max_combinations": max_combinations,
+                         "accounting": {m.name: m.accounting for m in meths}},
+            "model": model.name, "n_test": int(x.shape[0]),
+            "baseline": {"accuracy": base.base_accuracy, "bits": base.original_bits + base.other_bits},
+            "units": [dict(u.as_dict(), bits=u.n_params * u.dtype.itemsize * 8) for u in units],
+            "runs": runs}
+
+
+def _greedy(method, units, levels, evaluate, record):
+    current = [len(levels) - 1] * len(units)
+    cfg = tuple((u.index, method.name, levels[i]) for u, i in zip(units, current))
+    (met,) = evaluate([cfg], f"greedy {method.label}")
+    record("adaptive", method, "adaptive", None, cfg, met)
+    while any(current):
+        cands, idxs = [], []
+        for k in range(len(units)):
+            if current[k] > 0:
+                nxt = list(current)
+                nxt[k] -= 1
+                cands.append(tuple((u.index, method.name, levels[i]) for u, i in zip(units, nxt)))
+                idxs.append((k, nxt))
+        results = evaluate(cands, f"greedy {method.label}")
+        best = None
+        for (k, nxt), cfg, met in zip(idxs, cands, results):
+            record("adaptive", method, "adaptive", None, cfg, met)
+            key = (met["accuracy"], met["tau"], -k)
+            if best is None or key > best[0]:
+                best = (key, nxt)
+        current = best[1]
