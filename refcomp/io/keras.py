@@ -127,7 +127,13 @@ class _LegacyWeights:
         if name not in self.root:
             raise FormatError(f"layer {name!r} ({cls}): no weight group in the file")
         g = self.root[name]
-        return [_array(g[wn], f"{g.name}/{wn}") for wn in _attr_list(g, "weight_names")]
+        out = []
+        for wn in _attr_list(g, "weight_names"):
+            if wn not in g:
+                raise FormatError(f"layer {name!r} ({cls}): weight {wn!r} is listed in "
+                                  "weight_names but missing")
+            out.append(_array(g[wn], f"{g.name}/{wn}"))
+        return out
 
 
 class _V3Weights:
