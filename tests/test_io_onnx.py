@@ -1,0 +1,181 @@
+"""ONNX import: the committed exports of the shipped models, hand-built graphs
+checked against ONNX Runtime, and unsupported graphs."""
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+import h5py  # noqa: E402
+
+import refcomp  # noqa: E402
+from refcomp import convert  # noqa: E402
+from refcomp._errors import FormatError  # noqa: E402
+from refcomp.data import default_data_dir, load_split  # noqa: E402
+from refcomp.io import onnx as ro  # noqa: E402
+from refcomp.testing import assert_bits_equal  # noqa: E402
+
+DATA = default_data_dir()
+G = DATA / "golden"
+MODELS = ("digits_mlp", "digits_cnn", "digits_lstm", "digits_gru", "digits_resnet")
+
+
+def tol(ref):
+    # 64 float32 ulps of the largest output: ONNX Runtime (MLAS) accumulates in float32
+    # in its own order; see tests/test_models_golden.py for the full reasoning.
+    return 64 * float(np.spacing(np.float32(np.max(np.abs(ref)))))
+
+
+@pytest.fixture(scope="module")
+def xte():
+    return load_split("test")[0]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_import_equals_shipped_model_and_matches_onnxruntime(model, xte):
+    m = ro.load(G / f"{model}.onnx")
+    shipped = refcomp.load(DATA / f"{model}.h5")
+    la, lb = list(m.named_layers()), list(shipped.named_layers())
+    assert [l.kind for _, l in la] == [l.kind for _, l in lb]
+    for (_, a), (_, b) in zip(la, lb):
+        assert sorted(a.weights) == sorted(b.weights)
+        for k in a.weights:
+            assert_bits_equal(a.w(k), b.w(k))
+    y = m(xte)
+    assert_bits_equal(y, shipped(xte))
+    with h5py.File(G / f"{model}_outputs.h5", "r") as f:
+        g = f["onnxruntime"][()]
+    assert np.array_equal(np.argmax(y, 1), np.argmax(g, 1))
+    assert np.max(np.abs(y - g)) <= tol(y)
+
+
+@pytest.mark.parametrize("model,kind", [("digits_lstm", "LSTM"), ("digits_gru", "GRU")])
+def test_onnx_layout_round_trip_bit_exact(model, kind):
+    proto = onnx.load(str(G / f"{model}.onnx"))
+    node = next(n for n in proto.graph.node if n.op_type == kind)
+    inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    W, R, B = (inits[node.input[i]] for i in (1, 2, 3))
+    layer = ro.load(G / f"{model}.onnx").layers[0]
+    ws = [layer.w(k) for k in ("W_ih", "W_hh", "b_ih", "b_hh")]
+    back = convert.lstm_to_onnx(*ws) if kind == "LSTM" else convert.gru_to_onnx(*ws)
+    for a, b in zip(back, (W, R, B)):
+        assert_bits_equal(a, b)
+
+
+# -- hand-built graphs --------------------------------------------------------------------
+def _model(nodes, inits, in_shape, out_name="y", opset=17):
+    g = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N"] + in_shape)],
+        [helper.make_tensor_value_info(out_name, TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def _save(tmp_path, model, name="m.onnx"):
+    p = tmp_path / name
+    onnx.save(model, str(p))
+    return p
+
+
+def _ort(path, x):
+    ort = pytest.importorskip("onnxruntime")
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return s.run(None, {"x": x})[0]
+
+
+def test_matmul_add_avgpool_softmax_against_onnxruntime(tmp_path):
+    rng = np.random.default_rng(1)
+    f = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    inits = {"cw": f(3, 2, 3, 3), "cb": f(3), "mw": f(27, 5), "mb": f(5)}
+    nodes = [
+        helper.make_node("Conv", ["x", "cw", "cb"], ["c"], strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("Tanh", ["c"], ["t"]),
+        helper.make_node("AveragePool", ["t"], ["p"], kernel_shape=[2, 2], strides=[1, 1],
+                         pads=[0, 0, 1, 1]),
+        helper.make_node("Flatten", ["p"], ["fl"], axis=1),
+        helper.make_node("MatMul", ["fl", "mw"], ["mm"]),
+        helper.make_node("Add", ["mm", "mb"], ["a"]),
+        helper.make_node("Sigmoid", ["a"], ["s"]),
+        helper.make_node("Softmax", ["s"], ["y"], axis=-1),
+    ]
+    p = _save(tmp_path, _model(nodes, inits, [2, 6, 6]))
+    m = ro.load(p)
+    assert [l.kind for l in m.layers] == ["conv2d", "activation", "avg_pool2d", "flatten",
+                                          "dense", "activation", "activation"]
+    assert m.layers[2].attrs["count_include_pad"] is False      # ONNX default
+    x = f(7, 2, 6, 6)
+    np.testing.assert_allclose(m(x), _ort(p, x), rtol=1e-5, atol=1e-6)
+
+
+def test_gru_reset_before_against_onnxruntime(tmp_path):
+    rng = np.random.default_rng(2)
+    f = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    H, F = 4, 3
+    inits = {"W": f(1, 3 * H, F), "R": f(1, 3 * H, H), "B": f(1, 6 * H),
+             "perm_shape": np.array([-1, H], np.int64)}
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2]),
+        helper.make_node("GRU", ["xt", "W", "R", "B"], ["Y", "Yh"], hidden_size=H,
+                         linear_before_reset=0),
+        helper.make_node("Squeeze", ["Yh", "ax0"], ["h"]),
+        helper.make_node("Relu", ["h"], ["y"]),
+    ]
+    inits["ax0"] = np.array([0], np.int64)
+    del inits["perm_shape"]
+    p = _save(tmp_path, _model(nodes, inits, [5, F]))
+    m = ro.load(p)
+    assert m.layers[0].kind == "gru" and m.layers[0].attrs["reset_after"] is False
+    x = f(6, 5, F)
+    np.testing.assert_allclose(m(x), _ort(p, x), rtol=1e-5, atol=1e-6)
+
+
+# -- unsupported graphs ------------------------------------------------------------------
+def test_unsupported_op_names_node(tmp_path):
+    nodes = [helper.make_node("LeakyRelu", ["x"], ["y"], name="leaky", alpha=0.1)]
+    p = _save(tmp_path, _model(nodes, {}, [4]))
+    with pytest.raises(FormatError, match=r"node 'leaky' \(op LeakyRelu\).*not supported"):
+        ro.load(p)
+
+
+def test_bidirectional_and_clip_rejected(tmp_path):
+    H, F = 2, 3
+    z = np.zeros
+    for attrs, match in (({"direction": "bidirectional"}, "forward only"),
+                         ({"clip": 1.0}, "non-default"),
+                         ({"activations": ["Sigmoid", "Relu", "Tanh"]}, "non-default")):
+        d = 2 if attrs.get("direction") == "bidirectional" else 1
+        inits = {"W": z((d, 4 * H, F), np.float32), "R": z((d, 4 * H, H), np.float32)}
+        nodes = [helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2]),
+                 helper.make_node("LSTM", ["xt", "W", "R"], ["Y", "y"], hidden_size=H,
+                                  name="rnn", **attrs)]
+        with pytest.raises(FormatError, match=match):
+            ro.load(_save(tmp_path, _model(nodes, inits, [5, F])))
+
+
+def test_non_identity_add_and_gemm_options_rejected(tmp_path):
+    w = np.ones((4, 4), np.float32)
+    nodes = [helper.make_node("Gemm", ["x", "w"], ["a"], transB=1),
+             helper.make_node("Gemm", ["x", "w"], ["b"], transB=1),
+             helper.make_node("Add", ["a", "b"], ["y"], name="join")]
+    with pytest.raises(FormatError, match="identity"):
+        ro.load(_save(tmp_path, _model(nodes, {"w": w}, [4])))
+    nodes = [helper.make_node("Gemm", ["x", "w"], ["y"], alpha=2.0, name="g")]
+    with pytest.raises(FormatError, match=r"'g' \(op Gemm\).*alpha"):
+        ro.load(_save(tmp_path, _model(nodes, {"w": w}, [4])))
+
+
+def test_truncated_file_and_cli_writes_nothing(tmp_path):
+    from refcomp.cli import main
+    data = (G / "digits_cnn.onnx").read_bytes()
+    bad = tmp_path / "t.onnx"
+    bad.write_bytes(data[:5000])
+    with pytest.raises(FormatError, match="not a readable ONNX file"):
+        ro.load(bad)
+    out = tmp_path / "out.h5"
+    assert main(["convert", str(bad), str(out)]) == 1
+    assert not out.exists()
+    assert main(["convert", str(G / "digits_resnet.onnx"), str(out)]) == 0
+    assert refcomp.load(out).name == "digits_resnet"
