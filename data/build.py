@@ -177,9 +177,11 @@ def to_refcomp(name, net):
         layers = [RL(kind, name="rnn", attrs=attrs, weights=w), dense("fc")]
     elif name == "digits_resnet":
         def res(i):
-            return RL("residual", name=f"block{i}",
-                      layers=[conv(f"{i}.body.0", 1), relu(f"block{i}_relu"),
-                              conv(f"{i}.body.2", 1)])
+            # names mirror the PyTorch module paths: refcomp.io.torch.to_state_dict(model)
+            # gives the keys of net.state_dict()
+            body = [conv(f"{i}.body.0", 1), relu("body.1"), conv(f"{i}.body.2", 1)]
+            body[0].name, body[2].name = "body.0", "body.2"
+            return RL("residual", name=str(i), layers=body)
         layers = [RL("reshape", name="reshape", attrs={"shape": (1, 8, 8)}), conv("1", 1),
                   relu("relu1"), res(3), relu("relu2"), res(5), relu("relu3"),
                   RL("max_pool2d", name="pool", attrs={"size": 2}), RL("flatten", name="flatten"),

@@ -20,6 +20,8 @@ from refcomp.data import default_data_dir, load_split
 from refcomp.io import keras as rk
 from refcomp.testing import assert_bits_equal
 
+from _io_helpers import assert_same_model, ulps_tolerance
+
 DATA = default_data_dir()
 G = DATA / "golden"
 MODELS = ("digits_mlp", "digits_cnn", "digits_lstm", "digits_gru", "digits_resnet")
@@ -35,21 +37,6 @@ def keras_golden(model):
         return f["keras"][()]
 
 
-def tol(ref):
-    # Same stated tolerance as tests/test_models_golden.py (64 float32 ulps of the
-    # largest logit): Keras accumulates in float32 in oneDNN/BLAS order.
-    return 64 * float(np.spacing(np.float32(np.max(np.abs(ref)))))
-
-
-def assert_same_model(a, b):
-    la, lb = list(a.named_layers()), list(b.named_layers())
-    assert [l.kind for _, l in la] == [l.kind for _, l in lb]
-    for (_, x), (_, y) in zip(la, lb):
-        assert sorted(x.weights) == sorted(y.weights)
-        for k in x.weights:
-            assert_bits_equal(x.w(k), y.w(k))
-
-
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("kind", ["legacy", "weights"])
 def test_import_equals_shipped_model_and_matches_keras(model, kind, xte):
@@ -63,7 +50,7 @@ def test_import_equals_shipped_model_and_matches_keras(model, kind, xte):
     assert_bits_equal(y, shipped(xte))
     g = keras_golden(model)
     assert np.array_equal(np.argmax(y, 1), np.argmax(g, 1))
-    assert np.max(np.abs(y - g)) <= tol(y)
+    assert np.max(np.abs(y - g)) <= ulps_tolerance(y)
 
 
 @pytest.mark.parametrize("model", ["digits_cnn", "digits_resnet"])
@@ -73,9 +60,9 @@ def test_nhwc_layout_matches_keras(model, xte):
     y = km(xte)
     g = keras_golden(model)
     assert np.array_equal(np.argmax(y, 1), np.argmax(g, 1))
-    assert np.max(np.abs(y - g)) <= tol(y)
+    assert np.max(np.abs(y - g)) <= ulps_tolerance(y)
     # NCHW and NHWC imports are different arrangements of the same arithmetic
-    assert np.max(np.abs(y - rk.load(G / f"{model}_legacy.h5")(xte))) <= tol(y)
+    assert np.max(np.abs(y - rk.load(G / f"{model}_legacy.h5")(xte))) <= ulps_tolerance(y)
 
 
 def test_keras_zip(tmp_path, xte):
@@ -307,3 +294,17 @@ def test_more_layers_against_keras(tmp_path):
             xin = np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if (layout == "NCHW" and
                                                                     x.ndim == 4) else x
             np.testing.assert_allclose(m(xin), ref, atol=2e-6, rtol=1e-5)
+
+
+def test_weights_file_without_name_attributes(tmp_path):
+    """Keras < 3.6 wrote no ``name`` on ``vars``: groups are found by Keras's
+    snake_case naming in layer order (input_layer, conv2d, conv2d_1, ...)."""
+    dst = tmp_path / "old.weights.h5"
+    shutil.copy(G / "digits_resnet.weights.h5", dst)
+    with h5py.File(dst, "r+") as f:
+        def strip(name, obj):
+            if "name" in obj.attrs:
+                del obj.attrs["name"]
+        f.visititems(strip)
+    m = rk.load(dst, config=str(G / "digits_resnet.config.json"))
+    assert_same_model(m, refcomp.load(DATA / "digits_resnet.h5"))

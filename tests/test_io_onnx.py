@@ -16,15 +16,11 @@ from refcomp.data import default_data_dir, load_split  # noqa: E402
 from refcomp.io import onnx as ro  # noqa: E402
 from refcomp.testing import assert_bits_equal  # noqa: E402
 
+from _io_helpers import assert_same_model, ulps_tolerance  # noqa: E402
+
 DATA = default_data_dir()
 G = DATA / "golden"
 MODELS = ("digits_mlp", "digits_cnn", "digits_lstm", "digits_gru", "digits_resnet")
-
-
-def tol(ref):
-    # 64 float32 ulps of the largest output: ONNX Runtime (MLAS) accumulates in float32
-    # in its own order; see tests/test_models_golden.py for the full reasoning.
-    return 64 * float(np.spacing(np.float32(np.max(np.abs(ref)))))
 
 
 @pytest.fixture(scope="module")
@@ -36,18 +32,13 @@ def xte():
 def test_import_equals_shipped_model_and_matches_onnxruntime(model, xte):
     m = ro.load(G / f"{model}.onnx")
     shipped = refcomp.load(DATA / f"{model}.h5")
-    la, lb = list(m.named_layers()), list(shipped.named_layers())
-    assert [l.kind for _, l in la] == [l.kind for _, l in lb]
-    for (_, a), (_, b) in zip(la, lb):
-        assert sorted(a.weights) == sorted(b.weights)
-        for k in a.weights:
-            assert_bits_equal(a.w(k), b.w(k))
+    assert_same_model(m, shipped)
     y = m(xte)
     assert_bits_equal(y, shipped(xte))
     with h5py.File(G / f"{model}_outputs.h5", "r") as f:
         g = f["onnxruntime"][()]
     assert np.array_equal(np.argmax(y, 1), np.argmax(g, 1))
-    assert np.max(np.abs(y - g)) <= tol(y)
+    assert np.max(np.abs(y - g)) <= ulps_tolerance(y)
 
 
 @pytest.mark.parametrize("model,kind", [("digits_lstm", "LSTM"), ("digits_gru", "GRU")])
@@ -179,3 +170,24 @@ def test_truncated_file_and_cli_writes_nothing(tmp_path):
     assert not out.exists()
     assert main(["convert", str(G / "digits_resnet.onnx"), str(out)]) == 0
     assert refcomp.load(out).name == "digits_resnet"
+
+
+def test_fixed_batch_export(tmp_path):
+    torch = pytest.importorskip("torch")
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+
+    class Wrap(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return torch.relu(self.net(x.reshape(4, 2, 6)))
+    p = tmp_path / "fixed.onnx"
+    torch.onnx.export(Wrap(), (torch.zeros(4, 12),), str(p), dynamo=False,
+                      input_names=["x"], output_names=["y"], opset_version=17)
+    m = ro.load(p)
+    x = np.random.default_rng(3).standard_normal((4, 12)).astype(np.float32)
+    with torch.no_grad():
+        ref = Wrap()(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(m(x), ref, rtol=1e-5, atol=1e-6)

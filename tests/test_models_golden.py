@@ -17,22 +17,11 @@ from refcomp._errors import FormatError, ParameterError
 from refcomp.data import SPLITS, default_data_dir, load_split
 from refcomp.testing import assert_bits_equal
 
+from _io_helpers import ulps_tolerance
+
 MODELS = ("digits_mlp", "digits_cnn", "digits_lstm", "digits_gru", "digits_resnet")
 FRAMEWORKS = ("torch", "keras", "onnxruntime")
 DATA = default_data_dir()
-
-
-def ulps_tolerance(ref):
-    """Stated tolerance: 64 ulps (float32) of the largest |logit| of the model.
-
-    Why: the frameworks accumulate in float32 in their own order (BLAS,
-    oneDNN, MLAS), each layer within gamma_n * sum|x w| (FACTS.md §8) with
-    n <= 576 products, compounded over up to 8 layers; refcomp's reference
-    accumulates in float64 and rounds once per layer.  Measured differences
-    are <= 9 ulps; 64 ulps stays ~1000x below the smallest top-2 logit gap
-    of every shipped model (>= 0.03), so it cannot hide an argmax change.
-    """
-    return 64 * float(np.spacing(np.float32(np.max(np.abs(ref)))))
 
 
 @pytest.fixture(scope="module")

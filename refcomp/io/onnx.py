@@ -256,7 +256,8 @@ class _Interp:
 
     def op_Reshape(self, node, a):
         t, shape = self.dyn(node), self.const(node, 1, "shape").astype(np.int64)
-        if int(a.get("allowzero", 0)) or shape.size == 0 or shape[0] not in (_BATCH, 0, -1):
+        batch_ok = (_BATCH, 0, -1) + ((self.static_batch,) if self.static_batch else ())
+        if int(a.get("allowzero", 0)) or shape.size == 0 or shape[0] not in batch_ok:
             _fail(node, f"Reshape must keep the batch axis first, got shape {shape.tolist()}")
         rest = [int(s) for s in shape[1:]]
         if -1 in shape[1:] and shape[0] == -1:
@@ -459,6 +460,9 @@ def load(path, *, name=None):
                               f"dimension {d.dim_param!r}")
         shape.append(int(d.dim_value))
     it = _Interp(g)
+    # An export with a fixed batch size writes it into Reshape targets; accept it there.
+    d0 = list(dims)[:1]
+    it.static_batch = int(d0[0].dim_value) if d0 and d0[0].HasField("dim_value") else None
     it.opset = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
                    default=13)
     it.v[inputs[0].name] = _T((), shape)

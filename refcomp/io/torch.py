@@ -20,7 +20,10 @@ list whose entries are
   simple_rnn the same names                                        (nn.RNN)
   ========== =====================================================================
 
-  ``{"kind": "residual", "layers": [...]}`` nests a block ``x + f(x)``.
+  ``{"kind": "residual", "key": "3", "layers": [...]}`` nests a block
+  ``x + f(x)``; the keys of its layers are relative to the block's key
+  (``{"kind": "conv2d", "key": "body.0"}`` reads ``3.body.0.weight``), as
+  in PyTorch's nested modules and as :func:`to_state_dict` writes.
 
 PyTorch's layouts are refcomp's canonical ones, so weights are copied
 unchanged (bit-exact); a GRU is ``reset_after=True`` (PyTorch's formula).
@@ -60,7 +63,7 @@ def _to_numpy(key, v):
     return np.array(v, copy=True)
 
 
-def _layer(entry, sd, used, where):
+def _layer(entry, sd, used, where, prefix=""):
     if isinstance(entry, str):
         if entry in _ACTS:
             return Layer("activation", name=entry, attrs={"function": entry})
@@ -80,7 +83,7 @@ def _layer(entry, sd, used, where):
             raise FormatError(f"spec[{where}]: a {kind} layer needs 'key' (the state-dict prefix)")
         required = LAYER_KINDS[kind][0]
         for wname, tname in _NAMES[kind].items():
-            full = f"{key}.{tname}" if key != "" else tname
+            full = f"{prefix}{key}.{tname}" if key != "" else prefix + tname
             if full in sd:
                 weights[wname] = _to_numpy(full, sd[full])
                 used.add(full)
@@ -89,7 +92,8 @@ def _layer(entry, sd, used, where):
                                   f"{full!r}")
     layers = None
     if kind == "residual":
-        layers = [_layer(s, sd, used, f"{where}/{i}") for i, s in enumerate(sub or [])]
+        inner = prefix + (f"{key}." if key else "")
+        layers = [_layer(s, sd, used, f"{where}/{i}", inner) for i, s in enumerate(sub or [])]
     try:
         return Layer(kind, name=name or key or kind, attrs=e, weights=weights, layers=layers)
     except RefcompError as exc:
