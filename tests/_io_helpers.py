@@ -1,8 +1,20 @@
 """Helpers shared by the import tests (test_io_keras/onnx/torch, test_models_golden)."""
 
 import numpy as np
+import pytest
 
+from refcomp.data import default_data_dir, load_split
 from refcomp.testing import assert_bits_equal
+
+DATA = default_data_dir()
+G = DATA / "golden"
+MODELS = ("digits_mlp", "digits_cnn", "digits_lstm", "digits_gru", "digits_resnet")
+
+
+@pytest.fixture(scope="module")
+def xte():
+    """The test-split inputs (360, 8, 8) float32 (import this fixture into a test module)."""
+    return load_split("test")[0]
 
 
 def assert_same_model(a, b):

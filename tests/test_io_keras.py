@@ -16,20 +16,12 @@ import pytest
 import refcomp
 from refcomp import convert
 from refcomp._errors import FormatError
-from refcomp.data import default_data_dir, load_split
 from refcomp.io import keras as rk
 from refcomp.testing import assert_bits_equal
 
-from _io_helpers import assert_same_model, ulps_tolerance
+from _io_helpers import (DATA, G, MODELS, assert_same_model,
+                         ulps_tolerance, xte)  # noqa: F401 (fixture)
 
-DATA = default_data_dir()
-G = DATA / "golden"
-MODELS = ("digits_mlp", "digits_cnn", "digits_lstm", "digits_gru", "digits_resnet")
-
-
-@pytest.fixture(scope="module")
-def xte():
-    return load_split("test")[0]
 
 
 def keras_golden(model):

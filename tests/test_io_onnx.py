@@ -12,20 +12,12 @@ import h5py  # noqa: E402
 import refcomp  # noqa: E402
 from refcomp import convert  # noqa: E402
 from refcomp._errors import FormatError  # noqa: E402
-from refcomp.data import default_data_dir, load_split  # noqa: E402
 from refcomp.io import onnx as ro  # noqa: E402
 from refcomp.testing import assert_bits_equal  # noqa: E402
 
-from _io_helpers import assert_same_model, ulps_tolerance  # noqa: E402
+from _io_helpers import (DATA, G, MODELS, assert_same_model,  # noqa: E402
+                         ulps_tolerance, xte)  # noqa: F401 (fixture)
 
-DATA = default_data_dir()
-G = DATA / "golden"
-MODELS = ("digits_mlp", "digits_cnn", "digits_lstm", "digits_gru", "digits_resnet")
-
-
-@pytest.fixture(scope="module")
-def xte():
-    return load_split("test")[0]
 
 
 @pytest.mark.parametrize("model", MODELS)
