@@ -183,3 +183,13 @@ def test_fixed_batch_export(tmp_path):
     with torch.no_grad():
         ref = Wrap()(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(m(x), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_malformed_node_is_format_error(tmp_path):
+    nodes = [helper.make_node("MaxPool", ["x"], ["y"], name="pool")]     # no kernel_shape
+    with pytest.raises(FormatError, match=r"'pool' \(op MaxPool\): malformed"):
+        ro.load(_save(tmp_path, _model(nodes, {}, [1, 4, 4])))
+    w = np.ones((3, 4), np.float32)                                      # (out, in) = (3, 4)
+    nodes = [helper.make_node("Gemm", ["x", "w"], ["y"], name="g")]      # transB=0: needs (in, out)
+    with pytest.raises(FormatError, match="does not fit|features"):
+        ro.load(_save(tmp_path, _model(nodes, {"w": w}, [4])))

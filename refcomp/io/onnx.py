@@ -135,7 +135,15 @@ class _Interp:
         fn = getattr(self, "op_" + op, None)
         if fn is None:
             _fail(node, f"operator {op} is not supported (supported: {', '.join(SUPPORTED_OPS)})")
-        outs = fn(node, a)
+        try:
+            outs = fn(node, a)
+        except RefcompError as exc:
+            if str(exc).startswith("node "):
+                raise
+            _fail(node, str(exc))
+        except (KeyError, IndexError, ValueError, TypeError) as exc:
+            # malformed attributes/inputs (a missing kernel_shape, a bad axis...)
+            _fail(node, f"malformed node ({type(exc).__name__}: {exc})")
         if not isinstance(outs, tuple):
             outs = (outs,)
         for name, val in zip(node.output, outs):
@@ -472,8 +480,6 @@ def load(path, *, name=None):
                 _fail(node, f"operator domain {node.domain!r} is not supported")
             it.run(node)
     except RefcompError as exc:
-        if isinstance(exc, FormatError):
-            raise FormatError(f"{path}: {exc}") from None
         raise FormatError(f"{path}: {exc}") from None
     out = it.v.get(g.output[0].name)
     if not isinstance(out, _T):
