@@ -126,6 +126,13 @@ def test_from_sequential_rejects_unsupported_module():
         from_sequential(torch.nn.Linear(4, 4))
 
 
+def test_bfloat16_tensor_rejected():
+    torch = pytest.importorskip("torch")
+    sd = {"a.weight": torch.zeros(3, 3, dtype=torch.bfloat16)}
+    with pytest.raises(FormatError, match="bfloat16"):
+        from_state_dict(sd, [{"kind": "dense", "key": "a"}])
+
+
 def test_cli_convert_state_dict(tmp_path):
     torch = pytest.importorskip("torch")
     from refcomp.cli import main

@@ -54,7 +54,11 @@ _IGNORED_SUFFIXES = ("num_batches_tracked",)
 
 def _to_numpy(key, v):
     if hasattr(v, "detach"):                       # a torch tensor; never imports torch
-        v = v.detach().cpu().numpy()
+        try:
+            v = v.detach().cpu().numpy()
+        except (TypeError, RuntimeError) as exc:   # e.g. bfloat16 has no NumPy dtype
+            raise FormatError(f"state dict entry {key!r} ({getattr(v, 'dtype', '?')}) cannot "
+                              f"be read as a float32/float64 array ({exc})") from None
     if not isinstance(v, np.ndarray):
         raise FormatError(f"state dict entry {key!r} is a {type(v).__name__}, not a tensor "
                           "or ndarray")
