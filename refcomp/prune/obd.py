@@ -4,7 +4,7 @@ FACTS.md §7.7): saliency ``s_k = h_kk u_k^2 / 2`` from the Hessian diagonal."""
 import numpy as np
 
 from .._errors import DTypeError, ParameterError, ShapeError
-from .._validate import as_float_array, check_finite, describe
+from .._validate import as_float_array, check_choice, check_finite, describe
 from .. import layers as L
 from ..kernels.linear import matmul_acc64
 from ..layers.conv import conv2d_setup
@@ -365,7 +365,7 @@ def _get(seq, path):
     return layer
 
 
-def obd(model, x, y, *, sparsity, hessian=None, masked=True):
+def obd(model, x, y, *, sparsity, hessian=None, scope="global", masked=True):
     """Optimal Brain Damage: prune the dense/conv weights of lowest saliency.
 
     Parameters
@@ -377,6 +377,10 @@ def obd(model, x, y, *, sparsity, hessian=None, masked=True):
         across layers: exactly ``round_half_even(sparsity * total)``.
     hessian : dict, optional
         A precomputed :func:`hessian_diagonal` result (Gauss-Newton by default).
+    scope : {"global", "layer"}
+        "global" (default, as in LeCun et al.: one ranking of all
+        parameters); "layer": the same fraction removed in every layer,
+        ranked within the layer.
     masked : bool
         Return Masked weights (True) or zeroed arrays.
 
@@ -405,7 +409,11 @@ def obd(model, x, y, *, sparsity, hessian=None, masked=True):
     flat = np.concatenate(sal)
     if np.isnan(flat).any():
         raise ParameterError("saliencies contain NaN")
-    keep = rank_prune(flat, count_to_prune(s, flat.size))
+    check_choice("scope", scope, ("global", "layer"))
+    if scope == "global":
+        keep = rank_prune(flat, count_to_prune(s, flat.size))
+    else:
+        keep = np.concatenate([rank_prune(v, count_to_prune(s, v.size)) for v in sal])
     masks, start = {}, 0
     for k in keys:
         shp = model.get_layer(k[0]).weights["W"].shape
