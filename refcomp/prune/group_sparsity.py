@@ -153,7 +153,9 @@ def less_is_more(model, ratio, *, groups="outputs", layers=None, relative=True,
         ``{"path", "name", "tau", "neurons_before", "neurons_after"}``,
         ``"params_before"``, ``"params_after"`` (every stored weight, biases
         and batch-norm vectors included, as in seed 003 §4.2) and
-        ``"reduction_pct"`` = 100 * (1 - after / before) (float64).
+        ``"reduction_pct"`` = 100 * (1 - after / before) (float64),
+        ``"unfolded"``: ``{path: [indices]}`` of removed neurons whose
+        constant output ``act(b)`` could not be folded and was dropped.
 
     Notes
     -----
@@ -181,6 +183,7 @@ def less_is_more(model, ratio, *, groups="outputs", layers=None, relative=True,
         rows.append({"path": path, "name": layer.name, "tau": thr,
                      "neurons_before": int(norms.size)})
     cur = cur.replace_weights(updates)
+    unfolded = {}
     if groups == "outputs":
         for row in rows:
             path = row["path"]
@@ -201,6 +204,7 @@ def less_is_more(model, ratio, *, groups="outputs", layers=None, relative=True,
                 cur = _graph.remove_outputs(cur, path, keep, preact)
             except _graph.Unfoldable:
                 cur = _graph.remove_outputs(cur, path, keep, None)
+                unfolded[path] = np.flatnonzero(~alive).tolist()
     else:
         cur, _ = remove_dead_neurons(cur)
     for row in rows:
@@ -208,4 +212,4 @@ def less_is_more(model, ratio, *, groups="outputs", layers=None, relative=True,
         row["neurons_after"] = int(W.shape[0] if groups == "outputs" else W.shape[1])
     after = cur.n_params()
     return cur, {"layers": rows, "params_before": before, "params_after": after,
-                 "reduction_pct": 100.0 * (1.0 - after / before)}
+                 "reduction_pct": 100.0 * (1.0 - after / before), "unfolded": unfolded}
