@@ -1,0 +1,601 @@
+"""Numba kernels of the k-means family, each with a twin of identical bits.
+
+Exact cell sums
+---------------
+A centroid is ``fl64(exact_sum / count)``: the exact (infinitely precise)
+sum of the cell's values rounded once to float64 (round-half-even, i.e.
+what :func:`math.fsum` returns), then one IEEE float64 division.  The
+kernels obtain the exact sum without depending on summation order by
+turning every float64 value ``x = M·2**E`` (53-bit integer ``M``) into a
+fixed-point integer in units of ``2**emin`` (``emin`` is the lowest set bit
+over the whole data set), held as ``n_limbs`` signed int64 limbs of 30 bits.
+Adding a value (times its multiplicity) touches three limbs; limbs are
+never normalised while accumulating, which is safe because each limb stays
+below ``2**30 · Σcounts < 2**62``.  Integer addition is associative, so
+prefix sums over the sorted distinct values are exact: the sum of a cell
+``[a, b)`` is ``P[b] - P[a]`` (stored every ``BLOCK`` entries, the
+remainder added entry by entry), O(BLOCK + n_limbs) per cell whatever its
+size.  Conversion back to float64 propagates carries, negates if needed and
+rounds the top 53 bits half-to-even with a sticky bit (``_limbs_to_float``).
+
+Twins: the Lloyd twin sums each cell with :func:`math.fsum` over the
+repeated values (an independent exact method) and uses NumPy
+``searchsorted``; the SSE twin uses ``np.cumsum`` (sequential);
+the Hartigan and optimal-DP kernels are written once in plain Python and
+the twin runs the same function interpreted (``.py_func``), which checks
+the compiled arithmetic against CPython's IEEE floats.
+
+Private module: inputs are validated, finite, contiguous float64/int64.
+"""
+
+import math
+import types
+
+import numba
+import numpy as np
+
+__all__ = ["exact_layout", "block_prefix", "boundaries", "lloyd", "lloyd_twin", "sse", "sse_twin",
+           "hartigan", "hartigan_twin", "optimal_dp", "optimal_dp_twin",
+           "cell_means", "vq_assign", "vq_assign_twin", "vq_means", "vq_means_twin",
+           "BLOCK"]
+
+_LB = 30                      # bits per limb
+_MASK = (1 << _LB) - 1
+BLOCK = 64                    # prefix sums are stored every BLOCK distinct values
+
+
+def exact_layout(x):
+    """``(emin, n_limbs)`` for exact fixed-point sums of float64 values ``x``.
+
+    Multiplicities and their total must stay below ``2**32``.
+    """
+    nz = x[x != 0.0].astype(np.float64, copy=False)
+    if nz.size == 0:
+        return 0, 4
+    frac, e = np.frexp(nz)
+    mant = np.abs(np.ldexp(frac, 53).astype(np.int64))
+    low = mant & -mant                                   # lowest set bit, a power of two
+    tz = np.frexp(low.astype(np.float64))[1].astype(np.int64) - 1
+    e = e.astype(np.int64) - 53
+    emin = int((e + tz).min())
+    smax = int(e.max()) - emin
+    # value bits: smax + 53, times counts (< 2**32), sign and carry headroom.
+    return emin, (smax + 53 + 34) // _LB + 4
+
+
+@numba.njit(cache=True)
+def _add_entry(acc, x, cnt, emin):
+    """acc += cnt · x exactly (cnt may be negative, |cnt| < 2**32)."""
+    if x == 0.0:
+        return
+    fr, e = math.frexp(x)
+    mant = np.int64(math.ldexp(fr, 53))
+    if mant < 0:
+        mant = -mant
+        cnt = -cnt
+    s = np.int64(e) - 53 - emin
+    if s < 0:
+        mant >>= -s                     # exact: the dropped bits are zero by choice of emin
+        s = 0
+    q = s // _LB
+    r = s - q * _LB
+    m0 = (mant & _MASK) << r
+    t = ((mant >> _LB) << r) + (m0 >> _LB)
+    acc[q] += (m0 & _MASK) * cnt
+    acc[q + 1] += (t & _MASK) * cnt
+    acc[q + 2] += (t >> _LB) * cnt
+
+
+@numba.njit(cache=True)
+def _limbs_to_float(acc, emin, work):
+    """Round the exact integer Σ acc[i]·2**(30i + emin) to float64, half-to-even."""
+    n = acc.size
+    carry = np.int64(0)
+    for i in range(n):
+        v = acc[i] + carry
+        work[i] = v & _MASK
+        carry = v >> _LB
+    neg = carry < 0
+    if neg:                                  # two's complement negation
+        c = np.int64(1)
+        for i in range(n):
+            v = (_MASK - work[i]) + c
+            work[i] = v & _MASK
+            c = v >> _LB
+    h = n - 1
+    while h >= 0 and work[h] == 0:
+        h -= 1
+    if h < 0:
+        return 0.0
+    hi = work[h]
+    mid = work[h - 1] if h >= 1 else np.int64(0)
+    lo = work[h - 2] if h >= 2 else np.int64(0)
+    sticky = False
+    for i in range(h - 2):
+        if work[i] != 0:
+            sticky = True
+            break
+    nb = np.int64(math.frexp(np.float64(hi))[1])      # bit length of hi (exact, hi < 2**30)
+    d = nb + 7                                         # bits to drop from the 90-bit window
+    top = (hi << _LB) | mid
+    if d <= _LB:
+        mant = (top << (_LB - d)) | (lo >> d)
+        rem = lo & ((np.int64(1) << d) - 1)
+        half = np.int64(1) << (d - 1)
+        up = rem > half or (rem == half and (sticky or (mant & 1) == 1))
+    else:
+        e2 = d - _LB
+        mant = top >> e2
+        rem = top & ((np.int64(1) << e2) - 1)
+        half = np.int64(1) << (e2 - 1)
+        up = rem > half or (rem == half and (lo != 0 or sticky or (mant & 1) == 1))
+    if up:
+        mant += 1
+    val = math.ldexp(np.float64(mant), _LB * (h - 2) + emin + d)
+    return -val if neg else val
+
+
+@numba.njit(cache=True)
+def block_prefix(u, cnt, emin, n_limbs):
+    """P[q] = exact Σ_{j < q·BLOCK} cnt[j]·u[j] as limbs, shape (m // BLOCK + 1, n_limbs)."""
+    m = u.size
+    nq = m // BLOCK + 1
+    P = np.zeros((nq, n_limbs), np.int64)
+    acc = np.zeros(n_limbs, np.int64)
+    for q in range(1, nq):
+        for j in range((q - 1) * BLOCK, q * BLOCK):
+            _add_entry(acc, u[j], cnt[j], emin)
+        P[q, :] = acc
+    return P
+
+
+@numba.njit(cache=True)
+def _range_sum(u, cnt, P, a, b, emin, acc, work):
+    qa = a // BLOCK
+    qb = b // BLOCK
+    for i in range(acc.size):
+        acc[i] = P[qb, i] - P[qa, i]
+    for j in range(qb * BLOCK, b):
+        _add_entry(acc, u[j], cnt[j], emin)
+    for j in range(qa * BLOCK, a):
+        _add_entry(acc, u[j], -cnt[j], emin)
+    return _limbs_to_float(acc, emin, work)
+
+
+@numba.njit(cache=True)
+def _centroid(s, n, to32):
+    v = s / np.float64(n)
+    if to32:
+        v = np.float64(np.float32(v))
+    return v
+
+
+@numba.njit(cache=True)
+def _boundaries(u, c, bnd):
+    """bnd[i] = first index with u >= t_{i}, t = 0.5·c[i-1] + 0.5·c[i] (upper cell wins ties)."""
+    k = c.size
+    m = u.size
+    bnd[0] = 0
+    bnd[k] = m
+    lo = 0
+    for i in range(1, k):
+        t = 0.5 * c[i - 1] + 0.5 * c[i]
+        hi = m
+        a = lo
+        while a < hi:
+            mid = (a + hi) >> 1
+            if u[mid] < t:
+                a = mid + 1
+            else:
+                hi = mid
+        bnd[i] = a
+        lo = a
+
+
+def boundaries(u, c):
+    """Cells of sorted centroids ``c`` in sorted ``u`` (thresholds as in :func:`lloyd`)."""
+    bnd = np.empty(c.size + 1, np.int64)
+    _boundaries(u, c, bnd)
+    return bnd
+
+
+@numba.njit(cache=True)
+def lloyd(u, cnt, ccum, c0, to32, max_iter, emin, P):
+    """Weighted 1-D Lloyd on sorted distinct ``u`` with counts ``cnt``.
+
+    Returns ``(centroids, boundaries, n_iter, converged)``; cell i is
+    ``u[bnd[i]:bnd[i+1]]``.  Each iteration: centroids from the current
+    cells (empty cells keep theirs), then new cells from the thresholds;
+    stop when the cells do not change.
+    """
+    k = c0.size
+    n_limbs = P.shape[1]
+    c = c0.copy()
+    bnd = np.empty(k + 1, np.int64)
+    new = np.empty(k + 1, np.int64)
+    last_a = np.full(k, -1, np.int64)
+    last_b = np.full(k, -1, np.int64)
+    acc = np.zeros(n_limbs, np.int64)
+    work = np.zeros(n_limbs, np.int64)
+    _boundaries(u, c, bnd)
+    n_iter = 0
+    converged = False
+    for _ in range(max_iter):
+        for i in range(k):
+            a = bnd[i]
+            b = bnd[i + 1]
+            if a == last_a[i] and b == last_b[i]:
+                continue                  # same cell, same mean
+            last_a[i] = a
+            last_b[i] = b
+            n = ccum[b] - ccum[a]
+            if n > 0:
+                c[i] = _centroid(_range_sum(u, cnt, P, a, b, emin, acc, work), n, to32)
+        n_iter += 1
+        _boundaries(u, c, new)
+        same = True
+        for i in range(k + 1):
+            if new[i] != bnd[i]:
+                same = False
+            bnd[i] = new[i]
+        if same:
+            converged = True
+            break
+    return c, bnd, n_iter, converged
+
+
+def lloyd_twin(u, cnt, ccum, c0, to32, max_iter):
+    """NumPy/fsum twin of :func:`lloyd` (same results, independent summation)."""
+    k, m = c0.size, u.size
+
+    def bounds(c):
+        t = 0.5 * c[:-1] + 0.5 * c[1:]
+        return np.concatenate([[0], np.searchsorted(u, t, side="left"), [m]]).astype(np.int64)
+
+    c = c0.copy()
+    bnd = bounds(c)
+    n_iter, converged = 0, False
+    for _ in range(max_iter):
+        for i in range(k):
+            a, b = int(bnd[i]), int(bnd[i + 1])
+            n = int(ccum[b] - ccum[a])
+            if n:
+                v = math.fsum(np.repeat(u[a:b], cnt[a:b]).tolist()) / float(n)
+                c[i] = float(np.float32(v)) if to32 else v
+        n_iter += 1
+        new = bounds(c)
+        same = np.array_equal(new, bnd)
+        bnd = new
+        if same:
+            converged = True
+            break
+    return c, bnd, n_iter, converged
+
+
+@numba.njit(cache=True)
+def cell_means(u, cnt, ccum, bnd, c_old, to32, emin, P):
+    """Exactly rounded means of the cells ``bnd`` (empty cells keep ``c_old``)."""
+    k = bnd.size - 1
+    c = c_old.copy()
+    acc = np.zeros(P.shape[1], np.int64)
+    work = np.zeros(P.shape[1], np.int64)
+    for i in range(k):
+        n = ccum[bnd[i + 1]] - ccum[bnd[i]]
+        if n > 0:
+            c[i] = _centroid(_range_sum(u, cnt, P, bnd[i], bnd[i + 1], emin, acc, work), n, to32)
+    return c
+
+
+@numba.njit(cache=True)
+def sse(u, cnt, c, bnd):
+    """Σ cnt·(u − c_cell)² in float64, sequential in ascending value order."""
+    s = 0.0
+    for i in range(c.size):
+        for j in range(bnd[i], bnd[i + 1]):
+            d = u[j] - c[i]
+            s += np.float64(cnt[j]) * (d * d)
+    return s
+
+
+def sse_twin(u, cnt, c, bnd):
+    cell = np.repeat(np.arange(c.size), np.diff(bnd))
+    d = u - c[cell]
+    terms = cnt.astype(np.float64) * (d * d)
+    return float(np.cumsum(terms)[-1]) if terms.size else 0.0
+
+
+# -- Hartigan-Wong transfers (1-D, contiguous cells) ------------------------------------
+def _hartigan_py(u, cnt, c0, to32, max_iter, emin, n_limbs, bnd):
+    """Hartigan-Wong single-group transfers between adjacent cells.
+
+    ``bnd`` (k+1 boundaries, modified in place) is the starting partition.
+    The unit moved is one distinct value with its multiplicity w.  Moving
+    x from cell i (n_i, μ_i) to an adjacent cell l (n_l, μ_l) changes the
+    SSE by  n_l·w/(n_l+w)·(x−μ_l)² − n_i·w/(n_i−w)·(x−μ_i)²  (exact means:
+    the first term is 0 when cell l is empty); it is done when this is
+    < 0 and cell i keeps at least one point.  Sweeps run over boundaries
+    left to right, the last group of the left cell first; stop after a
+    sweep without transfer or ``max_iter`` sweeps.  Returns (c, n_sweeps,
+    converged), c the exactly rounded means (empty cells keep c0).
+    """
+    k = c0.size
+    sums = np.zeros((k, n_limbs), np.int64)
+    counts = np.zeros(k, np.int64)
+    work = np.zeros(n_limbs, np.int64)
+    for i in range(k):
+        for j in range(bnd[i], bnd[i + 1]):
+            _add_entry(sums[i], u[j], cnt[j], emin)
+            counts[i] += cnt[j]
+    mu = c0.copy()
+    for i in range(k):
+        if counts[i] > 0:
+            mu[i] = _centroid(_limbs_to_float(sums[i], emin, work), counts[i], to32)
+    sweeps = 0
+    converged = False
+    while sweeps < max_iter:
+        sweeps += 1
+        moved = False
+        for i in range(k - 1):
+            for direction in range(2):
+                while True:
+                    if direction == 0:
+                        src, dst = i, i + 1
+                        j = bnd[i + 1] - 1
+                    else:
+                        src, dst = i + 1, i
+                        j = bnd[i + 1]
+                    if bnd[src] == bnd[src + 1]:
+                        break
+                    w = cnt[j]
+                    ns = counts[src]
+                    nd = counts[dst]
+                    if ns <= w:
+                        break
+                    x = u[j]
+                    fw = np.float64(w)
+                    ds = x - mu[src]
+                    lose = np.float64(ns) * fw / np.float64(ns - w) * (ds * ds)
+                    gain = 0.0
+                    if nd > 0:
+                        dd = x - mu[dst]
+                        gain = np.float64(nd) * fw / np.float64(nd + w) * (dd * dd)
+                    if not gain - lose < 0.0:
+                        break
+                    _add_entry(sums[src], x, -w, emin)
+                    _add_entry(sums[dst], x, w, emin)
+                    counts[src] = ns - w
+                    counts[dst] = nd + w
+                    if direction == 0:
+                        bnd[i + 1] -= 1
+                    else:
+                        bnd[i + 1] += 1
+                    mu[src] = _centroid(_limbs_to_float(sums[src], emin, work), counts[src], to32)
+                    mu[dst] = _centroid(_limbs_to_float(sums[dst], emin, work), counts[dst], to32)
+                    moved = True
+        if not moved:
+            converged = True
+            break
+    return mu, sweeps, converged
+
+
+hartigan = numba.njit(cache=True)(_hartigan_py)
+
+
+def hartigan_twin(u, cnt, c0, to32, max_iter, emin, n_limbs, bnd):
+    """Interpreted run of the same Python source as :func:`hartigan`."""
+    return _hartigan_py(u, cnt, c0, to32, max_iter, emin, n_limbs, bnd)
+
+
+# -- globally optimal 1-D k-means: dynamic programming ----------------------------------
+def _two_sum(a, b):
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
+def _split(a):
+    c = 134217729.0 * a                    # 2**27 + 1 (Dekker)
+    hi = c - (c - a)
+    return hi, a - hi
+
+
+def _two_prod(a, b):
+    p = a * b
+    ah, al = _split(a)
+    bh, bl = _split(b)
+    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
+def _dp_prefix_py(y, cnt):
+    """Compensated prefix sums of cnt·y and cnt·y² as (hi, lo) pairs (double-double)."""
+    m = y.size
+    h1 = np.zeros(m + 1)
+    l1 = np.zeros(m + 1)
+    h2 = np.zeros(m + 1)
+    l2 = np.zeros(m + 1)
+    a1 = 0.0
+    b1 = 0.0
+    a2 = 0.0
+    b2 = 0.0
+    for j in range(m):
+        w = np.float64(cnt[j])
+        p, pe = _two_prod(w, y[j])
+        s, se = _two_sum(a1, p)
+        b1 = b1 + (se + pe)
+        a1, b1 = _two_sum(s, b1)
+        q, qe = _two_prod(y[j], y[j])
+        r, re = _two_prod(w, q)
+        re = re + w * qe
+        s, se = _two_sum(a2, r)
+        b2 = b2 + (se + re)
+        a2, b2 = _two_sum(s, b2)
+        h1[j + 1] = a1
+        l1[j + 1] = b1
+        h2[j + 1] = a2
+        l2[j + 1] = b2
+    return h1, l1, h2, l2
+
+
+def _dp_cost(h1, l1, h2, l2, ccum, a, b):
+    """SSE of distinct values a..b (inclusive) around their mean, clamped at 0."""
+    w = np.float64(ccum[b + 1] - ccum[a])
+    s1 = (h1[b + 1] - h1[a]) + (l1[b + 1] - l1[a])
+    s2 = (h2[b + 1] - h2[a]) + (l2[b + 1] - l2[a])
+    c = s2 - s1 * s1 / w
+    return c if c > 0.0 else 0.0
+
+
+def _optimal_dp_py(y, cnt, ccum, k):
+    """DP of Grønlund et al. (2017) §2.2, rows by divide and conquer.
+
+    D[c][i] = min_{c <= j <= i} D[c-1][j-1] + cost(j, i); the smallest j
+    wins ties.  Returns the cluster start indices (k,), the DP value.
+    """
+    m = y.size
+    h1, l1, h2, l2 = _dp_prefix_py(y, cnt)
+    prev = np.empty(m)
+    cur = np.empty(m)
+    arg = np.zeros((k, m), np.int32)
+    for i in range(m):
+        prev[i] = _dp_cost(h1, l1, h2, l2, ccum, 0, i)
+    stack = np.empty((4 * (m + 2), 4), np.int64)
+    for c in range(1, k):
+        top = 0
+        stack[0, 0] = c
+        stack[0, 1] = m - 1
+        stack[0, 2] = c
+        stack[0, 3] = m - 1
+        top = 1
+        while top > 0:
+            top -= 1
+            lo = stack[top, 0]
+            hi = stack[top, 1]
+            olo = stack[top, 2]
+            ohi = stack[top, 3]
+            if lo > hi:
+                continue
+            mid = (lo + hi) >> 1
+            best = np.inf
+            bj = olo
+            stop = ohi if ohi < mid else mid
+            for j in range(olo, stop + 1):
+                v = prev[j - 1] + _dp_cost(h1, l1, h2, l2, ccum, j, mid)
+                if v < best:
+                    best = v
+                    bj = j
+            cur[mid] = best
+            arg[c, mid] = bj
+            stack[top, 0] = lo
+            stack[top, 1] = mid - 1
+            stack[top, 2] = olo
+            stack[top, 3] = bj
+            stack[top + 1, 0] = mid + 1
+            stack[top + 1, 1] = hi
+            stack[top + 1, 2] = bj
+            stack[top + 1, 3] = ohi
+            top += 2
+        for i in range(c):
+            cur[i] = np.inf
+        prev, cur = cur, prev
+    starts = np.zeros(k, np.int64)
+    end = m - 1
+    for c in range(k - 1, 0, -1):
+        j = arg[c, end]
+        starts[c] = j
+        end = j - 1
+    return starts, prev[m - 1]
+
+
+def _jit_rebound(func, **globals_):
+    """Compile ``func`` with some of its global helpers replaced by compiled ones."""
+    g = dict(func.__globals__)
+    g.update(globals_)
+    clone = types.FunctionType(func.__code__, g, func.__name__, func.__defaults__)
+    clone.__module__ = func.__module__
+    clone.__qualname__ = func.__qualname__
+    return numba.njit(cache=True)(clone)
+
+
+_two_sum_nb = numba.njit(cache=True)(_two_sum)
+_split_nb = numba.njit(cache=True)(_split)
+_two_prod_nb = _jit_rebound(_two_prod, _split=_split_nb)
+_dp_cost_nb = numba.njit(cache=True)(_dp_cost)
+_dp_prefix_nb = _jit_rebound(_dp_prefix_py, _two_sum=_two_sum_nb, _two_prod=_two_prod_nb)
+_optimal_dp_nb = _jit_rebound(_optimal_dp_py, _dp_cost=_dp_cost_nb, _dp_prefix_py=_dp_prefix_nb)
+
+
+def optimal_dp(y, cnt, ccum, k):
+    """Cluster starts and DP cost for centred sorted distinct ``y`` (Numba)."""
+    return _optimal_dp_nb(y, cnt, ccum, k)
+
+
+def optimal_dp_twin(y, cnt, ccum, k):
+    """Same DP interpreted by CPython (twin of :func:`optimal_dp`)."""
+    return _optimal_dp_py(y, cnt, ccum, k)
+
+
+# -- vector quantization (product quantization) -----------------------------------------
+@numba.njit(cache=True, parallel=True)
+def vq_assign(X, C):
+    """Index of the nearest row of C for each row of X.
+
+    Squared Euclidean distance in float64, coordinates summed in ascending
+    order; the lowest index wins ties.  Rows are independent (prange), so
+    the result does not depend on the thread count.
+    """
+    n, d = X.shape
+    k = C.shape[0]
+    out = np.empty(n, np.int64)
+    for r in numba.prange(n):
+        best = np.inf
+        arg = 0
+        for c in range(k):
+            s = 0.0
+            for j in range(d):
+                t = X[r, j] - C[c, j]
+                s += t * t
+            if s < best:
+                best = s
+                arg = c
+        out[r] = arg
+    return out
+
+
+def vq_assign_twin(X, C):
+    s = np.zeros((X.shape[0], C.shape[0]))
+    for j in range(X.shape[1]):
+        t = X[:, j][:, None] - C[:, j][None, :]
+        s += t * t
+    return np.argmin(s, axis=1).astype(np.int64)
+
+
+@numba.njit(cache=True)
+def vq_means(X, codes, C_old, to32, emin, n_limbs):
+    """Per-cluster, per-coordinate exactly rounded means; empty clusters keep C_old."""
+    n, d = X.shape
+    k = C_old.shape[0]
+    C = C_old.copy()
+    sums = np.zeros((k, d, n_limbs), np.int64)
+    counts = np.zeros(k, np.int64)
+    work = np.zeros(n_limbs, np.int64)
+    for r in range(n):
+        c = codes[r]
+        counts[c] += 1
+        for j in range(d):
+            _add_entry(sums[c, j], X[r, j], 1, emin)
+    for c in range(k):
+        if counts[c] > 0:
+            for j in range(d):
+                C[c, j] = _centroid(_limbs_to_float(sums[c, j], emin, work), counts[c], to32)
+    return C
+
+
+def vq_means_twin(X, codes, C_old, to32):
+    C = C_old.copy()
+    for c in range(C.shape[0]):
+        rows = X[codes == c]
+        if rows.shape[0]:
+            for j in range(X.shape[1]):
+                v = math.fsum(rows[:, j].tolist()) / float(rows.shape[0])
+                C[c, j] = float(np.float32(v)) if to32 else v
+    return C

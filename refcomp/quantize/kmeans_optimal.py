@@ -1,0 +1,94 @@
+"""Globally optimal 1-D k-means by dynamic programming (FACTS.md §7.8).
+
+Wang & Song (2011, Ckmeans.1d.dp); Grønlund et al. (2017, arXiv
+1701.07204) §2.2.  Optimal clusters of sorted data are contiguous, and an
+optimal solution never splits equal values, so the DP runs on the m sorted
+distinct values weighted by their counts.
+"""
+
+import numpy as np
+
+from .._errors import ParameterError
+from ..kernels import kmeans as K
+from .kmeans import _Data, codebook_result, resolve_k
+
+__all__ = ["kmeans_optimal", "MAX_TABLE"]
+
+#: Largest k·m (clusters × distinct values) accepted: the back-pointer table is int32.
+MAX_TABLE = 1 << 28
+
+
+def _solve(d, k):
+    """(k_eff, bnd, centroids float64 of the data dtype, dp_cost)."""
+    m = d.u.size
+    k_eff = min(k, m)
+    if k_eff * m > MAX_TABLE:
+        raise ParameterError(f"kmeans_optimal: k·m = {k_eff}·{m} exceeds {MAX_TABLE} "
+                             "(back-pointer table memory); use kmeans() for this size")
+    # Centre on a data value (the median distinct value) so that prefix sums
+    # of y and y² stay small; for float32 data in float64 the subtraction is
+    # exact unless the exponents differ by more than 29.
+    y = d.u - d.u[m // 2]
+    starts, dp_cost = K.optimal_dp(y, d.cnt, d.ccum, k_eff)
+    bnd = np.append(starts, m).astype(np.int64)
+    emin, _, P = d.layout()
+    c = K.cell_means(d.u, d.cnt, d.ccum, bnd, np.zeros(k_eff), d.to32, emin, P)
+    return k_eff, bnd, c, float(dp_cost)
+
+
+def optimal_codebook(d, k):
+    """Centroids (float64) of the optimal clustering of prepared data ``d``."""
+    return _solve(d, k)[2]
+
+
+def kmeans_optimal(w, k=None, *, bits=None):
+    """Globally optimal 1-D k-means (minimal SSE), by dynamic programming.
+
+    Parameters
+    ----------
+    w : ndarray, float32 or float64, any shape, non-empty, finite
+    k : int in [1, 65536], optional (default ``2**bits``)
+    bits : int in [1, 16], optional (default ``max(1, ceil(log2 k))``)
+
+    Returns
+    -------
+    Quantized
+        ``method="kmeans_optimal"``, ``decoder="codebook"``,
+        ``params["codebook"]`` of ``w.dtype``, sorted, with
+        ``min(k, number of distinct values)`` entries; codes are the DP
+        clusters; ``info``: ``sse`` (float64 Σ(w − ŵ)² against the returned
+        codebook, sequential in ascending value order, as in :func:`kmeans`),
+        ``dp_cost`` (the DP's own objective), ``k``, ``k_effective``.
+
+    Notes
+    -----
+    DP (Grønlund et al. 2017 §2.2): ``D[c][i] = min_{c<=j<=i} D[c-1][j-1] +
+    cost(j, i)``, ``D[0][i] = cost(0, i)``, each row by divide and conquer
+    on the monotone argmin (O(k·m·log m) cost evaluations, m distinct
+    values); the smallest j wins ties; backtracking gives the clusters.
+
+    Cost and cancellation: ``cost(j, i) = S2 − S1²/W`` with S1 = Σ w·y,
+    S2 = Σ w·y², W = Σ w over distinct values j..i.  The textbook form with
+    plain prefix sums of x and x² loses every digit when a cluster's spread
+    is small next to |x|: the prefix sums grow with the data and their
+    difference cancels.  Here (1) y = x − median is centred, (2) prefix sums
+    are compensated double-double (TwoSum / Dekker TwoProduct, no FMA), and
+    a range's S1, S2 are formed as (hi_b − hi_a) + (lo_b − lo_a), accurate
+    to about one ulp of the range sum itself rather than of the prefix.
+    What remains is the intrinsic cancellation of S2 − S1²/W, a relative
+    error of about 2**-52·(1 + ȳ²/var) for a cluster of mean ȳ and variance
+    var; it can only change the argmin between near-equal candidates.
+    Costs below 0 are clamped to 0.
+
+    Centroids are the exactly rounded means of :func:`kmeans` (exact sum,
+    one float64 division, RNE to ``w.dtype``).  The optimal partition is a
+    fixed point of Lloyd's algorithm; the codes keep the DP partition.
+
+    Memory: an int32 table of k·m entries (refused above ``MAX_TABLE``).
+    """
+    k, bits = resolve_k(k, bits)
+    d = _Data("w", w)
+    k_eff, bnd, c, dp_cost = _solve(d, k)
+    params = {"k": k}
+    return codebook_result(d, c, bnd, bits=bits, method="kmeans_optimal", params=params,
+                           info={"dp_cost": dp_cost, "k": k, "k_effective": k_eff})
