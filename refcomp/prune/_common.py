@@ -41,4 +41,4 @@ def rank_prune(scores, n_prune):
 
 def fsum_rows(a):
     """Exactly rounded float64 sum of each row of a 2-D float64 array (math.fsum)."""
-    return np.array([math.fsum(r) for r in a], dtype=np.float64).reshape(a.shape[0])
+    return np.array([math.fsum(r) for r in a.tolist()], dtype=np.float64).reshape(a.shape[0])
