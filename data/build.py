@@ -197,10 +197,6 @@ def to_keras(name, model):
     g = model.get_layer
     inp = keras.Input((8, 8), name="x")
 
-    def kdense(layer, act=None):
-        d = K.Dense(layer.w("W").shape[0], activation=act, name=layer.name.replace(".", "_"))
-        return d
-
     if name == "digits_mlp":
         ls = [K.Flatten(name="flatten"), K.Dense(128, activation="relu", name="dense1"),
               K.Dense(64, activation="relu", name="dense2"), K.Dense(10, name="logits")]
