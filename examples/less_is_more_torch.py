@@ -88,8 +88,8 @@ def main():
     ap.add_argument("--model", default="mlp", choices=["mlp", "cnn"])
     ap.add_argument("--ratio", type=float, default=0.2, help="relative threshold of eq. (1)")
     ap.add_argument("--interval", type=int, default=2, help="epochs between reductions")
-    ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--final", type=int, default=8, help="last epochs without reduction")
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--final", type=int, default=10, help="last epochs without reduction")
     ap.add_argument("--lr", type=float, default=1e-3)
     args = ap.parse_args()
 

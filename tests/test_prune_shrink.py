@@ -168,3 +168,20 @@ def test_shrink_bad_input():
                        attrs={"padding": 1})], input_shape=(1, 5, 5))
     with pytest.raises(refcomp.ParameterError, match="zero padding"):
         shrink(sig, "0", np.array([0]))
+
+
+def test_shrink_keeps_masked_weights_and_refuses_recurrent():
+    m = refcomp.load(DATA / "digits_cnn.h5")
+    pm = apply_masks(m, global_magnitude(prunable_weights(m), 0.8))
+    s = shrink(pm, "3", np.arange(0, 64, 2))
+    w = s.get_layer("3").weights["W"]
+    assert isinstance(w, refcomp.prune.Masked) and w.shape == (32, 32, 3, 3)
+    assert isinstance(s.get_layer("7").weights["W"], refcomp.prune.Masked)
+    assert s.get_layer("7").weights["W"].shape == (128, 32 * 2 * 2)
+    want = masked_outputs(apply_masks(pm, {}, masked=False).replace_weights(
+        {(p, "W"): pm.get_layer(p).weights["W"].dequantize() for p in ("1", "3", "7", "9")}),
+        "3", np.arange(0, 64, 2))(X_TEST)
+    assert np.array_equal(s(X_TEST), want)
+    lstm = refcomp.load(DATA / "digits_lstm.h5")
+    with pytest.raises(refcomp.ParameterError, match="only dense and conv2d"):
+        shrink(lstm, "0", np.array([0]))
