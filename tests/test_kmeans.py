@@ -197,6 +197,9 @@ def test_kernel_twins(x, k):
     assert_bits_equal(a[1], b[1])
     assert a[2:] == b[2:]
     assert_bits_equal(np.float64(K.sse(u, cnt, a[0], a[1])), np.float64(K.sse_twin(u, cnt, a[0], a[1])))
+    starts = np.append(u, np.inf)[a[1][:-1]]
+    assert_bits_equal(K.cell_codes(x.reshape(-1), starts, np.int64),
+                      K.cell_codes_twin(x.reshape(-1), starts, np.int64))
     bnd1, bnd2 = K.boundaries(u, c0), K.boundaries(u, c0)
     h1 = K.hartigan(u, cnt, c0, to32, 20, emin, n_limbs, bnd1)
     h2 = K.hartigan_twin(u, cnt, c0, to32, 20, emin, n_limbs, bnd2)

@@ -36,7 +36,7 @@ import numpy as np
 
 __all__ = ["exact_layout", "block_prefix", "boundaries", "lloyd", "lloyd_twin", "sse", "sse_twin",
            "hartigan", "hartigan_twin", "optimal_dp", "optimal_dp_twin",
-           "cell_means", "vq_assign", "vq_assign_twin", "vq_means", "vq_means_twin",
+           "cell_means", "cell_codes", "cell_codes_twin", "vq_assign", "vq_assign_twin", "vq_means", "vq_means_twin",
            "BLOCK"]
 
 _LB = 30                      # bits per limb
@@ -284,6 +284,41 @@ def cell_means(u, cnt, ccum, bnd, c_old, to32, emin, P):
         if n > 0:
             c[i] = _centroid(_range_sum(u, cnt, P, bnd[i], bnd[i + 1], emin, acc, work), n, to32)
     return c
+
+
+@numba.njit(cache=True, parallel=True)
+def _cell_codes_kernel(x, starts, out):
+    n = x.size
+    k = starts.size
+    nchunks = (n + 65535) // 65536
+    for t in numba.prange(nchunks):
+        for i in range(t * 65536, min(n, (t + 1) * 65536)):
+            v = np.float64(x[i])
+            lo = 0
+            hi = k
+            while lo < hi:                 # last cell whose start value <= v
+                mid = (lo + hi) >> 1
+                if starts[mid] <= v:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            out[i] = lo - 1
+
+
+def cell_codes(x, starts, code_dtype):
+    """Cell index of every element of flat ``x``: the last i with starts[i] <= x.
+
+    ``starts[i]`` is the smallest value of cell i (+inf for empty trailing
+    cells; an empty cell repeats the next start so the later cell wins).
+    Elements are independent: the result does not depend on the thread count.
+    """
+    out = np.empty(x.size, code_dtype)
+    _cell_codes_kernel(x, starts, out)
+    return out
+
+
+def cell_codes_twin(x, starts, code_dtype):
+    return (np.searchsorted(starts, x.astype(np.float64), side="right") - 1).astype(code_dtype)
 
 
 @numba.njit(cache=True)

@@ -26,7 +26,7 @@ MAX_BITS = 16
 class _Data:
     """Sorted distinct values of a float array with their multiplicities."""
 
-    __slots__ = ("u", "cnt", "ccum", "inv", "n", "to32", "dtype", "shape", "_layout")
+    __slots__ = ("u", "cnt", "ccum", "flat", "n", "to32", "dtype", "shape", "_layout")
 
     def __init__(self, name, w):
         float_input(name, w)
@@ -36,11 +36,12 @@ class _Data:
             raise ParameterError(f"{name} has {n} elements; at most 2**32 - 1 are supported")
         if w.dtype == np.float64 and max(abs(lo), abs(hi)) * n >= 2.0 ** 1020:
             raise ParameterError(f"{name}: max|w|·size reaches 2**1020; cell sums would overflow")
-        # + 0.0 maps -0.0 to +0.0 so signed zeros form one distinct value.
-        flat = np.ascontiguousarray(w).reshape(-1).astype(np.float64) + 0.0
-        u, inv, cnt = np.unique(flat, return_inverse=True, return_counts=True)
-        self.u, self.inv = u, inv.reshape(-1)
-        self.cnt = cnt.astype(np.int64)
+        self.flat = np.ascontiguousarray(w).reshape(-1)
+        s = np.sort(self.flat)                # in the input dtype: exact, faster for float32
+        starts = np.flatnonzero(np.concatenate([[True], s[1:] != s[:-1]]))
+        # + 0.0 maps -0.0 to +0.0 (-0.0 == 0.0, so both are one distinct value).
+        self.u = s[starts].astype(np.float64) + 0.0
+        self.cnt = np.diff(np.append(starts, n)).astype(np.int64)
         self.ccum = np.concatenate([[0], np.cumsum(self.cnt)]).astype(np.int64)
         self.n, self.to32 = n, w.dtype == np.float32
         self.dtype, self.shape = w.dtype, w.shape
@@ -154,14 +155,16 @@ def codebook_result(d, c, bnd, *, bits, method, params, info):
     info = dict(info)
     info["sse"] = float(K.sse(d.u, d.cnt, c, bnd))
     info["n_empty"] = int(np.count_nonzero(np.diff(d.ccum[bnd]) == 0))
-    cell = np.repeat(np.arange(k, dtype=np.int64), np.diff(bnd))
+    starts = np.append(d.u, np.inf)[bnd[:-1]]
+    code_dtype = narrowest_code_dtype(0, max(k - 1, 0))
+    codes = K.cell_codes(d.flat, starts, code_dtype)
     if np.any(np.diff(c) < 0):
         # Only Hartigan can leave an empty cell's old centroid out of order.
         order = np.argsort(c, kind="stable")
         rank = np.empty(k, np.int64)
         rank[order] = np.arange(k)
-        c, cell = c[order], rank[cell]
-    codes = cell[d.inv].astype(narrowest_code_dtype(0, max(k - 1, 0))).reshape(d.shape)
+        c, codes = c[order], rank[codes].astype(code_dtype)
+    codes = codes.reshape(d.shape)
     params = dict(params, codebook=c.astype(d.dtype))
     return Quantized(codes, bits=bits, method=method, decoder="codebook", params=params,
                      dtype=d.dtype, info=info)
