@@ -17,7 +17,6 @@ refcomp reference forward pass on the test split.
 import argparse
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 

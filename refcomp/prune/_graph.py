@@ -6,7 +6,7 @@ import numpy as np
 
 from .._errors import ParameterError
 from ..layers.dense import dense_acc64
-from ..model import Model, _forward_layer, materialize
+from ..model import _forward_layer, materialize
 from .masked import Masked
 
 PASS_THROUGH = ("activation", "dropout", "max_pool2d", "avg_pool2d", "batch_norm", "flatten")
@@ -230,8 +230,3 @@ def remove_outputs(model, path, keep, preact, shp=None):
     if new.input_shape is not None:
         new.output_shapes()
     return new
-
-
-def rebuild(model):
-    return Model(model.layers, name=model.name, input_shape=model.input_shape,
-                 metadata=model.metadata)
