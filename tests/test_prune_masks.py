@@ -218,3 +218,22 @@ def test_bad_input():
     with pytest.raises(refcomp.ParameterError, match="frequency"):
         polynomial_sparsity(0, initial_sparsity=0, final_sparsity=0.5, begin_step=0,
                             end_step=5, frequency=0)
+
+
+ROWS = hnp.arrays(np.float64, st.tuples(st.integers(1, 5), st.integers(0, 40)),
+                  elements=st.one_of(st.floats(allow_nan=False, allow_infinity=False),
+                                     st.sampled_from([1e308, -1e308, 1.0, 1e-300, 2.0 ** -1074,
+                                                      1e16, -1e16, 0.5, -0.0])))
+
+
+@given(ROWS)
+def test_fsum_kernel_twin_bits(a):
+    from refcomp.prune._kernels import fsum_rows, fsum_rows_twin
+    pos = np.abs(a)
+    assert_bits_equal(fsum_rows(pos), fsum_rows_twin(pos))
+    try:
+        want = fsum_rows_twin(a)
+    except OverflowError:
+        return
+    if np.isfinite(want).all():
+        assert_bits_equal(fsum_rows(a), want)

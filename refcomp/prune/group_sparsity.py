@@ -31,7 +31,8 @@ def group_norms(W, *, groups="outputs"):
     ``groups="outputs"``: dense rows / conv 3-D filters ``W[o]`` (Frobenius
     norm), seed 003 §4.1; ``"inputs"``: dense columns / ``W[:, i]`` (the
     "reversed" variant, §4.3).  ``sqrt(fsum(w*w))``: squares in float64
-    (exact for float32 input), exactly rounded sum, correctly rounded sqrt.
+    (exact for float32 input), exactly rounded sum (as ``math.fsum``),
+    correctly rounded sqrt.
     """
     as_float_array("W", W)
     check_ndim("W", W, (2, 4))
