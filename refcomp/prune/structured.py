@@ -72,7 +72,8 @@ def group_scores(w, *, level, norm="l1", groups=1):
     3-D filter is the 2-norm of its flattened entries): ``sqrt(fsum(w*w))``.
     Each |w| and w*w is formed in float64 (exact for float32 input; w*w of
     float64 input is rounded half-even), summed exactly rounded and
-    order-independent (Shewchuk partials, bit-identical to ``math.fsum``), and the square root is correctly rounded.
+    order-independent (Shewchuk partials, bit-identical to ``math.fsum``),
+    and the square root is correctly rounded.
     """
     as_float_array("w", w)
     check_ndim("w", w, (2, 4))
