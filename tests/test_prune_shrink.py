@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import refcomp
 from refcomp import Layer, Model
@@ -185,3 +186,48 @@ def test_shrink_keeps_masked_weights_and_refuses_recurrent():
     lstm = refcomp.load(DATA / "digits_lstm.h5")
     with pytest.raises(refcomp.ParameterError, match="only dense and conv2d"):
         shrink(lstm, "0", np.array([0]))
+
+
+@given(st.integers(0, 2 ** 32 - 1), st.sampled_from(["relu", "tanh", "sigmoid"]),
+       st.floats(0.3, 0.9))
+@settings(max_examples=30)
+def test_remove_dead_neurons_random_sparse_mlps(seed, act, density):
+    rng = np.random.default_rng(seed)
+    sizes = [5, 7, 6, 3]
+    layers = []
+    for i in range(3):
+        W = rng.normal(size=(sizes[i + 1], sizes[i]))
+        W *= rng.random(W.shape) < density                  # unstructured pruning
+        W[rng.random(sizes[i + 1]) < 0.3] = 0               # whole dead rows
+        W[:, rng.random(sizes[i]) < 0.3] = 0                # whole dead columns
+        layers.append(Layer("dense", weights={"W": W, "b": rng.normal(size=sizes[i + 1])}))
+        if i < 2:
+            layers.append(Layer("activation", attrs={"function": act}))
+    m = Model(layers, input_shape=(5,))
+    d, rep = remove_dead_neurons(m)
+    x = rng.normal(size=(8, 5))
+    np.testing.assert_allclose(d(x), m(x), rtol=0, atol=1e-12)
+    assert d.n_params() <= m.n_params()
+    for path in ("0", "2"):          # no remaining neuron has an all-zero row
+        W = d.get_layer(path).weights["W"]
+        assert W.shape[0] == 1 or np.all(np.any(W != 0, axis=1))
+
+
+@given(st.integers(0, 2 ** 32 - 1))
+@settings(max_examples=25)
+def test_shrink_random_keep_sets_mlp(seed):
+    rng = np.random.default_rng(seed)
+    m = refcomp.load(DATA / "digits_mlp.h5") if seed % 2 else conv_flatten_model("NHWC", "relu")
+    path = "1" if seed % 2 else "0"
+    n = m.get_layer(path).weights["W"].shape[0]
+    keep = np.flatnonzero(rng.random(n) < 0.5)
+    if keep.size == 0:
+        keep = np.array([0])
+    x = (X_TEST[:20] if seed % 2 else
+         rng.normal(size=(5,) + m.input_shape).astype(np.float32))
+    got, want = shrink(m, path, keep)(x), masked_outputs(m, path, keep)(x)
+    if seed % 2:
+        assert np.array_equal(got, want)          # ReLU: removed outputs are exact zeros
+    else:                                         # BN shift folded into the dense bias
+        assert np.abs(got - want).max() <= 64 * np.finfo(np.float32).eps * (
+            1 + np.abs(want).max())
