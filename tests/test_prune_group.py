@@ -121,3 +121,16 @@ def test_group_bad_input():
     m = refcomp.load(DATA / "digits_mlp.h5")
     with pytest.raises(refcomp.ParameterError, match="removes every neuron"):
         less_is_more(m, 1e6, relative=False)
+
+
+def test_less_is_more_limutils_drop_semantics():
+    m = refcomp.load(DATA / "digits_mlp.h5")
+    r, rep = less_is_more(m, 0.5, fold_bias=False)
+    upd = {}
+    for row in rep["layers"]:
+        layer = m.get_layer(row["path"])
+        W = group_prox(layer.weights["W"], 0.5, relative=True)
+        b = layer.weights["b"].copy()
+        b[~np.any(W != 0, axis=1)] = 0                 # the neuron goes with its bias
+        upd[(row["path"], "W")], upd[(row["path"], "b")] = W, b
+    assert np.array_equal(r(X_TEST), m.replace_weights(upd)(X_TEST))

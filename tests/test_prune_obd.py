@@ -154,3 +154,18 @@ def test_obd_bad_input():
         obd(m, x, np.array([0, 1]), sparsity=1.2)
     with pytest.raises(refcomp.ParameterError, match="scope"):
         obd(m, x, np.array([0, 1]), sparsity=0.2, scope="net")
+
+
+def test_hessian_same_bits_for_any_thread_count():
+    import numba
+    m = refcomp.load(DATA / "digits_cnn.h5")
+    x, y = load_split("calib")
+    old = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        h1 = hessian_diagonal(m, x[:30], y[:30])
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        h2 = hessian_diagonal(m, x[:30], y[:30])
+    finally:
+        numba.set_num_threads(old)
+    assert all(h1[k].tobytes() == h2[k].tobytes() for k in h1)
