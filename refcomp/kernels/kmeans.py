@@ -444,10 +444,7 @@ def _two_prod(a, b):
 def _dp_prefix_py(y, cnt):
     """Compensated prefix sums of cnt·y and cnt·y² as (hi, lo) pairs (double-double)."""
     m = y.size
-    h1 = np.zeros(m + 1)
-    l1 = np.zeros(m + 1)
-    h2 = np.zeros(m + 1)
-    l2 = np.zeros(m + 1)
+    Q = np.zeros((m + 1, 5))     # one row per prefix: h1, l1, h2, l2, count (cache locality)
     a1 = 0.0
     b1 = 0.0
     a2 = 0.0
@@ -464,73 +461,96 @@ def _dp_prefix_py(y, cnt):
         s, se = _two_sum(a2, r)
         b2 = b2 + (se + re)
         a2, b2 = _two_sum(s, b2)
-        h1[j + 1] = a1
-        l1[j + 1] = b1
-        h2[j + 1] = a2
-        l2[j + 1] = b2
-    return h1, l1, h2, l2
+        Q[j + 1, 0] = a1
+        Q[j + 1, 1] = b1
+        Q[j + 1, 2] = a2
+        Q[j + 1, 3] = b2
+        Q[j + 1, 4] = Q[j, 4] + w          # exact: counts total < 2**53
+    return Q
 
 
-def _dp_cost(h1, l1, h2, l2, ccum, a, b):
+def _dp_cost(Q, a, b):
     """SSE of distinct values a..b (inclusive) around their mean, clamped at 0."""
-    w = np.float64(ccum[b + 1] - ccum[a])
-    s1 = (h1[b + 1] - h1[a]) + (l1[b + 1] - l1[a])
-    s2 = (h2[b + 1] - h2[a]) + (l2[b + 1] - l2[a])
+    w = Q[b + 1, 4] - Q[a, 4]
+    s1 = (Q[b + 1, 0] - Q[a, 0]) + (Q[b + 1, 1] - Q[a, 1])
+    s2 = (Q[b + 1, 2] - Q[a, 2]) + (Q[b + 1, 3] - Q[a, 3])
     c = s2 - s1 * s1 / w
     return c if c > 0.0 else 0.0
 
 
-def _optimal_dp_py(y, cnt, ccum, k):
-    """DP of Grønlund et al. (2017) §2.2, rows by divide and conquer.
+def _dp_entry(prev, Q, i, j):
+    """Matrix entry of a DP row: D[c-1][j-1] + cost(j, i), +inf above the diagonal."""
+    if j > i:
+        return np.inf
+    return prev[j - 1] + _dp_cost(Q, j, i)
 
-    D[c][i] = min_{c <= j <= i} D[c-1][j-1] + cost(j, i); the smallest j
-    wins ties.  Returns the cluster start indices (k,), the DP value.
+
+def _smawk(rows, cols, prev, Q, result, pos):
+    """Row minima of the totally monotone matrix _dp_entry (SMAWK, Aggarwal et al. 1987).
+
+    The leftmost minimum is kept on ties (REDUCE pops only on a strict
+    improvement; INTERPOLATE takes the first strict minimum).
+    """
+    nr = rows.size
+    if nr == 0:
+        return 0
+    stack = np.empty(cols.size, np.int64)
+    top = 0
+    for c in cols:                                    # REDUCE to at most nr columns
+        while top > 0:
+            r = rows[top - 1]
+            if (_dp_entry(prev, Q, r, stack[top - 1])
+                    <= _dp_entry(prev, Q, r, c)):
+                break
+            top -= 1
+        if top < nr:
+            stack[top] = c
+            top += 1
+    kept = stack[:top].copy()
+    _smawk(rows[1::2].copy(), kept, prev, Q, result, pos)
+    for t in range(top):
+        pos[kept[t]] = t
+    start = 0
+    for r in range(0, nr, 2):                         # INTERPOLATE the even rows
+        row = rows[r]
+        stop = top - 1
+        if r + 1 < nr:
+            stop = pos[result[rows[r + 1]]]
+        bj = kept[start]
+        best = _dp_entry(prev, Q, row, bj)
+        for t in range(start + 1, stop + 1):
+            v = _dp_entry(prev, Q, row, kept[t])
+            if v < best:
+                best = v
+                bj = kept[t]
+        result[row] = bj
+        start = stop
+    return 0
+
+
+def _optimal_dp_py(y, cnt, ccum, k):
+    """DP of Grønlund et al. (2017) §2.2, each row by SMAWK in O(m).
+
+    D[c][i] = min_{c <= j <= i} D[c-1][j-1] + cost(j, i).  Returns the
+    cluster start indices (k,) and the DP value.
     """
     m = y.size
-    h1, l1, h2, l2 = _dp_prefix_py(y, cnt)
+    Q = _dp_prefix_py(y, cnt)
     prev = np.empty(m)
     cur = np.empty(m)
     arg = np.zeros((k, m), np.int32)
+    result = np.zeros(m, np.int64)
+    pos = np.zeros(m, np.int64)
     for i in range(m):
-        prev[i] = _dp_cost(h1, l1, h2, l2, ccum, 0, i)
-    stack = np.empty((4 * (m + 2), 4), np.int64)
+        prev[i] = _dp_cost(Q, 0, i)
     for c in range(1, k):
-        top = 0
-        stack[0, 0] = c
-        stack[0, 1] = m - 1
-        stack[0, 2] = c
-        stack[0, 3] = m - 1
-        top = 1
-        while top > 0:
-            top -= 1
-            lo = stack[top, 0]
-            hi = stack[top, 1]
-            olo = stack[top, 2]
-            ohi = stack[top, 3]
-            if lo > hi:
-                continue
-            mid = (lo + hi) >> 1
-            best = np.inf
-            bj = olo
-            stop = ohi if ohi < mid else mid
-            for j in range(olo, stop + 1):
-                v = prev[j - 1] + _dp_cost(h1, l1, h2, l2, ccum, j, mid)
-                if v < best:
-                    best = v
-                    bj = j
-            cur[mid] = best
-            arg[c, mid] = bj
-            stack[top, 0] = lo
-            stack[top, 1] = mid - 1
-            stack[top, 2] = olo
-            stack[top, 3] = bj
-            stack[top + 1, 0] = mid + 1
-            stack[top + 1, 1] = hi
-            stack[top + 1, 2] = bj
-            stack[top + 1, 3] = ohi
-            top += 2
+        idx = np.arange(c, m)
+        _smawk(idx, idx, prev, Q, result, pos)
         for i in range(c):
             cur[i] = np.inf
+        for i in range(c, m):
+            cur[i] = _dp_entry(prev, Q, i, result[i])
+            arg[c, i] = result[i]
         prev, cur = cur, prev
     starts = np.zeros(k, np.int64)
     end = m - 1
@@ -541,22 +561,26 @@ def _optimal_dp_py(y, cnt, ccum, k):
     return starts, prev[m - 1]
 
 
-def _jit_rebound(func, **globals_):
+def _jit_rebound(func, inline="never", **globals_):
     """Compile ``func`` with some of its global helpers replaced by compiled ones."""
     g = dict(func.__globals__)
     g.update(globals_)
     clone = types.FunctionType(func.__code__, g, func.__name__, func.__defaults__)
     clone.__module__ = func.__module__
     clone.__qualname__ = func.__qualname__
-    return numba.njit(cache=True)(clone)
+    return numba.njit(cache=True, inline=inline)(clone)
 
 
 _two_sum_nb = numba.njit(cache=True)(_two_sum)
 _split_nb = numba.njit(cache=True)(_split)
 _two_prod_nb = _jit_rebound(_two_prod, _split=_split_nb)
-_dp_cost_nb = numba.njit(cache=True)(_dp_cost)
+_dp_cost_nb = numba.njit(cache=True, inline="always")(_dp_cost)
 _dp_prefix_nb = _jit_rebound(_dp_prefix_py, _two_sum=_two_sum_nb, _two_prod=_two_prod_nb)
-_optimal_dp_nb = _jit_rebound(_optimal_dp_py, _dp_cost=_dp_cost_nb, _dp_prefix_py=_dp_prefix_nb)
+_dp_entry_nb = _jit_rebound(_dp_entry, inline="always", _dp_cost=_dp_cost_nb)
+_smawk_nb = _jit_rebound(_smawk, _dp_entry=_dp_entry_nb)
+_smawk_nb.py_func.__globals__["_smawk"] = _smawk_nb     # the recursion calls the compiled one
+_optimal_dp_nb = _jit_rebound(_optimal_dp_py, _dp_cost=_dp_cost_nb, _dp_prefix_py=_dp_prefix_nb,
+                              _dp_entry=_dp_entry_nb, _smawk=_smawk_nb)
 
 
 def optimal_dp(y, cnt, ccum, k):

@@ -63,9 +63,11 @@ def kmeans_optimal(w, k=None, *, bits=None):
     Notes
     -----
     DP (Grønlund et al. 2017 §2.2): ``D[c][i] = min_{c<=j<=i} D[c-1][j-1] +
-    cost(j, i)``, ``D[0][i] = cost(0, i)``, each row by divide and conquer
-    on the monotone argmin (O(k·m·log m) cost evaluations, m distinct
-    values); the smallest j wins ties; backtracking gives the clusters.
+    cost(j, i)``, ``D[0][i] = cost(0, i)``.  Each row is a totally monotone
+    matrix (entries +inf for j > i), so its row minima come from SMAWK
+    (Aggarwal et al. 1987) in O(m) entry evaluations: O(k·m) after the
+    O(n log n) sort, m distinct values.  Ties keep the leftmost j (smallest
+    cluster start); backtracking gives the clusters.
 
     Cost and cancellation: ``cost(j, i) = S2 − S1²/W`` with S1 = Σ w·y,
     S2 = Σ w·y², W = Σ w over distinct values j..i.  The textbook form with
