@@ -169,3 +169,101 @@ def test_hessian_same_bits_for_any_thread_count():
     finally:
         numba.set_num_threads(old)
     assert all(h1[k].tobytes() == h2[k].tobytes() for k in h1)
+
+
+def test_gauss_newton_conv_stride_padding_vs_naive_loops():
+    rng = np.random.default_rng(12)
+    W1, b1 = rng.normal(size=(3, 2, 2, 2)), rng.normal(size=3)
+    W2, b2 = rng.normal(size=(4, 3, 3, 3)) * 0.5, rng.normal(size=4)
+    W3, b3 = rng.normal(size=(3, 16)) * 0.5, rng.normal(size=3)
+    m = Model([Layer("conv2d", weights={"W": W1, "b": b1}),
+               Layer("activation", attrs={"function": "relu"}),
+               Layer("conv2d", weights={"W": W2, "b": b2}, attrs={"stride": 2, "padding": 1}),
+               Layer("flatten"),
+               Layer("dense", weights={"W": W3, "b": b3})], input_shape=(2, 5, 5))
+    x = rng.normal(size=(3, 2, 5, 5))
+    y = np.array([0, 2, 1])
+    h = hessian_diagonal(m, x, y)
+    N = 3
+    hW1, hW2 = np.zeros_like(W1), np.zeros_like(W2)
+    for n in range(N):
+        u1 = np.zeros((3, 4, 4))
+        for o in range(3):
+            for p in range(4):
+                for q in range(4):
+                    u1[o, p, q] = b1[o] + sum(W1[o, c, i, j] * x[n, c, p + i, q + j]
+                                              for c in range(2) for i in range(2)
+                                              for j in range(2))
+        a1 = np.maximum(u1, 0)
+        a1p = np.pad(a1, ((0, 0), (1, 1), (1, 1)))
+        u2 = np.zeros((4, 2, 2))
+        for o in range(4):
+            for p in range(2):
+                for q in range(2):
+                    u2[o, p, q] = b2[o] + sum(W2[o, c, i, j] * a1p[c, 2 * p + i, 2 * q + j]
+                                              for c in range(3) for i in range(3)
+                                              for j in range(3))
+        z = W3 @ u2.reshape(-1) + b3
+        pr = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+        hz = pr * (1 - pr) / N
+        hu2 = ((W3 ** 2).T @ hz).reshape(4, 2, 2)
+        ha1p = np.zeros((3, 6, 6))
+        for o in range(4):
+            for p in range(2):
+                for q in range(2):
+                    for c in range(3):
+                        for i in range(3):
+                            for j in range(3):
+                                hW2[o, c, i, j] += hu2[o, p, q] * a1p[c, 2 * p + i, 2 * q + j] ** 2
+                                ha1p[c, 2 * p + i, 2 * q + j] += W2[o, c, i, j] ** 2 * hu2[o, p, q]
+        hu1 = ha1p[:, 1:5, 1:5] * (u1 > 0)
+        for o in range(3):
+            for p in range(4):
+                for q in range(4):
+                    for c in range(2):
+                        for i in range(2):
+                            for j in range(2):
+                                hW1[o, c, i, j] += hu1[o, p, q] * x[n, c, p + i, q + j] ** 2
+    np.testing.assert_allclose(h[("2", "W")], hW2, rtol=1e-12, atol=1e-16)
+    np.testing.assert_allclose(h[("0", "W")], hW1, rtol=1e-12, atol=1e-16)
+
+
+def test_backward_routing_matches_torch_gradients_residual_pool_bn():
+    """The backward pass shared by both modes (square=False) against autograd:
+    residual with index map, max pooling with padding, batch norm, sigmoid."""
+    torch = pytest.importorskip("torch")
+    import importlib
+    O = importlib.import_module("refcomp.prune.obd")
+    rng = np.random.default_rng(3)
+    Wa, ba = rng.normal(size=(4, 2, 3, 3)) * 0.5, rng.normal(size=4)
+    Wb, bb = rng.normal(size=(2, 4, 3, 3)) * 0.5, rng.normal(size=2)
+    g, be = rng.uniform(0.5, 2, 4), rng.normal(size=4)
+    mu, var = rng.normal(size=4), rng.uniform(0.5, 2, 4)
+    Wd, bd = rng.normal(size=(3, 4 * 3 * 3)), rng.normal(size=3)
+    m = Model([
+        Layer("conv2d", weights={"W": Wa, "b": ba}, attrs={"padding": 1}),
+        Layer("batch_norm", weights={"gamma": g, "beta": be, "mean": mu, "var": var}),
+        Layer("residual", weights={"index_map": np.array([1, 3])}, layers=[
+            Layer("conv2d", weights={"W": Wb, "b": bb}, attrs={"padding": 1}),
+            Layer("activation", attrs={"function": "sigmoid"})]),
+        Layer("max_pool2d", attrs={"size": 2, "padding": 1}),
+        Layer("flatten"),
+        Layer("dense", weights={"W": Wd, "b": bd})], input_shape=(2, 4, 4))
+    x = rng.normal(size=(3, 2, 4, 4))
+    y = np.array([2, 0, 1])
+    seq, x64, stop = O._prepare(m, x, y)
+    grads = O._grad_or_gn(seq, x64, y, stop, False)
+    T = {k: torch.tensor(v, requires_grad=True) for k, v in
+         dict(Wa=Wa, ba=ba, Wb=Wb, bb=bb, Wd=Wd, bd=bd).items()}
+    F = torch.nn.functional
+    h = F.conv2d(torch.tensor(x), T["Wa"], T["ba"], padding=1)
+    h = F.batch_norm(h, torch.tensor(mu), torch.tensor(var), torch.tensor(g), torch.tensor(be),
+                     eps=1e-5)
+    f = torch.sigmoid(F.conv2d(h, T["Wb"], T["bb"], padding=1))
+    h = h.clone()
+    h[:, [1, 3]] = h[:, [1, 3]] + f
+    h = F.max_pool2d(h, 2, padding=1).flatten(1)
+    F.cross_entropy(h @ T["Wd"].T + T["bd"], torch.tensor(y)).backward()
+    for key, name in [(("0", "W"), "Wa"), (("0", "b"), "ba"), (("2/0", "W"), "Wb"),
+                      (("2/0", "b"), "bb"), (("5", "W"), "Wd"), (("5", "b"), "bd")]:
+        np.testing.assert_allclose(grads[key], T[name].grad.numpy(), rtol=1e-10, atol=1e-13)

@@ -217,14 +217,9 @@ def _backward(seq, g, cache, prefix, square, out, stop):
             ax = 3 if (x.ndim == 4 and layer.attrs["layout"] == "NHWC") else 1
             gf = g if idx is None else np.take(g, np.asarray(idx), axis=ax)
             gb = _backward(layer.layers, gf, cache, path + "/", square, out, 0)
-            # cross terms between the shortcut and the body are dropped (square)
-            if idx is None:
-                g = g + gb
-            else:
-                g = g.copy()
-                sl = [slice(None)] * g.ndim
-                sl[ax] = np.asarray(idx)
-                g[tuple(sl)] += gb
+            # the body reads every input channel; with square=True the cross
+            # term between the shortcut and the body is dropped
+            g = g + gb
         else:
             raise ParameterError(f"hessian_diagonal: layer {path} ({kind}) is not supported")
     return g
