@@ -4,16 +4,17 @@ Data: 1.18M float32 weights drawn from N(0, 0.05²) and Laplace(0, 0.035),
 plus the trained weights shipped in ``data/*.h5`` (all dense/conv/recurrent
 weights concatenated; as many as there are).  For k = 2, 16, 256:
 
-* refcomp ``kmeans(w, k, init="linear")`` (Lloyd to convergence, max 300),
+* refcomp ``kmeans(w, k, init="linear")`` and ``init="density"`` (Lloyd to
+  convergence, max 300 iterations),
 * refcomp ``kmeans_optimal(w, k)`` (skipped when k·m exceeds its table cap),
-* scikit-learn ``KMeans(k, n_init=1, algorithm="lloyd", init=<same linear
-  centroids>)`` (max_iter 300, tol 1e-4),
+* scikit-learn ``KMeans(k, n_init=1, algorithm="lloyd")`` with the same linear
+  centroids, and with its default greedy k-means++ (max_iter 300, tol 1e-4),
 * SciPy ``kmeans2(w, <same linear centroids>, minit="matrix")`` (its default
   10 iterations; it has no convergence test).
 
 SSE is recomputed for every method in float64 from its centroids and labels.
 Times are the median of ``--repeat`` runs (1 for the slow external runs at
-k = 256).  Prints time ratios to refcomp Lloyd, SSE ratios, and the memory
+k = 256).  Prints time and SSE ratios to refcomp Lloyd (linear init), and the memory
 floor (np.copyto of the same array).
 
     python benchmarks/bench_kmeans.py [--n 1180000] [--repeat 3] [--ks 2,16,256]
@@ -75,14 +76,17 @@ def run(name, x, ks, repeat):
     m = np.unique(x).size
     print(f"\n== {name}: n={x.size} float32, distinct={m}, memory floor (np.copyto) "
           f"{floor * 1e3:.2f} ms")
-    print(f"{'k':>4} {'method':<22} {'time s':>9} {'x refcomp':>10} {'SSE':>14} "
+    print(f"{'k':>4} {'method':<24} {'time s':>9} {'x refcomp':>10} {'SSE':>14} "
           f"{'SSE/refcomp':>12} {'iters':>6}")
     for k in ks:
         slow = 1 if k >= 256 else repeat
         rows = []
         t, q = timed(lambda: kmeans(x, k), repeat)
         ref_t, ref_sse = t, sse(x64, q.codebook, q.codes.astype(np.intp))
-        rows.append(("refcomp lloyd", t, ref_sse, q.info["n_iter"]))
+        rows.append(("refcomp lloyd linear", t, ref_sse, q.info["n_iter"]))
+        t, q = timed(lambda: kmeans(x, k, init="density"), repeat)
+        rows.append(("refcomp lloyd density", t, sse(x64, q.codebook, q.codes.astype(np.intp)),
+                     q.info["n_iter"]))
         if k * m <= MAX_TABLE:
             t, q = timed(lambda: kmeans_optimal(x, k), slow)
             rows.append(("refcomp optimal", t, sse(x64, q.codebook, q.codes.astype(np.intp)), ""))
@@ -91,16 +95,20 @@ def run(name, x, ks, repeat):
         init = linear_init(x, k).reshape(-1, 1)
         t, km = timed(lambda: KMeans(k, n_init=1, algorithm="lloyd", init=init)
                       .fit(x.reshape(-1, 1)), slow)
-        rows.append(("sklearn KMeans lloyd", t, sse(x64, km.cluster_centers_, km.labels_),
+        rows.append(("sklearn lloyd linear", t, sse(x64, km.cluster_centers_, km.labels_),
+                     km.n_iter_))
+        t, km = timed(lambda: KMeans(k, n_init=1, algorithm="lloyd", random_state=0)
+                      .fit(x.reshape(-1, 1)), slow)
+        rows.append(("sklearn lloyd k-means++", t, sse(x64, km.cluster_centers_, km.labels_),
                      km.n_iter_))
         t, (cen, lab) = timed(lambda: kmeans2(x.reshape(-1, 1), init.copy(), minit="matrix"),
                               slow)
         rows.append(("scipy kmeans2 (10 it)", t, sse(x64, cen, lab), 10))
         for label, t, s, it in rows:
             if t is None:
-                print(f"{k:>4} {label:<22} {'skipped (k*m > table cap)':>36}")
+                print(f"{k:>4} {label:<24} {'skipped (k*m > table cap)':>36}")
                 continue
-            print(f"{k:>4} {label:<22} {t:>9.3f} {t / ref_t:>10.1f} {s:>14.6g} "
+            print(f"{k:>4} {label:<24} {t:>9.3f} {t / ref_t:>10.1f} {s:>14.6g} "
                   f"{s / ref_sse:>12.6f} {it!s:>6}")
 
 

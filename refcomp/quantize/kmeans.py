@@ -30,14 +30,17 @@ class _Data:
 
     def __init__(self, name, w):
         float_input(name, w)
-        lo, hi = finite_range(name, w)
         n = w.size
         if n >= 1 << 32:
             raise ParameterError(f"{name} has {n} elements; at most 2**32 - 1 are supported")
-        if w.dtype == np.float64 and max(abs(lo), abs(hi)) * n >= 2.0 ** 1020:
-            raise ParameterError(f"{name}: max|w|·size reaches 2**1020; cell sums would overflow")
         self.flat = np.ascontiguousarray(w).reshape(-1)
         s = np.sort(self.flat)                # in the input dtype: exact, faster for float32
+        # NaN sorts last and ±inf at the ends: finite extremes mean finite data.
+        if not (np.isfinite(s[0]) and np.isfinite(s[-1])):
+            finite_range(name, w)             # raises with the count of NaN/Inf
+        lo, hi = float(s[0]), float(s[-1])
+        if w.dtype == np.float64 and max(abs(lo), abs(hi)) * n >= 2.0 ** 1020:
+            raise ParameterError(f"{name}: max|w|·size reaches 2**1020; cell sums would overflow")
         starts = np.flatnonzero(np.concatenate([[True], s[1:] != s[:-1]]))
         # + 0.0 maps -0.0 to +0.0 (-0.0 == 0.0, so both are one distinct value).
         self.u = s[starts].astype(np.float64) + 0.0
