@@ -190,13 +190,17 @@ def test_kernel_twins(x, k):
     to32 = x.dtype == np.float32
     c0 = np.sort(np.linspace(u[0], u[-1], k).astype(x.dtype).astype(np.float64))
     emin, n_limbs = K.exact_layout(u)
+    assert (emin, n_limbs) == K.exact_layout_twin(u)
     P = K.block_prefix(u, cnt, emin, n_limbs)
     a = K.lloyd(u, cnt, ccum, c0, to32, 50, emin, P)
     b = K.lloyd_twin(u, cnt, ccum, c0, to32, 50)
     assert_bits_equal(a[0], b[0])
     assert_bits_equal(a[1], b[1])
     assert a[2:] == b[2:]
-    assert_bits_equal(np.float64(K.sse(u, cnt, a[0], a[1])), np.float64(K.sse_twin(u, cnt, a[0], a[1])))
+    assert_bits_equal(np.float64(K.sse(u, cnt, a[0], a[1])),
+                      np.float64(K.sse_twin(u, cnt, a[0], a[1])))
+    r = np.random.default_rng(k).random(k - 1)
+    assert_bits_equal(K.kmeanspp(u, cnt, u.size // 2, r), K.kmeanspp_twin(u, cnt, u.size // 2, r))
     starts = np.append(u, np.inf)[a[1][:-1]]
     assert_bits_equal(K.cell_codes(x.reshape(-1), starts, np.int64),
                       K.cell_codes_twin(x.reshape(-1), starts, np.int64))
@@ -217,6 +221,7 @@ def test_exact_sums_against_fsum_wide_range():
             x = np.concatenate([x, -x[: n // 2], [2.0 ** -1074]])
         u, cnt, ccum = _prep(x)
         emin, n_limbs = K.exact_layout(u)
+        assert (emin, n_limbs) == K.exact_layout_twin(u)
         P = K.block_prefix(u, cnt, emin, n_limbs)
         m = u.size
         bnd = np.concatenate([[0], np.sort(rng.integers(0, m + 1, 3)), [m]]).astype(np.int64)

@@ -14,7 +14,8 @@ def _model(rng, prune=True):
     if prune:
         W1[np.abs(W1) < 0.5] = 0.0
         W2[np.abs(W2) < 0.8] = -0.0
-    inner = Layer("dense", name="inner", weights={"W": rng.standard_normal((4, 4)).astype(np.float32)})
+    W3 = rng.standard_normal((4, 4)).astype(np.float32)
+    inner = Layer("dense", name="inner", weights={"W": W3})
     return Model([
         Layer("conv2d", name="conv", weights={"W": W1, "b": np.zeros(6, np.float32)}),
         Layer("activation", attrs={"function": "relu"}),

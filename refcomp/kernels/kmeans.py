@@ -34,9 +34,10 @@ import types
 import numba
 import numpy as np
 
-__all__ = ["exact_layout", "block_prefix", "boundaries", "lloyd", "lloyd_twin", "sse", "sse_twin",
+__all__ = ["exact_layout", "exact_layout_twin", "block_prefix", "boundaries", "lloyd", "lloyd_twin", "sse", "sse_twin",
            "hartigan", "hartigan_twin", "optimal_dp", "optimal_dp_twin",
-           "cell_means", "cell_codes", "cell_codes_twin", "vq_assign", "vq_assign_twin", "vq_means", "vq_means_twin",
+           "cell_means", "cell_codes", "cell_codes_twin", "kmeanspp", "kmeanspp_twin",
+           "vq_assign", "vq_assign_twin", "vq_means", "vq_means_twin",
            "BLOCK"]
 
 _LB = 30                      # bits per limb
@@ -44,11 +45,39 @@ _MASK = (1 << _LB) - 1
 BLOCK = 64                    # prefix sums are stored every BLOCK distinct values
 
 
+@numba.njit(cache=True)
+def _layout_kernel(x):
+    emin = np.int64(1 << 20)
+    emax = np.int64(-(1 << 20))
+    for i in range(x.size):
+        v = x[i]
+        if v == 0.0:
+            continue
+        fr, e = math.frexp(v)
+        mant = abs(np.int64(math.ldexp(fr, 53)))
+        tz = np.int64(math.frexp(np.float64(mant & -mant))[1]) - 1   # trailing zero bits
+        e = np.int64(e) - 53
+        if e + tz < emin:
+            emin = e + tz
+        if e > emax:
+            emax = e
+    return emin, emax
+
+
 def exact_layout(x):
     """``(emin, n_limbs)`` for exact fixed-point sums of float64 values ``x``.
 
+    ``emin`` is the exponent of the lowest set bit over all non-zero values.
     Multiplicities and their total must stay below ``2**32``.
     """
+    emin, emax = _layout_kernel(x)
+    if emax < emin - (1 << 19):                          # all zeros
+        return 0, 4
+    # value bits: (emax - emin) + 53, times counts (< 2**32), sign and carry headroom.
+    return int(emin), (int(emax) - int(emin) + 53 + 34) // _LB + 4
+
+
+def exact_layout_twin(x):
     nz = x[x != 0.0].astype(np.float64, copy=False)
     if nz.size == 0:
         return 0, 4
@@ -58,9 +87,7 @@ def exact_layout(x):
     tz = np.frexp(low.astype(np.float64))[1].astype(np.int64) - 1
     e = e.astype(np.int64) - 53
     emin = int((e + tz).min())
-    smax = int(e.max()) - emin
-    # value bits: smax + 53, times counts (< 2**32), sign and carry headroom.
-    return emin, (smax + 53 + 34) // _LB + 4
+    return emin, (int(e.max()) - emin + 53 + 34) // _LB + 4
 
 
 @numba.njit(cache=True)
@@ -319,6 +346,70 @@ def cell_codes(x, starts, code_dtype):
 
 def cell_codes_twin(x, starts, code_dtype):
     return (np.searchsorted(starts, x.astype(np.float64), side="right") - 1).astype(code_dtype)
+
+
+@numba.njit(cache=True)
+def kmeanspp(u, cnt, first, randoms):
+    """D² seeding on distinct values ``u`` with counts (Arthur & Vassilvitskii 2007).
+
+    ``first``: index of the first centre; ``randoms`` (k−1,) uniforms in
+    [0, 1).  Step c: D² = min over chosen centres of (u − centre)² (float64,
+    d·d), running sum of cnt·D² sequential in ascending u, the next centre
+    is the first u whose running sum exceeds randoms[c−1]·total (clamped to
+    the last).  A zero total repeats the last centre.
+    """
+    m = u.size
+    k = randoms.size + 1
+    centres = np.empty(k)
+    centres[0] = u[first]
+    d2 = np.empty(m)
+    cum = np.empty(m)
+    for j in range(m):
+        t = u[j] - centres[0]
+        d2[j] = t * t
+    for c in range(1, k):
+        acc = 0.0
+        for j in range(m):
+            acc += np.float64(cnt[j]) * d2[j]
+            cum[j] = acc
+        if acc == 0.0:
+            for cc in range(c, k):
+                centres[cc] = centres[c - 1]
+            break
+        target = randoms[c - 1] * acc
+        lo = 0
+        hi = m
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if cum[mid] <= target:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo > m - 1:
+            lo = m - 1
+        centres[c] = u[lo]
+        for j in range(m):
+            t = u[j] - u[lo]
+            t = t * t
+            if t < d2[j]:
+                d2[j] = t
+    return centres
+
+
+def kmeanspp_twin(u, cnt, first, randoms):
+    centres = [u[first]]
+    d2 = (u - centres[0]) * (u - centres[0])
+    k = randoms.size + 1
+    while len(centres) < k:
+        cum = np.cumsum(cnt * d2)
+        if cum[-1] == 0.0:
+            centres.extend([centres[-1]] * (k - len(centres)))
+            break
+        j = min(int(np.searchsorted(cum, randoms[len(centres) - 1] * cum[-1], side="right")),
+                u.size - 1)
+        centres.append(u[j])
+        d2 = np.minimum(d2, (u - u[j]) * (u - u[j]))
+    return np.array(centres)
 
 
 @numba.njit(cache=True)

@@ -134,22 +134,14 @@ def _init_centroids(d, k, init, rng):
 def _kmeanspp(u, cnt, ccum, n, k, rng):
     """Arthur & Vassilvitskii (2007) D² seeding on the observations (not greedy).
 
-    First centre: observation ``rng.integers(n)`` in sorted order.  Next:
-    r = rng.random()·Σ cnt·D², the first distinct value whose running
-    (sequential float64) sum exceeds r.  When every D² is 0 (fewer distinct
-    values than k) the remaining centres repeat the last one.
+    Draws ``rng.integers(n)`` (the first centre is that observation in sorted
+    order) then ``rng.random(k - 1)`` at once; see
+    :func:`refcomp.kernels.kmeans.kmeanspp` for the selection rule.  When every
+    D² is 0 (fewer distinct values than k) the remaining centres repeat the
+    last one.
     """
-    centres = [u[np.searchsorted(ccum, rng.integers(n), side="right") - 1]]
-    d2 = (u - centres[0]) ** 2
-    while len(centres) < k:
-        cum = np.cumsum(cnt * d2)
-        if cum[-1] == 0.0:
-            centres.extend([centres[-1]] * (k - len(centres)))
-            break
-        j = min(int(np.searchsorted(cum, rng.random() * cum[-1], side="right")), u.size - 1)
-        centres.append(u[j])
-        d2 = np.minimum(d2, (u - u[j]) ** 2)
-    return np.array(centres)
+    first = int(np.searchsorted(ccum, rng.integers(n), side="right") - 1)
+    return K.kmeanspp(u, cnt, first, rng.random(k - 1))
 
 
 def codebook_result(d, c, bnd, *, bits, method, params, info):

@@ -175,7 +175,7 @@ def product_quantize(W, *, n_subspaces, k, rng, max_iter=100):
     sizes = [n_in // s + (1 if i < n_in % s else 0) for i in range(s)]
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     X64 = np.ascontiguousarray(W, dtype=np.float64) + 0.0
-    layout = K.exact_layout(np.unique(X64))
+    layout = K.exact_layout(X64.reshape(-1))
     codebooks = np.zeros((s, k, max(sizes)), W.dtype)
     codes = np.empty((out, s), narrowest_code_dtype(0, k - 1))
     sse, iters, conv = 0.0, [], []
