@@ -4,8 +4,8 @@ Data: 1.18M float32 weights drawn from N(0, 0.05²) and Laplace(0, 0.035),
 plus the trained weights shipped in ``data/*.h5`` (all dense/conv/recurrent
 weights concatenated; as many as there are).  For k = 2, 16, 256:
 
-* refcomp ``kmeans(w, k, init="linear")`` and ``init="density"`` (Lloyd to
-  convergence, max 300 iterations),
+* refcomp ``kmeans(w, k, init=...)`` with "linear", "density" and
+  "kmeans++" (Lloyd to convergence, max 300 iterations),
 * refcomp ``kmeans_optimal(w, k)`` (skipped when k·m exceeds its table cap),
 * scikit-learn ``KMeans(k, n_init=1, algorithm="lloyd")`` with the same linear
   centroids, and with its default greedy k-means++ (max_iter 300, tol 1e-4),
@@ -86,6 +86,9 @@ def run(name, x, ks, repeat):
         rows.append(("refcomp lloyd linear", t, ref_sse, q.info["n_iter"]))
         t, q = timed(lambda: kmeans(x, k, init="density"), repeat)
         rows.append(("refcomp lloyd density", t, sse(x64, q.codebook, q.codes.astype(np.intp)),
+                     q.info["n_iter"]))
+        t, q = timed(lambda: kmeans(x, k, init="kmeans++", rng=np.random.default_rng(0)), repeat)
+        rows.append(("refcomp lloyd kmeans++", t, sse(x64, q.codebook, q.codes.astype(np.intp)),
                      q.info["n_iter"]))
         if k * m <= MAX_TABLE:
             t, q = timed(lambda: kmeans_optimal(x, k), slow)
