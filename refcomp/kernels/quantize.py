@@ -1,0 +1,392 @@
+"""Numba kernels of the scalar quantizers, each with a twin of identical bits.
+
+Element-wise operations are independent, so the parallel kernels split the
+flat array into fixed chunks (``prange``); the result does not depend on the
+thread count.  The only reduction, min/max, is exact in any order.  Signed
+zeros are normalised by the callers (``+ 0.0``) before they become
+parameters.
+
+Twins:
+
+* ``minmax_nonfinite`` / ``uniform_range_codes`` / ``affine_codes`` have
+  vectorised NumPy twins (suffix ``_twin``) written independently of the
+  loop form.
+* The bit-level format encoders (minifloat, posit) are written once as a
+  plain-Python scalar function (``*_py``); the kernel is that function
+  compiled by Numba (``*_nb``) and the twin runs it interpreted on Python
+  floats and ints.  The test asserts that compiled and interpreted
+  execution give the same bits.
+
+Private module: inputs are already validated, contiguous, and of the
+documented dtype.
+"""
+
+import math
+
+import numba
+import numpy as np
+
+from .._rounding import round_code_nb, round_mode, MODES
+
+__all__ = ["minmax_nonfinite", "minmax_nonfinite_twin",
+           "uniform_range_codes", "uniform_range_codes_twin",
+           "affine_codes", "affine_codes_twin",
+           "minifloat_encode", "minifloat_encode_twin", "minifloat_encode_py",
+           "posit_encode", "posit_encode_twin", "posit_encode_py",
+           "posit_decode", "posit_decode_twin", "posit_decode_py"]
+
+_CHUNK = 1 << 16
+
+
+# -- min / max -------------------------------------------------------------------
+@numba.njit(cache=True)
+def _minmax_chunk(x, start, stop):
+    lo = np.inf
+    hi = -np.inf
+    nb = 0
+    for i in range(start, stop):
+        v = np.float64(x[i])
+        # v - v is 0 for finite v and NaN for NaN/inf.
+        if v - v != 0.0:
+            nb += 1
+        else:
+            lo = min(lo, v)
+            hi = max(hi, v)
+    return lo, hi, nb
+
+
+@numba.njit(cache=True, parallel=True)
+def _minmax_kernel(x):
+    n = x.size
+    nchunks = (n + _CHUNK - 1) // _CHUNK
+    los = np.empty(nchunks, np.float64)
+    his = np.empty(nchunks, np.float64)
+    bad = np.zeros(nchunks, np.int64)
+    for c in numba.prange(nchunks):
+        start = c * _CHUNK
+        r = _minmax_chunk(x, start, min(start + _CHUNK, n))
+        los[c] = r[0]
+        his[c] = r[1]
+        bad[c] = r[2]
+    return los.min(), his.max(), bad.sum()
+
+
+def minmax_nonfinite(flat):
+    """(min, max, count of NaN/Inf) of a non-empty 1-D float array; min/max in float64 over finite values."""
+    lo, hi, bad = _minmax_kernel(flat)
+    return float(lo), float(hi), int(bad)
+
+
+def minmax_nonfinite_twin(flat):
+    fin = np.isfinite(flat)
+    bad = int(flat.size - np.count_nonzero(fin))
+    vals = flat[fin].astype(np.float64)
+    if vals.size == 0:
+        return float("inf"), float("-inf"), bad
+    return float(vals.min()), float(vals.max()), bad
+
+
+# -- uniform (grid="range") ---------------------------------------------------------
+@numba.njit(cache=True, parallel=True)
+def _uniform_range_kernel(x, tmin, delta, top, out):
+    n = x.size
+    nchunks = (n + _CHUNK - 1) // _CHUNK
+    for c in numba.prange(nchunks):
+        start = c * _CHUNK
+        stop = min(start + _CHUNK, n)
+        for i in range(start, stop):
+            q = np.floor((np.float64(x[i]) - tmin) / delta)
+            if q > top:
+                q = top
+            out[i] = q
+
+
+def uniform_range_codes(flat, tmin, delta, top, code_dtype):
+    """codes = min(floor((float64(x) - tmin) / delta), top); needs delta > 0, x >= tmin."""
+    out = np.empty(flat.size, dtype=code_dtype)
+    _uniform_range_kernel(flat, float(tmin), float(delta), float(top), out)
+    return out
+
+
+def uniform_range_codes_twin(flat, tmin, delta, top, code_dtype):
+    q = np.floor((flat.astype(np.float64) - tmin) / delta)
+    return np.minimum(q, float(top)).astype(code_dtype)
+
+
+# -- affine -----------------------------------------------------------------------
+@numba.njit(cache=True, parallel=True)
+def _affine_kernel(x3, scale, zp, qmin, qmax, mode, use_recip, u3, out3):
+    a_len, c_len, b_len = x3.shape
+    nb = (b_len + _CHUNK - 1) // _CHUNK
+    ntasks = a_len * c_len * nb
+    stoch = mode == 4
+    for t in numba.prange(ntasks):
+        a = t // (c_len * nb)
+        rest = t - a * (c_len * nb)
+        c = rest // nb
+        start = (rest - c * nb) * _CHUNK
+        stop = min(start + _CHUNK, b_len)
+        s = scale[c]
+        z = zp[c]
+        for j in range(start, stop):
+            if use_recip:
+                v = x3[a, c, j] * s
+            else:
+                v = x3[a, c, j] / s
+            u = u3[a, c, j] if stoch else 0.0
+            r = np.float64(round_code_nb(v, mode, u)) + z
+            if r < qmin:
+                r = qmin
+            elif r > qmax:
+                r = qmax
+            out3[a, c, j] = r
+
+
+def affine_codes(x3, scale_or_inv, zp, qmin, qmax, mode, use_recip, u3, code_dtype):
+    """Codes of the affine quantizer on a contiguous (A, C, B) view.
+
+    ``scale_or_inv`` (C,) has the dtype of ``x3`` and holds the scale
+    (``use_recip=False``: v = x / s) or its precomputed reciprocal
+    (``use_recip=True``: v = x * inv); ``zp`` (C,) float64; ``u3`` float64
+    uniforms of shape ``x3.shape`` (stochastic mode) or ``None``.
+    Per element: r = round_mode(v) + zp (float64, exact), clamped to
+    [qmin, qmax], converted to ``code_dtype``.
+    """
+    out = np.empty(x3.shape, dtype=code_dtype)
+    m = MODES.index(mode)
+    if u3 is None:
+        u3 = np.zeros((1, 1, 1), np.float64)
+    _affine_kernel(x3, scale_or_inv, zp, float(qmin), float(qmax), m, bool(use_recip), u3, out)
+    return out
+
+
+def affine_codes_twin(x3, scale_or_inv, zp, qmin, qmax, mode, use_recip, u3, code_dtype):
+    s = scale_or_inv.reshape(1, -1, 1)
+    v = x3 * s if use_recip else x3 / s
+    r = round_mode(v, mode, u3).astype(np.float64) + zp.reshape(1, -1, 1)
+    return np.clip(r, float(qmin), float(qmax)).astype(code_dtype)
+
+
+# -- minifloat encoding ---------------------------------------------------------------
+def minifloat_encode_py(v, man_bits, exp_bits, bias, subnormals, saturate, fn):
+    """Bit pattern (int) of the float64 ``v`` in the minifloat format.
+
+    Round to nearest, ties to even, from the exact value (one rounding);
+    overflow is decided after rounding.  ``fn``: OCP "finite" layout (no
+    inf; only S.1..1.1..1 is NaN) instead of IEEE (top exponent reserved).
+    """
+    sign = 1 if math.copysign(1.0, v) < 0.0 else 0
+    sbit = sign << (exp_bits + man_bits)
+    top_exp = (1 << exp_bits) - 1
+    man_all = (1 << man_bits) - 1
+    emin = 1 - bias
+    if fn:
+        nan_pat = (top_exp << man_bits) | man_all
+        emax = top_exp - bias
+        max_man = man_all - 1
+    else:
+        nan_pat = (top_exp << man_bits) | (1 << (man_bits - 1))
+        emax = top_exp - 1 - bias
+        max_man = man_all
+    max_pat = (((emax + bias) << man_bits) | max_man)
+    maxfin = math.ldexp(float(max_man + (1 << man_bits)), emax - man_bits)
+    if v != v:
+        return sbit | nan_pat
+    a = abs(v)
+    if a == math.inf:
+        if saturate:
+            return sbit | max_pat
+        return sbit | (nan_pat if fn else top_exp << man_bits)
+    if a == 0.0:
+        return sbit
+    e = math.frexp(a)[1] - 1          # a in [2**e, 2**(e+1))
+    if e < emin:
+        qexp = emin - man_bits if subnormals else emin
+    else:
+        qexp = e - man_bits
+    n = np.rint(math.ldexp(a, -qexp))  # exact scaling, one RNE rounding
+    r = math.ldexp(n, qexp)
+    if r > maxfin:
+        if saturate:
+            return sbit | max_pat
+        return sbit | (nan_pat if fn else top_exp << man_bits)
+    if r == 0.0:
+        return sbit
+    e2 = math.frexp(r)[1] - 1
+    if e2 < emin:
+        return sbit | int(math.ldexp(r, man_bits - emin))
+    man = int(math.ldexp(r, man_bits - e2)) - (1 << man_bits)
+    return sbit | ((e2 + bias) << man_bits) | man
+
+
+_minifloat_encode_nb = numba.njit(cache=True)(minifloat_encode_py)
+
+
+@numba.njit(cache=True, parallel=True)
+def _minifloat_kernel(x, man_bits, exp_bits, bias, subnormals, saturate, fn, out):
+    n = x.size
+    nchunks = (n + _CHUNK - 1) // _CHUNK
+    for c in numba.prange(nchunks):
+        start = c * _CHUNK
+        stop = min(start + _CHUNK, n)
+        for i in range(start, stop):
+            out[i] = _minifloat_encode_nb(np.float64(x[i]), man_bits, exp_bits, bias,
+                                          subnormals, saturate, fn)
+
+
+def minifloat_encode(flat, man_bits, exp_bits, bias, subnormals, saturate, fn, code_dtype):
+    """Bit patterns (``code_dtype``) of a 1-D float32/float64 array."""
+    out = np.empty(flat.size, dtype=code_dtype)
+    _minifloat_kernel(flat, int(man_bits), int(exp_bits), int(bias), bool(subnormals),
+                      bool(saturate), bool(fn), out)
+    return out
+
+
+def minifloat_encode_twin(flat, man_bits, exp_bits, bias, subnormals, saturate, fn, code_dtype):
+    vals = [minifloat_encode_py(float(v), man_bits, exp_bits, bias, subnormals, saturate, fn)
+            for v in flat.tolist()]
+    return np.array(vals, dtype=np.int64).astype(code_dtype)
+
+
+# -- posit ------------------------------------------------------------------------
+def posit_encode_py(v, nbits, es):
+    """Bit pattern (int in [0, 2**nbits)) of the float64 ``v`` as posit(nbits, es).
+
+    NaN/inf -> NaR; 0 -> 0.  |v| is written as the infinite bit string
+    regime | es exponent bits | 52 fraction bits; the first nbits-1 bits are
+    kept and rounded to nearest, ties to the even pattern, using all
+    remaining bits (so ties and carries act on the bit pattern, carrying
+    into the exponent and regime).  Results are clamped to [minpos, maxpos]
+    (never 0, never NaR).  Negative values are the two's complement.
+    """
+    mask = (1 << nbits) - 1
+    nar = 1 << (nbits - 1)
+    if v != v or abs(v) == math.inf:
+        return nar
+    if v == 0.0:
+        return 0
+    a = abs(v)
+    m, e = math.frexp(a)
+    scale = e - 1                             # a = 2**scale * (1 + f)
+    frac = int(math.ldexp(m, 53)) - (1 << 52)  # 52 fraction bits, exact
+    k = scale >> es                            # floor division by 2**es
+    ee = scale - (k << es)
+    maxpos = (1 << (nbits - 1)) - 1
+    regime = 0
+    if k >= 0:
+        rlen = k + 2
+        if rlen > nbits - 1:
+            p = maxpos
+        else:
+            regime = ((1 << (k + 1)) - 1) << 1    # k+1 ones then a zero
+            p = -1
+    else:
+        rlen = 1 - k
+        if rlen > nbits - 1:
+            p = 1
+        else:
+            regime = 1                           # -k zeros then a one
+            p = -1
+    if p == -1:
+        avail = nbits - 1 - rlen
+        body = (ee << 52) | frac                 # es + 52 bits
+        drop = es + 52 - avail
+        kept = body >> drop
+        rem = body - (kept << drop)
+        half = 1 << (drop - 1)
+        p = (regime << avail) | kept
+        if rem > half or (rem == half and (p & 1) == 1):
+            p += 1
+        if p > maxpos:
+            p = maxpos
+        if p == 0:
+            p = 1
+    if v < 0.0:
+        p = (-p) & mask
+    return p
+
+
+_posit_encode_nb = numba.njit(cache=True)(posit_encode_py)
+
+
+def posit_decode_py(p, nbits, es):
+    """Exact float64 value of the posit pattern ``p`` (NaR -> NaN)."""
+    mask = (1 << nbits) - 1
+    nar = 1 << (nbits - 1)
+    p = p & mask
+    if p == 0:
+        return 0.0
+    if p == nar:
+        return math.nan
+    neg = p >= nar
+    if neg:
+        p = (-p) & mask
+    # Regime: run of identical bits starting at bit nbits-2.
+    pos = nbits - 2
+    first = (p >> pos) & 1
+    run = 0
+    while pos >= 0 and ((p >> pos) & 1) == first:
+        run += 1
+        pos -= 1
+    k = run - 1 if first == 1 else -run
+    pos -= 1                                   # skip the terminating bit
+    ebits = 0
+    e = 0
+    while ebits < es:
+        e <<= 1
+        if pos >= 0:
+            e |= (p >> pos) & 1
+            pos -= 1
+        ebits += 1
+    fbits = pos + 1 if pos >= 0 else 0
+    f = p & ((1 << fbits) - 1)
+    val = math.ldexp(float((1 << fbits) + f), (k << es) + e - fbits)
+    return -val if neg else val
+
+
+_posit_decode_nb = numba.njit(cache=True)(posit_decode_py)
+
+
+@numba.njit(cache=True, parallel=True)
+def _posit_encode_kernel(x, nbits, es, out):
+    n = x.size
+    nchunks = (n + _CHUNK - 1) // _CHUNK
+    for c in numba.prange(nchunks):
+        start = c * _CHUNK
+        stop = min(start + _CHUNK, n)
+        for i in range(start, stop):
+            out[i] = _posit_encode_nb(np.float64(x[i]), nbits, es)
+
+
+@numba.njit(cache=True, parallel=True)
+def _posit_decode_kernel(codes, nbits, es, out):
+    n = codes.size
+    nchunks = (n + _CHUNK - 1) // _CHUNK
+    for c in numba.prange(nchunks):
+        start = c * _CHUNK
+        stop = min(start + _CHUNK, n)
+        for i in range(start, stop):
+            out[i] = _posit_decode_nb(np.int64(codes[i]), nbits, es)
+
+
+def posit_encode(flat, nbits, es, code_dtype):
+    out = np.empty(flat.size, dtype=code_dtype)
+    _posit_encode_kernel(flat, int(nbits), int(es), out)
+    return out
+
+
+def posit_encode_twin(flat, nbits, es, code_dtype):
+    return np.array([posit_encode_py(float(v), nbits, es) for v in flat.tolist()],
+                    dtype=np.int64).astype(code_dtype)
+
+
+def posit_decode(codes, nbits, es):
+    """float64 values of a 1-D array of posit patterns."""
+    out = np.empty(codes.size, dtype=np.float64)
+    _posit_decode_kernel(codes, int(nbits), int(es), out)
+    return out
+
+
+def posit_decode_twin(codes, nbits, es):
+    return np.array([posit_decode_py(int(c), nbits, es) for c in codes.tolist()],
+                    dtype=np.float64)
