@@ -36,22 +36,44 @@ __all__ = ["minmax_nonfinite", "minmax_nonfinite_twin",
            "posit_decode", "posit_decode_twin", "posit_decode_py"]
 
 _CHUNK = 1 << 16
+# Below this size one thread is faster: on a loaded machine the parallel
+# launch waits for descheduled workers (measured 24 ms vs 1.2 ms at 1.18M).
+_PAR_MIN = 1 << 23
+
+
+def _run(kernel, n, *args):
+    """Call a prange kernel, single-threaded for small n (results are identical)."""
+    if n >= _PAR_MIN:
+        return kernel(*args)
+    old = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        return kernel(*args)
+    finally:
+        numba.set_num_threads(old)
 
 
 # -- min / max -------------------------------------------------------------------
 @numba.njit(cache=True)
 def _minmax_chunk(x, start, stop):
+    # Branch-free selects so LLVM vectorises; NaN compares false and is
+    # never selected, +-inf are excluded afterwards by the count.
     lo = np.inf
     hi = -np.inf
     nb = 0
     for i in range(start, stop):
         v = np.float64(x[i])
-        # v - v is 0 for finite v and NaN for NaN/inf.
-        if v - v != 0.0:
-            nb += 1
-        else:
-            lo = min(lo, v)
-            hi = max(hi, v)
+        nb += (v - v) != 0.0          # NaN for NaN/inf, 0 for finite
+        lo = v if v < lo else lo
+        hi = v if v > hi else hi
+    if nb:
+        lo = np.inf
+        hi = -np.inf
+        for i in range(start, stop):
+            v = np.float64(x[i])
+            if v - v == 0.0:
+                lo = v if v < lo else lo
+                hi = v if v > hi else hi
     return lo, hi, nb
 
 
@@ -73,7 +95,7 @@ def _minmax_kernel(x):
 
 def minmax_nonfinite(flat):
     """(min, max, count of NaN/Inf) of a non-empty 1-D float array; min/max in float64 over finite values."""
-    lo, hi, bad = _minmax_kernel(flat)
+    lo, hi, bad = _run(_minmax_kernel, flat.size, flat)
     return float(lo), float(hi), int(bad)
 
 
@@ -104,7 +126,7 @@ def _uniform_range_kernel(x, tmin, delta, top, out):
 def uniform_range_codes(flat, tmin, delta, top, code_dtype):
     """codes = min(floor((float64(x) - tmin) / delta), top); needs delta > 0, x >= tmin."""
     out = np.empty(flat.size, dtype=code_dtype)
-    _uniform_range_kernel(flat, float(tmin), float(delta), float(top), out)
+    _run(_uniform_range_kernel, flat.size, flat, float(tmin), float(delta), float(top), out)
     return out
 
 
@@ -128,6 +150,17 @@ def _affine_kernel(x3, scale, zp, qmin, qmax, mode, use_recip, u3, out3):
         stop = min(start + _CHUNK, b_len)
         s = scale[c]
         z = zp[c]
+        if mode == 0:
+            # half_even fast path (the default): a branch-free loop LLVM vectorises.
+            xr = x3[a, c]
+            orow = out3[a, c]
+            for j in range(start, stop):
+                v = xr[j] * s if use_recip else xr[j] / s
+                r = np.float64(np.rint(v)) + z
+                r = qmin if r < qmin else r
+                r = qmax if r > qmax else r
+                orow[j] = r
+            continue
         for j in range(start, stop):
             if use_recip:
                 v = x3[a, c, j] * s
@@ -156,7 +189,7 @@ def affine_codes(x3, scale_or_inv, zp, qmin, qmax, mode, use_recip, u3, code_dty
     m = MODES.index(mode)
     if u3 is None:
         u3 = np.zeros((1, 1, 1), np.float64)
-    _affine_kernel(x3, scale_or_inv, zp, float(qmin), float(qmax), m, bool(use_recip), u3, out)
+    _run(_affine_kernel, x3.size, x3, scale_or_inv, zp, float(qmin), float(qmax), m, bool(use_recip), u3, out)
     return out
 
 
@@ -237,7 +270,7 @@ def _minifloat_kernel(x, man_bits, exp_bits, bias, subnormals, saturate, fn, out
 def minifloat_encode(flat, man_bits, exp_bits, bias, subnormals, saturate, fn, code_dtype):
     """Bit patterns (``code_dtype``) of a 1-D float32/float64 array."""
     out = np.empty(flat.size, dtype=code_dtype)
-    _minifloat_kernel(flat, int(man_bits), int(exp_bits), int(bias), bool(subnormals),
+    _run(_minifloat_kernel, flat.size, flat, int(man_bits), int(exp_bits), int(bias), bool(subnormals),
                       bool(saturate), bool(fn), out)
     return out
 
@@ -371,7 +404,7 @@ def _posit_decode_kernel(codes, nbits, es, out):
 
 def posit_encode(flat, nbits, es, code_dtype):
     out = np.empty(flat.size, dtype=code_dtype)
-    _posit_encode_kernel(flat, int(nbits), int(es), out)
+    _run(_posit_encode_kernel, flat.size, flat, int(nbits), int(es), out)
     return out
 
 
@@ -383,7 +416,7 @@ def posit_encode_twin(flat, nbits, es, code_dtype):
 def posit_decode(codes, nbits, es):
     """float64 values of a 1-D array of posit patterns."""
     out = np.empty(codes.size, dtype=np.float64)
-    _posit_decode_kernel(codes, int(nbits), int(es), out)
+    _run(_posit_decode_kernel, codes.size, codes, int(nbits), int(es), out)
     return out
 
 
