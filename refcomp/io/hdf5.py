@@ -25,6 +25,12 @@ FORMAT_VERSION = 1
 MAX_ELEMENTS = 1 << 31
 
 _ENCODINGS = {}
+#: Encodings defined by refcomp sub-packages: the module is imported on first
+#: use, so ``refcomp.load`` reads them without the caller importing it first.
+_ENCODING_MODULES = {
+    "masked": "refcomp.prune.masked",
+    "product_quantized": "refcomp.quantize.product",
+}
 
 
 def register_encoding(name, reader):
@@ -40,6 +46,13 @@ def _register_builtin():
 
 
 _register_builtin()
+
+
+def _lookup_encoding(name):
+    if name not in _ENCODINGS and name in _ENCODING_MODULES:
+        import importlib
+        importlib.import_module(_ENCODING_MODULES[name])
+    return name in _ENCODINGS
 
 
 def _h5py():
@@ -143,7 +156,7 @@ def _read_layer(group, path):
             raise FormatError(f"{wpath}: missing attribute 'encoding'")
         if enc == "raw":
             weights[wname] = _read_raw(obj, wpath, wname)
-        elif enc in _ENCODINGS and isinstance(obj, h5py.Group):
+        elif _lookup_encoding(enc) and isinstance(obj, h5py.Group):
             try:
                 weights[wname] = _ENCODINGS[enc](obj)
             except RefcompError:
