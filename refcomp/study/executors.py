@@ -86,7 +86,10 @@ def _run_dask(func, state, items, scheduler, bar):
     own = not isinstance(scheduler, distributed.Client)
     client = distributed.Client(scheduler) if own else scheduler
     try:
-        st = client.scatter(state, broadcast=True)
+        # Scatter the state as ONE object: scattering a dict would scatter each
+        # value under its dict key ("x", "model"...), and keys reused by a later
+        # call collide with (and release) the earlier ones.
+        [st] = client.scatter([state], broadcast=True, hash=False)
         futures = [client.submit(_dask_call, func, st, it, pure=False) for it in items]
         index = {f.key: i for i, f in enumerate(futures)}
         out = [None] * len(items)
