@@ -99,6 +99,21 @@ def test_kmeans_accounting_by_hand():
                                                      18 * 2 + 4 * 32]
 
 
+@pytest.mark.parametrize("method, extra", [
+    ("kmeans_optimal", 4 * 32),     # codebook of k = 2^2 float32 values
+    ("affine", 32 + 32),            # float32 scale + int32 zero point
+    ("fixed_point", 8),             # fractional length in one byte
+    ("power_of_two", 8),            # e_min in one byte
+])
+def test_registered_quantizer_accounting_by_hand(method, extra):
+    m = small_model()
+    x, y = small_data()
+    res = run_study(m, x, y, methods=(method,), bits=(2,), experiments=("per_layer",),
+                    progress=False)
+    assert [r["size_bits"] for r in res["runs"]] == [n * 2 + extra for n in (30, 65, 18)]
+    assert res["runs"][0]["tau_i"] == 30 * 32 / (30 * 2 + extra)
+
+
 def test_exhaustive_search_enumerates_all_assignments():
     m = small_model()
     x, y = small_data()

@@ -79,7 +79,8 @@ def method_names():
 
 
 #: Modules that register further methods when imported (optional, later issues).
-PLUGIN_MODULES = ("refcomp.prune.study_methods", "refcomp.compress.study_methods")
+PLUGIN_MODULES = ("refcomp.quantize.study_methods", "refcomp.prune.study_methods",
+                  "refcomp.compress.study_methods")
 _loaded = []
 
 

@@ -96,8 +96,10 @@ def run_study(model, x, y, *, methods=("uniform", "kmeans"), bits=tuple(range(1,
     if biases not in ("joint", "float"):
         raise ParameterError(f"biases must be 'joint' or 'float', got {biases!r}")
     meths = [get_method(m) for m in methods]
+    swept = tuple(bits) if ("per_layer" in experiments or "whole" in experiments) else ()
+    swept += tuple(adaptive_bits) if "adaptive" in experiments else ()
     for m in meths:
-        for v in tuple(bits) + tuple(adaptive_bits):
+        for v in swept:
             if not m.min_value <= v <= m.max_value:
                 raise ParameterError(f"{m.param}={v} out of range [{m.min_value}, "
                                      f"{m.max_value}] for method {m.name!r}")

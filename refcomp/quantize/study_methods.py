@@ -1,0 +1,62 @@
+"""Scalar and non-uniform quantizers registered as study methods.
+
+Imported by :mod:`refcomp.study.registry` on first use, so that
+``refcomp study --methods kmeans_optimal,affine,fixed_point,power_of_two``
+works without changes to the study code.  Each entry maps a flat theta_k
+(weights and biases of one layer, float32/float64) and a bit width to the
+decoded approximation and the exact number of bits of its compressed form:
+``|theta| * b`` bits of codes plus the decoding rule, counted as written in
+the accounting string (QU and KM, the methods of seed 002, live in the
+registry itself).
+"""
+
+from ..study.registry import Compressed, register_method
+
+#: Bits charged for a per-tensor integer exponent (fixed-point fractional
+#: length in [-32, 64], power-of-two e_min): one signed byte.
+EXPONENT_BITS = 8
+
+
+def _kmeans_optimal(theta, bits):
+    from .kmeans_optimal import kmeans_optimal
+    q = kmeans_optimal(theta, bits=bits)
+    return Compressed(q.dequantize(), q.stored_bits(), q)
+
+
+def _affine(theta, bits):
+    from .affine import affine
+    q = affine(theta, bits)
+    # stored_bits: codes + scale (weight dtype) + zero point (int32 array).
+    return Compressed(q.dequantize(), q.stored_bits(), q)
+
+
+def _fixed_point(theta, bits):
+    from .fixed_point import dynamic_fixed_point
+    q = dynamic_fixed_point(theta, bits)
+    return Compressed(q.dequantize(), theta.size * q.bits + EXPONENT_BITS, q)
+
+
+def _power_of_two(theta, bits):
+    from .power_of_two import power_of_two
+    q = power_of_two(theta, bits)
+    return Compressed(q.dequantize(), theta.size * q.bits + EXPONENT_BITS, q)
+
+
+register_method(
+    "kmeans_optimal", _kmeans_optimal, label="KO",
+    description="globally optimal 1-D k-means (dynamic programming), k = 2**b",
+    accounting="|theta|*b bits of codes + codebook (k values at the weight precision)")
+register_method(
+    "affine", _affine, label="AF", values=tuple(range(2, 9)), min_value=2,
+    description="asymmetric per-tensor affine (gemmlowp), min/max range, half-even",
+    accounting="|theta|*b bits of codes + scale at the weight precision + int32 zero point")
+register_method(
+    "fixed_point", _fixed_point, label="FX", values=tuple(range(2, 9)), min_value=2,
+    max_value=32,
+    description="dynamic fixed point (one fractional length per layer), half-even, saturating",
+    accounting=f"|theta|*b bits of codes + {EXPONENT_BITS}-bit fractional length")
+register_method(
+    "power_of_two", _power_of_two, label="P2", values=tuple(range(2, 9)), min_value=2,
+    max_value=8,
+    description="powers of two and zero (log-domain rounding), Tang & Kwan",
+    accounting=f"|theta|*b bits of codes + {EXPONENT_BITS}-bit e_min")
