@@ -48,37 +48,37 @@ def conv2d_setup(x, W, b, stride, padding, dilation, groups, layout):
 
 def _pad(xc, pads, dtype):
     (t, bo), (le, r) = pads
-    return np.pad(xc.astype(dtype, copy=False), ((0, 0), (0, 0), (t, bo), (le, r)))
+    xc = xc.astype(dtype, copy=False)
+    if t == bo == le == r == 0:
+        return xc            # np.pad would copy even for zero widths
+    return np.pad(xc, ((0, 0), (0, 0), (t, bo), (le, r)))
 
 
-def _im2col_conv_fast(xp, W, stride, dilation, groups, chunk_bytes=1 << 25):
-    # Channels-last im2col (each copy moves contiguous runs of C values) and
-    # one BLAS GEMM per group, in batch chunks so the column matrix stays
-    # around 32 MB whatever the batch size.
+def _im2col_conv_fast(xp, W, b, stride, dilation, groups, chunk_bytes=1 << 25):
+    # Channels-last im2col gathered straight from NCHW (kernels.im2col), one
+    # BLAS GEMM per group, results scattered back to NCHW with the bias; in
+    # batch chunks so the column matrix stays around 32 MB whatever the batch.
+    from ..kernels.im2col import im2col_nchw, scatter_nchw
     n, c, hp, wp = xp.shape
     o, cg, kh, kw = W.shape
     og = o // groups
     oh = (hp - dilation[0] * (kh - 1) - 1) // stride[0] + 1
     ow = (wp - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-    xl = np.ascontiguousarray(xp.transpose(0, 2, 3, 1))
-    out = np.empty((n, oh, ow, o), dtype=xp.dtype)
+    xp = np.ascontiguousarray(xp)
+    out = np.empty((n, o, oh, ow), dtype=xp.dtype)
     step = max(1, chunk_bytes // max(1, oh * ow * cg * kh * kw * xp.dtype.itemsize))
-    wms = [np.ascontiguousarray(W[g * og:(g + 1) * og].transpose(2, 3, 1, 0).reshape(-1, og))
+    # (og, kh*kw*cg) so that the GEMM result is (og, pixels): every output
+    # plane is then one contiguous run for the scatter back to NCHW.
+    wms = [np.ascontiguousarray(W[g * og:(g + 1) * og].transpose(0, 2, 3, 1).reshape(og, -1))
            for g in range(groups)]
+    bias = None if b is None else np.ascontiguousarray(b)
     for s0 in range(0, n, step):
         s1 = min(n, s0 + step)
-        cols = np.empty((s1 - s0, oh, ow, kh, kw, cg), dtype=xp.dtype)
         for g in range(groups):
-            for i in range(kh):
-                r0 = i * dilation[0]
-                for j in range(kw):
-                    c0 = j * dilation[1]
-                    cols[:, :, :, i, j, :] = xl[s0:s1, r0:r0 + (oh - 1) * stride[0] + 1:stride[0],
-                                                c0:c0 + (ow - 1) * stride[1] + 1:stride[1],
-                                                g * cg:(g + 1) * cg]
-            res = cols.reshape(-1, kh * kw * cg) @ wms[g]
-            out[s0:s1, :, :, g * og:(g + 1) * og] = res.reshape(s1 - s0, oh, ow, og)
-    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+            cols = im2col_nchw(xp, s0, s1, g * cg, cg, kh, kw, stride, dilation, oh, ow)
+            res = wms[g] @ cols.reshape(-1, kh * kw * cg).T
+            scatter_nchw(res, out, bias, s0, g * og)
+    return out
 
 
 def conv2d(x, W, b=None, *, stride=1, padding=0, dilation=1, groups=1, layout="NCHW",
@@ -120,9 +120,7 @@ def conv2d(x, W, b=None, *, stride=1, padding=0, dilation=1, groups=1, layout="N
     xc, stride, dilation, groups, pads = conv2d_setup(x, W, b, stride, padding, dilation,
                                                       groups, layout)
     if precision == "fast":
-        y = _im2col_conv_fast(_pad(xc, pads, x.dtype), W, stride, dilation, groups)
-        if b is not None:
-            y += b[None, :, None, None]
+        y = _im2col_conv_fast(_pad(xc, pads, x.dtype), W, b, stride, dilation, groups)
         return from_nchw(y, layout)
     acc = conv_acc64(_pad(xc, pads, np.float64), W.astype(np.float64), stride, dilation, groups)
     if b is not None:

@@ -54,18 +54,16 @@ def max_pool2d(x, size, *, stride=None, padding=0, layout="NCHW"):
     gives NaN (as ``torch.max_pool2d``).  Among equal maxima +0.0 and -0.0
     the result is the first in row-major window order.
     """
+    from ..kernels.pool import max_pool_nchw
     xc, k, s, pads = _setup(x, size, stride, padding, layout)
-    xp = np.pad(xc, ((0, 0), (0, 0)) + pads, constant_values=-np.inf)
-    win = _windows(xp, k, s)
-    # Sequential np.maximum in row-major window order: NumPy returns the
-    # first operand when they compare equal (so the first of +0.0/-0.0) and
-    # propagates NaN.
-    y = np.array(win[..., 0, 0])
-    for i in range(k[0]):
-        for j in range(k[1]):
-            if i or j:
-                np.maximum(y, win[..., i, j], out=y)
-    return from_nchw(y, layout)
+    if any(p for pair in pads for p in pair):
+        xp = np.pad(xc, ((0, 0), (0, 0)) + pads, constant_values=-np.inf)
+    else:
+        xp = np.ascontiguousarray(xc)
+    oh = (xp.shape[2] - k[0]) // s[0] + 1
+    ow = (xp.shape[3] - k[1]) // s[1] + 1
+    # First maximum in row-major window order, NaN propagating (kernels.pool).
+    return from_nchw(max_pool_nchw(xp, k[0], k[1], s[0], s[1], oh, ow), layout)
 
 
 def avg_pool2d(x, size, *, stride=None, padding=0, count_include_pad=True, layout="NCHW",
