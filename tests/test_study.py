@@ -114,6 +114,21 @@ def test_registered_quantizer_accounting_by_hand(method, extra):
     assert res["runs"][0]["tau_i"] == 30 * 32 / (30 * 2 + extra)
 
 
+def test_pruning_joins_the_study_with_its_own_parameter():
+    m = small_model()
+    x, y = small_data()
+    res = run_study(m, x, y, methods=("magnitude",), bits=(3,), adaptive_bits=(1,),
+                    experiments=("per_layer", "whole", "adaptive"), progress=False)
+    per = [r for r in res["runs"] if r["experiment"] == "per_layer"]
+    assert [r["value"] for r in per[:6]] == [5, 10, 20, 30, 50, 70]
+    # keep 50 % of the 30 conv entries: round_half_even(0.5 * 30) = 15 removed,
+    # 15 values at 32 bits + a 30-bit occupancy bitmap
+    r = next(r for r in per if r["unit"] == "CONV 1" and r["value"] == 50)
+    assert r["size_bits"] == 15 * 32 + 30 and r["tau_i"] == 30 * 32 / (15 * 32 + 30)
+    adaptive = [r for r in res["runs"] if r["experiment"] == "adaptive"]
+    assert len(adaptive) == 6 ** 3 and res["settings"]["params"] == {"magnitude": "keep"}
+
+
 def test_exhaustive_search_enumerates_all_assignments():
     m = small_model()
     x, y = small_data()

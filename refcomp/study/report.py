@@ -55,7 +55,7 @@ def tables_markdown(result):
     per = [r for r in runs if r["experiment"] == "per_layer"]
     if per:
         out += ["## Per-layer quantization (shape of Table 4)", "",
-                "| Layer | Method | ACC | Bits | Size | tau_i | tau |",
+                f"| Layer | Method | ACC | {_x_label(result).capitalize()} | Size | tau_i | tau |",
                 "|---|---|---|---|---|---|---|"]
         for lab in units:
             for m in result["settings"]["methods"]:
@@ -69,7 +69,8 @@ def tables_markdown(result):
     whole = [r for r in runs if r["experiment"] == "whole"]
     if whole:
         out += ["## Whole network, one quantizer (data of Figure 5)", "",
-                "| Method | Bits | ACC | MSE | KL (nats) | tau |", "|---|---|---|---|---|---|"]
+                f"| Method | {_x_label(result).capitalize()} | ACC | MSE | KL (nats) | tau |",
+                "|---|---|---|---|---|---|"]
         for r in whole:
             out.append(f"| {r['label']} | {r['value']} | {100 * r['accuracy']:.2f} % | "
                        f"{r['mse']:.3e} | {r['kl']:.3e} | {r['tau']:.2f} |")
@@ -77,7 +78,7 @@ def tables_markdown(result):
     adap = [r for r in runs if r["experiment"] == "adaptive"]
     if adap:
         mode = result["settings"]["adaptive_mode"]
-        out += [f"## Adaptive bits per layer (shape of Table 5; {mode} search, "
+        out += [f"## Adaptive {_x_label(result)} per layer (shape of Table 5; {mode} search, "
                 f"{len(adap)} assignments)", "",
                 "| Method | " + " | ".join(units) + " | ACC | tau | choice |",
                 "|---|" + "---|" * len(units) + "---|---|---|"]
@@ -92,23 +93,31 @@ def tables_markdown(result):
     return "\n".join(out)
 
 
+def _x_label(result):
+    params = sorted(set(result["settings"].get("params", {}).values())) or ["bits"]
+    return " / ".join(params)
+
+
 def summary_text(result):
     base = result["baseline"]["accuracy"]
     drop = result["settings"]["tradeoff_drop"]
     lines = [f"model {result['model']}: float accuracy {100 * base:.2f} % on "
              f"{result['n_test']} samples, {len(result['runs'])} runs"]
+    params = result["settings"].get("params", {})
     for m in result["settings"]["methods"]:
+        p = params.get(m, "bits")
+        fmt = "{}b".format if p == "bits" else f"{p}={{}}".format
         rows = [r for r in result["runs"] if r["experiment"] == "adaptive" and r["method"] == m]
         best, trade = select_best(rows, base, drop)
         if best:
             lines.append(f"  {best['label']} adaptive: best accuracy {100 * best['accuracy']:.2f} % "
-                         f"(bits {best['config']}, tau {best['tau']:.2f})" +
+                         f"({p} {best['config']}, tau {best['tau']:.2f})" +
                          (f"; best trade-off {100 * trade['accuracy']:.2f} % at tau "
-                          f"{trade['tau']:.2f} (bits {trade['config']})" if trade else ""))
+                          f"{trade['tau']:.2f} ({p} {trade['config']})" if trade else ""))
         whole = [r for r in result["runs"] if r["experiment"] == "whole" and r["method"] == m]
         if whole:
             lines.append(f"  {whole[0]['label']} whole network: " + ", ".join(
-                f"{r['value']}b {100 * r['accuracy']:.1f}%" for r in whole))
+                f"{fmt(r['value'])} {100 * r['accuracy']:.1f}%" for r in whole))
     return "\n".join(lines)
 
 
@@ -144,7 +153,7 @@ def _plots(result, out_dir):
                     ys = [100 * r[metric] if metric == "accuracy" else r[metric] for r in rs]
                     ax.plot([r["value"] for r in rs], ys, marker="o", label=rs[0]["label"] if rs else m)
                 ax.set_title(lab)
-                ax.set_xlabel("bits")
+                ax.set_xlabel(_x_label(result))
                 ax.set_ylabel(metric_names[metric])
                 if metric != "accuracy":
                     ax.set_yscale("log")
@@ -167,7 +176,7 @@ def _plots(result, out_dir):
                 ax.plot([r["value"] for r in rs],
                         [100 * r[metric] if metric == "accuracy" else r[metric] for r in rs],
                         marker="o", label=rs[0]["label"] if rs else m)
-            ax.set_xlabel("bits")
+            ax.set_xlabel(_x_label(result))
             ax.set_ylabel(metric_names[metric])
             if metric != "accuracy":
                 ax.set_yscale("log")

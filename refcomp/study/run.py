@@ -99,6 +99,8 @@ def run_study(model, x, y, *, methods=("uniform", "kmeans"), bits=tuple(range(1,
     swept = tuple(bits) if ("per_layer" in experiments or "whole" in experiments) else ()
     swept += tuple(adaptive_bits) if "adaptive" in experiments else ()
     for m in meths:
+        if m.param != "bits":
+            continue    # sweeps its own registered values (validated at registration)
         for v in swept:
             if not m.min_value <= v <= m.max_value:
                 raise ParameterError(f"{m.param}={v} out of range [{m.min_value}, "
@@ -110,12 +112,22 @@ def run_study(model, x, y, *, methods=("uniform", "kmeans"), bits=tuple(range(1,
         raise ParameterError(f"model {model.name!r} has no compressible layer")
     thetas = [theta_of(model, u) for u in units]
 
-    values_needed = set()
-    if "per_layer" in experiments or "whole" in experiments:
-        values_needed |= set(bits)
-    if "adaptive" in experiments:
-        values_needed |= set(adaptive_bits)
-    items = [(u.index, m.name, v) for m in meths for v in sorted(values_needed) for u in units]
+    # Methods whose parameter is not a bit width (e.g. pruning's "keep"
+    # percentage) sweep their registered values in every experiment.
+    def sweep(m):
+        return tuple(bits) if m.param == "bits" else m.values
+
+    def levels_of(m):
+        return sorted(set(adaptive_bits if m.param == "bits" else m.values))
+
+    items = []
+    for m in meths:
+        needed = set()
+        if "per_layer" in experiments or "whole" in experiments:
+            needed |= set(sweep(m))
+        if "adaptive" in experiments:
+            needed |= set(levels_of(m))
+        items += [(u.index, m.name, v) for v in sorted(needed) for u in units]
     compressed = run_tasks(_compress_task, {"thetas": thetas}, items, workers=workers,
                            scheduler=scheduler, label="compress", progress=progress)
     table = dict(zip(items, compressed))
@@ -144,7 +156,7 @@ def run_study(model, x, y, *, methods=("uniform", "kmeans"), bits=tuple(range(1,
         cfgs, meta = [], []
         for m in meths:
             for u in units:
-                for v in bits:
+                for v in sweep(m):
                     cfgs.append(((u.index, m.name, v),))
                     meta.append((m, u.label, v))
         for (m, lab, v), cfg, met in zip(meta, cfgs, evaluate(cfgs, "per-layer sweep")):
@@ -152,28 +164,33 @@ def run_study(model, x, y, *, methods=("uniform", "kmeans"), bits=tuple(range(1,
     if "whole" in experiments:
         cfgs, meta = [], []
         for m in meths:
-            for v in bits:
+            for v in sweep(m):
                 cfgs.append(tuple((u.index, m.name, v) for u in units))
                 meta.append((m, v))
         for (m, v), cfg, met in zip(meta, cfgs, evaluate(cfgs, "whole network")):
             record("whole", m, "all", v, cfg, met)
-    adaptive_mode = None
+    adaptive_modes = {}
     if "adaptive" in experiments:
-        levels = sorted(set(adaptive_bits))
-        n_comb = len(levels) ** len(units)
-        adaptive_mode = "exhaustive" if n_comb <= max_combinations else "greedy"
         for m in meths:
-            if adaptive_mode == "exhaustive":
+            levels = levels_of(m)
+            n_comb = len(levels) ** len(units)
+            mode = adaptive_modes[m.name] = ("exhaustive" if n_comb <= max_combinations
+                                             else "greedy")
+            if mode == "exhaustive":
                 cfgs = [tuple((u.index, m.name, v) for u, v in zip(units, assign))
                         for assign in itertools.product(levels, repeat=len(units))]
                 for cfg, met in zip(cfgs, evaluate(cfgs, f"adaptive {m.label}")):
                     record("adaptive", m, "adaptive", None, cfg, met)
             else:
                 _greedy(m, units, levels, evaluate, record)
+    modes = set(adaptive_modes.values())
+    adaptive_mode = modes.pop() if len(modes) == 1 else ("mixed" if modes else None)
     return {"settings": {"methods": [m.name for m in meths], "bits": list(bits),
                          "adaptive_bits": list(adaptive_bits), "biases": biases,
                          "precision": precision, "tradeoff_drop": tradeoff_drop,
-                         "adaptive_mode": adaptive_mode, "max_combinations": max_combinations,
+                         "adaptive_mode": adaptive_mode, "adaptive_modes": adaptive_modes,
+                         "params": {m.name: m.param for m in meths},
+                         "max_combinations": max_combinations,
                          "accounting": {m.name: m.accounting for m in meths}},
             "model": model.name, "n_test": int(x.shape[0]),
             "baseline": {"accuracy": base.base_accuracy, "bits": base.original_bits + base.other_bits},
