@@ -30,6 +30,7 @@ _ENCODINGS = {}
 _ENCODING_MODULES = {
     "masked": "refcomp.prune.masked",
     "product_quantized": "refcomp.quantize.product",
+    "residual_quantized": "refcomp.quantize.residual",
 }
 
 

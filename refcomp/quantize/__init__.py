@@ -4,6 +4,7 @@ from ._quantized import Quantized, narrowest_code_dtype, register_decoder
 from .kmeans import kmeans
 from .kmeans_optimal import kmeans_optimal
 from .product import ProductQuantized, product_quantize
+from .residual import ResidualQuantized, residual_quantize
 from .sharing import share_weights
 from .uniform import uniform
 from .affine import affine
@@ -15,7 +16,8 @@ from .power_of_two import power_of_two
 from .binary import binary, xnor, ternary, ternary_ttq
 
 __all__ = ["Quantized", "narrowest_code_dtype", "register_decoder"]
-__all__ += ["kmeans", "kmeans_optimal", "product_quantize", "ProductQuantized", "share_weights"]
+__all__ += ["kmeans", "kmeans_optimal", "product_quantize", "ProductQuantized", "share_weights",
+            "residual_quantize", "ResidualQuantized"]
 __all__ += ["uniform", "affine", "calibrate", "fixed_point", "dynamic_fixed_point", "minifloat",
             "to_bfloat16", "to_float16", "to_float8_e4m3fn", "to_float8_e5m2", "posit",
             "power_of_two", "binary", "xnor", "ternary", "ternary_ttq"]
