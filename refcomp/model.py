@@ -119,13 +119,19 @@ class Layer:
         return f"Layer({self.kind!r}, name={self.name!r}, attrs={self.attrs}, weights={shapes})"
 
 
+def _w_sparse(layer):
+    """Weight W, kept as is when it is a CSR (the layers run it through the sparse kernels)."""
+    w = layer.weights["W"]
+    return w if getattr(w, "format", None) == "csr" else layer.w("W")
+
+
 def _forward_layer(layer, x, precision):
     k, a = layer.kind, layer.attrs
     if k == "dense":
-        return L.dense(x, layer.w("W"), layer.w("b"), precision=precision)
+        return L.dense(x, _w_sparse(layer), layer.w("b"), precision=precision)
     if k == "conv2d":
-        return L.conv2d(x, layer.w("W"), layer.w("b"), stride=a["stride"], padding=a["padding"],
-                        dilation=a["dilation"], groups=a["groups"], layout=a["layout"],
+        return L.conv2d(x, _w_sparse(layer), layer.w("b"), stride=a["stride"],
+                        padding=a["padding"], dilation=a["dilation"], groups=a["groups"], layout=a["layout"],
                         precision=precision)
     if k == "max_pool2d":
         return L.max_pool2d(x, a["size"], stride=a["stride"], padding=a["padding"],

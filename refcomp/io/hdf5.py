@@ -29,6 +29,8 @@ _ENCODINGS = {}
 #: use, so ``refcomp.load`` reads them without the caller importing it first.
 _ENCODING_MODULES = {
     "masked": "refcomp.prune.masked",
+    "csr": "refcomp.sparse.csr",
+    "csc": "refcomp.sparse.csr",
     "product_quantized": "refcomp.quantize.product",
     "residual_quantized": "refcomp.quantize.residual",
 }

@@ -90,8 +90,9 @@ def conv2d(x, W, b=None, *, stride=1, padding=0, dilation=1, groups=1, layout="N
     x : ndarray, (N, C, H, W) for ``layout="NCHW"`` or (N, H, W, C) for "NHWC";
         float32 or float64.
     W : ndarray, (O, C/groups, kh, kw) (OIHW, PyTorch/ONNX layout) in both
-        layouts; same dtype as x.  Use :func:`refcomp.convert.conv2d_from_keras`
-        for Keras HWIO kernels.
+        layouts; same dtype as x; or a :class:`refcomp.sparse.CSR` of that weight_shape
+        (then :func:`refcomp.sparse.conv2d`, both precisions).  Use
+        :func:`refcomp.convert.conv2d_from_keras` for Keras HWIO kernels.
     b : ndarray (O,), optional.
     stride, dilation : int or (sh, sw).
     padding : int, (ph, pw), ((top, bottom), (left, right)), "valid" or "same".
@@ -117,6 +118,10 @@ def conv2d(x, W, b=None, *, stride=1, padding=0, dilation=1, groups=1, layout="N
     per group in the input dtype (summation order is BLAS's).  NHWC is computed by transposing to NCHW and back (exact).
     """
     check_precision(precision)
+    if getattr(W, "format", None) == "csr":   # sparse kernel: refcomp.sparse.conv2d (same order)
+        from ..sparse import conv2d as sparse_conv2d
+        return sparse_conv2d(x, W, b, stride=stride, padding=padding, dilation=dilation,
+                             groups=groups, layout=layout)
     xc, stride, dilation, groups, pads = conv2d_setup(x, W, b, stride, padding, dilation,
                                                       groups, layout)
     if precision == "fast":

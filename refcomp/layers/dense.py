@@ -22,7 +22,8 @@ def dense(x, W, b=None, *, precision="reference"):
     Parameters
     ----------
     x : ndarray, shape (N, in), float32 or float64
-    W : ndarray, shape (out, in), same dtype as ``x`` (Resmerita eq. (5) layout)
+    W : ndarray, shape (out, in), same dtype as ``x`` (Resmerita eq. (5) layout),
+        or a :class:`refcomp.sparse.CSR` (then :func:`refcomp.sparse.linear`, both precisions)
     b : ndarray, shape (out,), same dtype, optional
     precision : {"reference", "fast"}
 
@@ -44,6 +45,9 @@ def dense(x, W, b=None, *, precision="reference"):
     ``|fast - ref| <= gamma_n * sum_i |x_i w_i|`` (FACTS.md §8).
     """
     check_precision(precision)
+    if getattr(W, "format", None) == "csr":   # sparse weight: refcomp.sparse.linear (same arithmetic)
+        from ..sparse import linear
+        return linear(x, W, b)
     as_float_array("x", x, ndim=2)
     as_float_array("W", W, ndim=2)
     check_same_dtype([("x", x), ("W", W), ("b", b)])

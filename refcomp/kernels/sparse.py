@@ -1,0 +1,119 @@
+"""CSR sparse-times-dense kernels (Numba) and their NumPy twins.
+
+Arithmetic contract (every function here):
+
+* each stored entry's product ``data[j] * X[indices[j], t]`` is formed in
+  float64 from the float64 conversions of both factors (exact when both came
+  from float32: 24 + 24 <= 53 significand bits, FACTS.md §8);
+* the products of one output element are added in float64, sequentially,
+  starting from +0.0, in the order the entries are stored, i.e. increasing
+  column index (CSR rows are strictly increasing);
+* optionally one float64 bias term is added after the sum (the dense-layer
+  order of :mod:`refcomp.kernels.linear`), then the result is rounded once
+  (round half to even, the IEEE conversion) to the output dtype;
+* no FMA contraction (Numba without ``fastmath`` emits separate multiply and
+  add), so kernel and twin give identical bits.
+
+Structural zeros contribute no term at all: ``inf * (absent entry)`` is not
+NaN (the scipy.sparse convention).  For finite X this equals the dense
+reference bit for bit, because adding ``x * 0.0 = +-0.0`` to a float64
+accumulator that starts at +0.0 never changes it (a sum that is exactly zero
+rounds to +0.0, so the accumulator is never -0.0).
+
+Kernels run in parallel over rows (independent outputs) only, so results are
+identical for any thread count.  Private: callers pass C-contiguous arrays of
+consistent shapes (``out`` may be a strided view).
+"""
+
+import numba
+import numpy as np
+
+__all__ = ["spmv_kernel", "spmm_kernel", "spmv_twin", "spmm_twin"]
+
+#: Rows per parallel task of the batch kernel (one accumulator allocation each).
+_ROW_CHUNK = 32
+
+
+@numba.njit(cache=True, parallel=True)
+def _spmv_kernel(indptr, indices, data, x, bias, has_bias, out):
+    for r in numba.prange(out.shape[0]):
+        acc = 0.0
+        for j in range(indptr[r], indptr[r + 1]):
+            acc += np.float64(data[j]) * np.float64(x[indices[j]])
+        if has_bias:
+            acc += bias[r]
+        out[r] = acc
+
+
+@numba.njit(cache=True, parallel=True)
+def _spmm_kernel(indptr, indices, data, X, bias, has_bias, out, chunk):
+    rows = out.shape[0]
+    k = X.shape[1]
+    n_chunks = (rows + chunk - 1) // chunk
+    for c in numba.prange(n_chunks):
+        acc = np.empty(k, dtype=np.float64)
+        for r in range(c * chunk, min(rows, (c + 1) * chunk)):
+            for t in range(k):
+                acc[t] = 0.0
+            for j in range(indptr[r], indptr[r + 1]):
+                a = np.float64(data[j])
+                col = indices[j]
+                for t in range(k):
+                    acc[t] += a * np.float64(X[col, t])
+            if has_bias:
+                b = bias[r]
+                for t in range(k):
+                    out[r, t] = acc[t] + b
+            else:
+                for t in range(k):
+                    out[r, t] = acc[t]
+
+
+def _bias_arg(bias):
+    return (np.zeros(1, np.float64), False) if bias is None else (bias, True)
+
+
+def spmv_kernel(indptr, indices, data, x, out, bias=None):
+    """``out[r] = round(sum_j data[j] * x[indices[j]] (+ bias[r]))`` over row r's
+    entries in stored order; ``out`` (rows,) of the output dtype, written in
+    place; ``bias`` float64 (rows,) or None."""
+    b, has = _bias_arg(bias)
+    _spmv_kernel(indptr, indices, data, x, b, has, out)
+    return out
+
+
+def spmm_kernel(indptr, indices, data, X, out, bias=None):
+    """``out[r, t] = round(sum_j data[j] * X[indices[j], t] (+ bias[r]))``:
+    A (rows, cols) @ X (cols, k) -> out (rows, k), written in place."""
+    b, has = _bias_arg(bias)
+    _spmm_kernel(indptr, indices, data, X, b, has, out, _ROW_CHUNK)
+    return out
+
+
+def _twin_acc(indptr, indices, data, X2):
+    # Step p adds the p-th stored entry of every row that has one: per row the
+    # additions are those of the kernel, in the same order.
+    rows = indptr.shape[0] - 1
+    acc = np.zeros((rows, X2.shape[1]), dtype=np.float64)
+    lengths = np.diff(indptr)
+    for p in range(int(lengths.max(initial=0))):
+        rr = np.flatnonzero(lengths > p)
+        j = indptr[rr] + p
+        acc[rr] += data[j].astype(np.float64)[:, None] * X2[indices[j]].astype(np.float64)
+    return acc
+
+
+def _twin_round(acc, bias, dtype):
+    if bias is not None:
+        acc += bias[:, None]
+    return acc.astype(dtype)
+
+
+def spmv_twin(indptr, indices, data, x, dtype, bias=None):
+    """NumPy twin of :func:`spmv_kernel`; returns a new (rows,) array of ``dtype``."""
+    return _twin_round(_twin_acc(indptr, indices, data, x[:, None]), bias, dtype)[:, 0]
+
+
+def spmm_twin(indptr, indices, data, X, dtype, bias=None):
+    """NumPy twin of :func:`spmm_kernel`; returns a new (rows, k) array of ``dtype``."""
+    return _twin_round(_twin_acc(indptr, indices, data, X), bias, dtype)
