@@ -12,22 +12,12 @@ floor (np.copyto of the input batch).
 
 import argparse
 import io
-import time
 
 import numpy as np
 
 import refcomp
 from refcomp import Layer, Model
-
-
-def timeit(fn, repeat):
-    fn()                                      # warm-up (JIT compile, caches)
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+from _timing import timeit
 
 
 def cnn(rng):

@@ -12,23 +12,11 @@ runs and the ratios.
 """
 
 import argparse
-import time
-
-import numpy as np
 
 import refcomp
 from refcomp.data import default_data_dir, load_split
 from refcomp.study.run import run_study
-
-
-def timeit(fn, repeat):
-    fn()                                      # warm-up (JIT compile, imports)
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+from _timing import timeit
 
 
 def main(argv=None):

@@ -669,7 +669,9 @@ _dp_cost_nb = numba.njit(cache=True, inline="always")(_dp_cost)
 _dp_prefix_nb = _jit_rebound(_dp_prefix_py, _two_sum=_two_sum_nb, _two_prod=_two_prod_nb)
 _dp_entry_nb = _jit_rebound(_dp_entry, inline="always", _dp_cost=_dp_cost_nb)
 _smawk_nb = _jit_rebound(_smawk, _dp_entry=_dp_entry_nb)
-_smawk_nb.py_func.__globals__["_smawk"] = _smawk_nb     # the recursion calls the compiled one
+# The recursion calls the compiled one (with NUMBA_DISABLE_JIT=1 njit returns
+# the plain clone, which has no .py_func).
+getattr(_smawk_nb, "py_func", _smawk_nb).__globals__["_smawk"] = _smawk_nb
 _optimal_dp_nb = _jit_rebound(_optimal_dp_py, _dp_cost=_dp_cost_nb, _dp_prefix_py=_dp_prefix_nb,
                               _dp_entry=_dp_entry_nb, _smawk=_smawk_nb)
 
