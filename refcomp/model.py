@@ -131,8 +131,8 @@ def _forward_layer(layer, x, precision):
         return L.dense(x, _w_sparse(layer), layer.w("b"), precision=precision)
     if k == "conv2d":
         return L.conv2d(x, _w_sparse(layer), layer.w("b"), stride=a["stride"],
-                        padding=a["padding"], dilation=a["dilation"], groups=a["groups"], layout=a["layout"],
-                        precision=precision)
+                        padding=a["padding"], dilation=a["dilation"], groups=a["groups"],
+                        layout=a["layout"], precision=precision)
     if k == "max_pool2d":
         return L.max_pool2d(x, a["size"], stride=a["stride"], padding=a["padding"],
                             layout=a["layout"])

@@ -45,7 +45,7 @@ def dense(x, W, b=None, *, precision="reference"):
     ``|fast - ref| <= gamma_n * sum_i |x_i w_i|`` (FACTS.md §8).
     """
     check_precision(precision)
-    if getattr(W, "format", None) == "csr":   # sparse weight: refcomp.sparse.linear (same arithmetic)
+    if getattr(W, "format", None) == "csr":   # sparse weight, same arithmetic
         from ..sparse import linear
         return linear(x, W, b)
     as_float_array("x", x, ndim=2)
