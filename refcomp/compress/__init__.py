@@ -1,0 +1,21 @@
+"""Deep Compression (Han, Mao & Dally, ICLR 2016) and exact size accounting.
+
+* :func:`deep_compress` / :func:`compress_weight` (:mod:`refcomp.compress.deep`):
+  magnitude pruning -> per-layer k-means sharing -> relative indices ->
+  Huffman on both streams (no retraining);
+* :class:`DeepCompressed` (:mod:`refcomp.compress.container`): the
+  compressed weight, storing only the coded streams and the codebook, saved
+  by :func:`refcomp.save` under the HDF5 encoding ``"deep_compressed"``;
+* :func:`size_report` (:mod:`refcomp.compress.size`): per-layer bits split
+  into values / index / codebook / headers, entropy bounds, and the
+  compression ratio tau of seed 002 eq. (19).
+"""
+
+from .container import CODINGS, DeepCompressed
+from .deep import DEFAULT_BITS, DEFAULT_SPARSITY, compress_weight, deep_compress
+from .size import (LayerSize, SizeReport, WeightSize, entropy_bits, size_report,
+                   weight_size)
+
+__all__ = ["DeepCompressed", "CODINGS", "deep_compress", "compress_weight",
+           "DEFAULT_BITS", "DEFAULT_SPARSITY", "size_report", "weight_size", "entropy_bits",
+           "SizeReport", "LayerSize", "WeightSize"]

@@ -1,0 +1,432 @@
+"""The Deep Compression layer container: only the compressed streams are stored.
+
+A :class:`DeepCompressed` weight holds what Han, Mao & Dally (ICLR 2016,
+§2-§4; FACTS.md §7.1) ship for one pruned, weight-shared layer:
+
+* the **codebook**: the k shared values (k-means centroids) at the weight's
+  precision;
+* the **value stream**: one symbol per stored entry, the codebook index of
+  the entry's shared value;
+* the **index stream**: the relative indices of
+  :func:`refcomp.sparse.encode_relative` (one code of ``index_bits`` bits per
+  entry, filler entries included);
+* the shape and dtype of the dense weight.
+
+Both streams are either canonical-Huffman coded (``coding="huffman"``, the
+paper's third stage, :func:`refcomp.coding.huffman_encode`) or bit-packed at
+a fixed width (``coding="fixed"``, MSB first, :mod:`refcomp._bitpack`).
+Nothing else is stored: :meth:`DeepCompressed.dequantize` rebuilds the dense
+weight from the streams, bit-identical to ``codebook[code]`` at the kept
+positions and +0.0 elsewhere.
+
+Fillers and the value stream
+    With ``variant="reserved"`` (default of :mod:`refcomp.sparse.relative`)
+    fillers are recognisable from the index stream alone, so the value stream
+    holds one symbol per *real* entry only (fillers carry no value: a saving
+    over the paper, which stores a zero value for each filler).  With
+    ``variant="fig2"`` the index stream cannot tell a filler from an entry at
+    distance exactly ``2**index_bits``, so the value stream holds one symbol
+    per entry and fillers use the extra symbol ``k`` (one past the codebook),
+    which decodes to exact +0.0, as the paper's "filler zero".
+
+Every container is validated when it is built or read: the streams are
+decoded once and must be consistent (declared counts, code ranges,
+positions inside the weight); a corrupt stream raises
+:class:`refcomp.DecodeError` (inconsistent attributes :class:`refcomp.FormatError`),
+never garbage.  Declared sizes are checked before anything is allocated.
+The decoded weight is cached (read-only) for repeated forward passes.
+"""
+
+import math
+
+import numpy as np
+
+from .._bitpack import pack_codes, packed_nbytes, unpack_codes
+from .._errors import DecodeError, DTypeError, FormatError, ParameterError, ShapeError
+from .._validate import check_choice, check_int, describe
+from ..io._h5util import write_dataset
+from ..sparse.relative import VARIANTS, decode_relative, encode_relative
+
+__all__ = ["DeepCompressed", "CODINGS", "ENCODING"]
+
+#: HDF5 encoding name of :class:`DeepCompressed`.
+ENCODING = "deep_compressed"
+#: Stream codings.
+CODINGS = ("huffman", "fixed")
+_MAX_K = 1 << 16
+_MAX_ELEMENTS = 1 << 31
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _huffman():
+    from ..coding import huffman_decode, huffman_encode, huffman_sizes
+    return huffman_encode, huffman_decode, huffman_sizes
+
+
+def _symbol_width(n_symbols):
+    """Fixed code width of an alphabet of ``n_symbols`` (at least 1 bit)."""
+    return max(1, (n_symbols - 1).bit_length())
+
+
+def _encode_stream(symbols, n_symbols, coding):
+    """uint8 stream of the symbols (uint16 array, values < n_symbols)."""
+    if symbols.size == 0:
+        return np.zeros(0, dtype=np.uint8)
+    if coding == "fixed":
+        return pack_codes(symbols, _symbol_width(n_symbols))
+    encode, _, _ = _huffman()
+    return np.frombuffer(encode(symbols), dtype=np.uint8).copy()
+
+
+def _decode_stream(stream, count, n_symbols, coding, what):
+    """``count`` symbols (int64) of a stream, each checked < n_symbols."""
+    if count == 0:
+        if stream.size:
+            raise DecodeError(f"{what} stream holds {stream.size} bytes for 0 symbols")
+        return np.zeros(0, dtype=np.int64)
+    if coding == "fixed":
+        width = _symbol_width(n_symbols)
+        if stream.size != packed_nbytes(count, width):
+            raise DecodeError(f"{what} stream holds {stream.size} bytes, "
+                              f"{packed_nbytes(count, width)} expected for {count} codes of "
+                              f"{width} bits")
+        sym = unpack_codes(stream, width, count)
+    else:
+        _, decode, _ = _huffman()
+        sym = decode(stream.tobytes(), max_symbols=count)
+        if not isinstance(sym, np.ndarray) or sym.dtype.kind not in "iu" or sym.ndim != 1:
+            raise DecodeError(f"{what} stream does not decode to integer symbols")
+        if sym.size != count:
+            raise DecodeError(f"{what} stream decodes to {sym.size} symbols, {count} declared")
+    sym = sym.astype(np.int64)
+    if sym.size and (int(sym.min()) < 0 or int(sym.max()) >= n_symbols):
+        raise DecodeError(f"{what} stream holds a symbol outside [0, {n_symbols})")
+    return sym
+
+
+def _stream_sizes(stream, count, n_symbols, coding):
+    """(payload_bits, header_bits) of a stream; header includes byte padding,
+    so the two add up to ``8 * stream.size``."""
+    total = 8 * int(stream.size)
+    if count == 0:
+        return 0, total
+    if coding == "fixed":
+        payload = count * _symbol_width(n_symbols)
+    else:
+        _, _, sizes = _huffman()
+        _, payload = sizes(stream.tobytes())
+        payload = int(payload)
+    return payload, total - payload
+
+
+class DeepCompressed:
+    """One pruned, weight-shared, entropy-coded weight (Han et al. 2016).
+
+    Build it with :meth:`encode` (or :func:`refcomp.compress.deep_compress`);
+    the constructor takes the stored fields, as read from a file, and
+    validates them by decoding.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        Shape of the dense weight.
+    dtype : numpy.dtype, float32 or float64
+    codebook : ndarray (k,), ``dtype``
+        Shared values; value symbol ``j < k`` decodes to ``codebook[j]``.
+    index_bits : int in [1, 16]
+    variant : {"reserved", "fig2"}
+        Relative-index variant (:mod:`refcomp.sparse.relative`).
+    coding : {"huffman", "fixed"}
+    n_entries : int
+        Entries of the index stream (fillers included).
+    n_values : int
+        Symbols of the value stream (real entries for "reserved", all
+        entries for "fig2").
+    values_stream, index_stream : ndarray of uint8
+        The coded streams, exactly as written to the file.
+    """
+
+    __slots__ = ("shape", "dtype", "codebook", "index_bits", "variant", "coding",
+                 "n_entries", "n_values", "values_stream", "index_stream", "_decoded")
+
+    def __init__(self, *, shape, dtype, codebook, index_bits, variant, coding, n_entries,
+                 n_values, values_stream, index_stream):
+        try:
+            self.shape = tuple(int(s) for s in shape)
+            self.dtype = np.dtype(dtype)
+        except (TypeError, ValueError) as exc:
+            raise FormatError(f"deep_compressed: bad shape or dtype ({exc})") from None
+        if self.dtype not in _FLOATS:
+            raise FormatError(f"deep_compressed: dtype must be float32 or float64, got "
+                              f"{self.dtype}")
+        if any(s < 0 for s in self.shape):
+            raise FormatError(f"deep_compressed: invalid shape {self.shape}")
+        size = math.prod(self.shape)
+        if size > _MAX_ELEMENTS:
+            raise FormatError(f"deep_compressed: declares {size} elements, more than "
+                              f"{_MAX_ELEMENTS}")
+        if not isinstance(codebook, np.ndarray) or codebook.ndim != 1 \
+                or codebook.dtype != self.dtype or codebook.size > _MAX_K:
+            raise FormatError(f"deep_compressed: codebook must be a 1-D {self.dtype} array "
+                              f"of at most {_MAX_K} values, got {describe(codebook)}")
+        for name, s in (("values_stream", values_stream), ("index_stream", index_stream)):
+            if not isinstance(s, np.ndarray) or s.dtype != np.uint8 or s.ndim != 1:
+                raise FormatError(f"deep_compressed: {name} must be 1-D uint8, got "
+                                  f"{describe(s)}")
+        try:
+            self.index_bits = check_int("index_bits", index_bits, lo=1, hi=16)
+            self.variant = check_choice("variant", variant, VARIANTS)
+            self.coding = check_choice("coding", coding, CODINGS)
+            self.n_entries = check_int("n_entries", n_entries, lo=0, hi=size)
+            self.n_values = check_int("n_values", n_values, lo=0, hi=self.n_entries)
+        except ParameterError as exc:
+            raise FormatError(f"deep_compressed: {exc}") from None
+        if self.variant == "fig2" and self.n_values != self.n_entries:
+            raise FormatError("deep_compressed: variant 'fig2' stores one value per entry "
+                              f"({self.n_entries}), got n_values={self.n_values}")
+        self.codebook = codebook
+        self.values_stream = values_stream
+        self.index_stream = index_stream
+        for a in (codebook, values_stream, index_stream):
+            a.flags.writeable = False
+        self._decoded = None
+        self._decode()
+
+    # -- construction -------------------------------------------------------------
+    @classmethod
+    def encode(cls, mask, codes, codebook, *, index_bits, variant="reserved",
+               huffman=True):
+        """Encode a pruned, shared weight.
+
+        Parameters
+        ----------
+        mask : ndarray of bool, the weight's shape
+            Kept positions.
+        codes : ndarray of integers, (mask.sum(),)
+            Codebook index of each kept entry, in C order of the positions.
+        codebook : ndarray (k,), float32 or float64 (the weight's dtype)
+        index_bits : int in [1, 16]
+        variant : {"reserved", "fig2"}
+        huffman : bool
+            True: canonical Huffman on both streams; False: fixed width
+            (``ceil(log2 k)`` bits per value, ``index_bits`` per index; one
+            more value symbol for fig2 fillers).
+
+        Returns
+        -------
+        DeepCompressed whose ``dequantize()`` equals ``codebook[codes]`` at
+        the kept positions (bit for bit) and +0.0 elsewhere.
+        """
+        if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_:
+            raise DTypeError(f"mask must be a numpy.ndarray of dtype bool, got {describe(mask)}")
+        if not isinstance(codebook, np.ndarray) or codebook.ndim != 1 \
+                or codebook.dtype not in _FLOATS:
+            raise DTypeError(f"codebook must be a 1-D float32/float64 array, got "
+                             f"{describe(codebook)}")
+        n_kept = int(np.count_nonzero(mask))
+        if not isinstance(codes, np.ndarray) or codes.dtype.kind not in "iu" \
+                or codes.shape != (n_kept,):
+            raise ShapeError(f"codes must be integers of shape ({n_kept},) (one per kept "
+                             f"entry), got {describe(codes)}")
+        k = codebook.size
+        if k > _MAX_K or (n_kept and (int(codes.min()) < 0 or int(codes.max()) >= k)):
+            raise ParameterError(f"codes must lie in [0, {k}) with k <= {_MAX_K}")
+        check_choice("variant", variant, VARIANTS)
+        rel = encode_relative(mask.reshape(-1), index_bits=index_bits, variant=variant)
+        sym = codes.astype(np.uint16)
+        if variant == "fig2":
+            full = np.full(rel.n_entries, k, dtype=np.uint16)
+            full[~rel.is_filler] = sym
+            sym, n_symbols = full, k + 1
+        else:
+            n_symbols = k
+        coding = "huffman" if huffman else "fixed"
+        return cls(shape=mask.shape, dtype=codebook.dtype, codebook=codebook.copy(),
+                   index_bits=rel.index_bits, variant=variant, coding=coding,
+                   n_entries=rel.n_entries, n_values=int(sym.size),
+                   values_stream=_encode_stream(sym, n_symbols, coding),
+                   index_stream=_encode_stream(rel.diffs.astype(np.uint16),
+                                               1 << rel.index_bits, coding))
+
+    # -- decoding -----------------------------------------------------------------
+    @property
+    def k(self):
+        return int(self.codebook.size)
+
+    @property
+    def size(self):
+        return math.prod(self.shape)
+
+    def _n_value_symbols(self):
+        return self.k + (1 if self.variant == "fig2" else 0)
+
+    def streams(self):
+        """Decoded streams ``(value_symbols, index_codes)``, both int64 1-D."""
+        idx = _decode_stream(self.index_stream, self.n_entries, 1 << self.index_bits,
+                             self.coding, "index")
+        val = _decode_stream(self.values_stream, self.n_values, self._n_value_symbols(),
+                             self.coding, "value")
+        return val, idx
+
+    def _decode(self):
+        val, idx = self.streams()
+        try:
+            pos, _ = decode_relative(idx.astype(np.uint64), index_bits=self.index_bits,
+                                     variant=self.variant, size=self.size)
+        except DecodeError as exc:
+            raise DecodeError(f"deep_compressed index stream: {exc}") from None
+        if self.variant == "fig2":
+            real = val != self.k
+            pos, val = pos[real], val[real]
+        elif pos.size != self.n_values:
+            raise DecodeError(f"deep_compressed: index stream has {pos.size} real entries, "
+                              f"value stream {self.n_values}")
+        out = np.zeros(self.size, dtype=self.dtype)
+        out[pos] = self.codebook[val]
+        out = out.reshape(self.shape)
+        out.flags.writeable = False
+        self._decoded = out
+
+    def dequantize(self):
+        """Dense weight (new array, ``dtype``, ``shape``): ``codebook[symbol]`` at
+        each real entry's position, bit for bit; +0.0 elsewhere (and at fig2
+        fillers)."""
+        return self._decoded.copy()
+
+    def __array__(self, dtype=None, copy=None):
+        out = self.dequantize()
+        return out if dtype is None else out.astype(dtype)
+
+    @property
+    def mask(self):
+        """Kept positions (bool, ``shape``), decoded from the index stream."""
+        _, idx = self.streams()
+        pos, is_filler = decode_relative(idx.astype(np.uint64), index_bits=self.index_bits,
+                                         variant=self.variant, size=self.size)
+        if self.variant == "fig2":
+            val, _ = self.streams()
+            pos = pos[val != self.k]
+        m = np.zeros(self.size, dtype=bool)
+        m[pos] = True
+        return m.reshape(self.shape)
+
+    @property
+    def n_real(self):
+        """Number of real (non-filler) entries."""
+        if self.variant == "reserved":
+            return self.n_values
+        val, _ = self.streams()
+        return int(np.count_nonzero(val != self.k))
+
+    def stream_sizes(self):
+        """Bits actually written, per stream (``dict``).
+
+        Keys: ``values`` / ``index`` (payload bits of each stream: Huffman
+        codewords, or ``count * width`` for fixed coding), ``values_header``
+        / ``index_header`` (everything else in the stream bytes: Huffman
+        header and final-byte padding), ``codebook`` (k values at the
+        weight's precision).  ``values + values_header + index +
+        index_header == 8 * (len(values_stream) + len(index_stream))``.
+        """
+        vp, vh = _stream_sizes(self.values_stream, self.n_values, self._n_value_symbols(),
+                               self.coding)
+        ip, ih = _stream_sizes(self.index_stream, self.n_entries, 1 << self.index_bits,
+                               self.coding)
+        return {"values": vp, "values_header": vh, "index": ip, "index_header": ih,
+                "codebook": self.k * self.dtype.itemsize * 8}
+
+    def stored_bits(self):
+        """Stream bytes plus codebook, in bits (HDF5 metadata excluded)."""
+        return sum(self.stream_sizes().values())
+
+    def __eq__(self, other):
+        if not isinstance(other, DeepCompressed):
+            return NotImplemented
+        return (self.shape == other.shape and self.dtype == other.dtype
+                and (self.index_bits, self.variant, self.coding, self.n_entries,
+                     self.n_values) == (other.index_bits, other.variant, other.coding,
+                                        other.n_entries, other.n_values)
+                and self.codebook.tobytes() == other.codebook.tobytes()
+                and np.array_equal(self.values_stream, other.values_stream)
+                and np.array_equal(self.index_stream, other.index_stream))
+
+    __hash__ = None
+
+    def __repr__(self):
+        return (f"DeepCompressed(shape={self.shape}, dtype={self.dtype}, k={self.k}, "
+                f"entries={self.n_entries}, index_bits={self.index_bits}, "
+                f"variant={self.variant!r}, coding={self.coding!r}, "
+                f"bits={self.stored_bits()})")
+
+    # -- storage ------------------------------------------------------------------
+    def to_hdf5(self, group):
+        """Write into an empty h5py group (encoding ``"deep_compressed"``).
+
+        Attributes: ``encoding``, ``dtype`` (NumPy dtype string), ``shape``
+        (int64[]), ``index_bits``, ``variant``, ``coding``, ``n_entries``,
+        ``n_values``.  Datasets: ``codebook`` (k,) of ``dtype``, ``values``
+        and ``index`` (uint8 streams), each with the Fletcher-32 checksum.
+        """
+        a = group.attrs
+        a["encoding"] = ENCODING
+        a["dtype"] = self.dtype.str
+        a["shape"] = np.asarray(self.shape, dtype=np.int64)
+        a["index_bits"] = self.index_bits
+        a["variant"] = self.variant
+        a["coding"] = self.coding
+        a["n_entries"] = self.n_entries
+        a["n_values"] = self.n_values
+        write_dataset(group, "codebook", self.codebook)
+        write_dataset(group, "values", self.values_stream)
+        write_dataset(group, "index", self.index_stream)
+
+    @classmethod
+    def from_hdf5(cls, group):
+        """Read what :meth:`to_hdf5` wrote and validate it by decoding.
+
+        Dataset sizes are checked from their headers before reading: the
+        codebook at most 65536 values, each stream at most what the declared
+        counts could need (Huffman codewords are at most 64 bits, plus a
+        header bounded by 1 MiB), so a file cannot make the reader allocate
+        more than the declared weight.  Raises FormatError (missing or
+        mistyped fields) or DecodeError (corrupt streams).
+        """
+        name = group.name
+        a = group.attrs
+        try:
+            fields = {"shape": tuple(int(s) for s in a["shape"]),
+                      "dtype": np.dtype(a["dtype"]),
+                      "index_bits": int(a["index_bits"]), "variant": _str(a["variant"]),
+                      "coding": _str(a["coding"]), "n_entries": int(a["n_entries"]),
+                      "n_values": int(a["n_values"])}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FormatError(f"{name}: bad deep_compressed attributes ({exc})") from None
+        for key in ("codebook", "values", "index"):
+            if key not in group or not hasattr(group[key], "dtype"):
+                raise FormatError(f"{name}: missing dataset {key!r}")
+        cb, vs, ix = group["codebook"], group["values"], group["index"]
+        if cb.ndim != 1 or cb.shape[0] > _MAX_K or cb.dtype != fields["dtype"]:
+            raise FormatError(f"{name}: codebook holds {cb.shape} {cb.dtype}, expected at "
+                              f"most {_MAX_K} values of {fields['dtype']}")
+        for key, ds, count in (("values", vs, fields["n_values"]),
+                               ("index", ix, fields["n_entries"])):
+            limit = packed_nbytes(max(count, 0), 64) + (1 << 20)
+            if ds.ndim != 1 or ds.dtype != np.uint8 or ds.shape[0] > limit:
+                raise FormatError(f"{name}: {key!r} holds {ds.shape} {ds.dtype}, expected at "
+                                  f"most {limit} bytes of uint8")
+        try:
+            return cls(codebook=cb[()], values_stream=vs[()], index_stream=ix[()], **fields)
+        except (DecodeError, FormatError) as exc:
+            raise type(exc)(f"{name}: {exc}") from None
+
+
+def _str(v):
+    return v.decode("utf-8") if isinstance(v, bytes) else str(v)
+
+
+def _register():
+    from ..io.hdf5 import register_encoding
+    register_encoding(ENCODING, DeepCompressed.from_hdf5)
+
+
+_register()
