@@ -33,6 +33,7 @@ _ENCODING_MODULES = {
     "csc": "refcomp.sparse.csr",
     "product_quantized": "refcomp.quantize.product",
     "residual_quantized": "refcomp.quantize.residual",
+    "deep_compressed": "refcomp.compress.container",
 }
 
 
