@@ -1,0 +1,115 @@
+"""``refcomp compress`` and ``refcomp size`` sub-commands (registered by refcomp.cli).
+
+``refcomp compress MODEL.h5 -o OUT.h5 [--prune S | --no-prune] [--kmeans B |
+--no-kmeans] [--huffman | --no-huffman] [--index-bits N] [--variant V]``
+runs the Deep Compression stages on every dense and conv2d weight.  Stages
+compose: with no option the paper's pipeline runs with its defaults (prune
+0.9, 8-bit conv / 5-bit dense sharing, relative indices, Huffman);
+``--no-prune`` keeps every weight (sharing and coding only); ``--no-kmeans``
+prunes only and stores the weights as ``Masked`` (no value coding, so
+``--huffman`` is then an error).  A progress bar is shown on a terminal.
+
+``refcomp size FILE.h5 [--per-weight] [--json]`` prints the size report
+(:func:`refcomp.compress.size_report`) of any refcomp model.
+"""
+
+import argparse
+import json
+
+__all__ = ["register"]
+
+
+def _cmd_compress(args):
+    from ..io.hdf5 import load, save
+    from ..cli import CLIError
+    model = load(args.model)
+    huffman = args.huffman
+    sparsity = 0.0 if args.no_prune else args.prune
+    if args.no_kmeans:
+        if huffman:
+            raise CLIError("--huffman codes the shared-value symbols: it needs k-means "
+                           "(drop --no-kmeans)")
+        if args.kmeans is not None:
+            raise CLIError("--kmeans and --no-kmeans exclude each other")
+        from ..prune.magnitude import magnitude
+        from ..prune.masked import apply_masks, prunable_weights
+        from ..prune._common import check_sparsity
+        from .deep import DEFAULT_SPARSITY
+        s = check_sparsity(DEFAULT_SPARSITY if sparsity is None else sparsity, "--prune")
+        masks = {key: magnitude(w, sparsity=s) for key, w in prunable_weights(model).items()}
+        out = apply_masks(model, masks)
+        from .size import size_report
+        report = size_report(out)
+    else:
+        from .deep import deep_compress
+        out, report = deep_compress(
+            model, sparsity=sparsity, bits=args.kmeans,
+            huffman=True if huffman is None else huffman, index_bits=args.index_bits,
+            variant=args.variant, progress=None if not args.quiet else False)
+    save(out, args.output)
+    print(f"wrote {args.output}: {report.original_bits} -> {report.compressed_bits} bits, "
+          f"tau = {report.tau:.3f}")
+    if args.eval:
+        from ..data import load_split
+        from ..study.metrics import accuracy
+        x, y = load_split(args.eval)
+        print(f"accuracy on {args.eval} (no retraining): {accuracy(model(x), y):.4f} -> "
+              f"{accuracy(out(x), y):.4f}")
+    return 0
+
+
+def _cmd_size(args):
+    from ..io.hdf5 import load
+    from .size import size_report
+    report = size_report(load(args.file))
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=1, default=str))
+    else:
+        print(report.to_markdown(per_weight=args.per_weight))
+        print(f"\ntau = {report.tau:.4f} (seed 002 eq. (19): {report.original_bits} original "
+              f"bits / {report.compressed_bits} compressed bits)")
+    return 0
+
+
+def _fraction(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1], got {text!r}") \
+            from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1], got {text!r}")
+    return v
+
+
+def register(subparsers):
+    """Add the ``compress`` and ``size`` sub-commands."""
+    p = subparsers.add_parser("compress", help="Deep Compression: prune, share (k-means), "
+                              "relative indices, Huffman (no retraining)")
+    p.add_argument("model")
+    p.add_argument("-o", "--output", required=True)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--prune", type=_fraction, default=None, metavar="S",
+                   help="fraction of each layer's weights removed (default 0.9)")
+    g.add_argument("--no-prune", action="store_true", help="keep every weight")
+    p.add_argument("--kmeans", type=int, default=None, metavar="BITS",
+                   help="shared-value bits for every layer (default 8 conv, 5 dense)")
+    p.add_argument("--no-kmeans", action="store_true",
+                   help="prune only (weights stored as Masked)")
+    p.add_argument("--huffman", action=argparse.BooleanOptionalAction, default=None,
+                   help="Huffman-code both streams (default on with k-means)")
+    p.add_argument("--index-bits", type=int, default=None, metavar="N",
+                   help="relative index width (default 8 conv, 5 dense)")
+    p.add_argument("--variant", choices=("reserved", "fig2"), default="reserved",
+                   help="relative-index filler rule (default reserved)")
+    p.add_argument("--eval", nargs="?", const="test", default=None, metavar="SPLIT",
+                   help="print accuracy before/after on a split (default test)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_compress)
+    p = subparsers.add_parser("size", help="size report of a model: bits per stream, "
+                              "entropy bounds, tau (seed 002 eq. 19)")
+    p.add_argument("file")
+    p.add_argument("--per-weight", action="store_true", help="one row per weight")
+    p.add_argument("--json", action="store_true", help="JSON instead of a Markdown table")
+    p.set_defaults(func=_cmd_size)
+
