@@ -12,7 +12,6 @@ Memory floor: ``np.copyto`` of the CSR arrays (data, indices, indptr).
 """
 
 import argparse
-import time
 
 import numba
 import numpy as np
@@ -20,20 +19,13 @@ import scipy.sparse as sp
 
 from refcomp.sparse import CSR, spmm, spmv
 
+from _timing import timeit  # warm-up + median helper (script directory on sys.path)
+
 
 def bench(fn, min_time):
-    """Median of at least 5 calls (and about ``min_time`` seconds) after a warm-up."""
-    fn()
-    t0 = time.perf_counter()
-    fn()
-    one = max(time.perf_counter() - t0, 1e-7)
-    n = max(5, int(min_time / one))
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    """Median of at least 5 calls (about ``min_time`` seconds) after a warm-up."""
+    one = max(timeit(fn, 1), 1e-7)
+    return timeit(fn, max(5, int(min_time / one)))
 
 
 def make(rows, cols, sparsity, rng):
