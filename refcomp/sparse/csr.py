@@ -18,7 +18,7 @@ original shape for :meth:`CSR.to_dense`.
 
 import numpy as np
 
-from .._errors import DTypeError, FormatError, ShapeError
+from .._errors import DTypeError, FormatError, ParameterError, ShapeError
 from .._validate import as_float_array, describe
 from ..io._h5util import write_dataset
 
@@ -34,6 +34,12 @@ def _compress(W, keep):
     indptr = np.zeros(W.shape[0] + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
     return indptr, cols.astype(np.int32), np.ascontiguousarray(W[rows, cols])
+
+
+def _frozen(a):
+    v = a.view()
+    v.flags.writeable = False
+    return v
 
 
 def _as_matrix(name, W):
@@ -55,12 +61,10 @@ class _Compressed:
         shape = tuple(int(s) for s in shape)
         self.shape = shape
         self.weight_shape = shape if weight_shape is None else tuple(int(s) for s in weight_shape)
-        self.indptr = indptr
-        self.indices = indices
-        self.data = data
-        _check_structure(self, FormatError)
-        for a in (indptr, indices, data):
-            a.flags.writeable = False   # frozen: kernels and HDF5 rely on the invariants
+        self.indptr, self.indices, self.data = indptr, indices, data
+        _check_structure(self)
+        # frozen: read-only views (the caller's arrays keep their flags)
+        self.indptr, self.indices, self.data = (_frozen(a) for a in (indptr, indices, data))
 
     # -- construction -------------------------------------------------------------
     @classmethod
@@ -178,8 +182,8 @@ class _Compressed:
         Sizes and dtypes are checked from the dataset headers before any
         array is read; then indptr must start at 0, be non-decreasing and end
         at nnz, and indices must lie in range and increase strictly within
-        each row/column.  Raises FormatError (missing or mistyped fields) or
-        FormatError (inconsistent content).
+        each row/column.  Any missing, mistyped or inconsistent field raises
+        FormatError.
         """
         name = group.name
         try:
@@ -215,35 +219,35 @@ class _Compressed:
         return cls(*arrays, shape, weight_shape=wshape)
 
 
-def _check_structure(A, error):
-    """Raise ``error`` unless A's arrays form a canonical compressed matrix."""
+def _check_structure(A):
+    """Raise FormatError unless A's arrays form a canonical compressed matrix."""
     indptr, indices, data = A.indptr, A.indices, A.data
     n_major, n_minor = A.shape[A._major], A.shape[1 - A._major]
     for key, arr, dt in (("indptr", indptr, (np.int64,)), ("indices", indices, (np.int32,)),
                          ("data", data, (np.float32, np.float64))):
         if not isinstance(arr, np.ndarray) or arr.ndim != 1 or arr.dtype not in dt:
-            raise error(f"{A.format}: {key} must be a 1-D array of dtype "
+            raise FormatError(f"{A.format}: {key} must be a 1-D array of dtype "
                         f"{'/'.join(np.dtype(d).name for d in dt)}, got {describe(arr)}")
     if indptr.shape[0] != n_major + 1 or indices.shape != data.shape:
-        raise error(f"{A.format}: indptr has {indptr.shape[0]} entries for {n_major} "
+        raise FormatError(f"{A.format}: indptr has {indptr.shape[0]} entries for {n_major} "
                     f"{'rows' if A._major == 0 else 'columns'}, indices {indices.shape[0]} and "
                     f"data {data.shape[0]}")
     if indptr[0] != 0 or indptr[-1] != data.shape[0] or np.any(np.diff(indptr) < 0):
-        raise error(f"{A.format}: indptr must start at 0, never decrease and end at "
+        raise FormatError(f"{A.format}: indptr must start at 0, never decrease and end at "
                     f"nnz={data.shape[0]}")
     if indices.size:
         if indices.min() < 0 or indices.max() >= n_minor:
-            raise error(f"{A.format}: indices must lie in [0, {n_minor})")
+            raise FormatError(f"{A.format}: indices must lie in [0, {n_minor})")
         # strictly increasing inside each row: every step is > 0 except at row starts
         step = np.diff(indices.astype(np.int64))
         starts = np.zeros(indices.size, dtype=bool)
         starts[indptr[1:-1][indptr[1:-1] < indices.size]] = True
         if np.any((step <= 0) & ~starts[1:]):
-            raise error(f"{A.format}: indices must increase strictly within each "
+            raise FormatError(f"{A.format}: indices must increase strictly within each "
                         f"{'row' if A._major == 0 else 'column'}")
     if A.weight_shape[0] != A.shape[0] or \
             int(np.prod(A.weight_shape, dtype=object)) != A.shape[0] * A.shape[1]:
-        raise error(f"{A.format}: weight_shape {A.weight_shape} does not flatten to {A.shape}")
+        raise FormatError(f"{A.format}: weight_shape {A.weight_shape} does not flatten to {A.shape}")
 
 
 class CSR(_Compressed):
@@ -258,7 +262,8 @@ class CSR(_Compressed):
     weight_shape : tuple; shape returned by :meth:`to_dense` (``shape`` for a matrix)
 
     The constructor ``CSR(indptr, indices, data, shape, weight_shape=None)``
-    validates the structure (FormatError if inconsistent) and never copies.
+    validates the structure (FormatError if inconsistent) and keeps read-only
+    views of the arrays (no copy; the caller must not modify them afterwards).
     """
 
     __slots__ = ()
@@ -306,7 +311,6 @@ def from_masked(masked, *, format="csr"):
     format : {"csr", "csc"}
     """
     from ..prune.masked import Masked
-    from .._errors import ParameterError
     if not isinstance(masked, Masked):
         raise ParameterError(f"masked must be a refcomp Masked weight, got {type(masked).__name__}")
     cls = {"csr": CSR, "csc": CSC}.get(format)
