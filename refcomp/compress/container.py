@@ -15,7 +15,8 @@ A :class:`DeepCompressed` weight holds what Han, Mao & Dally (ICLR 2016,
 Both streams are either canonical-Huffman coded (``coding="huffman"``, the
 paper's third stage, :func:`refcomp.coding.huffman_encode`) or bit-packed at
 a fixed width (``coding="fixed"``, MSB first, :mod:`refcomp._bitpack`).
-Nothing else is stored: :meth:`DeepCompressed.dequantize` rebuilds the dense
+Nothing else is stored but the counts and a checksum (below):
+:meth:`DeepCompressed.dequantize` rebuilds the dense
 weight from the streams, bit-identical to ``codebook[code]`` at the kept
 positions and +0.0 elsewhere.
 
@@ -29,7 +30,11 @@ Fillers and the value stream
     per entry and fillers use the extra symbol ``k`` (one past the codebook),
     which decodes to exact +0.0, as the paper's "filler zero".
 
-Every container is validated when it is built or read: the streams are
+Every container carries a CRC-32 (``zlib.crc32``, the ISO-HDLC polynomial) of
+its codebook bytes, value stream and index stream, in that order; a
+mismatch raises :class:`refcomp.DecodeError`, so a flipped bit in a stream
+whose symbols would all still be valid is caught too.  Every container is
+validated when it is built or read: the streams are
 decoded once and must be consistent (declared counts, code ranges,
 positions inside the weight); a corrupt stream raises
 :class:`refcomp.DecodeError` (inconsistent attributes :class:`refcomp.FormatError`),
@@ -38,6 +43,7 @@ The decoded weight is cached (read-only) for repeated forward passes.
 """
 
 import math
+import zlib
 
 import numpy as np
 
@@ -147,10 +153,11 @@ class DeepCompressed:
     """
 
     __slots__ = ("shape", "dtype", "codebook", "index_bits", "variant", "coding",
-                 "n_entries", "n_values", "values_stream", "index_stream", "_decoded")
+                 "n_entries", "n_values", "values_stream", "index_stream", "crc32",
+                 "_decoded")
 
     def __init__(self, *, shape, dtype, codebook, index_bits, variant, coding, n_entries,
-                 n_values, values_stream, index_stream):
+                 n_values, values_stream, index_stream, crc32=None):
         try:
             self.shape = tuple(int(s) for s in shape)
             self.dtype = np.dtype(dtype)
@@ -187,6 +194,11 @@ class DeepCompressed:
         self.codebook = codebook
         self.values_stream = values_stream
         self.index_stream = index_stream
+        crc = _crc(codebook, values_stream, index_stream)
+        if crc32 is not None and int(crc32) != crc:
+            raise DecodeError(f"deep_compressed: CRC-32 mismatch (stored {int(crc32):#010x}, "
+                              f"computed {crc:#010x}): corrupt codebook or stream")
+        self.crc32 = crc
         for a in (codebook, values_stream, index_stream):
             a.flags.writeable = False
         self._decoded = None
@@ -336,7 +348,8 @@ class DeepCompressed:
                 "codebook": self.k * self.dtype.itemsize * 8}
 
     def stored_bits(self):
-        """Stream bytes plus codebook, in bits (HDF5 metadata excluded)."""
+        """Stream bytes plus codebook, in bits (HDF5 metadata, the counts and
+        the CRC-32 excluded, as HDF5's own checksums are)."""
         return sum(self.stream_sizes().values())
 
     def __eq__(self, other):
@@ -364,7 +377,7 @@ class DeepCompressed:
 
         Attributes: ``encoding``, ``dtype`` (NumPy dtype string), ``shape``
         (int64[]), ``index_bits``, ``variant``, ``coding``, ``n_entries``,
-        ``n_values``.  Datasets: ``codebook`` (k,) of ``dtype``, ``values``
+        ``n_values``, ``crc32`` (uint32).  Datasets: ``codebook`` (k,) of ``dtype``, ``values``
         and ``index`` (uint8 streams), each with the Fletcher-32 checksum.
         """
         a = group.attrs
@@ -376,6 +389,7 @@ class DeepCompressed:
         a["coding"] = self.coding
         a["n_entries"] = self.n_entries
         a["n_values"] = self.n_values
+        a["crc32"] = np.uint32(self.crc32)
         write_dataset(group, "codebook", self.codebook)
         write_dataset(group, "values", self.values_stream)
         write_dataset(group, "index", self.index_stream)
@@ -398,7 +412,7 @@ class DeepCompressed:
                       "dtype": np.dtype(a["dtype"]),
                       "index_bits": int(a["index_bits"]), "variant": _str(a["variant"]),
                       "coding": _str(a["coding"]), "n_entries": int(a["n_entries"]),
-                      "n_values": int(a["n_values"])}
+                      "n_values": int(a["n_values"]), "crc32": int(a["crc32"])}
         except (KeyError, TypeError, ValueError) as exc:
             raise FormatError(f"{name}: bad deep_compressed attributes ({exc})") from None
         for key in ("codebook", "values", "index"):
@@ -418,6 +432,13 @@ class DeepCompressed:
             return cls(codebook=cb[()], values_stream=vs[()], index_stream=ix[()], **fields)
         except (DecodeError, FormatError) as exc:
             raise type(exc)(f"{name}: {exc}") from None
+
+
+def _crc(*arrays):
+    crc = 0
+    for a in arrays:
+        crc = zlib.crc32(np.ascontiguousarray(a).tobytes(), crc)
+    return crc
 
 
 def _str(v):
