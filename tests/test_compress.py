@@ -368,3 +368,12 @@ def test_cli_errors_one_line(tmp_path, capsys, argv, code):
     assert main(argv) == code
     err = capsys.readouterr().err.strip()
     assert err.startswith("refcomp: error:") and "\n" not in err
+
+
+def test_study_method_deep():
+    from refcomp.study.registry import get_method
+    theta = np.random.default_rng(10).standard_normal(300).astype(np.float32)
+    c = get_method("deep").func(theta, 3)
+    want, _ = _expected(theta, 0.9, 3)
+    assert_bits_equal(c.decoded, want)
+    assert c.bits == weight_size(c.obj).compressed_bits == c.obj.stored_bits()
