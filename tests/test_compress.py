@@ -377,3 +377,23 @@ def test_study_method_deep():
     want, _ = _expected(theta, 0.9, 3)
     assert_bits_equal(c.decoded, want)
     assert c.bits == weight_size(c.obj).compressed_bits == c.obj.stored_bits()
+
+
+def test_deep_compress_recurrent_and_kinds():
+    rng = np.random.default_rng(11)
+    L = refcomp.Layer
+    model = refcomp.Model([L("gru", attrs={"return_sequences": False},
+                             weights={"W_ih": rng.standard_normal((12, 3)).astype(np.float32),
+                                      "W_hh": rng.standard_normal((12, 4)).astype(np.float32)}),
+                           L("dense", weights={"W": rng.standard_normal((2, 4))
+                                               .astype(np.float32)})],
+                          input_shape=(5, 3))
+    cm, _ = deep_compress(model, sparsity=0.5, bits=2, huffman=False)
+    for name in ("W_ih", "W_hh"):
+        want, _ = _expected(model.get_layer("0").weights[name], 0.5, 2)
+        assert_bits_equal(cm.get_layer("0").weights[name].dequantize(), want)
+    cm(rng.standard_normal((2, 5, 3)).astype(np.float32))
+    cm, _ = deep_compress(model, sparsity=0.5, bits=2, huffman=False, kinds=("dense",))
+    assert isinstance(cm.get_layer("0").weights["W_ih"], np.ndarray)
+    with pytest.raises(ParameterError):
+        deep_compress(model, kinds=("batch_norm",))

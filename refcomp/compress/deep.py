@@ -15,7 +15,7 @@ from .._validate import as_float_array, check_choice, check_int
 from ..prune._common import check_sparsity
 from ..prune.magnitude import magnitude
 from ..quantize.kmeans import INITS, kmeans
-from ..sparse.relative import DEFAULT_VARIANT, VARIANTS, default_index_bits
+from ..sparse.relative import DEFAULT_VARIANT, VARIANTS
 from .container import DeepCompressed
 from .size import size_report
 
@@ -26,8 +26,14 @@ __all__ = ["deep_compress", "compress_weight", "DEFAULT_SPARSITY", "DEFAULT_BITS
 DEFAULT_SPARSITY = 0.9
 #: Shared-value bits per layer kind: 8 for conv (256 centroids) and 5 for fully
 #: connected (32) layers, as for AlexNet (Han et al. 2016 §3, FACTS.md §7.1).
-DEFAULT_BITS = {"conv2d": 8, "dense": 5}
-_KINDS = ("dense", "conv2d")
+DEFAULT_BITS = {"conv2d": 8, "dense": 5, "lstm": 5, "gru": 5, "mgu": 5, "simple_rnn": 5}
+#: Weights compressed per layer kind.  The paper covers conv and fully
+#: connected layers; recurrent input/hidden matrices are an extension treated
+#: as fully connected (5-bit sharing, 5-bit relative index).
+_WEIGHTS = {"dense": ("W",), "conv2d": ("W",), "lstm": ("W_ih", "W_hh"),
+            "gru": ("W_ih", "W_hh"), "mgu": ("W_ih", "W_hh"), "simple_rnn": ("W_ih", "W_hh")}
+_KINDS = tuple(_WEIGHTS)
+_INDEX_BITS = {k: 8 if k == "conv2d" else 5 for k in _KINDS}
 
 
 def compress_weight(w, *, sparsity=DEFAULT_SPARSITY, bits=5, index_bits=5, huffman=True,
@@ -99,7 +105,7 @@ def _per_layer(name, value, path, kind, default):
 def deep_compress(model, *, sparsity=None, bits=None, huffman=True, index_bits=None,
                   variant=DEFAULT_VARIANT, init="linear", max_iter=300, kinds=_KINDS,
                   progress=False):
-    """Deep Compression of a model's dense and conv weights (no retraining).
+    """Deep Compression of a model's dense, conv (and recurrent) weights, no retraining.
 
     Parameters
     ----------
@@ -110,11 +116,12 @@ def deep_compress(model, *, sparsity=None, bits=None, huffman=True, index_bits=N
         value; missing layers take the default :data:`DEFAULT_SPARSITY` (0.9).
     bits : int in [1, 16] or dict, optional
         k-means bits per layer; default :data:`DEFAULT_BITS` (8 conv, 5 dense,
-        the paper's AlexNet setting).
+        the paper's AlexNet setting; 5 for recurrent matrices).
     huffman : bool, default True
         Huffman-code the value and index streams (the paper's third stage).
     index_bits : int in [1, 16] or dict, optional
-        Relative-index width; default 8 for conv, 5 for dense (paper §2).
+        Relative-index width; default 8 for conv, 5 for dense and recurrent
+        (paper §2).
     variant : {"reserved", "fig2"}
         Relative-index filler rule (see :mod:`refcomp.sparse.relative`).
     init : str
@@ -122,8 +129,11 @@ def deep_compress(model, *, sparsity=None, bits=None, huffman=True, index_bits=N
     max_iter : int
         Lloyd iterations per layer.
     kinds : tuple of str
-        Layer kinds compressed (their weight ``W``); biases and all other
-        weights stay as they are (the paper compresses weights only).
+        Layer kinds compressed: ``W`` of "dense" and "conv2d", ``W_ih`` and
+        ``W_hh`` of "lstm", "gru", "mgu", "simple_rnn" (an extension: the
+        paper has no recurrent layers; they take the fully connected
+        defaults).  Biases and all other weights stay as they are (the
+        paper compresses weights only).  Default: all of these kinds.
     progress : bool or None
         Progress bar on stderr: True, False (default), None = when stderr is
         a terminal.
@@ -131,7 +141,7 @@ def deep_compress(model, *, sparsity=None, bits=None, huffman=True, index_bits=N
     Returns
     -------
     (Model, SizeReport)
-        The new model (weights ``W`` of the chosen layers replaced by
+        The new model (the chosen weights of the chosen layers replaced by
         :class:`DeepCompressed`; everything else shared with ``model``) and
         its :func:`size_report`.  Each layer is independent
         (:func:`compress_weight`), so the result does not depend on layer
@@ -150,16 +160,17 @@ def deep_compress(model, *, sparsity=None, bits=None, huffman=True, index_bits=N
     check_choice("variant", variant, VARIANTS)
     for k in kinds:
         check_choice("kinds", k, _KINDS)
-    targets = [(p, l) for p, l in model.named_layers() if l.kind in kinds and "W" in l.weights]
+    targets = [(p, l, n) for p, l in model.named_layers() if l.kind in kinds
+               for n in _WEIGHTS[l.kind] if n in l.weights]
     bar = Progress(len(targets), "deep compress", enabled=progress)
     updates = {}
-    for path, layer in targets:
-        w = materialize(layer.weights["W"])
-        updates[(path, "W")] = compress_weight(
+    for path, layer, wname in targets:
+        w = materialize(layer.weights[wname])
+        updates[(path, wname)] = compress_weight(
             w, sparsity=_per_layer("sparsity", sparsity, path, layer.kind, DEFAULT_SPARSITY),
             bits=_per_layer("bits", bits, path, layer.kind, DEFAULT_BITS),
             index_bits=_per_layer("index_bits", index_bits, path, layer.kind,
-                                  {k: default_index_bits(k) for k in _KINDS}),
+                                  _INDEX_BITS),
             huffman=huffman, variant=variant, init=init, max_iter=max_iter)
         bar.update()
     out = model.replace_weights(updates) if updates else model.copy()
