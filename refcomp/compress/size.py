@@ -76,13 +76,8 @@ def _bit_patterns(a):
 
 
 @dataclasses.dataclass(frozen=True)
-class WeightSize:
-    """Size of one weight (all sizes in bits; entropy bounds None when n/a)."""
-    path: str
-    kind: str
-    weight: str
-    encoding: str
-    dtype: str
+class _Sizes:
+    """Bit counts shared by weights and layers (entropy bounds None when n/a)."""
     n: int
     nnz: int
     original_bits: int
@@ -90,8 +85,8 @@ class WeightSize:
     index_bits: int
     codebook_bits: int
     header_bits: int
-    values_entropy_bits: object = None
-    index_entropy_bits: object = None
+    values_entropy_bits: object
+    index_entropy_bits: object
 
     @property
     def compressed_bits(self):
@@ -122,27 +117,26 @@ _SUMMED = ("n", "nnz", "original_bits", "values_bits", "index_bits", "codebook_b
 
 
 @dataclasses.dataclass(frozen=True)
-class LayerSize:
-    """Sums over the weights of one layer, plus tau_i and tau_net_i."""
+class WeightSize(_Sizes):
+    """Size of one weight, in bits (fields of the base: n, nnz, original_bits,
+    values_bits, index_bits, codebook_bits, header_bits, values_entropy_bits,
+    index_entropy_bits; properties compressed_bits, bits_per_weight,
+    bits_per_nonzero, tau)."""
+    path: str
+    kind: str
+    weight: str
+    encoding: str
+    dtype: str
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerSize(_Sizes):
+    """Sums over the weights of one layer; ``tau`` is tau_i and ``tau_net`` the
+    network tau when only this layer is compressed (seed 002 Table 4)."""
     path: str
     kind: str
     encodings: str
-    n: int
-    nnz: int
-    original_bits: int
-    values_bits: int
-    index_bits: int
-    codebook_bits: int
-    header_bits: int
-    values_entropy_bits: object
-    index_entropy_bits: object
     tau_net: float
-
-    compressed_bits = WeightSize.compressed_bits
-    bits_per_weight = WeightSize.bits_per_weight
-    bits_per_nonzero = WeightSize.bits_per_nonzero
-    tau = WeightSize.tau
-    as_dict = WeightSize.as_dict
 
 
 def _sum_optional(values):
@@ -230,42 +224,45 @@ def weight_size(w, *, path="", kind="", weight=""):
         dense = w.dequantize()
     else:
         raise ParameterError(f"weight {path}/{weight} of type {type(w).__name__} has no size "
-                             "rule (not an ndarray and no dequantize())")
+                      "rule (not an ndarray and no dequantize())")
     n = int(dense.size)
     common = dict(path=path, kind=kind, weight=weight, dtype=dense.dtype.name, n=n,
                   nnz=int(np.count_nonzero(dense)), original_bits=n * dense.dtype.itemsize * 8)
     width = dense.dtype.itemsize * 8
+
+    def row(**fields):
+        return WeightSize(**{**common, "values_entropy_bits": None,
+                      "index_entropy_bits": None, **fields})
     if isinstance(w, np.ndarray):
-        return WeightSize(encoding="raw", values_bits=n * width, index_bits=0, codebook_bits=0,
-                          header_bits=0, values_entropy_bits=entropy_bits(_bit_patterns(w)),
-                          **common)
+        return row(encoding="raw", values_bits=n * width, index_bits=0, codebook_bits=0,
+                   header_bits=0, values_entropy_bits=entropy_bits(_bit_patterns(w)))
     if isinstance(w, DeepCompressed):
         s = w.stream_sizes()
         val, idx = w.streams()
-        return WeightSize(encoding=f"deep_compressed({w.coding})", values_bits=s["values"],
-                          index_bits=s["index"], codebook_bits=s["codebook"],
-                          header_bits=s["values_header"] + s["index_header"],
-                          values_entropy_bits=entropy_bits(val),
-                          index_entropy_bits=entropy_bits(idx), **common)
+        return row(encoding=f"deep_compressed({w.coding})", values_bits=s["values"],
+                   index_bits=s["index"], codebook_bits=s["codebook"],
+                   header_bits=s["values_header"] + s["index_header"],
+                   values_entropy_bits=entropy_bits(val),
+                   index_entropy_bits=entropy_bits(idx))
     if isinstance(w, Quantized):
         code_bits = w.codes.size * w.bits
-        return WeightSize(encoding=f"quantized({w.method})", values_bits=code_bits,
-                          index_bits=0, codebook_bits=w.stored_bits() - code_bits,
-                          header_bits=0, values_entropy_bits=entropy_bits(w.codes), **common)
+        return row(encoding=f"quantized({w.method})", values_bits=code_bits,
+                   index_bits=0, codebook_bits=w.stored_bits() - code_bits,
+                   header_bits=0, values_entropy_bits=entropy_bits(w.codes))
     if isinstance(w, Masked):
-        return WeightSize(encoding="masked", values_bits=w.n_kept * width,
-                          index_bits=int(w.mask.size), codebook_bits=0, header_bits=0,
-                          values_entropy_bits=entropy_bits(_bit_patterns(w.values[w.mask])),
-                          index_entropy_bits=entropy_bits(w.mask), **common)
+        return row(encoding="masked", values_bits=w.n_kept * width,
+                   index_bits=int(w.mask.size), codebook_bits=0, header_bits=0,
+                   values_entropy_bits=entropy_bits(_bit_patterns(w.values[w.mask])),
+                   index_entropy_bits=entropy_bits(w.mask))
     if isinstance(w, (CSR, CSC)):
-        return WeightSize(encoding=w.format, values_bits=8 * int(w.data.nbytes),
-                          index_bits=32 * int(w.indices.size) + 64 * int(w.indptr.size),
-                          codebook_bits=0, header_bits=0,
-                          values_entropy_bits=entropy_bits(_bit_patterns(w.data)),
-                          index_entropy_bits=entropy_bits(w.indices), **common)
+        return row(encoding=w.format, values_bits=8 * int(w.data.nbytes),
+                   index_bits=32 * int(w.indices.size) + 64 * int(w.indptr.size),
+                   codebook_bits=0, header_bits=0,
+                   values_entropy_bits=entropy_bits(_bit_patterns(w.data)),
+                   index_entropy_bits=entropy_bits(w.indices))
     if hasattr(w, "stored_bits"):
-        return WeightSize(encoding=type(w).__name__, values_bits=int(w.stored_bits()),
-                          index_bits=0, codebook_bits=0, header_bits=0, **common)
+        return row(encoding=type(w).__name__, values_bits=int(w.stored_bits()),
+                   index_bits=0, codebook_bits=0, header_bits=0)
     raise ParameterError(f"weight {path}/{weight} of type {type(w).__name__} has no "
                          "stored_bits(); cannot count its size")
 
