@@ -145,6 +145,7 @@ def test_conv_weight_shape_and_from_masked():
     assert B.nnz == int(mask.sum())                    # kept zeros stay entries
     assert_bits_equal(B.to_dense(), mk.dequantize())
     assert_bits_equal(from_masked(mk, format="csc").to_dense(), mk.dequantize())
+    assert CSR.from_masked(mk) == B and CSC.from_masked(mk) == from_masked(mk, format="csc")
     assert A.indptr.flags.writeable is False
 
 

@@ -108,6 +108,12 @@ class _Compressed:
             indptr, indices, data = _compress(Wm.T, keep.T)
         return cls(indptr, indices, data, Wm.shape, weight_shape=W.shape)
 
+    @classmethod
+    def from_masked(cls, masked):
+        """Exactly the kept positions of a :class:`refcomp.prune.Masked` (see
+        :func:`from_masked`)."""
+        return from_masked(masked, format=cls.format)
+
     # -- properties -----------------------------------------------------------------
     @property
     def nnz(self):
