@@ -68,8 +68,9 @@ def compress_weight(w, *, sparsity=DEFAULT_SPARSITY, bits=5, index_bits=5, huffm
         sparsity=sparsity)`` and ``q = kmeans(w[mask], bits=bits, init=init)``
         (k-means on the kept values only, in C order; its arithmetic is
         documented in :func:`refcomp.quantize.kmeans`).  A kept exact zero
-        is an ordinary kept value.  When nothing is kept the codebook is
-        empty and the streams hold no symbols.
+        is an ordinary kept value.  The codebook keeps only the centroids
+        in use (sorted, at most 2**bits).  When nothing is kept the codebook
+        is empty and the streams hold no symbols.
     """
     as_float_array("w", w)
     check_sparsity(sparsity)
@@ -82,7 +83,11 @@ def compress_weight(w, *, sparsity=DEFAULT_SPARSITY, bits=5, index_bits=5, huffm
     kept = np.ascontiguousarray(w[mask])
     if kept.size:
         q = kmeans(kept, bits=bits, init=init, max_iter=max_iter)
-        codes, codebook = q.codes.reshape(-1), np.asarray(q.codebook)
+        # Store only the centroids some kept weight uses (k-means leaves empty
+        # cells when a layer has fewer distinct kept values than k): codes are
+        # renumbered in ascending order, so every decoded value is unchanged.
+        used, codes = np.unique(q.codes.reshape(-1), return_inverse=True)
+        codebook = np.asarray(q.codebook)[used]
     else:
         codes, codebook = np.zeros(0, dtype=np.uint8), np.zeros(0, dtype=w.dtype)
     return DeepCompressed.encode(mask, codes, codebook, index_bits=index_bits,
