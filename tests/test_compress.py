@@ -400,3 +400,10 @@ def test_deep_compress_recurrent_and_kinds():
     assert isinstance(cm.get_layer("0").weights["W_ih"], np.ndarray)
     with pytest.raises(ParameterError):
         deep_compress(model, kinds=("batch_norm",))
+
+
+def test_progress_bar(capsys):
+    deep_compress(_tiny_model(np.random.default_rng(12)), sparsity=0.5, bits=2,
+                  huffman=False, progress=True)
+    err = capsys.readouterr().err
+    assert "deep compress" in err and "2/2" in err
