@@ -2,3 +2,7 @@
 from .universal import choose_gap_code, code_length, decode_ints, encode_ints
 
 __all__ = ["choose_gap_code", "code_length", "decode_ints", "encode_ints"]
+from .huffman import (MAX_SYMBOLS, canonical_codes, huffman_code_lengths, huffman_cost,  # noqa: E402
+                      huffman_decode, huffman_encode, huffman_sizes)
+__all__ += ["MAX_SYMBOLS", "canonical_codes", "huffman_code_lengths", "huffman_cost",
+            "huffman_decode", "huffman_encode", "huffman_sizes"]
