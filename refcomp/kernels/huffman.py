@@ -137,7 +137,7 @@ def decode_twin(data, start_bit, n, first, count, offset, maxlen, perm, out):
         for ln in range(1, maxlen + 1):
             if q >= total:
                 return 1, p
-            code = (code << 1) | ((data[q >> 3] >> (7 - (q & 7))) & 1)
+            code = (code << 1) | ((int(data[q >> 3]) >> (7 - (q & 7))) & 1)
             q += 1
             c = int(count[ln])
             if c and int(first[ln]) <= code < int(first[ln]) + c:
