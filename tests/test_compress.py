@@ -407,3 +407,20 @@ def test_progress_bar(capsys):
                   huffman=False, progress=True)
     err = capsys.readouterr().err
     assert "deep compress" in err and "2/2" in err
+
+
+@pytest.mark.skipif(not _has_huffman(), reason="refcomp.coding.huffman not available yet")
+def test_huffman_streams_cost_optimal():
+    from test_coding_huffman import naive_huffman_cost   # heapq, Python ints
+    rng = np.random.default_rng(13)
+    w = rng.standard_normal((40, 50)).astype(np.float32)
+    dc = compress_weight(w, sparsity=0.8, bits=4, index_bits=4, huffman=True)
+    val, idx = dc.streams()
+    s = dc.stream_sizes()
+    for sym, payload in ((val, s["values"]), (idx, s["index"])):
+        _, counts = np.unique(sym, return_counts=True)
+        assert payload == naive_huffman_cost(counts)
+        assert entropy_bits(sym) <= payload < entropy_bits(sym) + sym.size
+    fixed = compress_weight(w, sparsity=0.8, bits=4, index_bits=4, huffman=False)
+    assert_bits_equal(fixed.dequantize(), dc.dequantize())
+    assert fixed.streams()[0].tolist() == val.tolist()
