@@ -63,6 +63,7 @@ import numpy as np
 
 from .._errors import DecodeError, DTypeError, ParameterError
 from ..kernels import huffman as _k
+from ._alphabet import check_symbols, parse_header, symbol_alphabet, write_header
 
 __all__ = ["huffman_code_lengths", "canonical_codes", "huffman_cost", "huffman_encode",
            "huffman_decode", "huffman_sizes", "MAX_SYMBOLS"]
@@ -73,11 +74,8 @@ __all__ = ["huffman_code_lengths", "canonical_codes", "huffman_cost", "huffman_e
 MAX_SYMBOLS = 1 << 40
 _MAGIC = b"RH"
 _VERSION = 1
-_DTYPES = tuple(np.dtype(d) for d in ("int8", "uint8", "int16", "uint16", "int32", "uint32",
-                                     "int64", "uint64"))
 _MAX_WEIGHT = 1 << 62
 _MAX_LEN = 64
-_FIXED = 16
 
 
 # ---------------------------------------------------------------- lengths
@@ -274,50 +272,6 @@ def _cost(c, ln):
 
 # ---------------------------------------------------------------- stream
 
-def _to_ordered_u64(v):
-    """Order-preserving map of an integer array to uint64 (offset binary for
-    signed dtypes), so gaps are exact unsigned differences."""
-    if v.dtype.kind == "i":
-        return v.astype(np.int64).view(np.uint64) ^ np.uint64(1 << 63)
-    return v.astype(np.uint64)
-
-
-def _from_ordered_u64(u, dtype):
-    if dtype.kind == "i":
-        return (u ^ np.uint64(1 << 63)).view(np.int64).astype(dtype)
-    return u.astype(dtype)
-
-
-def _alphabet(symbols):
-    """(alphabet sorted ascending in the input dtype, counts int64, ranks int64)."""
-    if symbols.dtype.itemsize <= 2:
-        lo = np.iinfo(symbols.dtype).min
-        off = symbols.astype(np.int64) - lo if lo else symbols.astype(np.intp)
-        hist = np.bincount(off, minlength=1)
-        present = np.flatnonzero(hist)
-        rank_of = np.zeros(hist.size, dtype=np.int64)
-        rank_of[present] = np.arange(present.size)
-        return (present + lo).astype(symbols.dtype), hist[present].astype(np.int64), rank_of[off]
-    alpha, ranks, counts = np.unique(symbols, return_inverse=True, return_counts=True)
-    return alpha, counts.astype(np.int64), ranks.reshape(-1).astype(np.int64)
-
-
-def _pack_fields(values, width):
-    """MSB-first bits of uint64 ``values`` at ``width`` bits each (uint8 0/1)."""
-    if width == 0 or values.size == 0:
-        return np.zeros(0, dtype=np.uint8)
-    sh = np.arange(width - 1, -1, -1, dtype=np.uint64)
-    return ((values[:, None] >> sh[None, :]) & np.uint64(1)).astype(np.uint8).ravel()
-
-
-def _unpack_fields(bits, width, count):
-    if width == 0:
-        return np.zeros(count, dtype=np.uint64)
-    b = bits[:width * count].reshape(count, width).astype(np.uint64)
-    sh = np.arange(width - 1, -1, -1, dtype=np.uint64)
-    return np.bitwise_or.reduce(b << sh[None, :], axis=1)
-
-
 def huffman_encode(symbols, *, max_length=None, _twin=False):
     """Canonical-Huffman code an integer array into a self-describing stream.
 
@@ -335,27 +289,15 @@ def huffman_encode(symbols, *, max_length=None, _twin=False):
         Layout in the module docstring.  The payload has exactly
         ``huffman_cost(counts, max_length=max_length)`` bits.
     """
-    if not isinstance(symbols, np.ndarray) or symbols.ndim != 1 or symbols.dtype not in _DTYPES:
-        raise DTypeError("symbols must be a 1-D integer ndarray (int8..uint64), got %s of shape %s"
-                         % (getattr(symbols, "dtype", type(symbols)), getattr(symbols, "shape", "")))
+    check_symbols(symbols, MAX_SYMBOLS)
     n = symbols.size
-    if n > MAX_SYMBOLS:
-        raise ParameterError("at most %d symbols per stream, got %d" % (MAX_SYMBOLS, n))
-    dtype = symbols.dtype
-    head = _MAGIC + bytes([_VERSION, _DTYPES.index(dtype)]) + n.to_bytes(8, "big")
     if n == 0:
-        return head + (0).to_bytes(4, "big")
-    alpha, counts, ranks = _alphabet(symbols)
-    m = alpha.size
+        return write_header(_MAGIC, _VERSION, symbols.dtype, 0, None, None, 0)
+    alpha, counts, ranks = symbol_alphabet(symbols)
     ln = huffman_code_lengths(counts, max_length=max_length)
     codes = canonical_codes(ln)
-    u = _to_ordered_u64(alpha)
-    gaps = np.diff(u) - np.uint64(1)
-    gw = int(gaps.max()).bit_length() if gaps.size else 0
-    lw = int(ln.max()).bit_length()
-    bits = np.concatenate([_pack_fields(gaps, gw), _pack_fields(ln.astype(np.uint64), lw)])
-    first = alpha[:1].astype(dtype.newbyteorder(">")).tobytes()
-    head += m.to_bytes(4, "big") + first + bytes([gw, lw]) + np.packbits(bits).tobytes()
+    head = write_header(_MAGIC, _VERSION, symbols.dtype, n, alpha, ln.astype(np.uint64),
+                        int(ln.max()).bit_length())
     total = _cost(counts, ln)
     out = np.zeros((total + 7) // 8, dtype=np.uint8)
     (_k.encode_twin if _twin else _k.encode_kernel)(ranks, codes, ln, out)
@@ -363,62 +305,22 @@ def huffman_encode(symbols, *, max_length=None, _twin=False):
 
 
 def _parse_header(data, max_symbols):
-    """Validate the header; returns a dict of the fields (nothing big allocated
-    before every declared size is checked against ``len(data)``)."""
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise DecodeError("data must be bytes, got %s" % type(data).__name__)
-    data = bytes(data)
-    if len(data) < _FIXED or data[:2] != _MAGIC:
-        raise DecodeError("not a Huffman stream (bad magic or %d-byte header)" % len(data))
-    if data[2] != _VERSION:
-        raise DecodeError("unsupported Huffman stream version %d" % data[2])
-    if data[3] >= len(_DTYPES):
-        raise DecodeError("unknown dtype code %d" % data[3])
-    dtype = _DTYPES[data[3]]
-    n = int.from_bytes(data[4:12], "big")
-    m = int.from_bytes(data[12:16], "big")
+    """Validate the header (every word is at least one bit: n <= payload bits)
+    and the code lengths (1..64, Kraft)."""
     limit = MAX_SYMBOLS if max_symbols is None else min(MAX_SYMBOLS, max_symbols)
-    if n > limit:
-        raise DecodeError("stream declares %d symbols, at most %d allowed" % (n, limit))
-    if (n == 0) != (m == 0) or m > n:
-        raise DecodeError("inconsistent symbol count %d and alphabet size %d" % (n, m))
-    if n == 0:
-        if len(data) != _FIXED:
-            raise DecodeError("empty stream followed by %d bytes" % (len(data) - _FIXED))
-        return dict(data=data, dtype=dtype, n=0, m=0, hbytes=_FIXED)
-    s = dtype.itemsize
-    if len(data) < _FIXED + s + 2:
-        raise DecodeError("Huffman stream truncated in its header")
-    a0 = np.frombuffer(data, dtype=dtype.newbyteorder(">"), count=1, offset=_FIXED)
-    gw, lw = data[_FIXED + s], data[_FIXED + s + 1]
-    if gw > 64 or not 1 <= lw <= 7:
-        raise DecodeError("bad field widths: gaps %d bits, lengths %d bits" % (gw, lw))
-    fbits = (m - 1) * gw + m * lw
-    hbytes = _FIXED + s + 2 + (fbits + 7) // 8
-    # every symbol costs at least one payload bit
-    if hbytes > len(data) or n > 8 * (len(data) - hbytes):
-        raise DecodeError("stream of %d bytes cannot hold %d symbols over %d distinct values"
-                          % (len(data), n, m))
-    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8, count=hbytes - _FIXED - s - 2,
-                                       offset=_FIXED + s + 2))
-    if bits[fbits:].any():
-        raise DecodeError("non-zero padding in the header")
-    gaps = _unpack_fields(bits, gw, m - 1)
-    ln = _unpack_fields(bits[(m - 1) * gw:], lw, m).astype(np.int64)
+    h = parse_header(data, magic=_MAGIC, version=_VERSION, what="Huffman", limit=limit,
+                     vw_range=(1, 7), max_n=lambda nbytes: 8 * nbytes)
+    if h["n"] == 0:
+        return h
+    ln = h["values"].astype(np.int64)
     if int(ln.min()) < 1 or int(ln.max()) > _MAX_LEN:
         raise DecodeError("code lengths must be in [1, 64]")
-    u0 = int(_to_ordered_u64(a0.astype(dtype))[0])
-    umax = int(_to_ordered_u64(np.array([np.iinfo(dtype).max], dtype=dtype))[0])
-    if u0 + (m - 1) + int(gaps.astype(object).sum()) > umax:   # exact, Python ints
-        raise DecodeError("alphabet exceeds the range of %s" % dtype)
-    u = np.uint64(u0) + np.concatenate([np.zeros(1, np.uint64),
-                                        np.cumsum(gaps + np.uint64(1), dtype=np.uint64)])
     cnt = np.bincount(ln, minlength=_MAX_LEN + 1)
     kraft = sum(int(cnt[l]) << (_MAX_LEN - l) for l in range(1, _MAX_LEN + 1))
     if kraft > (1 << _MAX_LEN):
         raise DecodeError("code lengths violate the Kraft inequality")
-    return dict(data=data, dtype=dtype, n=n, m=m, hbytes=hbytes, ln=ln,
-                alpha=_from_ordered_u64(u, dtype))
+    h["ln"] = ln
+    return h
 
 
 def huffman_decode(data, *, max_symbols=None, _twin=False):
