@@ -44,6 +44,12 @@ def main():
     t_enc = timeit(lambda: rc.huffman_encode(x), 5)
     t_dec = timeit(lambda: rc.huffman_decode(enc), 5)
     rows.append(("refcomp huffman", t_enc, t_dec, 8 * len(enc)))
+    for prec in (12, 14):
+        r_enc = rc.rans_encode(x, precision=prec)
+        assert np.array_equal(rc.rans_decode(r_enc), x)
+        te = timeit(lambda: rc.rans_encode(x, precision=prec), 5)
+        td = timeit(lambda: rc.rans_decode(r_enc), 5)
+        rows.append(("refcomp rANS precision %d (stream)" % prec, te, td, 8 * len(r_enc)))
 
     try:
         import dahuffman

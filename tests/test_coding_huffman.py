@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 import refcomp
 from refcomp.coding import (MAX_SYMBOLS, canonical_codes, huffman_code_lengths, huffman_cost,
                             huffman_decode, huffman_encode, huffman_sizes)
-from refcomp.coding import huffman as hm
+from refcomp.coding import _alphabet, huffman as hm
 from refcomp.kernels import huffman as hk
 from refcomp.testing import assert_bits_equal
 
@@ -277,3 +277,77 @@ def test_declared_sizes_checked_before_allocating():
     with pytest.raises(refcomp.DecodeError):   # alphabet running past the dtype range
         huffman_decode(bytes.fromhex("52480101" "0000000000000002" "00000002" "fe" "02" "01" "c0"
                                      "40"))
+
+
+# ------------------------------------------------------------------ rANS (optional coder)
+
+@given(arrays(), st.sampled_from([8, 12, 16]))
+def test_rans_round_trip_and_twins(x, prec):
+    if np.unique(x).size > 2 ** prec:
+        return
+    data = refcomp.coding.rans_encode(x, precision=prec)
+    assert_bits_equal(refcomp.coding.rans_decode(data), x)
+    assert refcomp.coding.rans_encode(x, precision=prec, _twin=True) == data
+    assert_bits_equal(refcomp.coding.rans_decode(data, _twin=True), x)
+
+
+@given(st.lists(st.integers(1, 10 ** 6), min_size=1, max_size=300), st.sampled_from([8, 10, 16]))
+def test_rans_quantized_frequencies(counts, prec):
+    from fractions import Fraction
+    if len(counts) > 2 ** prec - (len(counts) == 1):
+        with pytest.raises(refcomp.ParameterError):
+            refcomp.coding.quantize_frequencies(np.array(counts, np.int64), prec)
+        return
+    f = refcomp.coding.quantize_frequencies(np.array(counts, np.int64), prec).tolist()
+    t = 2 ** prec - (len(counts) == 1)
+    assert sum(f) == t and min(f) >= 1
+    total = sum(counts)
+    # every f is within 1 of its exact share, unless bumped from 0 to 1 or trimmed after bumps
+    bumped = sum(1 for c in counts if c * t < total)
+    if not bumped:
+        assert all(abs(Fraction(c * t, total) - fi) < 1 for c, fi in zip(counts, f))
+
+
+def test_rans_golden_and_size():
+    f = refcomp.coding.quantize_frequencies(np.array([3, 1, 1000], np.int64), 8)
+    assert f.tolist() == [1, 1, 254]          # 0.76, 0.25 bumped to 1; 254.98 floored: sum 256
+    f = refcomp.coding.quantize_frequencies(np.array([1, 1, 1, 1000], np.int64), 8)
+    assert f.tolist() == [1, 1, 1, 253]       # 3 bumps, 255 trimmed in two rounds
+    f = refcomp.coding.quantize_frequencies(np.array([1, 2, 3], np.int64), 8)
+    assert f.tolist() == [43, 85, 128]        # 42.67, 85.33, 128: +1 to the largest remainder
+    assert refcomp.coding.quantize_frequencies(np.array([5], np.int64), 8).tolist() == [255]
+    rng = np.random.default_rng(2)
+    x = rng.choice(8, 20000, p=[.5, .2, .1, .08, .05, .04, .02, .01]).astype(np.uint8)
+    data = refcomp.coding.rans_encode(x, precision=12)
+    h = _alphabet.parse_header(data, magic=b"RA", version=1, what="rANS", limit=10 ** 9,
+                        vw_range=(8, 16), max_n=lambda nb: 1 << 60)
+    freq = h["values"].astype(np.int64) + 1
+    _, counts = np.unique(x, return_counts=True)
+    cross = float(np.sum(counts * (12 - np.log2(freq))))   # ideal bits for these frequencies
+    payload = 8 * (len(data) - h["hbytes"])
+    assert cross <= payload <= cross + 64
+
+
+def test_rans_bad_input():
+    rng = np.random.default_rng(8)
+    x = rng.integers(-9, 9, 2000).astype(np.int32)
+    data = refcomp.coding.rans_encode(x)
+    for cut in range(len(data)):
+        with pytest.raises(refcomp.DecodeError):
+            refcomp.coding.rans_decode(data[:cut])
+    for _ in range(300):
+        d = bytearray(data)
+        d[int(rng.integers(0, len(d)))] ^= 1 << int(rng.integers(0, 8))
+        try:
+            y = refcomp.coding.rans_decode(bytes(d), max_symbols=10 ** 5)
+            assert y.shape == x.shape
+        except refcomp.DecodeError:
+            pass
+    for i in range(300):
+        body = rng.integers(0, 256, int(rng.integers(0, 60)), dtype=np.uint8).tobytes()
+        try:
+            refcomp.coding.rans_decode(b"RA\x01" + bytes([i % 8]) + body, max_symbols=10 ** 5)
+        except refcomp.DecodeError:
+            pass
+    with pytest.raises(refcomp.ParameterError):
+        refcomp.coding.rans_encode(np.arange(300, dtype=np.int16), precision=8)

@@ -6,3 +6,5 @@ from .huffman import (MAX_SYMBOLS, canonical_codes, huffman_code_lengths, huffma
                       huffman_decode, huffman_encode, huffman_sizes)
 __all__ += ["MAX_SYMBOLS", "canonical_codes", "huffman_code_lengths", "huffman_cost",
             "huffman_decode", "huffman_encode", "huffman_sizes"]
+from .rans import quantize_frequencies, rans_decode, rans_encode  # noqa: E402
+__all__ += ["quantize_frequencies", "rans_decode", "rans_encode"]
