@@ -158,7 +158,8 @@ def _limbs_to_float(acc, emin, work):
         up = rem > half or (rem == half and (lo != 0 or sticky or (mant & 1) == 1))
     if up:
         mant += 1
-    val = math.ldexp(np.float64(mant), _LB * (h - 2) + emin + d)
+    # int(): CPython's math.ldexp (NUMBA_DISABLE_JIT=1) rejects NumPy integers.
+    val = math.ldexp(np.float64(mant), int(_LB * (h - 2) + emin + d))
     return -val if neg else val
 
 
