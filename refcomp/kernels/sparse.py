@@ -21,7 +21,8 @@ accumulator that starts at +0.0 never changes it (a sum that is exactly zero
 rounds to +0.0, so the accumulator is never -0.0).
 
 Kernels run in parallel over rows (independent outputs) only, so results are
-identical for any thread count.  Private: callers pass C-contiguous arrays of
+identical for any thread count; below ``_PAR_MIN`` multiply-adds they run on
+one thread.  Private: callers pass C-contiguous arrays of
 consistent shapes (``out`` may be a strided view).
 """
 
@@ -32,6 +33,21 @@ __all__ = ["spmv_kernel", "spmm_kernel", "spmv_twin", "spmm_twin"]
 
 #: Rows per parallel task of the batch kernel (one accumulator allocation each).
 _ROW_CHUNK = 32
+#: Below this many multiply-adds (nnz * k) one thread is used: the work is
+#: then under ~100 us and, on a loaded machine, a parallel launch can wait
+#: milliseconds for a descheduled worker.  Results are identical either way.
+_PAR_MIN = 1 << 18
+
+
+def _run(kernel, work, *args):
+    if work >= _PAR_MIN:
+        return kernel(*args)
+    old = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        return kernel(*args)
+    finally:
+        numba.set_num_threads(old)
 
 
 # Indices are converted to uint64 before use: Numba then skips the
@@ -103,7 +119,8 @@ def spmv_kernel(indptr, indices, data, x, out, bias=None):
     entries in stored order; ``out`` (rows,) of the output dtype, written in
     place; ``bias`` float64 (rows,) or None."""
     b, has = _bias_arg(bias)
-    _spmv_kernel(indptr, indices, data, x, b, has, out)
+    # x converted to float64 once (exact; the kernel would convert every use)
+    _run(_spmv_kernel, data.shape[0], indptr, indices, data, x.astype(np.float64), b, has, out)
     return out
 
 
@@ -111,7 +128,8 @@ def spmm_kernel(indptr, indices, data, X, out, bias=None):
     """``out[r, t] = round(sum_j data[j] * X[indices[j], t] (+ bias[r]))``:
     A (rows, cols) @ X (cols, k) -> out (rows, k), written in place."""
     b, has = _bias_arg(bias)
-    _spmm_kernel(indptr, indices, data, X, b, has, out, _ROW_CHUNK)
+    _run(_spmm_kernel, data.shape[0] * X.shape[1], indptr, indices, data, X, b, has, out,
+         _ROW_CHUNK)
     return out
 
 
