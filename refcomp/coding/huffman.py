@@ -262,12 +262,8 @@ def huffman_cost(counts, *, max_length=None):
 
 
 def _cost(c, ln):
-    per_len = np.bincount(ln, weights=None, minlength=1)   # which lengths occur
-    total = 0
-    for l in np.flatnonzero(per_len):
-        if l:
-            total += int(l) * int(c[ln == l].sum())
-    return total
+    """Exact sum(c * ln): int64 count totals per length (< 2**62), then Python ints."""
+    return sum(int(l) * int(c[ln == l].sum()) for l in np.unique(ln) if l)
 
 
 # ---------------------------------------------------------------- stream
