@@ -248,6 +248,8 @@ def test_deep_compress_defaults_and_bad_input():
         deep_compress(model, variant="paper")
     with pytest.raises(ParameterError):
         deep_compress(np.zeros(3))
+    with pytest.raises(ParameterError, match="neither"):
+        deep_compress(model, bits={"7": 3})                 # no such compressed layer
 
 
 def test_empty_and_all_pruned():

@@ -94,7 +94,7 @@ def compress_weight(w, *, sparsity=DEFAULT_SPARSITY, bits=5, index_bits=5, huffm
                                  variant=variant, huffman=huffman)
 
 
-def _per_layer(name, value, path, kind, default):
+def _per_layer(value, path, kind, default):
     """Option value for one layer: scalar, {path: v} / {kind: v} dict, or default."""
     if value is None:
         return default[kind] if isinstance(default, dict) else default
@@ -167,15 +167,21 @@ def deep_compress(model, *, sparsity=None, bits=None, huffman=True, index_bits=N
         check_choice("kinds", k, _KINDS)
     targets = [(p, l, n) for p, l in model.named_layers() if l.kind in kinds
                for n in _WEIGHTS[l.kind] if n in l.weights]
+    known = {p for p, _, _ in targets} | set(kinds)
+    for opt, value in (("sparsity", sparsity), ("bits", bits), ("index_bits", index_bits)):
+        if isinstance(value, dict) and not set(value) <= known:
+            raise ParameterError(f"{opt}: keys {sorted(set(value) - known, key=str)} are "
+                                 f"neither compressed layer paths nor kinds "
+                                 f"(paths {sorted({p for p, _, _ in targets})}, kinds "
+                                 f"{list(kinds)})")
     bar = Progress(len(targets), "deep compress", enabled=progress)
     updates = {}
     for path, layer, wname in targets:
         w = materialize(layer.weights[wname])
         updates[(path, wname)] = compress_weight(
-            w, sparsity=_per_layer("sparsity", sparsity, path, layer.kind, DEFAULT_SPARSITY),
-            bits=_per_layer("bits", bits, path, layer.kind, DEFAULT_BITS),
-            index_bits=_per_layer("index_bits", index_bits, path, layer.kind,
-                                  _INDEX_BITS),
+            w, sparsity=_per_layer(sparsity, path, layer.kind, DEFAULT_SPARSITY),
+            bits=_per_layer(bits, path, layer.kind, DEFAULT_BITS),
+            index_bits=_per_layer(index_bits, path, layer.kind, _INDEX_BITS),
             huffman=huffman, variant=variant, init=init, max_iter=max_iter)
         bar.update()
     out = model.replace_weights(updates) if updates else model.copy()
