@@ -53,27 +53,85 @@ def _run(kernel, n, *args):
         numba.set_num_threads(old)
 
 
-# -- min / max -------------------------------------------------------------------
+# -- min / max and finiteness: one read of the array --------------------------------
+# Float comparisons do not vectorise without fastmath (NaN breaks the
+# reassociation of a min reduction), so the scan works on the IEEE bit
+# patterns viewed as integers, where min/max are exact, associative and
+# vectorise.  For finite values:
+#   * non-negative floats order like their bits as signed integers;
+#   * negative floats have the sign bit set, so as unsigned integers the
+#     largest pattern is the most negative value, and as signed integers
+#     (all < 0) the smallest pattern is the negative value closest to 0.
+# Hence, with smin, smax (signed view) and umax (unsigned view):
+#   max = smax if smax >= 0 else smin;   min = umax if smin < 0 else smin.
+# NaN/Inf have all exponent bits set: a positive one makes smax >= EXP, a
+# negative one makes umax >= SIGN|EXP; finite values never reach either.
+@numba.njit(cache=True, inline="always")
+def _scan_bits(bc, uc):
+    smin = bc[0]
+    smax = bc[0]
+    umax = uc[0]
+    for i in range(bc.size):
+        smin = min(smin, bc[i])
+        smax = max(smax, bc[i])
+        umax = max(umax, uc[i])
+    return smin, smax, umax
+
+
+@numba.njit(cache=True, parallel=True)
+def _scan_kernel(bits, ubits):
+    n = bits.size
+    nchunks = (n + _CHUNK - 1) // _CHUNK
+    smins = np.empty(nchunks, bits.dtype)
+    smaxs = np.empty(nchunks, bits.dtype)
+    umaxs = np.empty(nchunks, ubits.dtype)
+    for c in numba.prange(nchunks):
+        start = c * _CHUNK
+        stop = min(start + _CHUNK, n)
+        r = _scan_bits(bits[start:stop], ubits[start:stop])
+        smins[c] = r[0]
+        smaxs[c] = r[1]
+        umaxs[c] = r[2]
+    return smins.min(), smaxs.max(), umaxs.max()
+
+
+def _bit_views(a):
+    """Signed and unsigned integer views of a contiguous float32/float64 array."""
+    if a.dtype == np.float32:
+        return a.view(np.int32), a.view(np.uint32)
+    return a.view(np.int64), a.view(np.uint64)
+
+
+def _range_from_bits(dtype, smin, smax, umax):
+    """(min, max) as Python floats from the scan, or None if a NaN/Inf was seen."""
+    dtype = np.dtype(dtype)
+    nb = dtype.itemsize * 8
+    sign = 1 << (nb - 1)
+    expo = (1 << (nb - 1)) - (1 << (nb - (12 if nb == 64 else 9)))   # 0x7F800000 / 0x7FF0...
+    smin, smax, umax = int(smin), int(smax), int(umax)
+    if smax >= expo or umax >= sign | expo:
+        return None
+    sdt = np.int32 if nb == 32 else np.int64
+    udt = np.uint32 if nb == 32 else np.uint64
+    hi = np.array(smax if smax >= 0 else smin, dtype=sdt).view(dtype)
+    lo = np.array(umax, dtype=udt).view(dtype) if smin < 0 else np.array(smin, dtype=sdt).view(dtype)
+    return float(lo), float(hi)
+
+
+# Only reached when the array holds NaN/Inf: min/max over the finite
+# values and the count of the others, in float64 comparisons.
 @numba.njit(cache=True)
 def _minmax_chunk(x, start, stop):
-    # Branch-free selects so LLVM vectorises; NaN compares false and is
-    # never selected, +-inf are excluded afterwards by the count.
     lo = np.inf
     hi = -np.inf
     nb = 0
     for i in range(start, stop):
         v = np.float64(x[i])
-        nb += (v - v) != 0.0          # NaN for NaN/inf, 0 for finite
-        lo = v if v < lo else lo
-        hi = v if v > hi else hi
-    if nb:
-        lo = np.inf
-        hi = -np.inf
-        for i in range(start, stop):
-            v = np.float64(x[i])
-            if v - v == 0.0:
-                lo = v if v < lo else lo
-                hi = v if v > hi else hi
+        if v - v == 0.0:
+            lo = v if v < lo else lo
+            hi = v if v > hi else hi
+        else:
+            nb += 1
     return lo, hi, nb
 
 
@@ -94,7 +152,16 @@ def _minmax_kernel(x):
 
 
 def minmax_nonfinite(flat):
-    """(min, max, count of NaN/Inf) of a non-empty 1-D float array; min/max in float64 over finite values."""
+    """(min, max, count of NaN/Inf) of a non-empty contiguous 1-D float array.
+
+    min/max are over the finite values (exact; a zero extreme may come back
+    as either signed zero: callers normalise with ``+ 0.0``).  One integer
+    scan of the bit patterns; the float64 fallback runs only when the scan
+    saw a NaN/Inf, to count them and take the finite extremes.
+    """
+    r = _range_from_bits(flat.dtype, *_run(_scan_kernel, flat.size, *_bit_views(flat)))
+    if r is not None:
+        return r[0], r[1], 0
     lo, hi, bad = _run(_minmax_kernel, flat.size, flat)
     return float(lo), float(hi), int(bad)
 
@@ -109,6 +176,8 @@ def minmax_nonfinite_twin(flat):
 
 
 # -- uniform (grid="range") ---------------------------------------------------------
+# Chunks are sliced before the inner loop: indices then start at 0, so the
+# loop needs no negative-index wraparound and LLVM vectorises it.
 @numba.njit(cache=True, parallel=True)
 def _uniform_range_kernel(x, tmin, delta, top, out):
     n = x.size
@@ -116,11 +185,12 @@ def _uniform_range_kernel(x, tmin, delta, top, out):
     for c in numba.prange(nchunks):
         start = c * _CHUNK
         stop = min(start + _CHUNK, n)
-        for i in range(start, stop):
-            q = np.floor((np.float64(x[i]) - tmin) / delta)
-            if q > top:
-                q = top
-            out[i] = q
+        xc = x[start:stop]
+        oc = out[start:stop]
+        for i in range(xc.size):
+            q = np.floor((np.float64(xc[i]) - tmin) / delta)
+            q = top if q > top else q
+            oc[i] = q
 
 
 def uniform_range_codes(flat, tmin, delta, top, code_dtype):
@@ -136,12 +206,30 @@ def uniform_range_codes_twin(flat, tmin, delta, top, code_dtype):
 
 
 # -- affine -----------------------------------------------------------------------
+@numba.njit(cache=True, inline="always")
+def _affine_half_even(xr, orow, s, z, qmin, qmax, use_recip):
+    # The default mode: branch-free loops LLVM vectorises (one per scale op).
+    if use_recip:
+        for j in range(xr.size):
+            r = np.float64(np.rint(xr[j] * s)) + z
+            r = qmin if r < qmin else r
+            orow[j] = qmax if r > qmax else r
+    else:
+        for j in range(xr.size):
+            r = np.float64(np.rint(xr[j] / s)) + z
+            r = qmin if r < qmin else r
+            orow[j] = qmax if r > qmax else r
+
+
 @numba.njit(cache=True, parallel=True)
-def _affine_kernel(x3, scale, zp, qmin, qmax, mode, use_recip, u3, out3):
+def _affine_kernel(x3, scale, zp, qmin, qmax, mode, use_recip, u3, out3, scan, b3, ub3):
     a_len, c_len, b_len = x3.shape
     nb = (b_len + _CHUNK - 1) // _CHUNK
     ntasks = a_len * c_len * nb
     stoch = mode == 4
+    smins = np.zeros(ntasks, b3.dtype)
+    smaxs = np.zeros(ntasks, b3.dtype)
+    umaxs = np.zeros(ntasks, ub3.dtype)
     for t in numba.prange(ntasks):
         a = t // (c_len * nb)
         rest = t - a * (c_len * nb)
@@ -150,32 +238,34 @@ def _affine_kernel(x3, scale, zp, qmin, qmax, mode, use_recip, u3, out3):
         stop = min(start + _CHUNK, b_len)
         s = scale[c]
         z = zp[c]
+        xr = x3[a, c, start:stop]
+        orow = out3[a, c, start:stop]
         if mode == 0:
-            # half_even fast path (the default): a branch-free loop LLVM vectorises.
-            xr = x3[a, c]
-            orow = out3[a, c]
-            for j in range(start, stop):
-                v = xr[j] * s if use_recip else xr[j] / s
-                r = np.float64(np.rint(v)) + z
-                r = qmin if r < qmin else r
-                r = qmax if r > qmax else r
+            _affine_half_even(xr, orow, s, z, qmin, qmax, use_recip)
+        else:
+            for j in range(xr.size):
+                if use_recip:
+                    v = xr[j] * s
+                else:
+                    v = xr[j] / s
+                u = u3[a, c, start + j] if stoch else 0.0
+                r = np.float64(round_code_nb(v, mode, u)) + z
+                if r < qmin:
+                    r = qmin
+                elif r > qmax:
+                    r = qmax
                 orow[j] = r
-            continue
-        for j in range(start, stop):
-            if use_recip:
-                v = x3[a, c, j] * s
-            else:
-                v = x3[a, c, j] / s
-            u = u3[a, c, j] if stoch else 0.0
-            r = np.float64(round_code_nb(v, mode, u)) + z
-            if r < qmin:
-                r = qmin
-            elif r > qmax:
-                r = qmax
-            out3[a, c, j] = r
+        if scan:
+            # Same chunk again while it is still in cache: the finiteness
+            # check and the range cost no second read from memory.
+            r3 = _scan_bits(b3[a, c, start:stop], ub3[a, c, start:stop])
+            smins[t] = r3[0]
+            smaxs[t] = r3[1]
+            umaxs[t] = r3[2]
+    return smins.min(), smaxs.max(), umaxs.max()
 
 
-def affine_codes(x3, scale_or_inv, zp, qmin, qmax, mode, use_recip, u3, code_dtype):
+def affine_codes(x3, scale_or_inv, zp, qmin, qmax, mode, use_recip, u3, code_dtype, *, scan=False):
     """Codes of the affine quantizer on a contiguous (A, C, B) view.
 
     ``scale_or_inv`` (C,) has the dtype of ``x3`` and holds the scale
@@ -184,13 +274,25 @@ def affine_codes(x3, scale_or_inv, zp, qmin, qmax, mode, use_recip, u3, code_dty
     uniforms of shape ``x3.shape`` (stochastic mode) or ``None``.
     Per element: r = round_mode(v) + zp (float64, exact), clamped to
     [qmin, qmax], converted to ``code_dtype``.
+
+    ``scan=True`` also returns, from the same pass, ``(min, max)`` of
+    ``x3`` as Python floats (as :func:`minmax_nonfinite`), or ``None`` if
+    ``x3`` holds a NaN/Inf (the codes are then meaningless): the result is
+    ``(codes, range_or_None)``.
     """
     out = np.empty(x3.shape, dtype=code_dtype)
     m = MODES.index(mode)
     if u3 is None:
         u3 = np.zeros((1, 1, 1), np.float64)
-    _run(_affine_kernel, x3.size, x3, scale_or_inv, zp, float(qmin), float(qmax), m, bool(use_recip), u3, out)
-    return out
+    if scan:
+        b3, ub3 = _bit_views(x3)
+    else:
+        b3, ub3 = np.zeros((1, 1, 1), np.int32), np.zeros((1, 1, 1), np.uint32)
+    res = _run(_affine_kernel, x3.size, x3, scale_or_inv, zp, float(qmin), float(qmax), m,
+               bool(use_recip), u3, out, bool(scan), b3, ub3)
+    if not scan:
+        return out
+    return out, _range_from_bits(x3.dtype, *res)
 
 
 def affine_codes_twin(x3, scale_or_inv, zp, qmin, qmax, mode, use_recip, u3, code_dtype):

@@ -118,32 +118,54 @@ def affine(w, bits=8, *, symmetric=False, narrow_range=False, axis=None, roundin
     qmin, qmax = affine_range(bits, signed=signed, narrow_range=narrow_range)
     if rounding == "stochastic" and not isinstance(rng, np.random.Generator):
         raise ParameterError("rounding='stochastic' needs rng=numpy.random.Generator")
-    lo_all, hi_all = finite_range("w", w)
     nchan = 1 if axis is None else w.shape[axis]
     dt = w.dtype
-    if scale is None:
-        if zero_point is not None:
-            raise ParameterError("zero_point given without scale")
-        s, zp = _compute_params(w, axis, lo_all, hi_all, qmin, qmax, symmetric, signed, dt)
-    else:
-        s = _given_scale(scale, nchan, dt)
-        zp = _given_zero_point(zero_point, nchan, qmin, qmax)
+    code_dtype = narrowest_code_dtype(qmin, qmax)
     x3 = as_3d(w, axis)
-    u3 = None
-    if rounding == "stochastic":
-        u3 = as_3d(rng.random(w.shape), axis)
-    if scale_op == "reciprocal":
-        op = (np.ones(1, dt) / s).astype(dt)
+    # With a given scale the range is only reported (info), so the
+    # finiteness check and min/max ride along the coding pass (fused scan);
+    # the error checks keep their order: NaN/Inf before bad parameters.
+    fused = scale is not None and rounding != "stochastic"
+    if fused:
+        try:
+            s = _given_scale(scale, nchan, dt)
+            zp = _given_zero_point(zero_point, nchan, qmin, qmax)
+        except (ValueError, TypeError):
+            finite_range("w", w)
+            raise
+        codes, rng_ = affine_codes(x3, _scale_operand(s, scale_op, dt), zp.astype(np.float64),
+                                   qmin, qmax, rounding, scale_op == "reciprocal", None,
+                                   code_dtype, scan=True)
+        if rng_ is None:
+            finite_range("w", w)                    # raises with the count of NaN/Inf
+        lo_all, hi_all = rng_[0] + 0.0, rng_[1] + 0.0
     else:
-        op = s
-    codes = affine_codes(x3, op, zp.astype(np.float64), qmin, qmax, rounding,
-                         scale_op == "reciprocal", u3, narrowest_code_dtype(qmin, qmax))
+        lo_all, hi_all = finite_range("w", w)
+        if scale is None:
+            if zero_point is not None:
+                raise ParameterError("zero_point given without scale")
+            s, zp = _compute_params(w, axis, lo_all, hi_all, qmin, qmax, symmetric, signed, dt)
+        else:
+            s = _given_scale(scale, nchan, dt)
+            zp = _given_zero_point(zero_point, nchan, qmin, qmax)
+        u3 = None
+        if rounding == "stochastic":
+            u3 = as_3d(rng.random(w.shape), axis)
+        codes = affine_codes(x3, _scale_operand(s, scale_op, dt), zp.astype(np.float64), qmin,
+                             qmax, rounding, scale_op == "reciprocal", u3, code_dtype)
     params = {"scale": s, "zero_point": zp.astype(np.int32), "axis": axis,
               "qmin": qmin, "qmax": qmax, "symmetric": bool(symmetric),
               "narrow_range": bool(narrow_range), "signed": signed,
               "rounding": rounding, "scale_op": scale_op}
     return Quantized(codes.reshape(w.shape), bits=bits, method="affine", decoder="affine",
                      params=params, dtype=dt, info={"theta_min": lo_all, "theta_max": hi_all})
+
+
+def _scale_operand(s, scale_op, dt):
+    """The per-channel operand of the kernel: s, or 1/s rounded to ``dt``."""
+    if scale_op == "reciprocal":
+        return (np.ones(1, dt) / s).astype(dt)
+    return s
 
 
 def _compute_params(w, axis, lo_all, hi_all, qmin, qmax, symmetric, signed, dt):
