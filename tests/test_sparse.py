@@ -285,7 +285,7 @@ def test_spmv_spmm_vs_naive_and_twins(rows, cols, k, density, adt, xdt, seed):
 
 def test_long_rows_and_thread_count_determinism(monkeypatch):
     import refcomp.kernels.sparse as ks
-    monkeypatch.setattr(ks, "_PAR_MIN", 0)             # always take the parallel launch
+    monkeypatch.setattr(ks, "_PAR_MIN", 0)             # always take the parallel driver
     rng = np.random.default_rng(7)
     W = sparse_matrix(rng, (301, 2000), 0.3)
     A = CSR.from_dense(W)

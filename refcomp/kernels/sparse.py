@@ -21,8 +21,8 @@ accumulator that starts at +0.0 never changes it (a sum that is exactly zero
 rounds to +0.0, so the accumulator is never -0.0).
 
 Kernels run in parallel over rows (independent outputs) only, so results are
-identical for any thread count; below ``_PAR_MIN`` multiply-adds they run on
-one thread.  Private: callers pass C-contiguous arrays of
+identical for any thread count; below ``_PAR_MIN`` multiply-adds a serial
+driver runs the same row body.  Private: callers pass C-contiguous arrays of
 consistent shapes (``out`` may be a strided view).
 """
 
@@ -31,24 +31,14 @@ import numpy as np
 
 __all__ = ["spmv_kernel", "spmm_kernel", "spmv_twin", "spmm_twin"]
 
-#: Rows per parallel task of the batch kernel (one accumulator allocation each).
-_ROW_CHUNK = 32
-#: Below this many multiply-adds (nnz * k) one thread is used: the work is
-#: then under ~100 us and, on a loaded machine, a parallel launch can wait
-#: milliseconds for a descheduled worker.  Results are identical either way.
+#: Rows per parallel task.
+_ROW_CHUNK = 64
+#: Below this many multiply-adds (nnz * k) the serial driver runs: the work
+#: is then under ~100 us, where a parallel launch costs more than it saves
+#: and, on a loaded machine, can wait milliseconds for a descheduled worker.
+#: Results are identical either way.
 _PAR_MIN = 1 << 18
-
-
-def _run(kernel, work, *args):
-    if work >= _PAR_MIN:
-        return kernel(*args)
-    old = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        return kernel(*args)
-    finally:
-        numba.set_num_threads(old)
-
+_NO_BIAS = np.zeros(1, dtype=np.float64)
 
 # Indices are converted to uint64 before use: Numba then skips the
 # negative-index wraparound test on every load (a measurable cost in these
@@ -56,9 +46,9 @@ def _run(kernel, work, *args):
 _U = np.uint64
 
 
-@numba.njit(cache=True, parallel=True)
-def _spmv_kernel(indptr, indices, data, x, bias, has_bias, out):
-    for r in numba.prange(out.shape[0]):
+@numba.njit(cache=True)
+def _spmv_rows(indptr, indices, data, x, bias, has_bias, out, r0, r1):
+    for r in range(r0, r1):
         acc = 0.0
         for j in range(_U(indptr[r]), _U(indptr[r + 1])):
             acc += np.float64(data[j]) * np.float64(x[_U(indices[j])])
@@ -67,51 +57,64 @@ def _spmv_kernel(indptr, indices, data, x, bias, has_bias, out):
         out[r] = acc
 
 
-@numba.njit(cache=True, parallel=True)
-def _spmm_kernel(indptr, indices, data, X, bias, has_bias, out, chunk):
+@numba.njit(cache=True)
+def _spmm_rows(indptr, indices, data, X, bias, has_bias, out, r0, r1):
     # Per row, entries are applied four at a time to the float64 accumulator
     # row: acc[t] = (((acc[t] + p0) + p1) + p2) + p3 with p_i = a_i*X[c_i, t],
     # the sequential order, with a quarter of the accumulator loads/stores.
-    rows = out.shape[0]
     k = _U(X.shape[1])
-    n_chunks = (rows + chunk - 1) // chunk
-    for c in numba.prange(n_chunks):
-        acc = np.empty(X.shape[1], dtype=np.float64)
-        for r in range(c * chunk, min(rows, (c + 1) * chunk)):
+    acc = np.empty(X.shape[1], dtype=np.float64)
+    for r in range(r0, r1):
+        for t in range(k):
+            acc[t] = 0.0
+        j = _U(indptr[r])
+        end = _U(indptr[r + 1])
+        while j + _U(3) < end:
+            a0 = np.float64(data[j])
+            a1 = np.float64(data[j + _U(1)])
+            a2 = np.float64(data[j + _U(2)])
+            a3 = np.float64(data[j + _U(3)])
+            c0 = _U(indices[j])
+            c1 = _U(indices[j + _U(1)])
+            c2 = _U(indices[j + _U(2)])
+            c3 = _U(indices[j + _U(3)])
             for t in range(k):
-                acc[t] = 0.0
-            j = _U(indptr[r])
-            end = _U(indptr[r + 1])
-            while j + _U(3) < end:
-                a0 = np.float64(data[j])
-                a1 = np.float64(data[j + _U(1)])
-                a2 = np.float64(data[j + _U(2)])
-                a3 = np.float64(data[j + _U(3)])
-                c0 = _U(indices[j])
-                c1 = _U(indices[j + _U(1)])
-                c2 = _U(indices[j + _U(2)])
-                c3 = _U(indices[j + _U(3)])
-                for t in range(k):
-                    acc[t] = (((acc[t] + a0 * np.float64(X[c0, t])) + a1 * np.float64(X[c1, t]))
-                              + a2 * np.float64(X[c2, t])) + a3 * np.float64(X[c3, t])
-                j += _U(4)
-            while j < end:
-                a0 = np.float64(data[j])
-                c0 = _U(indices[j])
-                for t in range(k):
-                    acc[t] += a0 * np.float64(X[c0, t])
-                j += _U(1)
-            if has_bias:
-                b = bias[r]
-                for t in range(k):
-                    out[r, t] = acc[t] + b
-            else:
-                for t in range(k):
-                    out[r, t] = acc[t]
+                acc[t] = (((acc[t] + a0 * np.float64(X[c0, t])) + a1 * np.float64(X[c1, t]))
+                          + a2 * np.float64(X[c2, t])) + a3 * np.float64(X[c3, t])
+            j += _U(4)
+        while j < end:
+            a0 = np.float64(data[j])
+            c0 = _U(indices[j])
+            for t in range(k):
+                acc[t] += a0 * np.float64(X[c0, t])
+            j += _U(1)
+        if has_bias:
+            b = bias[r]
+            for t in range(k):
+                out[r, t] = acc[t] + b
+        else:
+            for t in range(k):
+                out[r, t] = acc[t]
+
+
+@numba.njit(cache=True, parallel=True)
+def _spmv_par(indptr, indices, data, x, bias, has_bias, out, chunk):
+    rows = out.shape[0]
+    for c in numba.prange((rows + chunk - 1) // chunk):
+        _spmv_rows(indptr, indices, data, x, bias, has_bias, out, c * chunk,
+                   min(rows, (c + 1) * chunk))
+
+
+@numba.njit(cache=True, parallel=True)
+def _spmm_par(indptr, indices, data, X, bias, has_bias, out, chunk):
+    rows = out.shape[0]
+    for c in numba.prange((rows + chunk - 1) // chunk):
+        _spmm_rows(indptr, indices, data, X, bias, has_bias, out, c * chunk,
+                   min(rows, (c + 1) * chunk))
 
 
 def _bias_arg(bias):
-    return (np.zeros(1, np.float64), False) if bias is None else (bias, True)
+    return (_NO_BIAS, False) if bias is None else (bias, True)
 
 
 def spmv_kernel(indptr, indices, data, x, out, bias=None):
@@ -120,7 +123,11 @@ def spmv_kernel(indptr, indices, data, x, out, bias=None):
     place; ``bias`` float64 (rows,) or None."""
     b, has = _bias_arg(bias)
     # x converted to float64 once (exact; the kernel would convert every use)
-    _run(_spmv_kernel, data.shape[0], indptr, indices, data, x.astype(np.float64), b, has, out)
+    x64 = x.astype(np.float64)
+    if data.shape[0] >= _PAR_MIN:
+        _spmv_par(indptr, indices, data, x64, b, has, out, _ROW_CHUNK)
+    else:
+        _spmv_rows(indptr, indices, data, x64, b, has, out, 0, out.shape[0])
     return out
 
 
@@ -128,8 +135,10 @@ def spmm_kernel(indptr, indices, data, X, out, bias=None):
     """``out[r, t] = round(sum_j data[j] * X[indices[j], t] (+ bias[r]))``:
     A (rows, cols) @ X (cols, k) -> out (rows, k), written in place."""
     b, has = _bias_arg(bias)
-    _run(_spmm_kernel, data.shape[0] * X.shape[1], indptr, indices, data, X, b, has, out,
-         _ROW_CHUNK)
+    if data.shape[0] * X.shape[1] >= _PAR_MIN:
+        _spmm_par(indptr, indices, data, X, b, has, out, _ROW_CHUNK)
+    else:
+        _spmm_rows(indptr, indices, data, X, b, has, out, 0, out.shape[0])
     return out
 
 
