@@ -209,16 +209,19 @@ def uniform_range_codes_twin(flat, tmin, delta, top, code_dtype):
 @numba.njit(cache=True, inline="always")
 def _affine_half_even(xr, orow, s, z, qmin, qmax, use_recip):
     # The default mode: branch-free loops LLVM vectorises (one per scale op).
+    # The clamp is written so that NaN (from a NaN/Inf input, seen only by
+    # the fused scan, whose caller then raises) becomes qmin: the integer
+    # conversion is always defined.  For numbers it is min(max(r, qmin), qmax).
     if use_recip:
         for j in range(xr.size):
             r = np.float64(np.rint(xr[j] * s)) + z
-            r = qmin if r < qmin else r
-            orow[j] = qmax if r > qmax else r
+            r = r if r > qmin else qmin
+            orow[j] = r if r < qmax else qmax
     else:
         for j in range(xr.size):
             r = np.float64(np.rint(xr[j] / s)) + z
-            r = qmin if r < qmin else r
-            orow[j] = qmax if r > qmax else r
+            r = r if r > qmin else qmin
+            orow[j] = r if r < qmax else qmax
 
 
 @numba.njit(cache=True, parallel=True)
@@ -250,11 +253,8 @@ def _affine_kernel(x3, scale, zp, qmin, qmax, mode, use_recip, u3, out3, scan, b
                     v = xr[j] / s
                 u = u3[a, c, start + j] if stoch else 0.0
                 r = np.float64(round_code_nb(v, mode, u)) + z
-                if r < qmin:
-                    r = qmin
-                elif r > qmax:
-                    r = qmax
-                orow[j] = r
+                r = r if r > qmin else qmin
+                orow[j] = r if r < qmax else qmax
         if scan:
             # Same chunk again while it is still in cache: the finiteness
             # check and the range cost no second read from memory.
