@@ -99,3 +99,28 @@ def test_thread_count_does_not_change_bits(monkeypatch):
     lo, hi, _ = K.minmax_nonfinite_twin(w)
     assert_bits_equal(one[0][0], K.uniform_range_codes_twin(w, lo + 0.0, (hi - lo) / 256, 255,
                                                             np.uint8))
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_affine_half_even_fast_path_edges(dt):
+    # The fast path clamps in the input dtype before adding the zero point;
+    # check it against the float64 twin at the clamp edges, ties, huge values,
+    # and wide code ranges (fixed point up to 32 bits takes the float64 path).
+    rng = np.random.default_rng(8)
+    edge = np.array([-3e38, 3e38, -2.0 ** 31, 2.0 ** 31, 2.0 ** 24 + 2, -0.0, 0.0, 1e-40], dt)
+    ks = np.arange(-70_000, 70_000, 0.5)
+    for (qmin, qmax) in ((0, 255), (-128, 127), (-127, 127), (0, 65535), (-32768, 32767),
+                         (-(1 << 23), (1 << 23) - 1), (-(1 << 24), (1 << 24) - 1),
+                         (-(1 << 31), (1 << 31) - 1)):
+        for zp in {qmin, qmax, (qmin + qmax) // 2, 0 if qmin < 0 else qmin}:
+            for s in (1.0, 0.37, 2.0 ** -20):
+                x = np.concatenate([edge, (ks * s).astype(dt),
+                                    (rng.standard_normal(3000) * (qmax - qmin) * s).astype(dt)])
+                x3 = x.reshape(1, 1, -1)
+                for rec in (False, True):
+                    op = np.array([1.0 / s if rec else s], dt)
+                    args = (x3, op, np.array([float(zp)]), qmin, qmax, "half_even", rec, None,
+                            np.int64)
+                    with np.errstate(over="ignore"):
+                        twin = K.affine_codes_twin(*args)
+                    assert_bits_equal(K.affine_codes(*args), twin, (qmin, qmax, zp, s, rec))

@@ -207,25 +207,33 @@ def uniform_range_codes_twin(flat, tmin, delta, top, code_dtype):
 
 # -- affine -----------------------------------------------------------------------
 @numba.njit(cache=True, inline="always")
-def _affine_half_even(xr, orow, s, z, qmin, qmax, use_recip):
-    # The default mode: branch-free loops LLVM vectorises (one per scale op).
-    # The clamp is written so that NaN (from a NaN/Inf input, seen only by
-    # the fused scan, whose caller then raises) becomes qmin: the integer
-    # conversion is always defined.  For numbers it is min(max(r, qmin), qmax).
+def _affine_half_even(xr, orow, s, zf, lo, hi, use_recip):
+    # The default mode, branch-free and in the input dtype so LLVM
+    # vectorises it at full width.  It computes clamp(rint(v), qmin - zp,
+    # qmax - zp) + zp, which equals the documented clamp(rint(v) + zp,
+    # qmin, qmax) in float64 when |qmin|, |qmax| <= 2**(p-1) (p = 24 for
+    # float32; checked by the caller): every integer involved (bounds,
+    # differences, sums) is then exact in the input dtype, and rint(v) + zp
+    # could only round in float64 beyond 2**53, far outside the clamp.
+    # NaN (from a NaN/Inf input, seen only by the fused scan, whose caller
+    # then raises) becomes qmin, so the integer conversion is always defined.
     if use_recip:
         for j in range(xr.size):
-            r = np.float64(np.rint(xr[j] * s)) + z
-            r = r if r > qmin else qmin
-            orow[j] = r if r < qmax else qmax
+            r = np.rint(xr[j] * s)
+            r = r if r > lo else lo
+            r = r if r < hi else hi
+            orow[j] = r + zf
     else:
         for j in range(xr.size):
-            r = np.float64(np.rint(xr[j] / s)) + z
-            r = r if r > qmin else qmin
-            orow[j] = r if r < qmax else qmax
+            r = np.rint(xr[j] / s)
+            r = r if r > lo else lo
+            r = r if r < hi else hi
+            orow[j] = r + zf
 
 
 @numba.njit(cache=True, parallel=True)
-def _affine_kernel(x3, scale, zp, qmin, qmax, mode, use_recip, u3, out3, scan, b3, ub3):
+def _affine_kernel(x3, scale, zp, zpx, lox, hix, qmin, qmax, mode, fast, use_recip, u3, out3, scan,
+                   b3, ub3):
     a_len, c_len, b_len = x3.shape
     nb = (b_len + _CHUNK - 1) // _CHUNK
     ntasks = a_len * c_len * nb
@@ -243,8 +251,8 @@ def _affine_kernel(x3, scale, zp, qmin, qmax, mode, use_recip, u3, out3, scan, b
         z = zp[c]
         xr = x3[a, c, start:stop]
         orow = out3[a, c, start:stop]
-        if mode == 0:
-            _affine_half_even(xr, orow, s, z, qmin, qmax, use_recip)
+        if fast:
+            _affine_half_even(xr, orow, s, zpx[c], lox[c], hix[c], use_recip)
         else:
             for j in range(xr.size):
                 if use_recip:
@@ -253,6 +261,7 @@ def _affine_kernel(x3, scale, zp, qmin, qmax, mode, use_recip, u3, out3, scan, b
                     v = xr[j] / s
                 u = u3[a, c, start + j] if stoch else 0.0
                 r = np.float64(round_code_nb(v, mode, u)) + z
+                # NaN-absorbing clamp, as in _affine_half_even.
                 r = r if r > qmin else qmin
                 orow[j] = r if r < qmax else qmax
         if scan:
@@ -288,8 +297,11 @@ def affine_codes(x3, scale_or_inv, zp, qmin, qmax, mode, use_recip, u3, code_dty
         b3, ub3 = _bit_views(x3)
     else:
         b3, ub3 = np.zeros((1, 1, 1), np.int32), np.zeros((1, 1, 1), np.uint32)
-    res = _run(_affine_kernel, x3.size, x3, scale_or_inv, zp, float(qmin), float(qmax), m,
-               bool(use_recip), u3, out, bool(scan), b3, ub3)
+    dt = x3.dtype
+    zpx, lox, hix = zp.astype(dt), (float(qmin) - zp).astype(dt), (float(qmax) - zp).astype(dt)
+    fast = m == 0 and max(-qmin, qmax) <= 2 ** np.finfo(dt).nmant
+    res = _run(_affine_kernel, x3.size, x3, scale_or_inv, zp, zpx, lox, hix, float(qmin),
+               float(qmax), m, fast, bool(use_recip), u3, out, bool(scan), b3, ub3)
     if not scan:
         return out
     return out, _range_from_bits(x3.dtype, *res)
