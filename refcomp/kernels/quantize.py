@@ -2,9 +2,12 @@
 
 Element-wise operations are independent, so the parallel kernels split the
 flat array into fixed chunks (``prange``); the result does not depend on the
-thread count.  The only reduction, min/max, is exact in any order.  Signed
+thread count.  The only reduction, min/max, is exact in any order: it is
+taken on the IEEE bit patterns viewed as integers (``_scan_bits``), which
+vectorises without fastmath and detects NaN/Inf in the same read.  Signed
 zeros are normalised by the callers (``+ 0.0``) before they become
-parameters.
+parameters.  Inner loops run on a slice of their chunk (indices from 0, no
+wraparound checks) so LLVM vectorises them.
 
 Twins:
 

@@ -106,7 +106,9 @@ def affine(w, bits=8, *, symmetric=False, narrow_range=False, axis=None, roundin
       range whose scale underflows to 0 in w.dtype is an error.
 
     NaN/Inf in ``w``: ValueError with their count (no integer code holds
-    them).  Saturation: values beyond the range clamp to qmin/qmax.
+    them; with a given ``scale`` and a deterministic rounding the check and
+    ``info`` theta_min/theta_max come from the coding pass itself, one read
+    of ``w``).  Saturation: values beyond the range clamp to qmin/qmax.
     Signed zero: −0.0 and +0.0 give the same code.
     """
     float_input("w", w)
