@@ -121,52 +121,23 @@ def _range_from_bits(dtype, smin, smax, umax):
     return float(lo), float(hi)
 
 
-# Only reached when the array holds NaN/Inf: min/max over the finite
-# values and the count of the others, in float64 comparisons.
-@numba.njit(cache=True)
-def _minmax_chunk(x, start, stop):
-    lo = np.inf
-    hi = -np.inf
-    nb = 0
-    for i in range(start, stop):
-        v = np.float64(x[i])
-        if v - v == 0.0:
-            lo = v if v < lo else lo
-            hi = v if v > hi else hi
-        else:
-            nb += 1
-    return lo, hi, nb
-
-
-@numba.njit(cache=True, parallel=True)
-def _minmax_kernel(x):
-    n = x.size
-    nchunks = (n + _CHUNK - 1) // _CHUNK
-    los = np.empty(nchunks, np.float64)
-    his = np.empty(nchunks, np.float64)
-    bad = np.zeros(nchunks, np.int64)
-    for c in numba.prange(nchunks):
-        start = c * _CHUNK
-        r = _minmax_chunk(x, start, min(start + _CHUNK, n))
-        los[c] = r[0]
-        his[c] = r[1]
-        bad[c] = r[2]
-    return los.min(), his.max(), bad.sum()
-
-
 def minmax_nonfinite(flat):
     """(min, max, count of NaN/Inf) of a non-empty contiguous 1-D float array.
 
     min/max are over the finite values (exact; a zero extreme may come back
     as either signed zero: callers normalise with ``+ 0.0``).  One integer
-    scan of the bit patterns; the float64 fallback runs only when the scan
-    saw a NaN/Inf, to count them and take the finite extremes.
+    scan of the bit patterns; only when it saw a NaN/Inf (an error for every
+    caller) are they counted and the finite extremes taken with NumPy.
     """
     r = _range_from_bits(flat.dtype, *_run(_scan_kernel, flat.size, *_bit_views(flat)))
     if r is not None:
         return r[0], r[1], 0
-    lo, hi, bad = _run(_minmax_kernel, flat.size, flat)
-    return float(lo), float(hi), int(bad)
+    fin = np.isfinite(flat)
+    bad = int(flat.size - np.count_nonzero(fin))
+    if bad == flat.size:
+        return float("inf"), float("-inf"), bad
+    vals = flat[fin]
+    return float(vals.min()), float(vals.max()), bad
 
 
 def minmax_nonfinite_twin(flat):
