@@ -461,7 +461,7 @@ def posit_decode_py(p, nbits, es):
         ebits += 1
     fbits = pos + 1 if pos >= 0 else 0
     f = p & ((1 << fbits) - 1)
-    val = math.ldexp(float((1 << fbits) + f), (k << es) + e - fbits)
+    val = math.ldexp(float((1 << fbits) + f), int((k << es) + e - fbits))
     return -val if neg else val
 
 
