@@ -48,7 +48,12 @@ def sigmoid(x, *, precision="reference"):
 
 
 def tanh(x, *, precision="reference"):
-    """Hyperbolic tangent; reference: libm ``tanh`` in float64, one rounding."""
+    """Hyperbolic tangent, dtype of x.
+
+    Reference: libm ``tanh`` on the float64 value, one rounding (half-even)
+    to x's dtype; tanh(+-0.0) = +-0.0, tanh(+-inf) = +-1, NaN -> NaN.
+    Fast: ``np.tanh`` in x's dtype (NumPy's own, possibly SIMD, implementation).
+    """
     check_precision(precision)
     as_float_array("x", x)
     if precision == "fast":

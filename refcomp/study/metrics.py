@@ -96,7 +96,12 @@ def parameter_mse(original, decoded):
 
 
 def compression_ratio(original_bits, compressed_bits):
-    """tau eq. (19) = initial size / size after compression (both in bits)."""
+    """tau eq. (19) = initial size / size after compression (Resmerita et al., seed 002).
+
+    Both sizes in bits, Python ints (or exact floats); the result is the
+    Python true division, a correctly rounded float64.  A compressed size
+    <= 0 raises ShapeError.
+    """
     if compressed_bits <= 0:
         raise ShapeError(f"compressed size must be positive, got {compressed_bits}")
     return original_bits / compressed_bits

@@ -59,7 +59,20 @@ _METHODS = {}
 
 def register_method(name, func, *, label=None, param="bits", values=tuple(range(1, 9)),
                     description="", accounting="", min_value=1, max_value=16):
-    """Register ``func(theta, value) -> Compressed`` under ``name``."""
+    """Register ``func(theta, value) -> Compressed`` under ``name`` (replacing any previous one).
+
+    func : receives theta_k, a 1-D float32/float64 array (one layer's weights,
+        and its bias unless the study runs with ``biases="float"``), never
+        modified, and one parameter value; returns :class:`Compressed` whose
+        ``decoded`` has theta's shape and dtype and whose ``bits`` is the
+        exact compressed size, counted as ``accounting`` says.
+    label : short name for tables and plots (default ``name``).
+    param, values : the swept parameter's name and default values.  Methods
+        with ``param="bits"`` sweep the study's ``--bits`` / ``--adaptive-bits``;
+        others always sweep ``values`` (higher must mean more faithful: the
+        greedy adaptive search starts from the largest value).
+    min_value, max_value : accepted range of a bit-width parameter.
+    """
     _METHODS[name] = Method(name, label or name, param, tuple(values), func, description,
                             accounting, min_value, max_value)
     return _METHODS[name]
@@ -74,6 +87,7 @@ def get_method(name):
 
 
 def method_names():
+    """Sorted names of every registered method (plug-in modules imported first)."""
     _load_plugins()
     return sorted(_METHODS)
 
