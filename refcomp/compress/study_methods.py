@@ -3,8 +3,7 @@
 The swept parameter is the k-means ``bits`` (k = 2**bits shared values);
 pruning is fixed at :data:`refcomp.compress.deep.DEFAULT_SPARSITY` (0.9)
 and the relative index at 5 bits (theta_k is a flat vector: the paper's
-fully-connected width).  Both streams are Huffman coded when
-:mod:`refcomp.coding` provides Huffman, else packed at fixed width.
+fully-connected width).  Both streams are Huffman coded.
 Imported by :mod:`refcomp.study.registry` on first use.
 """
 
@@ -12,16 +11,11 @@ from ..study.registry import Compressed, register_method
 from .deep import DEFAULT_SPARSITY, compress_weight
 
 
-def _huffman_available():
-    import refcomp.coding as c
-    return hasattr(c, "huffman_encode")
-
-
 def _deep(theta, bits):
     # compress_weight: magnitude pruning (exact count, ties to the lower index),
     # k-means (linear init) on the kept values, relative indices, coding.
     dc = compress_weight(theta, sparsity=DEFAULT_SPARSITY, bits=bits, index_bits=5,
-                         huffman=_huffman_available())
+                         huffman=True)
     return Compressed(dc.dequantize(), dc.stored_bits(), dc)
 
 
