@@ -69,10 +69,16 @@ def _cmd_study(args):
     from .run import run_study
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    lo = 1
     for m in methods:
-        get_method(m)
-    bits = parse_range(args.bits, name="--bits")
-    adaptive = parse_range(args.adaptive_bits, name="--adaptive-bits")
+        meth = get_method(m)
+        if meth.param == "bits":
+            lo = max(lo, meth.min_value)
+    # Default ranges start at the smallest width every chosen method accepts
+    # (affine, fixed point, power of two need 2 bits); explicit ranges are
+    # checked as given.
+    bits = parse_range(args.bits or f"{lo}-8", name="--bits")
+    adaptive = parse_range(args.adaptive_bits or f"{lo}-{max(lo, 4)}", name="--adaptive-bits")
     experiments = tuple(e.strip() for e in args.experiments.split(","))
     for e in experiments:
         if e not in ("per_layer", "whole", "adaptive"):
@@ -165,8 +171,11 @@ def register(sub):
                    help="refcomp model file (default: the shipped data/digits_cnn.h5)")
     p.add_argument("--data", default=None, help="test split file (default: data/digits_test.h5)")
     p.add_argument("--methods", default="uniform,kmeans", help="registered method names")
-    p.add_argument("--bits", default="1-8", help="bits for per-layer and whole-network sweeps")
-    p.add_argument("--adaptive-bits", default="1-4", help="bits each layer may take (adaptive)")
+    p.add_argument("--bits", default=None,
+                   help="bits for per-layer and whole-network sweeps (default 1-8, from 2 "
+                        "for methods that need it)")
+    p.add_argument("--adaptive-bits", default=None,
+                   help="bits each layer may take in the adaptive search (default 1-4)")
     p.add_argument("--experiments", default="per_layer,whole,adaptive")
     p.add_argument("--biases", choices=("joint", "float"), default="joint")
     p.add_argument("--precision", choices=("reference", "fast"), default="reference")
