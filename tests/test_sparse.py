@@ -306,6 +306,39 @@ def test_long_rows_and_thread_count_determinism(monkeypatch):
         numba.set_num_threads(before)
 
 
+@pytest.mark.parametrize("par", [False, True])
+def test_mixed_row_lengths_twin_and_naive(monkeypatch, par):
+    # rows of 0, 1, 2, 3, ... stored entries side by side exercise the short-row
+    # and four-row-interleaved kernel paths; with and without bias, float32 and
+    # float64 x, k = 1 and 64, strided out, serial and parallel drivers
+    import refcomp.kernels.sparse as ks
+    monkeypatch.setattr(ks, "_PAR_MIN", 0 if par else 1 << 62)
+    rng = np.random.default_rng(11)
+    rows, cols = 83, 40
+    W = np.zeros((rows, cols), np.float32)
+    for r in range(rows):
+        n = (r * 7) % 13 if r % 5 else r % 3
+        W[r, rng.choice(cols, n, replace=False)] = rng.standard_normal(n)
+    W[3, 5] = -0.0                                        # explicit stored -0.0
+    A = CSR.from_dense(W)
+    bias = rng.standard_normal(rows)
+    for xdt in (np.float32, np.float64):
+        out_dt = np.result_type(np.float32, xdt)
+        x = rng.standard_normal(cols).astype(xdt)
+        assert_bits_equal(spmv(A, x), naive_spmm(W, x[:, None], out_dt)[:, 0])
+        for b in (None, bias):
+            out = spmv_kernel(A.indptr, A.indices, A.data, x, np.empty(rows, out_dt), b)
+            assert_bits_equal(out, spmv_twin(A.indptr, A.indices, A.data, x, out_dt, b))
+        for k in (1, 64):
+            X = rng.standard_normal((cols, k)).astype(xdt)
+            assert_bits_equal(spmm(A, X), naive_spmm(W, X, out_dt))
+            for b in (None, bias):
+                out = np.empty((k, rows), out_dt).T            # strided destination
+                spmm_kernel(A.indptr, A.indices, A.data, X, out, b)
+                assert_bits_equal(np.ascontiguousarray(out),
+                                  spmm_twin(A.indptr, A.indices, A.data, X, out_dt, b))
+
+
 def test_structural_zeros_are_not_terms():
     A = CSR.from_dense(np.array([[1.0, 0.0], [0.0, 2.0]], np.float32))
     y = spmv(A, np.array([1.0, np.inf], np.float32))

@@ -46,15 +46,98 @@ _NO_BIAS = np.zeros(1, dtype=np.float64)
 _U = np.uint64
 
 
+@numba.njit(cache=True, inline="always")
+def _spmv_row(indptr, indices, data, x, bias, has_bias, out, r):
+    acc = 0.0
+    for j in range(_U(indptr[r]), _U(indptr[r + 1])):
+        acc += np.float64(data[j]) * np.float64(x[_U(indices[j])])
+    if has_bias:
+        acc += bias[r]
+    out[r] = acc
+
+
 @numba.njit(cache=True)
 def _spmv_rows(indptr, indices, data, x, bias, has_bias, out, r0, r1):
-    for r in range(r0, r1):
-        acc = 0.0
-        for j in range(_U(indptr[r]), _U(indptr[r + 1])):
-            acc += np.float64(data[j]) * np.float64(x[_U(indices[j])])
+    # Four rows at a time: each row's float64 sum is still one sequential
+    # chain in stored order, but the four independent chains overlap, hiding
+    # the add latency that bounds a single chain.  x may be float32: the
+    # float64 conversion on load is exact (same bits as converting up front).
+    # With under ~4 entries per row the chains are too short to overlap and
+    # the per-row loop (fewer branches) is faster.
+    r = r0
+    if indptr[r1] - indptr[r0] < 4 * (r1 - r0):
+        r1b = r0
+    else:
+        r1b = r1
+    while r + 3 < r1b:
+        s0 = _U(indptr[r])
+        s1 = _U(indptr[r + 1])
+        s2 = _U(indptr[r + 2])
+        s3 = _U(indptr[r + 3])
+        e3 = _U(indptr[r + 4])
+        n = min(min(s1 - s0, s2 - s1), min(s3 - s2, e3 - s3))
+        a0 = 0.0
+        a1 = 0.0
+        a2 = 0.0
+        a3 = 0.0
+        for i in range(n):
+            a0 += np.float64(data[s0 + i]) * np.float64(x[_U(indices[s0 + i])])
+            a1 += np.float64(data[s1 + i]) * np.float64(x[_U(indices[s1 + i])])
+            a2 += np.float64(data[s2 + i]) * np.float64(x[_U(indices[s2 + i])])
+            a3 += np.float64(data[s3 + i]) * np.float64(x[_U(indices[s3 + i])])
+        for j in range(s0 + n, s1):
+            a0 += np.float64(data[j]) * np.float64(x[_U(indices[j])])
+        for j in range(s1 + n, s2):
+            a1 += np.float64(data[j]) * np.float64(x[_U(indices[j])])
+        for j in range(s2 + n, s3):
+            a2 += np.float64(data[j]) * np.float64(x[_U(indices[j])])
+        for j in range(s3 + n, e3):
+            a3 += np.float64(data[j]) * np.float64(x[_U(indices[j])])
         if has_bias:
-            acc += bias[r]
-        out[r] = acc
+            a0 += bias[r]
+            a1 += bias[r + 1]
+            a2 += bias[r + 2]
+            a3 += bias[r + 3]
+        out[r] = a0
+        out[r + 1] = a1
+        out[r + 2] = a2
+        out[r + 3] = a3
+        r += 4
+    while r < r1:
+        _spmv_row(indptr, indices, data, x, bias, has_bias, out, r)
+        r += 1
+
+
+@numba.njit(cache=True, inline="always")
+def _spmm_short(indptr, indices, data, X, bias, has_bias, out, r, j, end, k):
+    # Rows of 0-2 entries (most rows at 99% sparsity on narrow matrices):
+    # one pass straight into ``out`` with the same additions, (+0.0 + p0) + p1,
+    # and no accumulator-row traffic.
+    b = bias[r] if has_bias else 0.0
+    if end == j:
+        for t in range(k):
+            v = 0.0
+            if has_bias:
+                v += b
+            out[r, t] = v
+    elif end - j == _U(1):
+        a0 = np.float64(data[j])
+        c0 = _U(indices[j])
+        for t in range(k):
+            v = 0.0 + a0 * np.float64(X[c0, t])
+            if has_bias:
+                v += b
+            out[r, t] = v
+    else:
+        a0 = np.float64(data[j])
+        a1 = np.float64(data[j + _U(1)])
+        c0 = _U(indices[j])
+        c1 = _U(indices[j + _U(1)])
+        for t in range(k):
+            v = (0.0 + a0 * np.float64(X[c0, t])) + a1 * np.float64(X[c1, t])
+            if has_bias:
+                v += b
+            out[r, t] = v
 
 
 @numba.njit(cache=True)
@@ -65,10 +148,13 @@ def _spmm_rows(indptr, indices, data, X, bias, has_bias, out, r0, r1):
     k = _U(X.shape[1])
     acc = np.empty(X.shape[1], dtype=np.float64)
     for r in range(r0, r1):
-        for t in range(k):
-            acc[t] = 0.0
         j = _U(indptr[r])
         end = _U(indptr[r + 1])
+        if end - j <= _U(2):
+            _spmm_short(indptr, indices, data, X, bias, has_bias, out, r, j, end, k)
+            continue
+        for t in range(k):
+            acc[t] = 0.0
         while j + _U(3) < end:
             a0 = np.float64(data[j])
             a1 = np.float64(data[j + _U(1)])
@@ -122,12 +208,10 @@ def spmv_kernel(indptr, indices, data, x, out, bias=None):
     entries in stored order; ``out`` (rows,) of the output dtype, written in
     place; ``bias`` float64 (rows,) or None."""
     b, has = _bias_arg(bias)
-    # x converted to float64 once (exact; the kernel would convert every use)
-    x64 = x.astype(np.float64)
     if data.shape[0] >= _PAR_MIN:
-        _spmv_par(indptr, indices, data, x64, b, has, out, _ROW_CHUNK)
+        _spmv_par(indptr, indices, data, x, b, has, out, _ROW_CHUNK)
     else:
-        _spmv_rows(indptr, indices, data, x64, b, has, out, 0, out.shape[0])
+        _spmv_rows(indptr, indices, data, x, b, has, out, 0, out.shape[0])
     return out
 
 
