@@ -1,5 +1,6 @@
 """1-D k-means quantizer: independent naive Lloyd, golden cases, properties, twins, bad input."""
 
+import importlib
 import math
 from fractions import Fraction
 
@@ -245,6 +246,93 @@ def test_thread_count_does_not_matter():
         numba.set_num_threads(old)
     assert a == b
 
+
+
+def _with_threads(n, f):
+    old = numba.get_num_threads()
+    try:
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+        return f()
+    finally:
+        numba.set_num_threads(old)
+
+
+def _zero_heavy(rng, n, dtype):
+    """Ties, duplicates, both signed zeros and a few subnormals."""
+    x = rng.integers(-4, 5, n) * 0.25 + np.where(rng.random(n) < 0.5, rng.standard_normal(n), 0.0)
+    x[rng.random(n) < 0.2] = -0.0
+    x[rng.random(n) < 0.05] = np.finfo(dtype).smallest_subnormal * rng.integers(1, 9)
+    return x.astype(dtype)
+
+
+def test_merge_distinct_twin():
+    rng = np.random.default_rng(21)
+    for t in range(60):
+        dt = (np.float32, np.float64)[t % 2]
+        x = _zero_heavy(rng, int(rng.integers(1, 300)), dt)
+        h = int(rng.integers(0, x.size + 1))
+        a, b = np.sort(x[:h]), np.sort(x[h:])
+        if a.size == 0:
+            a, b = b, a
+        got = K.merge_distinct(a, b)
+        want = K.merge_distinct_twin(a, b)
+        for g, w in zip(got, want):
+            assert_bits_equal(np.ascontiguousarray(g), w)
+        # independent: np.unique of the float64 values with -0.0 -> +0.0
+        u, c, cc = _prep(x)
+        assert_bits_equal(np.ascontiguousarray(got[0]), u)
+        assert_bits_equal(got[1], c)
+
+
+def test_exact_layout_twin_subnormals_and_zeros():
+    rng = np.random.default_rng(22)
+    tiny = [5e-324, -5e-324, 3e-310, 2.0 ** -1022, -0.0, 0.0]
+    for t in range(200):
+        n = int(rng.integers(1, 60))
+        x = rng.standard_normal(n) * np.exp2(rng.integers(-1080, 1000, n).astype(np.float64))
+        x = np.concatenate([x, rng.choice(tiny, int(rng.integers(0, 4)))])
+        x = x[np.isfinite(x)]
+        if x.size:
+            assert K.exact_layout(x) == K.exact_layout_twin(x)
+    for x in (np.zeros(3), np.array([-0.0]), np.array([5e-324]), np.array([2.0 ** 1023, 3e-310])):
+        assert K.exact_layout(x) == K.exact_layout_twin(x)
+
+
+def test_block_prefix_twin():
+    rng = np.random.default_rng(23)
+    for t in range(6):
+        u, cnt, _ = _prep(_zero_heavy(rng, int(rng.integers(1, 3000)), (np.float32, np.float64)[t % 2]))
+        emin, n_limbs = K.exact_layout(u)
+        assert_bits_equal(K.block_prefix(u, cnt, emin, n_limbs),
+                          K.block_prefix_twin(u, cnt, emin, n_limbs))
+
+
+def test_layout_prefix_thread_count_does_not_matter():
+    x = np.random.default_rng(24).standard_normal(140_000) * np.exp2(
+        np.random.default_rng(25).integers(-40, 40, 140_000).astype(np.float64))
+    a = _with_threads(1, lambda: K.exact_layout(x))
+    b = _with_threads(2, lambda: K.exact_layout(x))
+    assert a == b == K.exact_layout_twin(x)
+    u, cnt, _ = _prep(x[:5000])
+    emin, n_limbs = K.exact_layout(u)
+    p1 = _with_threads(1, lambda: K.block_prefix(u, cnt, emin, n_limbs))
+    p2 = _with_threads(2, lambda: K.block_prefix(u, cnt, emin, n_limbs))
+    assert_bits_equal(p1, p2)
+
+
+def test_split_sort_thread_count_and_twin(monkeypatch):
+    # Above _SPLIT_MIN the data are sorted in two halves (one in a helper
+    # thread) and merged; the result must equal the single-sort path.
+    km = importlib.import_module("refcomp.quantize.kmeans")   # the name kmeans is the function
+    rng = np.random.default_rng(26)
+    for dt in (np.float32, np.float64):
+        x = _zero_heavy(rng, km._SPLIT_MIN + 1001, dt)
+        a = _with_threads(1, lambda: kmeans(x, bits=4))
+        b = _with_threads(2, lambda: kmeans(x, bits=4, init="density"))
+        with monkeypatch.context() as mp:
+            mp.setattr(km, "_SPLIT_MIN", 1 << 62)
+            assert kmeans(x, bits=4) == a
+            assert kmeans(x, bits=4, init="density") == b
 
 # -- bad input ---------------------------------------------------------------------------
 @pytest.mark.parametrize("kwargs, exc", [

@@ -34,7 +34,8 @@ import types
 import numba
 import numpy as np
 
-__all__ = ["exact_layout", "exact_layout_twin", "block_prefix", "boundaries", "lloyd", "lloyd_twin", "sse", "sse_twin",
+__all__ = ["exact_layout", "exact_layout_twin", "block_prefix", "block_prefix_twin",
+           "merge_distinct", "merge_distinct_twin", "boundaries", "lloyd", "lloyd_twin", "sse", "sse_twin",
            "hartigan", "hartigan_twin", "optimal_dp", "optimal_dp_twin",
            "cell_means", "cell_codes", "cell_codes_twin", "kmeanspp", "kmeanspp_twin",
            "vq_assign", "vq_assign_twin", "vq_means", "vq_means_twin",
@@ -45,22 +46,53 @@ _MASK = (1 << _LB) - 1
 BLOCK = 64                    # prefix sums are stored every BLOCK distinct values
 
 
-@numba.njit(cache=True)
+_CHUNK = 1 << 16              # elements per parallel chunk (fixed: results never depend on it)
+
+
+@numba.njit(cache=True, parallel=True)
 def _layout_kernel(x):
+    # Bit fields instead of frexp: per chunk, OR together the significands
+    # (with the implicit bit) of the values of each biased exponent E; the
+    # lowest set bit of the OR is the lowest over those values.  OR, min and
+    # max are exact and order-free, so the result never depends on threads.
+    bits = x.view(np.uint64)
+    nch = (x.size + _CHUNK - 1) // _CHUNK
+    tab = np.zeros((max(nch, 1), 2048), np.uint64)
+    frac_mask = np.uint64((1 << 52) - 1)
+    implicit = np.uint64(1 << 52)
+    for t in numba.prange(nch):
+        for i in range(t * _CHUNK, min(x.size, (t + 1) * _CHUNK)):
+            b = bits[i]
+            e = (b >> np.uint64(52)) & np.uint64(0x7FF)
+            f = b & frac_mask
+            if e != 0:
+                tab[t, e] |= f | implicit
+            elif f != 0:                          # subnormal (±0 is skipped)
+                tab[t, 0] |= f
     emin = np.int64(1 << 20)
     emax = np.int64(-(1 << 20))
-    for i in range(x.size):
-        v = x[i]
-        if v == 0.0:
+    for e in range(2048):
+        o = np.uint64(0)
+        for t in range(tab.shape[0]):
+            o |= tab[t, e]
+        if o == 0:
             continue
-        fr, e = math.frexp(v)
-        mant = abs(np.int64(math.ldexp(fr, 53)))
-        tz = np.int64(math.frexp(np.float64(mant & -mant))[1]) - 1   # trailing zero bits
-        e = np.int64(e) - 53
-        if e + tz < emin:
-            emin = e + tz
-        if e > emax:
-            emax = e
+        tz = 0
+        while (o >> np.uint64(tz)) & np.uint64(1) == 0:
+            tz += 1
+        if e == 0:
+            lo = np.int64(-1074 + tz)
+            nb = 0
+            while nb < 64 and (o >> np.uint64(nb)) != 0:
+                nb += 1
+            hi = np.int64(nb - 1127)                 # frexp exponent − 53 of the largest
+        else:
+            lo = np.int64(e - 1075 + tz)
+            hi = np.int64(e - 1075)
+        if lo < emin:
+            emin = lo
+        if hi > emax:
+            emax = hi
     return emin, emax
 
 
@@ -70,7 +102,7 @@ def exact_layout(x):
     ``emin`` is the exponent of the lowest set bit over all non-zero values.
     Multiplicities and their total must stay below ``2**32``.
     """
-    emin, emax = _layout_kernel(x)
+    emin, emax = _layout_kernel(np.ascontiguousarray(x, dtype=np.float64))
     if emax < emin - (1 << 19):                          # all zeros
         return 0, 4
     # value bits: (emax - emin) + 53, times counts (< 2**32), sign and carry headroom.
@@ -163,18 +195,102 @@ def _limbs_to_float(acc, emin, work):
     return -val if neg else val
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, parallel=True)
 def block_prefix(u, cnt, emin, n_limbs):
-    """P[q] = exact Σ_{j < q·BLOCK} cnt[j]·u[j] as limbs, shape (m // BLOCK + 1, n_limbs)."""
+    """P[q] = exact Σ_{j < q·BLOCK} cnt[j]·u[j] as limbs, shape (m // BLOCK + 1, n_limbs).
+
+    Each block's limb sums are accumulated in parallel, then the blocks are
+    prefix-summed in order; integer addition is exact and associative, so
+    the limbs are those of the sequential sum whatever the thread count.
+    """
     m = u.size
     nq = m // BLOCK + 1
     P = np.zeros((nq, n_limbs), np.int64)
-    acc = np.zeros(n_limbs, np.int64)
-    for q in range(1, nq):
+    for q in numba.prange(1, nq):
+        row = P[q]
         for j in range((q - 1) * BLOCK, q * BLOCK):
-            _add_entry(acc, u[j], cnt[j], emin)
+            _add_entry(row, u[j], cnt[j], emin)
+    for q in range(2, nq):
+        for i in range(n_limbs):
+            P[q, i] += P[q - 1, i]
+    return P
+
+
+def block_prefix_twin(u, cnt, emin, n_limbs):
+    """Sequential running sum (twin of :func:`block_prefix`; Python ints, then int64)."""
+    add = getattr(_add_entry, "py_func", _add_entry)
+    m = u.size
+    P = np.zeros((m // BLOCK + 1, n_limbs), np.int64)
+    acc = np.zeros(n_limbs, np.int64)
+    for q in range(1, m // BLOCK + 1):
+        for j in range((q - 1) * BLOCK, q * BLOCK):
+            add(acc, float(u[j]), int(cnt[j]), int(emin))
         P[q, :] = acc
     return P
+
+
+@numba.njit(cache=True)
+def _merge_distinct_kernel(a, b, u, ccum):
+    na = a.size
+    nb = b.size
+    i = 0
+    j = 0
+    m = 0
+    prev = a[0] if na > 0 else b[0]
+    pos = 0
+    while i < na and j < nb:            # selection without branches (cmov)
+        x = a[i]
+        y = b[j]
+        ta = x <= y
+        v = x if ta else y
+        i += 1 if ta else 0
+        j += 0 if ta else 1
+        if pos == 0 or v != prev:
+            u[m] = np.float64(v) + 0.0       # -0.0 -> +0.0
+            ccum[m] = pos
+            m += 1
+            prev = v
+        pos += 1
+    while pos < na + nb:
+        if i < na:
+            v = a[i]
+            i += 1
+        else:
+            v = b[j]
+            j += 1
+        if pos == 0 or v != prev:
+            u[m] = np.float64(v) + 0.0
+            ccum[m] = pos
+            m += 1
+            prev = v
+        pos += 1
+    ccum[m] = na + nb
+    return m
+
+
+def merge_distinct(a, b):
+    """Distinct values of the union of sorted finite ``a`` and ``b`` (same dtype).
+
+    Returns ``(u, cnt, ccum)``: ``u`` float64 ascending with −0.0 mapped to
+    +0.0 (−0.0 == 0.0: one value), ``cnt`` int64 multiplicities, ``ccum``
+    int64 (m + 1,) with ``ccum[i] = Σ cnt[:i]``.  Only values and counts are
+    produced, so the order of equal elements (±0) in the inputs is irrelevant.
+    """
+    n = a.size + b.size
+    u = np.empty(n, np.float64)
+    ccum = np.empty(n + 1, np.int64)
+    m = _merge_distinct_kernel(a, b, u, ccum)
+    ccum = ccum[: m + 1]
+    return u[:m], np.diff(ccum), ccum
+
+
+def merge_distinct_twin(a, b):
+    s = np.sort(np.concatenate([a, b]))
+    n = s.size
+    starts = np.flatnonzero(np.concatenate([[True], s[1:] != s[:-1]]))
+    u = s[starts].astype(np.float64) + 0.0
+    cnt = np.diff(np.append(starts, n)).astype(np.int64)
+    return u, cnt, np.concatenate([[0], np.cumsum(cnt)]).astype(np.int64)
 
 
 @numba.njit(cache=True)

@@ -5,6 +5,9 @@ cites Hartigan [36] and k-means++ [37]; Deep Compression (Han et al. 2016,
 §3) shares weights with the same per-layer 1-D k-means (FACTS.md §7.1).
 """
 
+import os
+import threading
+
 import numpy as np
 
 from .._errors import ParameterError
@@ -34,18 +37,16 @@ class _Data:
         if n >= 1 << 32:
             raise ParameterError(f"{name} has {n} elements; at most 2**32 - 1 are supported")
         self.flat = np.ascontiguousarray(w).reshape(-1)
-        s = np.sort(self.flat)                # in the input dtype: exact, faster for float32
+        a, b = _sorted_halves(self.flat)
         # NaN sorts last and ±inf at the ends: finite extremes mean finite data.
-        if not (np.isfinite(s[0]) and np.isfinite(s[-1])):
+        ends = (a[0], a[-1]) + ((b[0], b[-1]) if b.size else ())
+        if not np.all(np.isfinite(ends)):
             finite_range(name, w)             # raises with the count of NaN/Inf
-        lo, hi = float(s[0]), float(s[-1])
-        if w.dtype == np.float64 and max(abs(lo), abs(hi)) * n >= 2.0 ** 1020:
+        if w.dtype == np.float64 and max(abs(float(e)) for e in ends) * n >= 2.0 ** 1020:
             raise ParameterError(f"{name}: max|w|·size reaches 2**1020; cell sums would overflow")
-        starts = np.flatnonzero(np.concatenate([[True], s[1:] != s[:-1]]))
-        # + 0.0 maps -0.0 to +0.0 (-0.0 == 0.0, so both are one distinct value).
-        self.u = s[starts].astype(np.float64) + 0.0
-        self.cnt = np.diff(np.append(starts, n)).astype(np.int64)
-        self.ccum = np.concatenate([[0], np.cumsum(self.cnt)]).astype(np.int64)
+        # Distinct values (float64, -0.0 mapped to +0.0: -0.0 == 0.0 is one value)
+        # with their counts, merged from the two sorted halves.
+        self.u, self.cnt, self.ccum = K.merge_distinct(a, b)
         self.n, self.to32 = n, w.dtype == np.float32
         self.dtype, self.shape = w.dtype, w.shape
         self._layout = None
@@ -60,6 +61,26 @@ class _Data:
     def round(self, c):
         """float64 values rounded (RNE) to the data dtype, back in float64."""
         return np.asarray(c, dtype=np.float64).astype(self.dtype).astype(np.float64)
+
+
+_SPLIT_MIN = 1 << 17          # below this one sort is cheaper than two threads
+
+
+def _sorted_halves(flat):
+    """The two halves of ``flat`` each sorted by ``np.sort`` (in the input dtype:
+    exact, faster for float32), the second in a helper thread (NumPy releases
+    the GIL while sorting); small arrays give ``(np.sort(flat), empty)``.
+    Only the multiset of values matters downstream, so the split changes no bit.
+    """
+    if flat.size < _SPLIT_MIN or (os.cpu_count() or 1) < 2:
+        return np.sort(flat), flat[:0]
+    h = flat.size // 2
+    out = []
+    t = threading.Thread(target=lambda: out.append(np.sort(flat[h:])))
+    t.start()
+    a = np.sort(flat[:h])
+    t.join()
+    return a, out[0]
 
 
 def resolve_k(k, bits):
