@@ -13,14 +13,18 @@ Adding a value (times its multiplicity) touches three limbs; limbs are
 never normalised while accumulating, which is safe because each limb stays
 below ``2**30 · Σcounts < 2**62``.  Integer addition is associative, so
 prefix sums over the sorted distinct values are exact: the sum of a cell
-``[a, b)`` is ``P[b] - P[a]`` (stored every ``BLOCK`` entries, the
-remainder added entry by entry), O(BLOCK + n_limbs) per cell whatever its
+``[a, b)`` is ``P[b] - P[a]`` (stored every ``BLOCK`` entries; each end
+starts from its nearer stored prefix and the at most BLOCK/2 entries in
+between are added or removed), O(BLOCK + n_limbs) per cell whatever its
 size.  Conversion back to float64 propagates carries, negates if needed and
 rounds the top 53 bits half-to-even with a sticky bit (``_limbs_to_float``).
 
 Twins: the Lloyd twin sums each cell with :func:`math.fsum` over the
 repeated values (an independent exact method) and uses NumPy
-``searchsorted``; the SSE twin uses ``np.cumsum`` (sequential);
+``searchsorted``; the SSE twin uses ``np.cumsum`` (sequential); the
+parallel ``block_prefix`` is checked against a sequential running sum,
+the bit-field ``exact_layout`` against ``np.frexp``, ``merge_distinct``
+against ``np.sort`` of the concatenation with ``flatnonzero``;
 the Hartigan and optimal-DP kernels are written once in plain Python and
 the twin runs the same function interpreted (``.py_func``), which checks
 the compiled arithmetic against CPython's IEEE floats.
@@ -295,14 +299,27 @@ def merge_distinct_twin(a, b):
 
 @numba.njit(cache=True)
 def _range_sum(u, cnt, P, a, b, emin, acc, work):
+    # Each end starts from its nearer stored prefix, then adds or removes the
+    # entries in between.  Every entry contributes fixed integers to fixed
+    # limbs, so the limbs (hence the result) are the same whichever prefix is
+    # used, and every intermediate is a sum over a subset of entries (same bound).
+    last = P.shape[0] - 1
     qa = a // BLOCK
     qb = b // BLOCK
+    if a - qa * BLOCK > BLOCK // 2 and qa < last:
+        qa += 1
+    if b - qb * BLOCK > BLOCK // 2 and qb < last:
+        qb += 1
     for i in range(acc.size):
         acc[i] = P[qb, i] - P[qa, i]
     for j in range(qb * BLOCK, b):
         _add_entry(acc, u[j], cnt[j], emin)
+    for j in range(b, qb * BLOCK):
+        _add_entry(acc, u[j], -cnt[j], emin)
     for j in range(qa * BLOCK, a):
         _add_entry(acc, u[j], -cnt[j], emin)
+    for j in range(a, qa * BLOCK):
+        _add_entry(acc, u[j], cnt[j], emin)
     return _limbs_to_float(acc, emin, work)
 
 
