@@ -212,6 +212,9 @@ def spmv_kernel(indptr, indices, data, x, out, bias=None):
     entries in stored order; ``out`` (rows,) of the output dtype, written in
     place; ``bias`` float64 (rows,) or None."""
     b, has = _bias_arg(bias)
+    if data.shape[0] < 4 * out.shape[0]:
+        # short rows: a float64 copy of x (exact) is gathered faster
+        x = x.astype(np.float64)
     if data.shape[0] >= min(_PAR_MIN, _PAR_MIN_SPMV):
         _spmv_par(indptr, indices, data, x, b, has, out, _ROW_CHUNK)
     else:
