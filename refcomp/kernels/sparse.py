@@ -21,8 +21,9 @@ accumulator that starts at +0.0 never changes it (a sum that is exactly zero
 rounds to +0.0, so the accumulator is never -0.0).
 
 Kernels run in parallel over rows (independent outputs) only, so results are
-identical for any thread count; below ``_PAR_MIN`` multiply-adds a serial
-driver runs the same row body.  Private: callers pass C-contiguous arrays of
+identical for any thread count; below ``_PAR_MIN`` multiply-adds (spmm)
+or ``_PAR_MIN_SPMV`` stored entries (spmv) a serial driver runs the same
+row body.  Private: callers pass C-contiguous arrays of
 consistent shapes (``out`` may be a strided view).
 """
 
