@@ -365,3 +365,20 @@ def test_random_init_needs_enough_distinct_values():
 def test_float64_overflow_guard():
     with pytest.raises(ParameterError, match="overflow"):
         kmeans(np.array([1e308, -1e308, 1e308]), 2)
+
+
+@pytest.mark.parametrize("k", [1, 2, 5, 32, 33, 200])
+def test_cell_codes_twin_both_paths(k):
+    # k <= 32 counts starts <= v, larger k binary-searches: both against searchsorted,
+    # with elements exactly on the starts, repeated starts (empty cells), ±0 and +inf padding.
+    rng = np.random.default_rng(k)
+    x = rng.standard_normal(5000).astype(np.float32)
+    x[:3] = (0.0, -0.0, x.min())
+    starts = np.sort(rng.choice(x, size=k, replace=False).astype(np.float64))
+    starts[0] = x.min()
+    if k > 3:
+        starts[2] = starts[1]
+        starts[-1] = np.inf
+    x[3:3 + k] = starts.astype(np.float32)[:5000 - 3][:k].clip(max=np.float32(x.max()))
+    for dt in (np.uint8 if k <= 256 else np.uint16, np.int64):
+        assert_bits_equal(K.cell_codes(x, starts, dt), K.cell_codes_twin(x, starts, dt))

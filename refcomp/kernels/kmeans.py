@@ -26,7 +26,7 @@ parallel ``block_prefix`` is checked against a sequential running sum,
 the bit-field ``exact_layout`` against ``np.frexp``, ``merge_distinct``
 against ``np.sort`` of the concatenation with ``flatnonzero``;
 the Hartigan and optimal-DP kernels are written once in plain Python and
-the twin runs the same function interpreted (``.py_func``), which checks
+the twin runs the same function interpreted (``numba.prange`` is ``range``), which checks
 the compiled arithmetic against CPython's IEEE floats.
 
 Private module: inputs are validated, finite, contiguous float64/int64.
@@ -447,10 +447,29 @@ def cell_means(u, cnt, ccum, bnd, c_old, to32, emin, P):
     return c
 
 
+_COUNT_MAX_K = 32             # up to this k, counting beats binary search
+
+
 @numba.njit(cache=True, parallel=True)
 def _cell_codes_kernel(x, starts, out):
     n = x.size
     k = starts.size
+    if k <= _COUNT_MAX_K:
+        # Count the starts <= v (equal to the binary search below, as starts
+        # is sorted and starts[0] <= every x): j outer, elements inner, so
+        # the comparisons vectorise and no branch depends on the data.
+        nchunks = (n + 4095) // 4096
+        for t in numba.prange(nchunks):
+            a = t * 4096
+            b = min(n, a + 4096)
+            buf = np.zeros(b - a, np.int32)
+            for j in range(1, k):
+                s = starts[j]
+                for i in range(a, b):
+                    buf[i - a] += np.float64(x[i]) >= s
+            for i in range(a, b):
+                out[i] = buf[i - a]
+        return
     nchunks = (n + 65535) // 65536
     for t in numba.prange(nchunks):
         for i in range(t * 65536, min(n, (t + 1) * 65536)):
@@ -703,58 +722,100 @@ def _dp_cost(Q, a, b):
     return c if c > 0.0 else 0.0
 
 
-def _dp_entry(prev, Q, i, j):
-    """Matrix entry of a DP row: D[c-1][j-1] + cost(j, i), +inf above the diagonal."""
-    if j > i:
-        return np.inf
-    return prev[j - 1] + _dp_cost(Q, j, i)
+def _row_min(prev, Q, olo, stop, mid):
+    """Leftmost argmin over j in [olo, stop] of D[c-1][j-1] + cost(j, mid)."""
+    best = prev[olo - 1] + _dp_cost(Q, olo, mid)
+    bj = olo
+    for j in range(olo + 1, stop + 1):
+        v = prev[j - 1] + _dp_cost(Q, j, mid)
+        if v < best:
+            best = v
+            bj = j
+    return best, bj
 
 
-def _smawk(rows, cols, prev, Q, result, pos):
-    """Row minima of the totally monotone matrix _dp_entry (SMAWK, Aggarwal et al. 1987).
+_DC_TASKS = 64                # segments split breadth-first before the parallel part
 
-    The leftmost minimum is kept on ties (REDUCE pops only on a strict
-    improvement; INTERPOLATE takes the first strict minimum).
+
+def _dc_row(prev, Q, cur, arg, c, m):
+    """One DP row by monotone divide and conquer (Grønlund et al. 2017 §2.2).
+
+    Rows c..m-1: the row ``mid`` of a segment ``[lo, hi]`` whose argmins lie
+    in ``[olo, ohi]`` is minimised over ``[olo, min(mid, ohi)]``; its argmin
+    ``bj`` bounds the halves: ``[lo, mid-1]`` in ``[olo, bj]`` and
+    ``[mid+1, hi]`` in ``[bj, ohi]`` (argmins are monotone, Grønlund et al.
+    Lemma 2).  The segment tree is fixed by (c, m); the first levels are
+    split sequentially until there are ``_DC_TASKS`` segments, which are then
+    finished depth-first, in parallel.  Every row's value and argmin depend
+    only on its own search interval, so the bits do not depend on the
+    thread count or schedule.
     """
-    nr = rows.size
-    if nr == 0:
-        return 0
-    stack = np.empty(cols.size, np.int64)
-    top = 0
-    for c in cols:                                    # REDUCE to at most nr columns
+    seg = np.empty((_DC_TASKS * 2, 4), np.int64)
+    nxt = np.empty((_DC_TASKS * 2, 4), np.int64)
+    seg[0, 0] = c
+    seg[0, 1] = m - 1
+    seg[0, 2] = c
+    seg[0, 3] = m - 1
+    nseg = 1
+    while 0 < nseg < _DC_TASKS:
+        nn = 0
+        for s in range(nseg):
+            lo = seg[s, 0]
+            hi = seg[s, 1]
+            olo = seg[s, 2]
+            ohi = seg[s, 3]
+            mid = (lo + hi) >> 1
+            best, bj = _row_min(prev, Q, olo, min(mid, ohi), mid)
+            cur[mid] = best
+            arg[mid] = bj
+            if lo < mid:
+                nxt[nn, 0] = lo
+                nxt[nn, 1] = mid - 1
+                nxt[nn, 2] = olo
+                nxt[nn, 3] = bj
+                nn += 1
+            if mid < hi:
+                nxt[nn, 0] = mid + 1
+                nxt[nn, 1] = hi
+                nxt[nn, 2] = bj
+                nxt[nn, 3] = ohi
+                nn += 1
+        seg, nxt = nxt, seg
+        nseg = nn
+    for s in numba.prange(nseg):
+        st = np.empty((128, 4), np.int64)         # depth <= log2(m) + 1 < 64
+        st[0, 0] = seg[s, 0]
+        st[0, 1] = seg[s, 1]
+        st[0, 2] = seg[s, 2]
+        st[0, 3] = seg[s, 3]
+        top = 1
         while top > 0:
-            r = rows[top - 1]
-            if (_dp_entry(prev, Q, r, stack[top - 1])
-                    <= _dp_entry(prev, Q, r, c)):
-                break
             top -= 1
-        if top < nr:
-            stack[top] = c
-            top += 1
-    kept = stack[:top].copy()
-    _smawk(rows[1::2].copy(), kept, prev, Q, result, pos)
-    for t in range(top):
-        pos[kept[t]] = t
-    start = 0
-    for r in range(0, nr, 2):                         # INTERPOLATE the even rows
-        row = rows[r]
-        stop = top - 1
-        if r + 1 < nr:
-            stop = pos[result[rows[r + 1]]]
-        bj = kept[start]
-        best = _dp_entry(prev, Q, row, bj)
-        for t in range(start + 1, stop + 1):
-            v = _dp_entry(prev, Q, row, kept[t])
-            if v < best:
-                best = v
-                bj = kept[t]
-        result[row] = bj
-        start = stop
+            lo = st[top, 0]
+            hi = st[top, 1]
+            olo = st[top, 2]
+            ohi = st[top, 3]
+            mid = (lo + hi) >> 1
+            best, bj = _row_min(prev, Q, olo, min(mid, ohi), mid)
+            cur[mid] = best
+            arg[mid] = bj
+            if mid < hi:
+                st[top, 0] = mid + 1
+                st[top, 1] = hi
+                st[top, 2] = bj
+                st[top, 3] = ohi
+                top += 1
+            if lo < mid:
+                st[top, 0] = lo
+                st[top, 1] = mid - 1
+                st[top, 2] = olo
+                st[top, 3] = bj
+                top += 1
     return 0
 
 
 def _optimal_dp_py(y, cnt, ccum, k):
-    """DP of Grønlund et al. (2017) §2.2, each row by SMAWK in O(m).
+    """DP of Grønlund et al. (2017) §2.2, each row by monotone divide and conquer.
 
     D[c][i] = min_{c <= j <= i} D[c-1][j-1] + cost(j, i).  Returns the
     cluster start indices (k,) and the DP value.
@@ -764,18 +825,12 @@ def _optimal_dp_py(y, cnt, ccum, k):
     prev = np.empty(m)
     cur = np.empty(m)
     arg = np.zeros((k, m), np.int32)
-    result = np.zeros(m, np.int64)
-    pos = np.zeros(m, np.int64)
     for i in range(m):
         prev[i] = _dp_cost(Q, 0, i)
     for c in range(1, k):
-        idx = np.arange(c, m)
-        _smawk(idx, idx, prev, Q, result, pos)
         for i in range(c):
             cur[i] = np.inf
-        for i in range(c, m):
-            cur[i] = _dp_entry(prev, Q, i, result[i])
-            arg[c, i] = result[i]
+        _dc_row(prev, Q, cur, arg[c], c, m)
         prev, cur = cur, prev
     starts = np.zeros(k, np.int64)
     end = m - 1
@@ -786,14 +841,14 @@ def _optimal_dp_py(y, cnt, ccum, k):
     return starts, prev[m - 1]
 
 
-def _jit_rebound(func, inline="never", **globals_):
+def _jit_rebound(func, inline="never", parallel=False, **globals_):
     """Compile ``func`` with some of its global helpers replaced by compiled ones."""
     g = dict(func.__globals__)
     g.update(globals_)
     clone = types.FunctionType(func.__code__, g, func.__name__, func.__defaults__)
     clone.__module__ = func.__module__
     clone.__qualname__ = func.__qualname__
-    return numba.njit(cache=True, inline=inline)(clone)
+    return numba.njit(cache=True, inline=inline, parallel=parallel)(clone)
 
 
 _two_sum_nb = numba.njit(cache=True)(_two_sum)
@@ -801,13 +856,10 @@ _split_nb = numba.njit(cache=True)(_split)
 _two_prod_nb = _jit_rebound(_two_prod, _split=_split_nb)
 _dp_cost_nb = numba.njit(cache=True, inline="always")(_dp_cost)
 _dp_prefix_nb = _jit_rebound(_dp_prefix_py, _two_sum=_two_sum_nb, _two_prod=_two_prod_nb)
-_dp_entry_nb = _jit_rebound(_dp_entry, inline="always", _dp_cost=_dp_cost_nb)
-_smawk_nb = _jit_rebound(_smawk, _dp_entry=_dp_entry_nb)
-# The recursion calls the compiled one (with NUMBA_DISABLE_JIT=1 njit returns
-# the plain clone, which has no .py_func).
-getattr(_smawk_nb, "py_func", _smawk_nb).__globals__["_smawk"] = _smawk_nb
+_row_min_nb = _jit_rebound(_row_min, inline="always", _dp_cost=_dp_cost_nb)
+_dc_row_nb = _jit_rebound(_dc_row, parallel=True, _row_min=_row_min_nb)
 _optimal_dp_nb = _jit_rebound(_optimal_dp_py, _dp_cost=_dp_cost_nb, _dp_prefix_py=_dp_prefix_nb,
-                              _dp_entry=_dp_entry_nb, _smawk=_smawk_nb)
+                              _dc_row=_dc_row_nb)
 
 
 def optimal_dp(y, cnt, ccum, k):

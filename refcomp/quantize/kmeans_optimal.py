@@ -63,11 +63,13 @@ def kmeans_optimal(w, k=None, *, bits=None):
     Notes
     -----
     DP (Grønlund et al. 2017 §2.2): ``D[c][i] = min_{c<=j<=i} D[c-1][j-1] +
-    cost(j, i)``, ``D[0][i] = cost(0, i)``.  Each row is a totally monotone
-    matrix (entries +inf for j > i), so its row minima come from SMAWK
-    (Aggarwal et al. 1987) in O(m) entry evaluations: O(k·m) after the
-    O(n log n) sort, m distinct values.  Ties keep the leftmost j (smallest
-    cluster start); backtracking gives the clusters.
+    cost(j, i)``, ``D[0][i] = cost(0, i)``.  The argmins of a row are
+    monotone in i, so each row comes from the divide and conquer of
+    Grønlund et al. §2.2: O(m log m) entry evaluations, O(k·m·log m) after
+    the O(n log n) sort, m distinct values; rows of one recursion level are
+    independent and run in parallel (same bits for any thread count).
+    Ties keep the leftmost j (smallest cluster start) within the row's
+    search interval; backtracking gives the clusters.
 
     Cost and cancellation: ``cost(j, i) = S2 − S1²/W`` with S1 = Σ w·y,
     S2 = Σ w·y², W = Σ w over distinct values j..i.  The textbook form with
