@@ -213,8 +213,9 @@ def spmv_kernel(indptr, indices, data, x, out, bias=None):
     entries in stored order; ``out`` (rows,) of the output dtype, written in
     place; ``bias`` float64 (rows,) or None."""
     b, has = _bias_arg(bias)
-    if data.shape[0] < 4 * out.shape[0]:
-        # short rows: a float64 copy of x (exact) is gathered faster
+    if x.dtype != np.float64:
+        # A float64 copy of x (exact; O(cols)) saves one conversion per stored
+        # entry in the gather loop: measured 1050 -> 775 us on 4096x4096 at 90%.
         x = x.astype(np.float64)
     if data.shape[0] >= min(_PAR_MIN, _PAR_MIN_SPMV):
         _spmv_par(indptr, indices, data, x, b, has, out, _ROW_CHUNK)
