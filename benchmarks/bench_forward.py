@@ -12,10 +12,10 @@ floor (np.copyto of the input batch).
 
 import argparse
 import io
+import os
 
+import refcomp    # first: it sets the thread-spin defaults before NumPy loads OpenBLAS
 import numpy as np
-
-import refcomp
 from refcomp import Layer, Model
 from _timing import timeit
 
@@ -124,7 +124,9 @@ def main():
         for k, v in res.items():
             ratio = f"{v / base:8.2f}x ORT" if base else ""
             rows.append(f"{name:<5} {k:<20} {v * 1e3:10.2f} ms {ratio}")
-    print(f"batch={args.batch}, median of {args.repeat}")
+    print(f"batch={args.batch}, median of {args.repeat}; GOMP_SPINCOUNT="
+          f"{os.environ.get('GOMP_SPINCOUNT')}, OPENBLAS_THREAD_TIMEOUT="
+          f"{os.environ.get('OPENBLAS_THREAD_TIMEOUT')}")
     print("\n".join(rows))
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from . import layers as L
 from ._errors import FormatError, ParameterError, ShapeError
 from ._validate import as_float_array, check_choice, describe
+from .kernels.elementwise import relu_inplace
 
 __all__ = ["Layer", "Model", "LAYER_KINDS", "materialize"]
 
@@ -198,6 +199,10 @@ def _residual(layer, x, precision):
     return y
 
 
+def _is_relu(layer):
+    return layer.kind == "activation" and layer.attrs.get("function") == "relu"
+
+
 def _run_layer(layer, x, precision, path):
     try:
         return _forward_layer(layer, x, precision)
@@ -290,9 +295,7 @@ class Model:
         if self.input_shape is not None and tuple(x.shape[1:]) != self.input_shape:
             raise ShapeError(f"x must have shape (N, {', '.join(map(str, self.input_shape))}) "
                              f"for model {self.name!r}, got {describe(x)}")
-        for i, layer in enumerate(self.layers):
-            x = _run_layer(layer, x, precision, str(i))
-        return x
+        return self.forward_from(0, x, precision=precision)
 
     def forward_all(self, x, *, precision="reference"):
         """Outputs after every top-level layer: list of arrays (index i = after layer i)."""
@@ -303,9 +306,23 @@ class Model:
         return outs
 
     def forward_from(self, start, x, *, precision="reference"):
-        """Run top-level layers ``start, start+1, ...`` on the activation ``x``."""
-        for i in range(start, len(self.layers)):
-            x = _run_layer(self.layers[i], x, precision, str(i))
+        """Run top-level layers ``start, start+1, ...`` on the activation ``x``.
+
+        With ``precision="fast"``, a ReLU activation right after a dense or
+        conv2d layer is applied in place to that layer's fresh output (same
+        bits as the separate layer, one memory pass and no allocation fewer).
+        """
+        i = start
+        while i < len(self.layers):
+            layer = self.layers[i]
+            y = _run_layer(layer, x, precision, str(i))
+            if (precision == "fast" and layer.kind in ("dense", "conv2d")
+                    and i + 1 < len(self.layers) and _is_relu(self.layers[i + 1])
+                    and not np.may_share_memory(y, x)):
+                relu_inplace(y)
+                i += 1
+            x = y
+            i += 1
         return x
 
     def output_shapes(self, dtype=np.float32):

@@ -62,3 +62,28 @@ def test_max_pool_twin_nan_and_signed_zeros(dtype, k, s):
     win = xp[2, 1, 0:k[0], 0:k[1]].ravel()
     first = win[np.flatnonzero(win == win.max())[0]]
     assert a[2, 1, 0, 0].tobytes() == first.tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_inplace_twin_and_fused_forward(dtype):
+    # In-place ReLU kernel vs its twin and vs layers.relu, with -0.0, ±NaN and ±inf;
+    # then the fast forward (where it is fused after dense/conv2d) vs running the
+    # layers one by one.
+    from refcomp import Layer, Model, layers as L
+    from refcomp.kernels.elementwise import relu_inplace, relu_inplace_twin
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 70001)).astype(dtype)
+    x[0, :6] = [-0.0, 0.0, np.nan, -np.nan, np.inf, -np.inf]
+    a, b = relu_inplace(x.copy()), relu_inplace_twin(x.copy())
+    assert_bits_equal(a, b)
+    assert_bits_equal(a, L.relu(x))
+    assert_bits_equal(relu_inplace(x.copy()[:, ::2]), L.relu(x[:, ::2]))   # strided fallback
+    m = Model([Layer("conv2d", weights={"W": rng.standard_normal((4, 2, 3, 3)).astype(dtype)}),
+               Layer("activation", attrs={"function": "relu"}), Layer("flatten"),
+               Layer("dense", weights={"W": rng.standard_normal((5, 4 * 6 * 6)).astype(dtype)}),
+               Layer("activation", attrs={"function": "relu"})], input_shape=(2, 8, 8))
+    xin = rng.standard_normal((7, 2, 8, 8)).astype(dtype)
+    keep = xin.copy()
+    y = m(xin, precision="fast")
+    assert_bits_equal(y, m.forward_all(xin, precision="fast")[-1])
+    assert_bits_equal(xin, keep)                                          # input untouched

@@ -10,7 +10,8 @@ rounding to float32 the result is the correctly rounded float32 value
 except when the float64 result lies within 1 ulp of a float32 rounding
 boundary (probability about 2**-28 per element).
 
-Private: inputs are float64 arrays (any shape); outputs are new float64 arrays.
+Private: inputs are float64 arrays (any shape); outputs are new float64 arrays
+(except ``relu_inplace``, an exact selection in the array dtype).
 """
 
 import math
@@ -18,7 +19,8 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["exp64", "tanh64", "sigmoid64", "exp64_twin", "tanh64_twin", "sigmoid64_twin"]
+__all__ = ["exp64", "tanh64", "sigmoid64", "exp64_twin", "tanh64_twin", "sigmoid64_twin",
+           "relu_inplace", "relu_inplace_twin"]
 
 
 @numba.njit(cache=True)
@@ -117,3 +119,37 @@ def tanh64_twin(x):
 def sigmoid64_twin(x):
     """Python-``math`` twin of :func:`sigmoid64`."""
     return _py_map(_safe(_py_sigmoid), x)
+
+
+# -- ReLU in place (precision="fast" fusion after dense / conv2d) ----------------------
+@numba.njit(cache=True, parallel=True)
+def _relu_inplace_kernel(flat):
+    n = flat.size
+    zero = flat.dtype.type(0)
+    for t in numba.prange((n + 65535) // 65536):
+        for i in range(t * 65536, min(n, (t + 1) * 65536)):
+            v = flat[i]
+            # v > 0 keeps v; NaN keeps its bits (np.maximum returns the NaN
+            # operand); everything else, -0.0 included, becomes +0.0.
+            flat[i] = v if (v > zero) | (v != v) else zero
+
+
+def relu_inplace(y):
+    """``y[...] = relu(y)`` in place, the bits of :func:`refcomp.layers.relu`.
+
+    ``y``: float32/float64 array that the caller owns (a fresh layer output).
+    C-contiguous arrays run in parallel chunks (elements are independent);
+    others fall back to the twin.  Returns ``y``.
+    """
+    if y.flags.c_contiguous:
+        _relu_inplace_kernel(y.reshape(-1))
+    else:
+        relu_inplace_twin(y)
+    return y
+
+
+def relu_inplace_twin(y):
+    """NumPy twin of :func:`relu_inplace` (the two operations of ``layers.relu``)."""
+    np.maximum(y, y.dtype.type(0), out=y)
+    y += y.dtype.type(0)
+    return y

@@ -18,23 +18,28 @@ __all__ = ["max_pool_nchw", "max_pool_nchw_twin"]
 
 @numba.njit(cache=True, parallel=True)
 def _max_pool_kernel(xp, out, kh, kw, sh, sw):
+    # Window elements are visited in row-major order (i, j) for a whole
+    # output row at a time: the per-element rule becomes a select, so the
+    # innermost loop over x has no data-dependent branch and vectorises.
+    # Each output still sees its window in the same order: same bits.
     n, c, oh, ow = out.shape
     for b in numba.prange(n):
         for ch in range(c):
             for y in range(oh):
+                row = out[b, ch, y]
+                src = xp[b, ch, y * sh]
                 for x in range(ow):
-                    r0, c0 = y * sh, x * sw
-                    m = xp[b, ch, r0, c0]
-                    for i in range(kh):
-                        for j in range(kw):
-                            if i == 0 and j == 0:
-                                continue
-                            v = xp[b, ch, r0 + i, c0 + j]
-                            if m != m:
-                                pass
-                            elif v != v or v > m:
-                                m = v
-                    out[b, ch, y, x] = m
+                    row[x] = src[x * sw]
+                for i in range(kh):
+                    src = xp[b, ch, y * sh + i]
+                    for j in range(kw):
+                        if i == 0 and j == 0:
+                            continue
+                        for x in range(ow):
+                            v = src[x * sw + j]
+                            m = row[x]
+                            take = (m == m) & ((v != v) | (v > m))
+                            row[x] = v if take else m
 
 
 def max_pool_nchw(xp, kh, kw, sh, sw, oh, ow):

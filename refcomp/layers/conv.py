@@ -54,10 +54,10 @@ def _pad(xc, pads, dtype):
     return np.pad(xc, ((0, 0), (0, 0), (t, bo), (le, r)))
 
 
-def _im2col_conv_fast(xp, W, b, stride, dilation, groups, chunk_bytes=1 << 25):
+def _im2col_conv_fast(xp, W, b, stride, dilation, groups, chunk_bytes=1 << 24):
     # Channels-last im2col gathered straight from NCHW (kernels.im2col), one
     # BLAS GEMM per group, results scattered back to NCHW with the bias; in
-    # batch chunks so the column matrix stays around 32 MB whatever the batch.
+    # batch chunks so the column matrix stays around 16 MB whatever the batch.
     from ..kernels.im2col import im2col_nchw, scatter_nchw
     n, c, hp, wp = xp.shape
     o, cg, kh, kw = W.shape
