@@ -713,21 +713,28 @@ def _dp_prefix_py(y, cnt):
     return Q
 
 
-def _dp_cost(Q, a, b):
-    """SSE of distinct values a..b (inclusive) around their mean, clamped at 0."""
-    w = Q[b + 1, 4] - Q[a, 4]
-    s1 = (Q[b + 1, 0] - Q[a, 0]) + (Q[b + 1, 1] - Q[a, 1])
-    s2 = (Q[b + 1, 2] - Q[a, 2]) + (Q[b + 1, 3] - Q[a, 3])
+def _dp_cost(Q, a, e):
+    """SSE of distinct values a..e-1 around their mean, clamped at 0 (``e``
+    exclusive, so unsigned indices need no ``+ 1``)."""
+    w = Q[e, 4] - Q[a, 4]
+    s1 = (Q[e, 0] - Q[a, 0]) + (Q[e, 1] - Q[a, 1])
+    s2 = (Q[e, 2] - Q[a, 2]) + (Q[e, 3] - Q[a, 3])
     c = s2 - s1 * s1 / w
     return c if c > 0.0 else 0.0
 
 
 def _row_min(prev, Q, olo, stop, mid):
     """Leftmost argmin over j in [olo, stop] of D[c-1][j-1] + cost(j, mid)."""
-    best = prev[olo - 1] + _dp_cost(Q, olo, mid)
+    # Unsigned indices: Numba then skips the negative-index wraparound test
+    # on each of the 11 loads per entry (about 25 % of the loop's time).
+    # olo >= 1, so j - 1 never wraps.
+    e = np.uint64(mid) + np.uint64(1)
+    one = np.uint64(1)
+    best = prev[np.uint64(olo) - one] + _dp_cost(Q, np.uint64(olo), e)
     bj = olo
     for j in range(olo + 1, stop + 1):
-        v = prev[j - 1] + _dp_cost(Q, j, mid)
+        ju = np.uint64(j)
+        v = prev[ju - one] + _dp_cost(Q, ju, e)
         if v < best:
             best = v
             bj = j
@@ -826,7 +833,7 @@ def _optimal_dp_py(y, cnt, ccum, k):
     cur = np.empty(m)
     arg = np.zeros((k, m), np.int32)
     for i in range(m):
-        prev[i] = _dp_cost(Q, 0, i)
+        prev[i] = _dp_cost(Q, 0, i + 1)
     for c in range(1, k):
         for i in range(c):
             cur[i] = np.inf
