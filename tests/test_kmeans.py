@@ -305,6 +305,14 @@ def test_block_prefix_twin():
         emin, n_limbs = K.exact_layout(u)
         assert_bits_equal(K.block_prefix(u, cnt, emin, n_limbs),
                           K.block_prefix_twin(u, cnt, emin, n_limbs))
+    # The kernel reads IEEE bit fields, the twin frexp/ldexp: subnormals (the
+    # smallest ±5e-324 too), the largest subnormal and mixed signs.
+    x = np.concatenate([rng.standard_normal(400) * 1e-310, rng.standard_normal(400),
+                        [5e-324, -5e-324, 2.225073858507201e-308, -1.0, 1.0]])
+    u, cnt, _ = _prep(x)
+    emin, n_limbs = K.exact_layout(u)
+    assert_bits_equal(K.block_prefix(u, cnt, emin, n_limbs),
+                      K.block_prefix_twin(u, cnt, emin, n_limbs))
 
 
 def test_layout_prefix_thread_count_does_not_matter():

@@ -199,6 +199,38 @@ def _limbs_to_float(acc, emin, work):
     return -val if neg else val
 
 
+@numba.njit(cache=True, inline="always")
+def _add_entry_bits(acc, b, cnt, emin):
+    """:func:`_add_entry` on the IEEE bits ``b`` of a float64: the same
+    (mantissa, exponent) pair as frexp/ldexp, subnormals normalised to a
+    53-bit mantissa, so the limbs are identical; no libm call."""
+    ef = np.int64((b >> np.uint64(52)) & np.uint64(0x7FF))
+    mant = np.int64(b & np.uint64((1 << 52) - 1))
+    if ef == 0:
+        if mant == 0:
+            return
+        e2 = np.int64(-1074)
+        while mant < (np.int64(1) << 52):
+            mant <<= 1
+            e2 -= 1
+    else:
+        mant |= np.int64(1) << 52
+        e2 = ef - 1075
+    if b >> np.uint64(63):
+        cnt = -cnt
+    s = e2 - emin
+    if s < 0:
+        mant >>= -s
+        s = 0
+    q = s // _LB
+    r = s - q * _LB
+    m0 = (mant & _MASK) << r
+    t = ((mant >> _LB) << r) + (m0 >> _LB)
+    acc[q] += (m0 & _MASK) * cnt
+    acc[q + 1] += (t & _MASK) * cnt
+    acc[q + 2] += (t >> _LB) * cnt
+
+
 @numba.njit(cache=True, parallel=True)
 def block_prefix(u, cnt, emin, n_limbs):
     """P[q] = exact Σ_{j < q·BLOCK} cnt[j]·u[j] as limbs, shape (m // BLOCK + 1, n_limbs).
@@ -210,10 +242,11 @@ def block_prefix(u, cnt, emin, n_limbs):
     m = u.size
     nq = m // BLOCK + 1
     P = np.zeros((nq, n_limbs), np.int64)
+    ub = u.view(np.uint64)
     for q in numba.prange(1, nq):
         row = P[q]
         for j in range((q - 1) * BLOCK, q * BLOCK):
-            _add_entry(row, u[j], cnt[j], emin)
+            _add_entry_bits(row, ub[j], cnt[j], emin)
     for q in range(2, nq):
         for i in range(n_limbs):
             P[q, i] += P[q - 1, i]
@@ -464,9 +497,11 @@ def _cell_codes_kernel(x, starts, out):
             b = min(n, a + 4096)
             buf = np.zeros(b - a, np.int32)
             for j in range(1, k):
-                s = starts[j]
+                # starts are data values (or +inf), so they are exact in the
+                # dtype of x and the comparison can stay in that dtype.
+                s = x.dtype.type(starts[j])
                 for i in range(a, b):
-                    buf[i - a] += np.float64(x[i]) >= s
+                    buf[i - a] += x[i] >= s
             for i in range(a, b):
                 out[i] = buf[i - a]
         return
@@ -487,6 +522,10 @@ def _cell_codes_kernel(x, starts, out):
 
 def cell_codes(x, starts, code_dtype):
     """Cell index of every element of flat ``x``: the last i with starts[i] <= x.
+
+    ``starts`` (float64, sorted) must hold values exactly representable in
+    the dtype of ``x`` (cell minima taken from the data) or +inf: for k <= 32
+    the comparisons run in that dtype.
 
     ``starts[i]`` is the smallest value of cell i (+inf for empty trailing
     cells; an empty cell repeats the next start so the later cell wins).
