@@ -559,9 +559,14 @@ def kmeanspp(u, cnt, first, randoms):
     for j in range(m):
         t = u[j] - centres[0]
         d2[j] = t * t
+    first_changed = 0
     for c in range(1, k):
-        acc = 0.0
-        for j in range(m):
+        # The running sum is a sequential chain; entries before the first D²
+        # that changed in the last step have the same inputs in the same
+        # order, so their sums are kept and only the tail is recomputed
+        # (same bits as a full pass, about half the work).
+        acc = cum[first_changed - 1] if first_changed > 0 else 0.0
+        for j in range(first_changed, m):
             acc += np.float64(cnt[j]) * d2[j]
             cum[j] = acc
         if acc == 0.0:
@@ -580,8 +585,17 @@ def kmeanspp(u, cnt, first, randoms):
         if lo > m - 1:
             lo = m - 1
         centres[c] = u[lo]
+        cu = u[lo]
+        first_changed = m
         for j in range(m):
-            t = u[j] - u[lo]
+            t = u[j] - cu
+            t = t * t
+            if t < d2[j]:
+                d2[j] = t
+                first_changed = j
+                break
+        for j in range(first_changed + 1, m):
+            t = u[j] - cu
             t = t * t
             if t < d2[j]:
                 d2[j] = t
