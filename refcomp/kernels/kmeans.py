@@ -126,17 +126,11 @@ def exact_layout_twin(x):
     return emin, (int(e.max()) - emin + 53 + 34) // _LB + 4
 
 
-@numba.njit(cache=True)
-def _add_entry(acc, x, cnt, emin):
-    """acc += cnt · x exactly (cnt may be negative, |cnt| < 2**32)."""
-    if x == 0.0:
-        return
-    fr, e = math.frexp(x)
-    mant = np.int64(math.ldexp(fr, 53))
-    if mant < 0:
-        mant = -mant
-        cnt = -cnt
-    s = np.int64(e) - 53 - emin
+@numba.njit(cache=True, inline="always")
+def _add_scaled(acc, mant, e2, cnt, emin):
+    """acc += cnt · mant · 2**e2 exactly (0 <= mant < 2**53, 2**e2 a
+    multiple of 2**emin for the set bits of mant)."""
+    s = e2 - emin
     if s < 0:
         mant >>= -s                     # exact: the dropped bits are zero by choice of emin
         s = 0
@@ -147,6 +141,19 @@ def _add_entry(acc, x, cnt, emin):
     acc[q] += (m0 & _MASK) * cnt
     acc[q + 1] += (t & _MASK) * cnt
     acc[q + 2] += (t >> _LB) * cnt
+
+
+@numba.njit(cache=True)
+def _add_entry(acc, x, cnt, emin):
+    """acc += cnt · x exactly (cnt may be negative, |cnt| < 2**32)."""
+    if x == 0.0:
+        return
+    fr, e = math.frexp(x)
+    mant = np.int64(math.ldexp(fr, 53))
+    if mant < 0:
+        mant = -mant
+        cnt = -cnt
+    _add_scaled(acc, mant, np.int64(e) - 53, cnt, emin)
 
 
 @numba.njit(cache=True)
@@ -218,17 +225,7 @@ def _add_entry_bits(acc, b, cnt, emin):
         e2 = ef - 1075
     if b >> np.uint64(63):
         cnt = -cnt
-    s = e2 - emin
-    if s < 0:
-        mant >>= -s
-        s = 0
-    q = s // _LB
-    r = s - q * _LB
-    m0 = (mant & _MASK) << r
-    t = ((mant >> _LB) << r) + (m0 >> _LB)
-    acc[q] += (m0 & _MASK) * cnt
-    acc[q + 1] += (t & _MASK) * cnt
-    acc[q + 2] += (t >> _LB) * cnt
+    _add_scaled(acc, mant, e2, cnt, emin)
 
 
 @numba.njit(cache=True, parallel=True)
@@ -797,6 +794,26 @@ def _row_min(prev, Q, olo, stop, mid):
 _DC_TASKS = 64                # segments split breadth-first before the parallel part
 
 
+def _split_segment(prev, Q, cur, arg, src, s, dst, n):
+    """Solve the middle row of segment ``src[s] = (lo, hi, olo, ohi)`` and
+    write its non-empty halves to ``dst[n]``, ``dst[n + 1]`` (``dst`` may be
+    ``src``: the segment is read first).  Returns the new count."""
+    lo = src[s, 0]
+    hi = src[s, 1]
+    olo = src[s, 2]
+    ohi = src[s, 3]
+    mid = (lo + hi) >> 1
+    best, bj = _row_min(prev, Q, olo, min(mid, ohi), mid)
+    cur[mid] = best
+    arg[mid] = bj
+    for half in ((lo, mid - 1, olo, bj), (mid + 1, hi, bj, ohi)):
+        if half[0] <= half[1]:
+            for t in range(4):
+                dst[n, t] = half[t]
+            n += 1
+    return n
+
+
 def _dc_row(prev, Q, cur, arg, c, m):
     """One DP row by monotone divide and conquer (Grønlund et al. 2017 §2.2).
 
@@ -820,57 +837,16 @@ def _dc_row(prev, Q, cur, arg, c, m):
     while 0 < nseg < _DC_TASKS:
         nn = 0
         for s in range(nseg):
-            lo = seg[s, 0]
-            hi = seg[s, 1]
-            olo = seg[s, 2]
-            ohi = seg[s, 3]
-            mid = (lo + hi) >> 1
-            best, bj = _row_min(prev, Q, olo, min(mid, ohi), mid)
-            cur[mid] = best
-            arg[mid] = bj
-            if lo < mid:
-                nxt[nn, 0] = lo
-                nxt[nn, 1] = mid - 1
-                nxt[nn, 2] = olo
-                nxt[nn, 3] = bj
-                nn += 1
-            if mid < hi:
-                nxt[nn, 0] = mid + 1
-                nxt[nn, 1] = hi
-                nxt[nn, 2] = bj
-                nxt[nn, 3] = ohi
-                nn += 1
+            nn = _split_segment(prev, Q, cur, arg, seg, s, nxt, nn)
         seg, nxt = nxt, seg
         nseg = nn
     for s in numba.prange(nseg):
         st = np.empty((128, 4), np.int64)         # depth <= log2(m) + 1 < 64
-        st[0, 0] = seg[s, 0]
-        st[0, 1] = seg[s, 1]
-        st[0, 2] = seg[s, 2]
-        st[0, 3] = seg[s, 3]
+        for t in range(4):
+            st[0, t] = seg[s, t]
         top = 1
         while top > 0:
-            top -= 1
-            lo = st[top, 0]
-            hi = st[top, 1]
-            olo = st[top, 2]
-            ohi = st[top, 3]
-            mid = (lo + hi) >> 1
-            best, bj = _row_min(prev, Q, olo, min(mid, ohi), mid)
-            cur[mid] = best
-            arg[mid] = bj
-            if mid < hi:
-                st[top, 0] = mid + 1
-                st[top, 1] = hi
-                st[top, 2] = bj
-                st[top, 3] = ohi
-                top += 1
-            if lo < mid:
-                st[top, 0] = lo
-                st[top, 1] = mid - 1
-                st[top, 2] = olo
-                st[top, 3] = bj
-                top += 1
+            top = _split_segment(prev, Q, cur, arg, st, top - 1, st, top - 1)
     return 0
 
 
@@ -917,7 +893,8 @@ _two_prod_nb = _jit_rebound(_two_prod, _split=_split_nb)
 _dp_cost_nb = numba.njit(cache=True, inline="always")(_dp_cost)
 _dp_prefix_nb = _jit_rebound(_dp_prefix_py, _two_sum=_two_sum_nb, _two_prod=_two_prod_nb)
 _row_min_nb = _jit_rebound(_row_min, inline="always", _dp_cost=_dp_cost_nb)
-_dc_row_nb = _jit_rebound(_dc_row, parallel=True, _row_min=_row_min_nb)
+_split_segment_nb = _jit_rebound(_split_segment, inline="always", _row_min=_row_min_nb)
+_dc_row_nb = _jit_rebound(_dc_row, parallel=True, _split_segment=_split_segment_nb)
 _optimal_dp_nb = _jit_rebound(_optimal_dp_py, _dp_cost=_dp_cost_nb, _dp_prefix_py=_dp_prefix_nb,
                               _dc_row=_dc_row_nb)
 
