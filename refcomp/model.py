@@ -18,7 +18,8 @@ from ._errors import FormatError, ParameterError, ShapeError
 from ._validate import as_float_array, check_choice, describe
 from .kernels.elementwise import relu_inplace
 
-__all__ = ["Layer", "Model", "LAYER_KINDS", "materialize"]
+__all__ = ["Layer", "Model", "LAYER_KINDS", "materialize", "weight_shape_problem",
+           "check_shapes"]
 
 #: kind -> (required weights, optional weights, attribute defaults)
 LAYER_KINDS = {
@@ -40,6 +41,119 @@ LAYER_KINDS = {
                                                           "return_sequences": True}),
     "residual": ((), ("index_map",), {"layout": "NCHW"}),
 }
+
+
+#: gates per recurrent kind: W_ih is (G*H, F), W_hh (G*H, H), biases (G*H,)
+RNN_GATES = {"lstm": 4, "gru": 3, "mgu": 2, "simple_rnn": 1}
+
+
+def _wshape(v):
+    """Shape of a weight as the layer sees it (a CSR's ``weight_shape``), or None."""
+    shape = getattr(v, "weight_shape", None)
+    if shape is None:
+        shape = getattr(v, "shape", None)
+    return None if shape is None else tuple(int(s) for s in shape)
+
+
+def _fmt(shape):
+    inner = ", ".join(str(s) for s in shape)
+    return f"({inner},)" if len(shape) == 1 else f"({inner})"
+
+
+def _quote(wname):
+    return repr(wname)
+
+
+def weight_shape_problem(kind, weights, attrs=None, *, name=_quote):
+    """First inconsistency among the weight shapes of one layer, or None.
+
+    The checks need no input shape: they compare the weights of one layer
+    with each other.
+
+    ========== ==============================================================
+    dense      ``W`` 2-D (out, in); ``b`` (out,)
+    conv2d     ``W`` 4-D (O, C/groups, kh, kw) with ``groups`` dividing O;
+               ``b`` (O,)
+    batch_norm ``gamma`` 1-D (C,); ``beta``, ``mean``, ``var`` (C,)
+    recurrent  ``W_hh`` (G*H, H), ``W_ih`` (G*H, F), ``b_ih``, ``b_hh``
+               (G*H,) with G = 4 (lstm), 3 (gru), 2 (mgu), 1 (simple_rnn)
+    residual   ``index_map`` 1-D
+    ========== ==============================================================
+
+    Parameters
+    ----------
+    kind : str
+        A key of :data:`LAYER_KINDS`.
+    weights : mapping str -> array-like
+        Weights by refcomp name; anything with ``shape`` (ndarrays,
+        compressed weights, CSR matrices by their ``weight_shape``).
+    attrs : mapping, optional
+        Layer attributes (``groups`` of conv2d).
+    name : callable, optional
+        ``name(weight_name) -> str`` used in the message (default: the
+        quoted refcomp name), e.g. to name a PyTorch tensor instead.
+
+    Returns
+    -------
+    str or None
+        ``"weight 'b' has shape (5,), expected (128,) (...)"``, naming the
+        offending weight, its shape and the expected shape.
+    """
+    sh = {k: _wshape(v) for k, v in weights.items() if v is not None}
+
+    def bad(w, expected, why):
+        exp = expected if isinstance(expected, str) else _fmt(expected)
+        return f"weight {name(w)} has shape {_fmt(sh[w])}, expected {exp} ({why})"
+
+    def known(*ws):
+        return all(sh.get(w) is not None for w in ws)
+
+    if kind == "dense" and known("W"):
+        W = sh["W"]
+        if len(W) != 2:
+            return bad("W", "2 dimensions (out, in)", "dense weight")
+        if known("b") and sh["b"] != (W[0],):
+            hint = ("; is the weight transposed? refcomp and PyTorch store (out, in)"
+                    if sh["b"] == (W[1],) else "")
+            return bad("b", (W[0],), f"one bias per output row of {name('W')} {_fmt(W)}{hint}")
+    elif kind == "conv2d" and known("W"):
+        W = sh["W"]
+        if len(W) != 4:
+            return bad("W", "4 dimensions (O, C/groups, kh, kw)", "conv2d weight, OIHW")
+        groups = (attrs or {}).get("groups", 1)
+        if isinstance(groups, int) and groups > 0 and W[0] % groups:
+            return bad("W", f"(O, C/groups, kh, kw) with O a multiple of groups={groups}",
+                       "grouped convolution")
+        if known("b") and sh["b"] != (W[0],):
+            return bad("b", (W[0],), f"one bias per output channel of {name('W')} {_fmt(W)}")
+    elif kind == "batch_norm" and known("gamma"):
+        g = sh["gamma"]
+        if len(g) != 1:
+            return bad("gamma", "1 dimension (C,)", "one scale per channel")
+        for w in ("beta", "mean", "var"):
+            if known(w) and sh[w] != g:
+                return bad(w, g, f"one per channel, as {name('gamma')} {_fmt(g)}")
+    elif kind in RNN_GATES and known("W_hh"):
+        G, R = RNN_GATES[kind], sh["W_hh"]
+        gates = f"{G}*H" if G > 1 else "H"
+        if len(R) != 2:
+            return bad("W_hh", f"2 dimensions ({gates}, H)", f"{kind} recurrent weight")
+        H = R[1]
+        if R != (G * H, H):
+            return bad("W_hh", (G * H, H), f"({gates}, H) with H = {H} from its columns")
+        if known("W_ih"):
+            Wi = sh["W_ih"]
+            if len(Wi) != 2 or Wi[0] != G * H:
+                F = Wi[-1] if Wi else "F"
+                return bad("W_ih", f"({G * H}, {F})" if len(Wi) == 2 else f"({G * H}, F)",
+                           f"({gates}, features) with H = {H} from {name('W_hh')} {_fmt(R)}")
+        for w in ("b_ih", "b_hh"):
+            if known(w) and sh[w] != (G * H,):
+                return bad(w, (G * H,), f"({gates},) with H = {H} from {name('W_hh')} "
+                                        f"{_fmt(R)}")
+    elif kind == "residual" and known("index_map") and len(sh["index_map"]) != 1:
+        return bad("index_map", "1 dimension", "kept channel indices")
+    return None
 
 
 def materialize(w):
@@ -91,6 +205,9 @@ class Layer:
                                   f"expected {list(required + optional)}")
             if weights[k] is None:
                 del weights[k]
+        problem = weight_shape_problem(kind, weights, merged)
+        if problem:
+            raise FormatError(f"layer {self.name!r} ({kind}): {problem}")
         self.weights = weights
         if kind == "residual":
             self.layers = list(layers or [])
@@ -213,6 +330,125 @@ def _run_layer(layer, x, precision, path):
         raise type(exc)(f"layer {path} ({layer.kind} {layer.name!r}): {msg}") from None
 
 
+def _layer_ref(path, layer):
+    return f"layer {path} ({layer.kind} {layer.name!r})"
+
+
+def check_shapes(layers, *, name=None, prefix=""):
+    """Check weight shapes without an input shape: within each layer and between layers.
+
+    Within a layer see :func:`weight_shape_problem`.  Between layers, the
+    feature or channel count produced by a dense, conv2d or recurrent layer
+    is followed through activations, dropout, batch_norm, pooling (same
+    layout) and residual blocks to the next weighted layer, which must
+    consume exactly that many:
+
+    * dense or recurrent after dense or recurrent: ``W.shape[1]`` (``W_ih``
+      columns) equals the previous output size;
+    * conv2d after conv2d (same layout): ``C/groups * groups`` equals the
+      previous output channels;
+    * batch_norm: its length equals the incoming features or channels;
+    * a residual block's output matches its shortcut (or its ``index_map``).
+
+    Flatten and reshape end the chain (the size after them depends on the
+    input's spatial size); with an ``input_shape`` a :class:`Model` checks
+    everything by a zero-batch forward pass instead.
+
+    Parameters
+    ----------
+    layers : list of Layer
+    name : callable, optional
+        ``name(path, layer, weight_name) -> str`` naming a weight in messages
+        (default: the quoted refcomp weight name).
+    prefix : str
+        Path prefix of ``layers`` (``"3/"`` inside residual block 3).
+
+    Raises
+    ------
+    FormatError
+        A layer whose own weights disagree (e.g. a bias of the wrong length).
+    ShapeError
+        Two layers whose shapes do not fit, naming both layers, the weight,
+        its shape and the expected shape.
+    """
+    _chain(list(layers), None, name or (lambda path, layer, w: repr(w)), prefix)
+
+
+def _chain(layers, state, name, prefix):
+    """Walk ``layers`` from ``state`` = (axis, n, layout, source) or None; return the end state.
+
+    axis is "last" (the features of a dense / recurrent output) or "chan" (the
+    channels of an image in ``layout``); source describes the producing layer.
+    """
+    for i, layer in enumerate(layers):
+        path = f"{prefix}{i}"
+        k, a = layer.kind, layer.attrs
+
+        def nm(w, path=path, layer=layer):
+            return name(path, layer, w)
+        problem = weight_shape_problem(k, layer.weights, a, name=nm)
+        if problem:
+            raise FormatError(f"{_layer_ref(path, layer)}: {problem}")
+        sh = {w: _wshape(v) for w, v in layer.weights.items()}
+
+        def need(w, got, expected, n, what):
+            raise ShapeError(f"{_layer_ref(path, layer)}: weight {nm(w)} has shape {_fmt(got)}, "
+                             f"expected {expected}: its {what} must equal the {n} "
+                             f"{'channels' if state[0] == 'chan' else 'features'} produced "
+                             f"by {state[3]}")
+        if k == "dense":
+            W = sh["W"]
+            if W is None:
+                state = None
+                continue
+            if state and state[0] == "last" and W[1] != state[1]:
+                need("W", W, _fmt((W[0], state[1])), state[1], "input size (columns)")
+            state = ("last", W[0], None, _layer_ref(path, layer))
+        elif k == "conv2d":
+            W = sh["W"]
+            if W is None:
+                state = None
+                continue
+            g = a["groups"] if isinstance(a["groups"], int) else 1
+            if state and state[0] == "chan" and state[2] == a["layout"] \
+                    and W[1] * g != state[1]:
+                exp = _fmt((W[0], state[1] // g) + W[2:]) if state[1] % g == 0 else \
+                    f"(O, C/groups, kh, kw) with groups={g} dividing C"
+                need("W", W, exp, state[1], f"input channels (axis 1) x groups={g}")
+            state = ("chan", W[0], a["layout"], _layer_ref(path, layer))
+        elif k == "batch_norm":
+            c = sh["gamma"]
+            if state and c is not None and (state[0] == "last" or state[2] == a["layout"]) \
+                    and c[0] != state[1]:
+                need("gamma", c, _fmt((state[1],)), state[1], "length")
+        elif k in RNN_GATES:
+            Wi, Wh = sh["W_ih"], sh["W_hh"]
+            if state and state[0] == "last" and Wi is not None and Wi[1] != state[1]:
+                need("W_ih", Wi, _fmt((Wi[0], state[1])), state[1], "input size (columns)")
+            state = None if Wh is None else ("last", Wh[1], None, _layer_ref(path, layer))
+        elif k in ("max_pool2d", "avg_pool2d"):
+            if not (state and state[0] == "chan" and state[2] == a["layout"]):
+                state = None
+        elif k in ("flatten", "reshape"):
+            state = None
+        elif k == "residual":
+            end = _chain(layer.layers or [], state, name, f"{path}/")
+            idx = sh.get("index_map")
+            if end and idx is not None and end[1] != idx[0]:
+                raise ShapeError(f"{_layer_ref(path, layer)}: the block ends with {end[1]} "
+                                 f"{'channels' if end[0] == 'chan' else 'features'} "
+                                 f"({end[3]}) but its index_map has {idx[0]} entries")
+            if end and idx is None and state and end[0] == state[0] and end[1] != state[1]:
+                raise ShapeError(f"{_layer_ref(path, layer)}: the block ends with {end[1]} "
+                                 f"{'channels' if end[0] == 'chan' else 'features'} "
+                                 f"({end[3]}) but the shortcut carries {state[1]} (from "
+                                 f"{state[3]}) and there is no index_map")
+            if state is None and idx is None:
+                state = end
+        # activation, dropout: shapes unchanged
+    return state
+
+
 class Model:
     """An ordered sequence of :class:`Layer` objects.
 
@@ -223,7 +459,10 @@ class Model:
     input_shape : tuple of int, optional
         Shape of one input sample (without the batch axis).  When given,
         shapes are checked between consecutive layers at construction and
-        on load.
+        on load by a zero-batch forward pass (:class:`ShapeError`); without
+        it, by :func:`check_shapes` as far as decidable without the input
+        shape.  Each layer's own weights are always checked
+        (:func:`weight_shape_problem`, :class:`FormatError`).
     metadata : dict, optional
         JSON-able provenance (seeds, versions, accuracy...), saved with the model.
     """
@@ -237,8 +476,13 @@ class Model:
         self.name = str(name)
         self.input_shape = None if input_shape is None else tuple(int(s) for s in input_shape)
         self.metadata = dict(metadata or {})
+        self._check()
+
+    def _check(self):
         if self.input_shape is not None:
             self.output_shapes()
+        else:
+            check_shapes(self.layers)
 
     # -- structure --------------------------------------------------------------
     def named_layers(self):
@@ -281,8 +525,7 @@ class Model:
                 layer.weights.pop(wname, None)
             else:
                 layer.weights[wname] = value
-        if new.input_shape is not None:
-            new.output_shapes()
+        new._check()
         return new
 
     def n_params(self):

@@ -2,6 +2,10 @@
 nn.Sequential (needs torch)."""
 
 import json
+import os
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -67,15 +71,101 @@ def test_missing_tensor():
         from_state_dict(sd, SPECS["digits_lstm"], input_shape=(8, 8))
 
 
-def test_misshaped_tensor():
-    sd = _lstm_sd()
-    sd["fc.weight"] = np.ascontiguousarray(sd["fc.weight"].T)     # (in, out): Keras layout
-    with pytest.raises(FormatError, match="does not fit"):
-        from_state_dict(sd, SPECS["digits_lstm"], input_shape=(8, 8))
-    sd = _lstm_sd()
-    sd["rnn.weight_ih_l0"] = sd["rnn.weight_ih_l0"][:-1]
-    with pytest.raises(FormatError):
-        from_state_dict(sd, SPECS["digits_lstm"], input_shape=(8, 8))
+def _mlp_sd():
+    return to_state_dict(refcomp.load(DATA / "digits_mlp.h5"))
+
+
+def _cnn_sd():
+    return to_state_dict(refcomp.load(DATA / "digits_cnn.h5"))
+
+
+def _cut(a, sl):
+    return np.ascontiguousarray(a[sl])
+
+
+# Mis-shaped tensors: (model, tensor, edit, message pattern).  Each is rejected with
+# and without an input shape: the checks within a layer (bias vs weight rows, gate
+# blocks of W_ih / W_hh / biases) and between layers (dense after dense or LSTM, conv
+# after conv) need no input shape.  The message names the tensor, its shape and the
+# expected shape.
+MISSHAPED = [
+    ("digits_mlp", "1.bias", lambda a: a[:5],
+     r"'1\.bias' has shape \(5,\), expected \(128,\)"),
+    ("digits_mlp", "3.weight", lambda a: _cut(a, np.s_[:, :100]),
+     r"'3\.weight' has shape \(64, 100\), expected \(64, 128\).*layer 1 \(dense '1'\)"),
+    ("digits_lstm", "rnn.weight_ih_l0", lambda a: a[:-1],
+     r"'rnn\.weight_ih_l0' has shape \(255, 8\), expected \(256, 8\)"),
+    ("digits_lstm", "rnn.weight_hh_l0", lambda a: a[:-1],
+     r"'rnn\.weight_hh_l0' has shape \(255, 64\), expected \(256, 64\)"),
+    ("digits_lstm", "fc.weight", lambda a: np.ascontiguousarray(a.T),    # Keras (in, out)
+     r"'fc\.bias' has shape \(10,\), expected \(64,\).*'fc\.weight' \(64, 10\).*transposed"),
+    ("digits_lstm", "rnn.bias_hh_l0", lambda a: a[:3],
+     r"'rnn\.bias_hh_l0' has shape \(3,\), expected \(256,\)"),
+    ("digits_lstm", "fc.weight", lambda a: _cut(a, np.s_[:, :32]),
+     r"'fc\.weight' has shape \(10, 32\), expected \(10, 64\).*lstm 'rnn'"),
+    ("digits_gru", "rnn.bias_ih_l0", lambda a: a[:128],
+     r"'rnn\.bias_ih_l0' has shape \(128,\), expected \(192,\)"),
+    ("digits_cnn", "3.weight", lambda a: _cut(a, np.s_[:, :16]),
+     r"'3\.weight' has shape \(64, 16, 3, 3\), expected \(64, 32, 3, 3\)"),
+    ("digits_cnn", "1.bias", lambda a: a[:31],
+     r"'1\.bias' has shape \(31,\), expected \(32,\)"),
+    ("digits_cnn", "9.weight", lambda a: _cut(a, np.s_[:, :100]),
+     r"'9\.weight' has shape \(10, 100\), expected \(10, 128\)"),
+]
+
+
+def _bad_sd(model, tensor, edit):
+    sd = to_state_dict(refcomp.load(DATA / f"{model}.h5"))
+    sd[tensor] = edit(sd[tensor])
+    return sd
+
+
+@pytest.mark.parametrize("input_shape", [None, (8, 8)])
+@pytest.mark.parametrize("model,tensor,edit,match", MISSHAPED,
+                         ids=[f"{m}-{t}-{i}" for i, (m, t, _, _) in enumerate(MISSHAPED)])
+def test_misshaped_tensor(model, tensor, edit, match, input_shape):
+    sd = _bad_sd(model, tensor, edit)
+    before = {k: v.copy() for k, v in sd.items()}
+    with pytest.raises(FormatError, match=match):
+        from_state_dict(sd, SPECS[model], input_shape=input_shape)
+    for k, v in before.items():                       # the reader never modifies its input
+        assert_bits_equal(sd[k], v)
+
+
+def test_misshaped_batch_norm_and_residual():
+    rng = np.random.default_rng(0)
+    f = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    spec = [{"kind": "conv2d", "key": "c"}, {"kind": "batch_norm", "key": "bn"}, "relu",
+            {"kind": "residual", "key": "r", "layers": [{"kind": "conv2d", "key": "body"}]}]
+    good = {"c.weight": f(4, 2, 3, 3), "c.bias": f(4), "bn.weight": f(4), "bn.bias": f(4),
+            "bn.running_mean": f(4), "bn.running_var": np.ones(4, np.float32),
+            "r.body.weight": f(4, 4, 1, 1), "r.body.bias": f(4)}
+    from_state_dict(good, spec)
+    sd = dict(good, **{"bn.running_var": np.ones(3, np.float32)})
+    with pytest.raises(FormatError, match=r"'bn\.running_var' has shape \(3,\), expected "
+                                          r"\(4,\).*'bn\.weight' \(4,\)"):
+        from_state_dict(sd, spec)
+    sd = dict(good, **{"bn.weight": f(5), "bn.bias": f(5), "bn.running_mean": f(5),
+                       "bn.running_var": f(5)})
+    with pytest.raises(FormatError, match=r"'bn\.weight' has shape \(5,\), expected \(4,\)"):
+        from_state_dict(sd, spec)
+    sd = dict(good, **{"r.body.weight": f(3, 4, 1, 1), "r.body.bias": f(3)})
+    with pytest.raises(FormatError, match="block ends with 3 channels.*shortcut carries 4"):
+        from_state_dict(sd, spec)
+
+
+def test_misshaped_hdf5_model_rejected_on_load(tmp_path):
+    """refcomp.load checks the same shapes (no input_shape stored)."""
+    import h5py
+    m = refcomp.load(DATA / "digits_mlp.h5")
+    p = tmp_path / "m.h5"
+    refcomp.save(refcomp.Model(m.layers, name="m"), p)
+    with h5py.File(p, "r+") as f:
+        b = f["layers/0001/weights/b"][()]
+        del f["layers/0001/weights/b"]
+        f["layers/0001/weights"].create_dataset("b", data=b[:5]).attrs["encoding"] = "raw"
+    with pytest.raises(FormatError, match=r"weight 'b' has shape \(5,\), expected \(128,\)"):
+        refcomp.load(p)
 
 
 def test_unused_and_non_float_tensors_and_bad_spec():
@@ -150,3 +240,40 @@ def test_cli_convert_state_dict(tmp_path):
     assert main(["convert", str(tmp_path / "bad.pt"), str(out2), "--spec",
                  str(tmp_path / "spec.json"), "--input-shape", "8,8"]) == 1
     assert not out2.exists()
+
+
+@pytest.mark.parametrize("model,tensor,edit,match", MISSHAPED,
+                         ids=[f"{m}-{t}-{i}" for i, (m, t, _, _) in enumerate(MISSHAPED)])
+def test_cli_convert_misshaped_state_dict_without_input_shape(model, tensor, edit, match,
+                                                              tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    from refcomp.cli import main
+    sd = {k: torch.from_numpy(v) for k, v in _bad_sd(model, tensor, edit).items()}
+    torch.save(sd, tmp_path / "bad.pt")
+    (tmp_path / "spec.json").write_text(json.dumps(SPECS[model]))
+    out = tmp_path / "out.h5"
+    capsys.readouterr()
+    rc = main(["convert", str(tmp_path / "bad.pt"), str(out), "--spec", str(tmp_path / "spec.json")])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert len(err.splitlines()) == 1 and err.startswith("refcomp: error: ")
+    assert re.search(match, err), err
+    assert not out.exists()
+    assert sorted(os.listdir(tmp_path)) == ["bad.pt", "spec.json"]      # no temporary left
+
+
+def test_cli_console_script_misshaped_state_dict(tmp_path):
+    """The real process: exit status 1, one line on stderr, no output file."""
+    torch = pytest.importorskip("torch")
+    sd = {k: torch.from_numpy(v) for k, v in
+          _bad_sd("digits_mlp", "1.bias", lambda a: a[:5]).items()}
+    torch.save(sd, tmp_path / "bad.pt")
+    (tmp_path / "spec.json").write_text(json.dumps(SPECS["digits_mlp"]))
+    out = tmp_path / "out.h5"
+    r = subprocess.run([sys.executable, "-m", "refcomp", "convert", str(tmp_path / "bad.pt"),
+                        str(out), "--spec", str(tmp_path / "spec.json")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == [r.stderr.strip()] and "'1.bias' has shape (5,)" in r.stderr
+    assert "expected (128,)" in r.stderr
+    assert not out.exists()

@@ -2,6 +2,7 @@
 
 import h5py
 import numpy as np
+import pytest
 
 import refcomp
 from refcomp import Layer, Model
@@ -98,3 +99,59 @@ def test_plain_arrays_round_trip(tmp_path):
     for k in arrays:
         assert_bits_equal(back[k], arrays[k])
     assert list(read_arrays(tmp_path / "w.h5", pattern="a/*")) == ["a/b/kernel"]
+
+
+# -- shape checks that need no input shape ------------------------------------------------
+def test_layer_rejects_inconsistent_weights():
+    f = np.float32
+    bad = [
+        ("dense", {"W": np.zeros((3, 4), f), "b": np.zeros(2, f)}, {},
+         r"weight 'b' has shape \(2,\), expected \(3,\)"),
+        ("dense", {"W": np.zeros((3, 4, 1), f)}, {}, r"'W' has shape \(3, 4, 1\), expected 2"),
+        ("conv2d", {"W": np.zeros((4, 2, 3, 3), f), "b": np.zeros(5, f)}, {},
+         r"'b' has shape \(5,\), expected \(4,\)"),
+        ("conv2d", {"W": np.zeros((4, 2, 3, 3), f)}, {"groups": 3}, "multiple of groups=3"),
+        ("batch_norm", {"gamma": np.ones(4, f), "beta": np.ones(4, f), "mean": np.ones(3, f),
+                        "var": np.ones(4, f)}, {}, r"'mean' has shape \(3,\), expected \(4,\)"),
+        ("lstm", {"W_ih": np.zeros((16, 3), f), "W_hh": np.zeros((15, 4), f)}, {},
+         r"'W_hh' has shape \(15, 4\), expected \(16, 4\)"),
+        ("gru", {"W_ih": np.zeros((11, 3), f), "W_hh": np.zeros((12, 4), f)}, {},
+         r"'W_ih' has shape \(11, 3\), expected \(12, 3\)"),
+        ("mgu", {"W_ih": np.zeros((8, 3), f), "W_hh": np.zeros((8, 4), f),
+                 "b_hh": np.zeros(4, f)}, {}, r"'b_hh' has shape \(4,\), expected \(8,\)"),
+        ("simple_rnn", {"W_ih": np.zeros((4, 3), f), "W_hh": np.zeros((4, 4), f),
+                        "b_ih": np.zeros(3, f)}, {}, r"'b_ih' has shape \(3,\), expected \(4,\)"),
+    ]
+    for kind, weights, attrs, match in bad:
+        with pytest.raises(refcomp.FormatError, match=match):
+            Layer(kind, weights=weights, attrs=attrs)
+
+
+def test_model_checks_consecutive_layers_without_input_shape():
+    f = np.float32
+    dense = lambda o, i: Layer("dense", name=f"d{o}", weights={"W": np.zeros((o, i), f)})  # noqa
+    conv = lambda o, i, **a: Layer("conv2d", name=f"c{o}", attrs=a,  # noqa: E731
+                                   weights={"W": np.zeros((o, i, 3, 3), f)})
+    Model([dense(5, 4), Layer("activation", attrs={"function": "relu"}), dense(3, 5)])
+    with pytest.raises(refcomp.ShapeError, match=r"layer 2 \(dense 'd3'\): weight 'W' has shape "
+                                                 r"\(3, 6\), expected \(3, 5\).*layer 0"):
+        Model([dense(5, 4), Layer("dropout"), dense(3, 6)])
+    with pytest.raises(refcomp.ShapeError, match=r"'W' has shape \(8, 3, 3, 3\), expected "
+                                                 r"\(8, 4, 3, 3\)"):
+        Model([conv(4, 1), Layer("max_pool2d"), conv(8, 3)])
+    Model([conv(4, 1), conv(8, 2, groups=2)])                            # 2 per group x 2
+    Model([conv(4, 1), Layer("flatten"), dense(3, 77)])                  # undecidable: accepted
+    lstm = Layer("lstm", weights={"W_ih": np.zeros((8, 3), f), "W_hh": np.zeros((8, 2), f)})
+    with pytest.raises(refcomp.ShapeError, match=r"'W' has shape \(4, 3\), expected \(4, 2\)"):
+        Model([lstm, dense(4, 3)])
+    m = Model([dense(5, 4), dense(3, 5)])
+    with pytest.raises(refcomp.ShapeError, match="expected"):
+        m.replace_weights({("1", "W"): np.zeros((3, 4), f)})
+    with pytest.raises(refcomp.FormatError, match=r"'b' has shape \(4,\), expected \(3,\)"):
+        m.replace_weights({("1", "b"): np.zeros(4, f)})
+    # a valid model passes the static checks too (residual block with an index_map)
+    rich = _rich_model()
+    Model(rich.layers, input_shape=None)
+    with pytest.raises(refcomp.ShapeError, match="index_map has 2 entries"):
+        Model([rich.layers[1], Layer("residual", layers=[conv(3, 4)],
+                                     weights={"index_map": np.array([0, 2], np.int64)})])

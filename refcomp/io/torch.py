@@ -35,7 +35,7 @@ excepted) and every needed one present with the right shape: otherwise
 import numpy as np
 
 from .._errors import FormatError, RefcompError
-from ..model import LAYER_KINDS, Layer, Model
+from ..model import LAYER_KINDS, Layer, Model, check_shapes, weight_shape_problem
 
 __all__ = ["from_state_dict", "from_sequential", "to_state_dict"]
 
@@ -67,7 +67,8 @@ def _to_numpy(key, v):
     return np.array(v, copy=True)
 
 
-def _layer(entry, sd, used, where, prefix=""):
+def _layer(entry, sd, used, where, tnames, prefix=""):
+    """One spec entry -> Layer; ``tnames[id(layer)]`` records {weight: tensor name}."""
     if isinstance(entry, str):
         if entry in _ACTS:
             return Layer("activation", name=entry, attrs={"function": entry})
@@ -81,13 +82,14 @@ def _layer(entry, sd, used, where, prefix=""):
     key, name, sub = e.pop("key", None), e.pop("name", None), e.pop("layers", None)
     if kind == "gru":
         e.setdefault("reset_after", True)
-    weights = {}
+    weights, full_names = {}, {}
     if kind in _NAMES:
         if key is None:
             raise FormatError(f"spec[{where}]: a {kind} layer needs 'key' (the state-dict prefix)")
         required = LAYER_KINDS[kind][0]
         for wname, tname in _NAMES[kind].items():
             full = f"{prefix}{key}.{tname}" if key != "" else prefix + tname
+            full_names[wname] = full
             if full in sd:
                 weights[wname] = _to_numpy(full, sd[full])
                 used.add(full)
@@ -97,11 +99,18 @@ def _layer(entry, sd, used, where, prefix=""):
     layers = None
     if kind == "residual":
         inner = prefix + (f"{key}." if key else "")
-        layers = [_layer(s, sd, used, f"{where}/{i}", inner) for i, s in enumerate(sub or [])]
+        layers = [_layer(s, sd, used, f"{where}/{i}", tnames, inner)
+                  for i, s in enumerate(sub or [])]
+    # shapes within the layer, with PyTorch's tensor names (needs no input shape)
+    problem = weight_shape_problem(kind, weights, e, name=lambda w: repr(full_names[w]))
+    if problem:
+        raise FormatError(f"spec[{where}] ({kind} {key!r}): {problem}")
     try:
-        return Layer(kind, name=name or key or kind, attrs=e, weights=weights, layers=layers)
+        layer = Layer(kind, name=name or key or kind, attrs=e, weights=weights, layers=layers)
     except RefcompError as exc:
         raise FormatError(f"spec[{where}]: {exc}") from None
+    tnames[id(layer)] = full_names
+    return layer
 
 
 def from_state_dict(state_dict, spec, *, input_shape=None, name="torch_model", metadata=None):
@@ -116,7 +125,10 @@ def from_state_dict(state_dict, spec, *, input_shape=None, name="torch_model", m
         Layer entries, see the module docstring.
     input_shape : tuple of int, optional
         Per-sample input shape; when given, every tensor shape is checked
-        against the layer chain at construction.
+        against the layer chain by a zero-batch forward pass.  Without it
+        the shapes are still checked within each layer (bias length, gate
+        blocks of recurrent weights, batch-norm parameters) and between
+        layers as far as decidable (:func:`refcomp.model.check_shapes`).
     name : str
     metadata : dict, optional
 
@@ -129,18 +141,26 @@ def from_state_dict(state_dict, spec, *, input_shape=None, name="torch_model", m
     ------
     FormatError
         a missing tensor, an unused tensor, a non-float tensor, or shapes
-        that do not fit (naming the layer and tensor).
+        that do not fit (naming the spec entry or layer, the tensor, its
+        shape and the expected shape).
     """
     if not hasattr(state_dict, "keys"):
         raise FormatError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
     if not isinstance(spec, (list, tuple)):
         raise FormatError(f"spec must be a list of layer entries, got {type(spec).__name__}")
-    used = set()
-    layers = [_layer(e, state_dict, used, str(i)) for i, e in enumerate(spec)]
+    used, tnames = set(), {}
+    layers = [_layer(e, state_dict, used, str(i), tnames) for i, e in enumerate(spec)]
     extra = sorted(k for k in state_dict.keys()
                    if k not in used and not k.endswith(_IGNORED_SUFFIXES))
     if extra:
         raise FormatError(f"state dict tensors not used by the spec: {extra}")
+    # between layers, as far as decidable without an input shape (dense after dense
+    # or LSTM, conv after conv, batch_norm length...), naming the tensors; with an
+    # input_shape, Model then checks everything else by a zero-batch forward pass
+    try:
+        check_shapes(layers, name=lambda path, layer, w: repr(tnames[id(layer)].get(w, w)))
+    except RefcompError as exc:
+        raise FormatError(f"state dict does not fit the spec: {exc}") from None
     try:
         return Model(layers, name=name, input_shape=input_shape,
                      metadata=dict(metadata or {}, source="torch"))
