@@ -155,3 +155,25 @@ def test_model_checks_consecutive_layers_without_input_shape():
     with pytest.raises(refcomp.ShapeError, match="index_map has 2 entries"):
         Model([rich.layers[1], Layer("residual", layers=[conv(3, 4)],
                                      weights={"index_map": np.array([0, 2], np.int64)})])
+
+
+def test_io_submodules_lazy_after_plain_import():
+    """``import refcomp`` imports no framework; refcomp.io.keras/.torch/.onnx load on access."""
+    import subprocess
+    import sys
+    code = ("import sys, refcomp\n"
+            "heavy = ('torch', 'onnx', 'onnxruntime', 'keras')\n"
+            "assert not [m for m in heavy if m in sys.modules], 'framework imported'\n"
+            "assert callable(refcomp.io.keras.load)\n"
+            "assert callable(refcomp.io.torch.from_state_dict)\n"
+            "assert not [m for m in heavy if m in sys.modules], 'framework imported'\n"
+            "assert refcomp.io.onnx.__name__ == 'refcomp.io.onnx'\n"
+            "assert 'keras' in dir(refcomp.io)\n"
+            "try:\n"
+            "    refcomp.io.no_such_module\n"
+            "except AttributeError as exc:\n"
+            "    assert 'no_such_module' in str(exc)\n"
+            "else:\n"
+            "    raise SystemExit('no AttributeError')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
