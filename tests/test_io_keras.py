@@ -1,13 +1,18 @@
 """Keras import from the committed golden files (h5py + json only; Keras not needed).
 
-Keras-dependent extras (layers absent from the shipped models) run only when
-keras is installed and are skipped otherwise.
+Keras-dependent extras (layers absent from the shipped models) need keras
+(the ``frameworks`` extra installs Keras 3 on Python >= 3.11) and are skipped
+without it.  Keras runs on the torch backend: this module sets
+``KERAS_BACKEND=torch`` before anything imports keras (the variable is read
+once, at keras's first import).
 """
 
 import json
 import os
 import shutil
 import zipfile
+
+os.environ["KERAS_BACKEND"] = "torch"      # before any keras import (no TensorFlow here)
 
 import h5py
 import numpy as np
@@ -255,8 +260,8 @@ def test_cli_convert_writes_nothing_on_error(tmp_path):
 
 # -- layers not in the shipped models (need keras to create the files) -----------------
 def test_more_layers_against_keras(tmp_path):
-    os.environ.setdefault("KERAS_BACKEND", "torch")
     keras = pytest.importorskip("keras")
+    assert keras.backend.backend() == "torch", "keras was imported before KERAS_BACKEND was set"
     from keras import layers as K
     rng = np.random.default_rng(0)
     inp = keras.Input((8, 8, 2))
