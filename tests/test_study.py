@@ -10,11 +10,15 @@ import numpy as np
 import pytest
 
 import refcomp
-from refcomp import Layer, Model, ParameterError, ShapeError
+from refcomp import Layer, Model, ParameterError, RefcompError, ShapeError
 from refcomp.cli import main
 from refcomp.study import (Compressed, accuracy, compression_ratio, mean_kl, parameter_mse,
                            pareto_front, register_method, run_study)
+from refcomp.study import executors
 from refcomp.study.evaluate import find_units
+from refcomp.study.run import check_study
+
+import _study_methods
 
 f32 = np.float32
 
@@ -187,15 +191,152 @@ def test_registry_plugs_new_method_by_name():
 def test_executors_identical():
     pytest.importorskip("distributed")
     from distributed import Client, LocalCluster
+    # Methods registered here, in the main process only (module-level functions
+    # of a helper module, one with an extra parameter): worker processes and
+    # Dask workers know them only through the shipped Method objects.
+    register_method("test_sign", _study_methods.sign_mean, label="SG", values=(1,))
+    register_method("test_clip", _study_methods.clipped_uniform, label="CU",
+                    extra_params={"clip": 1.0})
     m = small_model()
     x, y = small_data()
-    kw = dict(methods=("uniform",), bits=(1, 3), adaptive_bits=(1, 2), progress=False)
-    serial = run_study(m, x, y, **kw)["runs"]
+    kw = dict(methods=("uniform", "test_sign", "test_clip"), bits=(1, 3), adaptive_bits=(1, 2),
+              method_params={"test_clip": {"clip": 0.5}}, progress=False)
+    serial = run_study(m, x, y, **kw)
+    assert serial["settings"]["method_params"] == {"test_clip": {"clip": 0.5}}
+    serial = serial["runs"]
+    assert {r["method"] for r in serial} == {"uniform", "test_sign", "test_clip"}
     procs = run_study(m, x, y, workers=2, **kw)["runs"]
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster, Client(cluster) as client:
         dask = run_study(m, x, y, scheduler=client, **kw)["runs"]
     assert json.dumps(serial) == json.dumps(procs) == json.dumps(dask)
+
+
+def test_unpicklable_method_clear_error():
+    m = small_model()
+    x, y = small_data()
+    register_method("test_lambda", lambda theta, bits: _study_methods.sign_mean(theta, bits),
+                    values=(1,))
+    kw = dict(methods=("test_lambda",), bits=(1,), experiments=("whole",), progress=False)
+    assert run_study(m, x, y, **kw)["runs"]            # serial: no pickling needed
+    with pytest.raises(ParameterError, match="test_lambda.*cannot be pickled.*module level"):
+        run_study(m, x, y, workers=2, **kw)
+
+    def nested(theta, bits):
+        return _study_methods.sign_mean(theta, bits)
+    register_method("test_nested", nested, values=(1,))
+    with pytest.raises(ParameterError, match="test_nested.*cannot be pickled"):
+        check_study(m, x, y, methods=("test_nested",), workers=2)
+
+
+def test_serial_progress_advances_per_run(monkeypatch, capsys):
+    seen = []
+
+    class Recorder(executors.Progress):
+        def __init__(self, total, label, **kw):
+            super().__init__(total, label, **kw)
+            seen.append(self)
+    monkeypatch.setattr(executors, "Progress", Recorder)
+    m = small_model()
+    x, y = small_data()
+    res = run_study(m, x, y, methods=("uniform",), bits=(1, 2, 3), adaptive_bits=(1, 2),
+                    progress=None)
+    # stderr is not a terminal under pytest: quiet by default
+    assert capsys.readouterr().err == ""
+    by_label = {p.label: p for p in seen}
+    n = {"per-layer sweep": 3 * 3, "whole network": 3, "adaptive QU": 2 ** 3}
+    for label, count in n.items():
+        assert by_label[label].total == by_label[label].done == count
+    assert len(res["runs"]) == sum(n.values())
+
+
+def test_progress_bar_redraws_are_throttled(capsys):
+    bar = executors.Progress(1000, "test", enabled=True)
+    for _ in range(1000):
+        bar.update()
+    err = capsys.readouterr().err
+    assert err.endswith("1000/1000 " + err.rsplit("1000/1000 ", 1)[1]) and err.endswith("s\n")
+    assert 1 <= err.count("\r") < 100          # first and last always drawn, not 1000 times
+    executors.Progress(5, "quiet", enabled=False).update(5)
+    assert capsys.readouterr().err == ""
+
+
+def test_method_extra_params():
+    register_method("test_clip", _study_methods.clipped_uniform, label="CU",
+                    extra_params={"clip": 1.0})
+    m = small_model()
+    x, y = small_data()
+    kw = dict(methods=("test_clip",), bits=(2,), experiments=("per_layer",), progress=False)
+    default = run_study(m, x, y, **kw)
+    assert default["settings"]["method_params"] == {"test_clip": {"clip": 1.0}}
+    half = run_study(m, x, y, method_params={"test_clip": {"clip": 0.5}}, **kw)
+    assert [r["mse"] for r in half["runs"]] != [r["mse"] for r in default["runs"]]
+    # an int is accepted for a float parameter, and a string from the command line
+    one = run_study(m, x, y, method_params={"test_clip": {"clip": 1}}, **kw)
+    assert one["settings"]["method_params"] == {"test_clip": {"clip": 1.0}}
+    assert one["runs"] == default["runs"]
+    # methods without extra parameters: no new key in the settings (outputs unchanged)
+    assert "method_params" not in run_study(m, x, y, methods=("uniform",), bits=(2,),
+                                            experiments=("whole",), progress=False)["settings"]
+    for bad, msg in [({"test_clip": {"clipp": 1.0}}, "unknown parameter 'clipp'"),
+                     ({"test_clip": {"bits": 3}}, "swept parameter"),
+                     ({"test_clip": {"clip": "wide"}}, "must be a number"),
+                     ({"uniform": {"clip": 1.0}}, "not among the study's methods")]:
+        with pytest.raises(ParameterError, match=msg):
+            run_study(m, x, y, method_params=bad, **kw)
+    for kwargs, msg in [(dict(values=()), "values must not be empty"),
+                        (dict(values=(0, 3)), "out of range"),
+                        (dict(extra_params={"bits": 1}), "bad extra parameter name")]:
+        with pytest.raises(ParameterError, match=msg):
+            register_method("test_bad", _study_methods.sign_mean, **kwargs)
+
+
+def test_cli_method_extra_params(tmp_path, capsys):
+    register_method("test_clip", _study_methods.clipped_uniform, label="CU",
+                    extra_params={"clip": 1.0})
+    out = tmp_path / "o"
+    assert main(["study", "--methods", "uniform,test_clip", "--param", "clip=0.5",
+                 "--experiments", "whole", "--bits", "2,3", "--no-plots", "--quiet",
+                 "--out", str(out)]) == 0
+    capsys.readouterr()
+    data = json.load(open(out / "runs.json"))
+    assert data["settings"]["method_params"] == {"test_clip": {"clip": 0.5}}
+    assert "Fixed method parameters: test_clip: clip=0.5" in (out / "tables.md").read_text()
+    for extra, msg in [(["--param", "clip=0.5"], "no chosen method has a fixed parameter"),
+                       (["--param", "kmeans.clip=0.5"], "not among the study's methods"),
+                       (["--param", "uniform.clip=0.5"], "unknown parameter 'clip'")]:
+        o = tmp_path / "bad"
+        assert main(["study", "--methods", "uniform", "--quiet", "--out", str(o)] + extra) == 1
+        assert msg in capsys.readouterr().err
+        assert not o.exists()
+    src = tmp_path / "w.h5"
+    with h5py.File(src, "w") as f:
+        f["w"] = np.random.default_rng(0).standard_normal(50).astype(f32)
+    assert main(["apply", "test_clip", str(src), "-o", str(tmp_path / "c.h5"), "--param",
+                 "bits=3", "--param", "clip=0.25", "--dequantize"]) == 0
+    with h5py.File(tmp_path / "c.h5") as f:
+        assert f.attrs["refcomp_clip"] == 0.25
+        w = f["w"][()]
+    with h5py.File(src) as f:
+        lim = 0.25 * np.max(np.abs(f["w"][()]))
+    assert np.max(np.abs(w)) <= lim * (1 + 1e-6)
+    assert main(["apply", "test_clip", str(src), "-o", str(tmp_path / "d.h5"), "--param",
+                 "bits=3", "--param", "clop=1"]) == 1
+    assert "unknown parameter(s) ['clop']" in capsys.readouterr().err
+
+
+def test_labels_out_of_class_range():
+    m = small_model()               # 3 classes
+    x, y = small_data()
+    y = y.copy()
+    y[[2, 5]] = [3, -1]
+    with pytest.raises(ParameterError, match=r"must lie in \[0, 2\].*2 of 40 lie outside, "
+                                             r"in \[-1, 3\]"):
+        run_study(m, x, y, methods=("uniform",), progress=False)
+    with pytest.raises(ParameterError, match=r"labels in my.h5 must lie"):
+        check_study(m, x, y, source="my.h5")
+    with pytest.raises(ShapeError, match="empty"):
+        check_study(m, x[:0], y[:0])
 
 
 def test_bad_input():
@@ -209,6 +350,11 @@ def test_bad_input():
         run_study(m, np.zeros((3, 5, 5), f32), np.zeros(3, int))
     with pytest.raises(ShapeError, match="labels"):
         run_study(m, x, y[:3])
+    with pytest.raises(ParameterError, match="unknown experiment"):
+        run_study(m, x, y, experiments=("all",))
+    with pytest.raises(ParameterError, match="workers"):
+        run_study(m, x, y, workers=0)
+    assert issubclass(ParameterError, RefcompError) and issubclass(ShapeError, RefcompError)
 
 
 # -- CLI end to end -----------------------------------------------------------------------
@@ -249,7 +395,24 @@ def test_cli_study_bad_input(tmp_path, capsys):
         f["x"] = np.zeros((4, 3, 3), f32)
         f["y"] = np.zeros(4, np.int64)
     assert main(["study", "--data", str(bad), "--out", str(tmp_path / "o2"), "--quiet"]) == 1
-    assert "does not fit" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "does not fit" in err and str(bad) in err
+    assert not (tmp_path / "o2").exists()
+    # labels outside the model's 10 classes: the file and the offending range are named
+    labels = tmp_path / "labels.h5"
+    with h5py.File(labels, "w") as f:
+        f["x"] = np.zeros((4, 8, 8), f32)
+        f["y"] = np.array([0, 12, 9, -1], np.int64)
+    assert main(["study", "--data", str(labels), "--out", str(tmp_path / "o4"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert str(labels) in err and "[0, 9]" in err and "in [-1, 12]" in err
+    assert not (tmp_path / "o4").exists()
+    # a study failing after the checks leaves no folder it created behind
+    register_method("test_fail", _study_methods.failing, values=(1,))
+    nested = tmp_path / "a" / "b"
+    assert main(["study", "--methods", "test_fail", "--out", str(nested), "--quiet"]) == 1
+    assert "always fails" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
     blocker = tmp_path / "file"
     blocker.write_text("x")
     assert main(["study", "--out", str(blocker / "sub"), "--quiet", "--methods", "uniform"]) == 1

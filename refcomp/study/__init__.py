@@ -3,8 +3,8 @@
 from .metrics import accuracy, compression_ratio, mean_kl, parameter_mse
 from .registry import Compressed, get_method, method_names, register_method
 from .report import write_report
-from .run import pareto_front, run_study
+from .run import check_study, pareto_front, run_study
 
 __all__ = ["accuracy", "compression_ratio", "mean_kl", "parameter_mse", "Compressed",
            "get_method", "method_names", "register_method", "write_report", "pareto_front",
-           "run_study"]
+           "run_study", "check_study"]

@@ -9,11 +9,30 @@ import numpy as np
 
 from .._errors import FormatError, ParameterError
 
-__all__ = ["register", "parse_range", "parse_params"]
+__all__ = ["register", "parse_range", "parse_params", "study_method_params"]
 
 
 def parse_range(text, *, name, lo=1, hi=16):
-    """"1-8", "2,4,8" or "3" -> sorted tuple of ints in [lo, hi]."""
+    """"1-8", "2,4,8" or "3" -> sorted tuple of ints in [lo, hi].
+
+    Parameters
+    ----------
+    text : str
+        Comma-separated integers and inclusive ranges ``a-b``.
+    name : str
+        Option name quoted in errors.
+    lo, hi : int
+        Accepted bounds.
+
+    Returns
+    -------
+    tuple of int
+
+    Raises
+    ------
+    ParameterError
+        malformed text or a value outside [lo, hi].
+    """
     vals = set()
     try:
         for part in str(text).split(","):
@@ -34,12 +53,29 @@ def parse_range(text, *, name, lo=1, hi=16):
 
 
 def parse_params(pairs):
-    """["k=v", ...] -> dict with int/float/str values."""
+    """["k=v", ...] -> dict with int/float/str values.
+
+    Parameters
+    ----------
+    pairs : list of str or None
+
+    Returns
+    -------
+    dict
+        Values converted to int if possible, else float, else kept as str.
+
+    Raises
+    ------
+    ParameterError
+        an item without "=" or with an empty key.
+    """
     out = {}
     for p in pairs or []:
         if "=" not in p:
             raise ParameterError(f"--param must be KEY=VALUE, got {p!r}")
         k, v = p.split("=", 1)
+        if not k.strip():
+            raise ParameterError(f"--param must be KEY=VALUE, got {p!r}")
         for conv in (int, float):
             try:
                 v = conv(v)
@@ -50,15 +86,80 @@ def parse_params(pairs):
     return out
 
 
+def study_method_params(pairs, methods):
+    """``--param`` items of ``refcomp study`` -> ``{method: {name: value}}``.
+
+    Parameters
+    ----------
+    pairs : list of str
+        ``NAME=VALUE`` (for every chosen method declaring ``NAME``) or
+        ``METHOD.NAME=VALUE`` (for that method only).
+    methods : list of Method
+        The study's methods.
+
+    Returns
+    -------
+    dict
+        Values converted to each parameter's declared type.
+
+    Raises
+    ------
+    ParameterError
+        a malformed item, a method not in the study, or a name no chosen
+        method declares as an extra parameter.
+    """
+    by_name = {m.name: m for m in methods}
+    out = {}
+    for key, value in parse_params(pairs).items():
+        if "." in key:
+            mname, pname = key.split(".", 1)
+            if mname not in by_name:
+                raise ParameterError(f"--param {key}: method {mname!r} is not among the "
+                                     f"study's methods ({', '.join(by_name)})")
+            targets = [by_name[mname]]
+        else:
+            pname = key
+            targets = [m for m in methods if pname in dict(m.extra_params)]
+            if not targets:
+                declared = sorted({f"{m.name}.{n}" for m in methods for n, _ in m.extra_params})
+                raise ParameterError(f"--param {key}: no chosen method has a fixed parameter "
+                                     f"{pname!r} (declared: {', '.join(declared) or 'none'})")
+        for m in targets:
+            out.setdefault(m.name, {})[pname] = m.resolve({pname: value})[pname]
+    return out
+
+
+def _missing_dirs(path):
+    """The directories os.makedirs(path) would create, deepest first."""
+    missing = []
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return missing
+
+
+def _remove_empty(dirs):
+    for d in dirs:          # deepest first
+        try:
+            os.rmdir(d)
+        except OSError:
+            break
+
+
 def _check_out_dir(path):
-    os.makedirs(path, exist_ok=True)
-    probe = os.path.join(path, ".refcomp-write-test")
     try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, ".refcomp-write-test")
         with open(probe, "w") as fh:
             fh.write("")
         os.unlink(probe)
     except OSError as exc:
-        raise FormatError(f"output directory {path!r} is not writable ({exc.strerror})") from None
+        raise FormatError(f"output directory {path!r} is not writable "
+                          f"({exc.strerror or exc})") from None
 
 
 def _cmd_study(args):
@@ -66,12 +167,12 @@ def _cmd_study(args):
     from ..io.hdf5 import load
     from .registry import get_method
     from .report import summary_text, write_report
-    from .run import run_study
+    from .run import check_study, run_study
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     lo = 1
-    for m in methods:
-        meth = get_method(m)
+    meths = [get_method(m) for m in methods]
+    for meth in meths:
         if meth.param == "bits":
             lo = max(lo, meth.min_value)
     # Default ranges start at the smallest width every chosen method accepts
@@ -85,19 +186,31 @@ def _cmd_study(args):
             raise ParameterError(f"unknown experiment {e!r} (per_layer, whole, adaptive)")
     if args.workers < 1:
         raise ParameterError(f"--workers must be >= 1, got {args.workers}")
+    method_params = study_method_params(args.param, meths)
     model_path = args.model or os.path.join(default_data_dir(), "digits_cnn.h5")
     model = load(model_path)
-    x, y = load_split(args.data or "test")
+    data = args.data or "test"
+    x, y = load_split(data)
+    kwargs = dict(methods=methods, bits=bits, adaptive_bits=adaptive, biases=args.biases,
+                  precision=args.precision, workers=args.workers, scheduler=args.scheduler,
+                  tradeoff_drop=args.tradeoff_drop / 100.0, experiments=experiments,
+                  max_combinations=args.max_combinations, reuse=not args.no_reuse,
+                  progress=None if not args.quiet else False,
+                  method_params=method_params or None, source=args.data or None)
+    # Everything that can be checked is checked before the output folder is
+    # created; a folder created here is removed again if the study fails.
+    check_study(model, x, y, **kwargs)
+    created = _missing_dirs(args.out)
     _check_out_dir(args.out)
-    t0 = time.perf_counter()
-    result = run_study(model, x, y, methods=methods, bits=bits, adaptive_bits=adaptive,
-                       biases=args.biases, precision=args.precision, workers=args.workers,
-                       scheduler=args.scheduler, tradeoff_drop=args.tradeoff_drop / 100.0,
-                       experiments=experiments, max_combinations=args.max_combinations,
-                       reuse=not args.no_reuse, progress=None if not args.quiet else False)
-    elapsed = time.perf_counter() - t0
-    result["settings"]["elapsed_seconds"] = round(elapsed, 3)
-    files = write_report(result, args.out, plots=not args.no_plots)
+    try:
+        t0 = time.perf_counter()
+        result = run_study(model, x, y, **kwargs)
+        elapsed = time.perf_counter() - t0
+        result["settings"]["elapsed_seconds"] = round(elapsed, 3)
+        files = write_report(result, args.out, plots=not args.no_plots)
+    except BaseException:
+        _remove_empty(created)
+        raise
     print(summary_text(result))
     print(f"{len(result['runs'])} runs in {elapsed:.1f} s; wrote {', '.join(files)} to {args.out}")
     return 0
@@ -116,8 +229,10 @@ def _cmd_apply(args):
     value = params.pop(method.param, None)
     if value is None:
         raise ParameterError(f"method {method.name!r} needs --param {method.param}=VALUE")
-    if params:
-        raise ParameterError(f"unknown parameter(s) {sorted(params)} for method {method.name!r}")
+    unknown = sorted(k for k in params if k not in dict(method.extra_params))
+    if unknown:
+        raise ParameterError(f"unknown parameter(s) {unknown} for method {method.name!r}")
+    extra = method.resolve(params)
     if not isinstance(value, int) or not method.min_value <= value <= method.max_value:
         raise ParameterError(f"{method.param} must be an integer in [{method.min_value}, "
                              f"{method.max_value}], got {value!r}")
@@ -131,7 +246,7 @@ def _cmd_apply(args):
         if a.dtype not in (np.float32, np.float64) or a.size == 0:
             report.append((name, None))
             continue
-        res = method.func(np.ascontiguousarray(a).reshape(-1), value)
+        res = method.apply(np.ascontiguousarray(a).reshape(-1), value, **extra)
         results[name] = (a, res)
         orig_bits = a.size * a.dtype.itemsize * 8
         report.append((name, {"mse": parameter_mse([a], [res.decoded.reshape(a.shape)]),
@@ -141,6 +256,8 @@ def _cmd_apply(args):
         with h5py.File(tmp, "w") as f:
             f.attrs["refcomp_method"] = method.name
             f.attrs[f"refcomp_{method.param}"] = value
+            for k, v in extra.items():
+                f.attrs[f"refcomp_{k}"] = v
             for name, a in arrays.items():
                 if name not in results:
                     write_dataset(f, name, a)         # copied unchanged
@@ -166,6 +283,13 @@ def _cmd_apply(args):
 
 
 def register(sub):
+    """Add the ``study`` and ``apply`` sub-commands.
+
+    Parameters
+    ----------
+    sub : argparse._SubParsersAction
+        The ``refcomp`` command's sub-parsers.
+    """
     p = sub.add_parser("study", help="the Resmerita et al. quantization study (main job)")
     p.add_argument("model", nargs="?", default=None,
                    help="refcomp model file (default: the shipped data/digits_cnn.h5)")
@@ -188,13 +312,17 @@ def register(sub):
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--no-reuse", action="store_true", help="recompute every run from the input")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--param", action="append", default=[], metavar="[METHOD.]NAME=VALUE",
+                   help="fixed extra parameter of the chosen methods that declare it "
+                        "(int, float, bool or str; repeatable)")
     p.set_defaults(func=_cmd_study)
 
     p = sub.add_parser("apply", help="apply a registered method to every dataset of a plain HDF5 file")
     p.add_argument("method")
     p.add_argument("input")
     p.add_argument("-o", "--output", required=True)
-    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="the method's swept parameter (e.g. bits=4) and any extra parameter")
     p.add_argument("--datasets", default="*", help="glob on dataset paths")
     p.add_argument("--dequantize", action="store_true",
                    help="write decoded arrays instead of the compressed representation")

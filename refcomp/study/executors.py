@@ -17,23 +17,51 @@ _WORKER = {}
 
 
 class Progress:
-    """A one-line progress bar on stderr, silent when stderr is not a terminal."""
+    """A one-line progress bar on stderr, silent when stderr is not a terminal.
 
-    def __init__(self, total, label, *, enabled=None):
+    Parameters
+    ----------
+    total : int
+        Number of steps.
+    label : str
+        Text before the bar.
+    enabled : bool, optional
+        Draw the bar; default: only when stderr is a terminal.
+    min_interval : float
+        Seconds between two redraws (the first and the last step are always
+        drawn), so that updating once per run costs nothing measurable.
+    """
+
+    def __init__(self, total, label, *, enabled=None, min_interval=0.1):
         self.total, self.label, self.done = total, label, 0
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.min_interval = min_interval
         self.t0 = time.perf_counter()
+        self._drawn = None
 
     def update(self, n=1):
+        """Advance by ``n`` steps and redraw if enabled and due.
+
+        Parameters
+        ----------
+        n : int
+            Steps completed since the last call.
+        """
         self.done += n
-        if self.enabled:
-            frac = self.done / max(1, self.total)
-            bar = "#" * int(30 * frac)
-            sys.stderr.write(f"\r{self.label:<22} [{bar:<30}] {self.done}/{self.total} "
-                             f"{time.perf_counter() - self.t0:6.1f}s")
-            if self.done >= self.total:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        last = self.done >= self.total
+        if not last and self._drawn is not None and now - self._drawn < self.min_interval:
+            return
+        self._drawn = now
+        frac = self.done / max(1, self.total)
+        bar = "#" * int(30 * frac)
+        sys.stderr.write(f"\r{self.label:<22} [{bar:<30}] {self.done}/{self.total} "
+                         f"{now - self.t0:6.1f}s")
+        if last:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
 
 
 def _init_worker(state):
@@ -51,9 +79,28 @@ def _dask_call(func, state, item):
 def run_tasks(func, state, items, *, workers=1, scheduler=None, label="tasks", progress=None):
     """Run ``func(state, item)`` for every item; return the results in order.
 
-    workers : 1 runs in-process; N > 1 uses N local processes (spawn).
-    scheduler : address of a Dask distributed scheduler ("tcp://host:8786"),
-        or a ``distributed.Client``; takes precedence over ``workers``.
+    Parameters
+    ----------
+    func : callable
+        Module-level function ``func(state, item)`` (pickled by reference).
+    state : object
+        Picklable; shipped once per worker.
+    items : iterable
+        One task each; the progress bar advances once per finished item.
+    workers : int
+        1 runs in-process; N > 1 uses N local processes (spawn).
+    scheduler : str or distributed.Client, optional
+        Address of a Dask distributed scheduler ("tcp://host:8786"), or a
+        client; takes precedence over ``workers``.
+    label : str
+        Progress bar label.
+    progress : bool, optional
+        Show the bar; default: only when stderr is a terminal.
+
+    Returns
+    -------
+    list
+        ``[func(state, item) for item in items]``, whatever the executor.
     """
     items = list(items)
     bar = Progress(len(items), label, enabled=progress)

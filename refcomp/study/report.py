@@ -52,6 +52,11 @@ def tables_markdown(result):
     out = [f"# Study of `{result['model']}` ({result['n_test']} test samples)", "",
            f"Float baseline accuracy: {100 * base:.2f} %. Trade-off rule: highest tau with "
            f"accuracy >= baseline - {100 * drop:.1f} points.", ""]
+    fixed = result["settings"].get("method_params")
+    if fixed:
+        out += ["Fixed method parameters: " + "; ".join(
+            f"{m}: " + ", ".join(f"{k}={v}" for k, v in kv.items()) for m, kv in fixed.items()),
+            ""]
     per = [r for r in runs if r["experiment"] == "per_layer"]
     if per:
         out += ["## Per-layer quantization (shape of Table 4)", "",

@@ -1,8 +1,10 @@
 """The study of Resmerita et al. §5 on any model: per-layer sweep, whole
 network, and adaptive per-layer bit allocation (Tables 4-5, Figures 2-5)."""
 
+import inspect
 import itertools
 import math
+import pickle
 import uuid
 
 import numpy as np
@@ -13,17 +15,22 @@ from .evaluate import Evaluator, find_units, theta_of
 from .executors import run_tasks
 from .registry import get_method
 
-__all__ = ["run_study", "pareto_front", "DEFAULT_MAX_COMBINATIONS"]
+__all__ = ["run_study", "check_study", "pareto_front", "DEFAULT_MAX_COMBINATIONS"]
 
 #: Above this many adaptive assignments per method the greedy search is used.
 DEFAULT_MAX_COMBINATIONS = 4096
 
 _EVALUATORS = {}
 
+_EXPERIMENTS = ("per_layer", "whole", "adaptive")
+
 
 def _compress_task(state, item):
+    # The Method objects travel with the state (functions pickled by
+    # reference), so a worker needs no registry entry for user methods.
     u, method, value = item
-    res = get_method(method).func(state["thetas"][u], value)
+    meth, extra = state["methods"][method]
+    res = meth.apply(state["thetas"][u], value, **extra)
     if res.decoded.shape != state["thetas"][u].shape or res.decoded.dtype != state["thetas"][u].dtype:
         raise ShapeError(f"method {method!r} returned {describe(res.decoded)} for theta "
                          f"{describe(state['thetas'][u])}")
@@ -50,6 +57,18 @@ def pareto_front(rows, *, x="tau", y="accuracy"):
 
     A row is dominated if another has x >= and y >= with one strict.
     Exact ties keep the first row in input order.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Runs with numeric ``x`` and ``y`` keys.
+    x, y : str
+        Keys of the two maximised quantities.
+
+    Returns
+    -------
+    list of dict
+        The non-dominated rows (the same objects), by increasing ``x``.
     """
     order = sorted(range(len(rows)), key=lambda i: (-rows[i][x], -rows[i][y], i))
     front, best_y = [], -math.inf
@@ -63,53 +82,85 @@ def pareto_front(rows, *, x="tau", y="accuracy"):
 def run_study(model, x, y, *, methods=("uniform", "kmeans"), bits=tuple(range(1, 9)),
               adaptive_bits=(1, 2, 3, 4), biases="joint", precision="reference", workers=1,
               scheduler=None, max_combinations=DEFAULT_MAX_COMBINATIONS, tradeoff_drop=0.01,
-              experiments=("per_layer", "whole", "adaptive"), reuse=True, progress=None):
+              experiments=("per_layer", "whole", "adaptive"), reuse=True, progress=None,
+              method_params=None, source=None):
     """Run the study; return a dict with settings, baseline, units and every run.
 
     Parameters
     ----------
-    model : Model with float weights; x : (N, *input) test inputs; y : (N,) int labels.
-    methods : registered method names (:mod:`refcomp.study.registry`).
-    bits : values swept in the per-layer and whole-network experiments.
-    adaptive_bits : values each unit may take in the adaptive experiment;
-        all len(adaptive_bits)**L assignments are evaluated when that is at
-        most ``max_combinations``, else the greedy search below.
-    biases : "joint" (default; seed 002 §5.1: theta_k groups W_k and b_k, one
+    model : Model
+        Model with float weights.
+    x : ndarray
+        (N, *input) test inputs.
+    y : ndarray
+        (N,) integer labels, each in [0, C) for the model's C outputs.
+    methods : sequence of str
+        Registered method names (:mod:`refcomp.study.registry`), built-in
+        or registered by the user; the :class:`~refcomp.study.registry.Method`
+        objects are shipped with the tasks, so user methods also run with
+        ``workers`` > 1 or a ``scheduler`` (their functions must then be
+        picklable: module-level functions of an importable module).
+    bits : sequence of int
+        Values swept in the per-layer and whole-network experiments.
+    adaptive_bits : sequence of int
+        Values each unit may take in the adaptive experiment; all
+        len(adaptive_bits)**L assignments are evaluated when that is at most
+        ``max_combinations``, else the greedy search below.
+    biases : {"joint", "float"}
+        "joint" (default; seed 002 §5.1: theta_k groups W_k and b_k, one
         quantizer per layer) or "float" (biases kept at full precision and
         counted at their size).
-    tradeoff_drop : accuracy drop (fraction, 0.01 = 1 point) allowed below the
-        float baseline when choosing the "best trade-off" configurations.
+    precision : {"reference", "fast"}
+        Forward-pass precision.
+    workers : int
+        1 runs in-process; N > 1 uses N local processes.
+    scheduler : str or distributed.Client, optional
+        Dask scheduler; takes precedence over ``workers``.
+    max_combinations : int
+        Limit of the exhaustive adaptive search, per method.
+    tradeoff_drop : float
+        Accuracy drop (fraction, 0.01 = 1 point) allowed below the float
+        baseline when choosing the "best trade-off" configurations.
+    experiments : sequence of str
+        Among "per_layer", "whole", "adaptive".
+    reuse : bool
+        Reuse the activations of unchanged layers (same results, faster).
+    progress : bool, optional
+        Progress bar on stderr (default: only on a terminal); it advances
+        once per run, also in the serial run.
+    method_params : mapping, optional
+        ``{method: {name: value}}``, values of the extra (fixed) parameters
+        a method declares (``register_method(extra_params=...)``); the
+        values used are recorded in ``settings["method_params"]`` (only
+        present when a chosen method declares extra parameters).
+    source : str, optional
+        Where ``x`` and ``y`` come from (a file name), quoted in errors.
 
+    Returns
+    -------
+    dict
+        ``settings``, ``model``, ``n_test``, ``baseline``, ``units`` and
+        ``runs`` (one dict of metrics per evaluated configuration).
+
+    Raises
+    ------
+    ShapeError, ParameterError
+        Bad input, detected before any work starts (see :func:`check_study`).
+
+    Notes
+    -----
     Greedy search (large L): start with every unit at max(adaptive_bits);
     each round evaluates lowering each unit by one step and keeps the
     candidate with the highest accuracy (ties: higher tau, then lowest unit
     index), until every unit is at the minimum.  Every evaluated assignment
     enters the Pareto front and the best-of selections.
     """
-    as_float_array("x", x)
+    meths, extras, units = _validate(model, x, y, methods=methods, bits=bits,
+                                     adaptive_bits=adaptive_bits, biases=biases, workers=workers,
+                                     scheduler=scheduler, tradeoff_drop=tradeoff_drop,
+                                     experiments=experiments, method_params=method_params,
+                                     source=source)
     y = np.asarray(y)
-    if y.ndim != 1 or y.shape[0] != x.shape[0] or y.dtype.kind not in "iu":
-        raise ShapeError(f"labels must be integers of shape ({x.shape[0]},), got {describe(y)}")
-    if model.input_shape is not None and tuple(x.shape[1:]) != model.input_shape:
-        raise ShapeError(f"test data {describe(x)} does not fit model {model.name!r} "
-                         f"(input_shape {model.input_shape})")
-    if biases not in ("joint", "float"):
-        raise ParameterError(f"biases must be 'joint' or 'float', got {biases!r}")
-    meths = [get_method(m) for m in methods]
-    swept = tuple(bits) if ("per_layer" in experiments or "whole" in experiments) else ()
-    swept += tuple(adaptive_bits) if "adaptive" in experiments else ()
-    for m in meths:
-        if m.param != "bits":
-            continue    # sweeps its own registered values (validated at registration)
-        for v in swept:
-            if not m.min_value <= v <= m.max_value:
-                raise ParameterError(f"{m.param}={v} out of range [{m.min_value}, "
-                                     f"{m.max_value}] for method {m.name!r}")
-    if not 0 <= tradeoff_drop <= 1:
-        raise ParameterError(f"tradeoff_drop must be in [0, 1], got {tradeoff_drop}")
-    units = find_units(model, biases=biases)
-    if not units:
-        raise ParameterError(f"model {model.name!r} has no compressible layer")
     thetas = [theta_of(model, u) for u in units]
 
     # Methods whose parameter is not a bit width (e.g. pruning's "keep"
@@ -128,15 +179,20 @@ def run_study(model, x, y, *, methods=("uniform", "kmeans"), bits=tuple(range(1,
         if "adaptive" in experiments:
             needed |= set(levels_of(m))
         items += [(u.index, m.name, v) for v in sorted(needed) for u in units]
-    compressed = run_tasks(_compress_task, {"thetas": thetas}, items, workers=workers,
-                           scheduler=scheduler, label="compress", progress=progress)
+    shipped = {m.name: (m, extras.get(m.name, {})) for m in meths}
+    compressed = run_tasks(_compress_task, {"thetas": thetas, "methods": shipped}, items,
+                           workers=workers, scheduler=scheduler, label="compress",
+                           progress=progress)
     table = dict(zip(items, compressed))
     state = {"token": uuid.uuid4().hex, "model": model, "x": x, "y": y, "units": units,
              "table": table, "precision": precision, "reuse": reuse}
-    n_chunks = 1 if (workers <= 1 and scheduler is None) else 4 * max(workers, 2)
+    parallel = workers > 1 or scheduler is not None
 
     def evaluate(configs, label):
-        chunks = _chunks(configs, n_chunks)
+        # Serial: one run per task, so the progress bar advances per run (the
+        # same in-process evaluator sees the same runs in the same order).
+        # Parallel: a few chunks per worker, to amortise the task overhead.
+        chunks = _chunks(configs, 4 * max(workers, 2)) if parallel else [[c] for c in configs]
         res = run_tasks(_eval_task, state, chunks, workers=workers, scheduler=scheduler,
                         label=label, progress=progress)
         return [r for chunk in res for r in chunk]
@@ -185,17 +241,133 @@ def run_study(model, x, y, *, methods=("uniform", "kmeans"), bits=tuple(range(1,
                 _greedy(m, units, levels, evaluate, record)
     modes = set(adaptive_modes.values())
     adaptive_mode = modes.pop() if len(modes) == 1 else ("mixed" if modes else None)
-    return {"settings": {"methods": [m.name for m in meths], "bits": list(bits),
-                         "adaptive_bits": list(adaptive_bits), "biases": biases,
-                         "precision": precision, "tradeoff_drop": tradeoff_drop,
-                         "adaptive_mode": adaptive_mode, "adaptive_modes": adaptive_modes,
-                         "params": {m.name: m.param for m in meths},
-                         "max_combinations": max_combinations,
-                         "accounting": {m.name: m.accounting for m in meths}},
+    settings = {"methods": [m.name for m in meths], "bits": list(bits),
+                "adaptive_bits": list(adaptive_bits), "biases": biases,
+                "precision": precision, "tradeoff_drop": tradeoff_drop,
+                "adaptive_mode": adaptive_mode, "adaptive_modes": adaptive_modes,
+                "params": {m.name: m.param for m in meths},
+                "max_combinations": max_combinations,
+                "accounting": {m.name: m.accounting for m in meths}}
+    if extras:
+        settings["method_params"] = extras
+    return {"settings": settings,
             "model": model.name, "n_test": int(x.shape[0]),
             "baseline": {"accuracy": base.base_accuracy, "bits": base.original_bits + base.other_bits},
             "units": [dict(u.as_dict(), bits=u.n_params * u.dtype.itemsize * 8) for u in units],
             "runs": runs}
+
+
+def check_study(model, x, y, **kwargs):
+    """Check the arguments of :func:`run_study` without running anything.
+
+    Everything :func:`run_study` would reject is rejected here, cheaply (one
+    forward pass of one sample to count the model's classes), so that a
+    caller can validate before creating output files.
+
+    Parameters
+    ----------
+    model, x, y, **kwargs
+        As for :func:`run_study` (unknown keywords raise TypeError).
+
+    Raises
+    ------
+    ShapeError
+        inputs that do not fit the model, labels of the wrong shape or
+        dtype, an empty test set, a model whose output is not (N, classes).
+    ParameterError
+        unknown method, experiment or extra parameter; bit widths out of a
+        method's range; labels outside [0, classes); a method function that
+        cannot be pickled for ``workers`` > 1 or a ``scheduler``.
+    """
+    args = inspect.signature(run_study).bind(model, x, y, **kwargs)
+    args.apply_defaults()
+    a = dict(args.arguments)
+    _validate(a["model"], a["x"], a["y"], methods=a["methods"], bits=a["bits"],
+              adaptive_bits=a["adaptive_bits"], biases=a["biases"], workers=a["workers"],
+              scheduler=a["scheduler"], tradeoff_drop=a["tradeoff_drop"],
+              experiments=a["experiments"], method_params=a["method_params"],
+              source=a["source"])
+
+
+def _validate(model, x, y, *, methods, bits, adaptive_bits, biases, workers, scheduler,
+              tradeoff_drop, experiments, method_params, source):
+    """(methods, {method: extra params} for methods declaring some, units) or raise."""
+    where = f" in {source}" if source else ""
+    as_float_array("x", x)
+    y = np.asarray(y)
+    if y.ndim != 1 or y.shape[0] != x.shape[0] or y.dtype.kind not in "iu":
+        raise ShapeError(f"labels{where} must be integers of shape ({x.shape[0]},), got "
+                         f"{describe(y)}")
+    if x.shape[0] == 0:
+        raise ShapeError(f"test set{where} is empty")
+    if model.input_shape is not None and tuple(x.shape[1:]) != model.input_shape:
+        raise ShapeError(f"test data{where} {describe(x)} does not fit model {model.name!r} "
+                         f"(input_shape {model.input_shape})")
+    if biases not in ("joint", "float"):
+        raise ParameterError(f"biases must be 'joint' or 'float', got {biases!r}")
+    for e in experiments:
+        if e not in _EXPERIMENTS:
+            raise ParameterError(f"unknown experiment {e!r} ({', '.join(_EXPERIMENTS)})")
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise ParameterError(f"workers must be an integer >= 1, got {workers!r}")
+    meths = [get_method(m) for m in methods]
+    swept = tuple(bits) if ("per_layer" in experiments or "whole" in experiments) else ()
+    swept += tuple(adaptive_bits) if "adaptive" in experiments else ()
+    for m in meths:
+        if m.param != "bits":
+            continue    # sweeps its own registered values (validated at registration)
+        for v in swept:
+            if not m.min_value <= v <= m.max_value:
+                raise ParameterError(f"{m.param}={v} out of range [{m.min_value}, "
+                                     f"{m.max_value}] for method {m.name!r}")
+    method_params = dict(method_params or {})
+    for name in method_params:
+        if name not in [m.name for m in meths]:
+            raise ParameterError(f"parameters given for method {name!r}, which is not among "
+                                 f"the study's methods ({', '.join(m.name for m in meths)})")
+    extras = {m.name: m.resolve(method_params.get(m.name)) for m in meths if m.extra_params}
+    if not 0 <= tradeoff_drop <= 1:
+        raise ParameterError(f"tradeoff_drop must be in [0, 1], got {tradeoff_drop}")
+    units = find_units(model, biases=biases)
+    if not units:
+        raise ParameterError(f"model {model.name!r} has no compressible layer")
+    _check_labels(model, x, y, where)
+    if workers > 1 or scheduler is not None:
+        _check_picklable(meths, extras, scheduler)
+    return meths, extras, units
+
+
+def _check_labels(model, x, y, where):
+    out = model(x[:1], precision="fast")
+    if out.ndim != 2:
+        raise ShapeError(f"model {model.name!r} outputs {describe(out)} per batch; the study "
+                         f"needs (N, classes) scores")
+    n_cls = out.shape[1]
+    bad = y[(y < 0) | (y >= n_cls)]
+    if bad.size:
+        raise ParameterError(
+            f"labels{where} must lie in [0, {n_cls - 1}] for the {n_cls} classes of model "
+            f"{model.name!r}; {bad.size} of {y.size} lie outside, in [{int(bad.min())}, "
+            f"{int(bad.max())}]")
+
+
+def _check_picklable(meths, extras, scheduler):
+    dumps = pickle.dumps
+    if scheduler is not None:
+        try:        # what Dask uses: pickle, cloudpickle for __main__ and lambdas
+            from distributed.protocol.pickle import dumps
+        except ImportError:
+            pass    # run_tasks reports the missing 'dist' extra
+    for m in meths:
+        try:
+            dumps((m, extras.get(m.name, {})))
+        except Exception as exc:  # noqa: BLE001 - any pickling failure
+            where = "Dask workers" if scheduler is not None else "worker processes"
+            raise ParameterError(
+                f"method {m.name!r} cannot be sent to {where}: its function {m.func!r} "
+                f"(or its parameters) cannot be pickled ({type(exc).__name__}: {exc}); "
+                f"define it with def at module level in an importable module, not as a "
+                f"lambda or nested function") from None
 
 
 def _greedy(method, units, levels, evaluate, record):
