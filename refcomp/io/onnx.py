@@ -14,10 +14,15 @@ Reshape (batch axis kept), BatchNormalization, Identity, Dropout, Add of two
 tensors (``x + f(x)``: a ``residual`` layer), Transpose of a sequence
 between batch-first and time-major (perm 1,0,2), and forward LSTM / GRU
 (default activations, no clip, no peepholes, zero or absent initial state,
-layout 0) followed by Squeeze/Gather of ``Y`` or ``Y_h``.  Gate orders are
+layout 0) followed by Squeeze/Gather of ``Y`` or ``Y_h``, stacked
+recurrent layers (``num_layers > 1``: the zero initial states are sliced per
+layer) and ``y[:, -1]`` (Gather axis 1, index -1, of the batch-first output
+sequence right after the LSTM/GRU: its last state).  Gate orders are
 converted by :mod:`refcomp.convert` (ONNX LSTM i,o,f,c; GRU z,r,h); a GRU
 with ``linear_before_reset = 1`` becomes ``reset_after=True``.  Any other op,
-attribute value or topology raises :class:`FormatError` naming the node.
+attribute value or topology raises :class:`FormatError` naming the node, its
+op and why it is not supported (e.g. a Slice or Gather of an activation other
+than ``y[:, -1]``: refcomp folds those ops only on constants).
 Weights are exact copies (permuted only) of the initializers.
 """
 
@@ -64,6 +69,21 @@ class _RNNOut:
 
 class _Zeros:
     """ConstantOfShape(0) of a batch-dependent shape (an initial RNN state)."""
+
+
+def _describe(v):
+    """What a non-constant value is, for error messages."""
+    if isinstance(v, _T):
+        return f"an activation tensor of per-sample shape {v.shape}"
+    if isinstance(v, _TimeMajor):
+        return f"a time-major activation sequence of per-sample shape {v.t.shape}"
+    if isinstance(v, _RNNOut):
+        return f"the {v.which} output of recurrent node {v.name!r}"
+    if isinstance(v, _Zeros):
+        return "a batch-dependent zero tensor (an initial recurrent state)"
+    if isinstance(v, _Unused):
+        return f"output {v.name!r} of node {v.node.name!r}, which refcomp does not model"
+    return type(v).__name__
 
 
 def _fail(node, msg):
@@ -114,7 +134,9 @@ class _Interp:
     def const(self, node, i, what):
         v = self.get(node, i)
         if not isinstance(v, np.ndarray):
-            _fail(node, f"{what} must be a constant (initializer or Constant)")
+            _fail(node, f"{what} ({node.input[i]!r}) must be a constant (initializer, Constant "
+                  f"or folded shape arithmetic) but is {_describe(v)}; refcomp models "
+                  f"{node.op_type} only on constants, so this use is not supported")
         return v
 
     def weight(self, node, i, what):
@@ -182,7 +204,26 @@ class _Interp:
             if data.which == "Y_h" and axis == 0 and idx.ndim == 0 and int(idx) in (0, -1):
                 return data.finish(False)
             _fail(node, "only Gather(Y_h, 0, axis=0) of a recurrent output is supported")
+        if isinstance(data, _T):
+            return self._last_step(node, data, idx, axis)
         return np.asarray(np.take(self.const(node, 0, "data"), idx, axis=axis))
+
+    def _last_step(self, node, t, idx, axis):
+        """``y[:, -1]`` of a recurrent layer's batch-first output sequence: its last state."""
+        last = t.chain[-1] if t.chain else None
+        is_seq = last is not None and last.kind in ("lstm", "gru") and \
+            last.attrs["return_sequences"] and len(t.shape) == 2
+        steps = t.shape[0] if t.shape else None
+        if not (is_seq and axis in (1, -2) and idx.ndim == 0
+                and int(idx) in (-1, steps - 1)):
+            _fail(node, f"Gather of {_describe(t)} (axis {axis}, indices "
+                  f"{np.asarray(idx).tolist()}) is not supported: on an activation, only the "
+                  "last time step of a recurrent layer's output sequence (y[:, -1], Gather "
+                  "axis=1 index -1 right after the LSTM/GRU) is modelled")
+        layer = Layer(last.kind, name=last.name, attrs=dict(last.attrs, return_sequences=False),
+                      weights=last.weights)
+        features = int(last.weights["W_ih"].shape[1])      # the layer's input: (T, features)
+        return _append(node, _T(t.chain[:-1], (steps, features)), layer)
 
     def op_Unsqueeze(self, node, a):
         v = self.const(node, 0, "data")
@@ -206,6 +247,15 @@ class _Interp:
         return np.concatenate(parts, axis=int(a["axis"]))
 
     def op_Slice(self, node, a):
+        if isinstance(self.get(node, 0), _Zeros):
+            # one layer's initial state sliced from the zero states of a stacked
+            # (num_layers > 1) recurrent module: still zeros
+            return _Zeros()
+        v = self.get(node, 0)
+        if isinstance(v, (_T, _TimeMajor)):
+            _fail(node, f"Slice of {_describe(v)} is not supported: refcomp slices only "
+                  "constants (shape arithmetic); for the last time step of a recurrent "
+                  "output use y[:, -1] (Gather)")
         v = self.const(node, 0, "data")
         starts, ends = self.const(node, 1, "starts"), self.const(node, 2, "ends")
         axes = self.get(node, 3)
