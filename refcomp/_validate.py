@@ -61,14 +61,23 @@ def check_shape(name, x, shape, *, what=""):
 
 
 def check_same_dtype(names_arrays):
-    """Raise DTypeError unless every non-None array has the same dtype."""
+    """Raise DTypeError unless every non-None array has the same dtype.
+
+    Callers validate each array first (:func:`as_float_array`); a non-array
+    that slips through still gives a DTypeError naming it, never an
+    AttributeError.
+    """
     items = [(n, a) for n, a in names_arrays if a is not None]
+    for n, a in items:
+        if not isinstance(a, np.ndarray):
+            raise DTypeError(f"{n} must be a numpy.ndarray, got {type(a).__name__}")
     if not items:
         return
     ref_name, ref = items[0]
     for n, a in items[1:]:
         if a.dtype != ref.dtype:
-            raise DTypeError(f"{n} has dtype {a.dtype} but {ref_name} has dtype {ref.dtype}; "
+            raise DTypeError(f"{n} has dtype {a.dtype} but {ref_name} has dtype {ref.dtype} "
+                             f"({n} {describe(a)}, {ref_name} {describe(ref)}); "
                              "refcomp never mixes dtypes silently")
 
 

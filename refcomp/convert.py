@@ -13,8 +13,8 @@ into one where the target has a single bias (documented per function).
 
 import numpy as np
 
-from ._errors import ShapeError
-from ._validate import as_float_array, check_same_dtype, describe
+from ._errors import ParameterError, ShapeError
+from ._validate import as_float_array, check_choice, check_int, check_same_dtype, describe
 
 __all__ = ["lstm_from_keras", "lstm_to_keras", "lstm_from_onnx", "lstm_to_onnx",
            "gru_from_keras", "gru_to_keras", "gru_from_onnx", "gru_to_onnx",
@@ -43,15 +43,50 @@ def _merge_biases(b1, b2):
     return b1 + b2
 
 
-def _check_rnn_keras(kernel, recurrent_kernel, gates):
+def _check_rnn_keras(kernel, recurrent_kernel, gates, bias=None):
     as_float_array("kernel", kernel, ndim=2)
     as_float_array("recurrent_kernel", recurrent_kernel, ndim=2)
-    check_same_dtype([("kernel", kernel), ("recurrent_kernel", recurrent_kernel)])
+    if bias is not None:
+        as_float_array("bias", bias)
+    check_same_dtype([("kernel", kernel), ("recurrent_kernel", recurrent_kernel),
+                      ("bias", bias)])
     h = recurrent_kernel.shape[0]
     if recurrent_kernel.shape != (h, gates * h) or kernel.shape[1] != gates * h:
         raise ShapeError(f"Keras RNN kernels must be (F, {gates}H) and (H, {gates}H); got kernel "
                          f"{describe(kernel)}, recurrent_kernel {describe(recurrent_kernel)}")
     return h
+
+
+def _check_rnn_canonical(W_ih, W_hh, b_ih, b_hh, gates):
+    """Validate canonical (PyTorch-layout) RNN weights; return H.
+
+    W_ih (G*H, F), W_hh (G*H, H), b_ih/b_hh (G*H,) or None, one float dtype:
+    DTypeError / ShapeError naming the argument with its shape and dtype.
+    """
+    as_float_array("W_ih", W_ih, ndim=2)
+    as_float_array("W_hh", W_hh, ndim=2)
+    for name, b in (("b_ih", b_ih), ("b_hh", b_hh)):
+        if b is not None:
+            as_float_array(name, b, ndim=1)
+    check_same_dtype([("W_ih", W_ih), ("W_hh", W_hh), ("b_ih", b_ih), ("b_hh", b_hh)])
+    h = W_hh.shape[1]
+    if W_hh.shape != (gates * h, h):
+        raise ShapeError(f"W_hh must have shape ({gates}*H, H) = ({gates * h}, {h}), "
+                         f"got {describe(W_hh)}")
+    if W_ih.shape[0] != gates * h:
+        raise ShapeError(f"W_ih must have {gates}*H = {gates * h} rows like W_hh "
+                         f"{describe(W_hh)}, got {describe(W_ih)}")
+    for name, b in (("b_ih", b_ih), ("b_hh", b_hh)):
+        if b is not None and b.shape != (gates * h,):
+            raise ShapeError(f"{name} must have shape ({gates * h},) ({gates}*H), "
+                             f"got {describe(b)}")
+    return h
+
+
+def _check_bool(name, value):
+    # True/False (or 0/1, which compare equal to them); anything else is an error.
+    check_choice(name, value, (False, True))
+    return bool(value)
 
 
 def lstm_from_keras(kernel, recurrent_kernel, bias=None):
@@ -61,7 +96,7 @@ def lstm_from_keras(kernel, recurrent_kernel, bias=None):
     Same gate order (Keras c == canonical g); b_ih = bias, b_hh = zeros
     (Keras has one bias).  Exact.
     """
-    h = _check_rnn_keras(kernel, recurrent_kernel, 4)
+    h = _check_rnn_keras(kernel, recurrent_kernel, 4, bias)
     b_ih = b_hh = None
     if bias is not None:
         as_float_array("bias", bias, ndim=1)
@@ -76,7 +111,10 @@ def lstm_to_keras(W_ih, W_hh, b_ih=None, b_hh=None):
 
     bias = b_ih + b_hh in the dtype (one rounding; exact and b_ih returned
     unchanged when b_hh is absent or zero, as after :func:`lstm_from_keras`).
+    W_ih (4H, F), W_hh (4H, H), b_ih/b_hh (4H,) or None, one float dtype
+    (ShapeError / DTypeError otherwise).
     """
+    _check_rnn_canonical(W_ih, W_hh, b_ih, b_hh, 4)
     return (np.ascontiguousarray(W_ih.T), np.ascontiguousarray(W_hh.T), _merge_biases(b_ih, b_hh))
 
 
@@ -98,13 +136,14 @@ def lstm_from_onnx(W, R, B=None):
     (W_ih, W_hh, b_ih, b_hh) in gate order i,f,g,o.  The direction axis may
     be omitted.  b_ih = Wb, b_hh = Rb (kept apart, exact)."""
     W, R = _squeeze_dir("W", W, 2), _squeeze_dir("R", R, 2)
-    check_same_dtype([("W", W), ("R", R)])
+    if B is not None:
+        B = _squeeze_dir("B", B, 1)
+    check_same_dtype([("W", W), ("R", R), ("B", B)])
     h = R.shape[1]
     if W.shape[0] != 4 * h or R.shape[0] != 4 * h:
         raise ShapeError(f"ONNX LSTM W/R must have 4H={4 * h} rows; W {describe(W)}, R {describe(R)}")
     b_ih = b_hh = None
     if B is not None:
-        B = _squeeze_dir("B", B, 1)
         if B.shape != (8 * h,):
             raise ShapeError(f"B must have 8H={8 * h} elements, got {describe(B)}")
         b_ih = _blocks(B[:4 * h], _LSTM_CANON_FROM_ONNX, 4, 0)
@@ -114,7 +153,12 @@ def lstm_from_onnx(W, R, B=None):
 
 
 def lstm_to_onnx(W_ih, W_hh, b_ih=None, b_hh=None):
-    """Inverse of :func:`lstm_from_onnx`: (W [1,4H,F], R [1,4H,H], B [1,8H]); exact."""
+    """Inverse of :func:`lstm_from_onnx`: (W [1,4H,F], R [1,4H,H], B [1,8H]); exact.
+
+    Inputs as :func:`lstm_to_keras` (validated the same way); missing biases
+    are written as +0.0.
+    """
+    _check_rnn_canonical(W_ih, W_hh, b_ih, b_hh, 4)
     W = _blocks(W_ih, _LSTM_ONNX_FROM_CANON, 4, 0)[None]
     R = _blocks(W_hh, _LSTM_ONNX_FROM_CANON, 4, 0)[None]
     h = W_hh.shape[1]
@@ -134,7 +178,8 @@ def gru_from_keras(kernel, recurrent_kernel, bias=None, *, reset_after):
     reset_after=False: bias (3H,) -> b_ih, b_hh = zeros (the Cho form of
     :func:`refcomp.layers.gru` with ``reset_after=False``).  Exact.
     """
-    h = _check_rnn_keras(kernel, recurrent_kernel, 3)
+    reset_after = _check_bool("reset_after", reset_after)
+    h = _check_rnn_keras(kernel, recurrent_kernel, 3, bias)
     W_ih = _blocks(np.ascontiguousarray(kernel.T), _GRU_SWAP, 3, 0)
     W_hh = _blocks(np.ascontiguousarray(recurrent_kernel.T), _GRU_SWAP, 3, 0)
     b_ih = b_hh = None
@@ -157,7 +202,11 @@ def gru_to_keras(W_ih, W_hh, b_ih=None, b_hh=None, *, reset_after):
     reset_after=False merges b_ih + b_hh (one rounding; exact when b_hh is
     absent or zero).  That merge is only equivalent for the reset-before
     formula, where both biases sit outside the reset product.
+    W_ih (3H, F), W_hh (3H, H), b_ih/b_hh (3H,) or None, one float dtype
+    (ShapeError / DTypeError otherwise).
     """
+    reset_after = _check_bool("reset_after", reset_after)
+    _check_rnn_canonical(W_ih, W_hh, b_ih, b_hh, 3)
     kernel = np.ascontiguousarray(_blocks(W_ih, _GRU_SWAP, 3, 0).T)
     rec = np.ascontiguousarray(_blocks(W_hh, _GRU_SWAP, 3, 0).T)
     if b_ih is None and b_hh is None:
@@ -177,14 +226,15 @@ def gru_from_onnx(W, R, B=None, *, linear_before_reset):
     reset_after=bool(linear_before_reset))``: for lbr=0 ONNX adds Rbh outside
     the reset product, exactly as refcomp's reset_before form adds b_hn.  Exact."""
     W, R = _squeeze_dir("W", W, 2), _squeeze_dir("R", R, 2)
-    check_same_dtype([("W", W), ("R", R)])
+    if B is not None:
+        B = _squeeze_dir("B", B, 1)
+    check_same_dtype([("W", W), ("R", R), ("B", B)])
     h = R.shape[1]
     if W.shape[0] != 3 * h or R.shape[0] != 3 * h:
         raise ShapeError(f"ONNX GRU W/R must have 3H={3 * h} rows; W {describe(W)}, R {describe(R)}")
     del linear_before_reset  # layout does not depend on it; kept for an explicit call site
     b_ih = b_hh = None
     if B is not None:
-        B = _squeeze_dir("B", B, 1)
         if B.shape != (6 * h,):
             raise ShapeError(f"B must have 6H={6 * h} elements, got {describe(B)}")
         b_ih, b_hh = _blocks(B[:3 * h], _GRU_SWAP, 3, 0), _blocks(B[3 * h:], _GRU_SWAP, 3, 0)
@@ -193,8 +243,10 @@ def gru_from_onnx(W, R, B=None, *, linear_before_reset):
 
 def gru_to_onnx(W_ih, W_hh, b_ih=None, b_hh=None):
     """Inverse of :func:`gru_from_onnx`: (W [1,3H,F], R [1,3H,H], B [1,6H]); exact.
-    Export with ``linear_before_reset=1`` for reset_after=True models."""
-    h = W_hh.shape[1]
+    Export with ``linear_before_reset=1`` for reset_after=True models.
+    Inputs as :func:`gru_to_keras` (validated the same way); missing biases
+    are written as +0.0."""
+    h = _check_rnn_canonical(W_ih, W_hh, b_ih, b_hh, 3)
     zero = np.zeros(3 * h, dtype=W_ih.dtype)
     bi = zero if b_ih is None else b_ih
     bh = zero if b_hh is None else b_hh
@@ -202,15 +254,38 @@ def gru_to_onnx(W_ih, W_hh, b_ih=None, b_hh=None):
     return _blocks(W_ih, _GRU_SWAP, 3, 0)[None], _blocks(W_hh, _GRU_SWAP, 3, 0)[None], B
 
 
+def _check_dense(w_name, W, b_name, b, out_axis):
+    as_float_array(w_name, W, ndim=2)
+    if b is not None:
+        as_float_array(b_name, b, ndim=1)
+        check_same_dtype([(w_name, W), (b_name, b)])
+        if b.shape != (W.shape[out_axis],):
+            raise ShapeError(f"{b_name} must have shape ({W.shape[out_axis]},) (one per output "
+                             f"of {w_name} {describe(W)}), got {describe(b)}")
+
+
 def dense_from_keras(kernel, bias=None):
-    """Keras Dense kernel (in, out) -> W (out, in); bias copied.  Exact."""
-    as_float_array("kernel", kernel, ndim=2)
+    """Keras Dense kernel (in, out) -> W (out, in); bias (out,) of the same
+    dtype, copied.  Exact."""
+    _check_dense("kernel", kernel, "bias", bias, 1)
     return np.ascontiguousarray(kernel.T), (None if bias is None else np.array(bias, copy=True))
 
 
 def dense_to_keras(W, b=None):
-    """Inverse of :func:`dense_from_keras`."""
+    """Inverse of :func:`dense_from_keras`: W (out, in) -> kernel (in, out);
+    b (out,) of the same dtype, copied.  Exact."""
+    _check_dense("W", W, "b", b, 0)
     return np.ascontiguousarray(W.T), (None if b is None else np.array(b, copy=True))
+
+
+def _check_hwc(hwc):
+    if isinstance(hwc, (str, bytes)):
+        hwc = None
+    try:
+        h, w, c = hwc
+    except (TypeError, ValueError):
+        raise ParameterError(f"hwc must be a triple (H, W, C) of ints, got {hwc!r}") from None
+    return tuple(check_int(f"hwc[{i}]", v, lo=1) for i, v in enumerate((h, w, c)))
 
 
 def conv2d_from_keras(kernel):
@@ -229,7 +304,7 @@ def dense_from_keras_after_flatten(kernel, hwc):
     """Keras Dense kernel (H*W*C, U) that follows a channels_last Flatten ->
     W (U, C*H*W) for an NCHW flatten (FACTS.md §3.2).  Exact permutation."""
     as_float_array("kernel", kernel, ndim=2)
-    h, w, c = (int(v) for v in hwc)
+    h, w, c = _check_hwc(hwc)
     if kernel.shape[0] != h * w * c:
         raise ShapeError(f"kernel has {kernel.shape[0]} rows, expected H*W*C = {h * w * c}")
     u = kernel.shape[1]
@@ -239,7 +314,7 @@ def dense_from_keras_after_flatten(kernel, hwc):
 def dense_to_keras_after_flatten(W, hwc):
     """Inverse of :func:`dense_from_keras_after_flatten`: W (U, C*H*W) -> kernel (H*W*C, U)."""
     as_float_array("W", W, ndim=2)
-    h, w, c = (int(v) for v in hwc)
+    h, w, c = _check_hwc(hwc)
     if W.shape[1] != h * w * c:
         raise ShapeError(f"W has {W.shape[1]} columns, expected C*H*W = {h * w * c}")
     u = W.shape[0]

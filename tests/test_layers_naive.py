@@ -174,3 +174,68 @@ def test_mgu_and_simple_rnn_cell_equations():
     _, (r1,) = L.simple_rnn(x, Wi1, Wh1, b1, None, h0=h)
     np.testing.assert_allclose(r1, np.tanh(naive.dense(x[:, 0], Wi1, b1) + naive.dense(h, Wh1)),
                                rtol=0, atol=1e-15)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+@pytest.mark.parametrize("precision", ["reference", "fast"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_simple_rnn_relu_keeps_nan_and_gives_positive_zero(precision, dtype):
+    # The rule of layers.relu in both precisions: NaN stays NaN (it used to
+    # become 0), zeros of either sign and negatives give +0.0, inf stays inf.
+    W_ih = np.array([[1, 1], [-1, -1], [1, -1]], dtype)
+    W_hh = np.eye(3, dtype=dtype)
+    nz = np.full(3, -0.0, dtype)
+    x = np.zeros((3, 2, 2), dtype)
+    x[0, 0, 0] = np.nan                               # sample 0: NaN at t=0, carried to t=1
+    x[1, 0] = -0.0                                    # sample 1: pre-activations +-0 at t=0
+    x[1, 1] = [2, 1]                                  # then 3, -3, 1
+    x[2, 0] = [np.inf, 0]                             # sample 2: +inf, -inf, +inf
+    h0 = np.full((3, 3), -0.0, dtype)
+    out, (hT,) = L.simple_rnn(x, W_ih, W_hh, nz, nz, h0=h0, activation="relu", precision=precision)
+    assert np.isnan(out[0]).all()
+    assert (out[1, 0] == 0).all() and not np.signbit(out[1, 0]).any()
+    assert_bits_equal(out[1, 1], np.array([3, 0, 1], dtype))
+    assert_bits_equal(out[2, 0], np.array([np.inf, 0, np.inf], dtype))
+    assert_bits_equal(hT, np.ascontiguousarray(out[:, 1]))
+    # Same bits as layers.relu on the pre-activation computed independently.
+    z = naive.dense(x[1, 1:2], W_ih, nz) + naive.dense(out[1, 0:1], W_hh, nz)
+    assert_bits_equal(out[1, 1:2], L.relu(z.astype(dtype)))
+
+
+@pytest.mark.parametrize("cip", [True, False])
+def test_avg_pool_fast_is_sequential_sum_in_input_dtype(cip):
+    # The documented "fast" arithmetic: +0.0, then each window element
+    # (row-major, padding zeros included) added with a float32 rounding,
+    # then one float32 division by the count.  Values spread over many
+    # binades so that a different order or a float64 sum would differ.
+    rng = np.random.default_rng(8)
+    shape = (2, 2, 7, 6)
+    x = (rng.standard_normal(shape) * 10.0 ** rng.integers(-4, 5, shape)).astype(np.float32)
+    k, s, (pt, pl) = (3, 2), (2, 1), (1, 1)
+    y = L.avg_pool2d(x, k, stride=s, padding=(pt, pl), count_include_pad=cip, precision="fast")
+    n, c, h, w = x.shape
+    want = np.empty_like(y)
+    for a in range(n):
+        for ch in range(c):
+            for i in range(y.shape[2]):
+                for j in range(y.shape[3]):
+                    acc, real = np.float32(0.0), 0
+                    for ki in range(k[0]):
+                        for kj in range(k[1]):
+                            r, q = i * s[0] + ki - pt, j * s[1] + kj - pl
+                            inside = 0 <= r < h and 0 <= q < w
+                            acc = np.float32(acc + (x[a, ch, r, q] if inside else np.float32(0.0)))
+                            real += inside
+                    want[a, ch, i, j] = acc / np.float32(k[0] * k[1] if cip else real)
+    assert_bits_equal(y, want)
+    ref = L.avg_pool2d(x, k, stride=s, padding=(pt, pl), count_include_pad=cip)
+    assert not np.array_equal(y, ref)                 # float32 sums: the precisions differ here
+    # float64 input: both precisions are the same float64 computation.
+    x64 = x.astype(np.float64)
+    assert_bits_equal(L.avg_pool2d(x64, k, stride=s, padding=(pt, pl), count_include_pad=cip,
+                                   precision="fast"),
+                      L.avg_pool2d(x64, k, stride=s, padding=(pt, pl), count_include_pad=cip))
+    # All-zero windows of either sign give +0.0.
+    z = np.full((1, 1, 2, 2), -0.0, np.float32)
+    for p in ("reference", "fast"):
+        assert not np.signbit(L.avg_pool2d(z, 2, precision=p)).any()

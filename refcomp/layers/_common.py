@@ -4,8 +4,8 @@ import numbers
 
 import numpy as np
 
-from .._errors import ParameterError, ShapeError
-from .._validate import as_float_array, check_choice, check_same_dtype, describe
+from .._errors import DTypeError, ParameterError, ShapeError
+from .._validate import as_float_array, check_choice, describe
 
 PRECISIONS = ("reference", "fast")
 LAYOUTS = ("NCHW", "NHWC")
@@ -79,12 +79,21 @@ def from_nchw(y, layout):
     return y if layout == "NCHW" else np.ascontiguousarray(y.transpose(0, 2, 3, 1))
 
 
-def check_vector(name, v, length, dtype, what):
-    """Optional 1-D parameter (bias, gamma...) of the given length and dtype."""
+def check_vector(name, v, length, ref, what, *, ref_name="x"):
+    """Optional 1-D parameter (bias, gamma...) of length ``length`` and the
+    dtype of the array ``ref`` (called ``ref_name`` in messages).
+
+    ShapeError for a wrong ndim or length, DTypeError for a non-array or
+    another dtype; the message names the argument with its shape and dtype,
+    and ``ref_name`` with its own.
+    """
     if v is None:
         return None
     as_float_array(name, v, ndim=1)
     if v.shape[0] != length:
-        raise ShapeError(f"{name} must have shape ({length},) ({what}), got {describe(v)}")
-    check_same_dtype([("x", np.empty(0, dtype)), (name, v)])
+        raise ShapeError(f"{name} must have shape ({length},) ({what}; {ref_name} "
+                         f"{describe(ref)}), got {describe(v)}")
+    if v.dtype != ref.dtype:
+        raise DTypeError(f"{name} must have the dtype of {ref_name} ({ref_name} {describe(ref)}), "
+                         f"got {describe(v)}; refcomp never mixes dtypes silently")
     return v

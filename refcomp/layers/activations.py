@@ -95,10 +95,18 @@ def softmax(x, axis=-1, *, precision="reference"):
     s = sum of e_j sequentially in increasing index order from +0.0;
     y_j = e_j / s; one rounding to the input dtype.  A row containing NaN
     gives NaN; a row with +inf gives NaN (inf - inf), as in the frameworks.
+    "fast": the same formula with NumPy in the input dtype (``np.exp``,
+    NumPy's summation order).  A 0-d x is one row of one element (axis must
+    be 0 or -1): 1.0, or NaN for NaN/inf, returned as a 0-d array.
     """
     check_precision(precision)
     as_float_array("x", x)
-    axis = check_int("axis", axis, lo=-x.ndim, hi=x.ndim - 1) if x.ndim else 0
+    if x.ndim == 0:
+        # One element along the only possible axis (as torch.softmax(t0d, -1)):
+        # the 1-element computation below, reshaped back to 0-d.
+        check_int("axis", axis, lo=-1, hi=0)
+        return softmax(x.reshape(1), precision=precision).reshape(())
+    axis = check_int("axis", axis, lo=-x.ndim, hi=x.ndim - 1)
     if precision == "fast":
         e = np.exp(x - x.max(axis=axis, keepdims=True))
         return (e / e.sum(axis=axis, keepdims=True)).astype(x.dtype)

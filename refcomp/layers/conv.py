@@ -20,6 +20,8 @@ def conv2d_setup(x, W, b, stride, padding, dilation, groups, layout):
     check_layout(layout)
     as_float_array("x", x, ndim=4)
     as_float_array("W", W, ndim=4)
+    if b is not None:
+        as_float_array("b", b, ndim=1)
     check_same_dtype([("x", x), ("W", W), ("b", b)])
     stride = pair("stride", stride)
     dilation = pair("dilation", dilation)
@@ -34,7 +36,7 @@ def conv2d_setup(x, W, b, stride, padding, dilation, groups, layout):
         raise ShapeError(f"W expects {cg} input channels per group x {groups} groups = "
                          f"{cg * groups}, x has {c_in} (x {describe(x)} {layout}, "
                          f"W {describe(W)} OIHW)")
-    check_vector("b", b, o, x.dtype, "one bias per output channel")
+    check_vector("b", b, o, W, "one bias per output channel of W", ref_name="W")
     k_hw = W.shape[2:]
     pads = resolve_padding(padding, xc.shape[2:], k_hw, stride, dilation)
     for axis, (lo, hi) in enumerate(pads):

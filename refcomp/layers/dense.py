@@ -48,13 +48,17 @@ def dense(x, W, b=None, *, precision="reference"):
     if getattr(W, "format", None) == "csr":   # sparse weight, same arithmetic
         from ..sparse import linear
         return linear(x, W, b)
+    # Every argument is checked to be a float ndarray of the right ndim
+    # before any attribute of it is used (dtype comparison, shapes).
     as_float_array("x", x, ndim=2)
     as_float_array("W", W, ndim=2)
+    if b is not None:
+        as_float_array("b", b, ndim=1)
     check_same_dtype([("x", x), ("W", W), ("b", b)])
     if x.shape[1] != W.shape[1]:
         raise ShapeError(f"x has {x.shape[1]} features but W expects {W.shape[1]} "
                          f"(x {describe(x)}, W {describe(W)}; W is (out, in))")
-    check_vector("b", b, W.shape[0], x.dtype, "one bias per output of W")
+    check_vector("b", b, W.shape[0], W, "one bias per output of W", ref_name="W")
     if precision == "fast":
         y = x @ W.T
         if b is not None:

@@ -2,21 +2,20 @@
 
 import numpy as np
 
-from .._errors import ParameterError, ShapeError
-from .._validate import as_float_array, check_same_dtype, describe
-from ._common import check_layout, check_precision
+from .._errors import DTypeError, ParameterError
+from .._validate import as_float_array
+from ._common import check_layout, check_precision, check_vector
 
 __all__ = ["batch_norm", "fold_batch_norm"]
 
 
-def _check_params(gamma, beta, mean, var, eps, channels, dtype):
+def _check_params(gamma, beta, mean, var, eps, channels, ref, ref_name):
+    # Each parameter: ndarray of float32/float64 and ndim 1 (as_float_array),
+    # then length (ShapeError), then the dtype of ``ref_name`` (DTypeError).
     for name, v in (("gamma", gamma), ("beta", beta), ("mean", mean), ("var", var)):
-        as_float_array(name, v, ndim=1)
-        if v.shape[0] != channels:
-            raise ShapeError(f"{name} must have shape ({channels},) (one per channel), "
-                             f"got {describe(v)}")
-        if v.dtype != dtype:
-            raise ShapeError(f"{name} has dtype {v.dtype}, expected {dtype}")
+        if v is None:     # required here (check_vector treats None as "absent")
+            raise DTypeError(f"{name} must be a numpy.ndarray, got NoneType")
+        check_vector(name, v, channels, ref, "one per channel", ref_name=ref_name)
     if not (isinstance(eps, (float, int)) and eps >= 0):
         raise ParameterError(f"eps must be a non-negative float, got {eps!r}")
 
@@ -31,21 +30,46 @@ def batch_norm(x, gamma, beta, mean, var, *, eps, layout="NCHW", precision="refe
 
     Parameters
     ----------
-    x : (N, C), (N, C, H, W) ("NCHW") or (N, H, W, C) ("NHWC"), float32/float64.
-        For 3-D input (N, T, C) the channel axis is the last.
-    gamma, beta, mean, var : (C,), dtype of x.
-    eps : float (PyTorch default 1e-5, Keras default 1e-3: always pass it).
+    x : ndarray, float32 or float64
+        (N, C), (N, T, C), (N, C, H, W) for ``layout="NCHW"`` or (N, H, W, C)
+        for "NHWC".  The channel axis is 1 for 2-D input and 4-D NCHW input,
+        the last axis otherwise (3-D input and NHWC).
+    gamma, beta, mean, var : ndarray, shape (C,), dtype of x
+    eps : float or int, >= 0
+        PyTorch default 1e-5, Keras default 1e-3: always pass it.
+    layout : {"NCHW", "NHWC"}
+    precision : {"reference", "fast"}
 
-    Arithmetic (reference): in float64, ``s = gamma / sqrt(var + eps)``
-    (correctly rounded sqrt and division), ``y = (x - mean) * s + beta``
-    evaluated left to right, one rounding to the input dtype.  "fast": the
-    same expression in the input dtype.
+    Returns
+    -------
+    y : ndarray, shape and dtype of x.
+
+    Raises
+    ------
+    DTypeError
+        x or a parameter is not a float32/float64 ndarray, or a parameter's
+        dtype differs from x's (nothing is cast).
+    ShapeError
+        x is not 2-, 3- or 4-D, or a parameter is not 1-D of length C.
+    ParameterError
+        eps is negative or not a number; unknown layout or precision.
+
+    Arithmetic
+    ----------
+    "reference": in float64, ``s = gamma / sqrt(var + eps)`` (one rounded
+    add, a correctly rounded sqrt, a correctly rounded division), then
+    ``y = (x - mean) * s + beta`` evaluated left to right, each operation
+    rounded in float64, and one rounding (half-even) to the input dtype.
+    "fast": the same expression in the input dtype (``eps`` first rounded to
+    it).  NaN anywhere propagates; ``var + eps == 0`` gives inf/NaN as
+    IEEE division does; zeros follow IEEE signs (``x == mean`` gives
+    ``+0.0 * s + beta``).
     """
     check_precision(precision)
     check_layout(layout)
     as_float_array("x", x, ndim=(2, 3, 4))
     axis = 1 if (x.ndim == 4 and layout == "NCHW") or x.ndim == 2 else x.ndim - 1
-    _check_params(gamma, beta, mean, var, eps, x.shape[axis], x.dtype)
+    _check_params(gamma, beta, mean, var, eps, x.shape[axis], x, "x")
     shape = [1] * x.ndim
     shape[axis] = -1
     if precision == "fast":
@@ -74,13 +98,9 @@ def fold_batch_norm(W, b, gamma, beta, mean, var, *, eps):
     up to those roundings (not bit-exactly: the order of operations differs).
     """
     as_float_array("W", W, ndim=(2, 4))
-    check_same_dtype([("W", W), ("b", b)])
     out = W.shape[0]
-    _check_params(gamma, beta, mean, var, eps, out, W.dtype)
-    if b is not None:
-        as_float_array("b", b, ndim=1)
-        if b.shape[0] != out:
-            raise ShapeError(f"b must have shape ({out},), got {describe(b)}")
+    check_vector("b", b, out, W, "one bias per output of W", ref_name="W")
+    _check_params(gamma, beta, mean, var, eps, out, W, "W")
     s = _scale64(gamma, var, eps)
     w2 = (W.astype(np.float64) * s.reshape((-1,) + (1,) * (W.ndim - 1))).astype(W.dtype)
     b64 = np.zeros(out) if b is None else b.astype(np.float64)

@@ -72,19 +72,39 @@ def avg_pool2d(x, size, *, stride=None, padding=0, count_include_pad=True, layou
 
     Parameters
     ----------
-    x, size, stride, padding, layout : as :func:`max_pool2d`; padded values are zeros.
+    x : ndarray (N, C, H, W) ("NCHW") or (N, H, W, C) ("NHWC"), float32 or float64
+    size, stride, padding, layout : as :func:`max_pool2d`; padded values are
+        +0.0 and are summed like real elements.
     count_include_pad : bool, default True
         True divides by kh*kw (PyTorch ``AvgPool2d`` default); False divides
         by the number of real input elements in the window (Keras/TF
         ``AveragePooling2D(padding="same")`` and ONNX ``AveragePool`` default).
         Without padding both agree.
+    precision : {"reference", "fast"}
+
+    Returns
+    -------
+    y : (N, C, OH, OW) (or NHWC), dtype of x, OH = floor((H + pads - kh) / sh) + 1.
 
     Arithmetic
     ----------
-    "reference": the window elements are summed in float64 sequentially in
-    row-major window order (i, then j) starting at +0.0, divided by the count
-    in float64, then rounded once (half-even) to the input dtype.  "fast":
-    ``mean`` in the input dtype.
+    Both precisions compute, per output, the same two steps in a working
+    dtype: (1) a sequential sum of the kh*kw window elements (padding
+    included) in row-major window order (i, then j), starting at +0.0, each
+    addition rounded to the working dtype; (2) one IEEE division (correctly
+    rounded, half-even) by the count (kh*kw, or the number of real
+    elements), an exact small integer in that dtype.
+
+    - "reference": working dtype float64; the float64 quotient is then
+      rounded once (half-even) to the input dtype.
+    - "fast": working dtype is the input dtype (float32 input: every
+      addition and the division are rounded to float32); no ``mean``, no
+      pairwise summation, no final conversion.
+
+    For float64 input the two precisions therefore give identical bits.
+    NaN in a window gives NaN, as does +inf with -inf; a window whose
+    elements are all zeros (of either sign) gives +0.0, since the sum
+    starts at +0.0.
     """
     check_precision(precision)
     xc, k, s, pads = _setup(x, size, stride, padding, layout)

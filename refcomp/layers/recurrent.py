@@ -28,6 +28,7 @@ from .._errors import ShapeError
 from .._validate import as_float_array, check_same_dtype, describe
 from ..kernels.elementwise import sigmoid64, tanh64
 from ._common import check_precision
+from .activations import relu
 from .dense import dense_acc64
 
 __all__ = ["lstm", "gru", "mgu", "simple_rnn"]
@@ -59,9 +60,17 @@ class _Ops:
 
 
 def _check_rnn(x, W_ih, W_hh, b_ih, b_hh, gates, states):
+    # Each argument is first checked to be a float32/float64 ndarray of the
+    # right ndim, then dtypes are compared, then shapes.
     as_float_array("x", x, ndim=3)
     as_float_array("W_ih", W_ih, ndim=2)
     as_float_array("W_hh", W_hh, ndim=2)
+    for name, a in (("b_ih", b_ih), ("b_hh", b_hh)):
+        if a is not None:
+            as_float_array(name, a, ndim=1)
+    for name, s in states.items():
+        if s is not None:
+            as_float_array(name, s, ndim=2)
     check_same_dtype([("x", x), ("W_ih", W_ih), ("W_hh", W_hh), ("b_ih", b_ih),
                       ("b_hh", b_hh)] + list(states.items()))
     gh = W_hh.shape[0]
@@ -75,17 +84,14 @@ def _check_rnn(x, W_ih, W_hh, b_ih, b_hh, gates, states):
         raise ShapeError(f"W_ih must have shape ({gh}, {x.shape[2]}) = ({gates}*H, features of "
                          f"x {describe(x)}), got {describe(W_ih)}")
     for name, b in (("b_ih", b_ih), ("b_hh", b_hh)):
-        if b is not None:
-            as_float_array(name, b, ndim=1)
-            if b.shape != (gh,):
-                raise ShapeError(f"{name} must have shape ({gh},), got {describe(b)}")
+        if b is not None and b.shape != (gh,):
+            raise ShapeError(f"{name} must have shape ({gh},), got {describe(b)}")
     n = x.shape[0]
     out = {}
     for name, s in states.items():
         if s is None:
             out[name] = np.zeros((n, hidden), dtype=x.dtype)
         else:
-            as_float_array(name, s, ndim=2)
             if s.shape != (n, hidden):
                 raise ShapeError(f"{name} must have shape ({n}, {hidden}), got {describe(s)}")
             out[name] = s
@@ -243,10 +249,36 @@ def mgu(x, W_ih, W_hh, b_ih=None, b_hh=None, *, h0=None, return_sequences=True,
 
 def simple_rnn(x, W_ih, W_hh, b_ih=None, b_hh=None, *, h0=None, activation="tanh",
                return_sequences=True, precision="reference"):
-    """Elman RNN: h' = act((x W_ih^T + b_ih) + (h W_hh^T + b_hh)), act tanh or relu.
+    """Elman RNN: ``h' = act((x W_ih^T + b_ih) + (h W_hh^T + b_hh))``.
 
-    W_ih (H, F), W_hh (H, H) (PyTorch ``nn.RNN``; Keras SimpleRNN kernel is
-    the transpose, bias = b_ih).  Returns (outputs, (h_T,)).
+    Parameters
+    ----------
+    x : ndarray (N, T, F), float32 or float64
+    W_ih : ndarray (H, F); W_hh : ndarray (H, H); dtype of x
+        PyTorch ``nn.RNN`` layout; a Keras SimpleRNN kernel is the transpose,
+        its bias is b_ih.
+    b_ih, b_hh : ndarray (H,), dtype of x, optional (missing = zeros)
+    h0 : ndarray (N, H), dtype of x, optional (missing = zeros)
+    activation : {"tanh", "relu"}
+    return_sequences : bool
+    precision : {"reference", "fast"}
+
+    Returns
+    -------
+    outputs : (N, T, H) if return_sequences else h_T (N, H); dtype of x
+    (h_T,) : 1-tuple with the final state (N, H).
+
+    Arithmetic
+    ----------
+    Per step, the pre-activation is formed as in the module docstring
+    (reference: float64, sequential sums, ``(x.W_ih + b_ih) + (h.W_hh +
+    b_hh)``; fast: NumPy/BLAS in the input dtype), then the activation:
+    "tanh" is libm tanh in float64 (reference) or ``np.tanh`` in the input
+    dtype (fast); "relu" is the rule of :func:`refcomp.layers.relu` in both
+    precisions (an exact selection: positives kept, negatives, -0.0 and
+    +0.0 give +0.0, NaN stays NaN, +inf stays +inf).  The new state is
+    rounded once (half-even) to the input dtype; relu commutes with that
+    rounding, so the relu result equals relu of the rounded pre-activation.
     """
     check_precision(precision)
     if activation not in ("tanh", "relu"):
@@ -258,10 +290,9 @@ def simple_rnn(x, W_ih, W_hh, b_ih=None, b_hh=None, *, h0=None, activation="tanh
     def step(a, states):
         (h,) = states
         z = a + ops.affine(h, W_hh, b_hh)
-        if activation == "tanh":
-            z = ops.tanh(z)
-        else:
-            z = np.where(z > 0, z, 0.0)
+        # relu: the exact rule of layers.relu (NaN kept, -0.0 -> +0.0) in the
+        # working dtype (float64 in reference mode, x's dtype in fast mode).
+        z = ops.tanh(z) if activation == "tanh" else relu(z)
         return (ops.store(z),)
 
     seq, (h,) = _run(x, step, (st["h0"],), return_sequences, ops, W_ih, b_ih)

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from .._errors import ShapeError
-from .._validate import as_float_array, describe
+from .._errors import ParameterError, ShapeError
+from .._validate import as_float_array, check_int, describe
 from ._common import check_layout
 
 __all__ = ["flatten", "reshape"]
@@ -27,9 +27,33 @@ def flatten(x, *, layout="NCHW"):
 
 
 def reshape(x, shape):
-    """Reshape every axis but the batch axis to ``shape`` (C order); exact."""
+    """Reshape every axis but the batch axis to ``shape`` (C order); exact.
+
+    Parameters
+    ----------
+    x : ndarray (N, ...), float32 or float64 (at least 1-D: the batch axis)
+    shape : tuple or list of ints >= 0 (or a 1-D integer ndarray; no ``-1``
+        wildcard) whose product is the number of elements per sample of x.
+
+    Returns
+    -------
+    y : ndarray (N, *shape), dtype of x, elements in C order (a copy only
+        if x is not contiguous).  No arithmetic: NaN and -0.0 are kept.
+
+    Raises
+    ------
+    DTypeError for a non-array or a dtype other than float32/float64;
+    ShapeError for a 0-d x or a size mismatch; ParameterError for a shape
+    that is not a sequence of non-negative ints.
+    """
     as_float_array("x", x)
-    shape = tuple(int(s) for s in shape)
+    if x.ndim < 1:
+        raise ShapeError(f"x must have a batch axis, got {describe(x)}")
+    if isinstance(shape, np.ndarray) and shape.ndim == 1 and shape.dtype.kind in "iu":
+        shape = shape.tolist()
+    if not isinstance(shape, (tuple, list)):
+        raise ParameterError(f"shape must be a tuple or list of ints, got {shape!r}")
+    shape = tuple(check_int(f"shape[{i}]", s, lo=0) for i, s in enumerate(shape))
     if int(np.prod(shape)) != int(np.prod(x.shape[1:])):
         raise ShapeError(f"cannot reshape x {describe(x)} to (N, {', '.join(map(str, shape))})")
     return np.ascontiguousarray(x).reshape((x.shape[0],) + shape)
