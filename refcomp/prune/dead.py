@@ -68,11 +68,26 @@ def remove_dead_neurons(model):
        output is the constant ``act(b)`` (after the following pass-through
        layers).  It is removed and that constant's contribution folded
        into the next layer's bias (see :func:`refcomp.prune.shrink` for
-       the float64 arithmetic).  When the contribution is not uniform over
-       positions (zero-padded conv next, padded average pooling), or the
-       neuron feeds the end of a residual body with a non-zero constant, the
-       neuron is kept (listed in ``kept_unfoldable``).  Rows are inspected
-       after upstream removals, so constants propagate layer to layer.
+       the float64 arithmetic).  A dead filter that ends a residual body
+       adds its constant to the trunk channel it feeds (selective addition,
+       the block's ``index_map``); the constant is then folded into the
+       bias of the next dense/conv2d layer after the block when only
+       affine layers lie between (linear activation, dropout, flatten,
+       reshape, batch norm as its per-channel scale, average pooling, max
+       pooling of a per-channel constant) and the contribution is the same
+       at every position.  The neuron is kept (listed in
+       ``kept_unfoldable``) when no exact fold exists: before a zero-padded
+       convolution or padded average pooling (the constant contributes a
+       position-dependent term at the borders, which no bias can hold), or
+       when the trunk meets a non-affine layer (e.g. the ReLU after each
+       block of the shipped resnet), another residual block or the model
+       output before any bias (exact removal there would need a per-channel
+       constant in the residual layer, which the model format does not
+       have).  When the dead neurons of a layer cannot all be folded
+       together, they are tried one by one in ascending index order and
+       those that can be folded (with the ones already taken) are removed.
+       Rows are inspected after upstream removals, so constants propagate
+       layer to layer.
     2. Backward sweep, reverse order: a neuron all of whose outgoing weights
        into the next dense/conv layer are zero (for conv→flatten→dense: all
        H*W feature columns of the channel) reaches no output and is removed
@@ -83,7 +98,8 @@ def remove_dead_neurons(model):
 
     Lossless: the outputs equal the input model's within the float
     rounding of the folded biases (bit-identical when nothing was folded,
-    reference precision).
+    reference precision; the tests check the derived bound of
+    :func:`refcomp.testing.model_error_bound`).
     """
     if not isinstance(model, Model):
         raise ParameterError(f"model must be a refcomp.Model, got {type(model).__name__}")
@@ -108,14 +124,29 @@ def remove_dead_neurons(model):
         n = alive.size
         preact = np.zeros(n) if b is None else materialize(b).astype(np.float64)
         keep = np.flatnonzero(alive).astype(np.int64)
+        dead = np.flatnonzero(~alive).tolist()
         try:
             cur = _graph.remove_outputs(cur, path, keep, preact)
         except _graph.Unfoldable:
-            report["kept_unfoldable"][path] = np.flatnonzero(~alive).tolist()
-            continue
-        dead = np.flatnonzero(~alive).tolist()
+            # Not all at once: take the dead neurons one by one (ascending
+            # index), keeping each whose constant can be folded together
+            # with those already taken.
+            taken = []
+            for d in dead:
+                trial = np.setdiff1d(np.arange(n, dtype=np.int64), taken + [d])
+                try:
+                    _graph.remove_outputs(cur, path, trial, preact)
+                except _graph.Unfoldable:
+                    continue
+                taken.append(d)
+            report["kept_unfoldable"][path] = [d for d in dead if d not in taken]
+            if not taken:
+                continue
+            cur = _graph.remove_outputs(cur, path, np.setdiff1d(np.arange(n, dtype=np.int64),
+                                                                taken), preact)
+            dead = taken
         report["removed"].setdefault(path, []).extend(dead)
-        if np.any(preact[~alive] != 0):
+        if any(preact[d] != 0 for d in dead):
             report["folded"][path] = [d for d in dead if preact[d] != 0]
     shp = _graph.shapes(cur)
     for path in reversed(_producers(cur)):

@@ -118,8 +118,19 @@ def _default_layers(model, groups):
     return out
 
 
+_CONSUMERS = ("dense", "conv2d", "lstm", "gru", "mgu", "simple_rnn", "residual")
+
+
+def _is_output_layer(model, path):
+    """True when ``path`` is a top-level dense/conv2d layer whose outputs are the
+    model's outputs (no layer with weights or a residual block after it)."""
+    seq, i, parent = _graph.locate(model, path)
+    return (parent is None and seq[i].kind in _graph.PRODUCERS
+            and not any(l.kind in _CONSUMERS for l in seq[i + 1:]))
+
+
 def less_is_more(model, ratio, *, groups="outputs", layers=None, relative=True,
-                 fold_bias=True):
+                 fold_bias=True, allow_output_layer=False):
     """One "Less is more" reduction step: proximal step, then remove the zeroed neurons.
 
     Parameters
@@ -139,7 +150,16 @@ def less_is_more(model, ratio, *, groups="outputs", layers=None, relative=True,
         can be shrunk — not the model's output layer, not layers feeding a
         residual shortcut (the block bodies are reduced; their last conv uses
         selective addition).  For "inputs" every dense/conv2d layer.
-        (The "découpé" variant = call with one layer at a time.)
+        (The "découpé" variant = call with one layer at a time.)  With
+        ``groups="outputs"``, naming the model's output layer is refused
+        unless ``allow_output_layer=True``.
+    allow_output_layer : bool, default False
+        Opt-in to reduce the output neurons of the model's output layer
+        (``groups="outputs"``): that removes model outputs (e.g. classes),
+        so the reduced model no longer computes the same kind of function;
+        their constant ``act(b)`` cannot be folded and is dropped (listed in
+        ``"unfolded"``).  Without it, naming that layer raises
+        ParameterError.
     fold_bias : bool, default True
         A neuron whose weights were zeroed still outputs ``act(b)``.  True:
         fold that constant into the next layer's bias where exact folding is
@@ -171,6 +191,15 @@ def less_is_more(model, ratio, *, groups="outputs", layers=None, relative=True,
     tau = _check_tau(ratio, relative)
     before = model.n_params()
     chosen = _default_layers(model, groups) if layers is None else [str(p) for p in layers]
+    if groups == "outputs" and not allow_output_layer:
+        for path in chosen:
+            if _is_output_layer(model, path):
+                n_out = _graph.n_outputs(model.get_layer(path))
+                raise ParameterError(
+                    f"layer {path} is the model's output layer ({n_out} outputs): removing "
+                    "its neurons would remove model outputs (e.g. classes), so the reduced "
+                    "model would no longer compute the same function; pass "
+                    "allow_output_layer=True to reduce it anyway")
     cur = model
     rows = []
     updates = {}

@@ -50,7 +50,10 @@ def shrink(model, layer, keep_outputs):
     model : refcomp.Model (with ``input_shape``)
     layer : str or int
         Path of a dense or conv2d (groups=1) layer, as in ``model.named_layers()``
-        ("3" or "3/2" inside residual block 3).
+        ("3" or "3/2" inside residual block 3).  Recurrent layers (lstm, gru,
+        mgu, simple_rnn) are refused: shrinking their hidden units (the
+        gate blocks of ``W_ih``/``W_hh``/biases and the recurrent columns) is
+        not supported; a dense layer after a recurrent one can be shrunk.
     keep_outputs : ndarray
         bool mask of length n_out, or distinct integer indices; the kept
         neurons stay in their original order.  Keeping nothing is an error.
@@ -67,7 +70,8 @@ def shrink(model, layer, keep_outputs):
         residual block's body the block gets (or narrows) its ``index_map``:
         selective addition of the body output to the kept channels (seed 003
         §4.5).  Shrinking a layer whose output feeds a residual shortcut, a
-        reshape, a recurrent layer or a grouped conv is refused.
+        reshape, a recurrent layer or a grouped conv is refused.  The NCHW
+        and NHWC layouts are both handled (channel axis 1 or 3).
 
     Notes
     -----
@@ -82,8 +86,13 @@ def shrink(model, layer, keep_outputs):
     computed in float64 (products of the weight dtype exact in float64,
     summed in the dense/conv reference order), added to the float64 bias and
     rounded once (half-even) to the weight dtype; outputs then agree within
-    the dense/conv rounding bound (FACTS.md §8).  A contribution that differs
-    across positions (next conv zero-padded) cannot be folded: ParameterError.
+    the dense/conv rounding bound (FACTS.md §8,
+    :func:`refcomp.testing.dot_error_bound`).  At the end of a residual body
+    a non-zero constant is added to the trunk; it is folded into the next
+    dense/conv2d layer after the block when only affine layers lie between
+    (see :func:`refcomp.prune.remove_dead_neurons`).  A contribution that
+    differs across positions (next conv zero-padded) or meets a non-affine
+    layer first cannot be folded: ParameterError.
     Masked weights are sliced as Masked; other compressed weights are refused.
     """
     if not isinstance(model, Model):
