@@ -79,6 +79,9 @@ def _results(w):
            affine(w, 8), affine(w, 8, scale=0.02, zero_point=128),
            affine(w, 8, scale=0.02, scale_op="reciprocal", rounding="half_away", signed=True),
            affine(w.reshape(4, -1), 4, axis=0, symmetric=True),
+           affine(w, 8, scale=0.02, zero_point=77, scale_op="torch"),
+           affine(w.reshape(4, -1), 8, axis=0, scale=np.array([0.01, 0.02, 0.03, 0.05]),
+                  zero_point=np.array([1, 77, 128, 3]), scale_op="torch"),
            affine(w, 8, rounding="stochastic", rng=np.random.default_rng(1))]
     return [(q.codes, q.info) for q in out]
 

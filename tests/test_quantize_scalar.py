@@ -9,10 +9,10 @@ from hypothesis import given, strategies as st
 from hypothesis.extra.numpy import arrays
 
 from refcomp import _rounding as R
-from refcomp._errors import DTypeError, ParameterError, ShapeError
+from refcomp._errors import DTypeError, ParameterError, RefcompError, ShapeError
 from refcomp.kernels import quantize as K
-from refcomp.quantize import (Quantized, affine, binary, dynamic_fixed_point, fixed_point,
-                              power_of_two, ternary, ternary_ttq, uniform, xnor)
+from refcomp.quantize import (Quantized, affine, affine_params, binary, dynamic_fixed_point,
+                              fixed_point, power_of_two, ternary, ternary_ttq, uniform, xnor)
 from refcomp.testing import assert_bits_equal
 
 h5py = pytest.importorskip("h5py")
@@ -158,25 +158,136 @@ def test_affine_divide_vs_reciprocal():
     assert affine(w, 8, scale=s, signed=False, scale_op="reciprocal").codes[0] == 128
 
 
-def test_affine_against_torch():
+def _near_ties(inv, ks):
+    """float32 x with x·inv at, just above and just below k + 1/2 (ties before rounding)."""
+    x = ((np.asarray(ks, np.float64) + 0.5) / np.float64(inv)).astype(np.float32)
+    return np.concatenate([x, np.nextafter(x, np.float32(np.inf)),
+                           np.nextafter(x, np.float32(-np.inf))])
+
+
+def _torch_quiet():
     torch = pytest.importorskip("torch")
+    import warnings
+    warnings.filterwarnings("ignore", message=".*quantized tensor creation.*")
+    return torch
+
+
+def test_affine_torch_order_golden_and_fused_add():
+    # The audit's example, checked by hand: torch adds the zero point before rounding.
+    x = (np.array([0.5, 1.5, 2.5, -0.5, -1.5, 3.5]) * 0.05).astype(np.float32)
+    assert affine(x, 8, scale=0.05, zero_point=77, scale_op="reciprocal").codes.tolist() == [
+        77, 79, 79, 77, 75, 81]
+    q = affine(x, 8, scale=0.05, zero_point=77, scale_op="torch")
+    assert q.codes.tolist() == [78, 78, 80, 76, 76, 80]
+    assert q.params["scale_op"] == "reciprocal_fma_zp"
+    assert affine(x.reshape(1, -1), 8, axis=0, scale=0.05, zero_point=77,
+                  scale_op="torch").params["scale_op"] == "reciprocal_add_zp"
+    # fused vs two roundings: scale 0.0137 (inv = fl32(1/fl32(0.0137))) and x = -0.26715004
+    # (float32 0xbe88c7e4), checked with Fractions: x·inv = -19.5000027 lies between -19.5 - 2**-18
+    # and -19.5.  Fused: x·inv + 77 = 57.4999973 is below the float32 midpoint 57.5 - 2**-19
+    # (float32 spacing 2**-18 there) -> 57.5 - 2**-18 -> 57.  Two roundings: fl32(x·inv) =
+    # -19.5 - 2**-19, and -19.5 - 2**-19 + 77 is exactly that midpoint, which ties to the even
+    # 57.5 -> rint -> 58.
+    x1 = np.array([0xBE88C7E4], np.uint32).view(np.float32)
+    inv = np.float32(1) / np.float32(0.0137)
+    p = Fraction(float(x1[0])) * Fraction(float(inv))
+    assert Fraction(-39, 2) - Fraction(1, 2 ** 18) < p < Fraction(-39, 2)
+    assert p + 77 < Fraction(115, 2) - Fraction(1, 2 ** 19)
+    p32 = Fraction(float(np.float32(float(p))))
+    assert p32 == Fraction(-39, 2) - Fraction(1, 2 ** 19)
+    assert p32 + 77 == Fraction(115, 2) - Fraction(1, 2 ** 19)
+    kw = dict(scale=0.0137, zero_point=77)
+    assert affine(x1, 8, scale_op="reciprocal_fma_zp", **kw).codes[0] == 57
+    assert affine(x1, 8, scale_op="reciprocal_add_zp", **kw).codes[0] == 58
+    assert affine(x1, 8, scale_op="reciprocal", **kw).codes[0] == 57     # 77 + rint(-19.5)
+
+
+def _exact_torch_order(x, inv, zp, fused, qmin, qmax):
+    """Naive loop on exact rationals: rint(fl32(x·inv + zp)) (fused) or
+    rint(fl32(fl32(x·inv) + zp)), clamped."""
+    out = []
+    for v in x.tolist():
+        p = Fraction(v) * Fraction(float(inv))
+        if not fused:
+            p = Fraction(float(np.float32(float(p))))      # product exact in float64, one rounding
+        s = _fl32(p + zp)
+        out.append(min(max(_exact_round(s, "half_even"), qmin), qmax))
+    return out
+
+
+def _fl32(fr):
+    """Round a Fraction to the nearest float32, ties to even (exact, by integers)."""
+    if fr == 0:
+        return Fraction(0)
+    sign = -1 if fr < 0 else 1
+    a = abs(fr)
+    e = a.numerator.bit_length() - a.denominator.bit_length()
+    while Fraction(2) ** e > a:
+        e -= 1
+    while Fraction(2) ** (e + 1) <= a:
+        e += 1
+    q = Fraction(2) ** (max(e, -126) - 23)
+    n = a / q
+    fl = n.numerator // n.denominator
+    r = n - fl
+    if r > Fraction(1, 2) or (r == Fraction(1, 2) and fl % 2):
+        fl += 1
+    return sign * fl * q
+
+
+def test_affine_torch_order_matches_exact_rationals():
+    rng = np.random.default_rng(12)
+    for scale in (0.05, 0.0137, 0.3):
+        inv = np.float32(1) / np.float32(scale)
+        x = np.concatenate([_near_ties(inv, rng.integers(-140, 140, 60)),
+                            (rng.standard_normal(50) * 3).astype(np.float32)])
+        for zp in (0, 3, 77, 128, 255):
+            for op, fused in (("reciprocal_fma_zp", True), ("reciprocal_add_zp", False)):
+                got = affine(x, 8, scale=scale, zero_point=zp, scale_op=op).codes.tolist()
+                assert got == _exact_torch_order(x, inv, zp, fused, 0, 255), (scale, zp, op)
+
+
+def test_affine_against_torch():
+    torch = _torch_quiet()
     rng = np.random.default_rng(0)
-    w = (rng.standard_normal((16, 50)) * 3).astype(np.float32)
-    w[0, :6] = np.array([0.5, 1.5, 2.5, -0.5, -1.5, 99.0]) * 0.05   # ties at scale 0.05
-    for zp in (0, 128, 77):
-        q = affine(w, 8, scale=0.05, zero_point=zp, scale_op="reciprocal")
-        # quantize_per_tensor takes a float64 scale and may invert it before rounding to
-        # float32: compare it away from ties only (row 0 holds the near-ties).
-        tq = torch.quantize_per_tensor(torch.from_numpy(w), 0.05, zp, torch.quint8)
-        assert np.array_equal(q.codes[1:], tq.int_repr().numpy()[1:])
-        fq = torch.fake_quantize_per_tensor_affine(torch.from_numpy(w), 0.05, zp, 0, 255)
-        assert_bits_equal(q.dequantize(), fq.numpy())
-    scales = np.linspace(0.01, 0.2, 16)
-    q = affine(w, 8, axis=0, scale=scales, zero_point=np.zeros(16, np.int64), signed=True,
-               scale_op="reciprocal")
-    tq = torch.quantize_per_channel(torch.from_numpy(w), torch.from_numpy(scales),
-                                    torch.zeros(16, dtype=torch.int64), 0, torch.qint8)
-    assert np.array_equal(q.codes, tq.int_repr().numpy())
+    scales = np.array([0.05, 0.0137, 0.3, 0.00214854861, 0.11, 1e-3])
+    inv = (np.float32(1) / scales.astype(np.float32)).astype(np.float32)
+    # each row: exact ties of x·inv, the float32 neighbours on both sides, random values,
+    # and saturating extremes
+    rows = [np.concatenate([_near_ties(inv[c], rng.integers(-140, 140, 120)),
+                            (rng.standard_normal(37) * 3).astype(np.float32),
+                            np.array([1e6, -1e6, 0.0, -0.0], np.float32)]) for c in range(6)]
+    w = np.stack(rows)
+    for zps, signed, tdt in ((np.array([77, 3, 128, 0, 201, 254]), False, torch.quint8),
+                             (np.array([-51, 3, 0, -128, 101, 1]), True, torch.qint8)):
+        qmin, qmax = (-128, 127) if signed else (0, 255)
+        for c in range(6):                       # per tensor: odd and even zero points
+            s, z = float(scales[c]), int(zps[c])
+            tq = torch.quantize_per_tensor(torch.from_numpy(w[c]), s, z, tdt).int_repr().numpy()
+            q = affine(w[c], 8, scale=s, zero_point=z, signed=signed, scale_op="torch")
+            assert np.array_equal(q.codes, tq), (c, z)
+            # fake quant rounds first and adds the zero point after: "reciprocal"
+            fq = torch.fake_quantize_per_tensor_affine(torch.from_numpy(w[c]), s, z, qmin, qmax)
+            qr = affine(w[c], 8, scale=s, zero_point=z, signed=signed, scale_op="reciprocal")
+            assert_bits_equal(qr.dequantize(), fq.numpy())
+        # per channel, on axis 0 and on axis 1
+        for axis, x in ((0, w), (1, np.ascontiguousarray(w.T))):
+            tq = torch.quantize_per_channel(torch.from_numpy(x), torch.from_numpy(scales),
+                                            torch.from_numpy(zps), axis, tdt)
+            q = affine(x, 8, axis=axis, scale=scales, zero_point=zps, signed=signed,
+                       scale_op="torch")
+            assert np.array_equal(q.codes, tq.int_repr().numpy()), axis
+            fq = torch.fake_quantize_per_channel_affine(
+                torch.from_numpy(x), torch.from_numpy(scales.astype(np.float32)),
+                torch.from_numpy(zps).int(), axis, qmin, qmax)
+            qr = affine(x, 8, axis=axis, scale=scales, zero_point=zps, signed=signed,
+                        scale_op="reciprocal")
+            assert_bits_equal(qr.dequantize(), fq.numpy())
+    # the default order and the torch order really differ on these rows (odd zero point)
+    assert not np.array_equal(affine(w[0], 8, scale=0.05, zero_point=77,
+                                     scale_op="reciprocal").codes,
+                              affine(w[0], 8, scale=0.05, zero_point=77,
+                                     scale_op="torch").codes)
 
 
 def test_affine_against_onnxruntime():
@@ -224,10 +335,21 @@ def test_affine_twin_all_modes(tmp_path):
     zp = np.arange(5, dtype=np.float64)
     u3 = rng.random(x3.shape)
     for mode in R.MODES:
-        for rec in (False, True):
-            a = K.affine_codes(x3, s, zp, -128, 127, mode, rec, u3, np.int8)
-            b = K.affine_codes_twin(x3, s, zp, -128, 127, mode, rec, u3, np.int8)
-            assert_bits_equal(a, b, mode)
+        for op in (False, True, K.OP_RECIPROCAL_ADD_ZP, K.OP_RECIPROCAL_FMA_ZP):
+            a = K.affine_codes(x3, s, zp, -128, 127, mode, op, u3, np.int8)
+            b = K.affine_codes_twin(x3, s, zp, -128, 127, mode, op, u3, np.int8)
+            assert_bits_equal(a, b, (mode, op))
+    # float64: the fused multiply-add against exact rationals (small sample: slow twin)
+    x64 = np.concatenate([(rng.standard_normal(300) * 4),
+                          (np.arange(-40, 40) + 0.5) * 0.03]).reshape(1, 1, -1)
+    inv64 = np.array([1 / 0.03])
+    for op in (K.OP_RECIPROCAL_ADD_ZP, K.OP_RECIPROCAL_FMA_ZP):
+        for zp64 in (0.0, 77.0, -3.0):
+            a = K.affine_codes(x64, inv64, np.array([zp64]), -128, 127, "half_even", op, None,
+                               np.int8)
+            b = K.affine_codes_twin(x64, inv64, np.array([zp64]), -128, 127, "half_even", op,
+                                    None, np.int8)
+            assert_bits_equal(a, b, (op, zp64))
     q = affine(w, 8, axis=1, rounding="stochastic", rng=np.random.default_rng(9))
     q2 = affine(w, 8, axis=1, rounding="stochastic", rng=np.random.default_rng(9))
     assert q == q2
@@ -300,3 +422,159 @@ def test_binary_xnor_ternary(tmp_path):
     roundtrip(tt, tmp_path)
     with pytest.raises(ParameterError):
         ternary_ttq(w, -1.0, 1.0)
+
+
+# -- binary / ternary on 2-D and 4-D weights (naive loops on exact rationals) -------------
+def _naive_mean_abs(vals):
+    """fsum-then-divide, independently: the exactly rounded float64 of Σ|v|, / n in float64."""
+    return float(sum(Fraction(abs(v)) for v in vals)) / len(vals) if vals else 0.0
+
+
+def _naive_ternary(flat, delta_factor=0.7):
+    delta = delta_factor * _naive_mean_abs(flat)
+    codes = [2 if v > delta else 0 if v < -delta else 1 for v in flat]
+    alpha = _naive_mean_abs([abs(v) for v in flat if abs(v) > delta])
+    return codes, delta, alpha
+
+
+def _slices(w, axis):
+    return [np.take(w, i, axis=axis).reshape(-1).tolist() for i in range(w.shape[axis])]
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(8, 5), (4, 3, 3, 3), (6, 2, 1, 5)])
+def test_ternary_and_xnor_multidim(dt, shape):
+    rng = np.random.default_rng(len(shape) * 10 + shape[0])
+    w = (rng.standard_normal(shape) * rng.choice([0.1, 1.0, 5.0], shape)).astype(dt)
+    w.reshape(-1)[:3] = [0.0, -0.0, w.reshape(-1)[5]]          # zeros and a repeated value
+    # ternary per tensor (the authors' per-layer rule)
+    t = ternary(w)
+    codes, delta, alpha = _naive_ternary(w.reshape(-1).tolist())
+    assert t.codes.shape == shape and t.codes.reshape(-1).tolist() == codes
+    assert t.info["delta"] == delta and t.info["alpha"] == alpha
+    cb = np.array([-alpha, 0.0, alpha]).astype(dt)
+    assert_bits_equal(t.dequantize(), cb[np.array(codes)].reshape(shape))
+    # ternary per channel on every axis: each slice by the per-tensor rule
+    for axis in range(len(shape)):
+        tc = ternary(w, axis=axis)
+        assert tc.decoder == "sign_scale" and tc.codes.shape == shape
+        moved = np.moveaxis(tc.codes, axis, 0)
+        vals = np.moveaxis(tc.dequantize(), axis, 0)
+        for i, sl in enumerate(_slices(w, axis)):
+            c, d, a = _naive_ternary(sl)
+            assert moved[i].reshape(-1).tolist() == c
+            assert tc.info["delta"][i] == d and tc.info["alpha"][i] == a
+            ref = ternary(np.ascontiguousarray(np.take(w, i, axis=axis)))
+            assert_bits_equal(vals[i], ref.dequantize())
+    # xnor: one α for the tensor, and per output filter (axis 0) / per other axis
+    for axis in (None,) + tuple(range(len(shape))):
+        xq = xnor(w, axis=axis)
+        groups = [w.reshape(-1).tolist()] if axis is None else _slices(w, axis)
+        alphas = np.array([_naive_mean_abs(g) for g in groups]).astype(dt)
+        assert_bits_equal(xq.params["alpha"], alphas)
+        sign = np.where(w >= 0, 1.0, -1.0).astype(dt)
+        a = alphas.reshape(()) if axis is None else alphas.reshape(
+            [-1 if i == axis else 1 for i in range(len(shape))])
+        assert_bits_equal(xq.dequantize(), (sign * a).astype(dt))
+        keep = xnor(w, axis=axis, zero="keep").dequantize()
+        assert_bits_equal(keep, (np.sign(w).astype(dt) * a).astype(dt) + dt(0.0))
+
+
+def test_ternary_per_channel_bad_axis():
+    with pytest.raises(ParameterError, match="out of range"):
+        ternary(np.ones((2, 3), np.float32), axis=2)
+
+
+# -- affine_params ---------------------------------------------------------------------------
+def test_affine_params_hand_values():
+    # [-1, 3] uint8: scale 4/255, zero point 64 (1/scale = 63.75)
+    s, z = affine_params(-1.0, 3.0, 8, dtype=np.float64)
+    assert (s, z) == (4 / 255, 64)
+    assert affine_params(-1.0, 3.0, 8, dtype=np.float64, rule="tflite") == (4 / 255, 64)
+    # a zero-point tie, -lo/scale = 2.5: half-even (refcomp, PyTorch) 2, half-away (TFLite) 3
+    assert affine_params(-1.0, 101.0, 8, dtype=np.float64) == (0.4, 2)
+    assert affine_params(-1.0, 101.0, 8, dtype=np.float64, rule="tflite") == (0.4, 3)
+    # range widened to contain 0; positive-only range puts zp at qmin
+    assert affine_params(2.0, 4.0, 8, dtype=np.float64) == (4 / 255, 0)
+    assert affine_params(-4.0, -2.0, 8, dtype=np.float64, rule="tflite") == (4 / 255, 255)
+    # symmetric int8: TFLite weights (narrow) max/127, PyTorch max/127.5
+    assert affine_params(-0.5, 2.54, 8, symmetric=True, narrow_range=True) == (
+        float(np.float32(2.54 / 127)), 0)
+    assert affine_params(-0.5, 2.55, 8, symmetric=True) == (float(np.float32(2.55 / 127.5)), 0)
+    assert affine_params(-1.0, 1.0, 8, symmetric=True, signed=False)[1] == 128
+    # degenerate ranges: refcomp scale 1, TFLite (0, 0), PyTorch eps
+    assert affine_params(0.0, 0.0, 8) == (1.0, 0)
+    assert affine_params(0.0, 0.0, 8, rule="tflite") == (0.0, 0)
+    assert affine_params(0.0, 0.0, 8, rule="pytorch") == (2.0 ** -23, 0)
+    # PyTorch in float32: fl32(fl32(4) / 255) and qmin - rint(fl32(-1 / scale)) = 64
+    s, z = affine_params(-1.0, 3.0, 8, rule="pytorch")
+    assert s == float(np.float32(4) / np.float32(255)) and z == 64
+    # per channel: arrays in, arrays out
+    s, z = affine_params(np.array([-1.0, 0.0]), np.array([3.0, 2.0]), 8)
+    assert s.dtype == np.float32 and z.dtype == np.int32 and z.tolist() == [64, 0]
+
+
+def test_affine_params_reproduces_affine():
+    rng = np.random.default_rng(21)
+    for dt in (np.float32, np.float64):
+        w = (rng.standard_normal((5, 40)) * [[0.01], [1], [30], [2], [0.5]] + 0.3).astype(dt)
+        for kw in ({}, {"symmetric": True}, {"symmetric": True, "narrow_range": True},
+                   {"signed": True}, {"symmetric": True, "signed": False}):
+            q = affine(w, 8, **kw)
+            s, z = affine_params(float(w.min()), float(w.max()), 8, dtype=dt, **kw)
+            assert (s, z) == (float(q.params["scale"][0]), int(q.params["zero_point"][0]))
+            assert affine(w, 8, scale=s, zero_point=z, **kw) == q
+            qc = affine(w, 4, axis=0, **kw)
+            s, z = affine_params(w.min(axis=1), w.max(axis=1), 4, dtype=dt, **kw)
+            assert_bits_equal(s, qc.params["scale"])
+            assert_bits_equal(z, qc.params["zero_point"])
+
+
+def test_affine_params_against_torch_observers():
+    torch = pytest.importorskip("torch")
+    from torch.ao.quantization import MinMaxObserver, PerChannelMinMaxObserver
+    rng = np.random.default_rng(5)
+    n = 400
+    lo = (-np.abs(rng.standard_normal(n)) * 10.0 ** rng.uniform(-5, 3, n)).astype(np.float32)
+    hi = (np.abs(rng.standard_normal(n)) * 10.0 ** rng.uniform(-5, 3, n)).astype(np.float32)
+    lo[:20], hi[20:40] = 0.0, 0.0
+    lo[40:60] = hi[40:60] * 0.25                                  # positive-only ranges
+    # zero-point ties: -lo/scale = k + 1/2 for scale = (hi - lo)/255
+    k = rng.integers(1, 254, 40)
+    lo[60:100] = -(k + 0.5).astype(np.float32)
+    hi[60:100] = (255 - k - 0.5).astype(np.float32)
+    cases = [(torch.quint8, False, 8, None), (torch.qint8, False, 8, None),
+             (torch.quint8, True, 8, None), (torch.qint8, True, 8, None),
+             (torch.quint8, False, 4, (0, 15)), (torch.qint8, True, 4, (-8, 7))]
+    for tdt, sym, bits, qr in cases:
+        signed = tdt == torch.qint8
+        kw = {} if qr is None else {"quant_min": qr[0], "quant_max": qr[1]}
+        ob = PerChannelMinMaxObserver(
+            ch_axis=0, dtype=tdt, qscheme=torch.per_channel_symmetric if sym
+            else torch.per_channel_affine, **kw)
+        ob(torch.from_numpy(np.stack([lo, hi], axis=1)))
+        ts, tz = ob.calculate_qparams()
+        s, z = affine_params(lo, hi, bits, symmetric=sym, signed=signed, rule="pytorch")
+        assert_bits_equal(s, ts.numpy())
+        assert np.array_equal(z, tz.numpy()), (tdt, sym, bits)
+        for i in range(0, n, 37):                              # the per-tensor observer too
+            o1 = MinMaxObserver(dtype=tdt, qscheme=torch.per_tensor_symmetric if sym
+                                else torch.per_tensor_affine, **kw)
+            o1(torch.tensor([lo[i], hi[i]]))
+            t1, z1 = o1.calculate_qparams()
+            assert affine_params(float(lo[i]), float(hi[i]), bits, symmetric=sym,
+                                 signed=signed, rule="pytorch") == (float(t1[0]), int(z1[0]))
+
+
+def test_affine_params_bad_input():
+    for args, kw in (((1.0, 0.0), {}), ((np.nan, 1.0), {}), ((-1.0, np.inf), {}),
+                     ((-1.0, 1.0), {"rule": "gemm"}), ((-1.0, 1.0), {"bits": 1}),
+                     ((-1.0, 1.0), {"rule": "tflite", "symmetric": True}),
+                     ((-1.0, 1.0), {"rule": "pytorch", "dtype": np.float64}),
+                     (("a", 1.0), {})):
+        with pytest.raises(RefcompError):
+            affine_params(*args, **kw)
+    with pytest.raises(ShapeError):
+        affine_params(np.zeros(3), np.ones(2))
+    with pytest.raises(DTypeError):
+        affine_params(-1.0, 1.0, dtype=np.int8)

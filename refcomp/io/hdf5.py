@@ -1,5 +1,10 @@
 """refcomp HDF5 model format, version 1 (specification: ``docs/FORMAT.md``).
 
+Two kinds of refcomp file share the layout rules: a whole model
+(``format = "refcomp-model"``) and a single stored weight such as one
+:class:`refcomp.quantize.Quantized` (``format = "refcomp-weight"``).
+:func:`save` / :func:`load` handle both.
+
 Also plain-array files (:func:`read_arrays` / :func:`write_arrays`) for users
 who export weights as HDF5 datasets rather than as a refcomp model.
 """
@@ -17,10 +22,12 @@ from ._atomic import atomic_path
 from ._h5util import write_dataset
 
 __all__ = ["save", "load", "register_encoding", "read_arrays", "write_arrays",
-           "FORMAT_NAME", "FORMAT_VERSION", "MAX_ELEMENTS"]
+           "FORMAT_NAME", "FORMAT_VERSION", "WEIGHT_FORMAT_NAME", "MAX_ELEMENTS"]
 
 FORMAT_NAME = "refcomp-model"
 FORMAT_VERSION = 1
+#: ``format`` attribute of a file holding one stored weight (same version).
+WEIGHT_FORMAT_NAME = "refcomp-weight"
 #: Largest number of elements accepted in one dataset (refused before reading).
 MAX_ELEMENTS = 1 << 31
 
@@ -85,16 +92,45 @@ def _write_layer(group, layer):
             _write_layer(sub.create_group(f"{i:04d}"), s)
 
 
-def save(model, path):
-    """Write ``model`` to ``path`` in refcomp HDF5 format v1, atomically.
+def save(obj, path):
+    """Write a model or a single stored weight to ``path`` (refcomp HDF5 v1), atomically.
 
-    Weights are stored with their exact dtype (raw datasets) or through their
-    encoding (e.g. quantized codes bit-packed); loading gives back bit-identical
-    arrays.  Any existing file at ``path`` is replaced only after the new file
-    is complete.
+    Parameters
+    ----------
+    obj : refcomp.Model, or a single weight object refcomp stores in
+        models (a :class:`refcomp.quantize.Quantized`, or any object with
+        ``to_hdf5(group)`` writing a registered ``encoding``).
+    path : str or os.PathLike
+
+    Notes
+    -----
+    A model is written as ``format = "refcomp-model"``; a single weight as
+    ``format = "refcomp-weight"`` with the entry in group ``/weight``
+    (``docs/FORMAT.md``).  Weights are stored with their exact dtype (raw
+    datasets) or through their encoding (e.g. quantized codes bit-packed);
+    loading gives back bit-identical arrays.  The file is written to a
+    temporary file in the same directory, fsynced, then renamed over
+    ``path``: an existing file is replaced only once the new one is
+    complete, and a failure leaves it untouched.
+
+    Raises
+    ------
+    ParameterError
+        ``obj`` is neither a Model nor a storable weight.
+    FormatError
+        A weight of a model cannot be stored, or a weight object wrote an
+        unregistered encoding.
     """
-    if not isinstance(model, Model):
-        raise ParameterError(f"model must be a refcomp.Model, got {type(model).__name__}")
+    if isinstance(obj, Model):
+        _save_model(obj, path)
+    elif hasattr(obj, "to_hdf5") and not isinstance(obj, (Layer, type)):
+        _save_weight(obj, path)
+    else:
+        raise ParameterError(f"save() takes a refcomp.Model or a stored weight such as "
+                             f"refcomp.quantize.Quantized, got {type(obj).__name__}")
+
+
+def _save_model(model, path):
     h5py = _h5py()
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
@@ -108,6 +144,22 @@ def save(model, path):
             lg = f.create_group("layers")
             for i, layer in enumerate(model.layers):
                 _write_layer(lg.create_group(f"{i:04d}"), layer)
+
+
+def _save_weight(obj, path):
+    h5py = _h5py()
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = WEIGHT_FORMAT_NAME
+            f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs["refcomp_version"] = __version__
+            g = f.create_group("weight")
+            obj.to_hdf5(g)
+            enc = g.attrs.get("encoding", None)
+            enc = enc.decode() if isinstance(enc, bytes) else enc
+            if not isinstance(enc, str) or not _lookup_encoding(enc):
+                raise FormatError(f"{type(obj).__name__}.to_hdf5 wrote encoding {enc!r}, which "
+                                  "no reader is registered for")
 
 
 # -- reading ------------------------------------------------------------------------
@@ -191,7 +243,20 @@ def _read_layers(group, path):
 
 
 def load(path):
-    """Read a refcomp HDF5 model (read-only) and validate it fully.
+    """Read a refcomp HDF5 file (read-only): a model, or a single stored weight.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    refcomp.Model
+        for a ``format = "refcomp-model"`` file, validated fully;
+    the stored weight object
+        (e.g. :class:`refcomp.quantize.Quantized`) for a ``format =
+        "refcomp-weight"`` file written by :func:`save`; its codes and
+        decoding rule are bit-identical to what was saved.
 
     Raises
     ------
@@ -200,6 +265,9 @@ def load(path):
         or corrupt, wrong format name, unsupported version, unknown layer
         kind or weight encoding, missing dataset, wrong dtype, absurd size,
         or shapes that do not fit between consecutive layers.
+    DecodeError
+        a stored weight whose packed streams are inconsistent (too short,
+        codes out of range...).
     """
     h5py = _h5py()
     path = os.fspath(path)
@@ -212,12 +280,15 @@ def load(path):
     try:
         with f:
             fmt = _attr(f, "format", "/")
-            if fmt != FORMAT_NAME:
-                raise FormatError(f"{path}: attribute 'format' is {fmt!r}, not {FORMAT_NAME!r}")
+            if fmt not in (FORMAT_NAME, WEIGHT_FORMAT_NAME):
+                raise FormatError(f"{path}: attribute 'format' is {fmt!r}, not {FORMAT_NAME!r} "
+                                  f"or {WEIGHT_FORMAT_NAME!r}")
             version = int(_attr(f, "format_version", "/"))
             if version != FORMAT_VERSION:
                 raise FormatError(f"{path}: unsupported format_version {version} "
                                   f"(this refcomp reads {FORMAT_VERSION})")
+            if fmt == WEIGHT_FORMAT_NAME:
+                return _read_weight_file(f, path)
             if "layers" not in f:
                 raise FormatError(f"{path}: missing group '/layers'")
             layers = _read_layers(f["layers"], "/layers")
@@ -234,6 +305,22 @@ def load(path):
         return Model(layers, name=name, input_shape=input_shape, metadata=metadata)
     except RefcompError as exc:
         raise FormatError(f"{path}: inconsistent model: {exc}") from None
+
+
+def _read_weight_file(f, path):
+    h5py = _h5py()
+    if "weight" not in f or not isinstance(f["weight"], h5py.Group):
+        raise FormatError(f"{path}: missing group '/weight'")
+    g = f["weight"]
+    enc = _attr(g, "encoding", "/weight")
+    if not isinstance(enc, str) or not _lookup_encoding(enc):
+        raise FormatError(f"{path}:/weight: unknown weight encoding {enc!r}")
+    try:
+        return _ENCODINGS[enc](g)
+    except RefcompError:
+        raise
+    except (KeyError, ValueError, TypeError) as exc:
+        raise FormatError(f"{path}:/weight: cannot decode encoding {enc!r} ({exc})") from None
 
 
 # -- plain arrays -------------------------------------------------------------------

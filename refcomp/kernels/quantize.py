@@ -14,6 +14,10 @@ Twins:
 * ``minmax_nonfinite`` / ``uniform_range_codes`` / ``affine_codes`` have
   vectorised NumPy twins (suffix ``_twin``) written independently of the
   loop form.
+* The affine orders that add the zero point before rounding (``OP_*``) have
+  NumPy twins too; the fused multiply-add (``llvm.fma`` in the kernel) is
+  twinned by :func:`fma_twin`, an exact float64 TwoSum construction for
+  float32 and exact rationals for float64.
 * The bit-level format encoders (minifloat, posit) are written once as a
   plain-Python scalar function (``*_py``); the kernel is that function
   compiled by Numba (``*_nb``) and the twin runs it interpreted on Python
@@ -28,12 +32,15 @@ import math
 
 import numba
 import numpy as np
+from numba.core import types as _nbtypes
+from numba.extending import intrinsic
 
 from .._rounding import round_code_nb, round_mode, MODES
 
 __all__ = ["minmax_nonfinite", "minmax_nonfinite_twin",
            "uniform_range_codes", "uniform_range_codes_twin",
-           "affine_codes", "affine_codes_twin",
+           "affine_codes", "affine_codes_twin", "fma_twin",
+           "OP_DIVIDE", "OP_RECIPROCAL", "OP_RECIPROCAL_ADD_ZP", "OP_RECIPROCAL_FMA_ZP",
            "minifloat_encode", "minifloat_encode_twin", "minifloat_encode_py",
            "posit_encode", "posit_encode_twin", "posit_encode_py",
            "posit_decode", "posit_decode_twin", "posit_decode_py"]
@@ -180,6 +187,31 @@ def uniform_range_codes_twin(flat, tmin, delta, top, code_dtype):
 
 
 # -- affine -----------------------------------------------------------------------
+#: Operation orders of the affine kernel (argument ``op``; ``False``/``True``
+#: are accepted for 0/1).  ``s`` is the per-channel operand (the scale for
+#: OP_DIVIDE, its reciprocal rounded to the input dtype otherwise), ``zp``
+#: the zero point; every operation is in the input dtype with RNE.
+#:   OP_DIVIDE              r = rounding(x / s) + zp
+#:   OP_RECIPROCAL          r = rounding(x * s) + zp
+#:   OP_RECIPROCAL_ADD_ZP   r = rounding(fl(fl(x * s) + zp))     (two roundings)
+#:   OP_RECIPROCAL_FMA_ZP   r = rounding(fl(x * s + zp))         (fused, one rounding)
+#: then r is clamped to [qmin, qmax].
+OP_DIVIDE, OP_RECIPROCAL, OP_RECIPROCAL_ADD_ZP, OP_RECIPROCAL_FMA_ZP = 0, 1, 2, 3
+
+
+@intrinsic
+def _fma_nb(typingctx, a, b, c):
+    """Fused multiply-add a*b + c with one rounding (LLVM ``llvm.fma``: always fused,
+    in software when the CPU has no FMA instruction)."""
+    if not (isinstance(a, _nbtypes.Float) and a == b and b == c):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.fma(*args)
+
+    return a(a, b, c), codegen
+
+
 @numba.njit(cache=True, inline="always")
 def _affine_half_even(xr, orow, s, zf, lo, hi, use_recip):
     # The default mode, branch-free and in the input dtype so LLVM
@@ -206,7 +238,7 @@ def _affine_half_even(xr, orow, s, zf, lo, hi, use_recip):
 
 
 @numba.njit(cache=True, parallel=True)
-def _affine_kernel(x3, scale, zp, zpx, lox, hix, qmin, qmax, mode, fast, use_recip, u3, out3, scan,
+def _affine_kernel(x3, scale, zp, zpx, lox, hix, qmin, qmax, mode, fast, op, u3, out3, scan,
                    b3, ub3):
     a_len, c_len, b_len = x3.shape
     nb = (b_len + _CHUNK - 1) // _CHUNK
@@ -223,18 +255,23 @@ def _affine_kernel(x3, scale, zp, zpx, lox, hix, qmin, qmax, mode, fast, use_rec
         stop = min(start + _CHUNK, b_len)
         s = scale[c]
         z = zp[c]
+        zx = zpx[c]
         xr = x3[a, c, start:stop]
         orow = out3[a, c, start:stop]
         if fast:
-            _affine_half_even(xr, orow, s, zpx[c], lox[c], hix[c], use_recip)
+            _affine_half_even(xr, orow, s, zx, lox[c], hix[c], op == 1)
         else:
             for j in range(xr.size):
-                if use_recip:
-                    v = xr[j] * s
-                else:
-                    v = xr[j] / s
                 u = u3[a, c, start + j] if stoch else 0.0
-                r = np.float64(round_code_nb(v, mode, u)) + z
+                if op == 0:
+                    r = np.float64(round_code_nb(xr[j] / s, mode, u)) + z
+                elif op == 1:
+                    r = np.float64(round_code_nb(xr[j] * s, mode, u)) + z
+                elif op == 2:
+                    p = xr[j] * s                      # rounded to the input dtype
+                    r = np.float64(round_code_nb(p + zx, mode, u))
+                else:
+                    r = np.float64(round_code_nb(_fma_nb(xr[j], s, zx), mode, u))
                 # NaN-absorbing clamp, as in _affine_half_even.
                 r = r if r > qmin else qmin
                 orow[j] = r if r < qmax else qmax
@@ -248,15 +285,20 @@ def _affine_kernel(x3, scale, zp, zpx, lox, hix, qmin, qmax, mode, fast, use_rec
     return smins.min(), smaxs.max(), umaxs.max()
 
 
-def affine_codes(x3, scale_or_inv, zp, qmin, qmax, mode, use_recip, u3, code_dtype, *, scan=False):
+def affine_codes(x3, scale_or_inv, zp, qmin, qmax, mode, op, u3, code_dtype, *, scan=False):
     """Codes of the affine quantizer on a contiguous (A, C, B) view.
 
     ``scale_or_inv`` (C,) has the dtype of ``x3`` and holds the scale
-    (``use_recip=False``: v = x / s) or its precomputed reciprocal
-    (``use_recip=True``: v = x * inv); ``zp`` (C,) float64; ``u3`` float64
+    (``op=OP_DIVIDE`` or ``False``: v = x / s) or its precomputed
+    reciprocal (``OP_RECIPROCAL`` or ``True``: v = x * inv;
+    ``OP_RECIPROCAL_ADD_ZP`` / ``OP_RECIPROCAL_FMA_ZP``: the zero point is
+    added before rounding, see the OP_* table above); ``zp`` (C,) float64
+    integers with |zp| <= 2**16 (exact in the input dtype); ``u3`` float64
     uniforms of shape ``x3.shape`` (stochastic mode) or ``None``.
-    Per element: r = round_mode(v) + zp (float64, exact), clamped to
-    [qmin, qmax], converted to ``code_dtype``.
+    Per element, OP_DIVIDE / OP_RECIPROCAL: r = round_mode(v) + zp
+    (float64, exact); the other two: r = round_mode(v + zp) with the
+    addition in the input dtype; r is clamped to [qmin, qmax] and
+    converted to ``code_dtype``.
 
     ``scan=True`` also returns, from the same pass, ``(min, max)`` of
     ``x3`` as Python floats (as :func:`minmax_nonfinite`), or ``None`` if
@@ -265,6 +307,7 @@ def affine_codes(x3, scale_or_inv, zp, qmin, qmax, mode, use_recip, u3, code_dty
     """
     out = np.empty(x3.shape, dtype=code_dtype)
     m = MODES.index(mode)
+    op = int(op)
     if u3 is None:
         u3 = np.zeros((1, 1, 1), np.float64)
     if scan:
@@ -273,18 +316,69 @@ def affine_codes(x3, scale_or_inv, zp, qmin, qmax, mode, use_recip, u3, code_dty
         b3, ub3 = np.zeros((1, 1, 1), np.int32), np.zeros((1, 1, 1), np.uint32)
     dt = x3.dtype
     zpx, lox, hix = zp.astype(dt), (float(qmin) - zp).astype(dt), (float(qmax) - zp).astype(dt)
-    fast = m == 0 and max(-qmin, qmax) <= 2 ** np.finfo(dt).nmant
+    fast = m == 0 and op < 2 and max(-qmin, qmax) <= 2 ** np.finfo(dt).nmant
     res = _run(_affine_kernel, x3.size, x3, scale_or_inv, zp, zpx, lox, hix, float(qmin),
-               float(qmax), m, fast, bool(use_recip), u3, out, bool(scan), b3, ub3)
+               float(qmax), m, fast, op, u3, out, bool(scan), b3, ub3)
     if not scan:
         return out
     return out, _range_from_bits(x3.dtype, *res)
 
 
-def affine_codes_twin(x3, scale_or_inv, zp, qmin, qmax, mode, use_recip, u3, code_dtype):
+def _fma32_twin(x, s, z):
+    """float32 fl(x*s + z) with one rounding, from float64 pieces (NumPy, vectorised).
+
+    The product of two float32 is exact in float64; p + z is summed in
+    float64 and its exact error recovered by TwoSum.  Rounding the float64
+    sum to float32 is then correct except when the sum lands exactly on a
+    float32 midpoint, where the sign of the error decides the direction.
+    """
+    p = x.astype(np.float64) * s.astype(np.float64)
+    z = np.broadcast_to(z.astype(np.float64), p.shape)
+    with np.errstate(over="ignore", invalid="ignore"):
+        sm = p + z
+        bb = sm - p
+        err = (p - (sm - bb)) + (z - bb)
+        r = sm.astype(np.float32)
+        below = np.where(r.astype(np.float64) > sm, np.nextafter(r, np.float32(-np.inf)), r)
+        above = np.nextafter(below, np.float32(np.inf))
+        tie = (below.astype(np.float64) + above.astype(np.float64) == 2 * sm) & (below != above)
+    r = np.where(tie & (err > 0), above, r)
+    r = np.where(tie & (err < 0), below, r)
+    return r
+
+
+def fma_twin(x, s, z):
+    """fl(x*s + z) with one rounding in ``x.dtype`` (float32: :func:`_fma32_twin`;
+    float64: exact rational arithmetic element by element, slow)."""
+    if x.dtype == np.float32:
+        return _fma32_twin(x, s, z)
+    from fractions import Fraction
+    xb, sb, zb = np.broadcast_arrays(x, s.astype(np.float64), z.astype(np.float64))
+    out = np.empty(xb.shape, np.float64)
+    for i, (a, b, c) in enumerate(zip(xb.reshape(-1).tolist(), sb.reshape(-1).tolist(),
+                                      zb.reshape(-1).tolist())):
+        if not all(np.isfinite([a, b, c])):
+            out.reshape(-1)[i] = a * b + c
+            continue
+        try:
+            out.reshape(-1)[i] = float(Fraction(a) * Fraction(b) + Fraction(c))
+        except OverflowError:
+            out.reshape(-1)[i] = a * b + c      # beyond float64: the product overflows too
+    return out
+
+
+def affine_codes_twin(x3, scale_or_inv, zp, qmin, qmax, mode, op, u3, code_dtype):
+    op = int(op)
     s = scale_or_inv.reshape(1, -1, 1)
-    v = x3 * s if use_recip else x3 / s
-    r = round_mode(v, mode, u3).astype(np.float64) + zp.reshape(1, -1, 1)
+    z = zp.reshape(1, -1, 1)
+    if op == OP_DIVIDE:
+        r = round_mode(x3 / s, mode, u3).astype(np.float64) + z
+    elif op == OP_RECIPROCAL:
+        r = round_mode(x3 * s, mode, u3).astype(np.float64) + z
+    elif op == OP_RECIPROCAL_ADD_ZP:
+        r = round_mode((x3 * s) + z.astype(x3.dtype), mode, u3).astype(np.float64)
+    else:
+        r = round_mode(fma_twin(x3, s, z), mode, u3).astype(np.float64)
     return np.clip(r, float(qmin), float(qmax)).astype(code_dtype)
 
 

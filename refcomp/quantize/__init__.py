@@ -7,7 +7,7 @@ from .product import ProductQuantized, product_quantize
 from .residual import ResidualQuantized, residual_quantize
 from .sharing import share_weights
 from .uniform import uniform
-from .affine import affine
+from .affine import affine, affine_params
 from .calibrate import calibrate
 from .fixed_point import fixed_point, dynamic_fixed_point
 from .minifloat import minifloat, to_bfloat16, to_float16, to_float8_e4m3fn, to_float8_e5m2
@@ -18,6 +18,6 @@ from .binary import binary, xnor, ternary, ternary_ttq
 __all__ = ["Quantized", "narrowest_code_dtype", "register_decoder"]
 __all__ += ["kmeans", "kmeans_optimal", "product_quantize", "ProductQuantized", "share_weights",
             "residual_quantize", "ResidualQuantized"]
-__all__ += ["uniform", "affine", "calibrate", "fixed_point", "dynamic_fixed_point", "minifloat",
-            "to_bfloat16", "to_float16", "to_float8_e4m3fn", "to_float8_e5m2", "posit",
-            "power_of_two", "binary", "xnor", "ternary", "ternary_ttq"]
+__all__ += ["uniform", "affine", "affine_params", "calibrate", "fixed_point",
+            "dynamic_fixed_point", "minifloat", "to_bfloat16", "to_float16", "to_float8_e4m3fn",
+            "to_float8_e5m2", "posit", "power_of_two", "binary", "xnor", "ternary", "ternary_ttq"]

@@ -69,6 +69,13 @@ class Quantized:
     info : dict
         Diagnostics not needed to decode (iterations, SSE, level count...).
         Not stored in files.
+
+    Notes
+    -----
+    Stored inside a model or alone: ``refcomp.save(q, path)`` /
+    ``refcomp.load(path)`` write and read a single Quantized bit-exactly
+    (``docs/FORMAT.md``: "Single-weight files" and every decoder's
+    arithmetic).
     """
 
     __slots__ = ("codes", "bits", "method", "decoder", "params", "dtype", "info")
