@@ -1,11 +1,17 @@
 """Deep Compression weight sharing on a Model: pruned zeros stay exact, per-layer codebooks."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import refcomp
 from refcomp import Layer, Model, ParameterError
+from refcomp.prune import Masked, apply_masks
 from refcomp.quantize import Quantized, kmeans, share_weights
+from refcomp.testing import assert_bits_equal
+
+DATA = Path(__file__).resolve().parent.parent / "data"
 
 
 def _model(rng, prune=True):
@@ -84,8 +90,110 @@ def test_bad_input():
     m = _model(np.random.default_rng(3))
     with pytest.raises(ParameterError):
         share_weights(m, 0)
-    with pytest.raises(ParameterError, match="no dense/conv2d"):
+    with pytest.raises(ParameterError, match="no layer of a shared kind"):
         share_weights(m, 2, layers=["nope"])
+    with pytest.raises(ParameterError, match="no layer of a shared kind"):
+        share_weights(m, 2, layers=["1"])                 # an activation layer
     s = share_weights(m, 2)
     with pytest.raises(ParameterError, match="already compressed"):
         share_weights(s, 2)
+
+
+def _assert_models_equal(a, b):
+    for (pa, la), (pb, lb) in zip(a.named_layers(), b.named_layers()):
+        assert pa == pb and la.kind == lb.kind and set(la.weights) == set(lb.weights)
+        for name, v in la.weights.items():
+            w = lb.weights[name]
+            assert type(v) is type(w)
+            if isinstance(v, np.ndarray):
+                assert_bits_equal(v, w)
+            else:
+                assert v == w
+
+
+@pytest.mark.parametrize("fname, rnn", [("digits_lstm.h5", "lstm"), ("digits_gru.h5", "gru")])
+def test_recurrent_models_share_and_roundtrip(tmp_path, fname, rnn):
+    m = refcomp.load(DATA / fname)
+    s = share_weights(m, 4)
+    layer, orig = s.get_layer("0"), m.get_layer("0")
+    assert layer.kind == rnn
+    for wname in ("W_ih", "W_hh"):
+        q = layer.weights[wname]
+        assert isinstance(q, Quantized) and q.method == "kmeans_shared"
+        W = orig.weights[wname]
+        # one codebook per weight array: k-means of that array alone (no zeros here)
+        ref = kmeans(W, bits=4)
+        assert_bits_equal(q.codebook, ref.codebook)
+        np.testing.assert_array_equal(q.codes, ref.codes)
+        assert q.params["zero_code"] == -1 and q.dequantize().dtype == W.dtype
+    assert not np.array_equal(layer.weights["W_ih"].codebook, layer.weights["W_hh"].codebook)
+    for b in ("b_ih", "b_hh"):                  # biases untouched (the same objects)
+        assert layer.weights[b] is orig.weights[b]
+    assert isinstance(s.get_layer("1").weights["W"], Quantized)
+    refcomp.save(s, tmp_path / "s.h5")
+    back = refcomp.load(tmp_path / "s.h5")
+    _assert_models_equal(s, back)
+    x = np.random.default_rng(0).standard_normal((5,) + m.input_shape).astype(np.float32)
+    assert_bits_equal(back(x), s(x))
+    # by layer name: only the recurrent layer
+    only = share_weights(m, 3, layers=["rnn"])
+    assert isinstance(only.get_layer("0").weights["W_hh"], Quantized)
+    assert only.get_layer("1").weights["W"] is m.get_layer("1").weights["W"]
+
+
+@pytest.mark.parametrize("kind, gates", [("mgu", 2), ("simple_rnn", 1)])
+def test_other_recurrent_kinds(kind, gates):
+    rng = np.random.default_rng(gates)
+    H, F = 5, 3
+    w = {"W_ih": rng.standard_normal((gates * H, F)), "W_hh": rng.standard_normal((gates * H, H)),
+         "b_ih": rng.standard_normal(gates * H)}
+    m = Model([Layer(kind, weights=w)], input_shape=(4, F))
+    s = share_weights(m, 2)
+    for wname in ("W_ih", "W_hh"):
+        q = s.get_layer("0").weights[wname]
+        np.testing.assert_array_equal(q.dequantize(), kmeans(w[wname], bits=2).dequantize())
+    assert s.get_layer("0").weights["b_ih"] is w["b_ih"]
+    x = rng.standard_normal((2, 4, F))
+    assert s(x).shape == m(x).shape
+
+
+def test_masked_weights_keep_pruned_zeros(tmp_path):
+    m = refcomp.load(DATA / "digits_lstm.h5")
+    rng = np.random.default_rng(5)
+    masks = {("0", "W_ih"): rng.random((256, 8)) < 0.6,
+             ("0", "W_hh"): np.abs(m.get_layer("0").weights["W_hh"]) > 0.05,
+             ("1", "W"): rng.random((10, 64)) < 0.3}
+    pm = apply_masks(m, masks)
+    assert isinstance(pm.get_layer("0").weights["W_hh"], Masked)
+    s = share_weights(pm, 3)
+    for (path, wname), keep in masks.items():
+        q = s.get_layer(path).weights[wname]
+        assert isinstance(q, Quantized)
+        w = q.dequantize()
+        zc = q.params["zero_code"]
+        assert q.codebook[zc] == 0 and q.codebook.size <= 8
+        assert np.all(w[~keep] == 0) and not np.any(np.signbit(w[~keep]))
+        np.testing.assert_array_equal(q.codes == zc, ~keep)     # the mask is recoverable
+        kept = m.get_layer(path).weights[wname][keep]
+        ref = kmeans(kept, k=7, bits=3)
+        assert_bits_equal(w[keep], ref.dequantize())
+    # the same result as the dense pruned arrays (apply_masks(..., masked=False))
+    dense = share_weights(apply_masks(m, masks, masked=False), 3)
+    _assert_models_equal(s, dense)
+    refcomp.save(s, tmp_path / "s.h5")
+    _assert_models_equal(s, refcomp.load(tmp_path / "s.h5"))
+
+
+def test_masked_kept_zero_and_compressed_refused():
+    W = np.array([[0.0, 1.0, 2.0], [3.0, -0.0, 5.0]], np.float32)
+    keep = np.array([[True, True, False], [True, True, True]])
+    m = apply_masks(Model([Layer("dense", weights={"W": W})]), {"0": keep})
+    q = share_weights(m, 2).get_layer("0").weights["W"]
+    w = q.dequantize()
+    # pruned entries and kept zeros (like zeros of an ndarray) decode to +0.0
+    assert_bits_equal(w[[0, 0, 1], [0, 2, 1]], np.zeros(3, np.float32))
+    assert np.all(w[[0, 1, 1], [1, 0, 2]] != 0)
+    from refcomp.quantize import uniform
+    c = m.replace_weights({("0", "W"): uniform(W, 4)})
+    with pytest.raises(ParameterError, match="already compressed"):
+        share_weights(c, 2)

@@ -850,28 +850,86 @@ def _dc_row(prev, Q, cur, arg, c, m):
     return 0
 
 
+_B55 = np.uint64(0x5555555555555555)
+_B33 = np.uint64(0x3333333333333333)
+_B0F = np.uint64(0x0F0F0F0F0F0F0F0F)
+
+
+def _popcount(x):
+    """Number of set bits of the uint64 ``x`` (SWAR, no multiplication, so
+    interpreted NumPy scalars never overflow either)."""
+    x = x - ((x >> np.uint64(1)) & _B55)
+    x = (x & _B33) + ((x >> np.uint64(2)) & _B33)
+    x = (x + (x >> np.uint64(4))) & _B0F
+    x = x + (x >> np.uint64(8))
+    x = x + (x >> np.uint64(16))
+    x = x + (x >> np.uint64(32))
+    return np.int64(x & np.uint64(0x7F))
+
+
+def _pack_row(arg, c, m, row):
+    """Store the argmins ``arg[c..m-1]`` of DP row c in the zeroed bit row ``row``.
+
+    The divide and conquer makes a row's argmins non-decreasing in i (each
+    half's search interval ends / starts at its parent's argmin), with
+    ``c <= arg[i] <= i``: entry i sets bit ``(i − c) + (arg[i] − c)``, i.e.
+    the unary code of the increments (Elias-Fano without low bits).  At most
+    ``2·(m − c)`` bits: 2 bits per entry instead of an int32.
+    """
+    one = np.uint64(1)
+    for i in range(c, m):
+        p = (i - c) + (np.int64(arg[i]) - c)
+        row[p >> 6] |= one << np.uint64(p & 63)
+
+
+def _packed_arg(row, c, i):
+    """``arg[i]`` of a row packed by :func:`_pack_row`: the position p of its
+    (i − c + 1)-th set bit gives ``arg[i] = p − (i − c) + c``."""
+    r = i - c + 1
+    w = 0
+    x = row[0]
+    n = _popcount(x)
+    while n < r:
+        r -= n
+        w += 1
+        x = row[w]
+        n = _popcount(x)
+    b = 0
+    while True:
+        if (x >> np.uint64(b)) & np.uint64(1):
+            r -= 1
+            if r == 0:
+                break
+        b += 1
+    return w * 64 + b - (i - c) + c
+
+
 def _optimal_dp_py(y, cnt, ccum, k):
     """DP of Grønlund et al. (2017) §2.2, each row by monotone divide and conquer.
 
     D[c][i] = min_{c <= j <= i} D[c-1][j-1] + cost(j, i).  Returns the
-    cluster start indices (k,) and the DP value.
+    cluster start indices (k,) and the DP value.  Back-pointers: rows
+    1..k-1 packed 2 bits per entry (:func:`_pack_row`), the row being
+    computed in one int32 array.
     """
     m = y.size
     Q = _dp_prefix_py(y, cnt)
     prev = np.empty(m)
     cur = np.empty(m)
-    arg = np.zeros((k, m), np.int32)
+    arg = np.zeros(m, np.int32)
+    packed = np.zeros((max(k - 1, 0), (2 * m + 63) >> 6), np.uint64)
     for i in range(m):
         prev[i] = _dp_cost(Q, 0, i + 1)
     for c in range(1, k):
         for i in range(c):
             cur[i] = np.inf
-        _dc_row(prev, Q, cur, arg[c], c, m)
+        _dc_row(prev, Q, cur, arg, c, m)
+        _pack_row(arg, c, m, packed[c - 1])
         prev, cur = cur, prev
     starts = np.zeros(k, np.int64)
     end = m - 1
     for c in range(k - 1, 0, -1):
-        j = arg[c, end]
+        j = _packed_arg(packed[c - 1], c, end)
         starts[c] = j
         end = j - 1
     return starts, prev[m - 1]
@@ -895,8 +953,12 @@ _dp_prefix_nb = _jit_rebound(_dp_prefix_py, _two_sum=_two_sum_nb, _two_prod=_two
 _row_min_nb = _jit_rebound(_row_min, inline="always", _dp_cost=_dp_cost_nb)
 _split_segment_nb = _jit_rebound(_split_segment, inline="always", _row_min=_row_min_nb)
 _dc_row_nb = _jit_rebound(_dc_row, parallel=True, _split_segment=_split_segment_nb)
+_popcount_nb = numba.njit(cache=True, inline="always")(_popcount)
+_pack_row_nb = numba.njit(cache=True)(_pack_row)
+_packed_arg_nb = _jit_rebound(_packed_arg, _popcount=_popcount_nb)
 _optimal_dp_nb = _jit_rebound(_optimal_dp_py, _dp_cost=_dp_cost_nb, _dp_prefix_py=_dp_prefix_nb,
-                              _dc_row=_dc_row_nb)
+                              _dc_row=_dc_row_nb, _pack_row=_pack_row_nb,
+                              _packed_arg=_packed_arg_nb)
 
 
 def optimal_dp(y, cnt, ccum, k):

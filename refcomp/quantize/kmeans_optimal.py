@@ -14,8 +14,10 @@ from .kmeans import _Data, codebook_result, resolve_k
 
 __all__ = ["kmeans_optimal", "MAX_TABLE"]
 
-#: Largest k·m (clusters × distinct values) accepted: the back-pointer table is int32.
-MAX_TABLE = 1 << 28
+#: Largest k·m (clusters × distinct values) accepted.  The back-pointer table
+#: takes 2 bits per entry (monotone argmins, see Notes of :func:`kmeans_optimal`),
+#: so the cap is a memory budget of 2**33 bits = 1 GiB for the table.
+MAX_TABLE = 1 << 32
 
 
 def _solve(d, k):
@@ -24,7 +26,8 @@ def _solve(d, k):
     k_eff = min(k, m)
     if k_eff * m > MAX_TABLE:
         raise ParameterError(f"kmeans_optimal: k·m = {k_eff}·{m} exceeds {MAX_TABLE} "
-                             "(back-pointer table memory); use kmeans() for this size")
+                             "(back-pointer table memory, 1 GiB at 2 bits per entry); "
+                             "use kmeans() for this size")
     # Centre on a data value (the median distinct value) so that prefix sums
     # of y and y² stay small; for float32 data in float64 the subtraction is
     # exact unless the exponents differ by more than 29.
@@ -88,7 +91,16 @@ def kmeans_optimal(w, k=None, *, bits=None):
     one float64 division, RNE to ``w.dtype``).  The optimal partition is a
     fixed point of Lloyd's algorithm; the codes keep the DP partition.
 
-    Memory: an int32 table of k·m entries (refused above ``MAX_TABLE``).
+    Memory: the back-pointers of rows 1..k-1 are kept 2 bits per entry.
+    The divide and conquer makes each row's argmins non-decreasing in i, so
+    a row is stored as the unary code of their increments (one set bit per
+    entry, one clear bit per unit of increase: at most 2·m bits) and read
+    back only at the k − 1 backtracking points; the row being computed is
+    one int32 array.  Table: k·m/4 bytes (about 76 MB for k = 256 and
+    1.18M distinct values), refused when k·m exceeds ``MAX_TABLE`` = 2**32
+    (1 GiB).  Besides: about 60 bytes per distinct value (prefix sums, two
+    DP rows).  Time grows as k·m·log m: k = 256 on 1.18M distinct values
+    took 31-36 s on a shared two-core machine.
     """
     k, bits = resolve_k(k, bits)
     d = _Data("w", w)
