@@ -6,7 +6,8 @@ Run from the repository root (CPU only, a few minutes)::
     /work/venv/bin/python data/build.py --check    # rebuild in a temp dir, compare bytes
 
 Needs scikit-learn (the data), torch==2.13.0 (training, ONNX export), keras 3
-(exports run with KERAS_BACKEND=torch), onnx and onnxruntime.  Determinism:
+(exports run with KERAS_BACKEND=torch), onnx and onnxruntime: the ``build``
+extra, ``pip install -e ".[build]"``, pins the versions data/README.md records.  Determinism:
 fixed seeds, ``torch.use_deterministic_algorithms(True)``, one thread.
 See data/README.md for the split rule, accuracies and reproducibility.
 """

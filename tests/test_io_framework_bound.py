@@ -19,12 +19,14 @@ def _models():
     H = 5
     image = Model([
         Layer("reshape", attrs={"shape": (2, 6, 6)}),
-        Layer("conv2d", attrs={"padding": 1, "stride": 2}, weights={"W": r(4, 2, 3, 3), "b": r(4)}),
+        Layer("conv2d", attrs={"padding": 1, "stride": 2},
+              weights={"W": r(4, 2, 3, 3), "b": r(4)}),
         Layer("batch_norm", weights={"gamma": r(4), "beta": r(4), "mean": r(4),
                                      "var": np.abs(r(4)) + 0.5}, attrs={"eps": 1e-3}),
         Layer("activation", attrs={"function": "tanh"}),
-        Layer("residual", layers=[Layer("conv2d", attrs={"padding": 1}, weights={"W": r(4, 4, 3, 3)}),
-                                  Layer("activation", attrs={"function": "relu"})]),
+        Layer("residual", layers=[
+            Layer("conv2d", attrs={"padding": 1}, weights={"W": r(4, 4, 3, 3)}),
+            Layer("activation", attrs={"function": "relu"})]),
         Layer("avg_pool2d", attrs={"size": 2, "stride": 1, "padding": 1,
                                    "count_include_pad": False}),
         Layer("max_pool2d", attrs={"size": 2}),
@@ -36,7 +38,8 @@ def _models():
     seq = Model([
         Layer("simple_rnn", weights={"W_ih": r(H, 3), "W_hh": r(H, H) / 3, "b_ih": r(H)}),
         Layer("gru", attrs={"reset_after": False},
-              weights={"W_ih": r(3 * H, H), "W_hh": r(3 * H, H), "b_ih": r(3 * H), "b_hh": r(3 * H)}),
+              weights={"W_ih": r(3 * H, H), "W_hh": r(3 * H, H), "b_ih": r(3 * H),
+                       "b_hh": r(3 * H)}),
         Layer("gru", weights={"W_ih": r(3 * H, H), "W_hh": r(3 * H, H), "b_ih": r(3 * H),
                               "b_hh": r(3 * H)}),
         Layer("lstm", attrs={"return_sequences": False},
@@ -79,6 +82,7 @@ def test_unsupported_kinds_rejected():
 
 
 def _as64(layer):
-    w = {k: (v if k == "index_map" else np.asarray(v, np.float64)) for k, v in layer.weights.items()}
+    w = {k: (v if k == "index_map" else np.asarray(v, np.float64))
+         for k, v in layer.weights.items()}
     return Layer(layer.kind, name=layer.name, attrs=dict(layer.attrs), weights=w,
                  layers=None if layer.layers is None else [_as64(s) for s in layer.layers])

@@ -258,7 +258,8 @@ def test_cli_convert_misshaped_state_dict_without_input_shape(model, tensor, edi
     (tmp_path / "spec.json").write_text(json.dumps(SPECS[model]))
     out = tmp_path / "out.h5"
     capsys.readouterr()
-    rc = main(["convert", str(tmp_path / "bad.pt"), str(out), "--spec", str(tmp_path / "spec.json")])
+    rc = main(["convert", str(tmp_path / "bad.pt"), str(out),
+               "--spec", str(tmp_path / "spec.json")])
     err = capsys.readouterr().err
     assert rc == 1
     assert len(err.splitlines()) == 1 and err.startswith("refcomp: error: ")
