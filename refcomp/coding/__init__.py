@@ -4,10 +4,10 @@ delta, Golomb-Rice, zeta_k of WebGraph).  Stream layouts: docs/coding.md."""
 
 from .huffman import (MAX_SYMBOLS, canonical_codes, huffman_code_lengths, huffman_cost,
                       huffman_decode, huffman_encode, huffman_sizes)
-from .rans import quantize_frequencies, rans_decode, rans_encode
-from .universal import choose_gap_code, code_length, decode_ints, encode_ints
+from .rans import max_decodable, quantize_frequencies, rans_decode, rans_encode
+from .universal import choose_gap_code, code_length, decode_ints, encode_ints, universal_sizes
 
-__all__ = ["choose_gap_code", "code_length", "decode_ints", "encode_ints",
+__all__ = ["choose_gap_code", "code_length", "decode_ints", "encode_ints", "universal_sizes",
            "MAX_SYMBOLS", "canonical_codes", "huffman_code_lengths", "huffman_cost",
            "huffman_decode", "huffman_encode", "huffman_sizes",
-           "quantize_frequencies", "rans_decode", "rans_encode"]
+           "max_decodable", "quantize_frequencies", "rans_decode", "rans_encode"]

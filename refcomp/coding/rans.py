@@ -26,7 +26,28 @@ Stream: the header of :mod:`refcomp.coding._alphabet` with magic ``b"RA"``,
 version 1 and per-symbol values ``f_i - 1`` at ``vw = precision`` bits, then
 the rANS bytes: the final encoder state (4 bytes big-endian), then the
 renormalisation bytes in decoding order.
+
+Decoder memory bound (:func:`max_decodable`).  With ``L = 2**23``, ``f_max``
+the largest frequency and ``P`` the rANS bytes (state included), the
+potential ``(x + 1) * 256**R`` (``R`` = bytes not yet read) is at most
+``2**(8P)`` at the start, never grows when a byte is read, grows by less than
+a factor 2 in the first step (from any 32-bit state) and, since every later
+step starts from ``x >= L``, shrinks in every later step by at least the
+factor ``rho = f_max / M + (M - f_max + 1) / L < 1`` (a step maps ``x`` to
+``x' = x - (M - f) * floor(x / M) - cum``).  A valid stream ends at ``x = L``
+with ``R = 0`` (potential ``L + 1 > 2**23``), so it holds at most
+``n_max = 1 + (8P - 22) / log2(1 / rho)`` symbols: about ``8P / log2(M /
+f_max)``, the minimum cost of ``log2(M / f_max)`` bits per symbol.  The
+decoder rejects a larger declared ``n`` before allocating anything.  A
+(nearly) single-symbol table makes symbols almost free (``f_max = M - 1``
+costs about ``1.44 / M`` bit), so the bound alone would let 27 bytes declare
+millions of symbols: :func:`rans_decode` also caps ``n`` at ``max_symbols``
+(default :data:`DEFAULT_MAX_SYMBOLS` = 2**28, checked first; pass a larger
+value to decode a longer stream).  Output memory is then at most
+``4 * min(n_max, max_symbols)`` bytes of int32 ranks plus the result.
 """
+import math
+
 import numpy as np
 
 from .._errors import DecodeError, ParameterError
@@ -34,10 +55,13 @@ from .._validate import check_int
 from . import _rans_kernels as _k
 from ._alphabet import check_symbols, parse_header, symbol_alphabet, write_header
 
-__all__ = ["rans_encode", "rans_decode", "quantize_frequencies", "MAX_SYMBOLS"]
+__all__ = ["rans_encode", "rans_decode", "quantize_frequencies", "max_decodable",
+           "MAX_SYMBOLS", "DEFAULT_MAX_SYMBOLS"]
 
 #: Largest symbol count a stream may declare.
 MAX_SYMBOLS = 1 << 40
+#: Default ``max_symbols`` of :func:`rans_decode` (2**28 symbols).
+DEFAULT_MAX_SYMBOLS = 1 << 28
 _MAGIC = b"RA"
 _VERSION = 1
 
@@ -93,16 +117,59 @@ def rans_encode(symbols, *, precision=14, _twin=False):
     return head + buf[p:].tobytes()
 
 
-def rans_decode(data, *, max_symbols=None, _twin=False):
+def max_decodable(nbytes, f_max, precision):
+    """Largest symbol count a valid stream can hold (bound in the module docstring).
+
+    Parameters
+    ----------
+    nbytes : int
+        rANS bytes after the header (the 4-byte state included).
+    f_max : int
+        Largest quantised frequency, ``1 <= f_max < 2**precision``.
+    precision : int in [8, 16]
+
+    Returns
+    -------
+    int
+        ``1 + floor((8 * nbytes - 22) / log2(1 / rho)) + 1`` (one symbol of
+        margin for the float64 logarithm, computed with ``log1p`` on the
+        exact ``1 - rho``); 0 when ``nbytes < 4``.
+    """
+    if nbytes < 4:
+        return 0
+    big_m, big_l = 1 << precision, _k.RANS_L
+    gap = (big_m - f_max) * (big_l - big_m) - big_m      # (1 - rho) * M * L, exact, > 0
+    lg = -math.log1p(-gap / (big_m * big_l)) / math.log(2.0)
+    return 2 + int((8 * nbytes - 22) / (lg * (1.0 - 1e-9)))
+
+
+def rans_decode(data, *, max_symbols=DEFAULT_MAX_SYMBOLS, _twin=False):
     """Decode a :func:`rans_encode` stream; same values and dtype.
 
-    Raises :class:`refcomp.DecodeError` on any malformed stream: header
-    checks of :mod:`._alphabet`, frequencies not summing to ``M`` (``M - 1``
-    for one symbol), ``n > (8 * payload bytes + 32) * M`` (each symbol costs
-    more than ``1/M`` bit), truncated bytes, an unassigned slot, or a final
-    state / position other than the encoder's start.  Work is O(n).
+    Parameters
+    ----------
+    data : bytes, bytearray or memoryview
+        Anything else raises :class:`refcomp.DecodeError`.
+    max_symbols : int or None
+        Reject streams declaring more symbols, before anything is allocated
+        (default 2**28; ``None`` means :data:`MAX_SYMBOLS`).
+
+    Returns
+    -------
+    ndarray, shape (n,), of the encoded dtype
+
+    Raises
+    ------
+    DecodeError
+        Any malformed stream: header checks of :mod:`._alphabet`, ``n >
+        max_symbols``, frequencies not summing to ``M`` (``M - 1`` for one
+        symbol), ``n`` above :func:`max_decodable` for the payload size and
+        the largest frequency (checked before allocating), truncated bytes,
+        an unassigned slot, or a final state / position other than the
+        encoder's start.  Work is O(n); memory ``4 n`` bytes of ranks plus
+        the result.
     """
-    limit = MAX_SYMBOLS if max_symbols is None else min(MAX_SYMBOLS, max_symbols)
+    limit = MAX_SYMBOLS if max_symbols is None else min(MAX_SYMBOLS, int(max_symbols))
     h = parse_header(data, magic=_MAGIC, version=_VERSION, what="rANS", limit=limit,
                      vw_range=(8, 16), max_n=lambda nb: (8 * nb + 32) << 16)
     if h["n"] == 0:
@@ -113,13 +180,16 @@ def rans_decode(data, *, max_symbols=None, _twin=False):
     if int(freq.sum()) != big_m - (1 if m == 1 else 0):
         raise DecodeError("rANS frequencies do not sum to 2**%d" % prec)
     hb = h["hbytes"]
-    if n > (8 * (len(h["data"]) - hb) + 32) * big_m:
-        raise DecodeError("stream too short for %d symbols" % n)
+    nmax = max_decodable(len(h["data"]) - hb, int(freq.max()), prec)
+    if n > nmax:
+        raise DecodeError("%d rANS bytes with a largest frequency of %d/2**%d hold at most "
+                          "%d symbols, %d declared" % (len(h["data"]) - hb, int(freq.max()),
+                                                       prec, nmax, n))
     cum = np.cumsum(freq) - freq
     slot_rank = np.full(big_m, -1, dtype=np.int64)
     slot_rank[:int(freq.sum())] = np.repeat(np.arange(m), freq)
     buf = np.frombuffer(h["data"], dtype=np.uint8)
-    out = np.empty(n, dtype=np.int64)
+    out = np.empty(n, dtype=np.int32)          # ranks < m <= 2**16
     status, end, x = (_k.decode_twin if _twin else _k.decode_kernel)(
         buf, hb, n, slot_rank, freq, cum, prec, out)
     if status == 1:

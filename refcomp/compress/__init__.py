@@ -2,7 +2,8 @@
 
 * :func:`deep_compress` / :func:`compress_weight` (:mod:`refcomp.compress.deep`):
   magnitude pruning -> per-layer k-means sharing -> relative indices ->
-  Huffman on both streams (no retraining);
+  Huffman on both streams (no retraining; the index stream may use the
+  cheapest universal code per layer instead, ``index_coding="universal"``);
 * :class:`DeepCompressed` (:mod:`refcomp.compress.container`): the
   compressed weight, storing only the coded streams and the codebook, saved
   by :func:`refcomp.save` under the HDF5 encoding ``"deep_compressed"``;
@@ -11,11 +12,11 @@
   compression ratio tau of seed 002 eq. (19).
 """
 
-from .container import CODINGS, DeepCompressed
+from .container import CODINGS, INDEX_CODINGS, DeepCompressed
 from .deep import DEFAULT_BITS, DEFAULT_SPARSITY, compress_weight, deep_compress
 from .size import (LayerSize, SizeReport, WeightSize, entropy_bits, size_report,
                    weight_size)
 
-__all__ = ["DeepCompressed", "CODINGS", "deep_compress", "compress_weight",
+__all__ = ["DeepCompressed", "CODINGS", "INDEX_CODINGS", "deep_compress", "compress_weight",
            "DEFAULT_BITS", "DEFAULT_SPARSITY", "size_report", "weight_size", "entropy_bits",
            "SizeReport", "LayerSize", "WeightSize"]

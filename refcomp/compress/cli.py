@@ -1,13 +1,21 @@
 """``refcomp compress`` and ``refcomp size`` sub-commands (registered by refcomp.cli).
 
 ``refcomp compress MODEL.h5 -o OUT.h5 [--prune S | --no-prune] [--kmeans B |
---no-kmeans] [--huffman | --no-huffman] [--index-bits N] [--variant V]``
-runs the Deep Compression stages on every dense and conv2d weight.  Stages
+--no-kmeans] [--huffman | --no-huffman] [--index-bits N] [--variant V]
+[--index-coding C]`` runs the Deep Compression stages on every weight that
+:func:`refcomp.compress.deep_compress` covers: ``W`` of dense and conv2d
+layers and ``W_ih`` / ``W_hh`` of the recurrent layers (lstm, gru, mgu,
+simple_rnn; an extension with the fully connected defaults).  Stages
 compose: with no option the paper's pipeline runs with its defaults (prune
-0.9, 8-bit conv / 5-bit dense sharing, relative indices, Huffman);
-``--no-prune`` keeps every weight (sharing and coding only); ``--no-kmeans``
-prunes only and stores the weights as ``Masked`` (no value coding, so
-``--huffman`` is then an error).  A progress bar is shown on a terminal.
+0.9, 8-bit conv / 5-bit dense and recurrent sharing, relative indices,
+Huffman on both streams); ``--no-prune`` keeps every weight (sharing and
+coding only); ``--index-coding universal`` writes each weight's
+relative-index stream with its cheapest universal code (``fixed`` /
+``huffman`` force those; default: as the value stream).  ``--no-kmeans``
+prunes only and stores the weights as ``Masked`` (a bitmap, no value or
+relative-index stream), so ``--huffman``, ``--kmeans``, ``--index-bits``,
+``--variant`` and ``--index-coding`` are refused with it (one-line error,
+exit status 2).  A progress bar is shown on a terminal.
 
 ``refcomp size FILE.h5 [--per-weight] [--json]`` prints the size report
 (:func:`refcomp.compress.size_report`) of any refcomp model.
@@ -31,6 +39,11 @@ def _cmd_compress(args):
                            "(drop --no-kmeans)")
         if args.kmeans is not None:
             raise CLIError("--kmeans and --no-kmeans exclude each other")
+        for flag, value in (("--index-bits", args.index_bits), ("--variant", args.variant),
+                            ("--index-coding", args.index_coding)):
+            if value is not None:
+                raise CLIError(f"{flag} sets the relative-index stream, which --no-kmeans "
+                               "does not write (it stores Masked weights with a bitmap)")
         from ..prune.magnitude import magnitude
         from ..prune.masked import apply_masks, prunable_weights
         from ..prune._common import check_sparsity
@@ -41,11 +54,13 @@ def _cmd_compress(args):
         from .size import size_report
         report = size_report(out)
     else:
+        from ..sparse.relative import DEFAULT_VARIANT
         from .deep import deep_compress
         out, report = deep_compress(
             model, sparsity=sparsity, bits=args.kmeans,
             huffman=True if huffman is None else huffman, index_bits=args.index_bits,
-            variant=args.variant, progress=None if not args.quiet else False)
+            variant=DEFAULT_VARIANT if args.variant is None else args.variant,
+            index_coding=args.index_coding, progress=None if not args.quiet else False)
     save(out, args.output)
     print(f"wrote {args.output}: {report.original_bits} -> {report.compressed_bits} bits, "
           f"tau = {report.tau:.3f}")
@@ -84,8 +99,9 @@ def _fraction(text):
 
 def register(subparsers):
     """Add the ``compress`` and ``size`` sub-commands."""
-    p = subparsers.add_parser("compress", help="Deep Compression: prune, share (k-means), "
-                              "relative indices, Huffman (no retraining)")
+    p = subparsers.add_parser("compress", help="Deep Compression of dense, conv2d and "
+                              "recurrent weights: prune, share (k-means), relative indices, "
+                              "Huffman (no retraining)")
     p.add_argument("model")
     p.add_argument("-o", "--output", required=True)
     g = p.add_mutually_exclusive_group()
@@ -100,8 +116,12 @@ def register(subparsers):
                    help="Huffman-code both streams (default on with k-means)")
     p.add_argument("--index-bits", type=int, default=None, metavar="N",
                    help="relative index width (default 8 conv, 5 dense)")
-    p.add_argument("--variant", choices=("reserved", "fig2"), default="reserved",
+    p.add_argument("--variant", choices=("reserved", "fig2"), default=None,
                    help="relative-index filler rule (default reserved)")
+    p.add_argument("--index-coding", choices=("huffman", "fixed", "universal"), default=None,
+                   help="coding of the relative-index stream: universal = the cheapest of "
+                        "Elias gamma/delta, Rice, zeta_k per weight (default: as the value "
+                        "stream, Huffman)")
     p.add_argument("--eval", nargs="?", const="test", default=None, metavar="SPLIT",
                    help="print accuracy before/after on a split (default test)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

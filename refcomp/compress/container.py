@@ -12,9 +12,18 @@ A :class:`DeepCompressed` weight holds what Han, Mao & Dally (ICLR 2016,
   entry, filler entries included);
 * the shape and dtype of the dense weight.
 
-Both streams are either canonical-Huffman coded (``coding="huffman"``, the
+The value stream is canonical-Huffman coded (``coding="huffman"``, the
 paper's third stage, :func:`refcomp.coding.huffman_encode`) or bit-packed at
-a fixed width (``coding="fixed"``, MSB first, :mod:`refcomp._bitpack`).
+a fixed width (``coding="fixed"``, MSB first, :mod:`refcomp._bitpack`).  The
+index stream uses ``index_coding``: the same two choices (by default the
+same as ``coding``), or ``"universal"``: the relative-index codes (the gaps,
+fillers included) written with the cheapest universal code of the layer,
+chosen by :func:`refcomp.coding.choose_gap_code` among Elias gamma/delta,
+Rice k=0..62 and zeta_k k=1..8 (codewords of at most 64 bits), as an
+:func:`refcomp.coding.encode_ints` stream whose 12-byte header records the
+code id and its parameter (bytes 2 and 3, see
+:mod:`refcomp.coding.universal`); :attr:`DeepCompressed.index_code` reads
+them back.
 Nothing else is stored but the counts and a checksum (below):
 :meth:`DeepCompressed.dequantize` rebuilds the dense
 weight from the streams, bit-identical to ``codebook[code]`` at the kept
@@ -53,12 +62,14 @@ from .._validate import check_choice, check_int, describe
 from ..io._h5util import write_dataset
 from ..sparse.relative import VARIANTS, decode_relative, encode_relative
 
-__all__ = ["DeepCompressed", "CODINGS", "ENCODING"]
+__all__ = ["DeepCompressed", "CODINGS", "INDEX_CODINGS", "ENCODING"]
 
 #: HDF5 encoding name of :class:`DeepCompressed`.
 ENCODING = "deep_compressed"
-#: Stream codings.
+#: Value-stream codings.
 CODINGS = ("huffman", "fixed")
+#: Index-stream codings.
+INDEX_CODINGS = ("huffman", "fixed", "universal")
 _MAX_K = 1 << 16
 _MAX_ELEMENTS = 1 << 31
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -67,6 +78,11 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 def _huffman():
     from ..coding import huffman_decode, huffman_encode, huffman_sizes
     return huffman_encode, huffman_decode, huffman_sizes
+
+
+def _universal():
+    from ..coding import choose_gap_code, decode_ints, encode_ints, universal_sizes
+    return choose_gap_code, encode_ints, decode_ints, universal_sizes
 
 
 def _symbol_width(n_symbols):
@@ -80,6 +96,10 @@ def _encode_stream(symbols, n_symbols, coding):
         return np.zeros(0, dtype=np.uint8)
     if coding == "fixed":
         return pack_codes(symbols, _symbol_width(n_symbols))
+    if coding == "universal":
+        choose, encode_ints, _, _ = _universal()
+        code, k, _ = choose(symbols, max_length=64)
+        return np.frombuffer(encode_ints(symbols, code=code, k=k), dtype=np.uint8).copy()
     encode, _, _ = _huffman()
     return np.frombuffer(encode(symbols), dtype=np.uint8).copy()
 
@@ -98,7 +118,10 @@ def _decode_stream(stream, count, n_symbols, coding, what):
                               f"{width} bits")
         sym = unpack_codes(stream, width, count)
     else:
-        _, decode, _ = _huffman()
+        if coding == "universal":
+            decode = _universal()[2]
+        else:
+            decode = _huffman()[1]
         sym = decode(stream.tobytes(), max_symbols=count)
         if not isinstance(sym, np.ndarray) or sym.dtype.kind not in "iu" or sym.ndim != 1:
             raise DecodeError(f"{what} stream does not decode to integer symbols")
@@ -119,7 +142,7 @@ def _stream_sizes(stream, count, n_symbols, coding):
     if coding == "fixed":
         payload = count * _symbol_width(n_symbols)
     else:
-        _, _, sizes = _huffman()
+        sizes = _universal()[3] if coding == "universal" else _huffman()[2]
         _, payload = sizes(stream.tobytes())
         payload = int(payload)
     return payload, total - payload
@@ -143,6 +166,10 @@ class DeepCompressed:
     variant : {"reserved", "fig2"}
         Relative-index variant (:mod:`refcomp.sparse.relative`).
     coding : {"huffman", "fixed"}
+        Coding of the value stream.
+    index_coding : {"huffman", "fixed", "universal"}
+        Coding of the index stream (the constructor's default ``None`` means
+        ``coding``, as in files written before this field existed).
     n_entries : int
         Entries of the index stream (fillers included).
     n_values : int
@@ -153,11 +180,11 @@ class DeepCompressed:
     """
 
     __slots__ = ("shape", "dtype", "codebook", "index_bits", "variant", "coding",
-                 "n_entries", "n_values", "values_stream", "index_stream", "crc32",
-                 "_decoded")
+                 "index_coding", "n_entries", "n_values", "values_stream", "index_stream",
+                 "crc32", "_decoded")
 
     def __init__(self, *, shape, dtype, codebook, index_bits, variant, coding, n_entries,
-                 n_values, values_stream, index_stream, crc32=None):
+                 n_values, values_stream, index_stream, crc32=None, index_coding=None):
         try:
             self.shape = tuple(int(s) for s in shape)
             self.dtype = np.dtype(dtype)
@@ -184,6 +211,9 @@ class DeepCompressed:
             self.index_bits = check_int("index_bits", index_bits, lo=1, hi=16)
             self.variant = check_choice("variant", variant, VARIANTS)
             self.coding = check_choice("coding", coding, CODINGS)
+            self.index_coding = check_choice(
+                "index_coding", self.coding if index_coding is None else index_coding,
+                INDEX_CODINGS)
             self.n_entries = check_int("n_entries", n_entries, lo=0, hi=size)
             self.n_values = check_int("n_values", n_values, lo=0, hi=self.n_entries)
         except ParameterError as exc:
@@ -207,7 +237,7 @@ class DeepCompressed:
     # -- construction -------------------------------------------------------------
     @classmethod
     def encode(cls, mask, codes, codebook, *, index_bits, variant="reserved",
-               huffman=True):
+               huffman=True, index_coding=None):
         """Encode a pruned, shared weight.
 
         Parameters
@@ -220,9 +250,15 @@ class DeepCompressed:
         index_bits : int in [1, 16]
         variant : {"reserved", "fig2"}
         huffman : bool
-            True: canonical Huffman on both streams; False: fixed width
+            True: canonical Huffman on the value stream (and on the index
+            stream unless ``index_coding`` says otherwise); False: fixed width
             (``ceil(log2 k)`` bits per value, ``index_bits`` per index; one
             more value symbol for fig2 fillers).
+        index_coding : {"huffman", "fixed", "universal"} or None
+            Coding of the index stream; None: the same as the value stream.
+            "universal": the cheapest universal code of this weight's index
+            codes (:func:`refcomp.coding.choose_gap_code` with codewords of at
+            most 64 bits), recorded in the stream header.
 
         Returns
         -------
@@ -244,6 +280,10 @@ class DeepCompressed:
         if k > _MAX_K or (n_kept and (int(codes.min()) < 0 or int(codes.max()) >= k)):
             raise ParameterError(f"codes must lie in [0, {k}) with k <= {_MAX_K}")
         check_choice("variant", variant, VARIANTS)
+        coding = "huffman" if huffman else "fixed"
+        index_coding = check_choice("index_coding",
+                                    coding if index_coding is None else index_coding,
+                                    INDEX_CODINGS)
         rel = encode_relative(mask.reshape(-1), index_bits=index_bits, variant=variant)
         sym = codes.astype(np.uint16)
         if variant == "fig2":
@@ -252,13 +292,13 @@ class DeepCompressed:
             sym, n_symbols = full, k + 1
         else:
             n_symbols = k
-        coding = "huffman" if huffman else "fixed"
         return cls(shape=mask.shape, dtype=codebook.dtype, codebook=codebook.copy(),
                    index_bits=rel.index_bits, variant=variant, coding=coding,
+                   index_coding=index_coding,
                    n_entries=rel.n_entries, n_values=int(sym.size),
                    values_stream=_encode_stream(sym, n_symbols, coding),
                    index_stream=_encode_stream(rel.diffs.astype(np.uint16),
-                                               1 << rel.index_bits, coding))
+                                               1 << rel.index_bits, index_coding))
 
     # -- decoding -----------------------------------------------------------------
     @property
@@ -269,13 +309,34 @@ class DeepCompressed:
     def size(self):
         return math.prod(self.shape)
 
+    @property
+    def index_code(self):
+        """``(code, k)`` of a universal index stream (e.g. ``("rice", 3)``; k is
+        0 for gamma and delta), read from the stream header; None for the
+        Huffman and fixed codings or an empty stream."""
+        if self.index_coding != "universal" or self.index_stream.size == 0:
+            return None
+        from ..coding.universal import CODES
+        code = CODES[int(self.index_stream[2])]
+        return code, int(self.index_stream[3])
+
+    @property
+    def index_coding_label(self):
+        """Short name of the index coding: "huffman", "fixed", or the universal
+        code ("gamma", "delta", "rice(k=3)", "zeta(k=2)"; "universal" when the
+        stream is empty)."""
+        ic = self.index_code
+        if ic is None:
+            return self.index_coding
+        return ic[0] if ic[0] in ("gamma", "delta") else f"{ic[0]}(k={ic[1]})"
+
     def _n_value_symbols(self):
         return self.k + (1 if self.variant == "fig2" else 0)
 
     def streams(self):
         """Decoded streams ``(value_symbols, index_codes)``, both int64 1-D."""
         idx = _decode_stream(self.index_stream, self.n_entries, 1 << self.index_bits,
-                             self.coding, "index")
+                             self.index_coding, "index")
         val = _decode_stream(self.values_stream, self.n_values, self._n_value_symbols(),
                              self.coding, "value")
         return val, idx
@@ -334,16 +395,17 @@ class DeepCompressed:
         """Bits actually written, per stream (``dict``).
 
         Keys: ``values`` / ``index`` (payload bits of each stream: Huffman
-        codewords, or ``count * width`` for fixed coding), ``values_header``
-        / ``index_header`` (everything else in the stream bytes: Huffman
-        header and final-byte padding), ``codebook`` (k values at the
+        or universal codewords, or ``count * width`` for fixed coding),
+        ``values_header`` / ``index_header`` (everything else in the stream
+        bytes: Huffman header, the 96-bit universal-code header, final-byte
+        padding), ``codebook`` (k values at the
         weight's precision).  ``values + values_header + index +
         index_header == 8 * (len(values_stream) + len(index_stream))``.
         """
         vp, vh = _stream_sizes(self.values_stream, self.n_values, self._n_value_symbols(),
                                self.coding)
         ip, ih = _stream_sizes(self.index_stream, self.n_entries, 1 << self.index_bits,
-                               self.coding)
+                               self.index_coding)
         return {"values": vp, "values_header": vh, "index": ip, "index_header": ih,
                 "codebook": self.k * self.dtype.itemsize * 8}
 
@@ -356,9 +418,10 @@ class DeepCompressed:
         if not isinstance(other, DeepCompressed):
             return NotImplemented
         return (self.shape == other.shape and self.dtype == other.dtype
-                and (self.index_bits, self.variant, self.coding, self.n_entries,
-                     self.n_values) == (other.index_bits, other.variant, other.coding,
-                                        other.n_entries, other.n_values)
+                and (self.index_bits, self.variant, self.coding, self.index_coding,
+                     self.n_entries, self.n_values)
+                == (other.index_bits, other.variant, other.coding, other.index_coding,
+                    other.n_entries, other.n_values)
                 and self.codebook.tobytes() == other.codebook.tobytes()
                 and np.array_equal(self.values_stream, other.values_stream)
                 and np.array_equal(self.index_stream, other.index_stream))
@@ -369,6 +432,7 @@ class DeepCompressed:
         return (f"DeepCompressed(shape={self.shape}, dtype={self.dtype}, k={self.k}, "
                 f"entries={self.n_entries}, index_bits={self.index_bits}, "
                 f"variant={self.variant!r}, coding={self.coding!r}, "
+                f"index_coding={self.index_coding_label!r}, "
                 f"bits={self.stored_bits()})")
 
     # -- storage ------------------------------------------------------------------
@@ -376,8 +440,8 @@ class DeepCompressed:
         """Write into an empty h5py group (encoding ``"deep_compressed"``).
 
         Attributes: ``encoding``, ``dtype`` (NumPy dtype string), ``shape``
-        (int64[]), ``index_bits``, ``variant``, ``coding``, ``n_entries``,
-        ``n_values``, ``crc32`` (uint32).  Datasets: ``codebook`` (k,) of ``dtype``, ``values``
+        (int64[]), ``index_bits``, ``variant``, ``coding``, ``index_coding``,
+        ``n_entries``, ``n_values``, ``crc32`` (uint32).  Datasets: ``codebook`` (k,) of ``dtype``, ``values``
         and ``index`` (uint8 streams), each with the Fletcher-32 checksum.
         """
         a = group.attrs
@@ -387,6 +451,7 @@ class DeepCompressed:
         a["index_bits"] = self.index_bits
         a["variant"] = self.variant
         a["coding"] = self.coding
+        a["index_coding"] = self.index_coding
         a["n_entries"] = self.n_entries
         a["n_values"] = self.n_values
         a["crc32"] = np.uint32(self.crc32)
@@ -400,10 +465,13 @@ class DeepCompressed:
 
         Dataset sizes are checked from their headers before reading: the
         codebook at most 65536 values, each stream at most what the declared
-        counts could need (Huffman codewords are at most 64 bits, plus a
-        header bounded by 1 MiB), so a file cannot make the reader allocate
+        counts could need (Huffman codewords, and the universal codewords
+        :meth:`encode` chooses, are at most 64 bits, plus a header bounded by
+        1 MiB), so a file cannot make the reader allocate
         more than the declared weight.  Raises FormatError (missing or
-        mistyped fields) or DecodeError (corrupt streams).
+        mistyped fields) or DecodeError (corrupt streams).  A missing
+        ``index_coding`` attribute (files written before it existed) means
+        the same coding as ``coding``.
         """
         name = group.name
         a = group.attrs
@@ -412,7 +480,9 @@ class DeepCompressed:
                       "dtype": np.dtype(a["dtype"]),
                       "index_bits": int(a["index_bits"]), "variant": _str(a["variant"]),
                       "coding": _str(a["coding"]), "n_entries": int(a["n_entries"]),
-                      "n_values": int(a["n_values"]), "crc32": int(a["crc32"])}
+                      "n_values": int(a["n_values"]), "crc32": int(a["crc32"]),
+                      "index_coding": (_str(a["index_coding"]) if "index_coding" in a
+                                       else None)}
         except (KeyError, TypeError, ValueError) as exc:
             raise FormatError(f"{name}: bad deep_compressed attributes ({exc})") from None
         for key in ("codebook", "values", "index"):

@@ -2,7 +2,8 @@
 
 prune (magnitude, per layer) -> share (per-layer 1-D k-means on the kept
 weights, linear initialisation) -> relative sparse indices -> Huffman on
-both streams.  **Retraining is out of scope**: the paper retrains after
+both streams (the paper's default; the index stream may instead use the
+cheapest universal code of each layer, ``index_coding="universal"``).  **Retraining is out of scope**: the paper retrains after
 pruning and fine-tunes the centroids after sharing; refcomp stops at the
 one-shot compression, so accuracy is that of the compressed weights without
 any retraining.
@@ -16,7 +17,7 @@ from ..prune._common import check_sparsity
 from ..prune.magnitude import magnitude
 from ..quantize.kmeans import INITS, kmeans
 from ..sparse.relative import DEFAULT_VARIANT, VARIANTS
-from .container import DeepCompressed
+from .container import INDEX_CODINGS, DeepCompressed
 from .size import size_report
 
 __all__ = ["deep_compress", "compress_weight", "DEFAULT_SPARSITY", "DEFAULT_BITS"]
@@ -37,7 +38,7 @@ _INDEX_BITS = {k: 8 if k == "conv2d" else 5 for k in _KINDS}
 
 
 def compress_weight(w, *, sparsity=DEFAULT_SPARSITY, bits=5, index_bits=5, huffman=True,
-                    variant=DEFAULT_VARIANT, init="linear", max_iter=300):
+                    variant=DEFAULT_VARIANT, init="linear", max_iter=300, index_coding=None):
     """Deep-compress one weight array.
 
     Parameters
@@ -52,13 +53,19 @@ def compress_weight(w, *, sparsity=DEFAULT_SPARSITY, bits=5, index_bits=5, huffm
     index_bits : int in [1, 16]
         Relative-index width (paper: 8 conv, 5 fully connected).
     huffman : bool
-        Huffman-code both streams (else fixed-width packing).
+        Huffman-code both streams (else fixed-width packing); the index
+        stream follows ``index_coding`` when it is given.
     variant : {"reserved", "fig2"}
         Filler rule of :func:`refcomp.sparse.encode_relative`.
     init : str
         k-means initialisation (default "linear", the paper's best, §3.1).
     max_iter : int
         Lloyd iterations.
+    index_coding : {"huffman", "fixed", "universal"} or None
+        Coding of the index stream; None (default): as the value stream
+        (``huffman``).  "universal": the cheapest of Elias gamma/delta,
+        Rice and zeta_k for this weight's relative-index codes
+        (:func:`refcomp.coding.choose_gap_code`), recorded in the stream.
 
     Returns
     -------
@@ -76,6 +83,8 @@ def compress_weight(w, *, sparsity=DEFAULT_SPARSITY, bits=5, index_bits=5, huffm
     check_sparsity(sparsity)
     check_int("bits", bits, lo=1, hi=16)
     check_choice("init", init, INITS)
+    if index_coding is not None:
+        check_choice("index_coding", index_coding, INDEX_CODINGS)
     if init in ("random", "random_tfmot", "kmeans++"):
         raise ParameterError(f"init={init!r} needs an rng; deep_compress uses deterministic "
                              "inits only (linear, density, density_tfmot, optimal)")
@@ -91,7 +100,7 @@ def compress_weight(w, *, sparsity=DEFAULT_SPARSITY, bits=5, index_bits=5, huffm
     else:
         codes, codebook = np.zeros(0, dtype=np.uint8), np.zeros(0, dtype=w.dtype)
     return DeepCompressed.encode(mask, codes, codebook, index_bits=index_bits,
-                                 variant=variant, huffman=huffman)
+                                 variant=variant, huffman=huffman, index_coding=index_coding)
 
 
 def _per_layer(value, path, kind, default):
@@ -109,7 +118,7 @@ def _per_layer(value, path, kind, default):
 
 def deep_compress(model, *, sparsity=None, bits=None, huffman=True, index_bits=None,
                   variant=DEFAULT_VARIANT, init="linear", max_iter=300, kinds=_KINDS,
-                  progress=False):
+                  progress=False, index_coding=None):
     """Deep Compression of a model's dense, conv (and recurrent) weights, no retraining.
 
     Parameters
@@ -123,10 +132,20 @@ def deep_compress(model, *, sparsity=None, bits=None, huffman=True, index_bits=N
         k-means bits per layer; default :data:`DEFAULT_BITS` (8 conv, 5 dense,
         the paper's AlexNet setting; 5 for recurrent matrices).
     huffman : bool, default True
-        Huffman-code the value and index streams (the paper's third stage).
+        Huffman-code the value and index streams (the paper's third stage);
+        False: fixed-width packing.
     index_bits : int in [1, 16] or dict, optional
         Relative-index width; default 8 for conv, 5 for dense and recurrent
         (paper §2).
+    index_coding : {"huffman", "fixed", "universal"} or None
+        Coding of the index stream; None (default): the same as the value
+        stream (Huffman, the paper's choice, unless ``huffman=False``).
+        "universal": per weight, the cheapest universal code
+        (Elias gamma/delta, Rice k=0..62, zeta_k k=1..8, chosen by
+        :func:`refcomp.coding.choose_gap_code`; codewords of at most 64
+        bits) of the relative-index codes, fillers included; the code and
+        its parameter are recorded in the stream header
+        (:attr:`DeepCompressed.index_code`).
     variant : {"reserved", "fig2"}
         Relative-index filler rule (see :mod:`refcomp.sparse.relative`).
     init : str
@@ -163,6 +182,8 @@ def deep_compress(model, *, sparsity=None, bits=None, huffman=True, index_bits=N
     if not isinstance(model, Model):
         raise ParameterError(f"model must be a refcomp.Model, got {type(model).__name__}")
     check_choice("variant", variant, VARIANTS)
+    if index_coding is not None:
+        check_choice("index_coding", index_coding, INDEX_CODINGS)
     for k in kinds:
         check_choice("kinds", k, _KINDS)
     targets = [(p, l, n) for p, l in model.named_layers() if l.kind in kinds
@@ -182,7 +203,8 @@ def deep_compress(model, *, sparsity=None, bits=None, huffman=True, index_bits=N
             w, sparsity=_per_layer(sparsity, path, layer.kind, DEFAULT_SPARSITY),
             bits=_per_layer(bits, path, layer.kind, DEFAULT_BITS),
             index_bits=_per_layer(index_bits, path, layer.kind, _INDEX_BITS),
-            huffman=huffman, variant=variant, init=init, max_iter=max_iter)
+            huffman=huffman, variant=variant, init=init, max_iter=max_iter,
+            index_coding=index_coding)
         bar.update()
     out = model.replace_weights(updates) if updates else model.copy()
     return out, size_report(out)

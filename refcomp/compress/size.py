@@ -23,7 +23,14 @@ Compressed size: the bits each representation actually stores, split into
   index payload);
 * ``codebook``: decoding tables (k-means codebook, quantizer parameters);
 * ``headers``: stream headers written with the data (Huffman alphabets and
-  code lengths) and the final-byte padding of each stream.
+  code lengths, the 12-byte header of a universal-code stream) and the
+  final-byte padding of each stream.
+
+Each weight also names its index coding (``index_coding``: "huffman",
+"fixed", the universal code of a Deep Compression index stream such as
+"rice(k=3)", "bitmap" for Masked, "csr"/"csc"; None without an index), and
+each layer lists them (``index_codings``, ``"W:rice(k=3)"``), next to the
+``index`` bits they cost.
 
 HDF5 metadata (attributes, chunk headers, checksums) is not counted.
 
@@ -121,22 +128,27 @@ class WeightSize(_Sizes):
     """Size of one weight, in bits (fields of the base: n, nnz, original_bits,
     values_bits, index_bits, codebook_bits, header_bits, values_entropy_bits,
     index_entropy_bits; properties compressed_bits, bits_per_weight,
-    bits_per_nonzero, tau)."""
+    bits_per_nonzero, tau).  ``index_coding``: str or None (module
+    docstring)."""
     path: str
     kind: str
     weight: str
     encoding: str
     dtype: str
+    index_coding: object = None
 
 
 @dataclasses.dataclass(frozen=True)
 class LayerSize(_Sizes):
     """Sums over the weights of one layer; ``tau`` is tau_i and ``tau_net`` the
-    network tau when only this layer is compressed (seed 002 Table 4)."""
+    network tau when only this layer is compressed (seed 002 Table 4).
+    ``index_codings``: ``"name:coding"`` of each weight with an index,
+    comma-separated ("" when none)."""
     path: str
     kind: str
     encodings: str
     tau_net: float
+    index_codings: str = ""
 
 
 def _sum_optional(values):
@@ -165,15 +177,16 @@ class SizeReport:
 
     def to_markdown(self, *, per_weight=False):
         """A Markdown table: one row per layer (or per weight), then the network."""
-        head = ("| layer | kind | encoding | params | non-zero | original | values | index | "
-                "codebook | headers | compressed | bits/w | bits/nz | H(values) | H(index) | "
+        head = ("| layer | kind | encoding | index coding | params | non-zero | original | "
+                "values | index | codebook | headers | compressed | bits/w | bits/nz | H(values) | H(index) | "
                 "tau_i |" + ("" if per_weight else " tau_net_i |"))
         lines = [head, "|" + "---|" * (head.count("|") - 1)]
         rows = self.weights if per_weight else self.layers
         for r in rows:
             name = f"{r.path}/{r.weight}" if per_weight else r.path
             enc = r.encoding if per_weight else r.encodings
-            cells = [name, r.kind, enc, r.n, r.nnz, r.original_bits, r.values_bits,
+            icod = (r.index_coding or "-") if per_weight else (r.index_codings or "-")
+            cells = [name, r.kind, enc, icod, r.n, r.nnz, r.original_bits, r.values_bits,
                      r.index_bits, r.codebook_bits, r.header_bits, r.compressed_bits,
                      _f(r.bits_per_weight), _f(r.bits_per_nonzero),
                      _f(r.values_entropy_bits, 0), _f(r.index_entropy_bits, 0), _f(r.tau)]
@@ -182,7 +195,7 @@ class SizeReport:
             lines.append("| " + " | ".join(str(c) for c in cells) + " |")
         tot = [sum(getattr(r, k) for r in self.layers) for k in _SUMMED]
         n, nnz = tot[0], tot[1]
-        cells = ["**network**", "", "", n, nnz, *tot[2:], self.compressed_bits,
+        cells = ["**network**", "", "", "", n, nnz, *tot[2:], self.compressed_bits,
                  _f(self.compressed_bits / n if n else 0.0),
                  _f(self.compressed_bits / nnz if nnz else math.inf),
                  _f(_sum_optional(r.values_entropy_bits for r in self.layers), 0),
@@ -239,7 +252,9 @@ def weight_size(w, *, path="", kind="", weight=""):
     if isinstance(w, DeepCompressed):
         s = w.stream_sizes()
         val, idx = w.streams()
-        return row(encoding=f"deep_compressed({w.coding})", values_bits=s["values"],
+        enc = w.coding if w.index_coding == w.coding else f"{w.coding}/{w.index_coding}"
+        return row(encoding=f"deep_compressed({enc})", index_coding=w.index_coding_label,
+                   values_bits=s["values"],
                    index_bits=s["index"], codebook_bits=s["codebook"],
                    header_bits=s["values_header"] + s["index_header"],
                    values_entropy_bits=entropy_bits(val),
@@ -250,12 +265,13 @@ def weight_size(w, *, path="", kind="", weight=""):
                    index_bits=0, codebook_bits=w.stored_bits() - code_bits,
                    header_bits=0, values_entropy_bits=entropy_bits(w.codes))
     if isinstance(w, Masked):
-        return row(encoding="masked", values_bits=w.n_kept * width,
+        return row(encoding="masked", index_coding="bitmap", values_bits=w.n_kept * width,
                    index_bits=int(w.mask.size), codebook_bits=0, header_bits=0,
                    values_entropy_bits=entropy_bits(_bit_patterns(w.values[w.mask])),
                    index_entropy_bits=entropy_bits(w.mask))
     if isinstance(w, (CSR, CSC)):
-        return row(encoding=w.format, values_bits=8 * int(w.data.nbytes),
+        return row(encoding=w.format, index_coding=w.format,
+                   values_bits=8 * int(w.data.nbytes),
                    index_bits=32 * int(w.indices.size) + 64 * int(w.indptr.size),
                    codebook_bits=0, header_bits=0,
                    values_entropy_bits=entropy_bits(_bit_patterns(w.data)),
@@ -305,6 +321,8 @@ def size_report(model):
         rest = orig - sums["original_bits"] + c_i
         layers.append(LayerSize(
             path=path, kind=kind, encodings=",".join(f"{r.weight}:{r.encoding}" for r in rows),
+            index_codings=",".join(f"{r.weight}:{r.index_coding}" for r in rows
+                                   if r.index_coding),
             values_entropy_bits=_sum_optional(r.values_entropy_bits for r in rows),
             index_entropy_bits=_sum_optional(r.index_entropy_bits for r in rows),
             tau_net=compression_ratio(orig, rest) if rest else math.inf, **sums))
