@@ -264,7 +264,7 @@ def test_empty_and_all_pruned():
 def _fields(dc):
     return dict(shape=dc.shape, dtype=dc.dtype, codebook=dc.codebook.copy(),
                 index_bits=dc.index_bits, variant=dc.variant, coding=dc.coding,
-                n_entries=dc.n_entries, n_values=dc.n_values,
+                index_coding=dc.index_coding, n_entries=dc.n_entries, n_values=dc.n_values,
                 values_stream=dc.values_stream.copy(), index_stream=dc.index_stream.copy(),
                 crc32=dc.crc32)
 
@@ -426,3 +426,197 @@ def test_huffman_streams_cost_optimal():
     fixed = compress_weight(w, sparsity=0.8, bits=4, index_bits=4, huffman=False)
     assert_bits_equal(fixed.dequantize(), dc.dequantize())
     assert fixed.streams()[0].tolist() == val.tolist()
+
+
+# -- index coding: universal codes for the relative-index stream ---------------------------
+def _golden_model():
+    rng = np.random.default_rng(20)
+    L = refcomp.Layer
+    return refcomp.Model([L("conv2d", weights={"W": rng.standard_normal((8, 3, 3, 3))
+                                               .astype(np.float32),
+                                               "b": rng.standard_normal(8).astype(np.float32)}),
+                          L("flatten"),
+                          L("dense", weights={"W": rng.standard_normal((10, 8 * 4 * 4))
+                                              .astype(np.float32)})],
+                         input_shape=(3, 6, 6))
+
+
+def test_default_index_coding_sizes_unchanged():
+    """The default (Huffman on both streams, the paper's) and fixed width write the
+    same streams and sizes as before index_coding existed (values recorded then)."""
+    import hashlib
+    want = {True: (8192, [(514, 207, 2048, 551), (2075, 1264, 768, 509)], "b0201bd8e9ec0f01"),
+            False: (9400, [(516, 688, 2048, 4), (2560, 2560, 768, 0)], "71f5b177ac5a0830")}
+    for huffman, (bits, rows, digest) in want.items():
+        cm, rep = deep_compress(_golden_model(), sparsity=0.6, huffman=huffman)
+        assert rep.compressed_bits == bits
+        got = [(w.values_bits, w.index_bits, w.codebook_bits, w.header_bits)
+               for w in rep.weights if w.weight == "W"]
+        assert got == rows
+        h = hashlib.sha256()
+        for p in ("0", "2"):
+            dc = cm.get_layer(p).weights["W"]
+            assert dc.index_coding == dc.coding == ("huffman" if huffman else "fixed")
+            assert dc.index_code is None
+            h.update(dc.values_stream.tobytes())
+            h.update(dc.index_stream.tobytes())
+        assert h.hexdigest()[:16] == digest
+        assert [w.index_coding for w in rep.weights] == \
+            ["huffman" if huffman else "fixed", None, "huffman" if huffman else "fixed"]
+
+
+@pytest.mark.parametrize("huffman", [True, False])
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), rows=st.integers(1, 9), cols=st.integers(1, 60),
+       sparsity=st.sampled_from([0.0, 0.5, 0.9, 0.99, 1.0]), bits=st.integers(1, 5),
+       index_bits=st.integers(1, 16), variant=st.sampled_from(["reserved", "fig2"]))
+def test_universal_index_stream_exact(huffman, seed, rows, cols, sparsity, bits, index_bits,
+                                      variant):
+    from refcomp.coding import choose_gap_code, code_length, decode_ints
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((rows, cols)).astype(np.float32)
+    kw = dict(sparsity=sparsity, bits=bits, index_bits=index_bits, variant=variant,
+              huffman=huffman)
+    ref = compress_weight(w, **kw)
+    dc = compress_weight(w, index_coding="universal", **kw)
+    assert (dc.coding, dc.index_coding) == (ref.coding, "universal")
+    assert_bits_equal(dc.dequantize(), ref.dequantize())
+    assert np.array_equal(dc.values_stream, ref.values_stream)      # value stream untouched
+    val, idx = dc.streams()
+    assert np.array_equal(idx, ref.streams()[1]) and np.array_equal(val, ref.streams()[0])
+    s = dc.stream_sizes()
+    if idx.size == 0:
+        assert dc.index_stream.size == 0 and dc.index_code is None and s["index"] == 0
+        return
+    code, k, total = choose_gap_code(idx, max_length=64)
+    assert dc.index_code == (code, k)
+    assert np.array_equal(decode_ints(dc.index_stream.tobytes()), idx)
+    assert s["index"] == total == sum(code_length(int(x), code, k) for x in idx)
+    assert s["index_header"] == 8 * dc.index_stream.size - total
+    assert 96 <= s["index_header"] < 96 + 8
+    assert max(code_length(int(x), code, k) for x in idx) <= 64
+    assert s["values"] + s["values_header"] + s["index"] + s["index_header"] == \
+        8 * (dc.values_stream.size + dc.index_stream.size)
+    again = DeepCompressed(**_fields(dc))
+    assert again == dc and again.index_coding == "universal"
+    assert again != ref
+
+
+def test_universal_index_coding_save_load_and_report(tmp_path):
+    rng = np.random.default_rng(21)
+    model = _golden_model()
+    cm, rep = deep_compress(model, sparsity=0.6, index_coding="universal")
+    ref, ref_rep = deep_compress(model, sparsity=0.6)
+    p = tmp_path / "u.h5"
+    refcomp.save(cm, p)
+    with h5py.File(p, "r") as f:
+        assert f["layers/0000/weights/W"].attrs["index_coding"] == "universal"
+        assert f["layers/0000/weights/W"].attrs["coding"] == "huffman"
+    back = refcomp.load(p)
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    assert_bits_equal(back(x), ref(x))
+    labels = []
+    for path in ("0", "2"):
+        dc = back.get_layer(path).weights["W"]
+        assert dc == cm.get_layer(path).weights["W"]
+        assert_bits_equal(dc.dequantize(), ref.get_layer(path).weights["W"].dequantize())
+        code, k = dc.index_code
+        labels.append(code if code in ("gamma", "delta") else f"{code}(k={k})")
+        assert dc.index_coding_label == labels[-1]
+    back_rep = size_report(back)
+    assert back_rep.as_dict() == rep.as_dict()
+    ws = [w for w in rep.weights if w.weight == "W"]
+    assert [w.index_coding for w in ws] == labels
+    assert [w.encoding for w in ws] == ["deep_compressed(huffman/universal)"] * 2
+    for w, r in zip(ws, (w for w in ref_rep.weights if w.weight == "W")):
+        dc = cm.get_layer(w.path).weights["W"]
+        assert w.index_bits == dc.stream_sizes()["index"]
+        assert (w.values_bits, w.codebook_bits) == (r.values_bits, r.codebook_bits)
+        assert w.index_entropy_bits == r.index_entropy_bits
+    assert [l.index_codings for l in rep.layers] == [f"W:{labels[0]}", f"W:{labels[1]}"]
+    md = rep.to_markdown()
+    assert "| index coding |" in md and f"| W:{labels[0]} |" in md
+    assert f"| {labels[1]} |" in rep.to_markdown(per_weight=True)
+
+
+def test_file_without_index_coding_attribute(tmp_path):
+    """Files written before index_coding existed: the index stream uses ``coding``."""
+    for huffman in (True, False):
+        cm, _ = deep_compress(_tiny_model(np.random.default_rng(22)), sparsity=0.5, bits=2,
+                              huffman=huffman)
+        p = tmp_path / "old.h5"
+        refcomp.save(cm, p)
+        with h5py.File(p, "r+") as f:
+            del f["layers/0000/weights/W"].attrs["index_coding"]
+        dc = refcomp.load(p).get_layer("0").weights["W"]
+        assert dc == cm.get_layer("0").weights["W"] and dc.index_coding == dc.coding
+
+
+def test_universal_index_corrupt_and_bad_fields(tmp_path):
+    rng = np.random.default_rng(23)
+    w = rng.standard_normal((16, 30)).astype(np.float32)
+    dc = compress_weight(w, sparsity=0.8, bits=3, index_bits=6, index_coding="universal")
+    for trial in range(60):
+        f = _fields(dc)
+        s = f["index_stream"]
+        s[rng.integers(s.size)] ^= np.uint8(1 << int(rng.integers(8)))
+        with pytest.raises(DecodeError):                    # CRC-32 covers the stream
+            DeepCompressed(**f)
+        f.pop("crc32")
+        try:
+            out = DeepCompressed(**f).dequantize()
+        except DecodeError:
+            continue
+        assert out.shape == w.shape
+    f = _fields(dc)
+    f.pop("crc32")
+    f["index_coding"] = "huffman"                           # a universal stream read as Huffman
+    with pytest.raises(DecodeError):
+        DeepCompressed(**f)
+    f["index_coding"] = "zip"
+    with pytest.raises(FormatError):
+        DeepCompressed(**f)
+    with pytest.raises(ParameterError):
+        compress_weight(w, index_coding="elias")
+    with pytest.raises(ParameterError):
+        deep_compress(_tiny_model(rng), index_coding="elias")
+    cm, _ = deep_compress(_tiny_model(rng), sparsity=0.5, bits=2, index_coding="universal")
+    p = tmp_path / "u.h5"
+    refcomp.save(cm, p)
+    with h5py.File(p, "r+") as fh:
+        fh["layers/0000/weights/W"].attrs["index_coding"] = "rle"
+    with pytest.raises(FormatError):
+        refcomp.load(p)
+
+
+def test_cli_index_coding(tmp_path, capsys):
+    from refcomp.cli import main
+    src, out = tmp_path / "m.h5", tmp_path / "out.h5"
+    refcomp.save(_tiny_model(np.random.default_rng(24)), src)
+    assert main(["compress", str(src), "-o", str(out), "--prune", "0.5", "--kmeans", "3",
+                 "--index-coding", "universal", "--quiet"]) == 0
+    m = refcomp.load(out)
+    dc = m.get_layer("0").weights["W"]
+    assert dc.index_coding == "universal" and dc.coding == "huffman"
+    capsys.readouterr()
+    assert main(["size", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "index coding" in text and dc.index_coding_label in text
+    assert main(["compress", str(src), "-o", str(out), "--no-huffman", "--index-coding",
+                 "universal", "--quiet"]) == 0
+    dc = refcomp.load(out).get_layer("0").weights["W"]
+    assert (dc.coding, dc.index_coding) == ("fixed", "universal")
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("extra", [["--index-bits", "4"], ["--variant", "fig2"],
+                                   ["--variant", "reserved"], ["--index-coding", "universal"]])
+def test_cli_no_kmeans_refuses_index_options(tmp_path, capsys, extra):
+    from refcomp.cli import main
+    src = tmp_path / "m.h5"
+    refcomp.save(_tiny_model(np.random.default_rng(1)), src)
+    assert main(["compress", str(src), "-o", str(tmp_path / "x.h5"), "--no-kmeans",
+                 *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("refcomp: error:") and "\n" not in err and extra[0] in err
+    assert not (tmp_path / "x.h5").exists()

@@ -3,10 +3,11 @@
 prune (magnitude, per layer) -> share (per-layer 1-D k-means on the kept
 weights, linear initialisation) -> relative sparse indices -> Huffman on
 both streams (the paper's default; the index stream may instead use the
-cheapest universal code of each layer, ``index_coding="universal"``).  **Retraining is out of scope**: the paper retrains after
-pruning and fine-tunes the centroids after sharing; refcomp stops at the
-one-shot compression, so accuracy is that of the compressed weights without
-any retraining.
+cheapest universal code of each layer, ``index_coding="universal"``).
+**Retraining is out of scope**: the paper retrains after pruning and
+fine-tunes the centroids after sharing; refcomp stops at the one-shot
+compression, so accuracy is that of the compressed weights without any
+retraining.
 """
 
 import numpy as np

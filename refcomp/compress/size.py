@@ -178,8 +178,8 @@ class SizeReport:
     def to_markdown(self, *, per_weight=False):
         """A Markdown table: one row per layer (or per weight), then the network."""
         head = ("| layer | kind | encoding | index coding | params | non-zero | original | "
-                "values | index | codebook | headers | compressed | bits/w | bits/nz | H(values) | H(index) | "
-                "tau_i |" + ("" if per_weight else " tau_net_i |"))
+                "values | index | codebook | headers | compressed | bits/w | bits/nz | "
+                "H(values) | H(index) | tau_i |" + ("" if per_weight else " tau_net_i |"))
         lines = [head, "|" + "---|" * (head.count("|") - 1)]
         rows = self.weights if per_weight else self.layers
         for r in rows:
