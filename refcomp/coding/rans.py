@@ -30,18 +30,19 @@ renormalisation bytes in decoding order.
 Decoder memory bound (:func:`max_decodable`).  With ``L = 2**23``, ``f_max``
 the largest frequency and ``P`` the rANS bytes (state included), the
 potential ``(x + 1) * 256**R`` (``R`` = bytes not yet read) is at most
-``2**(8P)`` at the start, never grows when a byte is read, grows by less than
-a factor 2 in the first step (from any 32-bit state) and, since every later
-step starts from ``x >= L``, shrinks in every later step by at least the
-factor ``rho = f_max / M + (M - f_max + 1) / L < 1`` (a step maps ``x`` to
-``x' = x - (M - f) * floor(x / M) - cum``).  A valid stream ends at ``x = L``
-with ``R = 0`` (potential ``L + 1 > 2**23``), so it holds at most
-``n_max = 1 + (8P - 22) / log2(1 / rho)`` symbols: about ``8P / log2(M /
-f_max)``, the minimum cost of ``log2(M / f_max)`` bits per symbol.  The
-decoder rejects a larger declared ``n`` before allocating anything.  A
-(nearly) single-symbol table makes symbols almost free (``f_max = M - 1``
-costs about ``1.44 / M`` bit), so the bound alone would let 27 bytes declare
-millions of symbols: :func:`rans_decode` also caps ``n`` at ``max_symbols``
+``2**(8P)`` at the start and below ``2**(8P + 1)`` after the first step
+(from any 32-bit state: ``x' + 1 <= f * (floor(x / M) + 1) <= x + M``), never
+grows when a byte is read (``(256 x + b) + 1 <= 256 (x + 1)``) and, since
+every later step starts from ``x >= L``, shrinks in every later step by at
+least the factor ``rho = f_max / M + (M - f_max + 1) / L < 1`` (a step maps
+``x`` to ``x' = x - (M - f) * floor(x / M) - cum < x * f / M + M - f``).
+A valid stream ends at ``x = L`` with ``R = 0`` (potential ``L + 1 >
+2**23``), so it holds fewer than ``1 + (8P - 22) / log2(1 / rho)`` symbols:
+about ``8P / log2(M / f_max)``, the minimum cost of ``log2(M / f_max)`` bits
+per symbol.  The decoder rejects a larger declared ``n`` before allocating
+anything.  A (nearly) single-symbol table makes symbols almost free
+(``f_max = M - 1`` costs about ``1.44 / M`` bit), so the bound alone would
+let 25 bytes declare millions of symbols: :func:`rans_decode` also caps ``n`` at ``max_symbols``
 (default :data:`DEFAULT_MAX_SYMBOLS` = 2**28, checked first; pass a larger
 value to decode a longer stream).  Output memory is then at most
 ``4 * min(n_max, max_symbols)`` bytes of int32 ranks plus the result.
