@@ -27,8 +27,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _cmd_info(args):
-    from .io.hdf5 import load
-    model = load(args.model)
+    from .io.hdf5 import load_model
+    model = load_model(args.model)
     print(model.summary())
     return 0
 
@@ -49,8 +49,8 @@ def _read_input(path, dataset):
 
 
 def _cmd_run(args):
-    from .io.hdf5 import load, write_arrays
-    model = load(args.model)
+    from .io.hdf5 import load_model, write_arrays
+    model = load_model(args.model)
     x = _read_input(args.input, args.dataset)
     y = model(x, precision=args.precision)
     write_arrays(args.output, {"y": y})

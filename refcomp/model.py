@@ -10,11 +10,13 @@ decoded weights compute.
 """
 
 import copy as _copy
+import numbers
+from collections.abc import Mapping
 
 import numpy as np
 
 from . import layers as L
-from ._errors import FormatError, ParameterError, ShapeError
+from ._errors import FormatError, ParameterError, RefcompError, ShapeError
 from ._validate import as_float_array, check_choice, describe
 from .kernels.elementwise import relu_inplace
 
@@ -99,11 +101,17 @@ def weight_shape_problem(kind, weights, attrs=None, *, name=_quote):
         ``"weight 'b' has shape (5,), expected (128,) (...)"``, naming the
         offending weight, its shape and the expected shape.
     """
+    found = _shape_problem(kind, weights, attrs, name)
+    return None if found is None else found[1]
+
+
+def _shape_problem(kind, weights, attrs, name):
+    """:func:`weight_shape_problem` as ``(weight_name, message)`` or None."""
     sh = {k: _wshape(v) for k, v in weights.items() if v is not None}
 
     def bad(w, expected, why):
         exp = expected if isinstance(expected, str) else _fmt(expected)
-        return f"weight {name(w)} has shape {_fmt(sh[w])}, expected {exp} ({why})"
+        return w, f"weight {name(w)} has shape {_fmt(sh[w])}, expected {exp} ({why})"
 
     def known(*ws):
         return all(sh.get(w) is not None for w in ws)
@@ -156,6 +164,58 @@ def weight_shape_problem(kind, weights, attrs=None, *, name=_quote):
     return None
 
 
+def _index_map_problem(idx, channels=None):
+    """First problem of a residual ``index_map``, or None.
+
+    An index map lists, for each output channel of the block body, the
+    shortcut channel it is added to: a 1-D integer ndarray of distinct
+    entries in ``[0, channels)``.
+
+    Parameters
+    ----------
+    idx : object
+        The ``index_map`` weight.
+    channels : int, optional
+        Channels of the shortcut (when known): the exclusive upper bound.
+
+    Returns
+    -------
+    str or None
+        A message naming the offending entry, or None if ``idx`` is valid.
+    """
+    if not isinstance(idx, np.ndarray):
+        return f"index_map must be a numpy integer array, got {type(idx).__name__}"
+    if idx.dtype.kind not in "iu":
+        return f"index_map must have an integer dtype, got {idx.dtype}"
+    if idx.ndim != 1:
+        return f"index_map must be 1-D (kept channel indices), got shape {_fmt(idx.shape)}"
+    if idx.size == 0:
+        return None
+    lo, hi = int(idx.min()), int(idx.max())
+    if lo < 0:
+        return f"index_map holds the negative channel index {lo}"
+    if channels is not None and hi >= channels:
+        return (f"index_map holds the channel index {hi}, out of range for a shortcut "
+                f"of {channels} channels")
+    uniq, counts = np.unique(idx, return_counts=True)
+    if uniq.size != idx.size:
+        return f"index_map holds the channel index {int(uniq[counts > 1][0])} more than once"
+    return None
+
+
+def _located(exc, path=None, weight=None):
+    """Attach the model path (``"3/0"``) and weight name an error refers to.
+
+    :func:`refcomp.load` turns them into the HDF5 path of the offending
+    group or dataset (``/layers/0003/layers/0000/weights/W``).
+    """
+    if path is not None and getattr(exc, "layer_path", None) is None:
+        exc.layer_path = path
+    if weight is not None and getattr(exc, "weight_name", None) is None:
+        exc.weight_name = weight
+    return exc
+
+
 def materialize(w):
     """Return the plain ndarray behind a weight (decoding compressed objects)."""
     if isinstance(w, np.ndarray):
@@ -205,9 +265,13 @@ class Layer:
                                   f"expected {list(required + optional)}")
             if weights[k] is None:
                 del weights[k]
-        problem = weight_shape_problem(kind, weights, merged)
-        if problem:
-            raise FormatError(f"layer {self.name!r} ({kind}): {problem}")
+        found = _shape_problem(kind, weights, merged, _quote)
+        if found is None and "index_map" in weights:
+            problem = _index_map_problem(weights["index_map"])
+            found = None if problem is None else ("index_map", problem)
+        if found is not None:
+            raise _located(FormatError(f"layer {self.name!r} ({kind}): {found[1]}"),
+                           weight=found[0])
         self.weights = weights
         if kind == "residual":
             self.layers = list(layers or [])
@@ -243,7 +307,9 @@ def _w_sparse(layer):
     return w if getattr(w, "format", None) == "csr" else layer.w("W")
 
 
-def _forward_layer(layer, x, precision):
+def _forward_layer(layer, x, precision, path=None):
+    """Output of one layer on ``x``; ``path`` (model path such as ``"3"``) names
+    the sub-layers of a residual block in errors (default: the block's name)."""
     k, a = layer.kind, layer.attrs
     if k == "dense":
         return L.dense(x, _w_sparse(layer), layer.w("b"), precision=precision)
@@ -286,14 +352,15 @@ def _forward_layer(layer, x, precision):
                     return_sequences=a["return_sequences"], precision=precision, **extra)
         return seq
     if k == "residual":
-        return _residual(layer, x, precision)
+        return _residual(layer, x, precision, path)
     raise FormatError(f"unknown layer kind {k!r}")  # unreachable: kinds checked on construction
 
 
-def _residual(layer, x, precision):
+def _residual(layer, x, precision, path=None):
     fx = x
+    prefix = layer.name if path is None else path
     for i, sub in enumerate(layer.layers):
-        fx = _run_layer(sub, fx, precision, f"{layer.name}/{i}")
+        fx = _run_layer(sub, fx, precision, f"{prefix}/{i}")
     channel_axis = x.ndim - 1 if (x.ndim == 4 and layer.attrs["layout"] == "NHWC") else 1
     idx = layer.weights.get("index_map")
     if idx is None:
@@ -302,7 +369,13 @@ def _residual(layer, x, precision):
                              f"from shortcut {x.shape} and there is no index_map")
         # One float addition per element, rounded to the dtype (exact IEEE add).
         return x + fx
-    idx = np.asarray(idx)
+    if x.ndim < 2:
+        raise ShapeError(f"residual block {layer.name!r}: an index_map needs an input with a "
+                         f"channel axis, got {describe(x)}")
+    problem = _index_map_problem(idx, x.shape[channel_axis])
+    if problem:
+        raise _located(ShapeError(f"residual block {layer.name!r}: {problem}"),
+                       weight="index_map")
     expect = list(x.shape)
     expect[channel_axis] = idx.size
     if list(fx.shape) != expect:
@@ -322,12 +395,29 @@ def _is_relu(layer):
 
 def _run_layer(layer, x, precision, path):
     try:
-        return _forward_layer(layer, x, precision)
-    except (ShapeError, FormatError) as exc:
+        return _forward_layer(layer, x, precision, path)
+    except RefcompError as exc:
         msg = str(exc)
+        if getattr(exc, "layer_path", None) is not None:
+            raise                                   # already located in a sub-layer
         if msg.startswith("layer "):
-            raise
-        raise type(exc)(f"layer {path} ({layer.kind} {layer.name!r}): {msg}") from None
+            raise _located(exc, path)
+        new = type(exc)(f"layer {path} ({layer.kind} {layer.name!r}): {msg}")
+        raise _located(new, path, getattr(exc, "weight_name", None)
+                       or _weight_named_in(layer, msg)) from None
+    except Exception as exc:                        # not refcomp's: only record where it arose
+        if getattr(exc, "layer_path", None) is None:
+            try:
+                exc.layer_path = path
+            except AttributeError:                  # exception types without a __dict__
+                pass
+        raise
+
+
+def _weight_named_in(layer, msg):
+    """The weight a layer-function message starts with (``"b has dtype ..."``), or None."""
+    first = msg.split(" ", 1)[0].strip("'\":,")
+    return first if first in layer.weights else None
 
 
 def _layer_ref(path, layer):
@@ -386,16 +476,20 @@ def _chain(layers, state, name, prefix):
 
         def nm(w, path=path, layer=layer):
             return name(path, layer, w)
-        problem = weight_shape_problem(k, layer.weights, a, name=nm)
-        if problem:
-            raise FormatError(f"{_layer_ref(path, layer)}: {problem}")
+        found = _shape_problem(k, layer.weights, a, nm)
+        if found is None and "index_map" in layer.weights:
+            problem = _index_map_problem(layer.weights["index_map"])
+            found = None if problem is None else ("index_map", problem)
+        if found:
+            raise _located(FormatError(f"{_layer_ref(path, layer)}: {found[1]}"), path, found[0])
         sh = {w: _wshape(v) for w, v in layer.weights.items()}
 
         def need(w, got, expected, n, what):
-            raise ShapeError(f"{_layer_ref(path, layer)}: weight {nm(w)} has shape {_fmt(got)}, "
-                             f"expected {expected}: its {what} must equal the {n} "
-                             f"{'channels' if state[0] == 'chan' else 'features'} produced "
-                             f"by {state[3]}")
+            raise _located(ShapeError(
+                f"{_layer_ref(path, layer)}: weight {nm(w)} has shape {_fmt(got)}, expected "
+                f"{expected}: its {what} must equal the {n} "
+                f"{'channels' if state[0] == 'chan' else 'features'} produced by {state[3]}"),
+                path, w)
         if k == "dense":
             W = sh["W"]
             if W is None:
@@ -435,18 +529,47 @@ def _chain(layers, state, name, prefix):
             end = _chain(layer.layers or [], state, name, f"{path}/")
             idx = sh.get("index_map")
             if end and idx is not None and end[1] != idx[0]:
-                raise ShapeError(f"{_layer_ref(path, layer)}: the block ends with {end[1]} "
-                                 f"{'channels' if end[0] == 'chan' else 'features'} "
-                                 f"({end[3]}) but its index_map has {idx[0]} entries")
+                raise _located(ShapeError(
+                    f"{_layer_ref(path, layer)}: the block ends with {end[1]} "
+                    f"{'channels' if end[0] == 'chan' else 'features'} ({end[3]}) but its "
+                    f"index_map has {idx[0]} entries"), path, "index_map")
+            if idx is not None and state and state[0] == "chan" and state[2] == a["layout"]:
+                problem = _index_map_problem(layer.weights["index_map"], state[1])
+                if problem:
+                    raise _located(ShapeError(f"{_layer_ref(path, layer)}: {problem} (from "
+                                              f"{state[3]})"), path, "index_map")
             if end and idx is None and state and end[0] == state[0] and end[1] != state[1]:
-                raise ShapeError(f"{_layer_ref(path, layer)}: the block ends with {end[1]} "
-                                 f"{'channels' if end[0] == 'chan' else 'features'} "
-                                 f"({end[3]}) but the shortcut carries {state[1]} (from "
-                                 f"{state[3]}) and there is no index_map")
+                raise _located(ShapeError(
+                    f"{_layer_ref(path, layer)}: the block ends with {end[1]} "
+                    f"{'channels' if end[0] == 'chan' else 'features'} ({end[3]}) but the "
+                    f"shortcut carries {state[1]} (from {state[3]}) and there is no "
+                    "index_map"), path)
             if state is None and idx is None:
                 state = end
         # activation, dropout: shapes unchanged
     return state
+
+
+def _input_shape(shape):
+    """``shape`` as a tuple of non-negative ints; ParameterError otherwise."""
+    try:
+        items = list(shape)
+    except TypeError:
+        raise ParameterError(f"input_shape must be a sequence of integers, got "
+                             f"{shape!r}") from None
+    out = []
+    for s in items:
+        if isinstance(s, (bool, np.bool_)):
+            ok = False
+        elif isinstance(s, (numbers.Integral, np.integer)):
+            ok = True
+        else:
+            ok = isinstance(s, (float, np.floating)) and float(s).is_integer()
+        if not ok or int(s) < 0:
+            raise ParameterError(f"input_shape must hold non-negative integers, got "
+                                 f"{tuple(items)!r}")
+        out.append(int(s))
+    return tuple(out)
 
 
 class Model:
@@ -465,6 +588,18 @@ class Model:
         (:func:`weight_shape_problem`, :class:`FormatError`).
     metadata : dict, optional
         JSON-able provenance (seeds, versions, accuracy...), saved with the model.
+
+    Raises
+    ------
+    ParameterError
+        ``input_shape`` is not a sequence of non-negative integers (integral
+        floats are accepted), or ``metadata`` is not a mapping.
+    FormatError
+        A layer whose own weights disagree, or a malformed residual
+        ``index_map``.
+    ShapeError
+        Shapes that do not fit between layers, or an ``index_map`` entry
+        outside the shortcut's channels.
     """
 
     def __init__(self, layers, *, name="model", input_shape=None, metadata=None):
@@ -474,7 +609,10 @@ class Model:
                 raise ParameterError(f"layers[{i}] must be a refcomp.Layer, got "
                                      f"{type(layer).__name__}")
         self.name = str(name)
-        self.input_shape = None if input_shape is None else tuple(int(s) for s in input_shape)
+        self.input_shape = None if input_shape is None else _input_shape(input_shape)
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise ParameterError(f"metadata must be a dict (JSON object), got "
+                                 f"{type(metadata).__name__}")
         self.metadata = dict(metadata or {})
         self._check()
 

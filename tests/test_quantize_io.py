@@ -61,7 +61,8 @@ def test_every_method_round_trips_bit_exactly(tmp_path, dt):
         assert r.codes.dtype == q.codes.dtype and r.codes.shape == q.codes.shape, name
         assert_bits_equal(r.dequantize(), q.dequantize(), name)
         with h5py.File(path, "r") as f:
-            assert f.attrs["format"] == "refcomp-weight" and f.attrs["format_version"] == 1
+            # an encoded weight needs format version 2 (version 1 holds raw datasets only)
+            assert f.attrs["format"] == "refcomp-weight" and f.attrs["format_version"] == 2
             assert f["weight"].attrs["encoding"] == "quantized"
             assert f["weight"].attrs["decoder"] == q.decoder
             # codes are bit-packed at q.bits bits each
@@ -138,7 +139,7 @@ def test_malformed_weight_files(tmp_path):
 
     cases = [
         (lambda f: f.attrs.__setitem__("format", "refcomp-other"), FormatError, "format"),
-        (lambda f: f.attrs.__setitem__("format_version", 2), FormatError, "format_version"),
+        (lambda f: f.attrs.__setitem__("format_version", 3), FormatError, "format_version 3"),
         (lambda f: f.__delitem__("weight"), FormatError, "/weight"),
         (lambda f: f["weight"].attrs.__setitem__("encoding", "bogus"), FormatError, "bogus"),
         (lambda f: f["weight"].attrs.__delitem__("encoding"), FormatError, "encoding"),

@@ -155,9 +155,8 @@ def test_power_of_two_properties(w, bits, domain):
     v = q.dequantize()
     assert len(np.unique(v)) <= (1 << bits) - 1
     _monotone(w, v)
+    assert -1000 <= q.info["e_max"] <= 1000                # the max_exp argument's range
     for mx in (None, q.info["e_max"]):
-        if mx is not None and not -1000 <= mx <= 1000:     # the max_exp argument's range
-            continue
         q2 = power_of_two(v, bits, domain=domain, max_exp=mx)
         assert np.array_equal(q2.codes, q.codes) or not np.any(v)
     # every non-zero value is a power of two with an exponent in [e_min, e_max]

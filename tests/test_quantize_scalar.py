@@ -405,6 +405,34 @@ def test_power_of_two_domains(tmp_path):
     assert len(np.unique(power_of_two(np.linspace(-5, 5, 101), 3).dequantize())) <= 7
 
 
+def test_power_of_two_e_max_stays_in_the_max_exp_range(tmp_path):
+    """A computed e_max is never below -1000 (the range max_exp accepts): tiny float64
+    weights clamp it to -1000, and passing it back as max_exp reproduces the codes."""
+    w = np.array([5e-324, -1e-310, 2.0 ** -1010, 0.0, -0.0], dtype=np.float64)
+    for bits in (2, 5, 8):
+        for domain in ("log", "linear"):
+            q = power_of_two(w, bits, domain=domain)
+            assert q.info["e_max"] == -1000
+            assert q.params["e_min"] == -1000 - ((1 << (bits - 1)) - 1) + 1
+            q2 = power_of_two(w, bits, domain=domain, max_exp=q.info["e_max"])
+            assert np.array_equal(q2.codes, q.codes)
+            v = q.dequantize()
+            assert np.all(np.abs(v) <= 2.0 ** -1000) and not np.any(v[3:])
+    q = power_of_two(w, 8)                        # e_min = -1126: every value representable
+    assert q.dequantize().tolist() == [2.0 ** -1074, -(2.0 ** -1030), 2.0 ** -1010, 0.0, 0.0]
+    assert power_of_two(w, 2).dequantize().tolist() == [0.0] * 5   # only +-2**-1000 exists
+    roundtrip(q, tmp_path)
+    # just below the clamp nothing changes: e_max = -999 is the rounded exponent of max|w|
+    assert power_of_two(np.array([2.0 ** -999]), 3).info["e_max"] == -999
+    # above the range: a documented ParameterError instead of an e_max max_exp refuses
+    assert power_of_two(np.array([2.0 ** 1000]), 3).info["e_max"] == 1000
+    for big in (2.0 ** 1001, 1e308, -np.finfo(np.float64).max):
+        with pytest.raises(ParameterError, match="above 1000"):
+            power_of_two(np.array([1.0, big]), 4)
+    with pytest.raises(ParameterError, match="max_exp"):
+        power_of_two(w, 4, max_exp=-1001)
+
+
 # -- binary / ternary ----------------------------------------------------------------------
 def test_binary_xnor_ternary(tmp_path):
     w = np.array([[0.0, -1.0, 2.0, -0.0], [0.5, 0.5, -0.5, 0.1]], dtype=np.float32)

@@ -32,11 +32,30 @@ def _shape(text):
 def read_any(path, *, fmt="auto", config=None, layout="NCHW", spec=None, input_shape=None):
     """Load a Keras, ONNX, PyTorch state-dict or refcomp file as a Model.
 
-    ``fmt`` is one of "auto", "keras", "onnx", "torch", "refcomp"; "auto"
-    decides by extension (.onnx, .pt/.pth, .keras, .weights.h5) and, for
-    other .h5 files, by content (a refcomp model has the root attribute
-    ``format="refcomp-model"``, a Keras one ``model_config`` or
-    ``layer_names``).
+    Parameters
+    ----------
+    path : str or os.PathLike
+    fmt : {"auto", "keras", "onnx", "torch", "refcomp"}
+        "auto" decides by extension (.onnx, .pt/.pth, .keras, .weights.h5)
+        and, for other .h5 files, by content (a refcomp file has the root
+        attribute ``format``, a Keras one ``model_config`` or
+        ``layer_names``).
+    config, layout : optional
+        Keras config JSON for weights-only files; image layout of Keras models.
+    spec, input_shape : optional
+        JSON layer spec and per-sample input shape of a PyTorch state dict.
+
+    Returns
+    -------
+    refcomp.Model
+
+    Raises
+    ------
+    FormatError
+        An unreadable or malformed file, or a refcomp single-weight file
+        (``refcomp-weight``), which holds no model.
+    ParameterError
+        An unknown ``fmt`` or a state dict without ``spec``.
     """
     p = os.fspath(path)
     if not os.path.isfile(p):
@@ -58,8 +77,8 @@ def read_any(path, *, fmt="auto", config=None, layout="NCHW", spec=None, input_s
         from .keras import load
         return load(p, config=config, layout=layout)
     if fmt == "refcomp":
-        from .hdf5 import load
-        return load(p)
+        from .hdf5 import load_model
+        return load_model(p)
     if fmt == "torch":
         if spec is None:
             raise ParameterError("a PyTorch state dict needs --spec (a JSON layer list; see "
@@ -111,9 +130,9 @@ def _cmd_convert(args):
 
 
 def _cmd_eval(args):
-    from .hdf5 import load
+    from .hdf5 import load_model
     from ..data import load_split
-    model = load(args.model)
+    model = load_model(args.model)
     x, y = load_split(args.data)
     logits = model(x, precision=args.precision)
     if logits.ndim != 2 or logits.shape[0] != y.shape[0]:

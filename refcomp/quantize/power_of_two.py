@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 
+from .._errors import ParameterError
 from .._validate import check_choice, check_int
 from ._quantized import Quantized, narrowest_code_dtype, register_decoder
 from ._scalar_common import finite_range, float_input
@@ -11,6 +12,8 @@ from ._scalar_common import finite_range, float_input
 __all__ = ["power_of_two"]
 
 _SQRT2 = math.sqrt(2.0)   # fl(sqrt 2) > sqrt 2, so m >= fl(sqrt 2) <=> m >= sqrt 2 for doubles
+#: Range of e_max, given (``max_exp``) or computed from the weights.
+EMAX_MIN, EMAX_MAX = -1000, 1000
 
 
 def power_of_two(w, bits, *, domain="log", max_exp=None):
@@ -27,7 +30,9 @@ def power_of_two(w, bits, *, domain="log", max_exp=None):
         (decided exactly; no tie is possible).  "linear": nearest power in
         value, up iff m >= 1.5 (ties to the larger magnitude).
     max_exp : int or None
-        e_max; None means the domain-rounded exponent of max|w|.
+        e_max, an integer in [-1000, 1000]; None means the domain-rounded
+        exponent of max|w|, raised to -1000 if it is below (only float64
+        weights all smaller than about 2**-1000 are affected; see Notes).
 
     Returns
     -------
@@ -42,6 +47,19 @@ def power_of_two(w, bits, *, domain="log", max_exp=None):
     "log": e < e_min gives 0; "linear": the nearest of 0 and 2**e_min,
     i.e. |w| < 2**(e_min−1) gives 0 (the midpoint goes to 2**e_min).
     Zero (either sign) gives code 0.  NaN/Inf: ValueError with the count.
+
+    e_max always lies in [-1000, 1000], the range ``max_exp`` accepts, so
+    ``power_of_two(w, bits, max_exp=q.info["e_max"])`` reproduces any
+    result ``q``.  A computed e_max below -1000 is clamped to -1000: the
+    largest magnitude then lies below 2**e_max and keeps its rounded
+    exponent when that is at least e_min (else it underflows as above).
+
+    Raises
+    ------
+    ParameterError
+        ``bits``, ``domain`` or ``max_exp`` out of range, or max|w| rounds
+        to an exponent above 1000 (float64 weights of about 2**1000 or
+        more): pass the weights scaled down.
     """
     float_input("w", w)
     bits = check_int("bits", bits, lo=2, hi=8)
@@ -60,8 +78,13 @@ def power_of_two(w, bits, *, domain="log", max_exp=None):
         else:
             mm, ee = math.frexp(amax)
             emax = ee - 1 + int(2.0 * mm >= thr)
+        if emax > EMAX_MAX:
+            raise ParameterError(f"max|w| = {amax!r} rounds to the exponent {emax}, above "
+                                 f"{EMAX_MAX}, the largest e_max power_of_two accepts; scale "
+                                 "the weights down")
+        emax = max(emax, EMAX_MIN)
     else:
-        emax = check_int("max_exp", max_exp, lo=-1000, hi=1000)
+        emax = check_int("max_exp", max_exp, lo=EMAX_MIN, hi=EMAX_MAX)
     emin = emax - L + 1
     er = np.minimum(er, emax)
     j = (er - emin + 1).astype(np.int64)
