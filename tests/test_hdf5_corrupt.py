@@ -542,3 +542,16 @@ def test_cli_refuses_single_weight_file(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "is a single-weight file" in err, err
         assert not out.exists()
+
+
+def test_compress_size_study_refuse_single_weight_file(tmp_path, capsys):
+    q = tmp_path / "q.h5"
+    refcomp.save(affine(np.linspace(-1, 1, 12, dtype=f32), 4), q)
+    out = tmp_path / "out.h5"
+    capsys.readouterr()
+    for argv in (["compress", str(q), "--prune", "0.5", "-o", str(out)], ["size", str(q)],
+                 ["study", str(q), "--out", str(tmp_path / "study")]):
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "is a single-weight file" in err, err
+    assert not out.exists() and not (tmp_path / "study").exists()

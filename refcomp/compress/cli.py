@@ -28,7 +28,7 @@ __all__ = ["register"]
 
 
 def _cmd_compress(args):
-    from ..io.hdf5 import load, save
+    from ..io.hdf5 import load_model as load, save
     from ..cli import CLIError
     model = load(args.model)
     huffman = args.huffman
@@ -74,7 +74,7 @@ def _cmd_compress(args):
 
 
 def _cmd_size(args):
-    from ..io.hdf5 import load
+    from ..io.hdf5 import load_model as load
     from .size import size_report
     report = size_report(load(args.file))
     if args.json:

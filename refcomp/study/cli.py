@@ -164,7 +164,7 @@ def _check_out_dir(path):
 
 def _cmd_study(args):
     from ..data import default_data_dir, load_split
-    from ..io.hdf5 import load
+    from ..io.hdf5 import load_model as load
     from .registry import get_method
     from .report import summary_text, write_report
     from .run import check_study, run_study
