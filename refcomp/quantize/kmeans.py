@@ -58,7 +58,7 @@ class _Data:
             self._layout = (emin, n_limbs, K.block_prefix(self.u, self.cnt, emin, n_limbs))
         return self._layout
 
-    def round(self, c):
+    def to_dtype_values(self, c):
         """float64 values rounded (RNE) to the data dtype, back in float64."""
         return np.asarray(c, dtype=np.float64).astype(self.dtype).astype(np.float64)
 
@@ -149,7 +149,7 @@ def _init_centroids(d, k, init, rng):
         from .kmeans_optimal import optimal_codebook
         c = optimal_codebook(d, k)
         c = np.concatenate([c, np.full(k - c.size, c[-1])])
-    return np.sort(d.round(c))
+    return np.sort(d.to_dtype_values(c))
 
 
 def _kmeanspp(u, cnt, ccum, n, k, rng):
