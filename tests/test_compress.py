@@ -269,26 +269,31 @@ def _fields(dc):
                 crc32=dc.crc32)
 
 
+def _flip_bits_and_check(dc, w, stream, trials, rng):
+    """Flip one random bit of ``stream`` per trial: the CRC-32 must catch it; with the
+    checksum dropped, the decoder must reject the stream or return a consistent
+    weight, never crash or over-read."""
+    for _ in range(trials):
+        f = _fields(dc)
+        s = f[stream]
+        s[rng.integers(s.size)] ^= np.uint8(1 << int(rng.integers(8)))
+        with pytest.raises(DecodeError):
+            DeepCompressed(**f)
+        f.pop("crc32")
+        try:
+            out = DeepCompressed(**f).dequantize()
+        except DecodeError:
+            continue
+        assert out.shape == w.shape and out.dtype == w.dtype
+
+
 @pytest.mark.parametrize("coding", CODINGS)
 def test_corrupt_streams_raise(coding):
     rng = np.random.default_rng(7)
     w = rng.standard_normal((16, 20)).astype(np.float32)
     dc = compress_weight(w, sparsity=0.7, bits=4, index_bits=3, huffman=coding == "huffman")
     for stream in ("values_stream", "index_stream"):
-        for trial in range(40):
-            f = _fields(dc)
-            s = f[stream]
-            s[rng.integers(s.size)] ^= np.uint8(1 << int(rng.integers(8)))
-            with pytest.raises(DecodeError):                # CRC catches every flip
-                DeepCompressed(**f)
-            # same mutation with a matching checksum: the decoder itself must reject
-            # or return a consistent weight, never crash or over-read
-            f.pop("crc32")
-            try:
-                out = DeepCompressed(**f).dequantize()
-            except DecodeError:
-                continue
-            assert out.shape == w.shape and out.dtype == w.dtype
+        _flip_bits_and_check(dc, w, stream, 40, rng)
         f = _fields(dc)
         f[stream] = f[stream][:-1]
         f.pop("crc32")
@@ -556,18 +561,7 @@ def test_universal_index_corrupt_and_bad_fields(tmp_path):
     rng = np.random.default_rng(23)
     w = rng.standard_normal((16, 30)).astype(np.float32)
     dc = compress_weight(w, sparsity=0.8, bits=3, index_bits=6, index_coding="universal")
-    for trial in range(60):
-        f = _fields(dc)
-        s = f["index_stream"]
-        s[rng.integers(s.size)] ^= np.uint8(1 << int(rng.integers(8)))
-        with pytest.raises(DecodeError):                    # CRC-32 covers the stream
-            DeepCompressed(**f)
-        f.pop("crc32")
-        try:
-            out = DeepCompressed(**f).dequantize()
-        except DecodeError:
-            continue
-        assert out.shape == w.shape
+    _flip_bits_and_check(dc, w, "index_stream", 60, rng)
     f = _fields(dc)
     f.pop("crc32")
     f["index_coding"] = "huffman"                           # a universal stream read as Huffman
