@@ -286,6 +286,7 @@ def test_spmv_spmm_vs_naive_and_twins(rows, cols, k, density, adt, xdt, seed):
 def test_long_rows_and_thread_count_determinism(monkeypatch):
     import refcomp.kernels.sparse as ks
     monkeypatch.setattr(ks, "_PAR_MIN", 0)             # always take the parallel driver
+    monkeypatch.setattr(ks, "_PAR_MIN_SPMV", 0)        # (spmv: when threads > 1)
     rng = np.random.default_rng(7)
     W = sparse_matrix(rng, (301, 2000), 0.3)
     A = CSR.from_dense(W)
@@ -313,6 +314,7 @@ def test_mixed_row_lengths_twin_and_naive(monkeypatch, par):
     # float64 x, k = 1 and 64, strided out, serial and parallel drivers
     import refcomp.kernels.sparse as ks
     monkeypatch.setattr(ks, "_PAR_MIN", 0 if par else 1 << 62)
+    monkeypatch.setattr(ks, "_PAR_MIN_SPMV", 0 if par else 1 << 62)
     rng = np.random.default_rng(11)
     rows, cols = 83, 40
     W = np.zeros((rows, cols), np.float32)
@@ -493,3 +495,53 @@ def test_bad_input_errors():
         CSR(np.array([0, 1], np.int64), np.array([0], np.int64), np.ones(1), (1, 2))
     with pytest.raises(ParameterError):
         from_masked(np.ones((2, 2)))
+
+
+def test_row_order_groups_lengths_within_windows():
+    from refcomp.kernels.sparse import _ORDER_WINDOW, row_order
+    rng = np.random.default_rng(5)
+    rows = 2 * _ORDER_WINDOW + 37
+    lengths = rng.integers(0, 9, rows)
+    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    order = row_order(indptr)
+    assert order.dtype == np.int64 and sorted(order.tolist()) == list(range(rows))
+    for w0 in range(0, rows, _ORDER_WINDOW):
+        win = order[w0:w0 + _ORDER_WINDOW].tolist()
+        assert sorted(win) == list(range(w0, min(rows, w0 + _ORDER_WINDOW)))
+        # stable sort by length inside the window, independently checked
+        assert win == sorted(win, key=lambda r: (lengths[r], r))
+    A = CSR.from_dense(sparse_matrix(rng, (rows, 20), 0.3))
+    assert np.array_equal(A.processing_order(), row_order(A.indptr))
+    assert A.processing_order() is A.processing_order()          # computed once
+    assert not A.processing_order().flags.writeable
+
+
+@pytest.mark.parametrize("par", [False, True])
+def test_processing_order_never_changes_bits_vs_twin(monkeypatch, par):
+    # Any permutation of the rows gives the same bits (rows are independent;
+    # the additions inside a row keep their order), for the FMA path (float32
+    # factors, exact products) and the separate multiply-add path (float64).
+    import refcomp.kernels.sparse as ks
+    monkeypatch.setattr(ks, "_PAR_MIN", 0 if par else 1 << 62)
+    monkeypatch.setattr(ks, "_PAR_MIN_SPMV", 0 if par else 1 << 62)
+    rng = np.random.default_rng(19)
+    rows, cols = 300, 70
+    for adt, xdt in ((np.float32, np.float32), (np.float32, np.float64),
+                     (np.float64, np.float64)):
+        W = sparse_matrix(rng, (rows, cols), 0.15, adt)
+        W[rng.random((rows, cols)) < 0.02] = rng.standard_normal() * 1e30
+        A = CSR.from_dense(W)
+        out_dt = np.result_type(adt, xdt)
+        x = rng.standard_normal(cols).astype(xdt)
+        X = rng.standard_normal((cols, 64)).astype(xdt)
+        bias = rng.standard_normal(rows)
+        want_v = spmv_twin(A.indptr, A.indices, A.data, x, out_dt, bias)
+        want_m = spmm_twin(A.indptr, A.indices, A.data, X, out_dt, bias)
+        assert_bits_equal(want_v, naive_spmm(W, x[:, None], out_dt, bias)[:, 0])
+        for order in (None, np.arange(rows), rng.permutation(rows), np.arange(rows)[::-1].copy()):
+            got = spmv_kernel(A.indptr, A.indices, A.data, x, np.empty(rows, out_dt), bias,
+                              order=order)
+            assert_bits_equal(got, want_v)
+            got = spmm_kernel(A.indptr, A.indices, A.data, X, np.empty((rows, 64), out_dt),
+                              bias, order=order)
+            assert_bits_equal(got, want_m)

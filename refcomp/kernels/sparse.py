@@ -12,7 +12,9 @@ Arithmetic contract (every function here):
   order of :mod:`refcomp.kernels.linear`), then the result is rounded once
   (round half to even, the IEEE conversion) to the output dtype;
 * no FMA contraction (Numba without ``fastmath`` emits separate multiply and
-  add), so kernel and twin give identical bits.
+  add), so kernel and twin give identical bits; where both factors are
+  float32 the kernels use an explicit FMA, which gives the same bits because
+  the product is exact (see ``_madd``).
 
 Structural zeros contribute no term at all: ``inf * (absent entry)`` is not
 NaN (the scipy.sparse convention).  For finite X this equals the dense
@@ -22,15 +24,19 @@ rounds to +0.0, so the accumulator is never -0.0).
 
 Kernels run in parallel over rows (independent outputs) only, so results are
 identical for any thread count; below ``_PAR_MIN`` multiply-adds (spmm)
-or ``_PAR_MIN_SPMV`` stored entries (spmv) a serial driver runs the same
-row body.  Private: callers pass C-contiguous arrays of
+or ``_PAR_MIN_SPMV`` stored entries plus rows (spmv, and spmv on one
+thread) a serial driver runs the same row body.  Rows are processed in the order of
+:func:`row_order` (grouped by length); the order of independent rows never
+changes a bit.  Private: callers pass C-contiguous arrays of
 consistent shapes (``out`` may be a strided view).
 """
 
 import numba
 import numpy as np
 
-__all__ = ["spmv_kernel", "spmm_kernel", "spmv_twin", "spmm_twin"]
+from ._fma import fma as _fma
+
+__all__ = ["row_order", "spmv_kernel", "spmm_kernel", "spmv_twin", "spmm_twin"]
 
 #: Rows per parallel task.
 _ROW_CHUNK = 64
@@ -39,11 +45,13 @@ _ROW_CHUNK = 64
 #: and, on a loaded machine, can wait milliseconds for a descheduled worker.
 #: Results are identical either way.
 _PAR_MIN = 1 << 18
-#: spmv runs its parallel driver from this many stored entries (its per-entry
-#: work is a gather plus a multiply-add, so the break-even is lower; measured:
-#: 9216x128 at 90% (118k entries) 75 -> 40 us on two threads).
-_PAR_MIN_SPMV = 1 << 16
+#: spmv runs its parallel driver from this many stored entries plus rows (its
+#: per-entry work is a gather plus a multiply-add, so the break-even is lower;
+#: measured on two threads: 9216x128 at 99% (11.8k entries) 16 -> 11 us).
+_PAR_MIN_SPMV = 1 << 14
 _NO_BIAS = np.zeros(1, dtype=np.float64)
+#: Largest float64 copy of X that spmm makes (fits in L2 next to A's arrays).
+_X64_MAX_BYTES = 1 << 19
 
 # Indices are converted to uint64 before use: Numba then skips the
 # negative-index wraparound test on every load (a measurable cost in these
@@ -52,69 +60,112 @@ _U = np.uint64
 
 
 @numba.njit(cache=True, inline="always")
-def _spmv_row(indptr, indices, data, x, bias, has_bias, out, r):
+def _madd(a, b, c, fused):
+    # c + a*b.  ``fused`` is set only when a and b are float64 conversions of
+    # float32 values: a*b is then exact in float64, so the single-rounding FMA
+    # gives the same bits as the two operations and saves an instruction
+    # (measured 84 -> 75 us, spmv 4096x4096 at 99%).  The flag is loop
+    # invariant; LLVM unswitches the loops on it.
+    if fused:
+        return _fma(a, b, c)
+    return c + a * b
+
+
+if numba.config.DISABLE_JIT:
+    def _fma(a, b, c):        # noqa: F811  (interpreted: equal to fma for exact a*b)
+        return c + a * b
+
+
+#: Rows are reordered by length within windows of this many rows (see
+#: :func:`row_order`); small enough that the stored entries of one window stay
+#: in L1/L2 whatever the processing order inside it.
+_ORDER_WINDOW = 256
+
+
+def row_order(indptr):
+    """Processing order of the rows: stable sort by stored length within
+    consecutive windows of ``_ORDER_WINDOW`` rows; int64 (rows,).
+
+    Only the order in which *independent* rows are computed changes, never
+    the order of the additions inside a row, so the results are identical
+    bits for any permutation (tests check this).  Rows of equal length
+    processed together make the kernels' loop trip counts predictable and
+    let four equal-length chains run interleaved without tails: measured
+    9216x128 at 90% sparsity, spmv 106 -> 63 us on one thread.
+    """
+    rows = indptr.shape[0] - 1
+    lengths = np.diff(indptr)
+    window = np.arange(rows, dtype=np.int64) // _ORDER_WINDOW
+    return np.lexsort((lengths, window)).astype(np.int64)
+
+
+@numba.njit(cache=True, inline="always")
+def _spmv_row(indptr, indices, data, x, bias, has_bias, out, r, fused):
     acc = 0.0
     for j in range(_U(indptr[r]), _U(indptr[r + 1])):
-        acc += np.float64(data[j]) * np.float64(x[_U(indices[j])])
+        acc = _madd(np.float64(data[j]), np.float64(x[_U(indices[j])]), acc, fused)
     if has_bias:
         acc += bias[r]
     out[r] = acc
 
 
 @numba.njit(cache=True)
-def _spmv_rows(indptr, indices, data, x, bias, has_bias, out, r0, r1):
-    # Four rows at a time: each row's float64 sum is still one sequential
-    # chain in stored order, but the four independent chains overlap, hiding
-    # the add latency that bounds a single chain.  x may be float32: the
-    # float64 conversion on load is exact (same bits as converting up front).
-    # With under ~4 entries per row the chains are too short to overlap and
-    # the per-row loop (fewer branches) is faster.
-    r = r0
-    if indptr[r1] - indptr[r0] < 4 * (r1 - r0):
-        r1b = r0
-    else:
-        r1b = r1
-    while r + 3 < r1b:
-        s0 = _U(indptr[r])
-        s1 = _U(indptr[r + 1])
-        s2 = _U(indptr[r + 2])
-        s3 = _U(indptr[r + 3])
-        e3 = _U(indptr[r + 4])
-        n = min(min(s1 - s0, s2 - s1), min(s3 - s2, e3 - s3))
+def _spmv_rows(indptr, indices, data, x, bias, has_bias, out, order, q0, q1, fused):
+    # Rows order[q0:q1], four at a time: each row's float64 sum is still one
+    # sequential chain in stored order, but the four independent chains
+    # overlap, hiding the add latency that bounds a single chain.  With rows
+    # grouped by length (row_order) the four usually have the same length,
+    # so the tails are empty and the branches predictable.  x may be float32:
+    # the float64 conversion on load is exact.
+    q = q0
+    while q + 3 < q1:
+        r0 = _U(order[q])
+        r1 = _U(order[q + 1])
+        r2 = _U(order[q + 2])
+        r3 = _U(order[q + 3])
+        s0 = _U(indptr[r0])
+        s1 = _U(indptr[r1])
+        s2 = _U(indptr[r2])
+        s3 = _U(indptr[r3])
+        e0 = _U(indptr[r0 + _U(1)])
+        e1 = _U(indptr[r1 + _U(1)])
+        e2 = _U(indptr[r2 + _U(1)])
+        e3 = _U(indptr[r3 + _U(1)])
+        n = min(min(e0 - s0, e1 - s1), min(e2 - s2, e3 - s3))
         a0 = 0.0
         a1 = 0.0
         a2 = 0.0
         a3 = 0.0
         for i in range(n):
-            a0 += np.float64(data[s0 + i]) * np.float64(x[_U(indices[s0 + i])])
-            a1 += np.float64(data[s1 + i]) * np.float64(x[_U(indices[s1 + i])])
-            a2 += np.float64(data[s2 + i]) * np.float64(x[_U(indices[s2 + i])])
-            a3 += np.float64(data[s3 + i]) * np.float64(x[_U(indices[s3 + i])])
-        for j in range(s0 + n, s1):
-            a0 += np.float64(data[j]) * np.float64(x[_U(indices[j])])
-        for j in range(s1 + n, s2):
-            a1 += np.float64(data[j]) * np.float64(x[_U(indices[j])])
-        for j in range(s2 + n, s3):
-            a2 += np.float64(data[j]) * np.float64(x[_U(indices[j])])
+            a0 = _madd(np.float64(data[s0 + i]), np.float64(x[_U(indices[s0 + i])]), a0, fused)
+            a1 = _madd(np.float64(data[s1 + i]), np.float64(x[_U(indices[s1 + i])]), a1, fused)
+            a2 = _madd(np.float64(data[s2 + i]), np.float64(x[_U(indices[s2 + i])]), a2, fused)
+            a3 = _madd(np.float64(data[s3 + i]), np.float64(x[_U(indices[s3 + i])]), a3, fused)
+        for j in range(s0 + n, e0):
+            a0 = _madd(np.float64(data[j]), np.float64(x[_U(indices[j])]), a0, fused)
+        for j in range(s1 + n, e1):
+            a1 = _madd(np.float64(data[j]), np.float64(x[_U(indices[j])]), a1, fused)
+        for j in range(s2 + n, e2):
+            a2 = _madd(np.float64(data[j]), np.float64(x[_U(indices[j])]), a2, fused)
         for j in range(s3 + n, e3):
-            a3 += np.float64(data[j]) * np.float64(x[_U(indices[j])])
+            a3 = _madd(np.float64(data[j]), np.float64(x[_U(indices[j])]), a3, fused)
         if has_bias:
-            a0 += bias[r]
-            a1 += bias[r + 1]
-            a2 += bias[r + 2]
-            a3 += bias[r + 3]
-        out[r] = a0
-        out[r + 1] = a1
-        out[r + 2] = a2
-        out[r + 3] = a3
-        r += 4
-    while r < r1:
-        _spmv_row(indptr, indices, data, x, bias, has_bias, out, r)
-        r += 1
+            a0 += bias[r0]
+            a1 += bias[r1]
+            a2 += bias[r2]
+            a3 += bias[r3]
+        out[r0] = a0
+        out[r1] = a1
+        out[r2] = a2
+        out[r3] = a3
+        q += 4
+    while q < q1:
+        _spmv_row(indptr, indices, data, x, bias, has_bias, out, _U(order[q]), fused)
+        q += 1
 
 
 @numba.njit(cache=True, inline="always")
-def _spmm_short(indptr, indices, data, X, bias, has_bias, out, r, j, end, k):
+def _spmm_short(indptr, indices, data, X, bias, has_bias, out, r, j, end, k, fused):
     # Rows of 0-2 entries (most rows at 99% sparsity on narrow matrices):
     # one pass straight into ``out`` with the same additions, (+0.0 + p0) + p1,
     # and no accumulator-row traffic.
@@ -129,7 +180,7 @@ def _spmm_short(indptr, indices, data, X, bias, has_bias, out, r, j, end, k):
         a0 = np.float64(data[j])
         c0 = _U(indices[j])
         for t in range(k):
-            v = 0.0 + a0 * np.float64(X[c0, t])
+            v = _madd(a0, np.float64(X[c0, t]), 0.0, fused)
             if has_bias:
                 v += b
             out[r, t] = v
@@ -139,24 +190,26 @@ def _spmm_short(indptr, indices, data, X, bias, has_bias, out, r, j, end, k):
         c0 = _U(indices[j])
         c1 = _U(indices[j + _U(1)])
         for t in range(k):
-            v = (0.0 + a0 * np.float64(X[c0, t])) + a1 * np.float64(X[c1, t])
+            v = _madd(a1, np.float64(X[c1, t]), _madd(a0, np.float64(X[c0, t]), 0.0, fused),
+                      fused)
             if has_bias:
                 v += b
             out[r, t] = v
 
 
 @numba.njit(cache=True)
-def _spmm_rows(indptr, indices, data, X, bias, has_bias, out, r0, r1):
+def _spmm_rows(indptr, indices, data, X, bias, has_bias, out, order, q0, q1, fused):
     # Per row, entries are applied four at a time to the float64 accumulator
     # row: acc[t] = (((acc[t] + p0) + p1) + p2) + p3 with p_i = a_i*X[c_i, t],
     # the sequential order, with a quarter of the accumulator loads/stores.
     k = _U(X.shape[1])
     acc = np.empty(X.shape[1], dtype=np.float64)
-    for r in range(r0, r1):
+    for q in range(q0, q1):
+        r = _U(order[q])
         j = _U(indptr[r])
-        end = _U(indptr[r + 1])
+        end = _U(indptr[r + _U(1)])
         if end - j <= _U(2):
-            _spmm_short(indptr, indices, data, X, bias, has_bias, out, r, j, end, k)
+            _spmm_short(indptr, indices, data, X, bias, has_bias, out, r, j, end, k, fused)
             continue
         for t in range(k):
             acc[t] = 0.0
@@ -170,14 +223,16 @@ def _spmm_rows(indptr, indices, data, X, bias, has_bias, out, r0, r1):
             c2 = _U(indices[j + _U(2)])
             c3 = _U(indices[j + _U(3)])
             for t in range(k):
-                acc[t] = (((acc[t] + a0 * np.float64(X[c0, t])) + a1 * np.float64(X[c1, t]))
-                          + a2 * np.float64(X[c2, t])) + a3 * np.float64(X[c3, t])
+                v = _madd(a0, np.float64(X[c0, t]), acc[t], fused)
+                v = _madd(a1, np.float64(X[c1, t]), v, fused)
+                v = _madd(a2, np.float64(X[c2, t]), v, fused)
+                acc[t] = _madd(a3, np.float64(X[c3, t]), v, fused)
             j += _U(4)
         while j < end:
             a0 = np.float64(data[j])
             c0 = _U(indices[j])
             for t in range(k):
-                acc[t] += a0 * np.float64(X[c0, t])
+                acc[t] = _madd(a0, np.float64(X[c0, t]), acc[t], fused)
             j += _U(1)
         if has_bias:
             b = bias[r]
@@ -189,49 +244,78 @@ def _spmm_rows(indptr, indices, data, X, bias, has_bias, out, r0, r1):
 
 
 @numba.njit(cache=True, parallel=True)
-def _spmv_par(indptr, indices, data, x, bias, has_bias, out, chunk):
+def _spmv_par(indptr, indices, data, x, bias, has_bias, out, order, chunk, fused):
     rows = out.shape[0]
     for c in numba.prange((rows + chunk - 1) // chunk):
-        _spmv_rows(indptr, indices, data, x, bias, has_bias, out, c * chunk,
-                   min(rows, (c + 1) * chunk))
+        _spmv_rows(indptr, indices, data, x, bias, has_bias, out, order, c * chunk,
+                   min(rows, (c + 1) * chunk), fused)
 
 
 @numba.njit(cache=True, parallel=True)
-def _spmm_par(indptr, indices, data, X, bias, has_bias, out, chunk):
+def _spmm_par(indptr, indices, data, X, bias, has_bias, out, order, chunk, fused):
     rows = out.shape[0]
     for c in numba.prange((rows + chunk - 1) // chunk):
-        _spmm_rows(indptr, indices, data, X, bias, has_bias, out, c * chunk,
-                   min(rows, (c + 1) * chunk))
+        _spmm_rows(indptr, indices, data, X, bias, has_bias, out, order, c * chunk,
+                   min(rows, (c + 1) * chunk), fused)
+
+
+def _exact_products(data, X):
+    # Both factors float32: every product is exact in float64 (see _madd).
+    return data.dtype == np.float32 and X.dtype == np.float32
+
+
+def _parallel(work, threshold):
+    # spmv on one thread: the serial driver runs the same row body without
+    # the parallel launch.
+    return work >= threshold and numba.get_num_threads() > 1
 
 
 def _bias_arg(bias):
     return (_NO_BIAS, False) if bias is None else (bias, True)
 
 
-def spmv_kernel(indptr, indices, data, x, out, bias=None):
+def spmv_kernel(indptr, indices, data, x, out, bias=None, order=None):
     """``out[r] = round(sum_j data[j] * x[indices[j]] (+ bias[r]))`` over row r's
     entries in stored order; ``out`` (rows,) of the output dtype, written in
-    place; ``bias`` float64 (rows,) or None."""
+    place; ``bias`` float64 (rows,) or None; ``order`` a permutation of the
+    rows giving the processing order (default :func:`row_order`; any
+    permutation gives the same bits)."""
     b, has = _bias_arg(bias)
+    if order is None:
+        order = row_order(indptr)
+    fused = _exact_products(data, x)
     if x.dtype != np.float64:
         # A float64 copy of x (exact; O(cols)) saves one conversion per stored
         # entry in the gather loop: measured 1050 -> 775 us on 4096x4096 at 90%.
         x = x.astype(np.float64)
-    if data.shape[0] >= min(_PAR_MIN, _PAR_MIN_SPMV):
-        _spmv_par(indptr, indices, data, x, b, has, out, _ROW_CHUNK)
+    if _parallel(data.shape[0] + out.shape[0], _PAR_MIN_SPMV):
+        _spmv_par(indptr, indices, data, x, b, has, out, order, _ROW_CHUNK, fused)
     else:
-        _spmv_rows(indptr, indices, data, x, b, has, out, 0, out.shape[0])
+        _spmv_rows(indptr, indices, data, x, b, has, out, order, 0, out.shape[0], fused)
     return out
 
 
-def spmm_kernel(indptr, indices, data, X, out, bias=None):
+def spmm_kernel(indptr, indices, data, X, out, bias=None, order=None):
     """``out[r, t] = round(sum_j data[j] * X[indices[j], t] (+ bias[r]))``:
-    A (rows, cols) @ X (cols, k) -> out (rows, k), written in place."""
+    A (rows, cols) @ X (cols, k) -> out (rows, k), written in place; ``order``
+    as in :func:`spmv_kernel`."""
     b, has = _bias_arg(bias)
+    if order is None:
+        order = row_order(indptr)
+    fused = _exact_products(data, X)
+    if fused and X.nbytes <= _X64_MAX_BYTES // 2:
+        # float64 copy of a small X (exact): the inner loop then loads its
+        # operand straight into the FMA; measured 9216x128 at 90%, k=64:
+        # 980 -> 780 us.  A large copy falls out of L2 and costs more than
+        # the conversions it saves (4096x4096: 12.4 -> 17.3 ms).
+        X = X.astype(np.float64)
+    # The parallel driver also on one thread: its compiled row loop is faster
+    # (9216x128 at 99%, k=64: 176-190 us against 255-290 us for the serial
+    # function), so only small products take the serial one.
     if data.shape[0] * X.shape[1] >= _PAR_MIN:
-        _spmm_par(indptr, indices, data, X, b, has, out, _ROW_CHUNK)
+        _spmm_par(indptr, indices, data, X, b, has, out, order, _ROW_CHUNK, fused)
     else:
-        _spmm_rows(indptr, indices, data, X, b, has, out, 0, out.shape[0])
+        _spmm_rows(indptr, indices, data, X, b, has, out, order, 0, out.shape[0], fused)
     return out
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from .._errors import DTypeError, FormatError, ParameterError, ShapeError
 from .._validate import as_float_array, describe
 from ..io._h5util import write_dataset
+from ..kernels.sparse import row_order as _row_order
 
 __all__ = ["CSR", "CSC", "from_masked"]
 
@@ -53,7 +54,7 @@ def _as_matrix(name, W):
 class _Compressed:
     """Shared body of CSR and CSC (``_major`` = 0 for rows, 1 for columns)."""
 
-    __slots__ = ("shape", "weight_shape", "indptr", "indices", "data")
+    __slots__ = ("shape", "weight_shape", "indptr", "indices", "data", "_order")
     _major = 0
     format = None
 
@@ -65,6 +66,7 @@ class _Compressed:
         _check_structure(self)
         # frozen: read-only views (the caller's arrays keep their flags)
         self.indptr, self.indices, self.data = (_frozen(a) for a in (indptr, indices, data))
+        self._order = None
 
     # -- construction -------------------------------------------------------------
     @classmethod
@@ -139,6 +141,14 @@ class _Compressed:
         else:
             out[self.indices, major] = self.data
         return out.reshape(self.weight_shape)
+
+    def processing_order(self):
+        """Row processing order of the product kernels (int64, read-only),
+        computed on first use and kept: :func:`refcomp.kernels.sparse.row_order`.
+        It only schedules independent rows; results never depend on it."""
+        if self._order is None:
+            self._order = _frozen(_row_order(self.indptr))
+        return self._order
 
     def dequantize(self):
         """Same as :meth:`to_dense` (so a Model decodes it like any compressed weight)."""

@@ -50,7 +50,8 @@ def spmv(A, x):
         raise ShapeError(f"x must have shape ({A.shape[1]},) to match A {A.shape}, "
                          f"got {describe(x)}")
     out = np.empty(A.shape[0], dtype=np.result_type(A.dtype, x.dtype))
-    return spmv_kernel(A.indptr, A.indices, A.data, np.ascontiguousarray(x), out)
+    return spmv_kernel(A.indptr, A.indices, A.data, np.ascontiguousarray(x), out,
+                       order=A.processing_order())
 
 
 def spmm(A, X):
@@ -73,7 +74,8 @@ def spmm(A, X):
         raise ShapeError(f"X must have shape ({A.shape[1]}, k) to match A {A.shape}, "
                          f"got {describe(X)}")
     out = np.empty((A.shape[0], X.shape[1]), dtype=np.result_type(A.dtype, X.dtype))
-    return spmm_kernel(A.indptr, A.indices, A.data, np.ascontiguousarray(X), out)
+    return spmm_kernel(A.indptr, A.indices, A.data, np.ascontiguousarray(X), out,
+                       order=A.processing_order())
 
 
 spmv.__doc__ += _ARITHMETIC
@@ -115,7 +117,8 @@ def linear(x, W, b=None):
                          f"(x {describe(x)}, W {W.shape}; W is (out, in))")
     bias = _bias64("b", b, W.shape[0])
     y = np.empty((x.shape[0], W.shape[0]), dtype=x.dtype)
-    spmm_kernel(W.indptr, W.indices, W.data, np.ascontiguousarray(x.T), y.T, bias)
+    spmm_kernel(W.indptr, W.indices, W.data, np.ascontiguousarray(x.T), y.T, bias,
+                order=W.processing_order())
     return y
 
 
