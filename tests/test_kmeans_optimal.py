@@ -148,12 +148,40 @@ def test_dc_rows_have_monotone_argmins():
         Q = K._dp_prefix_nb(y, cnt)
         prev = np.array([K._dp_cost(Q, 0, i + 1) for i in range(m)])
         arg = np.zeros(m, np.int32)
+        low = np.zeros(m, np.int32)
         for c in range(1, 12):
             cur = np.full(m, np.inf)
-            K._dc_row_nb(prev, Q, cur, arg, c, m)
+            K._dc_row_nb(prev, Q, cur, arg, low, c, m)
             a = arg[c:].astype(np.int64)
             assert np.all(np.diff(a) >= 0) and np.all(a >= c) and np.all(a <= np.arange(c, m))
+            # monotone in the cluster count too (the search lower bound)
+            assert np.all(a >= low[c:])
             prev = cur
+            arg, low = low, arg
+
+
+def test_dc_rows_equal_exhaustive_rows():
+    # Each DP row of the bounded divide and conquer (argmins monotone in i and
+    # in the cluster count) has the values of an exhaustive search over every
+    # j, with the same cost evaluations: the bounds never cut off a minimum.
+    rng = np.random.default_rng(47)
+    for x in (rng.standard_normal(400), rng.laplace(size=300).round(1),
+              rng.integers(0, 6, 250).astype(np.float64), np.exp(rng.standard_normal(300) * 3),
+              np.concatenate([np.zeros(40), 1e8 + rng.standard_normal(200) * 1e-3])):
+        y, cnt, _ = _prep(x)
+        m = y.size
+        Q = K._dp_prefix_nb(y, cnt)
+        prev = np.array([K._dp_cost(Q, 0, i + 1) for i in range(m)])
+        arg = np.zeros(m, np.int32)
+        low = np.zeros(m, np.int32)
+        for c in range(1, min(m, 9)):
+            cur = np.full(m, np.inf)
+            K._dc_row_nb(prev, Q, cur, arg, low, c, m)
+            full = np.array([min(prev[j - 1] + K._dp_cost(Q, j, i + 1) for j in range(c, i + 1))
+                             for i in range(c, m)])
+            np.testing.assert_array_equal(cur[c:], full)
+            prev = cur
+            arg, low = low, arg
 
 
 @pytest.mark.parametrize("compiled", [True, False])

@@ -794,16 +794,21 @@ def _row_min(prev, Q, olo, stop, mid):
 _DC_TASKS = 64                # segments split breadth-first before the parallel part
 
 
-def _split_segment(prev, Q, cur, arg, src, s, dst, n):
+def _split_segment(prev, Q, cur, arg, low, src, s, dst, n):
     """Solve the middle row of segment ``src[s] = (lo, hi, olo, ohi)`` and
     write its non-empty halves to ``dst[n]``, ``dst[n + 1]`` (``dst`` may be
-    ``src``: the segment is read first).  Returns the new count."""
+    ``src``: the segment is read first).  Returns the new count.
+
+    The search starts at ``max(olo, low[mid])``, ``low`` being the previous
+    row's argmins (see :func:`_dc_row`), clamped into the segment's interval
+    so the argmins stay monotone whatever rounding did."""
     lo = src[s, 0]
     hi = src[s, 1]
     olo = src[s, 2]
     ohi = src[s, 3]
     mid = (lo + hi) >> 1
-    best, bj = _row_min(prev, Q, olo, min(mid, ohi), mid)
+    stop = min(mid, ohi)
+    best, bj = _row_min(prev, Q, min(max(olo, np.int64(low[mid])), stop), stop, mid)
     cur[mid] = best
     arg[mid] = bj
     for half in ((lo, mid - 1, olo, bj), (mid + 1, hi, bj, ohi)):
@@ -814,14 +819,21 @@ def _split_segment(prev, Q, cur, arg, src, s, dst, n):
     return n
 
 
-def _dc_row(prev, Q, cur, arg, c, m):
+def _dc_row(prev, Q, cur, arg, low, c, m):
     """One DP row by monotone divide and conquer (Grønlund et al. 2017 §2.2).
 
     Rows c..m-1: the row ``mid`` of a segment ``[lo, hi]`` whose argmins lie
     in ``[olo, ohi]`` is minimised over ``[olo, min(mid, ohi)]``; its argmin
     ``bj`` bounds the halves: ``[lo, mid-1]`` in ``[olo, bj]`` and
     ``[mid+1, hi]`` in ``[bj, ohi]`` (argmins are monotone, Grønlund et al.
-    Lemma 2).  The segment tree is fixed by (c, m); the first levels are
+    Lemma 2).  The argmins are also monotone in the cluster count: the last
+    cluster of an optimal (c+1)-clustering of a prefix starts no earlier
+    than that of an optimal c-clustering (Knuth-Yao for costs with the
+    quadrangle inequality, which the SSE satisfies), so the search starts at
+    ``max(olo, low[mid])`` with ``low`` the previous row's argmins: the wide
+    searches of the first levels shrink to about mid/c² entries (k = 16 on
+    1.17M distinct values: 299 -> 270 evaluations per value, DP 0.90-0.97 s
+    -> 0.80-0.83 s).  The segment tree is fixed by (c, m); the first levels are
     split sequentially until there are ``_DC_TASKS`` segments, which are then
     finished depth-first, in parallel.  Every row's value and argmin depend
     only on its own search interval, so the bits do not depend on the
@@ -837,7 +849,7 @@ def _dc_row(prev, Q, cur, arg, c, m):
     while 0 < nseg < _DC_TASKS:
         nn = 0
         for s in range(nseg):
-            nn = _split_segment(prev, Q, cur, arg, seg, s, nxt, nn)
+            nn = _split_segment(prev, Q, cur, arg, low, seg, s, nxt, nn)
         seg, nxt = nxt, seg
         nseg = nn
     for s in numba.prange(nseg):
@@ -846,7 +858,7 @@ def _dc_row(prev, Q, cur, arg, c, m):
             st[0, t] = seg[s, t]
         top = 1
         while top > 0:
-            top = _split_segment(prev, Q, cur, arg, st, top - 1, st, top - 1)
+            top = _split_segment(prev, Q, cur, arg, low, st, top - 1, st, top - 1)
     return 0
 
 
@@ -909,23 +921,26 @@ def _optimal_dp_py(y, cnt, ccum, k):
 
     D[c][i] = min_{c <= j <= i} D[c-1][j-1] + cost(j, i).  Returns the
     cluster start indices (k,) and the DP value.  Back-pointers: rows
-    1..k-1 packed 2 bits per entry (:func:`_pack_row`), the row being
-    computed in one int32 array.
+    1..k-1 packed 2 bits per entry (:func:`_pack_row`); the argmins of the
+    row being computed and of the previous one (its search lower bounds) in
+    two int32 arrays.
     """
     m = y.size
     Q = _dp_prefix_py(y, cnt)
     prev = np.empty(m)
     cur = np.empty(m)
     arg = np.zeros(m, np.int32)
+    low = np.zeros(m, np.int32)          # row 0: its one cluster starts at 0
     packed = np.zeros((max(k - 1, 0), (2 * m + 63) >> 6), np.uint64)
     for i in range(m):
         prev[i] = _dp_cost(Q, 0, i + 1)
     for c in range(1, k):
         for i in range(c):
             cur[i] = np.inf
-        _dc_row(prev, Q, cur, arg, c, m)
+        _dc_row(prev, Q, cur, arg, low, c, m)
         _pack_row(arg, c, m, packed[c - 1])
         prev, cur = cur, prev
+        arg, low = low, arg
     starts = np.zeros(k, np.int64)
     end = m - 1
     for c in range(k - 1, 0, -1):
