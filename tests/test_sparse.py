@@ -307,14 +307,19 @@ def test_long_rows_and_thread_count_determinism(monkeypatch):
         numba.set_num_threads(before)
 
 
+def _force_driver(monkeypatch, parallel):
+    """Make spmv/spmm take the parallel (True) or serial (False) driver at any size."""
+    import refcomp.kernels.sparse as ks
+    monkeypatch.setattr(ks, "_PAR_MIN", 0 if parallel else 1 << 62)
+    monkeypatch.setattr(ks, "_PAR_MIN_SPMV", 0 if parallel else 1 << 62)
+
+
 @pytest.mark.parametrize("par", [False, True])
 def test_mixed_row_lengths_twin_and_naive(monkeypatch, par):
     # rows of 0, 1, 2, 3, ... stored entries side by side exercise the short-row
     # and four-row-interleaved kernel paths; with and without bias, float32 and
     # float64 x, k = 1 and 64, strided out, serial and parallel drivers
-    import refcomp.kernels.sparse as ks
-    monkeypatch.setattr(ks, "_PAR_MIN", 0 if par else 1 << 62)
-    monkeypatch.setattr(ks, "_PAR_MIN_SPMV", 0 if par else 1 << 62)
+    _force_driver(monkeypatch, par)
     rng = np.random.default_rng(11)
     rows, cols = 83, 40
     W = np.zeros((rows, cols), np.float32)
@@ -521,9 +526,7 @@ def test_processing_order_never_changes_bits_vs_twin(monkeypatch, par):
     # Any permutation of the rows gives the same bits (rows are independent;
     # the additions inside a row keep their order), for the FMA path (float32
     # factors, exact products) and the separate multiply-add path (float64).
-    import refcomp.kernels.sparse as ks
-    monkeypatch.setattr(ks, "_PAR_MIN", 0 if par else 1 << 62)
-    monkeypatch.setattr(ks, "_PAR_MIN_SPMV", 0 if par else 1 << 62)
+    _force_driver(monkeypatch, par)
     rng = np.random.default_rng(19)
     rows, cols = 300, 70
     for adt, xdt in ((np.float32, np.float32), (np.float32, np.float64),
