@@ -66,13 +66,22 @@ def kmeans_optimal(w, k=None, *, bits=None):
     Notes
     -----
     DP (Grønlund et al. 2017 §2.2): ``D[c][i] = min_{c<=j<=i} D[c-1][j-1] +
-    cost(j, i)``, ``D[0][i] = cost(0, i)``.  The argmins of a row are
-    monotone in i, so each row comes from the divide and conquer of
-    Grønlund et al. §2.2: O(m log m) entry evaluations, O(k·m·log m) after
-    the O(n log n) sort, m distinct values; rows of one recursion level are
-    independent and run in parallel (same bits for any thread count).
-    Ties keep the leftmost j (smallest cluster start) within the row's
-    search interval; backtracking gives the clusters.
+    cost(j, i)``, ``D[0][i] = cost(0, i)``.  Each row is a totally monotone
+    matrix (entries j > i are +inf; the SSE satisfies the quadrangle
+    inequality), so its argmins are monotone in i, and in c (Knuth-Yao: the
+    previous row's argmins are lower bounds).  A divide and conquer
+    (Grønlund et al. §2.2) cuts the row into 16 segments, and SMAWK
+    (Aggarwal et al. 1987) solves each segment in O(rows + columns) entry
+    evaluations, the segments in parallel: O(m) per row, O(k·m) after the
+    O(n log n) sort, m distinct values (k = 16 on 1.17M distinct values:
+    about 8 evaluations per entry instead of the 18 of a divide and conquer
+    alone; DP 0.90 -> 0.62 s).  Where the previous row's argmins already
+    bound the searches tightly (many clusters), the segments are finished
+    by the divide and conquer, which then needs few, cheaper evaluations
+    (O(m log m) per row at worst).  Each segment is solved by itself: same
+    bits for any thread count.  Ties keep the leftmost j (smallest cluster
+    start) within the row's search interval; backtracking gives the
+    clusters.
 
     Cost and cancellation: ``cost(j, i) = S2 − S1²/W`` with S1 = Σ w·y,
     S2 = Σ w·y², W = Σ w over distinct values j..i.  The textbook form with
@@ -92,15 +101,19 @@ def kmeans_optimal(w, k=None, *, bits=None):
     fixed point of Lloyd's algorithm; the codes keep the DP partition.
 
     Memory: the back-pointers of rows 1..k-1 are kept 2 bits per entry.
-    The divide and conquer makes each row's argmins non-decreasing in i, so
+    The row solver makes each row's argmins non-decreasing in i, so
     a row is stored as the unary code of their increments (one set bit per
     entry, one clear bit per unit of increase: at most 2·m bits) and read
     back only at the k − 1 backtracking points; the row being computed is
     one int32 array.  Table: k·m/4 bytes (about 76 MB for k = 256 and
     1.18M distinct values), refused when k·m exceeds ``MAX_TABLE`` = 2**32
-    (1 GiB).  Besides: about 60 bytes per distinct value (prefix sums, two
-    DP rows).  Time grows as k·m·log m: k = 256 on 1.18M distinct values
-    took 31-36 s on a shared two-core machine.
+    (1 GiB).  Besides: about 70 bytes per distinct value (prefix sums, two
+    DP rows and their argmins, SMAWK's column lists).  Time grows as k·m
+    (when the divide and conquer is chosen, at most k·m·log m): on 1.18M
+    float32 normal values (1.17M distinct), min of 3-5 runs on a shared
+    two-core machine, k = 16 took 0.68 s (0.84 s before SMAWK; scikit-learn
+    ``KMeans(16, n_init=1)`` from linear centroids: 0.92 s), k = 256 took
+    7.0 s (7.7 s before).
     """
     k, bits = resolve_k(k, bits)
     d = _Data("w", w)
