@@ -104,9 +104,9 @@ def kmeans_optimal(w, k=None, *, bits=None):
     The row solver makes each row's argmins non-decreasing in i, so
     a row is stored as the unary code of their increments (one set bit per
     entry, one clear bit per unit of increase: at most 2·m bits) and read
-    back only at the k − 1 backtracking points; the row being computed is
-    one int32 array.  Table: k·m/4 bytes (about 76 MB for k = 256 and
-    1.18M distinct values), refused when k·m exceeds ``MAX_TABLE`` = 2**32
+    back only at the k − 1 backtracking points; the argmins of the row
+    being computed and of the previous row are two int32 arrays.  Table:
+    k·m/4 bytes (about 76 MB for k = 256 and 1.18M distinct values), refused when k·m exceeds ``MAX_TABLE`` = 2**32
     (1 GiB).  Besides: about 70 bytes per distinct value (prefix sums, two
     DP rows and their argmins, SMAWK's column lists).  Time grows as k·m
     (when the divide and conquer is chosen, at most k·m·log m): on 1.18M
