@@ -154,6 +154,24 @@ def test_both_segment_solvers_twin_and_thread_count():
     assert_bits_equal(np.float64(v1), np.float64(v3))
 
 
+def _dp_rows(x, rows):
+    """Run the DP rows c = 1 .. min(m, rows) - 1 of ``x`` one by one with
+    ``_dc_row``; yields ``(c, m, Q, prev, cur, arg, low, path)`` per row."""
+    y, cnt, _ = _prep(x)
+    m = y.size
+    Q = K._dp_prefix_nb(y, cnt)
+    prev = np.array([K._dp_cost(Q, 0, i + 1) for i in range(m)])
+    arg = np.zeros(m, np.int32)
+    low = np.zeros(m, np.int32)
+    work = np.empty(2 * m, np.int32)
+    for c in range(1, min(m, rows)):
+        cur = np.full(m, np.inf)
+        path = K._dc_row_nb(prev, Q, cur, arg, low, c, m, work)
+        yield c, m, Q, prev, cur, arg, low, path
+        prev = cur
+        arg, low = low, arg
+
+
 def test_dc_rows_have_monotone_argmins():
     # The 2-bit back-pointer table relies on it: each row's argmins are
     # non-decreasing in i, with c <= arg[i] <= i.  Both ways of solving the
@@ -164,22 +182,12 @@ def test_dc_rows_have_monotone_argmins():
     for x, rows in ((rng.standard_normal(5000), 12), (rng.laplace(size=3000).round(2), 12),
                     (np.concatenate([np.zeros(50), 1e8 + rng.standard_normal(900) * 1e-3]), 12),
                     (np.exp(rng.standard_normal(2000) * 3), 40)):
-        y, cnt, _ = _prep(x)
-        m = y.size
-        Q = K._dp_prefix_nb(y, cnt)
-        prev = np.array([K._dp_cost(Q, 0, i + 1) for i in range(m)])
-        arg = np.zeros(m, np.int32)
-        low = np.zeros(m, np.int32)
-        work = np.empty(2 * m, np.int32)
-        for c in range(1, rows):
-            cur = np.full(m, np.inf)
-            paths.add(K._dc_row_nb(prev, Q, cur, arg, low, c, m, work))
+        for c, m, Q, prev, cur, arg, low, path in _dp_rows(x, rows):
+            paths.add(path)
             a = arg[c:].astype(np.int64)
             assert np.all(np.diff(a) >= 0) and np.all(a >= c) and np.all(a <= np.arange(c, m))
             # monotone in the cluster count too (the search lower bound)
             assert np.all(a >= low[c:])
-            prev = cur
-            arg, low = low, arg
     assert paths == {0, 1}
 
 
@@ -196,16 +204,8 @@ def test_dc_rows_equal_exhaustive_rows():
                     (rng.integers(0, 6, 250).astype(np.float64), 9),
                     (np.exp(rng.standard_normal(300) * 3), 40),
                     (np.concatenate([np.zeros(40), 1e8 + rng.standard_normal(200) * 1e-3]), 40)):
-        y, cnt, _ = _prep(x)
-        m = y.size
-        Q = K._dp_prefix_nb(y, cnt)
-        prev = np.array([K._dp_cost(Q, 0, i + 1) for i in range(m)])
-        arg = np.zeros(m, np.int32)
-        low = np.zeros(m, np.int32)
-        work = np.empty(2 * m, np.int32)
-        for c in range(1, min(m, rows)):
-            cur = np.full(m, np.inf)
-            paths.add(K._dc_row_nb(prev, Q, cur, arg, low, c, m, work))
+        for c, m, Q, prev, cur, arg, low, path in _dp_rows(x, rows):
+            paths.add(path)
             if c < 9:
                 full = np.array([min(prev[j - 1] + K._dp_cost(Q, j, i + 1) for j in range(c, i + 1))
                                  for i in range(c, m)])
@@ -213,8 +213,6 @@ def test_dc_rows_equal_exhaustive_rows():
             else:
                 full = _exhaustive_row(prev, Q, c, m - 1, c, m - 1)[0]
             np.testing.assert_array_equal(cur[c:], full)
-            prev = cur
-            arg, low = low, arg
     assert paths == {0, 1}
 
 
