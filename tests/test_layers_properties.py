@@ -303,6 +303,25 @@ def test_elementwise_twins():
         assert_bits_equal(k(x), t(x))
 
 
+def test_elementwise_parallel_kernel_twin_and_thread_count():
+    # From E._PAR_MIN elements the libm map runs in parallel blocks: the same
+    # bits as the twin and for 1 or 2 threads (also the last partial block).
+    import numba
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal(E._PAR_MIN + E._BLOCK + 17) * 20
+    x[:9] = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-310, -1e-310, 710.0, -745.2]
+    before = numba.get_num_threads()
+    try:
+        for k, t in ((E.exp64, E.exp64_twin), (E.tanh64, E.tanh64_twin),
+                     (E.sigmoid64, E.sigmoid64_twin)):
+            want = t(x)
+            for th in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+                numba.set_num_threads(th)
+                assert_bits_equal(k(x), want)
+    finally:
+        numba.set_num_threads(before)
+
+
 _DET_SCRIPT = """
 import hashlib, numpy as np, refcomp.layers as L
 rng = np.random.default_rng(7)

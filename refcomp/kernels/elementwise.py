@@ -10,6 +10,10 @@ rounding to float32 the result is the correctly rounded float32 value
 except when the float64 result lies within 1 ulp of a float32 rounding
 boundary (probability about 2**-28 per element).
 
+From ``_PAR_MIN`` elements the kernels run in parallel blocks (elements are
+independent: same bits for any thread count; reference LSTM, N=1000, T=8,
+H=64, two threads: sigmoid+tanh 19.5 -> 13 ms, the layer 60 -> 52 ms).
+
 Private: inputs are float64 arrays (any shape); outputs are new float64 arrays
 (except ``relu_inplace``, an exact selection in the array dtype).
 """
@@ -41,45 +45,65 @@ def _sigmoid_scalar(v):
 _EXP_MAX_ARG = 709.782712893384
 
 
-@numba.njit(cache=True)
-def _exp_kernel(x, out):
-    for i in range(x.size):
-        v = x[i]
-        out[i] = math.inf if v > _EXP_MAX_ARG else math.exp(v)
+@numba.njit(cache=True, inline="always")
+def _exp_scalar(v):
+    return math.inf if v > _EXP_MAX_ARG else math.exp(v)
+
+
+#: Elements per parallel task, and the size from which the parallel kernel
+#: runs (below it a parallel launch costs more than the libm calls it shares).
+_BLOCK = 8192
+_PAR_MIN = 1 << 15
+_EXP, _TANH, _SIGMOID = 0, 1, 2
+
+
+@numba.njit(cache=True, inline="always")
+def _scalar(kind, v):
+    # ``kind`` is the same for a whole call: a perfectly predicted branch
+    # next to a libm call.
+    if kind == _EXP:
+        return _exp_scalar(v)
+    if kind == _TANH:
+        return math.tanh(v)
+    return _sigmoid_scalar(v)
 
 
 @numba.njit(cache=True)
-def _tanh_kernel(x, out):
+def _map_serial(kind, x, out):
     for i in range(x.size):
-        out[i] = math.tanh(x[i])
+        out[i] = _scalar(kind, x[i])
 
 
-@numba.njit(cache=True)
-def _sigmoid_kernel(x, out):
-    for i in range(x.size):
-        out[i] = _sigmoid_scalar(x[i])
+@numba.njit(cache=True, parallel=True)
+def _map_parallel(kind, x, out):
+    # Elements are independent and each is one libm call: the same bits for
+    # any thread count.
+    n = x.size
+    for t in numba.prange((n + _BLOCK - 1) // _BLOCK):
+        for i in range(t * _BLOCK, min(n, (t + 1) * _BLOCK)):
+            out[i] = _scalar(kind, x[i])
 
 
-def _apply(kernel, x):
+def _apply(kind, x):
     flat = np.ascontiguousarray(x, dtype=np.float64).reshape(-1)
     out = np.empty_like(flat)
-    kernel(flat, out)
+    (_map_parallel if flat.size >= _PAR_MIN else _map_serial)(kind, flat, out)
     return out.reshape(np.shape(x))
 
 
 def exp64(x):
     """exp(x) per element, float64 in and out (libm)."""
-    return _apply(_exp_kernel, x)
+    return _apply(_EXP, x)
 
 
 def tanh64(x):
     """tanh(x) per element, float64 in and out (libm)."""
-    return _apply(_tanh_kernel, x)
+    return _apply(_TANH, x)
 
 
 def sigmoid64(x):
     """Logistic 1/(1+exp(-x)) per element, float64; for x < 0 computed as e/(1+e), e=exp(x)."""
-    return _apply(_sigmoid_kernel, x)
+    return _apply(_SIGMOID, x)
 
 
 def _py_sigmoid(v):
