@@ -20,12 +20,6 @@ from ._errors import FormatError, ParameterError, RefcompError, ShapeError
 from ._validate import as_float_array, check_choice, describe
 from .kernels.elementwise import relu_inplace
 
-#: ``precision="fast"``: target size in bytes of the largest activation of one
-#: batch chunk, and the number of samples run first to size the chunks (see
-#: :meth:`Model.forward_from`).
-FAST_CHUNK_BYTES = 1 << 23
-FAST_PROBE = 8
-
 __all__ = ["Layer", "Model", "LAYER_KINDS", "materialize", "weight_shape_problem",
            "check_shapes"]
 
@@ -695,36 +689,10 @@ class Model:
     def forward_from(self, start, x, *, precision="reference"):
         """Run top-level layers ``start, start+1, ...`` on the activation ``x``.
 
-        With ``precision="fast"``:
-
-        * a ReLU activation right after a dense or conv2d layer is applied in
-          place to that layer's fresh output (same bits as the separate
-          layer, one memory pass and one allocation fewer);
-        * a large batch runs in chunks of samples whose largest activation is
-          about ``FAST_CHUNK_BYTES`` (sized on the first ``FAST_PROBE``
-          samples), so intermediates stay in cache and their memory is reused
-          instead of page-faulting fresh arrays of hundreds of MB.  Every
-          layer treats samples independently, so this only changes which
-          BLAS blocking computes a row, inside fast mode's error bound
-          (the reference mode never chunks and its bits never depend on the
-          batch).  Measured: the CNN of ``benchmarks/bench_forward.py``,
-          batch 1000, best of 6 runs 290-306 ms -> 241-257 ms, medians
-          365-418 ms -> 248-283 ms.
+        With ``precision="fast"``, a ReLU activation right after a dense or
+        conv2d layer is applied in place to that layer's fresh output (same
+        bits as the separate layer, one memory pass and no allocation fewer).
         """
-        n = x.shape[0]
-        if precision != "fast" or n <= 2 * FAST_PROBE:
-            return self._forward_layers(start, x, precision)[0]
-        head, peak = self._forward_layers(start, x[:FAST_PROBE], precision)
-        step = max(FAST_PROBE, int(FAST_CHUNK_BYTES * FAST_PROBE // max(peak, 1)))
-        out = np.empty((n,) + head.shape[1:], dtype=head.dtype)
-        out[:FAST_PROBE] = head
-        for s in range(FAST_PROBE, n, step):
-            out[s:s + step] = self._forward_layers(start, x[s:s + step], precision)[0]
-        return out
-
-    def _forward_layers(self, start, x, precision):
-        """(output, largest layer output in bytes) of layers ``start, ...``."""
-        peak = 0
         i = start
         while i < len(self.layers):
             layer = self.layers[i]
@@ -734,10 +702,9 @@ class Model:
                     and not np.may_share_memory(y, x)):
                 relu_inplace(y)
                 i += 1
-            peak = max(peak, y.nbytes)
             x = y
             i += 1
-        return x, peak
+        return x
 
     def output_shapes(self, dtype=np.float32):
         """Per top-level layer output shape (without batch), by a zero-batch forward pass.

@@ -87,33 +87,3 @@ def test_relu_inplace_twin_and_fused_forward(dtype):
     y = m(xin, precision="fast")
     assert_bits_equal(y, m.forward_all(xin, precision="fast")[-1])
     assert_bits_equal(xin, keep)                                          # input untouched
-
-
-def test_fast_forward_runs_large_batches_in_chunks(monkeypatch):
-    # precision="fast" sizes batch chunks on the first FAST_PROBE samples; the
-    # result is the concatenation of the chunks' forwards (deterministic), close
-    # to the unchunked fast forward (other BLAS blocking) and the reference
-    # mode is never chunked.
-    import refcomp.model as M
-    from refcomp import Layer, Model
-    rng = np.random.default_rng(8)
-    m = Model([Layer("conv2d", weights={"W": rng.standard_normal((4, 2, 3, 3)).astype(np.float32)}),
-               Layer("activation", attrs={"function": "relu"}),
-               Layer("max_pool2d", attrs={"size": 2}), Layer("flatten"),
-               Layer("dense", weights={"W": rng.standard_normal((5, 36)).astype(np.float32)})],
-              input_shape=(2, 8, 8))
-    x = rng.standard_normal((45, 2, 8, 8)).astype(np.float32)
-    monkeypatch.setattr(M, "FAST_CHUNK_BYTES", 1)            # chunks of FAST_PROBE samples
-    y = m(x, precision="fast")
-    p = M.FAST_PROBE
-    want = np.concatenate([m.forward_all(x[s:s + p], precision="fast")[-1]
-                           for s in range(0, 45, p)])
-    assert_bits_equal(y, want)
-    whole = m.forward_all(x, precision="fast")[-1]
-    np.testing.assert_allclose(y, whole, rtol=1e-5, atol=1e-5)
-    assert_bits_equal(m(x), m.forward_all(x)[-1])
-    monkeypatch.setattr(M, "FAST_CHUNK_BYTES", 1 << 40)      # one chunk after the probe
-    y2 = m(x, precision="fast")
-    assert_bits_equal(y2, np.concatenate([m.forward_all(x[:p], precision="fast")[-1],
-                                          m.forward_all(x[p:], precision="fast")[-1]]))
-    assert m(x[:0], precision="fast").shape == (0, 5)
