@@ -165,82 +165,87 @@ def _spmv_rows(indptr, indices, data, x, bias, has_bias, out, order, q0, q1, fus
 
 
 @numba.njit(cache=True, inline="always")
-def _spmm_short(indptr, indices, data, X, bias, has_bias, out, r, j, end, k, fused):
-    # Rows of 0-2 entries (most rows at 99% sparsity on narrow matrices):
-    # one pass straight into ``out`` with the same additions, (+0.0 + p0) + p1,
-    # and no accumulator-row traffic.
-    b = bias[r] if has_bias else 0.0
-    if end == j:
-        for t in range(k):
-            v = 0.0
-            if has_bias:
-                v += b
-            out[r, t] = v
-    elif end - j == _U(1):
-        a0 = np.float64(data[j])
-        c0 = _U(indices[j])
-        for t in range(k):
-            v = _madd(a0, np.float64(X[c0, t]), 0.0, fused)
-            if has_bias:
-                v += b
-            out[r, t] = v
-    else:
-        a0 = np.float64(data[j])
+def _spmm_pass(indices, data, X, acc, out, r, j, n, from_acc, to_out, b, has_bias, t0, t1,
+               fused):
+    # One sweep over the row's k outputs applying stored entries j .. j+n-1
+    # (n = 1..4) in order: v = (((v + p0) + p1) + p2) + p3, p_i = a_i*X[c_i, t],
+    # starting from +0.0 (first sweep) or the float64 accumulator row, ending
+    # in the accumulator or, on the last sweep, rounded into ``out`` (after
+    # the bias).  Every call site passes n, from_acc and to_out as constants,
+    # so each inlined copy is one branch-free vectorisable loop.  A row of L
+    # entries thus costs ceil(L/4) sweeps and no separate zeroing or
+    # write-out sweep (rows of <= 4 entries never touch the accumulator).
+    a0 = np.float64(data[j])
+    c0 = _U(indices[j])
+    a1, a2, a3 = a0, a0, a0
+    c1, c2, c3 = c0, c0, c0
+    if n > 1:
         a1 = np.float64(data[j + _U(1)])
-        c0 = _U(indices[j])
         c1 = _U(indices[j + _U(1)])
-        for t in range(k):
-            v = _madd(a1, np.float64(X[c1, t]), _madd(a0, np.float64(X[c0, t]), 0.0, fused),
-                      fused)
+    if n > 2:
+        a2 = np.float64(data[j + _U(2)])
+        c2 = _U(indices[j + _U(2)])
+    if n > 3:
+        a3 = np.float64(data[j + _U(3)])
+        c3 = _U(indices[j + _U(3)])
+    for t in range(t0, t1):
+        v = acc[t] if from_acc else 0.0
+        v = _madd(a0, np.float64(X[c0, t]), v, fused)
+        if n > 1:
+            v = _madd(a1, np.float64(X[c1, t]), v, fused)
+        if n > 2:
+            v = _madd(a2, np.float64(X[c2, t]), v, fused)
+        if n > 3:
+            v = _madd(a3, np.float64(X[c3, t]), v, fused)
+        if to_out:
             if has_bias:
                 v += b
             out[r, t] = v
+        else:
+            acc[t] = v
 
 
 @numba.njit(cache=True)
 def _spmm_rows(indptr, indices, data, X, bias, has_bias, out, order, q0, q1, fused):
-    # Per row, entries are applied four at a time to the float64 accumulator
-    # row: acc[t] = (((acc[t] + p0) + p1) + p2) + p3 with p_i = a_i*X[c_i, t],
-    # the sequential order, with a quarter of the accumulator loads/stores.
-    k = _U(X.shape[1])
+    # Rows order[q0:q1]; per row the entries in stored order, four per sweep
+    # (_spmm_pass), the additions of the sequential sum.
+    t0 = _U(0)
+    t1 = _U(X.shape[1])
     acc = np.empty(X.shape[1], dtype=np.float64)
     for q in range(q0, q1):
         r = _U(order[q])
         j = _U(indptr[r])
         end = _U(indptr[r + _U(1)])
-        if end - j <= _U(2):
-            _spmm_short(indptr, indices, data, X, bias, has_bias, out, r, j, end, k, fused)
-            continue
-        for t in range(k):
-            acc[t] = 0.0
-        while j + _U(3) < end:
-            a0 = np.float64(data[j])
-            a1 = np.float64(data[j + _U(1)])
-            a2 = np.float64(data[j + _U(2)])
-            a3 = np.float64(data[j + _U(3)])
-            c0 = _U(indices[j])
-            c1 = _U(indices[j + _U(1)])
-            c2 = _U(indices[j + _U(2)])
-            c3 = _U(indices[j + _U(3)])
-            for t in range(k):
-                v = _madd(a0, np.float64(X[c0, t]), acc[t], fused)
-                v = _madd(a1, np.float64(X[c1, t]), v, fused)
-                v = _madd(a2, np.float64(X[c2, t]), v, fused)
-                acc[t] = _madd(a3, np.float64(X[c3, t]), v, fused)
-            j += _U(4)
-        while j < end:
-            a0 = np.float64(data[j])
-            c0 = _U(indices[j])
-            for t in range(k):
-                acc[t] = _madd(a0, np.float64(X[c0, t]), acc[t], fused)
-            j += _U(1)
-        if has_bias:
-            b = bias[r]
-            for t in range(k):
-                out[r, t] = acc[t] + b
+        b = bias[r] if has_bias else 0.0
+        if end == j:
+            for t in range(t0, t1):
+                v = 0.0
+                if has_bias:
+                    v += b
+                out[r, t] = v
+        elif end - j == _U(1):
+            _spmm_pass(indices, data, X, acc, out, r, j, 1, False, True, b, has_bias, t0, t1, fused)
+        elif end - j == _U(2):
+            _spmm_pass(indices, data, X, acc, out, r, j, 2, False, True, b, has_bias, t0, t1, fused)
+        elif end - j == _U(3):
+            _spmm_pass(indices, data, X, acc, out, r, j, 3, False, True, b, has_bias, t0, t1, fused)
+        elif end - j == _U(4):
+            _spmm_pass(indices, data, X, acc, out, r, j, 4, False, True, b, has_bias, t0, t1, fused)
         else:
-            for t in range(k):
-                out[r, t] = acc[t]
+            _spmm_pass(indices, data, X, acc, out, r, j, 4, False, False, b, has_bias, t0, t1, fused)
+            j += _U(4)
+            while end - j > _U(4):
+                _spmm_pass(indices, data, X, acc, out, r, j, 4, True, False, b, has_bias, t0,
+                           t1, fused)
+                j += _U(4)
+            if end - j == _U(1):
+                _spmm_pass(indices, data, X, acc, out, r, j, 1, True, True, b, has_bias, t0, t1, fused)
+            elif end - j == _U(2):
+                _spmm_pass(indices, data, X, acc, out, r, j, 2, True, True, b, has_bias, t0, t1, fused)
+            elif end - j == _U(3):
+                _spmm_pass(indices, data, X, acc, out, r, j, 3, True, True, b, has_bias, t0, t1, fused)
+            else:
+                _spmm_pass(indices, data, X, acc, out, r, j, 4, True, True, b, has_bias, t0, t1, fused)
 
 
 @numba.njit(cache=True, parallel=True)
