@@ -146,6 +146,52 @@ def test_lstm_multi_step_matches_naive(dtype):
     assert_bits_equal(last, hT)
 
 
+def _naive_lstm64(x, Wi, Wh, bi, bh, h0, c0):
+    # float64 throughout (tests/naive.py cell, no rounding to the dtype)
+    f64 = lambda a: None if a is None else a.astype(np.float64)       # noqa: E731
+    H = Wh.shape[1]
+    bi = np.zeros(4 * H) if bi is None else f64(bi)
+    bh = np.zeros(4 * H) if bh is None else f64(bh)
+    h, c, outs = f64(h0), f64(c0), []
+    for t in range(x.shape[1]):
+        if x.shape[0]:                       # (np.vectorize refuses empty inputs)
+            h, c = naive.lstm_cell(f64(x[:, t]), h, c, f64(Wi), f64(Wh), bi, bh)
+        outs.append(h)
+    seq = np.stack(outs, axis=1) if outs else np.zeros((x.shape[0], 0, H))
+    return seq, h, c
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 2e-6)])
+@pytest.mark.parametrize("shape", [(3, 4, 5, 6), (7, 1, 1, 1), (2, 3, 0, 4), (0, 2, 3, 4),
+                                   (4, 0, 3, 5)])
+@pytest.mark.parametrize("biases", [True, False])
+def test_lstm_fast_matches_float64_naive(dtype, tol, shape, biases):
+    # precision="fast" (one BLAS product per step, sigmoid as 0.5*tanh(z/2)+0.5)
+    # against the float64 naive cell: it has no bit contract, so the check is
+    # a tolerance on O(1) data (float32: a few ulps per step).
+    N, T, F, H = shape
+    x = rand(N, T, F, dtype=dtype)
+    Wi, Wh = rand(4 * H, F, dtype=dtype), rand(4 * H, H, dtype=dtype)
+    bi, bh = (rand(4 * H, dtype=dtype), rand(4 * H, dtype=dtype)) if biases else (None, None)
+    h0, c0 = rand(N, H, dtype=dtype), rand(N, H, dtype=dtype)
+    keep = [a.copy() for a in (x, Wi, Wh, h0, c0)]
+    out, (hT, cT) = L.lstm(x, Wi, Wh, bi, bh, h0=h0, c0=c0, precision="fast")
+    seq, h, c = _naive_lstm64(x, Wi, Wh, bi, bh, h0, c0)
+    for got, want in ((out, seq), (hT, h), (cT, c)):
+        assert got.dtype == dtype and got.shape == want.shape and got.flags.c_contiguous
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * max(1, T))
+    for a, b in zip(keep, (x, Wi, Wh, h0, c0)):          # inputs never written
+        assert_bits_equal(a, b)
+    last, (h2, c2) = L.lstm(x, Wi, Wh, bi, bh, h0=h0, c0=c0, return_sequences=False,
+                            precision="fast")
+    assert_bits_equal(last, hT)
+    assert_bits_equal(h2, hT)
+    assert_bits_equal(c2, cT)
+    zero = L.lstm(x, Wi, Wh, bi, bh, precision="fast")         # h0 = c0 = 0
+    seq0, h0_, c0_ = _naive_lstm64(x, Wi, Wh, bi, bh, np.zeros((N, H)), np.zeros((N, H)))
+    np.testing.assert_allclose(zero[0], seq0, rtol=tol, atol=tol * max(1, T))
+
+
 @pytest.mark.parametrize("reset_after", [True, False])
 def test_gru_multi_step_matches_naive(reset_after):
     N, T, F, H = 2, 3, 4, 5

@@ -63,6 +63,23 @@ def test_lstm_multi_step_with_states():
     close(oc, c[0])
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_lstm_fast_against_torch(dtype):
+    # precision="fast" against torch.nn.LSTM in the same dtype
+    N, T, Fe, H = 5, 7, 4, 6
+    m = torch.nn.LSTM(Fe, H, batch_first=True)
+    m = m.double() if dtype == np.float64 else m.float()
+    x = RNG.standard_normal((N, T, Fe)).astype(dtype)
+    h0, c0 = (RNG.standard_normal((N, H)).astype(dtype) for _ in range(2))
+    out, (h, c) = m(t(x), (t(h0)[None], t(c0)[None]))
+    p = {k: v.detach().numpy() for k, v in m.state_dict().items()}
+    ours, (oh, oc) = L.lstm(x, p["weight_ih_l0"], p["weight_hh_l0"], p["bias_ih_l0"],
+                            p["bias_hh_l0"], h0=h0, c0=c0, precision="fast")
+    tol = 1e-12 if dtype == np.float64 else 3e-6
+    for a, b in ((ours, out), (oh, h[0]), (oc, c[0])):
+        np.testing.assert_allclose(a, b.detach().numpy(), rtol=tol, atol=tol)
+
+
 def test_gru_multi_step_with_state():
     N, T, Fe, H = 3, 6, 5, 7
     m = torch.nn.GRU(Fe, H, batch_first=True).double()
