@@ -146,50 +146,91 @@ def test_lstm_multi_step_matches_naive(dtype):
     assert_bits_equal(last, hT)
 
 
-def _naive_lstm64(x, Wi, Wh, bi, bh, h0, c0):
-    # float64 throughout (tests/naive.py cell, no rounding to the dtype)
-    f64 = lambda a: None if a is None else a.astype(np.float64)       # noqa: E731
+def _naive_mgu_cell(x, h, Wi, Wh, bi, bh):
+    # MGU (Zhou et al. 2016) in float64, as documented in layers.mgu
+    H = h.shape[1]
+    f = np.vectorize(naive.sig)(naive.dense(x, Wi[:H], bi[:H]) + naive.dense(h, Wh[:H], bh[:H]))
+    cand = np.vectorize(math.tanh)(naive.dense(x, Wi[H:], bi[H:])
+                                   + naive.dense(f * h, Wh[H:], bh[H:]))
+    return (1 - f) * h + f * cand
+
+
+def _naive_rnn64(kind, x, Wi, Wh, bi, bh, h0, c0=None, **kw):
+    """float64 naive recurrence (tests/naive.py cells, no rounding to the dtype)."""
+    f64 = lambda a: a.astype(np.float64)                               # noqa: E731
+    gates = Wh.shape[0] // Wh.shape[1] if Wh.shape[1] else 1
     H = Wh.shape[1]
-    bi = np.zeros(4 * H) if bi is None else f64(bi)
-    bh = np.zeros(4 * H) if bh is None else f64(bh)
-    h, c, outs = f64(h0), f64(c0), []
+    bi = np.zeros(gates * H) if bi is None else f64(bi)
+    bh = np.zeros(gates * H) if bh is None else f64(bh)
+    Wi, Wh = f64(Wi), f64(Wh)
+    h, c, outs = f64(h0), None if c0 is None else f64(c0), []
     for t in range(x.shape[1]):
+        xt = f64(x[:, t])
         if x.shape[0]:                       # (np.vectorize refuses empty inputs)
-            h, c = naive.lstm_cell(f64(x[:, t]), h, c, f64(Wi), f64(Wh), bi, bh)
+            if kind == "lstm":
+                h, c = naive.lstm_cell(xt, h, c, Wi, Wh, bi, bh)
+            elif kind == "gru":
+                h = naive.gru_cell(xt, h, Wi, Wh, bi, bh, kw["reset_after"])
+            elif kind == "mgu":
+                h = _naive_mgu_cell(xt, h, Wi, Wh, bi, bh)
+            else:
+                z = naive.dense(xt, Wi, bi) + naive.dense(h, Wh, bh)
+                h = np.tanh(z) if kw["activation"] == "tanh" else np.maximum(z, 0)
         outs.append(h)
     seq = np.stack(outs, axis=1) if outs else np.zeros((x.shape[0], 0, H))
-    return seq, h, c
+    return seq, ((h, c) if kind == "lstm" else (h,))
 
 
-@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 2e-6)])
+_CELLS = [("lstm", 4, {}), ("gru", 3, {"reset_after": True}), ("gru", 3, {"reset_after": False}),
+          ("mgu", 2, {}), ("simple_rnn", 1, {"activation": "tanh"}),
+          ("simple_rnn", 1, {"activation": "relu"})]
+
+
+@pytest.mark.parametrize("kind,gates,kw", _CELLS)
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 3e-6)])
 @pytest.mark.parametrize("shape", [(3, 4, 5, 6), (7, 1, 1, 1), (2, 3, 0, 4), (0, 2, 3, 4),
                                    (4, 0, 3, 5)])
 @pytest.mark.parametrize("biases", [True, False])
-def test_lstm_fast_matches_float64_naive(dtype, tol, shape, biases):
+def test_rnn_fast_matches_float64_naive(kind, gates, kw, dtype, tol, shape, biases):
     # precision="fast" (one BLAS product per step, sigmoid as 0.5*tanh(z/2)+0.5)
-    # against the float64 naive cell: it has no bit contract, so the check is
-    # a tolerance on O(1) data (float32: a few ulps per step).
+    # against the float64 naive cells: fast mode has no bit contract, so the
+    # check is a tolerance on O(1) data (float32: a few ulps per step).
     N, T, F, H = shape
+    fn = getattr(L, kind)
     x = rand(N, T, F, dtype=dtype)
-    Wi, Wh = rand(4 * H, F, dtype=dtype), rand(4 * H, H, dtype=dtype)
-    bi, bh = (rand(4 * H, dtype=dtype), rand(4 * H, dtype=dtype)) if biases else (None, None)
-    h0, c0 = rand(N, H, dtype=dtype), rand(N, H, dtype=dtype)
-    keep = [a.copy() for a in (x, Wi, Wh, h0, c0)]
-    out, (hT, cT) = L.lstm(x, Wi, Wh, bi, bh, h0=h0, c0=c0, precision="fast")
-    seq, h, c = _naive_lstm64(x, Wi, Wh, bi, bh, h0, c0)
-    for got, want in ((out, seq), (hT, h), (cT, c)):
-        assert got.dtype == dtype and got.shape == want.shape and got.flags.c_contiguous
-        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * max(1, T))
-    for a, b in zip(keep, (x, Wi, Wh, h0, c0)):          # inputs never written
+    Wi, Wh = rand(gates * H, F, dtype=dtype) * 0.5, rand(gates * H, H, dtype=dtype) * 0.5
+    bi, bh = ((rand(gates * H, dtype=dtype), rand(gates * H, dtype=dtype)) if biases
+              else (None, None))
+    states = {"h0": rand(N, H, dtype=dtype)}
+    if kind == "lstm":
+        states["c0"] = rand(N, H, dtype=dtype)
+    keep = [a.copy() for a in (x, Wi, Wh, *states.values())]
+    out, st = fn(x, Wi, Wh, bi, bh, **states, **kw, precision="fast")
+    seq, want = _naive_rnn64(kind, x, Wi, Wh, bi, bh, *states.values(), **kw)
+    for got, exp in ((out, seq),) + tuple(zip(st, want)):
+        assert got.dtype == dtype and got.shape == exp.shape and got.flags.c_contiguous
+        np.testing.assert_allclose(got, exp, rtol=tol, atol=tol * max(1, T))
+    for a, b in zip(keep, (x, Wi, Wh, *states.values())):   # inputs never written
         assert_bits_equal(a, b)
-    last, (h2, c2) = L.lstm(x, Wi, Wh, bi, bh, h0=h0, c0=c0, return_sequences=False,
-                            precision="fast")
-    assert_bits_equal(last, hT)
-    assert_bits_equal(h2, hT)
-    assert_bits_equal(c2, cT)
-    zero = L.lstm(x, Wi, Wh, bi, bh, precision="fast")         # h0 = c0 = 0
-    seq0, h0_, c0_ = _naive_lstm64(x, Wi, Wh, bi, bh, np.zeros((N, H)), np.zeros((N, H)))
-    np.testing.assert_allclose(zero[0], seq0, rtol=tol, atol=tol * max(1, T))
+    last, st2 = fn(x, Wi, Wh, bi, bh, **states, **kw, return_sequences=False, precision="fast")
+    assert_bits_equal(last, st[0])
+    for a, b in zip(st2, st):
+        assert_bits_equal(a, b)
+    zero = fn(x, Wi, Wh, bi, bh, **kw, precision="fast")[0]          # zero initial states
+    seq0, _ = _naive_rnn64(kind, x, Wi, Wh, bi, bh,
+                           *(np.zeros((N, H)) for _ in states), **kw)
+    np.testing.assert_allclose(zero, seq0, rtol=tol, atol=tol * max(1, T))
+
+
+def test_simple_rnn_fast_relu_signed_zero_and_nan():
+    # the exact relu rule in fast mode: -0.0 and negatives -> +0.0, NaN kept
+    x = np.array([[[-1.0], [np.nan]], [[0.0], [1.0]]], np.float32)        # (N=2, T=2, F=1)
+    Wi = np.array([[1.0]], np.float32)
+    Wh = np.array([[0.0]], np.float32)
+    out, _ = L.simple_rnn(x, Wi, Wh, activation="relu", precision="fast")
+    bits = out.view(np.uint32)
+    assert bits[0, 0, 0] == 0 and np.isnan(out[0, 1, 0])                 # +0.0, NaN
+    assert bits[1, 0, 0] == 0 and out[1, 1, 0] == 1.0
 
 
 @pytest.mark.parametrize("reset_after", [True, False])

@@ -63,21 +63,31 @@ def test_lstm_multi_step_with_states():
     close(oc, c[0])
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_lstm_fast_against_torch(dtype):
-    # precision="fast" against torch.nn.LSTM in the same dtype
+def test_recurrent_fast_against_torch(kind, dtype):
+    # precision="fast" against torch.nn.LSTM / GRU / RNN in the same dtype
     N, T, Fe, H = 5, 7, 4, 6
-    m = torch.nn.LSTM(Fe, H, batch_first=True)
+    m = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[kind](
+        Fe, H, batch_first=True)
     m = m.double() if dtype == np.float64 else m.float()
     x = RNG.standard_normal((N, T, Fe)).astype(dtype)
     h0, c0 = (RNG.standard_normal((N, H)).astype(dtype) for _ in range(2))
-    out, (h, c) = m(t(x), (t(h0)[None], t(c0)[None]))
     p = {k: v.detach().numpy() for k, v in m.state_dict().items()}
-    ours, (oh, oc) = L.lstm(x, p["weight_ih_l0"], p["weight_hh_l0"], p["bias_ih_l0"],
-                            p["bias_hh_l0"], h0=h0, c0=c0, precision="fast")
+    args = (x, p["weight_ih_l0"], p["weight_hh_l0"], p["bias_ih_l0"], p["bias_hh_l0"])
+    with torch.no_grad():
+        if kind == "lstm":
+            out, (h, c) = m(t(x), (t(h0)[None], t(c0)[None]))
+            ours, st = L.lstm(*args, h0=h0, c0=c0, precision="fast")
+            pairs = ((ours, out), (st[0], h[0]), (st[1], c[0]))
+        else:
+            out, h = m(t(x), t(h0)[None])
+            fn = L.gru if kind == "gru" else L.simple_rnn
+            ours, st = fn(*args, h0=h0, precision="fast")
+            pairs = ((ours, out), (st[0], h[0]))
     tol = 1e-12 if dtype == np.float64 else 3e-6
-    for a, b in ((ours, out), (oh, h[0]), (oc, c[0])):
-        np.testing.assert_allclose(a, b.detach().numpy(), rtol=tol, atol=tol)
+    for a, b in pairs:
+        np.testing.assert_allclose(a, b.numpy(), rtol=tol, atol=tol)
 
 
 def test_gru_multi_step_with_state():

@@ -165,8 +165,7 @@ def _spmv_rows(indptr, indices, data, x, bias, has_bias, out, order, q0, q1, fus
 
 
 @numba.njit(cache=True, inline="always")
-def _spmm_pass(indices, data, X, acc, out, r, j, n, from_acc, to_out, b, has_bias, t0, t1,
-               fused):
+def _spmm_pass(indices, data, X, acc, out, r, j, n, from_acc, to_out, b, has_bias, k, fused):
     # One sweep over the row's k outputs applying stored entries j .. j+n-1
     # (n = 1..4) in order: v = (((v + p0) + p1) + p2) + p3, p_i = a_i*X[c_i, t],
     # starting from +0.0 (first sweep) or the float64 accumulator row, ending
@@ -188,7 +187,7 @@ def _spmm_pass(indices, data, X, acc, out, r, j, n, from_acc, to_out, b, has_bia
     if n > 3:
         a3 = np.float64(data[j + _U(3)])
         c3 = _U(indices[j + _U(3)])
-    for t in range(t0, t1):
+    for t in range(k):
         v = acc[t] if from_acc else 0.0
         v = _madd(a0, np.float64(X[c0, t]), v, fused)
         if n > 1:
@@ -209,8 +208,7 @@ def _spmm_pass(indices, data, X, acc, out, r, j, n, from_acc, to_out, b, has_bia
 def _spmm_rows(indptr, indices, data, X, bias, has_bias, out, order, q0, q1, fused):
     # Rows order[q0:q1]; per row the entries in stored order, four per sweep
     # (_spmm_pass), the additions of the sequential sum.
-    t0 = _U(0)
-    t1 = _U(X.shape[1])
+    k = _U(X.shape[1])
     acc = np.empty(X.shape[1], dtype=np.float64)
     for q in range(q0, q1):
         r = _U(order[q])
@@ -218,34 +216,32 @@ def _spmm_rows(indptr, indices, data, X, bias, has_bias, out, order, q0, q1, fus
         end = _U(indptr[r + _U(1)])
         b = bias[r] if has_bias else 0.0
         if end == j:
-            for t in range(t0, t1):
+            for t in range(k):
                 v = 0.0
                 if has_bias:
                     v += b
                 out[r, t] = v
-        elif end - j == _U(1):
-            _spmm_pass(indices, data, X, acc, out, r, j, 1, False, True, b, has_bias, t0, t1, fused)
-        elif end - j == _U(2):
-            _spmm_pass(indices, data, X, acc, out, r, j, 2, False, True, b, has_bias, t0, t1, fused)
-        elif end - j == _U(3):
-            _spmm_pass(indices, data, X, acc, out, r, j, 3, False, True, b, has_bias, t0, t1, fused)
-        elif end - j == _U(4):
-            _spmm_pass(indices, data, X, acc, out, r, j, 4, False, True, b, has_bias, t0, t1, fused)
-        else:
-            _spmm_pass(indices, data, X, acc, out, r, j, 4, False, False, b, has_bias, t0, t1, fused)
+            continue
+        from_acc = False
+        if end - j > _U(4):
+            _spmm_pass(indices, data, X, acc, out, r, j, 4, False, False, b, has_bias, k, fused)
             j += _U(4)
             while end - j > _U(4):
-                _spmm_pass(indices, data, X, acc, out, r, j, 4, True, False, b, has_bias, t0,
-                           t1, fused)
+                _spmm_pass(indices, data, X, acc, out, r, j, 4, True, False, b, has_bias, k,
+                           fused)
                 j += _U(4)
-            if end - j == _U(1):
-                _spmm_pass(indices, data, X, acc, out, r, j, 1, True, True, b, has_bias, t0, t1, fused)
-            elif end - j == _U(2):
-                _spmm_pass(indices, data, X, acc, out, r, j, 2, True, True, b, has_bias, t0, t1, fused)
-            elif end - j == _U(3):
-                _spmm_pass(indices, data, X, acc, out, r, j, 3, True, True, b, has_bias, t0, t1, fused)
-            else:
-                _spmm_pass(indices, data, X, acc, out, r, j, 4, True, True, b, has_bias, t0, t1, fused)
+            from_acc = True
+        # the last sweep, 1-4 entries (from_acc is loop invariant: LLVM
+        # unswitches the sweep's loop on it)
+        m = end - j
+        if m == _U(1):
+            _spmm_pass(indices, data, X, acc, out, r, j, 1, from_acc, True, b, has_bias, k, fused)
+        elif m == _U(2):
+            _spmm_pass(indices, data, X, acc, out, r, j, 2, from_acc, True, b, has_bias, k, fused)
+        elif m == _U(3):
+            _spmm_pass(indices, data, X, acc, out, r, j, 3, from_acc, True, b, has_bias, k, fused)
+        else:
+            _spmm_pass(indices, data, X, acc, out, r, j, 4, from_acc, True, b, has_bias, k, fused)
 
 
 @numba.njit(cache=True, parallel=True)

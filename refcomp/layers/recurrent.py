@@ -18,8 +18,13 @@ Arithmetic shared by all cells (``precision="reference"``):
    end of every step: the stored state has the model dtype, as in every
    framework, and the next step starts from those rounded values.
 
-``precision="fast"`` evaluates the same formulas with NumPy/BLAS in the
-input dtype.  Missing biases count as zeros; missing h0/c0 as zeros.
+``precision="fast"`` (:mod:`refcomp.layers._rnn_fast`) evaluates the same
+formulas in the input dtype: per step one BLAS product of the fused weights
+``[W_hh | W_ih | b_ih | b_hh]`` with ``[h; x_t; 1; 1]`` (a second one where
+a gate multiplies h before its product), ``sigmoid(z) = 0.5*tanh(z/2) + 0.5``
+with NumPy's tanh (the halving folded exactly into the sigmoid rows), then
+the state update with NumPy.  Missing biases count as zeros; missing h0/c0
+as zeros.
 """
 
 import numpy as np
@@ -28,33 +33,31 @@ from .._errors import ShapeError
 from .._validate import as_float_array, check_same_dtype, describe
 from ..kernels.elementwise import sigmoid64, tanh64
 from ._common import check_precision
-from ._lstm_fast import lstm_fast
+from ._rnn_fast import gru_fast, lstm_fast, mgu_fast, simple_rnn_fast
 from .activations import relu
 from .dense import dense_acc64
 
 __all__ = ["lstm", "gru", "mgu", "simple_rnn"]
 
 
-class _Ops:
-    """The arithmetic of one precision mode (see the module docstring)."""
+class _Ref:
+    """The reference arithmetic of the module docstring (precision="fast"
+    is :mod:`refcomp.layers._rnn_fast`)."""
 
-    def __init__(self, precision, dtype):
-        self.ref = precision == "reference"
+    work = np.float64
+
+    def __init__(self, dtype):
         self.dtype = dtype
-        self.work = np.float64 if self.ref else dtype
 
     def affine(self, x, W, b):
-        if self.ref:
-            y = dense_acc64(x, W)
-            return y if b is None else y + b.astype(np.float64)
-        y = x @ W.T
-        return y if b is None else y + b
+        y = dense_acc64(x, W)
+        return y if b is None else y + b.astype(np.float64)
 
     def sigmoid(self, v):
-        return sigmoid64(v) if self.ref else (1 / (1 + np.exp(-v))).astype(self.dtype)
+        return sigmoid64(v)
 
     def tanh(self, v):
-        return tanh64(v) if self.ref else np.tanh(v)
+        return tanh64(v)
 
     def store(self, v):
         return v.astype(self.dtype)
@@ -102,8 +105,7 @@ def _check_rnn(x, W_ih, W_hh, b_ih, b_hh, gates, states):
 def _run(x, step, states, return_sequences, ops, W_ih, b_ih):
     # The input projection x_t W_ih^T + b_ih does not depend on the state, so
     # it is computed for all time steps at once: per (sample, step, unit) it
-    # is the same row-by-row computation (reference: identical bits; fast:
-    # one large GEMM instead of T small ones).
+    # is the same row-by-row computation, so the bits are identical.
     n, t_len, f = x.shape
     proj = ops.affine(np.ascontiguousarray(x).reshape(n * t_len, f), W_ih, b_ih)
     proj = proj.reshape(n, t_len, W_ih.shape[0])
@@ -137,17 +139,14 @@ def lstm(x, W_ih, W_hh, b_ih=None, b_hh=None, *, h0=None, c0=None, return_sequen
     g = tanh(z_g), o = sig(z_o); c' = (f*c) + (i*g) -> rounded to dtype;
     h' = o * tanh(c') (using the rounded c') -> rounded to dtype.
 
-    ``precision="fast"`` (:mod:`refcomp.layers._lstm_fast`): per step one
-    BLAS product of ``[W_hh | W_ih | b_ih | b_hh]`` with ``[h; x_t; 1; 1]``
-    in the dtype, ``sig(z) = 0.5*tanh(z/2) + 0.5`` with NumPy's tanh (the
-    halving folded exactly into the i, f, o weight rows), then the same
-    state update in the dtype.
+    ``precision="fast"``: see the module docstring (the i, f, o rows form
+    one sigmoid block; one BLAS product per step).
     """
     check_precision(precision)
     hidden, st = _check_rnn(x, W_ih, W_hh, b_ih, b_hh, 4, {"h0": h0, "c0": c0})
     if precision == "fast":
         return lstm_fast(x, W_ih, W_hh, b_ih, b_hh, st["h0"], st["c0"], return_sequences)
-    ops = _Ops(precision, x.dtype)
+    ops = _Ref(x.dtype)
     H = hidden
 
     def step(a, states):
@@ -188,7 +187,9 @@ def gru(x, W_ih, W_hh, b_ih=None, b_hh=None, *, h0=None, reset_after=True, retur
     """
     check_precision(precision)
     hidden, st = _check_rnn(x, W_ih, W_hh, b_ih, b_hh, 3, {"h0": h0})
-    ops = _Ops(precision, x.dtype)
+    if precision == "fast":
+        return gru_fast(x, W_ih, W_hh, b_ih, b_hh, st["h0"], reset_after, return_sequences)
+    ops = _Ref(x.dtype)
     H = hidden
     W_hrz = W_hh[:2 * H]
     W_hn = W_hh[2 * H:]
@@ -203,11 +204,8 @@ def gru(x, W_ih, W_hh, b_ih=None, b_hh=None, *, h0=None, reset_after=True, retur
             n = ops.tanh(a[:, 2 * H:] + r * ops.affine(h, W_hn, b_hn))
         else:
             rh = r * h.astype(ops.work)
-            if ops.ref:
-                hn = _dot64(rh, W_hn)
-                hn = hn if b_hn is None else hn + b_hn.astype(np.float64)
-            else:
-                hn = ops.affine(rh.astype(x.dtype), W_hn, b_hn)
+            hn = _dot64(rh, W_hn)
+            hn = hn if b_hn is None else hn + b_hn.astype(np.float64)
             n = ops.tanh(a[:, 2 * H:] + hn)
         h_new = ops.store((1 - z) * n + z * h)
         return (h_new,)
@@ -235,7 +233,9 @@ def mgu(x, W_ih, W_hh, b_ih=None, b_hh=None, *, h0=None, return_sequences=True,
     """
     check_precision(precision)
     hidden, st = _check_rnn(x, W_ih, W_hh, b_ih, b_hh, 2, {"h0": h0})
-    ops = _Ops(precision, x.dtype)
+    if precision == "fast":
+        return mgu_fast(x, W_ih, W_hh, b_ih, b_hh, st["h0"], return_sequences)
+    ops = _Ref(x.dtype)
     H = hidden
     b_hf = None if b_hh is None else b_hh[:H]
     b_hh_h = None if b_hh is None else b_hh[H:]
@@ -244,11 +244,8 @@ def mgu(x, W_ih, W_hh, b_ih=None, b_hh=None, *, h0=None, return_sequences=True,
         (h,) = states
         f = ops.sigmoid(a[:, :H] + ops.affine(h, W_hh[:H], b_hf))
         fh = f * h.astype(ops.work)
-        if ops.ref:
-            u = _dot64(fh, W_hh[H:])
-            u = u if b_hh_h is None else u + b_hh_h.astype(np.float64)
-        else:
-            u = ops.affine(fh.astype(x.dtype), W_hh[H:], b_hh_h)
+        u = _dot64(fh, W_hh[H:])
+        u = u if b_hh_h is None else u + b_hh_h.astype(np.float64)
         cand = ops.tanh(a[:, H:] + u)
         return (ops.store((1 - f) * h + f * cand),)
 
@@ -281,7 +278,8 @@ def simple_rnn(x, W_ih, W_hh, b_ih=None, b_hh=None, *, h0=None, activation="tanh
     ----------
     Per step, the pre-activation is formed as in the module docstring
     (reference: float64, sequential sums, ``(x.W_ih + b_ih) + (h.W_hh +
-    b_hh)``; fast: NumPy/BLAS in the input dtype), then the activation:
+    b_hh)``; fast: one BLAS sum of the F + H + 2 terms in the input dtype),
+    then the activation:
     "tanh" is libm tanh in float64 (reference) or ``np.tanh`` in the input
     dtype (fast); "relu" is the rule of :func:`refcomp.layers.relu` in both
     precisions (an exact selection: positives kept, negatives, -0.0 and
@@ -294,13 +292,15 @@ def simple_rnn(x, W_ih, W_hh, b_ih=None, b_hh=None, *, h0=None, activation="tanh
         from .._errors import ParameterError
         raise ParameterError(f"activation must be 'tanh' or 'relu', got {activation!r}")
     hidden, st = _check_rnn(x, W_ih, W_hh, b_ih, b_hh, 1, {"h0": h0})
-    ops = _Ops(precision, x.dtype)
+    if precision == "fast":
+        return simple_rnn_fast(x, W_ih, W_hh, b_ih, b_hh, st["h0"], activation,
+                               return_sequences)
+    ops = _Ref(x.dtype)
 
     def step(a, states):
         (h,) = states
         z = a + ops.affine(h, W_hh, b_hh)
-        # relu: the exact rule of layers.relu (NaN kept, -0.0 -> +0.0) in the
-        # working dtype (float64 in reference mode, x's dtype in fast mode).
+        # relu: the exact rule of layers.relu (NaN kept, -0.0 -> +0.0) in float64
         z = ops.tanh(z) if activation == "tanh" else relu(z)
         return (ops.store(z),)
 
