@@ -18,7 +18,7 @@ import numpy as np
 from numba.core import types as _nbtypes
 from numba.extending import intrinsic
 
-__all__ = ["fma", "fma_interpreted"]
+__all__ = ["fma", "fma_interpreted", "madd"]
 
 
 @intrinsic
@@ -70,3 +70,22 @@ def fma_interpreted(a, b, c):
 if numba.config.DISABLE_JIT:
     fma = fma_interpreted          # noqa: F811  (the intrinsic cannot be interpreted)
 
+
+
+@numba.njit(cache=True, inline="always")
+def madd(a, b, c, fused):
+    """``c + a*b``, with one rounding (an FMA) when ``fused`` is set.
+
+    Callers set ``fused`` only when a and b are float64 conversions of
+    float32 values: a*b is then exact, so the fused result equals the two
+    separate operations bit for bit and saves an instruction.  The flag is
+    loop invariant; LLVM unswitches loops on it.
+    """
+    if fused:
+        return fma(a, b, c)
+    return c + a * b
+
+
+if numba.config.DISABLE_JIT:
+    def madd(a, b, c, fused):      # noqa: F811  (interpreted: the plain operations,
+        return c + a * b           # equal to the FMA whenever fused may be set)

@@ -14,7 +14,7 @@ Arithmetic contract (every function here):
 * no FMA contraction (Numba without ``fastmath`` emits separate multiply and
   add), so kernel and twin give identical bits; where both factors are
   float32 the kernels use an explicit FMA, which gives the same bits because
-  the product is exact (see ``_madd``).
+  the product is exact (:func:`refcomp.kernels._fma.madd`).
 
 Structural zeros contribute no term at all: ``inf * (absent entry)`` is not
 NaN (the scipy.sparse convention).  For finite X this equals the dense
@@ -34,7 +34,7 @@ consistent shapes (``out`` may be a strided view).
 import numba
 import numpy as np
 
-from ._fma import fma as _fma
+from ._fma import madd as _madd
 
 __all__ = ["row_order", "spmv_kernel", "spmm_kernel", "spmv_twin", "spmm_twin"]
 
@@ -57,23 +57,6 @@ _X64_MAX_BYTES = 1 << 19
 # negative-index wraparound test on every load (a measurable cost in these
 # load-bound loops).  CSR validation guarantees 0 <= index < length.
 _U = np.uint64
-
-
-@numba.njit(cache=True, inline="always")
-def _madd(a, b, c, fused):
-    # c + a*b.  ``fused`` is set only when a and b are float64 conversions of
-    # float32 values: a*b is then exact in float64, so the single-rounding FMA
-    # gives the same bits as the two operations and saves an instruction
-    # (measured 84 -> 75 us, spmv 4096x4096 at 99%).  The flag is loop
-    # invariant; LLVM unswitches the loops on it.
-    if fused:
-        return _fma(a, b, c)
-    return c + a * b
-
-
-if numba.config.DISABLE_JIT:
-    def _fma(a, b, c):        # noqa: F811  (interpreted: equal to fma for exact a*b)
-        return c + a * b
 
 
 #: Rows are reordered by length within windows of this many rows (see

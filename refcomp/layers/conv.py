@@ -129,7 +129,8 @@ def conv2d(x, W, b=None, *, stride=1, padding=0, dilation=1, groups=1, layout="N
     if precision == "fast":
         y = _im2col_conv_fast(_pad(xc, pads, x.dtype), W, b, stride, dilation, groups)
         return from_nchw(y, layout)
-    acc = conv_acc64(_pad(xc, pads, np.float64), W.astype(np.float64), stride, dilation, groups)
+    acc = conv_acc64(_pad(xc, pads, np.float64), W.astype(np.float64), stride, dilation, groups,
+                     exact_products=x.dtype == np.float32 and W.dtype == np.float32)
     if b is not None:
         acc += b.astype(np.float64)[None, :, None, None]
     return from_nchw(acc.astype(x.dtype), layout)

@@ -13,7 +13,8 @@ __all__ = ["dense", "dense_acc64"]
 def dense_acc64(x, W):
     """float64 accumulator of ``x @ W.T`` in the reference order (private, clean input)."""
     return matmul_acc64(np.ascontiguousarray(x, dtype=np.float64),
-                        np.ascontiguousarray(W.T, dtype=np.float64))
+                        np.ascontiguousarray(W.T, dtype=np.float64),
+                        exact_products=x.dtype == np.float32 and W.dtype == np.float32)
 
 
 def dense(x, W, b=None, *, precision="reference"):
