@@ -15,3 +15,11 @@ def timeit(fn, repeat):
         fn()
         times.append(time.perf_counter() - t0)
     return float(np.median(times))
+
+
+def timeit_for(fn, min_time, min_repeat=3):
+    """:func:`timeit` with enough calls to fill about ``min_time`` seconds
+    (at least ``min_repeat``): short calls get many samples, so one
+    disturbed call on the shared host does not move the median."""
+    one = max(timeit(fn, 1), 1e-7)
+    return timeit(fn, max(min_repeat, int(min_time / one)))

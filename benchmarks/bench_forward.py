@@ -4,10 +4,11 @@ Models: the MNIST CNN of Resmerita et al. Table 3 (seed 002: 28x28x1 input,
 Conv 3x3 1->32, ReLU, Conv 3x3 32->64, ReLU, MaxPool 2, Flatten, Dense
 9216->128, ReLU, Dense 128->10; 1.2M parameters) on 1000 random inputs,
 and an LSTM(8 -> 64) over 1000 sequences of length 8.  All float32.
-Prints the median of several runs, ratios to ONNX Runtime, and the memory
+Prints the median of at least 3 calls (as many as fill --min-time
+seconds, so the short LSTM calls get many samples), ratios to ONNX Runtime, and the memory
 floor (np.copyto of the input batch).
 
-    python benchmarks/bench_forward.py [--batch 1000] [--repeat 3]
+    python benchmarks/bench_forward.py [--batch 1000] [--repeat 3] [--min-time 1]
 """
 
 import argparse
@@ -17,7 +18,7 @@ import os
 import refcomp    # first: it sets the thread-spin defaults before NumPy loads OpenBLAS
 import numpy as np
 from refcomp import Layer, Model
-from _timing import timeit
+from _timing import timeit, timeit_for  # noqa: F401  (timeit: bench_prune)
 
 
 def cnn(rng):
@@ -98,7 +99,9 @@ def ort_session(module, example):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--batch", type=int, default=1000)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=3, help="minimum calls per candidate")
+    ap.add_argument("--min-time", type=float, default=1.0,
+                    help="seconds of calls per candidate (short calls get more than --repeat)")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     rows = []
@@ -106,25 +109,30 @@ def main():
         x = rng.standard_normal((args.batch,) + shape).astype(np.float32)
         res = {}
         dst = np.empty_like(x)
-        res["np.copyto (floor)"] = timeit(lambda: np.copyto(dst, x), args.repeat)
-        res["refcomp fast"] = timeit(lambda: model(x, precision="fast"), args.repeat)
-        res["refcomp reference"] = timeit(lambda: model(x, precision="reference"), args.repeat)
+
+        def measure(fn):
+            return timeit_for(fn, args.min_time, args.repeat)
+
+        res["np.copyto (floor)"] = measure(lambda: np.copyto(dst, x))
+        res["refcomp fast"] = measure(lambda: model(x, precision="fast"))
+        res["refcomp reference"] = measure(lambda: model(x, precision="reference"))
         try:
             import torch
             mod = torch_cnn(model) if name == "cnn" else _TorchLSTM(model).module()
             xt = torch.from_numpy(x if name == "lstm" else x[:, None])
             with torch.no_grad():
-                res["pytorch"] = timeit(lambda: mod(xt), args.repeat)
+                res["pytorch"] = measure(lambda: mod(xt))
                 sess = ort_session(mod, xt.numpy()[:2])
                 xo = xt.numpy()
-                res["onnxruntime"] = timeit(lambda: sess.run(None, {"x": xo}), args.repeat)
+                res["onnxruntime"] = measure(lambda: sess.run(None, {"x": xo}))
         except ImportError as exc:
             print(f"({name}: frameworks unavailable: {exc})")
         base = res.get("onnxruntime")
         for k, v in res.items():
             ratio = f"{v / base:8.2f}x ORT" if base else ""
             rows.append(f"{name:<5} {k:<20} {v * 1e3:10.2f} ms {ratio}")
-    print(f"batch={args.batch}, median of {args.repeat}; GOMP_SPINCOUNT="
+    print(f"batch={args.batch}, median of >= {args.repeat} calls filling >= {args.min_time} s "
+          f"per candidate; GOMP_SPINCOUNT="
           f"{os.environ.get('GOMP_SPINCOUNT')}, OPENBLAS_THREAD_TIMEOUT="
           f"{os.environ.get('OPENBLAS_THREAD_TIMEOUT')}")
     print("\n".join(rows))

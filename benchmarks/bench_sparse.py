@@ -19,13 +19,12 @@ import scipy.sparse as sp
 
 from refcomp.sparse import CSR, spmm, spmv
 
-from _timing import timeit  # warm-up + median helper (script directory on sys.path)
+from _timing import timeit_for  # warm-up + median helper (script directory on sys.path)
 
 
 def bench(fn, min_time):
     """Median of at least 5 calls (about ``min_time`` seconds) after a warm-up."""
-    one = max(timeit(fn, 1), 1e-7)
-    return timeit(fn, max(5, int(min_time / one)))
+    return timeit_for(fn, min_time, 5)
 
 
 def make(rows, cols, sparsity, rng):
