@@ -112,6 +112,23 @@ def test_reference_matches_every_framework(model, outputs):
 
 
 @pytest.mark.parametrize("model", MODELS)
+def test_fast_mode_matches_every_framework(model, test_split):
+    # precision="fast" (BLAS, and for the recurrent models the fused-GEMM step
+    # with NumPy's float32 tanh) is one more float32 implementation: it must
+    # agree with the frameworks' golden logits as they agree with each other.
+    x, _ = test_split
+    y = refcomp.load(DATA / f"{model}.h5")(x, precision="fast")
+    gold, _ = golden(model)
+    tol = ulps_tolerance(gold["refcomp"])
+    for fw in ("refcomp",) + FRAMEWORKS:
+        g = gold[fw]
+        assert y.shape == g.shape and y.dtype == np.float32
+        assert np.array_equal(np.argmax(g, 1), np.argmax(y, 1)), f"{model}/{fw}: argmax differs"
+        err = float(np.max(np.abs(g - y)))
+        assert err <= tol, f"{model}/{fw}: max |diff| {err} > {tol}"
+
+
+@pytest.mark.parametrize("model", MODELS)
 def test_accuracy_recorded_at_build_time(model, outputs, test_split):
     _, y = test_split
     m = refcomp.load(DATA / f"{model}.h5")
