@@ -171,7 +171,12 @@ def codebook_result(d, c, bnd, *, bits, method, params, info):
     info = dict(info)
     info["sse"] = float(K.sse(d.u, d.cnt, c, bnd))
     info["n_empty"] = int(np.count_nonzero(np.diff(d.ccum[bnd]) == 0))
-    starts = np.append(d.u, np.inf)[bnd[:-1]]
+    # first value of each cell (+inf for an empty cell at the top), without
+    # copying u (np.append would copy all distinct values: ~1 ms at 1M)
+    first = bnd[:-1]
+    starts = np.full(first.size, np.inf)
+    inside = first < d.u.size
+    starts[inside] = d.u[first[inside]]
     code_dtype = narrowest_code_dtype(0, max(k - 1, 0))
     codes = K.cell_codes(d.flat, starts, code_dtype)
     if np.any(np.diff(c) < 0):
