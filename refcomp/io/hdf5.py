@@ -759,10 +759,21 @@ def load(path):
         A stored weight whose packed streams are inconsistent (too short,
         codes out of range...), also naming the file and HDF5 path.
     """
-    h5py = _h5py()
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FormatError(f"{path}: no such file")
+    return _read_checked(path, lambda f, reader: reader.read(), keep_decode=True)
+
+
+def _read_checked(path, body, *, keep_decode):
+    """Open ``path`` read-only, check it (global heaps, declared sizes through
+    a :class:`_Reader`), run ``body(f, reader)`` and return its result.
+
+    Every failure becomes one :class:`FormatError` naming the file and, where
+    known, the HDF5 path (a :class:`DecodeError` stays one if
+    ``keep_decode``); h5py/libhdf5 exceptions never escape.
+    """
+    h5py = _h5py()
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
@@ -772,10 +783,10 @@ def load(path):
         with f:
             _check_global_heaps(path)
             reader = _Reader(f, os.path.getsize(path))
-            return reader.read()
+            return body(f, reader)
     except RefcompError as exc:
         msg = _one_line(exc)
-        cls = DecodeError if isinstance(exc, DecodeError) else FormatError
+        cls = DecodeError if keep_decode and isinstance(exc, DecodeError) else FormatError
         raise cls(f"{path}:{msg}" if msg.startswith("/") else f"{path}: {msg}") from None
     except _CORRUPT as exc:
         where = reader.where if reader is not None else "/"
@@ -834,32 +845,18 @@ def read_arrays(path, *, pattern="*"):
         :data:`MAX_TOTAL_BYTES`, checked from the headers before reading).
     """
     h5py = _h5py()
-    out = {}
-    p = os.fspath(path)
-    try:
-        f = h5py.File(p, "r")
-    except OSError as exc:
-        raise FormatError(f"{p}: not a readable HDF5 file ({_one_line(exc)})") from None
-    reader = None
-    try:
-        with f:
-            _check_global_heaps(p)
-            reader = _Reader(f, os.path.getsize(p))
-            names = []
-            f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
-            for n in sorted(names):
-                if not fnmatch.fnmatchcase(n, pattern):
-                    continue
+
+    def body(f, reader):
+        names, out = [], {}
+        f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+        for n in sorted(names):
+            if fnmatch.fnmatchcase(n, pattern):
                 ds = f[n]
                 reader.dataset(ds, f"/{n}", strings=True)
                 out[n] = ds[()]
-    except RefcompError as exc:
-        raise FormatError(f"{p}:{_one_line(exc)}") from None
-    except _CORRUPT as exc:
-        where = reader.where if reader is not None else "/"
-        raise FormatError(f"{p}:{where}: corrupt or unreadable HDF5 content "
-                          f"({type(exc).__name__}: {_one_line(exc)})") from None
-    return out
+        return out
+
+    return _read_checked(os.fspath(path), body, keep_decode=False)
 
 
 def write_arrays(path, arrays, *, attrs=None):
