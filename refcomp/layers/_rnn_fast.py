@@ -60,6 +60,11 @@ def _fused(hid, feat, dt, blocks):
     return W
 
 
+def _rows(b, rows):
+    """``b[rows]``, or None for a missing bias."""
+    return None if b is None else b[rows]
+
+
 def _with_bias(W, b, dt):
     """``[W | b]`` (b None: zeros), multiplying ``[v; 1]``."""
     out = np.zeros((W.shape[0], W.shape[1] + 1), dtype=dt)
@@ -107,9 +112,8 @@ def lstm_fast(x, W_ih, W_hh, b_ih, b_hh, h0, c0, return_sequences):
     # private row order i, f, o, g: the three sigmoid gates form one block
     sig = np.r_[0:2 * hid, 3 * hid:4 * hid]
     g = slice(2 * hid, 3 * hid)
-    pick = lambda b, rows: None if b is None else b[rows]     # noqa: E731
-    W = _fused(hid, feat, dt, [(W_hh[sig], W_ih[sig], pick(b_ih, sig), pick(b_hh, sig), True),
-                               (W_hh[g], W_ih[g], pick(b_ih, g), pick(b_hh, g), False)])
+    W = _fused(hid, feat, dt, [(W_hh[sig], W_ih[sig], _rows(b_ih, sig), _rows(b_hh, sig), True),
+                               (W_hh[g], W_ih[g], _rows(b_ih, g), _rows(b_hh, g), False)])
     c = c0.T.copy()                              # c0 is never written
     tmp = np.empty_like(c)
     H = hid
@@ -134,14 +138,13 @@ def gru_fast(x, W_ih, W_hh, b_ih, b_hh, h0, reset_after, return_sequences):
     """GRU (gates r, z, n); returns ``(outputs, (h_T,))``."""
     H, feat, dt = W_hh.shape[1], x.shape[2], x.dtype
     rz, nn = slice(0, 2 * H), slice(2 * H, 3 * H)
-    pick = lambda b, rows: None if b is None else b[rows]     # noqa: E731
-    blocks = [(W_hh[rz], W_ih[rz], pick(b_ih, rz), pick(b_hh, rz), True),
-              (None, W_ih[nn], pick(b_ih, nn), None, False)]          # W_in x + b_in
+    blocks = [(W_hh[rz], W_ih[rz], _rows(b_ih, rz), _rows(b_hh, rz), True),
+              (None, W_ih[nn], _rows(b_ih, nn), None, False)]          # W_in x + b_in
     if reset_after:
-        blocks.append((W_hh[nn], None, None, pick(b_hh, nn), False))  # W_hn h + b_hn
+        blocks.append((W_hh[nn], None, None, _rows(b_hh, nn), False))  # W_hn h + b_hn
         W2 = rh = None
     else:
-        W2 = _with_bias(W_hh[nn], pick(b_hh, nn), dt)                  # [W_hn | b_hn]
+        W2 = _with_bias(W_hh[nn], _rows(b_hh, nn), dt)                  # [W_hn | b_hn]
         rh = np.empty((H + 1, x.shape[0]), dtype=dt)                  # [r*h; 1]
         rh[H] = 1
     W = _fused(H, feat, dt, blocks)
@@ -170,10 +173,9 @@ def mgu_fast(x, W_ih, W_hh, b_ih, b_hh, h0, return_sequences):
     """MGU (gates f, h); returns ``(outputs, (h_T,))``."""
     H, feat, dt = W_hh.shape[1], x.shape[2], x.dtype
     ff, hh = slice(0, H), slice(H, 2 * H)
-    pick = lambda b, rows: None if b is None else b[rows]     # noqa: E731
-    W = _fused(H, feat, dt, [(W_hh[ff], W_ih[ff], pick(b_ih, ff), pick(b_hh, ff), True),
-                             (None, W_ih[hh], pick(b_ih, hh), None, False)])
-    W2 = _with_bias(W_hh[hh], pick(b_hh, hh), dt)                     # [U_h | b_hh_h]
+    W = _fused(H, feat, dt, [(W_hh[ff], W_ih[ff], _rows(b_ih, ff), _rows(b_hh, ff), True),
+                             (None, W_ih[hh], _rows(b_ih, hh), None, False)])
+    W2 = _with_bias(W_hh[hh], _rows(b_hh, hh), dt)                     # [U_h | b_hh_h]
     fh = np.empty((H + 1, x.shape[0]), dtype=dt)                      # [f*h; 1]
     fh[H] = 1
     cand = np.empty((H, x.shape[0]), dtype=dt)
