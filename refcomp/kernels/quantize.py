@@ -35,6 +35,7 @@ import numpy as np
 
 from .._rounding import round_code_nb, round_mode, MODES
 from ._fma import fma as _fma_nb
+from ._threads import num_threads as _num_threads
 
 __all__ = ["minmax_nonfinite", "minmax_nonfinite_twin",
            "uniform_range_codes", "uniform_range_codes_twin",
@@ -54,7 +55,7 @@ def _run(kernel, n, *args):
     """Call a prange kernel, single-threaded for small n (results are identical)."""
     if n >= _PAR_MIN:
         return kernel(*args)
-    old = numba.get_num_threads()
+    old = _num_threads()
     numba.set_num_threads(1)
     try:
         return kernel(*args)

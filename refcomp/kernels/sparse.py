@@ -27,16 +27,22 @@ identical for any thread count; below ``_PAR_MIN`` multiply-adds (spmm)
 or ``_PAR_MIN_SPMV`` stored entries plus rows (spmv, and spmv on one
 thread) a serial driver runs the same row body.  Rows are processed in the order of
 :func:`row_order` (grouped by length); the order of independent rows never
-changes a bit.  Private: callers pass C-contiguous arrays of
-consistent shapes (``out`` may be a strided view).
+changes a bit.  spmv runs, where :func:`use_sliced` says so, on the sliced
+ELLPACK copy of the matrix (:mod:`refcomp.kernels._sell`): eight rows' sums
+advance together in vector lanes, each lane still the sequential float64
+chain above, so the bits are the same.  Private: callers pass C-contiguous
+arrays of consistent shapes (``out`` may be a strided view).
 """
 
 import numba
 import numpy as np
 
 from ._fma import madd as _madd
+from ._sell import GATHER_OK, LANES, WINDOW as _SLICED_WINDOW, lanes8
+from ._sell import sliced_layout as _sliced_layout
+from ._threads import num_threads as _num_threads
 
-__all__ = ["row_order", "spmv_kernel", "spmm_kernel", "spmv_twin", "spmm_twin"]
+__all__ = ["row_order", "use_sliced", "sliced_layout", "spmv_kernel", "spmm_kernel", "spmv_twin", "spmm_twin"]
 
 #: Rows per parallel task.
 _ROW_CHUNK = 64
@@ -50,6 +56,13 @@ _PAR_MIN = 1 << 18
 #: measured on two threads: 9216x128 at 99% (11.8k entries) 16 -> 11 us).
 _PAR_MIN_SPMV = 1 << 14
 _NO_BIAS = np.zeros(1, dtype=np.float64)
+#: Cost of one slice in stored entries, for the parallel split (the tails
+#: and eight output stores).
+_SLICE_COST = 24
+#: The sliced spmv runs in parallel from this many stored entries (about
+#: 0.3 ns each on one thread: below this the launch costs more than it
+#: saves; measured 4096x512 at 97%, 63k entries: 21 us on one thread, 24 on two).
+_PAR_MIN_SLICED = 1 << 16
 #: Largest float64 copy of X that spmm makes (fits in L2 next to A's arrays).
 _X64_MAX_BYTES = 1 << 19
 
@@ -65,9 +78,9 @@ _U = np.uint64
 _ORDER_WINDOW = 256
 
 
-def row_order(indptr):
+def row_order(indptr, window=_ORDER_WINDOW):
     """Processing order of the rows: stable sort by stored length within
-    consecutive windows of ``_ORDER_WINDOW`` rows; int64 (rows,).
+    consecutive windows of ``window`` rows; int64 (rows,).
 
     Only the order in which *independent* rows are computed changes, never
     the order of the additions inside a row, so the results are identical
@@ -78,8 +91,8 @@ def row_order(indptr):
     """
     rows = indptr.shape[0] - 1
     lengths = np.diff(indptr)
-    window = np.arange(rows, dtype=np.int64) // _ORDER_WINDOW
-    return np.lexsort((lengths, window)).astype(np.int64)
+    block = np.arange(rows, dtype=np.int64) // window
+    return np.lexsort((lengths, block)).astype(np.int64)
 
 
 @numba.njit(cache=True, inline="always")
@@ -145,6 +158,107 @@ def _spmv_rows(indptr, indices, data, x, bias, has_bias, out, order, q0, q1, fus
     while q < q1:
         _spmv_row(indptr, indices, data, x, bias, has_bias, out, _U(order[q]), fused)
         q += 1
+
+
+@numba.njit(cache=True, inline="always")
+def _continue4(indptr, indices, data, x, order, q, skip, a0, a1, a2, a3, fused):
+    # Rows order[q:q+4] whose first ``skip`` entries are already summed in
+    # a0..a3: the four sequential chains continue interleaved (as in
+    # _spmv_rows), so the tails do not run one latency-bound chain at a time.
+    r0 = order[q]
+    r1 = order[q + 1]
+    r2 = order[q + 2]
+    r3 = order[q + 3]
+    s0 = indptr[r0] + skip
+    s1 = indptr[r1] + skip
+    s2 = indptr[r2] + skip
+    s3 = indptr[r3] + skip
+    e0 = indptr[r0 + 1]
+    e1 = indptr[r1 + 1]
+    e2 = indptr[r2 + 1]
+    e3 = indptr[r3 + 1]
+    n = min(min(e0 - s0, e1 - s1), min(e2 - s2, e3 - s3))
+    for i in range(n):
+        a0 = _madd(np.float64(data[s0 + i]), np.float64(x[_U(indices[s0 + i])]), a0, fused)
+        a1 = _madd(np.float64(data[s1 + i]), np.float64(x[_U(indices[s1 + i])]), a1, fused)
+        a2 = _madd(np.float64(data[s2 + i]), np.float64(x[_U(indices[s2 + i])]), a2, fused)
+        a3 = _madd(np.float64(data[s3 + i]), np.float64(x[_U(indices[s3 + i])]), a3, fused)
+    for j in range(s0 + n, e0):
+        a0 = _madd(np.float64(data[j]), np.float64(x[_U(indices[j])]), a0, fused)
+    for j in range(s1 + n, e1):
+        a1 = _madd(np.float64(data[j]), np.float64(x[_U(indices[j])]), a1, fused)
+    for j in range(s2 + n, e2):
+        a2 = _madd(np.float64(data[j]), np.float64(x[_U(indices[j])]), a2, fused)
+    for j in range(s3 + n, e3):
+        a3 = _madd(np.float64(data[j]), np.float64(x[_U(indices[j])]), a3, fused)
+    return a0, a1, a2, a3
+
+
+@numba.njit(cache=True)
+def _spmv_slices(indptr, indices, data, x, bias, has_bias, out, order, sl_ptr, sl_len, sl_tail,
+                 sl_idx, sl_data, s0, s1, fused):
+    # Slices s0..s1-1 of the sliced layout (kernels/_sell.py): eight rows'
+    # common prefix in vector lanes, then each row's sequential chain
+    # continues over its remaining entries in the CSR arrays, four rows
+    # interleaved.
+    for s in range(s0, s1):
+        n = sl_len[s]
+        acc = lanes8(sl_data, sl_idx, x, sl_ptr[s], n, fused)
+        q = s * LANES
+        if not sl_tail[s]:
+            for lane in range(LANES):
+                r = order[q + lane]
+                a = acc[lane]
+                if has_bias:
+                    a += bias[r]
+                out[r] = a
+            continue
+        lo = _continue4(indptr, indices, data, x, order, q, n, acc[0], acc[1], acc[2], acc[3],
+                        fused)
+        hi = _continue4(indptr, indices, data, x, order, q + 4, n, acc[4], acc[5], acc[6],
+                        acc[7], fused)
+        for lane in range(4):
+            r = order[q + lane]
+            a = lo[lane]
+            if has_bias:
+                a += bias[r]
+            out[r] = a
+        for lane in range(4):
+            r = order[q + 4 + lane]
+            a = hi[lane]
+            if has_bias:
+                a += bias[r]
+            out[r] = a
+
+
+@numba.njit(cache=True, parallel=True)
+def _spmv_slices_par(indptr, indices, data, x, bias, has_bias, out, order, sl_ptr, sl_len,
+                     sl_tail, sl_idx, sl_data, parts, fused):
+    # One part per thread, cut at equal cost (stored entries plus a fixed
+    # cost per row) rather than equal slice counts: the slices are sorted by
+    # length within large windows, so equal counts would hand one thread
+    # all the short rows.  Parts only change which thread computes a row.
+    n_slices = sl_len.shape[0]
+    cost = sl_ptr[n_slices] + _SLICE_COST * n_slices
+    for p in numba.prange(parts):
+        s0 = _cut(sl_ptr, n_slices, cost * p // parts)
+        s1 = _cut(sl_ptr, n_slices, cost * (p + 1) // parts)
+        _spmv_slices(indptr, indices, data, x, bias, has_bias, out, order, sl_ptr, sl_len, sl_tail,
+                     sl_idx, sl_data, s0, s1, fused)
+
+
+@numba.njit(cache=True, inline="always")
+def _cut(sl_ptr, n_slices, target):
+    # First slice s with sl_ptr[s] + _SLICE_COST * s >= target (binary search).
+    lo = 0
+    hi = n_slices
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if sl_ptr[mid] + _SLICE_COST * mid < target:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
 
 
 @numba.njit(cache=True, inline="always")
@@ -251,26 +365,63 @@ def _exact_products(data, X):
 def _parallel(work, threshold):
     # spmv on one thread: the serial driver runs the same row body without
     # the parallel launch.
-    return work >= threshold and numba.get_num_threads() > 1
+    return work >= threshold and _num_threads() > 1
 
 
 def _bias_arg(bias):
     return (_NO_BIAS, False) if bias is None else (bias, True)
 
 
-def spmv_kernel(indptr, indices, data, x, out, bias=None, order=None):
+def use_sliced(indptr):
+    """Whether spmv should run on the sliced layout of this matrix: at least
+    ``LANES`` rows, on a machine whose AVX gathers are not slowed by a
+    microcode mitigation.  A speed choice only: both kernels give the same
+    bits.  Measured on one thread (2-core VM, float32), row loop -> sliced:
+    9216x128 at 99% (1.3 entries per row) 17.8 -> 13.0 us, at 90% (12.8 per
+    row) 59 -> 40 us; 4096x4096 at 99% (41 per row) 84 -> 48 us."""
+    rows = indptr.shape[0] - 1
+    return GATHER_OK and rows >= LANES
+
+
+def sliced_layout(indptr, indices, data):
+    """The :class:`refcomp.kernels._sell.SlicedLayout` of a CSR matrix for
+    :func:`spmv_kernel`, rows grouped by length in windows of
+    ``_sell.WINDOW`` rows (:func:`row_order`)."""
+    return _sliced_layout(indptr, indices, data, row_order(indptr, _SLICED_WINDOW))
+
+
+def spmv_kernel(indptr, indices, data, x, out, bias=None, order=None, sliced=None):
     """``out[r] = round(sum_j data[j] * x[indices[j]] (+ bias[r]))`` over row r's
     entries in stored order; ``out`` (rows,) of the output dtype, written in
     place; ``bias`` float64 (rows,) or None; ``order`` a permutation of the
     rows giving the processing order (default :func:`row_order`; any
-    permutation gives the same bits)."""
+    permutation gives the same bits); ``sliced`` None or the
+    :func:`sliced_layout` of these arrays, which then replaces ``order``
+    (same bits, faster on long rows: see :func:`use_sliced`)."""
     b, has = _bias_arg(bias)
+    fused = _exact_products(data, x)
+    if sliced is not None:
+        # No float64 copy of x here: the sliced kernel converts eight gathered
+        # values in one instruction, and a freshly written copy made its
+        # gathers slower (4096x4096 at 99%: 70 -> 81 us).
+        n_slices = sliced.slice_len.shape[0]
+        order = sliced.order
+        args = (indptr, indices, data, x, b, has, out, order, sliced.slice_ptr,
+                sliced.slice_len, sliced.slice_tail, sliced.indices, sliced.data)
+        threads = _num_threads()
+        if data.shape[0] >= _PAR_MIN_SLICED and threads > 1:
+            _spmv_slices_par(*args, threads, fused)
+        else:
+            _spmv_slices(*args, 0, n_slices, fused)
+        # The last rows % LANES rows of the order are in no slice.
+        _spmv_rows(indptr, indices, data, x, b, has, out, order, n_slices * LANES,
+                   out.shape[0], fused)
+        return out
     if order is None:
         order = row_order(indptr)
-    fused = _exact_products(data, x)
     if x.dtype != np.float64:
         # A float64 copy of x (exact; O(cols)) saves one conversion per stored
-        # entry in the gather loop: measured 1050 -> 775 us on 4096x4096 at 90%.
+        # entry in the row loop: measured 1050 -> 775 us on 4096x4096 at 90%.
         x = x.astype(np.float64)
     if _parallel(data.shape[0] + out.shape[0], _PAR_MIN_SPMV):
         _spmv_par(indptr, indices, data, x, b, has, out, order, _ROW_CHUNK, fused)

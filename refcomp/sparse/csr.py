@@ -22,6 +22,8 @@ from .._errors import DTypeError, FormatError, ParameterError, ShapeError
 from .._validate import as_float_array, describe
 from ..io._h5util import write_dataset
 from ..kernels.sparse import row_order as _row_order
+from ..kernels.sparse import sliced_layout as _sliced_layout
+from ..kernels.sparse import use_sliced as _use_sliced
 
 __all__ = ["CSR", "CSC", "from_masked"]
 
@@ -54,7 +56,7 @@ def _as_matrix(name, W):
 class _Compressed:
     """Shared body of CSR and CSC (``_major`` = 0 for rows, 1 for columns)."""
 
-    __slots__ = ("shape", "weight_shape", "indptr", "indices", "data", "_order")
+    __slots__ = ("shape", "weight_shape", "indptr", "indices", "data", "_order", "_sliced")
     _major = 0
     format = None
 
@@ -67,6 +69,7 @@ class _Compressed:
         # frozen: read-only views (the caller's arrays keep their flags)
         self.indptr, self.indices, self.data = (_frozen(a) for a in (indptr, indices, data))
         self._order = None
+        self._sliced = False          # not decided yet (None: not used)
 
     # -- construction -------------------------------------------------------------
     @classmethod
@@ -149,6 +152,20 @@ class _Compressed:
         if self._order is None:
             self._order = _frozen(_row_order(self.indptr))
         return self._order
+
+    def spmv_layout(self):
+        """The sliced layout :func:`refcomp.sparse.spmv` runs on (a
+        :class:`refcomp.kernels._sell.SlicedLayout`, read-only), or None
+        where the row loop is used (:func:`refcomp.kernels.sparse.use_sliced`);
+        decided and built on first use and kept (about 8 bytes per stored
+        float32 entry).  It only schedules the same additions; results never
+        depend on it."""
+        if self._sliced is False:
+            self._sliced = None
+            if self._major == 0 and _use_sliced(self.indptr):
+                layout = _sliced_layout(self.indptr, self.indices, self.data)
+                self._sliced = type(layout)(*(_frozen(a) for a in layout))
+        return self._sliced
 
     def dequantize(self):
         """Same as :meth:`to_dense` (so a Model decodes it like any compressed weight)."""

@@ -51,7 +51,7 @@ def spmv(A, x):
                          f"got {describe(x)}")
     out = np.empty(A.shape[0], dtype=np.result_type(A.dtype, x.dtype))
     return spmv_kernel(A.indptr, A.indices, A.data, np.ascontiguousarray(x), out,
-                       order=A.processing_order())
+                       order=A.processing_order(), sliced=A.spmv_layout())
 
 
 def spmm(A, X):

@@ -1,0 +1,170 @@
+"""The sliced ELLPACK spmv path (refcomp.kernels._sell, the sliced drivers of
+refcomp.kernels.sparse): layout checked entry by entry against its
+definition, results bit-identical to a plain-Python loop and to the NumPy
+twin for every dtype pair, tails, biases, non-finite values, serial and
+parallel drivers and thread counts."""
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import refcomp.kernels.sparse as ks
+from refcomp.kernels import _sell
+from refcomp.kernels.sparse import row_order, sliced_layout, spmv_kernel, spmv_twin
+from refcomp.sparse import CSR, spmv
+from refcomp.testing import assert_bits_equal
+
+
+def mixed_matrix(rng, rows, cols, dtype, max_len):
+    """Rows of random lengths 0..max_len (so slices with and without tails)."""
+    W = np.zeros((rows, cols), dtype)
+    for r in range(rows):
+        n = int(rng.integers(0, min(cols, max_len) + 1))
+        W[r, rng.choice(cols, n, replace=False)] = rng.standard_normal(n)
+    return W
+
+
+def naive_spmv(A, x, out_dtype, bias=None):
+    """Plain Python floats over the stored entries of each row, in stored
+    order, from +0.0; bias last; one rounding."""
+    y = np.empty(A.shape[0], np.float64)
+    for r in range(A.shape[0]):
+        acc = 0.0
+        for j in range(int(A.indptr[r]), int(A.indptr[r + 1])):
+            acc += float(A.data[j]) * float(x[A.indices[j]])
+        if bias is not None:
+            acc += float(bias[r])
+        y[r] = acc
+    with np.errstate(over="ignore"):
+        return y.astype(out_dtype)
+
+
+def _force(monkeypatch, parallel):
+    monkeypatch.setattr(ks, "_PAR_MIN_SLICED", 0 if parallel else 1 << 62)
+
+
+def test_layout_matches_its_definition():
+    rng = np.random.default_rng(3)
+    A = CSR.from_dense(mixed_matrix(rng, 203, 50, np.float32, 12))
+    lay = sliced_layout(A.indptr, A.indices, A.data)
+    lanes = _sell.LANES
+    order = lay.order.tolist()
+    assert order == row_order(A.indptr, _sell.WINDOW).tolist()
+    assert sorted(order) == list(range(203))
+    n_slices = 203 // lanes
+    assert lay.slice_len.shape == (n_slices,) and lay.slice_ptr.shape == (n_slices + 1,)
+    lengths = np.diff(A.indptr)
+    pos = 0
+    for s in range(n_slices):
+        rows = order[s * lanes:(s + 1) * lanes]
+        n = min(int(lengths[r]) for r in rows)
+        assert lay.slice_len[s] == n and lay.slice_ptr[s] == pos
+        assert bool(lay.slice_tail[s]) == any(int(lengths[r]) > n for r in rows)
+        for p in range(n):
+            for lane, r in enumerate(rows):
+                assert lay.indices[pos] == A.indices[A.indptr[r] + p]
+                assert lay.data[pos].tobytes() == A.data[A.indptr[r] + p].tobytes()
+                pos += 1
+    assert lay.slice_ptr[-1] == pos == lay.indices.shape[0] == lay.data.shape[0]
+    assert lay.indices.dtype == np.int32 and lay.data.dtype == np.float32
+
+
+@pytest.mark.parametrize("par", [False, True])
+# The monkeypatched threshold is the same for every drawn input (intended).
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(0, 40), st.integers(1, 30), st.integers(0, 30),
+       st.sampled_from([np.float32, np.float64]), st.sampled_from([np.float32, np.float64]),
+       st.booleans(), st.integers(0, 2**32 - 1))
+def test_sliced_twin_and_naive(monkeypatch, par, rows, cols, max_len, adt, xdt, with_bias,
+                               seed):
+    _force(monkeypatch, par)
+    rng = np.random.default_rng(seed)
+    A = CSR.from_dense(mixed_matrix(rng, rows, cols, adt, max_len))
+    x = rng.standard_normal(cols).astype(xdt)
+    bias = rng.standard_normal(rows) if with_bias else None
+    out_dt = np.result_type(adt, xdt)
+    lay = sliced_layout(A.indptr, A.indices, A.data)
+    got = spmv_kernel(A.indptr, A.indices, A.data, x, np.empty(rows, out_dt), bias, sliced=lay)
+    assert_bits_equal(got, spmv_twin(A.indptr, A.indices, A.data, x, out_dt, bias))
+    assert_bits_equal(got, naive_spmv(A, x, out_dt, bias))
+
+
+def test_sliced_nonfinite_signed_zero_and_overflow_twin(monkeypatch):
+    # inf / NaN in x where no entry is stored add nothing; where an entry is
+    # stored they propagate per lane; an exact zero sum is +0.0; float32
+    # overflow of the final rounding gives inf; -0.0 stored explicitly is a term.
+    rng = np.random.default_rng(8)
+    rows, cols = 48, 24
+    W = mixed_matrix(rng, rows, cols, np.float32, 10)
+    W[:, 0] = 0
+    W[5, 3] = 3e38
+    W[5, 4] = 3e38
+    W[6, :] = 0
+    W[6, 7] = 1.0
+    W[6, 8] = -1.0
+    W[5, 9] = 0
+    A = CSR.from_dense(W)
+    x = rng.standard_normal(cols).astype(np.float32)
+    x[0] = np.inf            # column 0 holds no stored entry
+    x[3] = x[4] = 2.0
+    x[7] = x[8] = 1.5
+    x[9] = np.nan
+    lay = sliced_layout(A.indptr, A.indices, A.data)
+    for par in (False, True):
+        _force(monkeypatch, par)
+        got = spmv_kernel(A.indptr, A.indices, A.data, x, np.empty(rows, np.float32), sliced=lay)
+        with np.errstate(over="ignore"):       # the twin's float32 rounding overflows row 5
+            assert_bits_equal(got, spmv_twin(A.indptr, A.indices, A.data, x, np.float32))
+        assert np.isposinf(got[5])
+        assert got[6] == 0 and not np.signbit(got[6])
+        stored9 = np.array([9 in A.indices[A.indptr[r]:A.indptr[r + 1]] for r in range(rows)])
+        assert stored9.any() and np.array_equal(np.isnan(got), stored9)
+
+
+def test_parallel_parts_cover_every_slice_once():
+    rng = np.random.default_rng(4)
+    A = CSR.from_dense(mixed_matrix(rng, 8 * 37, 40, np.float32, 30))
+    lay = sliced_layout(A.indptr, A.indices, A.data)
+    n = lay.slice_len.shape[0]
+    cost = int(lay.slice_ptr[-1]) + ks._SLICE_COST * n
+    for parts in range(1, 9):
+        cuts = [int(ks._cut(lay.slice_ptr, n, cost * p // parts)) for p in range(parts + 1)]
+        assert cuts[0] == 0 and cuts[-1] == n and cuts == sorted(cuts)
+        # independent: first slice whose start cost reaches the target
+        for p in range(parts + 1):
+            target = cost * p // parts
+            want = next((s for s in range(n)
+                         if lay.slice_ptr[s] + ks._SLICE_COST * s >= target), n)
+            assert cuts[p] == want
+
+
+def test_public_spmv_uses_cached_layout_and_thread_counts_agree(monkeypatch):
+    rng = np.random.default_rng(9)
+    A = CSR.from_dense(mixed_matrix(rng, 1001, 300, np.float32, 60))
+    lay = A.spmv_layout()
+    assert lay is A.spmv_layout()                                   # built once
+    assert all(not a.flags.writeable for a in lay if isinstance(a, np.ndarray))
+    x = rng.standard_normal(300).astype(np.float32)
+    want = naive_spmv(A, x, np.float32)
+    before = numba.get_num_threads()
+    try:
+        for par in (False, True):
+            _force(monkeypatch, par)
+            for th in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+                numba.set_num_threads(th)
+                assert_bits_equal(spmv(A, x), want)
+    finally:
+        numba.set_num_threads(before)
+    # Without the gather path (a mitigated CPU) the row loop gives the same bits.
+    monkeypatch.setattr(ks, "GATHER_OK", False)
+    B = CSR(A.indptr.copy(), A.indices.copy(), A.data.copy(), A.shape)
+    assert B.spmv_layout() is None
+    assert_bits_equal(spmv(B, x), want)
+
+
+def test_small_matrices_skip_the_layout():
+    A = CSR.from_dense(np.eye(7, dtype=np.float32))
+    assert A.spmv_layout() is None
+    assert_bits_equal(spmv(A, np.arange(7, dtype=np.float32)), np.arange(7, dtype=np.float32))
