@@ -38,6 +38,7 @@ import numba
 import numpy as np
 
 from ._fma import madd as _madd
+from ._rowvec import ROWVEC_OK, row_block
 from ._sell import GATHER_OK, LANES, WINDOW as _SLICED_WINDOW, lanes8
 from ._sell import sliced_layout as _sliced_layout
 from ._threads import num_threads as _num_threads
@@ -305,6 +306,26 @@ def _spmm_rows(indptr, indices, data, X, bias, has_bias, out, order, q0, q1, fus
             _spmm_pass(indices, data, X, acc, out, r, j, 4, from_acc, True, b, has_bias, k, fused)
 
 
+@numba.njit(cache=True)
+def _spmm_rows_vec(indptr, indices, data, X, bias, has_bias, out, order, q0, q1, fused):
+    # Rows order[q0:q1], each with its accumulators in vector registers
+    # (kernels/_rowvec.py).
+    for q in range(q0, q1):
+        r = order[q]
+        row_block(data, indices, X, indptr[r], indptr[r + 1], out, r, bias, has_bias, fused)
+
+
+# The three parallel drivers differ only in the row function they call;
+# a shared factory would make them closures, which Numba does not cache
+# (a parallel compile costs about a second in every new process).
+@numba.njit(cache=True, parallel=True)
+def _spmm_par_vec(indptr, indices, data, X, bias, has_bias, out, order, chunk, fused):
+    rows = out.shape[0]
+    for c in numba.prange((rows + chunk - 1) // chunk):
+        _spmm_rows_vec(indptr, indices, data, X, bias, has_bias, out, order, c * chunk,
+                       min(rows, (c + 1) * chunk), fused)
+
+
 @numba.njit(cache=True, parallel=True)
 def _spmv_par(indptr, indices, data, x, bias, has_bias, out, order, chunk, fused):
     rows = out.shape[0]
@@ -327,8 +348,8 @@ def _exact_products(data, X):
 
 
 def _parallel(work, threshold):
-    # spmv on one thread: the serial driver runs the same row body without
-    # the parallel launch.
+    # On one thread the serial driver runs the same row body without the
+    # parallel launch.
     return work >= threshold and _num_threads() > 1
 
 
@@ -402,16 +423,25 @@ def spmm_kernel(indptr, indices, data, X, out, bias=None, order=None):
     if order is None:
         order = row_order(indptr)
     fused = _exact_products(data, X)
+    parallel = _parallel(data.shape[0] * X.shape[1], _PAR_MIN)
+    if ROWVEC_OK:
+        # Accumulators in registers; X is read as stored (a float32 row of
+        # 64 is 256 bytes: the whole of a 128x64 X stays in L1, where a
+        # float64 copy would not).
+        if parallel:
+            _spmm_par_vec(indptr, indices, data, X, b, has, out, order, _ROW_CHUNK, fused)
+        else:
+            _spmm_rows_vec(indptr, indices, data, X, b, has, out, order, 0, out.shape[0], fused)
+        return out
     if fused and X.nbytes <= _X64_MAX_BYTES // 2:
         # float64 copy of a small X (exact): the inner loop then loads its
         # operand straight into the FMA; measured 9216x128 at 90%, k=64:
         # 980 -> 780 us.  A large copy falls out of L2 and costs more than
         # the conversions it saves (4096x4096: 12.4 -> 17.3 ms).
         X = X.astype(np.float64)
-    # The parallel driver also on one thread: its compiled row loop is faster
-    # (9216x128 at 99%, k=64: 176-190 us against 255-290 us for the serial
-    # function), so only small products take the serial one.
-    if data.shape[0] * X.shape[1] >= _PAR_MIN:
+    # Serial driver on one thread (the parallel driver run on one thread
+    # measured 2-10 % slower: 9216x128 at 99%, k=64, 221 against 245 us).
+    if parallel:
         _spmm_par(indptr, indices, data, X, b, has, out, order, _ROW_CHUNK, fused)
     else:
         _spmm_rows(indptr, indices, data, X, b, has, out, order, 0, out.shape[0], fused)

@@ -1,8 +1,10 @@
-"""The sliced ELLPACK spmv path (refcomp.kernels._sell, the sliced drivers of
-refcomp.kernels.sparse): layout checked entry by entry against its
-definition, results bit-identical to a plain-Python loop and to the NumPy
-twin for every dtype pair, tails, biases, non-finite values, serial and
-parallel drivers and thread counts."""
+"""The vector-register sparse kernels: the sliced ELLPACK spmv path
+(refcomp.kernels._sell) and the register-accumulator spmm rows
+(refcomp.kernels._rowvec).  The layout is checked entry by entry against its
+definition; results are bit-identical to a plain-Python loop and to the
+NumPy twin for every dtype pair, tails, partial column blocks, strided
+outputs, biases, non-finite values, serial and parallel drivers and thread
+counts, and to the scalar kernels they replace."""
 
 import numba
 import numpy as np
@@ -12,7 +14,8 @@ from hypothesis import strategies as st
 
 import refcomp.kernels.sparse as ks
 from refcomp.kernels import _sell
-from refcomp.kernels.sparse import row_order, sliced_layout, spmv_kernel, spmv_twin
+from refcomp.kernels.sparse import (row_order, sliced_layout, spmm_kernel, spmm_twin,
+                                    spmv_kernel, spmv_twin)
 from refcomp.sparse import CSR, spmv
 from refcomp.testing import assert_bits_equal
 
@@ -168,3 +171,67 @@ def test_small_matrices_skip_the_layout():
     A = CSR.from_dense(np.eye(7, dtype=np.float32))
     assert A.spmv_layout() is None
     assert_bits_equal(spmv(A, np.arange(7, dtype=np.float32)), np.arange(7, dtype=np.float32))
+
+
+# -- spmm with the accumulators in registers (kernels/_rowvec.py) -------------------
+
+def naive_spmm(A, X, out_dtype, bias=None):
+    """Plain Python floats per output element over the row's stored entries."""
+    rows, k = A.shape[0], X.shape[1]
+    y = np.empty((rows, k), np.float64)
+    for r in range(rows):
+        for t in range(k):
+            acc = 0.0
+            for j in range(int(A.indptr[r]), int(A.indptr[r + 1])):
+                acc += float(A.data[j]) * float(X[A.indices[j], t])
+            if bias is not None:
+                acc += float(bias[r])
+            y[r, t] = acc
+    with np.errstate(over="ignore"):
+        return y.astype(out_dtype)
+
+
+@pytest.mark.parametrize("vec", [True, False])
+@pytest.mark.parametrize("par", [False, True])
+# The monkeypatched switches are the same for every drawn input (intended).
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(0, 30), st.integers(1, 25), st.integers(1, 140),
+       st.sampled_from([np.float32, np.float64]), st.sampled_from([np.float32, np.float64]),
+       st.booleans(), st.booleans(), st.integers(0, 2**32 - 1))
+def test_spmm_register_rows_twin_and_naive(monkeypatch, vec, par, rows, cols, k, adt, xdt,
+                                           with_bias, strided, seed):
+    # k from 1 to 140 covers full 64-column blocks and partial blocks of
+    # 8, 16, 32 and 64 lanes; strided outputs take the scatter store.
+    monkeypatch.setattr(ks, "ROWVEC_OK", vec)
+    monkeypatch.setattr(ks, "_PAR_MIN", 0 if par else 1 << 62)
+    rng = np.random.default_rng(seed)
+    A = CSR.from_dense(mixed_matrix(rng, rows, cols, adt, 9))
+    X = rng.standard_normal((cols, k)).astype(xdt)
+    bias = rng.standard_normal(rows) if with_bias else None
+    out_dt = np.result_type(adt, xdt)
+    out = np.empty((k, rows), out_dt).T if strided else np.empty((rows, k), out_dt)
+    spmm_kernel(A.indptr, A.indices, A.data, X, out, bias)
+    want = spmm_twin(A.indptr, A.indices, A.data, X, out_dt, bias)
+    assert_bits_equal(np.ascontiguousarray(out), want)
+    if k <= 70 and rows * cols <= 300:
+        assert_bits_equal(want, naive_spmm(A, X, out_dt, bias))
+
+
+def test_spmm_register_rows_nonfinite_and_thread_counts(monkeypatch):
+    rng = np.random.default_rng(12)
+    A = CSR.from_dense(mixed_matrix(rng, 130, 40, np.float32, 20))
+    X = rng.standard_normal((40, 75)).astype(np.float32)
+    X[0, :] = np.inf                 # rows storing column 0 get +-inf (or NaN)
+    X[1, 5] = np.nan
+    X[2, 70] = 3e38                  # float32 overflow of the final rounding
+    want = naive_spmm(A, X, np.float32)
+    before = numba.get_num_threads()
+    try:
+        for par in (False, True):
+            monkeypatch.setattr(ks, "_PAR_MIN", 0 if par else 1 << 62)
+            for th in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+                numba.set_num_threads(th)
+                from refcomp.sparse import spmm
+                assert_bits_equal(spmm(A, X), want)
+    finally:
+        numba.set_num_threads(before)
