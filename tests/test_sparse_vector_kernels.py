@@ -203,6 +203,7 @@ def test_spmm_register_rows_twin_and_naive(monkeypatch, vec, par, rows, cols, k,
     # k from 1 to 140 covers full 64-column blocks and partial blocks of
     # 8, 16, 32 and 64 lanes; strided outputs take the scatter store.
     monkeypatch.setattr(ks, "ROWVEC_OK", vec)
+    monkeypatch.setattr(ks, "_ROWVEC_MAX_K", 1 << 30)     # several 64-column blocks too
     monkeypatch.setattr(ks, "_PAR_MIN", 0 if par else 1 << 62)
     rng = np.random.default_rng(seed)
     A = CSR.from_dense(mixed_matrix(rng, rows, cols, adt, 9))

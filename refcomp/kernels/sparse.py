@@ -64,6 +64,12 @@ _SLICE_COST = 24
 #: 0.3 ns each on one thread: below this the launch costs more than it
 #: saves; measured 4096x512 at 97%, 63k entries: 21 us on one thread, 24 on two).
 _PAR_MIN_SLICED = 1 << 16
+#: spmm keeps its accumulators in registers (kernels/_rowvec.py) up to this
+#: many columns of X.  Wider X are read in 64-column blocks, one block per
+#: pass over a row's entries, and the row sweeps then stream X better
+#: (one thread, 128x9216 at 90%: k = 64 1.05 against 1.17 ms, k = 256 6.98
+#: against 6.87 ms, k = 1000 33 against 21 ms).
+_ROWVEC_MAX_K = 128
 #: Largest float64 copy of X that spmm makes (fits in L2 next to A's arrays).
 _X64_MAX_BYTES = 1 << 19
 
@@ -424,7 +430,7 @@ def spmm_kernel(indptr, indices, data, X, out, bias=None, order=None):
         order = row_order(indptr)
     fused = _exact_products(data, X)
     parallel = _parallel(data.shape[0] * X.shape[1], _PAR_MIN)
-    if ROWVEC_OK:
+    if ROWVEC_OK and X.shape[1] <= _ROWVEC_MAX_K:
         # Accumulators in registers; X is read as stored (a float32 row of
         # 64 is 256 bytes: the whole of a 128x64 X stays in L1, where a
         # float64 copy would not).
