@@ -48,7 +48,10 @@ def _force(monkeypatch, parallel):
     monkeypatch.setattr(ks, "_PAR_MIN_SLICED", 0 if parallel else 1 << 62)
 
 
-def test_layout_matches_its_definition():
+@pytest.mark.parametrize("batch", [None, 5, 100])
+def test_layout_matches_its_definition(monkeypatch, batch):
+    if batch is not None:                     # built in several batches
+        monkeypatch.setattr(_sell, "_BUILD_BATCH", batch)
     rng = np.random.default_rng(3)
     A = CSR.from_dense(mixed_matrix(rng, 203, 50, np.float32, 12))
     lay = sliced_layout(A.indptr, A.indices, A.data)

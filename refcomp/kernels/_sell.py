@@ -47,6 +47,8 @@ LANES = 8
 #: window (:data:`refcomp.kernels.sparse._ORDER_WINDOW`) this one does not
 #: trade against the locality of the stored entries.
 WINDOW = 1 << 14
+#: Layout positions built per batch by :func:`sliced_layout`.
+_BUILD_BATCH = 1 << 20
 
 SlicedLayout = namedtuple("SlicedLayout", "order slice_ptr slice_len slice_tail indices data")
 SlicedLayout.__doc__ = """Sliced ELLPACK prefix of a CSR matrix (see module docstring).
@@ -77,11 +79,23 @@ def sliced_layout(indptr, indices, data, order):
     slice_ptr = np.zeros(n_slices + 1, dtype=np.int64)
     np.cumsum(slice_len * LANES, out=slice_ptr[1:])
     total = int(slice_ptr[-1])
-    # Position q of the layout: slice s, step p, lane l -> CSR entry starts[s, l] + p.
-    s = np.repeat(np.arange(n_slices, dtype=np.int64), slice_len * LANES)
-    within = np.arange(total, dtype=np.int64) - slice_ptr[s]
-    src = starts[s, within % LANES] + within // LANES
-    return SlicedLayout(order, slice_ptr, slice_len, slice_tail, indices[src], data[src])
+    out_indices = np.empty(total, dtype=indices.dtype)
+    out_data = np.empty(total, dtype=data.dtype)
+    # In batches of about _BUILD_BATCH positions, so the int64 temporaries
+    # stay small whatever nnz is (a single pass would need 24 bytes per entry).
+    s0 = 0
+    while s0 < n_slices:
+        s1 = int(np.searchsorted(slice_ptr, slice_ptr[s0] + _BUILD_BATCH, side="right"))
+        s1 = min(n_slices, max(s1 - 1, s0 + 1))
+        q0, q1 = int(slice_ptr[s0]), int(slice_ptr[s1])
+        # Position q of the layout: slice s, step p, lane l -> CSR entry starts[s, l] + p.
+        s = np.repeat(np.arange(s0, s1, dtype=np.int64), slice_len[s0:s1] * LANES)
+        within = np.arange(q0, q1, dtype=np.int64) - slice_ptr[s]
+        src = starts[s, within % LANES] + within // LANES
+        out_indices[q0:q1] = indices[src]
+        out_data[q0:q1] = data[src]
+        s0 = s1
+    return SlicedLayout(order, slice_ptr, slice_len, slice_tail, out_indices, out_data)
 
 
 def _lanes8_codegen(fused):
