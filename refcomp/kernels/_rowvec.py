@@ -31,6 +31,7 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 from ._fma import madd
+from ._host import has_feature
 
 __all__ = ["ROWVEC_OK", "row_block"]
 
@@ -213,15 +214,7 @@ if numba.config.DISABLE_JIT:
     row_block = _row_block_interpreted   # noqa: F811  (intrinsics cannot be interpreted)
 
 
-def _host_has_avx512():
-    try:
-        import llvmlite.binding as llvm
-        return bool(llvm.get_host_cpu_features().get("avx512f", False))
-    except Exception:      # pragma: no cover - feature query unavailable
-        return False
-
-
 #: Whether spmm uses this kernel: with AVX-512 the masked loads and stores
 #: are single instructions; without it LLVM expands them lane by lane and
 #: the row sweeps of :mod:`refcomp.kernels.sparse` are faster (same bits).
-ROWVEC_OK = _host_has_avx512() and numba.config.CPU_NAME in (None, "host")
+ROWVEC_OK = has_feature("avx512f")

@@ -34,6 +34,7 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 from ._fma import madd
+from ._host import has_feature
 
 __all__ = ["LANES", "WINDOW", "GATHER_OK", "SlicedLayout", "sliced_layout", "lanes8"]
 
@@ -206,5 +207,6 @@ def _gather_microcode_mitigated():
 
 
 #: Whether the sliced kernel is used at all on this machine (speed only:
-#: both paths give the same bits).
-GATHER_OK = not _gather_microcode_mitigated()
+#: both paths give the same bits): it needs hardware gathers (AVX2; measured
+#: with AVX-512) that no microcode mitigation slows down.
+GATHER_OK = has_feature("avx2") and not _gather_microcode_mitigated()
