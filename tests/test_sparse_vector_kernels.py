@@ -79,7 +79,8 @@ def test_layout_matches_its_definition(monkeypatch, batch):
 
 @pytest.mark.parametrize("par", [False, True])
 # The monkeypatched threshold is the same for every drawn input (intended).
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.integers(0, 40), st.integers(1, 30), st.integers(0, 30),
        st.sampled_from([np.float32, np.float64]), st.sampled_from([np.float32, np.float64]),
        st.booleans(), st.integers(0, 2**32 - 1))
@@ -197,7 +198,8 @@ def naive_spmm(A, X, out_dtype, bias=None):
 @pytest.mark.parametrize("vec", [True, False])
 @pytest.mark.parametrize("par", [False, True])
 # The monkeypatched switches are the same for every drawn input (intended).
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=20, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.integers(0, 30), st.integers(1, 25), st.integers(1, 140),
        st.sampled_from([np.float32, np.float64]), st.sampled_from([np.float32, np.float64]),
        st.booleans(), st.booleans(), st.integers(0, 2**32 - 1))

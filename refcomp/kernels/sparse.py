@@ -43,7 +43,8 @@ from ._sell import GATHER_OK, LANES, WINDOW as _SLICED_WINDOW, lanes8
 from ._sell import sliced_layout as _sliced_layout
 from ._threads import num_threads as _num_threads
 
-__all__ = ["row_order", "use_sliced", "sliced_layout", "spmv_kernel", "spmm_kernel", "spmv_twin", "spmm_twin"]
+__all__ = ["row_order", "use_sliced", "sliced_layout", "spmv_kernel", "spmm_kernel",
+           "spmv_twin", "spmm_twin"]
 
 #: Rows per parallel task.
 _ROW_CHUNK = 64
@@ -206,7 +207,7 @@ def _spmv_slices(indptr, indices, data, x, bias, has_bias, out, order, sl_ptr, s
 def _spmv_slices_par(indptr, indices, data, x, bias, has_bias, out, order, sl_ptr, sl_len,
                      sl_tail, sl_idx, sl_data, parts, fused):
     # One part per thread, cut at equal cost (stored entries plus a fixed
-    # cost per row) rather than equal slice counts: the slices are sorted by
+    # cost per slice) rather than equal slice counts: the slices are sorted by
     # length within large windows, so equal counts would hand one thread
     # all the short rows.  Parts only change which thread computes a row.
     n_slices = sl_len.shape[0]
