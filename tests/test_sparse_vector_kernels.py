@@ -148,6 +148,7 @@ def test_parallel_parts_cover_every_slice_once():
 
 
 def test_public_spmv_uses_cached_layout_and_thread_counts_agree(monkeypatch):
+    monkeypatch.setattr(ks, "GATHER_OK", True)   # the sliced path even where it is not chosen
     rng = np.random.default_rng(9)
     A = CSR.from_dense(mixed_matrix(rng, 1001, 300, np.float32, 60))
     lay = A.spmv_layout()
@@ -223,7 +224,9 @@ def test_spmm_register_rows_twin_and_naive(monkeypatch, vec, par, rows, cols, k,
         assert_bits_equal(want, naive_spmm(A, X, out_dt, bias))
 
 
-def test_spmm_register_rows_nonfinite_and_thread_counts(monkeypatch):
+@pytest.mark.parametrize("vec", [True, False])
+def test_spmm_register_rows_nonfinite_and_thread_counts(monkeypatch, vec):
+    monkeypatch.setattr(ks, "ROWVEC_OK", vec)
     rng = np.random.default_rng(12)
     A = CSR.from_dense(mixed_matrix(rng, 130, 40, np.float32, 20))
     X = rng.standard_normal((40, 75)).astype(np.float32)
@@ -241,3 +244,86 @@ def test_spmm_register_rows_nonfinite_and_thread_counts(monkeypatch):
                 assert_bits_equal(spmm(A, X), want)
     finally:
         numba.set_num_threads(before)
+
+
+def test_sliced_nonfinite_unfused_paths_twin(monkeypatch):
+    # float64 values or float64 x: the sliced kernel multiplies then adds
+    # (no FMA); inf, NaN and overflow still match the twin bit for bit.
+    monkeypatch.setattr(ks, "GATHER_OK", True)
+    rng = np.random.default_rng(21)
+    for adt, xdt in ((np.float64, np.float64), (np.float32, np.float64),
+                     (np.float64, np.float32)):
+        W = mixed_matrix(rng, 64, 30, adt, 12)
+        W[3, :4] = [1e308, 1e308, -1.0, 2.0] if adt == np.float64 else [3e38, 3e38, -1.0, 2.0]
+        A = CSR.from_dense(W)
+        x = rng.standard_normal(30).astype(xdt)
+        x[1] = np.inf
+        x[7] = np.nan
+        x[2] = 1e308 if xdt == np.float64 else 3e38
+        out_dt = np.result_type(adt, xdt)
+        lay = sliced_layout(A.indptr, A.indices, A.data)
+        got = spmv_kernel(A.indptr, A.indices, A.data, x, np.empty(64, out_dt), sliced=lay)
+        with np.errstate(over="ignore", invalid="ignore"):
+            want = spmv_twin(A.indptr, A.indices, A.data, x, out_dt)
+        assert_bits_equal(got, want)
+        assert np.isnan(got).any() and np.isinf(got).any()
+
+
+@pytest.mark.parametrize("vec", [True, False])
+def test_non_contiguous_csr_arrays_are_packed(monkeypatch, vec):
+    # Strided, reversed and record-field views handed to the constructor are
+    # copied into packed arrays (the vector kernels address them as packed
+    # memory): every product matches the twin of the packed arrays.
+    monkeypatch.setattr(ks, "ROWVEC_OK", vec)
+    rng = np.random.default_rng(31)
+    B = CSR.from_dense(mixed_matrix(rng, 40, 12, np.float32, 8))
+    rec = np.zeros(B.nnz, dtype=[("col", np.int32), ("val", np.float32)])
+    rec["col"], rec["val"] = B.indices, B.data
+    views = [
+        (B.indptr, rec["col"], rec["val"]),                                    # record fields
+        (B.indptr, np.repeat(B.indices, 2)[::2], np.repeat(B.data, 2)[::2]),   # stride 2
+        (B.indptr, B.indices[::-1].copy()[::-1], B.data[::-1].copy()[::-1]),   # negative stride
+    ]
+    from refcomp.sparse import linear, spmm
+    x = rng.standard_normal(12).astype(np.float32)
+    X = rng.standard_normal((12, 20)).astype(np.float32)
+    for indptr, indices, data in views:
+        A = CSR(indptr, indices, data, B.shape)
+        assert A.indices.flags.c_contiguous and A.data.flags.c_contiguous
+        assert_bits_equal(A.data, B.data)
+        assert_bits_equal(spmv(A, x), spmv_twin(B.indptr, B.indices, B.data, x, np.float32))
+        assert_bits_equal(spmm(A, X), spmm_twin(B.indptr, B.indices, B.data, X, np.float32))
+        assert_bits_equal(linear(X.T.copy(), A),
+                          spmm_twin(B.indptr, B.indices, B.data, X, np.float32).T)
+
+
+def test_two_nans_meeting_give_a_nan(monkeypatch):
+    # Which payload survives when two NaNs meet is not specified (module
+    # docstring of refcomp.kernels.sparse); that the result is a NaN is.
+    qa, qb = np.array([0x7FF8000000000001, 0x7FF8000000000002], np.uint64).view(np.float64)
+    A = CSR.from_dense(np.full((8, 1), qa), mask=np.ones((8, 1), bool))
+    from refcomp.sparse import spmm
+    for vec in (True, False):
+        monkeypatch.setattr(ks, "ROWVEC_OK", vec)
+        monkeypatch.setattr(ks, "GATHER_OK", vec)
+        B = CSR(A.indptr, A.indices, A.data, A.shape)
+        assert np.isnan(spmv(B, np.array([qb]))).all()
+        assert np.isnan(spmm(B, np.array([[qb, 1.0]]))).all()
+
+
+def test_pickle_drops_the_caches_and_old_pickles_load():
+    import pickle
+    rng = np.random.default_rng(41)
+    A = CSR.from_dense(mixed_matrix(rng, 50, 20, np.float32, 10))
+    x = rng.standard_normal(20).astype(np.float32)
+    y = spmv(A, x)                                  # builds the caches
+    B = pickle.loads(pickle.dumps(A))
+    assert B._order is None and B._sliced is False
+    assert_bits_equal(spmv(B, x), y)
+    assert len(pickle.dumps(A)) < 4 * A.nnz + 8 * A.nnz + 8 * 51 + 2000   # no layout inside
+    # The state an older version pickled (default slots state, no cache slots).
+    C = CSR.__new__(CSR)
+    C.__setstate__((None, {"shape": A.shape, "weight_shape": A.weight_shape,
+                           "indptr": A.indptr, "indices": A.indices, "data": A.data,
+                           "_order": None}))
+    assert_bits_equal(spmv(C, x), y)

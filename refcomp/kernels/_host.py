@@ -18,9 +18,15 @@ def _host_features():
         return {}                    # compiled for another target: assume nothing
     try:
         import llvmlite.binding as llvm
-        return dict(llvm.get_host_cpu_features())
+        features = dict(llvm.get_host_cpu_features())
     except Exception:                # pragma: no cover - feature query unavailable
         return {}
+    # NUMBA_CPU_FEATURES ("+avx2,-avx512f,...") overrides what Numba compiles for.
+    for item in (numba.config.CPU_FEATURES or "").split(","):
+        item = item.strip()
+        if item[:1] in "+-" and len(item) > 1:
+            features[item[1:]] = item[0] == "+"
+    return features
 
 
 _FEATURES = _host_features()

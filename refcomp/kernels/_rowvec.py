@@ -20,8 +20,15 @@ Arithmetic per lane: ``acc = fma(float64(data[j]), float64(X[c, t]), acc)``
 when ``fused`` (callers set it only when both factors are float32, so the
 product is exact and the fused result equals ``acc + a*x``), else
 ``acc = acc + a*x`` with a separate multiply; float32 operands are widened
-exactly.  Private: no bounds checks; X C-contiguous; ``out`` rows may be
-strided (then a scatter store is used).
+exactly.  Private: no bounds checks; ``data`` (float32/float64),
+``indices`` (int32), X (2-D, float32/float64) and ``bias`` (float64) must be
+C-contiguous (the typer refuses other layouts); ``out`` may be strided (then
+a scatter store is used).
+
+NaN: a NaN operand propagates as in the scalar kernels; when two NaNs meet
+in one operation, which payload survives is not specified (IEEE 754 leaves
+it open, and LLVM may commute the operands), so only such results may differ
+in their payload bits between kernels.
 """
 
 import numba
@@ -143,9 +150,23 @@ def _codegen(lanes, fused):
     return codegen
 
 
+def _packed(arr, ndim, dtypes):
+    # The codegen addresses these arrays as packed C-order memory.
+    return (isinstance(arr, types.Array) and arr.ndim == ndim and arr.layout == "C"
+            and arr.dtype in dtypes)
+
+
+_FLOATS = (types.float32, types.float64)
+
+
 def _make_intrinsic(lanes, fused):
     @intrinsic
     def _row_block(typingctx, data, index, X, j0, j1, out, r, c0, width, bias, has_bias):
+        # out may have any strides (a scatter stores a strided row).
+        if not (_packed(data, 1, _FLOATS) and _packed(index, 1, (types.int32,))
+                and _packed(X, 2, _FLOATS) and _packed(bias, 1, (types.float64,))
+                and isinstance(out, types.Array) and out.ndim == 2 and out.dtype in _FLOATS):
+            return None
         sig = types.void(data, index, X, types.int64, types.int64, out, types.int64,
                          types.int64, types.int64, bias, types.boolean)
         return sig, _codegen(lanes, fused)

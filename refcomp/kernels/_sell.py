@@ -8,14 +8,15 @@ entry p of row lane l at ``start + 8*p + l``, so one vector load brings the
 p-th index (and value) of all eight rows, one AVX gather their ``x``
 elements, and one vector multiply-add advances eight independent row sums.
 Measured on the 2-core test VM (4096x4096 at 99%, float32, one thread):
-97 -> 74 us, identical bits.
+84 -> 48 us, identical bits.
 
 Arithmetic: lane l of :func:`lanes8` is exactly the sequential float64 sum
 of the scalar kernels, ``acc = acc + float64(value) * x[index]`` (or the
 fused ``fma(float64(value), x[index], acc)`` when ``fused``, which callers
 set only when the product is exact) for p = 0, 1, ..., n-1, starting from
 +0.0.  Vector lanes never mix, so no reassociation happens; the result is
-bit-identical to the row loop.
+bit-identical to the row loop.  (NaN: when two NaNs meet in one operation,
+which payload survives is not specified, see :mod:`refcomp.kernels.sparse`.)
 
 Only the common prefix of each group of eight rows is stored here (``n`` =
 the shortest row of the group, no padding, so no fake terms); the rest of
@@ -158,9 +159,11 @@ def _lanes8_codegen(fused):
 
 @intrinsic
 def _lanes8_intrinsic(typingctx, data, index, x, start, n, fused):
+    # The codegen addresses the arrays as packed memory: C-contiguous only.
     if not (isinstance(data, types.Array) and data.dtype in (types.float32, types.float64)
             and isinstance(index, types.Array) and index.dtype == types.int32
             and isinstance(x, types.Array) and x.dtype in (types.float32, types.float64)
+            and all(a.ndim == 1 and a.layout == "C" for a in (data, index, x))
             and isinstance(fused, types.BooleanLiteral)):
         return None
     sig = types.UniTuple(types.float64, LANES)(data, index, x, types.int64, types.int64, fused)

@@ -22,10 +22,19 @@ reference bit for bit, because adding ``x * 0.0 = +-0.0`` to a float64
 accumulator that starts at +0.0 never changes it (a sum that is exactly zero
 rounds to +0.0, so the accumulator is never -0.0).
 
+NaN payloads: a single NaN operand propagates (quieted) with its payload.
+When two NaNs meet in one operation (a NaN product added to a NaN
+accumulator, or a NaN value times a NaN x), IEEE 754 does not say whose
+payload survives; x86 keeps the first operand's, and LLVM may commute the
+operands of a vector multiply or add.  So in that case only, the payload
+bits may differ between the kernels, the twins and hosts (the sign and the
+quiet bit of such a NaN too); every other bit is as stated.
+
 Kernels run in parallel over rows (independent outputs) only, so results are
-identical for any thread count; below ``_PAR_MIN`` multiply-adds (spmm)
-or ``_PAR_MIN_SPMV`` stored entries plus rows (spmv, and spmv on one
-thread) a serial driver runs the same row body.  Rows are processed in the order of
+identical for any thread count.  A serial driver runs the same row body on
+one thread, and below ``_PAR_MIN`` multiply-adds (spmm), ``_PAR_MIN_SPMV``
+stored entries plus rows (spmv row loop) or ``_PAR_MIN_SLICED`` stored
+entries (sliced spmv).  Rows are processed in the order of
 :func:`row_order` (grouped by length); the order of independent rows never
 changes a bit.  spmv runs, where :func:`use_sliced` says so, on the sliced
 ELLPACK copy of the matrix (:mod:`refcomp.kernels._sell`): eight rows' sums

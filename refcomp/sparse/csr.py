@@ -66,10 +66,29 @@ class _Compressed:
         self.weight_shape = shape if weight_shape is None else tuple(int(s) for s in weight_shape)
         self.indptr, self.indices, self.data = indptr, indices, data
         _check_structure(self)
-        # frozen: read-only views (the caller's arrays keep their flags)
-        self.indptr, self.indices, self.data = (_frozen(a) for a in (indptr, indices, data))
+        # frozen: read-only views (the caller's arrays keep their flags); a
+        # non-contiguous array (a strided or reversed view, a field of a
+        # record array) is copied first: the kernels read them as packed.
+        self.indptr, self.indices, self.data = (
+            _frozen(np.ascontiguousarray(a)) for a in (indptr, indices, data))
+        self._clear_caches()
+
+    def _clear_caches(self):
         self._order = None
         self._sliced = False          # not decided yet (None: not used)
+
+    # Pickles carry the matrix, not the kernels' caches (rebuilt on use; a
+    # pickle of an older version, without the cache slots, loads too).
+    def __getstate__(self):
+        return {k: getattr(self, k) for k in ("shape", "weight_shape", "indptr", "indices",
+                                              "data")}
+
+    def __setstate__(self, state):
+        if isinstance(state, tuple):              # default slots pickle: (None, {slot: value})
+            state = state[1]
+        for k in ("shape", "weight_shape", "indptr", "indices", "data"):
+            setattr(self, k, state[k])
+        self._clear_caches()
 
     # -- construction -------------------------------------------------------------
     @classmethod
@@ -161,10 +180,11 @@ class _Compressed:
         float32 entry).  It only schedules the same additions; results never
         depend on it."""
         if self._sliced is False:
-            self._sliced = None
+            layout = None
             if self._major == 0 and _use_sliced(self.indptr):
                 layout = _sliced_layout(self.indptr, self.indices, self.data)
-                self._sliced = type(layout)(*(_frozen(a) for a in layout))
+                layout = type(layout)(*(_frozen(a) for a in layout))
+            self._sliced = layout      # set only once built (an interrupted build retries)
         return self._sliced
 
     def dequantize(self):
@@ -296,7 +316,8 @@ class CSR(_Compressed):
 
     The constructor ``CSR(indptr, indices, data, shape, weight_shape=None)``
     validates the structure (FormatError if inconsistent) and keeps read-only
-    views of the arrays (no copy; the caller must not modify them afterwards).
+    views of the arrays (no copy when they are contiguous, which the caller
+    must not modify afterwards; a non-contiguous array is copied).
     """
 
     __slots__ = ()

@@ -23,7 +23,10 @@ _ARITHMETIC = """
     nothing, as in scipy.sparse); stored explicit zeros are terms.  For
     finite inputs the result equals the float64-accumulated dense product of
     ``A.to_dense()`` in column order bit for bit.  Deterministic for any
-    thread count (parallel over rows only).
+    thread count (parallel over rows only).  NaN: a NaN operand propagates
+    with its payload; where two NaNs meet in one operation, which payload
+    survives is not specified (IEEE 754), and only then may payload bits
+    differ between hosts.
 """
 
 
