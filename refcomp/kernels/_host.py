@@ -10,7 +10,7 @@ Both give the same bits, so nothing here changes a result.
 
 import numba
 
-__all__ = ["has_feature"]
+__all__ = ["has_feature", "gathers_mitigated"]
 
 
 def _host_features():
@@ -36,3 +36,15 @@ def has_feature(name):
     """Whether code compiled by Numba here may use the CPU feature ``name``
     (LLVM's name: ``"avx2"``, ``"avx512f"``, ...)."""
     return bool(_FEATURES.get(name, False))
+
+
+def gathers_mitigated():
+    """Whether Intel's Gather Data Sampling mitigation ("Downfall", 2023) is
+    active: its microcode makes every AVX gather several times slower, so
+    the gather kernels lose to the scalar ones (Linux reports it in sysfs;
+    elsewhere assumed inactive)."""
+    try:
+        with open("/sys/devices/system/cpu/vulnerabilities/gather_data_sampling") as f:
+            return f.read().startswith("Mitigation")
+    except OSError:
+        return False

@@ -35,7 +35,7 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 from ._fma import madd
-from ._host import has_feature
+from ._host import gathers_mitigated, has_feature
 
 __all__ = ["LANES", "WINDOW", "GATHER_OK", "SlicedLayout", "sliced_layout", "lanes8"]
 
@@ -199,17 +199,7 @@ if numba.config.DISABLE_JIT:
     lanes8 = _lanes8_interpreted    # noqa: F811  (an intrinsic cannot be interpreted)
 
 
-def _gather_microcode_mitigated():
-    # Intel's Gather Data Sampling mitigation ("Downfall", 2023) makes every
-    # AVX gather several times slower; there the row loop is faster.
-    try:
-        with open("/sys/devices/system/cpu/vulnerabilities/gather_data_sampling") as f:
-            return f.read().startswith("Mitigation")
-    except OSError:
-        return False
-
-
 #: Whether the sliced kernel is used at all on this machine (speed only:
 #: both paths give the same bits): it needs hardware gathers (AVX2; measured
 #: with AVX-512) that no microcode mitigation slows down.
-GATHER_OK = has_feature("avx2") and not _gather_microcode_mitigated()
+GATHER_OK = has_feature("avx2") and not gathers_mitigated()
