@@ -39,15 +39,9 @@ from numba.extending import intrinsic
 
 from ._fma import madd
 from ._host import has_feature
+from ._vector_ir import multiply_add, splat
 
 __all__ = ["ROWVEC_OK", "row_block"]
-
-
-def _splat(builder, vec_t, value):
-    i32 = ir.IntType(32)
-    one = builder.insert_element(ir.Constant(vec_t, ir.Undefined), value, ir.Constant(i32, 0))
-    return builder.shuffle_vector(one, ir.Constant(vec_t, ir.Undefined),
-                                  ir.Constant(ir.VectorType(i32, vec_t.count), [0] * vec_t.count))
 
 
 def _codegen(lanes, fused):
@@ -78,11 +72,9 @@ def _codegen(lanes, fused):
         masked_scatter = cgutils.get_or_insert_function(
             mod, ir.FunctionType(ir.VoidType(), [vo, vptr_o, i32, vmask]),
             f"llvm.masked.scatter.{suffix_o}.v{lanes}p0{'f32' if oel == ir.FloatType() else 'f64'}")
-        vfma = cgutils.get_or_insert_function(
-            mod, ir.FunctionType(vf64, [vf64, vf64, vf64]), f"llvm.fma.v{lanes}f64")
 
         iota = ir.Constant(vi64, list(range(lanes)))
-        mask = builder.icmp_unsigned("<", iota, _splat(builder, vi64, width))
+        mask = builder.icmp_unsigned("<", iota, splat(builder, vi64, width))
         x_item = context.get_abi_sizeof(xel)
         o_item = context.get_abi_sizeof(oel)
         x_row_bytes = builder.extract_value(xarr.strides, 0)
@@ -106,12 +98,8 @@ def _codegen(lanes, fused):
                 xv = load_row(row_ptr)
                 if vx != vf64:
                     xv = builder.fpext(xv, vf64)
-                av = _splat(builder, vf64, a)
-                if fused:
-                    new = builder.call(vfma, [av, xv, builder.load(acc)])
-                else:
-                    new = builder.fadd(builder.load(acc), builder.fmul(av, xv))
-                builder.store(new, acc)
+                av = splat(builder, vf64, a)
+                builder.store(multiply_add(builder, av, xv, builder.load(acc), fused), acc)
 
         # Full blocks load without a mask (a mask in the loop measured 1.7x
         # slower: LLVM recomputed it every iteration); a partial block must
@@ -123,7 +111,7 @@ def _codegen(lanes, fused):
             with otherwise:
                 sweep(lambda p: builder.call(masked_load, [p, align_x, mask, zeros_x]))
         res = builder.load(acc)
-        with_bias = builder.fadd(res, _splat(builder, vf64, builder.load(
+        with_bias = builder.fadd(res, splat(builder, vf64, builder.load(
             builder.gep(bias.data, [builder.select(has_bias, r, ir.Constant(i64, 0))]))))
         res = builder.select(has_bias, with_bias, res)
         if vo != vf64:
@@ -142,8 +130,8 @@ def _codegen(lanes, fused):
                     with part:
                         builder.call(masked_store, [res, dest, ir.Constant(i32, o_item), mask])
             with otherwise:
-                addrs = builder.add(_splat(builder, vi64, first),
-                                    builder.mul(iota, _splat(builder, vi64, o_col)))
+                addrs = builder.add(splat(builder, vi64, first),
+                                    builder.mul(iota, splat(builder, vi64, o_col)))
                 builder.call(masked_scatter, [res, builder.inttoptr(addrs, vptr_o),
                                               ir.Constant(i32, o_item), mask])
         return context.get_dummy_value()

@@ -36,6 +36,7 @@ from numba.extending import intrinsic
 
 from ._fma import madd
 from ._host import gathers_mitigated, has_feature
+from ._vector_ir import multiply_add, splat
 
 __all__ = ["LANES", "WINDOW", "GATHER_OK", "SlicedLayout", "sliced_layout", "lanes8"]
 
@@ -120,13 +121,9 @@ def _lanes8_codegen(fused):
         gather = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(vx, [vptr, i32, mask_t, vx]),
             "llvm.masked.gather." + suffix)
-        vfma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vf64, [vf64, vf64, vf64]), "llvm.fma.v8f64")
         acc = cgutils.alloca_once_value(builder, ir.Constant(vf64, [0.0] * LANES))
         base = builder.ptrtoint(x_arr.data, i64)
-        base = builder.shuffle_vector(
-            builder.insert_element(ir.Constant(vi64, ir.Undefined), base, ir.Constant(i32, 0)),
-            ir.Constant(vi64, ir.Undefined), ir.Constant(ir.VectorType(i32, LANES), [0] * LANES))
+        base = splat(builder, vi64, base)
         all_lanes = ir.Constant(mask_t, [1] * LANES)
         with cgutils.for_range(builder, n) as loop:
             pos = builder.add(start, builder.mul(loop.index, ir.Constant(i64, LANES)))
@@ -143,11 +140,7 @@ def _lanes8_codegen(fused):
                                               ir.PointerType(vdata)), align=4)
             if vdata != vf64:
                 dv = builder.fpext(dv, vf64)        # float32 -> float64: exact
-            if fused:
-                new = builder.call(vfma, [dv, xv, builder.load(acc)])
-            else:
-                new = builder.fadd(builder.load(acc), builder.fmul(dv, xv))
-            builder.store(new, acc)
+            builder.store(multiply_add(builder, dv, xv, builder.load(acc), fused), acc)
         result = builder.load(acc)
         out = cgutils.get_null_value(context.get_value_type(signature.return_type))
         for lane in range(LANES):
