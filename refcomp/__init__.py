@@ -23,5 +23,18 @@ from . import convert, layers  # noqa: E402
 from .model import Layer, Model  # noqa: E402
 from .io.hdf5 import load, save  # noqa: E402
 
+#: Sub-packages imported on first attribute access (``refcomp.quantize.uniform``
+#: after a plain ``import refcomp``), so that ``import refcomp`` stays light.
+_LAZY_SUBPACKAGES = ("coding", "compress", "data", "io", "kernels", "metrics", "prune",
+                     "quantize", "sparse", "study", "testing", "weights")
+
+
+def __getattr__(name):
+    if name in _LAZY_SUBPACKAGES:
+        import importlib
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = ["__version__", "RefcompError", "ShapeError", "DTypeError", "FormatError",
            "DecodeError", "ParameterError", "convert", "layers", "Layer", "Model", "load", "save"]

@@ -2,11 +2,13 @@
 
 A model is data: each :class:`Layer` has a ``kind`` (see :data:`LAYER_KINDS`),
 JSON-able ``attrs`` and named ``weights``.  A weight is an ndarray or a
-compressed object exposing ``dequantize()`` (e.g.
-:class:`refcomp.quantize.Quantized`); the forward pass decodes compressed
-weights to arrays of their original dtype and runs the layer functions of
-:mod:`refcomp.layers`, so a compressed model computes exactly what its
-decoded weights compute.
+compressed weight (:class:`refcomp.weights.CompressedWeight`, e.g.
+:class:`refcomp.quantize.Quantized`).  The forward pass hands the ``W`` of
+dense and conv2d layers to the layer functions of :mod:`refcomp.layers` as
+is (a type's compute hook runs its own product, as documented by that
+type; otherwise the layer decodes it) and decodes every other compressed
+weight to an array of its original dtype; a model never knows which
+algorithm produced its weights.
 """
 
 import copy as _copy
@@ -19,6 +21,7 @@ from . import layers as L
 from ._errors import FormatError, ParameterError, RefcompError, ShapeError
 from ._validate import as_float_array, check_choice, describe
 from .kernels.elementwise import relu_inplace
+from .weights import CompressedWeight, materialize
 
 __all__ = ["Layer", "Model", "LAYER_KINDS", "materialize", "weight_shape_problem",
            "check_shapes"]
@@ -216,16 +219,6 @@ def _located(exc, path=None, weight=None):
     return exc
 
 
-def materialize(w):
-    """Return the plain ndarray behind a weight (decoding compressed objects)."""
-    if isinstance(w, np.ndarray):
-        return w
-    if hasattr(w, "dequantize"):
-        return w.dequantize()
-    raise FormatError(f"weight of type {type(w).__name__} is neither an ndarray nor has "
-                      "dequantize()")
-
-
 def _jsonable(v):
     if isinstance(v, (list, tuple)):
         return [_jsonable(a) for a in v]
@@ -301,10 +294,11 @@ class Layer:
         return f"Layer({self.kind!r}, name={self.name!r}, attrs={self.attrs}, weights={shapes})"
 
 
-def _w_sparse(layer):
-    """Weight W, kept as is when it is a CSR (the layers run it through the sparse kernels)."""
+def _w_operand(layer):
+    """Weight W as the dense / conv2d layer takes it: a CompressedWeight is passed
+    as is (the layer runs its compute hook or decodes it), anything else decoded."""
     w = layer.weights["W"]
-    return w if getattr(w, "format", None) == "csr" else layer.w("W")
+    return w if isinstance(w, CompressedWeight) else layer.w("W")
 
 
 def _forward_layer(layer, x, precision, path=None):
@@ -312,9 +306,9 @@ def _forward_layer(layer, x, precision, path=None):
     the sub-layers of a residual block in errors (default: the block's name)."""
     k, a = layer.kind, layer.attrs
     if k == "dense":
-        return L.dense(x, _w_sparse(layer), layer.w("b"), precision=precision)
+        return L.dense(x, _w_operand(layer), layer.w("b"), precision=precision)
     if k == "conv2d":
-        return L.conv2d(x, _w_sparse(layer), layer.w("b"), stride=a["stride"],
+        return L.conv2d(x, _w_operand(layer), layer.w("b"), stride=a["stride"],
                         padding=a["padding"], dilation=a["dilation"], groups=a["groups"],
                         layout=a["layout"], precision=precision)
     if k == "max_pool2d":

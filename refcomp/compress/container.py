@@ -59,7 +59,8 @@ import numpy as np
 from .._bitpack import pack_codes, packed_nbytes, unpack_codes
 from .._errors import DecodeError, DTypeError, FormatError, ParameterError, ShapeError
 from .._validate import check_choice, check_int, describe
-from ..io._h5util import write_dataset
+from ..weights import CompressedWeight, register_encoding
+from ..weights._h5util import write_dataset
 from ..sparse.relative import VARIANTS, decode_relative, encode_relative
 
 __all__ = ["DeepCompressed", "CODINGS", "INDEX_CODINGS", "ENCODING"]
@@ -148,7 +149,7 @@ def _stream_sizes(stream, count, n_symbols, coding):
     return payload, total - payload
 
 
-class DeepCompressed:
+class DeepCompressed(CompressedWeight):
     """One pruned, weight-shared, entropy-coded weight (Han et al. 2016).
 
     Build it with :meth:`encode` (or :func:`refcomp.compress.deep_compress`);
@@ -182,6 +183,7 @@ class DeepCompressed:
     __slots__ = ("shape", "dtype", "codebook", "index_bits", "variant", "coding",
                  "index_coding", "n_entries", "n_values", "values_stream", "index_stream",
                  "crc32", "_decoded")
+    encoding = ENCODING
 
     def __init__(self, *, shape, dtype, codebook, index_bits, variant, coding, n_entries,
                  n_values, values_stream, index_stream, crc32=None, index_coding=None):
@@ -366,10 +368,6 @@ class DeepCompressed:
         fillers)."""
         return self._decoded.copy()
 
-    def __array__(self, dtype=None, copy=None):
-        out = self.dequantize()
-        return out if dtype is None else out.astype(dtype)
-
     @property
     def mask(self):
         """Kept positions (bool, ``shape``), decoded from the index stream."""
@@ -515,9 +513,4 @@ def _str(v):
     return v.decode("utf-8") if isinstance(v, bytes) else str(v)
 
 
-def _register():
-    from ..io.hdf5 import register_encoding
-    register_encoding(ENCODING, DeepCompressed.from_hdf5)
-
-
-_register()
+register_encoding(ENCODING, DeepCompressed)

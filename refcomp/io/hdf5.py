@@ -26,8 +26,9 @@ from .. import __version__
 from .._errors import DecodeError, DTypeError, FormatError, ParameterError, RefcompError
 from .._validate import FLOAT_DTYPES
 from ..model import LAYER_KINDS, Layer, Model
+from ..weights import encoding_reader, register_encoding, registered_encodings
+from ..weights._h5util import write_dataset
 from ._atomic import atomic_path
-from ._h5util import write_dataset
 
 __all__ = ["save", "load", "load_model", "register_encoding", "read_arrays", "write_arrays",
            "FORMAT_NAME", "FORMAT_VERSION", "FORMAT_VERSIONS", "WEIGHT_FORMAT_NAME",
@@ -54,52 +55,21 @@ MAX_TOTAL_BYTES = 1 << 32
 #: Deepest nesting of residual blocks, and of groups inside one weight entry.
 MAX_DEPTH = 64
 
-_ENCODINGS = {}
-#: Encodings defined by refcomp sub-packages: the module is imported on first
-#: use, so ``refcomp.load`` reads them without the caller importing it first.
-_ENCODING_MODULES = {
-    "masked": "refcomp.prune.masked",
-    "csr": "refcomp.sparse.csr",
-    "csc": "refcomp.sparse.csr",
-    "product_quantized": "refcomp.quantize.product",
-    "residual_quantized": "refcomp.quantize.residual",
-    "deep_compressed": "refcomp.compress.container",
-}
-
 #: Exceptions h5py, NumPy and the encoding readers raise on malformed content;
 #: :func:`load` reports them as FormatError naming the HDF5 path being read.
 _CORRUPT = (OSError, LookupError, RuntimeError, ValueError, TypeError, AttributeError,
             ArithmeticError, BufferError)
 
 
-def register_encoding(name, reader):
-    """Register a reader for weight entries with attribute ``encoding == name``.
-
-    Parameters
-    ----------
-    name : str
-        Value of the entry's ``encoding`` attribute.
-    reader : callable
-        ``reader(h5py.Group) -> object``.  Objects written under that
-        encoding must provide ``to_hdf5(group)`` which sets
-        ``group.attrs["encoding"] = name``.
-    """
-    _ENCODINGS[name] = reader
-
-
-def _register_builtin():
-    from ..quantize._quantized import Quantized
-    register_encoding("quantized", Quantized.from_hdf5)
-
-
-_register_builtin()
-
-
 def _lookup_encoding(name):
-    if name not in _ENCODINGS and name in _ENCODING_MODULES:
-        import importlib
-        importlib.import_module(_ENCODING_MODULES[name])
-    return name in _ENCODINGS
+    return encoding_reader(name) is not None
+
+
+def _unknown_encoding(hpath, enc):
+    return (f"{hpath}: unknown weight encoding {enc!r}: no class is registered for it "
+            f"(registered: raw, {', '.join(registered_encodings())}; a type defined "
+            "outside refcomp registers with refcomp.weights.register_encoding before "
+            "the file is loaded)")
 
 
 def _h5py():
@@ -575,7 +545,7 @@ class _Reader:
         self.declared_decoded(group, hpath)
         self.where = hpath
         try:
-            value = _ENCODINGS[enc](group)
+            value = encoding_reader(enc)(group)
         except RefcompError as exc:
             raise _relocated(exc, hpath) from None
         except _CORRUPT as exc:
@@ -618,7 +588,7 @@ class _Reader:
             elif _lookup_encoding(enc):
                 weights[wname] = self.encoded(obj, wpath, enc, depth)
             else:
-                raise FormatError(f"{wpath}: unknown weight encoding {enc!r}")
+                raise FormatError(_unknown_encoding(wpath, enc))
         for wname in required:
             if wname not in weights:
                 raise FormatError(f"{hpath}/weights: missing dataset {wname!r} for a {kind} "
@@ -705,7 +675,7 @@ class _Reader:
             g = self.group(f, "weight", "/weight")
             enc = self.text(g, "encoding", "/weight")
             if not _lookup_encoding(enc):
-                raise FormatError(f"/weight: unknown weight encoding {enc!r}")
+                raise FormatError(_unknown_encoding("/weight", enc))
             return self.encoded(g, "/weight", enc, 0)
         layers = self.layers(self.group(f, "layers", "/layers"), "/layers", 0)
         self.where = "/"

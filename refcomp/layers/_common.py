@@ -6,6 +6,7 @@ import numpy as np
 
 from .._errors import DTypeError, ParameterError, ShapeError
 from .._validate import as_float_array, check_choice, describe
+from ..weights import CompressedWeight
 
 PRECISIONS = ("reference", "fast")
 LAYOUTS = ("NCHW", "NHWC")
@@ -97,3 +98,43 @@ def check_vector(name, v, length, ref, what, *, ref_name="x"):
         raise DTypeError(f"{name} must have the dtype of {ref_name} ({ref_name} {describe(ref)}), "
                          f"got {describe(v)}; refcomp never mixes dtypes silently")
     return v
+
+
+def weight_operand(W, hook):
+    """Resolve a layer's weight argument against the compressed-weight protocol.
+
+    Parameters
+    ----------
+    W : ndarray, refcomp.weights.CompressedWeight, or anything else
+    hook : str
+        The compute hook the calling layer would use ("linear", "conv2d").
+
+    Returns
+    -------
+    (W_for_checks, bound_hook)
+        For a CompressedWeight whose type provides ``hook``: a read-only
+        zero-stride stand-in of ``W.weight_shape`` and ``W.dtype`` (so the
+        layer validates ``x`` and ``b`` exactly as for a dense weight, with
+        the same messages, without decoding), and the bound hook.  For a
+        CompressedWeight without it: ``(W.dequantize(), None)``, the
+        documented decoding.  Anything else is returned unchanged with
+        ``None`` (the layer's own checks then accept or reject it).
+    """
+    if not isinstance(W, CompressedWeight):
+        return W, None
+    fn = getattr(W, hook, None)
+    if fn is None:
+        return W.dequantize(), None
+    return np.broadcast_to(np.zeros((), dtype=W.dtype), W.weight_shape), fn
+
+
+def check_hook_result(y, shape, dtype, owner, hook):
+    """Refuse a compute hook's output of the wrong type, shape or dtype."""
+    where = f"the {hook} hook of {type(owner).__name__}"
+    if not isinstance(y, np.ndarray):
+        raise DTypeError(f"{where} returned {type(y).__name__}, expected an ndarray")
+    if y.dtype != dtype:
+        raise DTypeError(f"{where} returned dtype {y.dtype}, expected {np.dtype(dtype)}")
+    if tuple(y.shape) != tuple(shape):
+        raise ShapeError(f"{where} returned shape {y.shape}, expected {tuple(shape)}")
+    return y

@@ -5,8 +5,8 @@ import numpy as np
 from .._errors import ShapeError
 from .._validate import as_float_array, check_int, check_same_dtype, describe
 from ..kernels.linear import conv_acc64
-from ._common import (check_layout, check_precision, check_vector, from_nchw, pair,
-                      resolve_padding, to_nchw)
+from ._common import (check_hook_result, check_layout, check_precision, check_vector,
+                      from_nchw, pair, resolve_padding, to_nchw, weight_operand)
 
 __all__ = ["conv2d", "conv2d_setup"]
 
@@ -92,8 +92,11 @@ def conv2d(x, W, b=None, *, stride=1, padding=0, dilation=1, groups=1, layout="N
     x : ndarray, (N, C, H, W) for ``layout="NCHW"`` or (N, H, W, C) for "NHWC";
         float32 or float64.
     W : ndarray, (O, C/groups, kh, kw) (OIHW, PyTorch/ONNX layout) in both
-        layouts; same dtype as x; or a :class:`refcomp.sparse.CSR` of that weight_shape
-        (then :func:`refcomp.sparse.conv2d`, both precisions).  Use
+        layouts; same dtype as x; or a :class:`refcomp.weights.CompressedWeight`
+        of that ``weight_shape`` and dtype: its ``conv2d`` compute hook runs
+        the convolution when its type has one (e.g. :class:`refcomp.sparse.CSR`:
+        :func:`refcomp.sparse.conv2d`, both precisions), else the layer runs
+        on ``W.dequantize()``.  Use
         :func:`refcomp.convert.conv2d_from_keras` for Keras HWIO kernels.
     b : ndarray (O,), optional.
     stride, dilation : int or (sh, sw).
@@ -116,14 +119,23 @@ def conv2d(x, W, b=None, *, stride=1, padding=0, dilation=1, groups=1, layout="N
     float64 (exact for float32 data), summed sequentially in float64 over
     input channel c of the group, then kernel row i, then column j (all
     increasing), starting at +0.0; then ``+ b[o]`` in float64 and one
-    rounding (half-even) to the output dtype.  "fast": im2col and one BLAS GEMM
+    rounding (half-even) to the output dtype.  A compressed ``W`` with a
+    ``conv2d`` hook: the hook's own documented arithmetic (for CSR, the
+    reference order above over the stored entries).  "fast": im2col and one BLAS GEMM
     per group in the input dtype (summation order is BLAS's).  NHWC is computed by transposing to NCHW and back (exact).
     """
     check_precision(precision)
-    if getattr(W, "format", None) == "csr":   # sparse kernel: refcomp.sparse.conv2d (same order)
-        from ..sparse import conv2d as sparse_conv2d
-        return sparse_conv2d(x, W, b, stride=stride, padding=padding, dilation=dilation,
-                             groups=groups, layout=layout)
+    owner = W
+    W, hook = weight_operand(W, "conv2d")
+    if hook is not None:       # the weight's own convolution, on validated arguments
+        xc, st, dil, _, pads = conv2d_setup(x, W, b, stride, padding, dilation, groups, layout)
+        y = hook(x, b, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                 layout=layout, precision=precision)
+        shape = [xc.shape[0], W.shape[0]] + [
+            (xc.shape[2 + a] + sum(pads[a]) - dil[a] * (W.shape[2 + a] - 1) - 1) // st[a] + 1
+            for a in (0, 1)]
+        return check_hook_result(y, shape if layout == "NCHW" else shape[:1] + shape[2:]
+                                 + shape[1:2], x.dtype, owner, "conv2d")
     xc, stride, dilation, groups, pads = conv2d_setup(x, W, b, stride, padding, dilation,
                                                       groups, layout)
     if precision == "fast":

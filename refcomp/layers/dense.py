@@ -5,7 +5,7 @@ import numpy as np
 from .._errors import ShapeError
 from .._validate import as_float_array, check_same_dtype, describe
 from ..kernels.linear import matmul_acc64
-from ._common import check_precision, check_vector
+from ._common import check_hook_result, check_precision, check_vector, weight_operand
 
 __all__ = ["dense", "dense_acc64"]
 
@@ -24,7 +24,10 @@ def dense(x, W, b=None, *, precision="reference"):
     ----------
     x : ndarray, shape (N, in), float32 or float64
     W : ndarray, shape (out, in), same dtype as ``x`` (Resmerita eq. (5) layout),
-        or a :class:`refcomp.sparse.CSR` (then :func:`refcomp.sparse.linear`, both precisions)
+        or a :class:`refcomp.weights.CompressedWeight` of that ``weight_shape``
+        and dtype: its ``linear`` compute hook runs the product when its type
+        has one (e.g. :class:`refcomp.sparse.CSR`: :func:`refcomp.sparse.linear`,
+        both precisions), else the layer runs on ``W.dequantize()``
     b : ndarray, shape (out,), same dtype, optional
     precision : {"reference", "fast"}
 
@@ -41,14 +44,16 @@ def dense(x, W, b=None, *, precision="reference"):
     and machines.  An all-zero (or empty, in = 0) sum gives +0.0 before the
     bias.  NaN/Inf propagate by IEEE rules (``0 * inf`` is NaN).
 
+    A compressed ``W`` with a ``linear`` hook: the hook's own documented
+    arithmetic (for CSR, the reference above over the stored entries).
+
     ``"fast"``: ``x @ W.T + b`` by NumPy/BLAS in the input dtype; the order
     of summation is BLAS's.  Error bound against reference:
     ``|fast - ref| <= gamma_n * sum_i |x_i w_i|`` (FACTS.md §8).
     """
     check_precision(precision)
-    if getattr(W, "format", None) == "csr":   # sparse weight, same arithmetic
-        from ..sparse import linear
-        return linear(x, W, b)
+    owner = W
+    W, hook = weight_operand(W, "linear")
     # Every argument is checked to be a float ndarray of the right ndim
     # before any attribute of it is used (dtype comparison, shapes).
     as_float_array("x", x, ndim=2)
@@ -60,6 +65,9 @@ def dense(x, W, b=None, *, precision="reference"):
         raise ShapeError(f"x has {x.shape[1]} features but W expects {W.shape[1]} "
                          f"(x {describe(x)}, W {describe(W)}; W is (out, in))")
     check_vector("b", b, W.shape[0], W, "one bias per output of W", ref_name="W")
+    if hook is not None:       # the weight's own product (x, b validated above)
+        return check_hook_result(hook(x, b, precision=precision), (x.shape[0], W.shape[0]),
+                                 x.dtype, owner, "linear")
     if precision == "fast":
         y = x @ W.T
         if b is not None:

@@ -11,12 +11,13 @@ import numpy as np
 from .._bitpack import pack_codes, unpack_codes
 from .._errors import DecodeError, DTypeError, FormatError, ShapeError
 from .._validate import as_float_array, describe
-from ..io._h5util import write_dataset
+from ..weights import CompressedWeight, materialize, register_encoding
+from ..weights._h5util import write_dataset
 
 __all__ = ["Masked", "apply_masks", "prunable_weights"]
 
 
-class Masked:
+class Masked(CompressedWeight):
     """A pruned weight: ``values`` where ``mask`` is True, exactly +0.0 elsewhere.
 
     Parameters
@@ -37,6 +38,7 @@ class Masked:
     """
 
     __slots__ = ("values", "mask")
+    encoding = "masked"
 
     def __init__(self, values, mask):
         as_float_array("values", values)
@@ -69,10 +71,6 @@ class Masked:
     def dequantize(self):
         """Dense array: kept values bit-exact, pruned entries +0.0; dtype ``self.dtype``."""
         return self.values.copy()
-
-    def __array__(self, dtype=None, copy=None):
-        out = self.dequantize()
-        return out if dtype is None else out.astype(dtype)
 
     def __eq__(self, other):
         if not isinstance(other, Masked):
@@ -133,7 +131,6 @@ def prunable_weights(model, *, kinds=("dense", "conv2d"), include_bias=False):
     """``{(path, "W"): ndarray}`` of the model's dense/conv weights (decoded), in
     ``named_layers()`` order: the input expected by
     :func:`refcomp.prune.global_magnitude` and :func:`apply_masks`."""
-    from ..model import materialize
     out = {}
     for path, layer in model.named_layers():
         if layer.kind in kinds:
@@ -162,7 +159,7 @@ def apply_masks(model, masks, *, masked=True):
     Model (unmasked weights shared with ``model``).  A weight that is already
     Masked is masked again with the intersection of both masks.
     """
-    from ..model import Model, materialize
+    from ..model import Model
     from .magnitude import check_mask
     from .._errors import ParameterError
     if not isinstance(model, Model):
@@ -185,9 +182,4 @@ def apply_masks(model, masks, *, masked=True):
     return model.replace_weights(updates)
 
 
-def _register():
-    from ..io.hdf5 import register_encoding
-    register_encoding("masked", Masked.from_hdf5)
-
-
-_register()
+register_encoding("masked", Masked)

@@ -11,7 +11,8 @@ import numpy as np
 
 from .._bitpack import pack_codes, unpack_codes
 from .._errors import DecodeError, FormatError, ParameterError
-from ..io._h5util import write_dataset
+from ..weights import CompressedWeight, register_encoding
+from ..weights._h5util import write_dataset
 
 __all__ = ["Quantized", "register_decoder", "narrowest_code_dtype"]
 
@@ -46,7 +47,7 @@ def _decode_codebook(q):
 register_decoder("codebook", _decode_codebook)
 
 
-class Quantized:
+class Quantized(CompressedWeight):
     """Integer codes plus the rule that decodes them.
 
     Attributes
@@ -79,6 +80,7 @@ class Quantized:
     """
 
     __slots__ = ("codes", "bits", "method", "decoder", "params", "dtype", "info")
+    encoding = "quantized"
 
     def __init__(self, codes, *, bits, method, decoder, params, dtype, info=None):
         self.codes = codes
@@ -107,10 +109,6 @@ class Quantized:
         out = func(self)
         assert out.dtype == self.dtype and out.shape == self.shape
         return out
-
-    def __array__(self, dtype=None, copy=None):
-        out = self.dequantize()
-        return out if dtype is None else out.astype(dtype)
 
     def __repr__(self):
         return (f"Quantized(method={self.method!r}, bits={self.bits}, shape={self.shape}, "
@@ -217,3 +215,6 @@ class Quantized:
         if decoder not in _DECODERS:
             raise FormatError(f"{group.name}: unknown quantized decoder {decoder!r}")
         return cls(codes, bits=bits, method=method, decoder=decoder, params=params, dtype=dtype)
+
+
+register_encoding("quantized", Quantized)

@@ -5,7 +5,8 @@ import numpy as np
 from .._bitpack import pack_codes, unpack_codes
 from .._errors import DecodeError, FormatError, ParameterError
 from .._validate import check_int, check_ndim
-from ..io._h5util import write_dataset
+from ..weights import CompressedWeight, register_encoding
+from ..weights._h5util import write_dataset
 from ..kernels import kmeans as K
 from ._quantized import narrowest_code_dtype
 from ._scalar_common import finite_range, float_input
@@ -16,7 +17,7 @@ __all__ = ["product_quantize", "ProductQuantized"]
 ENCODING = "product_quantized"
 
 
-class ProductQuantized:
+class ProductQuantized(CompressedWeight):
     """Codes (out, s) plus one codebook of k sub-vectors per subspace.
 
     Attributes
@@ -31,6 +32,7 @@ class ProductQuantized:
     """
 
     __slots__ = ("codes", "codebooks", "offsets", "bits", "dtype", "info")
+    encoding = ENCODING
 
     def __init__(self, codes, codebooks, offsets, *, bits, dtype, info=None):
         self.codes, self.codebooks, self.offsets = codes, codebooks, offsets
@@ -47,10 +49,6 @@ class ProductQuantized:
             a, b = int(self.offsets[i]), int(self.offsets[i + 1])
             out[:, a:b] = self.codebooks[i][self.codes[:, i].astype(np.intp), :b - a]
         return out
-
-    def __array__(self, dtype=None, copy=None):
-        out = self.dequantize()
-        return out if dtype is None else out.astype(dtype)
 
     def __repr__(self):
         return (f"ProductQuantized(shape={self.shape}, subspaces={self.codes.shape[1]}, "
@@ -99,12 +97,7 @@ class ProductQuantized:
         return cls(codes, codebooks, offsets.astype(np.int64), bits=bits, dtype=dtype)
 
 
-def _register():
-    from ..io.hdf5 import register_encoding
-    register_encoding(ENCODING, ProductQuantized.from_hdf5)
-
-
-_register()
+register_encoding(ENCODING, ProductQuantized)
 
 
 def _lloyd_vq(X, C, to32, max_iter, layout):

@@ -11,6 +11,7 @@ import numpy as np
 
 from .._errors import DecodeError, FormatError
 from .._validate import check_int, check_ndim
+from ..weights import CompressedWeight, register_encoding
 from ._scalar_common import finite_range, float_input
 from .kmeans import check_rng
 from .product import ProductQuantized, product_quantize
@@ -22,7 +23,7 @@ ENCODING = "residual_quantized"
 MAX_STAGES = 64
 
 
-class ResidualQuantized:
+class ResidualQuantized(CompressedWeight):
     """A sequence of :class:`ProductQuantized` stages of the same shape and dtype.
 
     ``dequantize()``: the stage reconstructions (exact codebook copies)
@@ -31,6 +32,7 @@ class ResidualQuantized:
     """
 
     __slots__ = ("stages", "dtype", "info")
+    encoding = ENCODING
 
     def __init__(self, stages, *, dtype, info=None):
         self.stages, self.dtype, self.info = list(stages), np.dtype(dtype), dict(info or {})
@@ -48,10 +50,6 @@ class ResidualQuantized:
         for stage in self.stages:
             acc += stage.dequantize().astype(np.float64)
         return acc.astype(self.dtype)
-
-    def __array__(self, dtype=None, copy=None):
-        out = self.dequantize()
-        return out if dtype is None else out.astype(dtype)
 
     def __repr__(self):
         return (f"ResidualQuantized(shape={self.shape}, stages={len(self.stages)}, "
@@ -87,12 +85,7 @@ class ResidualQuantized:
         return cls(stages, dtype=dtype)
 
 
-def _register():
-    from ..io.hdf5 import register_encoding
-    register_encoding(ENCODING, ResidualQuantized.from_hdf5)
-
-
-_register()
+register_encoding(ENCODING, ResidualQuantized)
 
 
 def residual_quantize(W, *, n_stages, k, rng, n_subspaces=1, max_iter=100):

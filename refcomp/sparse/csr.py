@@ -20,10 +20,12 @@ import numpy as np
 
 from .._errors import DTypeError, FormatError, ParameterError, ShapeError
 from .._validate import as_float_array, describe
-from ..io._h5util import write_dataset
+from ..weights import CompressedWeight, register_encoding
+from ..weights._h5util import write_dataset
 from ..kernels.sparse import row_order as _row_order
 from ..kernels.sparse import sliced_layout as _sliced_layout
 from ..kernels.sparse import use_sliced as _use_sliced
+from . import ops as _ops
 
 __all__ = ["CSR", "CSC", "from_masked"]
 
@@ -53,7 +55,7 @@ def _as_matrix(name, W):
     return W.reshape(W.shape[0], -1) if W.ndim > 2 else W
 
 
-class _Compressed:
+class _Compressed(CompressedWeight):
     """Shared body of CSR and CSC (``_major`` = 0 for rows, 1 for columns)."""
 
     __slots__ = ("shape", "weight_shape", "indptr", "indices", "data", "_order", "_sliced")
@@ -191,10 +193,6 @@ class _Compressed:
         """Same as :meth:`to_dense` (so a Model decodes it like any compressed weight)."""
         return self.to_dense()
 
-    def __array__(self, dtype=None, copy=None):
-        out = self.to_dense()
-        return out if dtype is None else out.astype(dtype)
-
     def stored_bits(self):
         """Bits of the three arrays at their storage width (headers excluded):
         64 per indptr entry, 32 per index, the data width per value."""
@@ -322,7 +320,25 @@ class CSR(_Compressed):
 
     __slots__ = ()
     _major = 0
-    format = "csr"
+    format = encoding = "csr"
+
+    def linear(self, x, b=None, *, precision="reference"):
+        """Compute hook of :func:`refcomp.layers.dense`: :func:`refcomp.sparse.linear`.
+
+        One arithmetic for both precisions (the sparse product in the
+        reference order; see :func:`refcomp.sparse.linear`).
+        """
+        return _ops.linear(x, self, b)
+
+    def conv2d(self, x, b=None, *, stride=1, padding=0, dilation=1, groups=1, layout="NCHW",
+               precision="reference"):
+        """Compute hook of :func:`refcomp.layers.conv2d`: :func:`refcomp.sparse.conv2d`.
+
+        One arithmetic for both precisions (the reference (c, i, j) order;
+        see :func:`refcomp.sparse.conv2d`).
+        """
+        return _ops.conv2d(x, self, b, stride=stride, padding=padding, dilation=dilation,
+                           groups=groups, layout=layout)
 
     def to_csc(self):
         """The same matrix in CSC form (values bit-exact)."""
@@ -346,7 +362,7 @@ class CSC(_Compressed):
 
     __slots__ = ()
     _major = 1
-    format = "csc"
+    format = encoding = "csc"
 
     def to_csr(self):
         """The same matrix in CSR form (values bit-exact)."""
@@ -373,10 +389,5 @@ def from_masked(masked, *, format="csr"):
     return cls.from_dense(masked.values, mask=masked.mask)
 
 
-def _register():
-    from ..io.hdf5 import register_encoding
-    register_encoding("csr", CSR.from_hdf5)
-    register_encoding("csc", CSC.from_hdf5)
-
-
-_register()
+register_encoding("csr", CSR)
+register_encoding("csc", CSC)

@@ -6,7 +6,7 @@ import numpy as np
 from .._errors import DTypeError, ParameterError, ShapeError
 from .._validate import as_float_array, describe
 from ..kernels.sparse import spmm_kernel, spmv_kernel
-from .csr import CSR
+from ..weights import CompressedWeight
 
 __all__ = ["spmv", "spmm", "linear", "conv2d"]
 
@@ -31,7 +31,9 @@ _ARITHMETIC = """
 
 
 def _check_csr(name, A):
-    if not isinstance(A, CSR):
+    # The CSR class (refcomp.sparse.csr) imports this module for its compute
+    # hooks, so it is recognised here by its registered encoding, not imported.
+    if not (isinstance(A, CompressedWeight) and A.encoding == "csr"):
         raise ParameterError(f"{name} must be a refcomp.sparse.CSR, got {type(A).__name__}")
 
 
