@@ -251,13 +251,25 @@ def test_serial_progress_advances_per_run(monkeypatch, capsys):
 
 
 def test_progress_bar_redraws_are_throttled(capsys):
-    bar = executors.Progress(1000, "test", enabled=True)
+    bar = executors.Progress(1000, "test", enabled=True, backend="plain")
     for _ in range(1000):
         bar.update()
     err = capsys.readouterr().err
     assert err.endswith("1000/1000 " + err.rsplit("1000/1000 ", 1)[1]) and err.endswith("s\n")
     assert 1 <= err.count("\r") < 100          # first and last always drawn, not 1000 times
     executors.Progress(5, "quiet", enabled=False).update(5)
+    assert capsys.readouterr().err == ""
+
+
+def test_progress_bar_uses_tqdm_when_installed(capsys):
+    pytest.importorskip("tqdm")
+    bar = executors.Progress(7, "with tqdm", enabled=True)
+    assert bar._bar is not None
+    for _ in range(7):
+        bar.update()
+    err = capsys.readouterr().err
+    assert "with tqdm" in err and "7/7" in err
+    executors.Progress(3, "quiet", enabled=False, backend="tqdm").update(3)
     assert capsys.readouterr().err == ""
 
 

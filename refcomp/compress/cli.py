@@ -66,7 +66,7 @@ def _cmd_compress(args):
           f"tau = {report.tau:.3f}")
     if args.eval:
         from ..data import load_split
-        from ..study.metrics import accuracy
+        from ..metrics import accuracy
         x, y = load_split(args.eval)
         print(f"accuracy on {args.eval} (no retraining): {accuracy(model(x), y):.4f} -> "
               f"{accuracy(out(x), y):.4f}")

@@ -13,6 +13,7 @@ retraining.
 import numpy as np
 
 from .._errors import ParameterError
+from .._progress import Progress
 from .._validate import as_float_array, check_choice, check_int
 from ..prune._common import check_sparsity
 from ..prune.magnitude import magnitude
@@ -179,7 +180,6 @@ def deep_compress(model, *, sparsity=None, bits=None, huffman=True, index_bits=N
     scope: accuracy is that of the one-shot compressed weights.
     """
     from ..model import Model, materialize
-    from ..study.executors import Progress
     if not isinstance(model, Model):
         raise ParameterError(f"model must be a refcomp.Model, got {type(model).__name__}")
     check_choice("variant", variant, VARIANTS)

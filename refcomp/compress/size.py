@@ -10,7 +10,7 @@ bits by its compressed bits (weights and biases together, theta_i of seed
 left uncompressed count the same on both sides).  Table 4 of seed 002 also
 gives, per layer, the network tau when *only* that layer is compressed:
 ``tau_net_i = sum_orig / (sum_orig - orig_i + comp_i)`` (column
-``tau_net_i``).  All ratios are :func:`refcomp.study.metrics.compression_ratio`
+``tau_net_i``).  All ratios are :func:`refcomp.metrics.compression_ratio`
 on Python ints (one float64 division, correctly rounded).
 
 Original size: every element at its dtype's width (32 bits per float32,
@@ -48,7 +48,7 @@ import math
 import numpy as np
 
 from .._errors import ParameterError
-from ..study.metrics import compression_ratio
+from ..metrics import compression_ratio
 
 __all__ = ["size_report", "SizeReport", "WeightSize", "LayerSize", "entropy_bits",
            "weight_size"]

@@ -218,9 +218,9 @@ def _cmd_study(args):
 
 def _cmd_apply(args):
     from ..io._atomic import atomic_path
-    from ..io._h5util import write_dataset
+    from ..weights._h5util import write_dataset
     from ..io.hdf5 import read_arrays
-    from .metrics import compression_ratio, parameter_mse
+    from ..metrics import compression_ratio, parameter_mse
     from .registry import get_method
     import h5py
 

@@ -13,10 +13,12 @@ import collections
 
 import numpy as np
 
+from ..metrics import accuracy, mean_kl, parameter_mse
 from ..model import LAYER_KINDS
-from .metrics import accuracy, mean_kl, parameter_mse
+from ..weights import materialize
+from .registry import LayerView
 
-__all__ = ["Unit", "find_units", "Evaluator", "theta_of", "split_theta"]
+__all__ = ["Unit", "find_units", "Evaluator", "theta_of", "split_theta", "layer_view"]
 
 #: Layer kinds whose weights form compressible units.
 UNIT_KINDS = {"conv2d": "CONV", "dense": "FC", "lstm": "LSTM", "gru": "GRU", "mgu": "MGU",
@@ -66,6 +68,22 @@ def theta_of(model, unit):
     return np.concatenate([layer.weights[n].reshape(-1) for n in unit.names])
 
 
+def layer_view(model, unit):
+    """The :class:`~refcomp.study.registry.LayerView` a method sees of ``unit``.
+
+    Its weight arrays are read-only views of the model's (no copy): a method
+    cannot modify the model it is given.
+    """
+    layer = model.get_layer(unit.path)
+    weights = {}
+    for n, w in layer.weights.items():
+        v = w.view()
+        v.flags.writeable = False
+        weights[n] = v
+    return LayerView(unit.path, layer.kind, layer.name, unit.label, dict(layer.attrs), weights,
+                     tuple(unit.names))
+
+
 def split_theta(theta, unit):
     """Inverse of :func:`theta_of`: ``{name: array}``."""
     out, pos = {}, 0
@@ -84,7 +102,8 @@ class Evaluator:
     model : Model (float weights).
     x, y : test inputs and integer labels.
     units : list of Unit.
-    table : {(unit_index, method, value): (decoded_theta, bits)}.
+    table : {(unit_index, method, value): (weights, bits)} with ``weights``
+        ``{name: ndarray or CompressedWeight}`` for the unit's weight names.
     precision : forward-pass precision.
     reuse : cache activations of unchanged prefixes.
     """
@@ -125,9 +144,9 @@ class Evaluator:
         mapping = {}
         for u, (method, value) in config.items():
             unit = self.units[u]
-            decoded, _ = self.table[(u, method, value)]
-            for n, arr in split_theta(decoded, unit).items():
-                mapping[(unit.path, n)] = arr
+            weights, _ = self.table[(u, method, value)]
+            for n, w in weights.items():
+                mapping[(unit.path, n)] = w
         model = self.model.replace_weights(mapping) if mapping else self.model
         start, act = 0, self.x
         if self.reuse:
@@ -151,10 +170,12 @@ class Evaluator:
         orig, dec = [], []
         comp_bits = 0
         for u, (method, value) in sorted(config.items()):
-            decoded, bits = self.table[(u, method, value)]
-            theta = theta_of(self.model, self.units[u])
-            orig.append(theta)
-            dec.append(decoded)
+            weights, bits = self.table[(u, method, value)]
+            unit = self.units[u]
+            orig.append(theta_of(self.model, unit))
+            # decoded theta_k: the same concatenation as theta_of (for a flat
+            # method, exactly the vector it returned)
+            dec.append(np.concatenate([materialize(weights[n]).reshape(-1) for n in unit.names]))
             comp_bits += bits
         untouched = sum(self.units[u].n_params * self.units[u].dtype.itemsize * 8
                         for u in range(len(self.units)) if u not in config)

@@ -8,60 +8,12 @@ output is identical bit for bit whatever the executor.
 
 import concurrent.futures as cf
 import multiprocessing
-import sys
-import time
+
+from .._progress import Progress
 
 __all__ = ["run_tasks", "Progress"]
 
 _WORKER = {}
-
-
-class Progress:
-    """A one-line progress bar on stderr, silent when stderr is not a terminal.
-
-    Parameters
-    ----------
-    total : int
-        Number of steps.
-    label : str
-        Text before the bar.
-    enabled : bool, optional
-        Draw the bar; default: only when stderr is a terminal.
-    min_interval : float
-        Seconds between two redraws (the first and the last step are always
-        drawn), so that updating once per run costs nothing measurable.
-    """
-
-    def __init__(self, total, label, *, enabled=None, min_interval=0.1):
-        self.total, self.label, self.done = total, label, 0
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self.min_interval = min_interval
-        self.t0 = time.perf_counter()
-        self._drawn = None
-
-    def update(self, n=1):
-        """Advance by ``n`` steps and redraw if enabled and due.
-
-        Parameters
-        ----------
-        n : int
-            Steps completed since the last call.
-        """
-        self.done += n
-        if not self.enabled:
-            return
-        now = time.perf_counter()
-        last = self.done >= self.total
-        if not last and self._drawn is not None and now - self._drawn < self.min_interval:
-            return
-        self._drawn = now
-        frac = self.done / max(1, self.total)
-        bar = "#" * int(30 * frac)
-        sys.stderr.write(f"\r{self.label:<22} [{bar:<30}] {self.done}/{self.total} "
-                         f"{now - self.t0:6.1f}s")
-        if last:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
 
 
 def _init_worker(state):

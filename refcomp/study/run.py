@@ -11,7 +11,7 @@ import numpy as np
 
 from .._errors import ParameterError, ShapeError
 from .._validate import as_float_array, describe
-from .evaluate import Evaluator, find_units, theta_of
+from .evaluate import Evaluator, find_units, layer_view
 from .executors import run_tasks
 from .registry import get_method
 
@@ -28,13 +28,13 @@ _EXPERIMENTS = ("per_layer", "whole", "adaptive")
 def _compress_task(state, item):
     # The Method objects travel with the state (functions pickled by
     # reference), so a worker needs no registry entry for user methods.
+    # Every method runs through the layer interface; a flat-vector method
+    # through its adapter (the same call on theta_k, the same bits).
     u, method, value = item
     meth, extra = state["methods"][method]
-    res = meth.apply(state["thetas"][u], value, **extra)
-    if res.decoded.shape != state["thetas"][u].shape or res.decoded.dtype != state["thetas"][u].dtype:
-        raise ShapeError(f"method {method!r} returned {describe(res.decoded)} for theta "
-                         f"{describe(state['thetas'][u])}")
-    return res.decoded, int(res.bits)
+    res = meth.compress_layer(state["views"][u], value, model=state.get("model"),
+                              calibration=state.get("calibration"), **extra)
+    return res.weights, res.bits
 
 
 def _eval_task(state, configs):
@@ -83,7 +83,7 @@ def run_study(model, x, y, *, methods=("uniform", "kmeans"), bits=tuple(range(1,
               adaptive_bits=(1, 2, 3, 4), biases="joint", precision="reference", workers=1,
               scheduler=None, max_combinations=DEFAULT_MAX_COMBINATIONS, tradeoff_drop=0.01,
               experiments=("per_layer", "whole", "adaptive"), reuse=True, progress=None,
-              method_params=None, source=None):
+              method_params=None, source=None, calibration=None):
     """Run the study; return a dict with settings, baseline, units and every run.
 
     Parameters
@@ -135,6 +135,11 @@ def run_study(model, x, y, *, methods=("uniform", "kmeans"), bits=tuple(range(1,
         present when a chosen method declares extra parameters).
     source : str, optional
         Where ``x`` and ``y`` come from (a file name), quoted in errors.
+    calibration : (ndarray, ndarray), optional
+        ``(x_cal, y_cal)``, inputs and integer labels handed to the layer
+        methods that declare ``needs=("calibration",)`` (e.g. ``obd``);
+        required when such a method is chosen.  Its size is recorded in
+        ``settings["calibration"]``.
 
     Returns
     -------
@@ -159,9 +164,9 @@ def run_study(model, x, y, *, methods=("uniform", "kmeans"), bits=tuple(range(1,
                                      adaptive_bits=adaptive_bits, biases=biases, workers=workers,
                                      scheduler=scheduler, tradeoff_drop=tradeoff_drop,
                                      experiments=experiments, method_params=method_params,
-                                     source=source)
+                                     source=source, calibration=calibration)
     y = np.asarray(y)
-    thetas = [theta_of(model, u) for u in units]
+    views = [layer_view(model, u) for u in units]
 
     # Methods whose parameter is not a bit width (e.g. pruning's "keep"
     # percentage) sweep their registered values in every experiment.
@@ -180,7 +185,13 @@ def run_study(model, x, y, *, methods=("uniform", "kmeans"), bits=tuple(range(1,
             needed |= set(levels_of(m))
         items += [(u.index, m.name, v) for v in sorted(needed) for u in units]
     shipped = {m.name: (m, extras.get(m.name, {})) for m in meths}
-    compressed = run_tasks(_compress_task, {"thetas": thetas, "methods": shipped}, items,
+    cstate = {"views": views, "methods": shipped}
+    needs = {n for m in meths for n in m.needs}
+    if "model" in needs:
+        cstate["model"] = model
+    if "calibration" in needs:
+        cstate["calibration"] = calibration
+    compressed = run_tasks(_compress_task, cstate, items,
                            workers=workers, scheduler=scheduler, label="compress",
                            progress=progress)
     table = dict(zip(items, compressed))
@@ -250,6 +261,10 @@ def run_study(model, x, y, *, methods=("uniform", "kmeans"), bits=tuple(range(1,
                 "accounting": {m.name: m.accounting for m in meths}}
     if extras:
         settings["method_params"] = extras
+    if any(m.level != "vector" for m in meths):
+        settings["levels"] = {m.name: m.level for m in meths}
+    if "calibration" in needs:
+        settings["calibration"] = {"n": int(calibration[0].shape[0])}
     return {"settings": settings,
             "model": model.name, "n_test": int(x.shape[0]),
             "baseline": {"accuracy": base.base_accuracy, "bits": base.original_bits + base.other_bits},
@@ -286,11 +301,11 @@ def check_study(model, x, y, **kwargs):
               adaptive_bits=a["adaptive_bits"], biases=a["biases"], workers=a["workers"],
               scheduler=a["scheduler"], tradeoff_drop=a["tradeoff_drop"],
               experiments=a["experiments"], method_params=a["method_params"],
-              source=a["source"])
+              source=a["source"], calibration=a["calibration"])
 
 
 def _validate(model, x, y, *, methods, bits, adaptive_bits, biases, workers, scheduler,
-              tradeoff_drop, experiments, method_params, source):
+              tradeoff_drop, experiments, method_params, source, calibration=None):
     """(methods, {method: extra params} for methods declaring some, units) or raise."""
     where = f" in {source}" if source else ""
     as_float_array("x", x)
@@ -328,6 +343,9 @@ def _validate(model, x, y, *, methods, bits, adaptive_bits, biases, workers, sch
     extras = {m.name: m.resolve(method_params.get(m.name)) for m in meths if m.extra_params}
     if not 0 <= tradeoff_drop <= 1:
         raise ParameterError(f"tradeoff_drop must be in [0, 1], got {tradeoff_drop}")
+    needing = [m.name for m in meths if "calibration" in m.needs]
+    if needing:
+        _check_calibration(model, calibration, needing)
     units = find_units(model, biases=biases)
     if not units:
         raise ParameterError(f"model {model.name!r} has no compressible layer")
@@ -335,6 +353,26 @@ def _validate(model, x, y, *, methods, bits, adaptive_bits, biases, workers, sch
     if workers > 1 or scheduler is not None:
         _check_picklable(meths, extras, scheduler)
     return meths, extras, units
+
+
+def _check_calibration(model, calibration, needing):
+    what = f"method(s) {', '.join(repr(n) for n in needing)} need(s) a calibration split"
+    if calibration is None:
+        raise ParameterError(f"{what}: pass calibration=(x, y) (refcomp study --calib FILE)")
+    try:
+        xc, yc = calibration
+    except (TypeError, ValueError):
+        raise ParameterError(f"{what} given as (x, y), got {type(calibration).__name__}") \
+            from None
+    as_float_array("calibration x", xc)
+    yc = np.asarray(yc)
+    if yc.ndim != 1 or yc.shape[0] != xc.shape[0] or yc.dtype.kind not in "iu" \
+            or xc.shape[0] == 0:
+        raise ShapeError(f"calibration labels must be integers of shape ({xc.shape[0]},) for "
+                         f"a non-empty split, got {describe(yc)}")
+    if model.input_shape is not None and tuple(xc.shape[1:]) != model.input_shape:
+        raise ShapeError(f"calibration data {describe(xc)} does not fit model {model.name!r} "
+                         f"(input_shape {model.input_shape})")
 
 
 def _check_labels(model, x, y, where):

@@ -5,8 +5,8 @@ import math
 
 import numpy as np
 
-from .._errors import ShapeError
-from .._validate import as_float_array, describe
+from ._errors import ShapeError
+from ._validate import as_float_array, describe
 
 __all__ = ["accuracy", "mean_kl", "log_softmax64", "parameter_mse", "compression_ratio"]
 
@@ -38,7 +38,7 @@ def log_softmax64(logits):
     ``np.log`` of the row sums, one value per row), row sum sequential.
     Never returns -inf for finite logits closer than ~1e308.
     """
-    from ..kernels.elementwise import exp64
+    from .kernels.elementwise import exp64
     z = np.asarray(logits, dtype=np.float64)
     m = z.max(axis=-1, keepdims=True)
     e = exp64(z - m)
@@ -66,7 +66,7 @@ def mean_kl(logits_ref, logits_hat):
     if a.shape != b.shape:
         raise ShapeError(f"logits_ref {describe(a)} and logits_hat {describe(b)} differ in shape")
     lp, lq = log_softmax64(a), log_softmax64(b)
-    from ..kernels.elementwise import exp64
+    from .kernels.elementwise import exp64
     p = exp64(lp)
     terms = np.where(p > 0, p * (lp - lq), 0.0)
     kl = np.zeros(a.shape[0])

@@ -7,8 +7,8 @@ fully-connected width).  Both streams are Huffman coded.
 Imported by :mod:`refcomp.study.registry` on first use.
 """
 
-from ..study.registry import Compressed, register_method
-from .deep import DEFAULT_SPARSITY, compress_weight
+from ...compress.deep import DEFAULT_SPARSITY, compress_weight
+from ..registry import Compressed, register_method
 
 
 def _deep(theta, bits):

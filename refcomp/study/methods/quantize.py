@@ -1,47 +1,76 @@
 """Scalar and non-uniform quantizers registered as study methods.
 
 Imported by :mod:`refcomp.study.registry` on first use, so that
-``refcomp study --methods kmeans_optimal,affine,fixed_point,power_of_two``
-works without changes to the study code.  Each entry maps a flat theta_k
-(weights and biases of one layer, float32/float64) and a bit width to the
-decoded approximation and the exact number of bits of its compressed form:
+``refcomp study --methods uniform,kmeans,kmeans_optimal,affine,...`` works
+without changes to the study code.  Each entry maps a flat theta_k (weights
+and biases of one layer, float32/float64) and a bit width to the decoded
+approximation and the exact number of bits of its compressed form:
 ``|theta| * b`` bits of codes plus the decoding rule, counted as written in
-the accounting string (QU and KM, the methods of seed 002, live in the
-registry itself).
+the accounting string.  QU and KM are the two methods of seed 002 (Resmerita
+et al. §5).
 """
 
-from ..study.registry import Compressed, register_method
+import numpy as np
+
+from ...quantize.affine import affine
+from ...quantize.fixed_point import dynamic_fixed_point
+from ...quantize.kmeans import kmeans
+from ...quantize.kmeans_optimal import kmeans_optimal
+from ...quantize.power_of_two import power_of_two
+from ...quantize.uniform import uniform
+from ..registry import Compressed, register_method
 
 #: Bits charged for a per-tensor integer exponent (fixed-point fractional
 #: length in [-32, 64], power-of-two e_min): one signed byte.
 EXPONENT_BITS = 8
 
 
+def _value_bits(dtype):
+    return np.dtype(dtype).itemsize * 8
+
+
+def _uniform(theta, bits):
+    q = uniform(theta, bits)
+    # payload: |theta| codes of q.bits bits; rule: theta_min and Delta, each
+    # counted at the weights' precision (32 bits for float32).
+    return Compressed(q.dequantize(), theta.size * q.bits + 2 * _value_bits(theta.dtype), q)
+
+
+def _kmeans(theta, bits):
+    q = kmeans(theta, bits=bits)
+    k = int(np.asarray(q.codebook).size)
+    return Compressed(q.dequantize(), theta.size * q.bits + k * _value_bits(theta.dtype), q)
+
+
 def _kmeans_optimal(theta, bits):
-    from .kmeans_optimal import kmeans_optimal
     q = kmeans_optimal(theta, bits=bits)
     return Compressed(q.dequantize(), q.stored_bits(), q)
 
 
 def _affine(theta, bits):
-    from .affine import affine
     q = affine(theta, bits)
     # stored_bits: codes + scale (weight dtype) + zero point (int32 array).
     return Compressed(q.dequantize(), q.stored_bits(), q)
 
 
 def _fixed_point(theta, bits):
-    from .fixed_point import dynamic_fixed_point
     q = dynamic_fixed_point(theta, bits)
     return Compressed(q.dequantize(), theta.size * q.bits + EXPONENT_BITS, q)
 
 
 def _power_of_two(theta, bits):
-    from .power_of_two import power_of_two
     q = power_of_two(theta, bits)
     return Compressed(q.dequantize(), theta.size * q.bits + EXPONENT_BITS, q)
 
 
+register_method(
+    "uniform", _uniform, label="QU",
+    description="uniform quantizer, Resmerita et al. eq. (15)-(16), grid='range'",
+    accounting="|theta|*b bits of codes + theta_min and Delta at the weight precision")
+register_method(
+    "kmeans", _kmeans, label="KM",
+    description="Lloyd k-means quantizer, Resmerita et al. eq. (17)-(18), linear init",
+    accounting="|theta|*b bits of codes + codebook (k values at the weight precision)")
 register_method(
     "kmeans_optimal", _kmeans_optimal, label="KO",
     description="globally optimal 1-D k-means (dynamic programming), k = 2**b",

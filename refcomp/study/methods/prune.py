@@ -8,8 +8,8 @@ starts from the densest setting).  Imported by
 
 import numpy as np
 
-from ..study.registry import Compressed, register_method
-from .magnitude import magnitude
+from ...prune.magnitude import magnitude
+from ..registry import Compressed, register_method
 
 #: Percentages of entries kept, swept by default.
 KEEP_VALUES = (5, 10, 20, 30, 50, 70)

@@ -1,0 +1,13 @@
+"""The study's built-in methods, registered with :func:`refcomp.study.register_method`.
+
+One module per family; :mod:`refcomp.study.registry` imports them on first
+lookup.  Each module imports the algorithm it sweeps; no algorithm package
+imports the study.
+
+- :mod:`.quantize`: ``uniform`` (QU), ``kmeans`` (KM), ``kmeans_optimal``,
+  ``affine``, ``fixed_point``, ``power_of_two`` (flat theta_k);
+- :mod:`.prune`: ``magnitude`` (flat theta_k);
+- :mod:`.compress`: ``deep`` (flat theta_k);
+- :mod:`.layer`: ``structured`` and ``obd``, which see whole layers (and,
+  for OBD, the model and a calibration split).
+"""
