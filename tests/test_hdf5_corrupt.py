@@ -523,7 +523,7 @@ def test_forward_errors_name_the_layer_and_weight():
 
 # -- single-weight files given where a model is expected -------------------------------
 def test_cli_refuses_single_weight_file(tmp_path, capsys):
-    from refcomp.io.cli_io import read_any
+    from refcomp.io import read_any
     from refcomp.io.hdf5 import load_model
     q = tmp_path / "q.h5"
     refcomp.save(affine(np.linspace(-1, 1, 12, dtype=f32), 4), q)

@@ -1,5 +1,8 @@
 """File input/output: the refcomp HDF5 model format and plain-array files.
 
+:func:`read_any` loads a model from a file of any supported format
+(:mod:`refcomp.io.auto`).
+
 The framework importers are submodules loaded on first access, so that
 ``import refcomp`` imports neither torch nor onnx:
 
@@ -14,11 +17,12 @@ The framework importers are submodules loaded on first access, so that
 
 import importlib
 
+from .auto import read_any
 from .hdf5 import load, read_arrays, register_encoding, save, write_arrays
 
-__all__ = ["load", "save", "register_encoding", "read_arrays", "write_arrays"]
+__all__ = ["load", "save", "register_encoding", "read_arrays", "write_arrays", "read_any"]
 
-_LAZY_SUBMODULES = ("keras", "torch", "onnx", "cli_io")
+_LAZY_SUBMODULES = ("keras", "torch", "onnx")
 
 
 def __getattr__(name):

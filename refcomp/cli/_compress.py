@@ -24,12 +24,13 @@ exit status 2).  A progress bar is shown on a terminal.
 import argparse
 import json
 
+from . import CLIError
+
 __all__ = ["register"]
 
 
 def _cmd_compress(args):
     from ..io.hdf5 import load_model as load, save
-    from ..cli import CLIError
     model = load(args.model)
     huffman = args.huffman
     sparsity = 0.0 if args.no_prune else args.prune
@@ -47,15 +48,15 @@ def _cmd_compress(args):
         from ..prune.magnitude import magnitude
         from ..prune.masked import apply_masks, prunable_weights
         from ..prune._common import check_sparsity
-        from .deep import DEFAULT_SPARSITY
+        from ..compress.deep import DEFAULT_SPARSITY
         s = check_sparsity(DEFAULT_SPARSITY if sparsity is None else sparsity, "--prune")
         masks = {key: magnitude(w, sparsity=s) for key, w in prunable_weights(model).items()}
         out = apply_masks(model, masks)
-        from .size import size_report
+        from ..compress.size import size_report
         report = size_report(out)
     else:
         from ..sparse.relative import DEFAULT_VARIANT
-        from .deep import deep_compress
+        from ..compress.deep import deep_compress
         out, report = deep_compress(
             model, sparsity=sparsity, bits=args.kmeans,
             huffman=True if huffman is None else huffman, index_bits=args.index_bits,
@@ -75,7 +76,7 @@ def _cmd_compress(args):
 
 def _cmd_size(args):
     from ..io.hdf5 import load_model as load
-    from .size import size_report
+    from ..compress.size import size_report
     report = size_report(load(args.file))
     if args.json:
         print(json.dumps(report.as_dict(), indent=1, default=str))
@@ -132,4 +133,3 @@ def register(subparsers):
     p.add_argument("--per-weight", action="store_true", help="one row per weight")
     p.add_argument("--json", action="store_true", help="JSON instead of a Markdown table")
     p.set_defaults(func=_cmd_size)
-

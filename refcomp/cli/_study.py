@@ -1,8 +1,8 @@
-"""``refcomp study`` (the main job) and ``refcomp apply`` sub-commands."""
+"""``refcomp study`` (the main job) and ``refcomp apply`` sub-commands (registered by
+refcomp.cli)."""
 
 import fnmatch
 import os
-import sys
 import time
 
 import numpy as np
@@ -165,9 +165,9 @@ def _check_out_dir(path):
 def _cmd_study(args):
     from ..data import default_data_dir, load_split
     from ..io.hdf5 import load_model as load
-    from .registry import get_method
-    from .report import summary_text, write_report
-    from .run import check_study, run_study
+    from ..study.registry import get_method
+    from ..study.report import summary_text, write_report
+    from ..study.run import check_study, run_study
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     lo = 1
@@ -221,7 +221,7 @@ def _cmd_apply(args):
     from ..weights._h5util import write_dataset
     from ..io.hdf5 import read_arrays
     from ..metrics import compression_ratio, parameter_mse
-    from .registry import get_method
+    from ..study.registry import get_method
     import h5py
 
     method = get_method(args.method)
@@ -317,7 +317,8 @@ def register(sub):
                         "(int, float, bool or str; repeatable)")
     p.set_defaults(func=_cmd_study)
 
-    p = sub.add_parser("apply", help="apply a registered method to every dataset of a plain HDF5 file")
+    p = sub.add_parser("apply", help="apply a registered method to every dataset of a plain "
+                       "HDF5 file")
     p.add_argument("method")
     p.add_argument("input")
     p.add_argument("-o", "--output", required=True)
@@ -327,7 +328,3 @@ def register(sub):
     p.add_argument("--dequantize", action="store_true",
                    help="write decoded arrays instead of the compressed representation")
     p.set_defaults(func=_cmd_apply)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(0)

@@ -1,9 +1,18 @@
 """Command-line interface: ``refcomp <command> ...``.
 
-Every command is a function ``func(args) -> int``.  Commands of other
-modules plug in through a ``register(subparsers)`` function listed in
-:data:`PLUGINS`.  Errors print one line on stderr (``refcomp: error: ...``)
-and exit non-zero; no traceback.
+Every command is a function ``func(args) -> int``.  ``info`` and ``run``
+live here; the other commands live in one module per group, each adding its
+sub-commands with a ``register(subparsers)`` function listed in
+:data:`PLUGINS`:
+
+- :mod:`refcomp.cli._io`: ``convert``, ``eval``;
+- :mod:`refcomp.cli._study`: ``study``, ``apply``;
+- :mod:`refcomp.cli._compress`: ``compress``, ``size``.
+
+This package is the top of the import graph: it may import every other part
+of refcomp (io, the algorithms, the study), and none of them imports it.
+Errors print one line on stderr (``refcomp: error: ...``) and exit
+non-zero; no traceback.
 """
 
 import argparse
@@ -11,10 +20,10 @@ import importlib
 import sys
 
 
-from ._errors import RefcompError
+from .._errors import RefcompError
 
 #: Modules that add sub-commands with ``register(subparsers)``.
-PLUGINS = ("refcomp.io.cli_io", "refcomp.study.cli", "refcomp.compress.cli")
+PLUGINS = ("refcomp.cli._io", "refcomp.cli._study", "refcomp.cli._compress")
 
 
 class CLIError(RefcompError):
@@ -27,14 +36,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _cmd_info(args):
-    from .io.hdf5 import load_model
+    from ..io.hdf5 import load_model
     model = load_model(args.model)
     print(model.summary())
     return 0
 
 
 def _read_input(path, dataset):
-    from .io.hdf5 import read_arrays
+    from ..io.hdf5 import read_arrays
     arrays = read_arrays(path)
     if dataset is None:
         if "x" in arrays:
@@ -49,7 +58,7 @@ def _read_input(path, dataset):
 
 
 def _cmd_run(args):
-    from .io.hdf5 import load_model, write_arrays
+    from ..io.hdf5 import load_model, write_arrays
     model = load_model(args.model)
     x = _read_input(args.input, args.dataset)
     y = model(x, precision=args.precision)
@@ -61,7 +70,7 @@ def _cmd_run(args):
 def build_parser():
     parser = _Parser(prog="refcomp", description="Bit-exact reference implementation of "
                      "neural-network compression.")
-    from . import __version__
+    from .. import __version__
     parser.add_argument("--version", action="version", version=f"refcomp {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     p = sub.add_parser("info", help="layers, shapes, parameters and bytes of a model")
@@ -107,7 +116,3 @@ def main(argv=None):
     except MemoryError:
         print("refcomp: error: out of memory", file=sys.stderr)
         return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
