@@ -191,12 +191,17 @@ def _cmd_study(args):
     model = load(model_path)
     data = args.data or "test"
     x, y = load_split(data)
+    calibration = None
+    if any("calibration" in m.needs for m in meths) or args.calib:
+        # The shipped calibration split by default (data/digits_calib.h5).
+        calibration = load_split(args.calib or "calib")
     kwargs = dict(methods=methods, bits=bits, adaptive_bits=adaptive, biases=args.biases,
                   precision=args.precision, workers=args.workers, scheduler=args.scheduler,
                   tradeoff_drop=args.tradeoff_drop / 100.0, experiments=experiments,
                   max_combinations=args.max_combinations, reuse=not args.no_reuse,
                   progress=None if not args.quiet else False,
-                  method_params=method_params or None, source=args.data or None)
+                  method_params=method_params or None, source=args.data or None,
+                  calibration=calibration)
     # Everything that can be checked is checked before the output folder is
     # created; a folder created here is removed again if the study fails.
     check_study(model, x, y, **kwargs)
@@ -225,6 +230,10 @@ def _cmd_apply(args):
     import h5py
 
     method = get_method(args.method)
+    if method.level != "vector":
+        raise ParameterError(f"method {method.name!r} compresses whole layers of a model "
+                             "(level='layer'); apply works on the plain arrays of a weight "
+                             "file: use it in refcomp study")
     params = parse_params(args.param)
     value = params.pop(method.param, None)
     if value is None:
@@ -294,6 +303,9 @@ def register(sub):
     p.add_argument("model", nargs="?", default=None,
                    help="refcomp model file (default: the shipped data/digits_cnn.h5)")
     p.add_argument("--data", default=None, help="test split file (default: data/digits_test.h5)")
+    p.add_argument("--calib", default=None,
+                   help="calibration split for the methods that need one, e.g. obd "
+                        "(default: data/digits_calib.h5)")
     p.add_argument("--methods", default="uniform,kmeans", help="registered method names")
     p.add_argument("--bits", default=None,
                    help="bits for per-layer and whole-network sweeps (default 1-8, from 2 "
