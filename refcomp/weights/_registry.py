@@ -102,6 +102,10 @@ def register_encoding(name, cls, *, replace=False):
             and getattr(cls, "__module__", None) == home):
         return cls      # a built-in module imported after the user replaced its encoding
     if not replace:
+        if old is not None and not _same(old, cls) and home is not None \
+                and getattr(old, "__module__", None) == home:
+            raise ParameterError(f"encoding {name!r} is a built-in encoding of refcomp "
+                                 f"(defined in {home}); pass replace=True to replace it")
         if old is not None and not _same(old, cls):
             raise ParameterError(
                 f"encoding {name!r} is already registered to "
