@@ -417,14 +417,15 @@ def test_layout_prefix_thread_count_does_not_matter():
 def test_split_sort_thread_count_and_twin(monkeypatch):
     # Above _SPLIT_MIN the data are sorted in two halves (one in a helper
     # thread) and merged; the result must equal the single-sort path.
-    km = importlib.import_module("refcomp.quantize.kmeans")   # the name kmeans is the function
+    # _Data and the split sort live in the module shared by kmeans and kmeans_optimal.
+    common = importlib.import_module("refcomp.quantize._kmeans_common")
     rng = np.random.default_rng(26)
     for dt in (np.float32, np.float64):
-        x = _zero_heavy(rng, km._SPLIT_MIN + 1001, dt)
+        x = _zero_heavy(rng, common._SPLIT_MIN + 1001, dt)
         a = _with_threads(1, lambda: kmeans(x, bits=4))
         b = _with_threads(2, lambda: kmeans(x, bits=4, init="density"))
         with monkeypatch.context() as mp:
-            mp.setattr(km, "_SPLIT_MIN", 1 << 62)
+            mp.setattr(common, "_SPLIT_MIN", 1 << 62)
             assert kmeans(x, bits=4) == a
             assert kmeans(x, bits=4, init="density") == b
 

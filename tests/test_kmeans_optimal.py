@@ -15,8 +15,10 @@ from refcomp.quantize import kmeans, kmeans_optimal
 from refcomp.testing import assert_bits_equal
 from test_kmeans import _with_threads
 
-# the name kmeans_optimal is the function; the module holds MAX_TABLE
+# the name kmeans_optimal is the function; the module re-exports MAX_TABLE, which
+# the DP driver reads in _kmeans_optimal_core (shared with kmeans(init="optimal"))
 kmeans_optimal_module = importlib.import_module("refcomp.quantize.kmeans_optimal")
+kmeans_optimal_core = importlib.import_module("refcomp.quantize._kmeans_optimal_core")
 
 
 def set_partitions(items):
@@ -383,9 +385,9 @@ def test_packed_backpointers_roundtrip(compiled):
 def test_table_cap(monkeypatch):
     # k·m above MAX_TABLE is refused (monkeypatched small: the real cap,
     # 2**32 entries at 2 bits each, is 1 GiB).
-    assert kmeans_optimal_module.MAX_TABLE == 1 << 32
+    assert kmeans_optimal_module.MAX_TABLE == kmeans_optimal_core.MAX_TABLE == 1 << 32
     x = np.arange(100.0)
-    monkeypatch.setattr(kmeans_optimal_module, "MAX_TABLE", 499)
+    monkeypatch.setattr(kmeans_optimal_core, "MAX_TABLE", 499)
     with pytest.raises(ParameterError, match="exceeds"):
         kmeans_optimal(x, 5)
     assert kmeans_optimal(x, 4).info["k_effective"] == 4

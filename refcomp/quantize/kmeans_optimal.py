@@ -6,42 +6,12 @@ optimal solution never splits equal values, so the DP runs on the m sorted
 distinct values weighted by their counts.
 """
 
-import numpy as np
-
-from .._errors import ParameterError
-from ..kernels import kmeans as K
-from .kmeans import _Data, codebook_result, resolve_k
+from ._kmeans_common import _Data, codebook_result, resolve_k
+# The DP driver and MAX_TABLE live in _kmeans_optimal_core (kmeans(init="optimal")
+# uses it too); they stay importable from here.
+from ._kmeans_optimal_core import MAX_TABLE, _solve, optimal_codebook  # noqa: F401
 
 __all__ = ["kmeans_optimal", "MAX_TABLE"]
-
-#: Largest k·m (clusters × distinct values) accepted.  The back-pointer table
-#: takes 2 bits per entry (monotone argmins, see Notes of :func:`kmeans_optimal`),
-#: so the cap is a memory budget of 2**33 bits = 1 GiB for the table.
-MAX_TABLE = 1 << 32
-
-
-def _solve(d, k):
-    """(k_eff, bnd, centroids float64 of the data dtype, dp_cost)."""
-    m = d.u.size
-    k_eff = min(k, m)
-    if k_eff * m > MAX_TABLE:
-        raise ParameterError(f"kmeans_optimal: k·m = {k_eff}·{m} exceeds {MAX_TABLE} "
-                             "(back-pointer table memory, 1 GiB at 2 bits per entry); "
-                             "use kmeans() for this size")
-    # Centre on a data value (the median distinct value) so that prefix sums
-    # of y and y² stay small; for float32 data in float64 the subtraction is
-    # exact unless the exponents differ by more than 29.
-    y = d.u - d.u[m // 2]
-    starts, dp_cost = K.optimal_dp(y, d.cnt, d.ccum, k_eff)
-    bnd = np.append(starts, m).astype(np.int64)
-    emin, _, P = d.layout()
-    c = K.cell_means(d.u, d.cnt, d.ccum, bnd, np.zeros(k_eff), d.to32, emin, P)
-    return k_eff, bnd, c, float(dp_cost)
-
-
-def optimal_codebook(d, k):
-    """Centroids (float64) of the optimal clustering of prepared data ``d``."""
-    return _solve(d, k)[2]
 
 
 def kmeans_optimal(w, k=None, *, bits=None):
