@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import refcomp
-import refcomp.io.hdf5 as H
 from refcomp import DecodeError, DTypeError, FormatError, Layer, Model, ParameterError, ShapeError
 from refcomp.cli import main
+from refcomp.io import _format  # owns the size limits (re-exported by refcomp.io.hdf5)
 from refcomp.quantize import affine
 
 f32 = np.float32
@@ -331,11 +331,11 @@ def test_absurd_declared_size_fails_fast_with_tiny_memory(tmp_path, kw, needle):
 
 def test_total_budget_across_datasets(tmp_path, monkeypatch):
     p = _saved(tmp_path)
-    monkeypatch.setattr(H, "MAX_TOTAL_BYTES", 200)       # W of layer 0 (108 B) + b + ...
+    monkeypatch.setattr(_format, "MAX_TOTAL_BYTES", 200)  # W of layer 0 (108 B) + b + ...
     with pytest.raises(FormatError, match=r"datasets of this file declare \d+ bytes in total"):
         refcomp.load(p)
-    monkeypatch.setattr(H, "MAX_TOTAL_BYTES", 1 << 32)
-    monkeypatch.setattr(H, "MAX_EXPANSION", 0)           # budget = 0 x file size
+    monkeypatch.setattr(_format, "MAX_TOTAL_BYTES", 1 << 32)
+    monkeypatch.setattr(_format, "MAX_EXPANSION", 0)      # budget = 0 x file size
     with pytest.raises(FormatError, match="in total"):
         refcomp.load(p)
 
@@ -383,7 +383,7 @@ def test_nesting_depth_limited(tmp_path, monkeypatch):
               input_shape=(3,))
     p = _saved(tmp_path, m)
     assert isinstance(refcomp.load(p), Model)
-    monkeypatch.setattr(H, "MAX_DEPTH", 1)
+    monkeypatch.setattr(_format, "MAX_DEPTH", 1)
     with pytest.raises(FormatError, match="/layers/0000/layers/0000/layers: residual blocks "
                                           "nested deeper than MAX_DEPTH = 1"):
         refcomp.load(p)
