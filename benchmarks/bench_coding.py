@@ -5,7 +5,7 @@ Symbols: 5-bit k-means codes (refcomp.quantize.kmeans, linear init) of
 (median of a few runs after a warm-up), speed ratios, and sizes against the
 Shannon entropy bound and the optimal Huffman payload + header.
 
-Run: /work/venv/bin/python benchmarks/bench_coding.py
+Run: python benchmarks/bench_coding.py
 """
 import math
 import os

@@ -1,8 +1,8 @@
 """Worked example: "Less is more" (seed 003) alternating PyTorch training with
 refcomp's proximal-and-shrink step on a shipped digits model.
 
-    /work/venv/bin/python examples/less_is_more_torch.py --model mlp
-    /work/venv/bin/python examples/less_is_more_torch.py --model cnn --ratio 0.3
+    python examples/less_is_more_torch.py --model mlp
+    python examples/less_is_more_torch.py --model cnn --ratio 0.3
 
 Each epoch trains the current (possibly already shrunk) network for one epoch
 in PyTorch (Adam, cross-entropy, batch 32, the shipped train split); every

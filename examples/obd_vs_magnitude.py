@@ -1,6 +1,6 @@
 """OBD vs magnitude pruning on the shipped digits models, without retraining.
 
-    /work/venv/bin/python examples/obd_vs_magnitude.py
+    python examples/obd_vs_magnitude.py
 
 For every shipped model and sparsity: the dense/conv weights (``W`` only,
 biases kept) are pruned by Optimal Brain Damage saliency (Gauss-Newton

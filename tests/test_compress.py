@@ -356,7 +356,10 @@ def test_cli_compress_and_size(tmp_path, capsys):
     import json
     assert json.loads(capsys.readouterr().out)["tau"] == size_report(m).tau
     # prune only (Masked), composable with --no-prune elsewhere
-    assert main(["compress", str(src), "-o", str(out), "--no-kmeans", "--prune", "0.5"]) == 0
+    assert main(["compress", str(src), "-o", str(out), "--no-kmeans", "--prune", "0.5"]) == 2
+    assert "exists; pass --force" in capsys.readouterr().err
+    assert main(["compress", str(src), "-o", str(out), "--no-kmeans", "--prune", "0.5",
+                 "--force"]) == 0
     assert isinstance(refcomp.load(out).get_layer("0").weights["W"], Masked)
     capsys.readouterr()
 
@@ -366,7 +369,9 @@ def test_cli_compress_and_size(tmp_path, capsys):
     (["compress", "SRC", "-o", "x.h5", "--prune", "1.5"], 2),
     (["compress", "SRC", "-o", "x.h5", "--prune", "abc"], 2),
     (["compress", "SRC", "-o", "x.h5", "--no-kmeans", "--huffman"], 2),
-    (["compress", "SRC", "-o", "x.h5", "--kmeans", "0"], 1),
+    (["compress", "SRC", "-o", "x.h5", "--prune", "0.5", "--kmeans", "0"], 1),
+    (["compress", "SRC", "-o", "x.h5"], 2),                      # --prune must be chosen
+    (["compress", "SRC", "-o", "SRC", "--prune", "0.5"], 2),     # output = input
     (["size", "MISSING.h5"], 1),
 ])
 def test_cli_errors_one_line(tmp_path, capsys, argv, code):
@@ -597,7 +602,7 @@ def test_cli_index_coding(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "index coding" in text and dc.index_coding_label in text
     assert main(["compress", str(src), "-o", str(out), "--no-huffman", "--index-coding",
-                 "universal", "--quiet"]) == 0
+                 "universal", "--quiet", "--prune", "0.9", "--force"]) == 0
     dc = refcomp.load(out).get_layer("0").weights["W"]
     assert (dc.coding, dc.index_coding) == ("fixed", "universal")
     capsys.readouterr()
@@ -610,7 +615,7 @@ def test_cli_no_kmeans_refuses_index_options(tmp_path, capsys, extra):
     src = tmp_path / "m.h5"
     refcomp.save(_tiny_model(np.random.default_rng(1)), src)
     assert main(["compress", str(src), "-o", str(tmp_path / "x.h5"), "--no-kmeans",
-                 *extra]) == 2
+                 "--prune", "0.5", *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("refcomp: error:") and "\n" not in err and extra[0] in err
     assert not (tmp_path / "x.h5").exists()

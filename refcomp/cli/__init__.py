@@ -17,8 +17,10 @@ non-zero; no traceback.
 
 import argparse
 import importlib
+import os
 import sys
 
+import numpy as np
 
 from .._errors import RefcompError
 
@@ -36,9 +38,26 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _cmd_info(args):
-    from ..io.hdf5 import load_model
-    model = load_model(args.model)
-    print(model.summary())
+    from ..io.auto import FILE_KINDS, file_kind, read_any
+    from ..io.hdf5 import load, read_arrays
+    from ._files import check_input
+    path = check_input(args.model, "file")
+    kind = file_kind(path)
+    if kind == "refcomp-model":
+        print(load(path).summary())
+    elif kind == "refcomp-weight":
+        w = load(path)
+        print(f"{path}: {FILE_KINDS[kind]}\n{w!r}\nstored bits {int(w.stored_bits())}")
+    elif kind == "arrays":
+        arrays = read_arrays(path)
+        print(f"{path}: {FILE_KINDS[kind]}")
+        for name, a in arrays.items():
+            print(f"  {name:<40}{str(a.shape):<20}{a.dtype}")
+        print(f"{len(arrays)} arrays, {sum(a.size for a in arrays.values())} elements")
+    else:
+        print(f"{path}: {FILE_KINDS[kind]}")
+        if kind != "torch":                 # a state dict needs its layer spec
+            print(read_any(path).summary())
     return 0
 
 
@@ -57,14 +76,38 @@ def _read_input(path, dataset):
     return arrays[dataset]
 
 
+def _report_nonfinite(name, a):
+    """One stderr line counting a batch's non-finite values (the forward pass
+    propagates them as IEEE arithmetic says; refcomp never hides them)."""
+    bad = ~np.isfinite(a)
+    if not bad.any():
+        return
+    samples = np.flatnonzero(bad.reshape(a.shape[0], -1).any(axis=1))
+    first = ", ".join(str(int(i)) for i in samples[:5]) + (", ..." if samples.size > 5 else "")
+    print(f"refcomp: warning: {name} holds {int(bad.sum())} non-finite values (NaN/Inf) in "
+          f"{samples.size} of {a.shape[0]} samples (samples {first})", file=sys.stderr)
+
+
 def _cmd_run(args):
     from ..io.hdf5 import load_model, write_arrays
+    from ._files import check_input, check_output
+    check_input(args.model, "model")
+    check_input(args.input)
+    check_output(args.output, (args.model, args.input), force=args.force)
     model = load_model(args.model)
     x = _read_input(args.input, args.dataset)
     y = model(x, precision=args.precision)
+    if x.ndim and x.shape[0]:
+        _report_nonfinite("the input", x)
+        _report_nonfinite("the output", y)
     write_arrays(args.output, {"y": y})
     print(f"wrote {args.output}: y {y.shape} {y.dtype}")
     return 0
+
+
+def _add_force(p):
+    from ._files import add_force
+    add_force(p)
 
 
 def build_parser():
@@ -73,8 +116,9 @@ def build_parser():
     from .. import __version__
     parser.add_argument("--version", action="version", version=f"refcomp {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    p = sub.add_parser("info", help="layers, shapes, parameters and bytes of a model")
-    p.add_argument("model")
+    p = sub.add_parser("info", help="what a file holds: a model's layers, shapes, parameters "
+                       "and bytes, or the arrays of a plain HDF5 file")
+    p.add_argument("model", metavar="FILE")
     p.set_defaults(func=_cmd_info)
     p = sub.add_parser("run", help="forward pass of a model on an HDF5 input")
     p.add_argument("model")
@@ -82,6 +126,7 @@ def build_parser():
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--dataset", default=None)
     p.add_argument("--precision", choices=("reference", "fast"), default="reference")
+    _add_force(p)
     p.set_defaults(func=_cmd_run)
     for mod in PLUGINS:
         try:
@@ -106,6 +151,16 @@ def main(argv=None):
     except CLIError as exc:
         print(f"refcomp: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader of stdout went away (``refcomp size m.h5 | head``): stop
+        # quietly with the shell's status for SIGPIPE, and keep Python from
+        # reporting the failed flush of stdout at exit.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 141
     except (RefcompError, OSError) as exc:
         msg = " ".join(str(exc).split())
         print(f"refcomp: error: {msg}", file=sys.stderr)

@@ -8,6 +8,12 @@ import time
 import numpy as np
 
 from .._errors import FormatError, ParameterError
+from ..io.auto import FILE_KINDS
+from . import CLIError
+from ._files import add_force, check_input, check_output
+
+#: Files every study writes into --out (plots come on top).
+REPORT_FILES = ("runs.csv", "runs.json", "tables.md")
 
 __all__ = ["register", "parse_range", "parse_params", "study_method_params"]
 
@@ -165,11 +171,14 @@ def _check_out_dir(path):
 def _cmd_study(args):
     from ..data import default_data_dir, load_split
     from ..io.hdf5 import load_model as load
-    from ..study.registry import get_method
+    from ..study.registry import get_method, method_names
     from ..study.report import summary_text, write_report
     from ..study.run import check_study, run_study
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if not methods:
+        raise ParameterError(f"--methods names no method (got {args.methods!r}); registered: "
+                             f"{', '.join(method_names())}")
     lo = 1
     meths = [get_method(m) for m in methods]
     for meth in meths:
@@ -188,6 +197,7 @@ def _cmd_study(args):
         raise ParameterError(f"--workers must be >= 1, got {args.workers}")
     method_params = study_method_params(args.param, meths)
     model_path = args.model or os.path.join(default_data_dir(), "digits_cnn.h5")
+    check_input(model_path, "model")
     model = load(model_path)
     data = args.data or "test"
     x, y = load_split(data)
@@ -205,6 +215,10 @@ def _cmd_study(args):
     # Everything that can be checked is checked before the output folder is
     # created; a folder created here is removed again if the study fails.
     check_study(model, x, y, **kwargs)
+    existing = [n for n in REPORT_FILES if os.path.exists(os.path.join(args.out, n))]
+    if existing and not args.force:
+        raise CLIError(f"{os.path.join(args.out, existing[0])} exists (a previous study); pass "
+                       "--force to replace the report files, or choose another --out")
     created = _missing_dirs(args.out)
     _check_out_dir(args.out)
     try:
@@ -221,19 +235,59 @@ def _cmd_study(args):
     return 0
 
 
+def _apply_method(method, value, extra, arrays, progress):
+    """``{name: (array, Compressed)}`` and the per-array report rows."""
+    from ..metrics import compression_ratio, parameter_mse
+    from .._progress import Progress
+    report, results = [], {}
+    todo = [k for k, a in arrays.items() if a.dtype in (np.float32, np.float64) and a.size]
+    bar = Progress(len(todo), f"apply {method.name}", enabled=progress)
+    for name, a in arrays.items():
+        if name not in todo:
+            report.append((name, None))
+            continue
+        res = method.apply(np.ascontiguousarray(a).reshape(-1), value, **extra)
+        results[name] = (a, res)
+        orig_bits = a.size * a.dtype.itemsize * 8
+        report.append((name, {"mse": parameter_mse([a], [res.decoded.reshape(a.shape)]),
+                              "bits": int(res.bits),
+                              "tau": compression_ratio(orig_bits, res.bits)}))
+        bar.update()
+    return results, report
+
+
+def _stored_form(res, shape, dequantize):
+    """The compressed object as a stored weight of ``shape`` (the method ran on the
+    flattened weight), or None when it has no such form."""
+    from .._errors import RefcompError
+    from ..weights import CompressedWeight
+    obj = res.obj
+    if dequantize or not isinstance(obj, CompressedWeight):
+        return None
+    if tuple(obj.weight_shape) != tuple(shape):
+        if not callable(getattr(obj, "reshape", None)):
+            return None
+        try:
+            obj = obj.reshape(shape)
+        except RefcompError:
+            return None
+    return obj
+
+
 def _cmd_apply(args):
     from ..io._atomic import atomic_path
-    from ..weights._h5util import write_dataset
-    from ..io.hdf5 import read_arrays
-    from ..metrics import compression_ratio, parameter_mse
+    from ..io.auto import file_kind
+    from ..io.hdf5 import load_model, read_arrays, save
+    from ..study.evaluate import UNIT_KINDS
     from ..study.registry import get_method
+    from ..weights._h5util import write_dataset
     import h5py
 
     method = get_method(args.method)
     if method.level != "vector":
         raise ParameterError(f"method {method.name!r} compresses whole layers of a model "
-                             "(level='layer'); apply works on the plain arrays of a weight "
-                             "file: use it in refcomp study")
+                             "(level='layer'); apply works on weight arrays one by one: use "
+                             "it in refcomp study")
     params = parse_params(args.param)
     value = params.pop(method.param, None)
     if value is None:
@@ -245,42 +299,62 @@ def _cmd_apply(args):
     if not isinstance(value, int) or not method.min_value <= value <= method.max_value:
         raise ParameterError(f"{method.param} must be an integer in [{method.min_value}, "
                              f"{method.max_value}], got {value!r}")
-    arrays = read_arrays(args.input)
-    selected = {k: a for k, a in arrays.items() if fnmatch.fnmatchcase(k, args.datasets)}
-    if not selected:
-        raise ParameterError(f"no dataset of {args.input} matches {args.datasets!r}")
-    report = []
-    results = {}
-    for name, a in selected.items():
-        if a.dtype not in (np.float32, np.float64) or a.size == 0:
-            report.append((name, None))
-            continue
-        res = method.apply(np.ascontiguousarray(a).reshape(-1), value, **extra)
-        results[name] = (a, res)
-        orig_bits = a.size * a.dtype.itemsize * 8
-        report.append((name, {"mse": parameter_mse([a], [res.decoded.reshape(a.shape)]),
-                              "bits": int(res.bits),
-                              "tau": compression_ratio(orig_bits, res.bits)}))
-    with atomic_path(args.output) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["refcomp_method"] = method.name
-            f.attrs[f"refcomp_{method.param}"] = value
-            for k, v in extra.items():
-                f.attrs[f"refcomp_{k}"] = v
-            for name, a in arrays.items():
-                if name not in results:
-                    write_dataset(f, name, a)         # copied unchanged
-                    continue
-                orig, res = results[name]
-                stats = dict(report)[name]
-                if args.dequantize or res.obj is None or not hasattr(res.obj, "to_hdf5"):
-                    obj = write_dataset(f, name, res.decoded.reshape(orig.shape))
-                else:
-                    obj = f.create_group(name)
-                    res.obj.to_hdf5(obj)
-                    obj.attrs["original_shape"] = np.asarray(orig.shape, dtype=np.int64)
-                for k, v in stats.items():
-                    obj.attrs[k] = v
+    check_input(args.input)
+    check_output(args.output, (args.input,), force=args.force)
+    progress = False if args.quiet else None
+    kind = file_kind(args.input)
+    if kind == "refcomp-model":
+        # A model in, a model out: every float weight of the compressible layers
+        # (dense, conv2d, recurrent) whose "PATH/NAME" matches --datasets.
+        model = load_model(args.input)
+        arrays = {f"{path}/{name}": w for path, layer in model.named_layers()
+                  if layer.kind in UNIT_KINDS for name, w in layer.weights.items()
+                  if isinstance(w, np.ndarray)
+                  and fnmatch.fnmatchcase(f"{path}/{name}", args.datasets)}
+        if not arrays:
+            raise ParameterError(f"no float weight of a dense, conv2d or recurrent layer of "
+                                 f"{args.input} matches {args.datasets!r} (weights are named "
+                                 "PATH/NAME, e.g. 0/W)")
+        results, report = _apply_method(method, value, extra, arrays, progress)
+        mapping = {}
+        for key, (orig, res) in results.items():
+            path, name = key.rsplit("/", 1)
+            obj = _stored_form(res, orig.shape, args.dequantize)
+            mapping[(path, name)] = obj if obj is not None else res.decoded.reshape(orig.shape)
+        out = model.replace_weights(mapping)
+        out.metadata = dict(out.metadata, refcomp_apply={
+            "method": method.name, method.param: value, **extra,
+            "dequantize": bool(args.dequantize)})
+        save(out, args.output)
+    elif kind == "arrays":
+        arrays = read_arrays(args.input)
+        selected = {k: a for k, a in arrays.items() if fnmatch.fnmatchcase(k, args.datasets)}
+        if not selected:
+            raise ParameterError(f"no dataset of {args.input} matches {args.datasets!r}")
+        results, report = _apply_method(method, value, extra, selected, progress)
+        report_of = dict(report)
+        with atomic_path(args.output) as tmp:
+            with h5py.File(tmp, "w") as f:
+                f.attrs["refcomp_method"] = method.name
+                f.attrs[f"refcomp_{method.param}"] = value
+                for k, v in extra.items():
+                    f.attrs[f"refcomp_{k}"] = v
+                for name, a in arrays.items():
+                    if name not in results:
+                        write_dataset(f, name, a)         # copied unchanged
+                        continue
+                    orig, res = results[name]
+                    if args.dequantize or res.obj is None or not hasattr(res.obj, "to_hdf5"):
+                        obj = write_dataset(f, name, res.decoded.reshape(orig.shape))
+                    else:
+                        obj = f.create_group(name)
+                        res.obj.to_hdf5(obj)
+                        obj.attrs["original_shape"] = np.asarray(orig.shape, dtype=np.int64)
+                    for k, v in report_of[name].items():
+                        obj.attrs[k] = v
+    else:
+        raise ParameterError(f"{args.input} is {FILE_KINDS[kind]}; apply reads refcomp models "
+                             "and plain-array HDF5 files")
     print(f"{'dataset':<40}{'MSE':>12}{'bits':>12}{'tau':>9}")
     for name, st in report:
         if st is None:
@@ -312,7 +386,9 @@ def register(sub):
                         "for methods that need it)")
     p.add_argument("--adaptive-bits", default=None,
                    help="bits each layer may take in the adaptive search (default 1-4)")
-    p.add_argument("--experiments", default="per_layer,whole,adaptive")
+    p.add_argument("--experiments", default="per_layer,whole,adaptive",
+                   help="comma-separated among per_layer (one layer at a time, Table 4), whole "
+                        "(every layer, Figure 5), adaptive (bits per layer, Table 5); default all")
     p.add_argument("--biases", choices=("joint", "float"), default="joint")
     p.add_argument("--precision", choices=("reference", "fast"), default="reference")
     p.add_argument("--tradeoff-drop", type=float, default=1.0,
@@ -323,20 +399,27 @@ def register(sub):
     p.add_argument("--scheduler", default=None, help="Dask scheduler address tcp://host:8786")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--no-reuse", action="store_true", help="recompute every run from the input")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress (default: a bar on a terminal, a line every 15 s "
+                        "otherwise)")
+    add_force(p)
     p.add_argument("--param", action="append", default=[], metavar="[METHOD.]NAME=VALUE",
                    help="fixed extra parameter of the chosen methods that declare it "
                         "(int, float, bool or str; repeatable)")
     p.set_defaults(func=_cmd_study)
 
-    p = sub.add_parser("apply", help="apply a registered method to every dataset of a plain "
-                       "HDF5 file")
+    p = sub.add_parser("apply", help="apply a registered method to every weight of a refcomp "
+                       "model (writes a model) or every dataset of a plain HDF5 file")
     p.add_argument("method")
     p.add_argument("input")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="the method's swept parameter (e.g. bits=4) and any extra parameter")
-    p.add_argument("--datasets", default="*", help="glob on dataset paths")
+    p.add_argument("--datasets", default="*",
+                   help="glob on dataset paths (on a model: PATH/NAME of the weights of dense, "
+                        "conv2d and recurrent layers, e.g. '*/W')")
     p.add_argument("--dequantize", action="store_true",
                    help="write decoded arrays instead of the compressed representation")
+    p.add_argument("--quiet", action="store_true", help="no progress")
+    add_force(p)
     p.set_defaults(func=_cmd_apply)

@@ -51,6 +51,7 @@ never garbage.  Declared sizes are checked before anything is allocated.
 The decoded weight is cached (read-only) for repeated forward passes.
 """
 
+import copy
 import math
 import zlib
 
@@ -361,6 +362,22 @@ class DeepCompressed(CompressedWeight):
         out = out.reshape(self.shape)
         out.flags.writeable = False
         self._decoded = out
+
+    def reshape(self, shape):
+        """The same streams decoding to ``shape``: positions are flat C-order indices,
+        so ``dequantize()`` equals ``self.dequantize().reshape(shape)`` bit for bit.
+
+        Raises ParameterError for a different element count.
+        """
+        shape = tuple(int(s) for s in shape)
+        if math.prod(shape) != math.prod(self.shape):
+            raise ParameterError(f"cannot reshape a {self.shape} deep_compressed weight to "
+                                 f"{shape}")
+        new = copy.copy(self)
+        new.shape = shape
+        new._decoded = self._decoded.reshape(shape)
+        new._decoded.flags.writeable = False
+        return new
 
     def dequantize(self):
         """Dense weight (new array, ``dtype``, ``shape``): ``codebook[symbol]`` at

@@ -17,10 +17,11 @@ The framework importers are submodules loaded on first access, so that
 
 import importlib
 
-from .auto import read_any
+from .auto import file_kind, read_any
 from .hdf5 import load, read_arrays, register_encoding, save, write_arrays
 
-__all__ = ["load", "save", "register_encoding", "read_arrays", "write_arrays", "read_any"]
+__all__ = ["load", "save", "register_encoding", "read_arrays", "write_arrays", "read_any",
+           "file_kind"]
 
 _LAZY_SUBMODULES = ("keras", "torch", "onnx")
 

@@ -6,10 +6,12 @@ the input of ``refcomp run``).  Reading applies the dataset checks of
 """
 
 import fnmatch
-import os
+
+import numpy as np
 
 from ..weights._h5util import write_dataset
-from ._atomic import atomic_path
+from .._errors import DTypeError
+from ._atomic import atomic_path, checked_path
 from ._format import _h5py
 from ._h5check import _read_checked
 
@@ -48,7 +50,7 @@ def read_arrays(path, *, pattern="*"):
                 out[n] = ds[()]
         return out
 
-    return _read_checked(os.fspath(path), body, keep_decode=False)
+    return _read_checked(checked_path(path), body, keep_decode=False)
 
 
 def write_arrays(path, arrays, *, attrs=None):
@@ -58,11 +60,19 @@ def write_arrays(path, arrays, *, attrs=None):
     ----------
     path : str or os.PathLike
     arrays : dict
-        Dataset path -> ndarray, stored with its exact dtype.
+        Dataset path -> ndarray, stored with its exact dtype: booleans,
+        integers, floats or byte strings (what :func:`read_arrays` reads
+        back); other dtypes (complex, object, structured...) are refused
+        with a DTypeError before anything is written.
     attrs : dict, optional
         Dataset path -> dict of attributes to set on that dataset.
     """
     h5py = _h5py()
+    for n, a in arrays.items():
+        dt = np.asarray(a).dtype
+        if dt.kind not in "biufS" or dt.fields is not None:
+            raise DTypeError(f"array {n!r} has dtype {dt}; plain-array files hold booleans, "
+                             "integers, floats or byte strings; nothing was written")
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             for n, a in arrays.items():

@@ -19,6 +19,7 @@ from ..weights import encoding_reader
 from . import _format
 from ._format import (_CORRUPT, FORMAT_NAME, FORMAT_VERSIONS, WEIGHT_FORMAT_NAME,
                       _lookup_encoding, _one_line, _short, _unknown_encoding)
+from ._atomic import checked_path
 from ._h5check import _oversized_int, _read_checked, _Reader
 
 
@@ -204,6 +205,8 @@ class _ModelReader(_Reader):
         f = self.f
         self.seen.add(self._ident(f))
         self.check_attrs(f, "/")
+        if "format" not in f.attrs:
+            raise FormatError(_not_refcomp(f))
         fmt = self.text(f, "format", "/")
         if fmt not in (FORMAT_NAME, WEIGHT_FORMAT_NAME):
             raise FormatError(f"/: attribute 'format' is {fmt!r}, not {FORMAT_NAME!r} or "
@@ -267,11 +270,26 @@ def load(path):
         A stored weight whose packed streams are inconsistent (too short,
         codes out of range...), also naming the file and HDF5 path.
     """
-    path = os.fspath(path)
+    path = checked_path(path)
+    if os.path.isdir(path):
+        raise FormatError(f"{path}: is a directory, not a refcomp file")
     if not os.path.isfile(path):
         raise FormatError(f"{path}: no such file")
     return _read_checked(path, lambda f, reader: reader.read(), keep_decode=True,
                          reader_type=_ModelReader)
+
+
+def _not_refcomp(f):
+    """The message for an HDF5 file without refcomp's root ``format`` attribute."""
+    if "model_config" in f.attrs or "layer_names" in f.attrs:
+        return ("/: no attribute 'format': this is a Keras HDF5 file, not a refcomp file; "
+                "convert it with refcomp convert (refcomp.io.read_any)")
+    names = []
+    f.visititems(lambda n, o: names.append(n) if hasattr(o, "shape") else None)
+    shown = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
+    return ("/: no attribute 'format': this is a plain-array HDF5 file (datasets: "
+            f"{shown or 'none'}), not a refcomp model; refcomp info lists it, refcomp run "
+            "and refcomp apply read it (refcomp.io.read_arrays)")
 
 
 def load_model(path):

@@ -10,7 +10,66 @@ import os
 
 from .._errors import FormatError, ParameterError
 
-__all__ = ["read_any"]
+__all__ = ["read_any", "file_kind", "FILE_KINDS"]
+
+#: What :func:`file_kind` reports, and which refcomp commands read each kind.
+FILE_KINDS = {
+    "refcomp-model": "a refcomp model: read by info, run, eval, size, apply, compress, study",
+    "refcomp-weight": "a single refcomp weight (refcomp.save of one compressed weight): "
+                      "read by info and refcomp.load",
+    "arrays": "a plain-array HDF5 file (weights, inputs or the logits of refcomp run): read by "
+              "info, run (input x or --dataset), apply, and eval --data when it holds x and y",
+    "keras": "a Keras model file: convert it with refcomp convert",
+    "onnx": "an ONNX graph: convert it with refcomp convert",
+    "torch": "a PyTorch state dict: convert it with refcomp convert --spec",
+}
+
+
+def file_kind(path):
+    """What kind of file ``path`` is, from its name and root attributes (read-only).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    str
+        A key of :data:`FILE_KINDS`: "refcomp-model" / "refcomp-weight" (an
+        HDF5 file whose root ``format`` attribute says so), "keras" (by
+        extension or Keras root attributes), "onnx" / "torch" (by
+        extension), or "arrays" (any other HDF5 file).
+
+    Raises
+    ------
+    FormatError
+        A missing path, a directory, or a file that is none of these.
+    """
+    p = os.fspath(path)
+    if os.path.isdir(p):
+        raise FormatError(f"{p}: is a directory, not a file")
+    if not os.path.isfile(p):
+        raise FormatError(f"{p}: no such file")
+    low = p.lower()
+    if low.endswith(".onnx"):
+        return "onnx"
+    if low.endswith((".pt", ".pth")):
+        return "torch"
+    if low.endswith((".keras", ".weights.h5")):
+        return "keras"
+    import h5py
+    try:
+        with h5py.File(p, "r") as f:
+            fmt = f.attrs.get("format")
+            fmt = fmt.decode("utf-8", "replace") if isinstance(fmt, bytes) else fmt
+            if fmt in ("refcomp-model", "refcomp-weight"):
+                return fmt
+            if "model_config" in f.attrs or "layer_names" in f.attrs:
+                return "keras"
+            return "arrays"
+    except OSError as exc:
+        raise FormatError(f"{p}: not a readable HDF5, ONNX or PyTorch file "
+                          f"({' '.join(str(exc).split())})") from None
 
 
 def read_any(path, *, fmt="auto", config=None, layout="NCHW", spec=None, input_shape=None):
@@ -42,6 +101,8 @@ def read_any(path, *, fmt="auto", config=None, layout="NCHW", spec=None, input_s
         An unknown ``fmt`` or a state dict without ``spec``.
     """
     p = os.fspath(path)
+    if os.path.isdir(p):
+        raise FormatError(f"{p}: is a directory, not a file")
     if not os.path.isfile(p):
         raise FormatError(f"{p}: no such file")
     if fmt == "auto":

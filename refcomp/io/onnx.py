@@ -495,7 +495,7 @@ def load(path, *, name=None):
         import onnx
     except ImportError:
         raise FormatError("reading ONNX files needs the 'onnx' package "
-                          "(pip install refcomp[frameworks])") from None
+                          "(pip install 'refcomp[onnx]')") from None
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FormatError(f"{path}: no such file")

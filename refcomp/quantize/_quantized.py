@@ -110,6 +110,36 @@ class Quantized(CompressedWeight):
         assert out.dtype == self.dtype and out.shape == self.shape
         return out
 
+    def reshape(self, shape):
+        """The same codes and rule decoding to ``shape`` (C order), for storage in a model.
+
+        Parameters
+        ----------
+        shape : tuple of int, with the same number of elements
+
+        Returns
+        -------
+        Quantized
+            Codes reshaped (a copy), the same params: ``dequantize()`` equals
+            ``self.dequantize().reshape(shape)`` bit for bit, because every
+            per-tensor decoding rule is elementwise.
+
+        Raises
+        ------
+        ParameterError
+            A different element count, or a per-channel rule (``axis`` set),
+            whose channels would not follow the new shape.
+        """
+        shape = tuple(int(s) for s in shape)
+        if int(np.prod(shape, dtype=np.int64)) != self.codes.size:
+            raise ParameterError(f"cannot reshape {self.shape} codes to {shape}")
+        if self.params.get("axis") is not None:
+            raise ParameterError(f"a per-channel {self.method!r} result (axis="
+                                 f"{self.params['axis']}) cannot be reshaped")
+        return Quantized(self.codes.reshape(shape).copy(), bits=self.bits, method=self.method,
+                         decoder=self.decoder, params=self.params, dtype=self.dtype,
+                         info=self.info)
+
     def __repr__(self):
         return (f"Quantized(method={self.method!r}, bits={self.bits}, shape={self.shape}, "
                 f"dtype={self.dtype}, decoder={self.decoder!r})")

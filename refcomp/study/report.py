@@ -83,8 +83,11 @@ def tables_markdown(result):
     adap = [r for r in runs if r["experiment"] == "adaptive"]
     if adap:
         mode = result["settings"]["adaptive_mode"]
+        per = sorted({sum(r["method"] == m for r in adap) for m in {r["method"] for r in adap}})
+        count = (f"{per[0]} assignments per method, {len(adap)} in all" if len(per) == 1
+                 else f"{len(adap)} assignments")
         out += [f"## Adaptive {_x_label(result)} per layer (shape of Table 5; {mode} search, "
-                f"{len(adap)} assignments)", "",
+                f"{count})", "",
                 "| Method | " + " | ".join(units) + " | ACC | tau | choice |",
                 "|---|" + "---|" * len(units) + "---|---|---|"]
         for m in result["settings"]["methods"]:

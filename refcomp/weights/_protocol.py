@@ -81,6 +81,13 @@ class CompressedWeight(abc.ABC):
         ``weight_shape`` (O, C/groups, kh, kw); the arguments are the
         layer's own, already validated.
 
+    Optional method
+    ---------------
+    reshape(shape) -> CompressedWeight
+        The same stored content decoding to another shape of the same size
+        (C order), for encodings whose decoding is elementwise (a flat
+        result stored as a layer's weight, e.g. by ``refcomp apply``).
+
     Class attributes
     ----------------
     encoding : str

@@ -1,0 +1,55 @@
+"""Checks on the files a command reads and writes (shared by every command).
+
+Every writer refuses an output path that names one of its inputs (the same
+file under another name included), refuses to replace an existing file
+unless ``--force`` is given, and reports a missing output directory before
+any work; readers refuse a directory or a missing path with one line.
+"""
+
+import os
+
+from .._errors import FormatError
+from . import CLIError
+
+__all__ = ["add_force", "check_input", "check_output"]
+
+
+def add_force(parser):
+    """Add ``--force`` (replace an existing output) to a sub-command's parser."""
+    parser.add_argument("--force", action="store_true",
+                        help="replace an existing output file (never an input)")
+
+
+def check_input(path, what="input"):
+    """Refuse a missing path or a directory, naming ``what`` (FormatError, exit status 1)."""
+    p = os.fspath(path)
+    if os.path.isdir(p):
+        raise FormatError(f"{what} {p!r} is a directory, not a file")
+    if not os.path.exists(p):
+        raise FormatError(f"{what} {p!r}: no such file")
+    return p
+
+
+def _same(a, b):
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_output(path, inputs=(), *, force=False, what="output"):
+    """Refuse an output path that is an input, an existing file without ``force``,
+    a directory, or a path in a missing directory (CLIError, exit status 2)."""
+    p = os.fspath(path)
+    for src in inputs:
+        if src is not None and os.path.exists(os.fspath(src)) and _same(p, os.fspath(src)):
+            raise CLIError(f"{what} {p!r} is the input {os.fspath(src)!r}; write to another "
+                           "file")
+    if os.path.isdir(p):
+        raise CLIError(f"{what} {p!r} is a directory; give a file name")
+    if os.path.exists(p) and not force:
+        raise CLIError(f"{what} {p!r} exists; pass --force to replace it")
+    parent = os.path.dirname(os.path.abspath(p))
+    if not os.path.isdir(parent):
+        raise CLIError(f"{what} {p!r}: directory {parent!r} does not exist")
+    return p
