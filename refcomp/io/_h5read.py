@@ -284,10 +284,9 @@ def _not_refcomp(f):
     if "model_config" in f.attrs or "layer_names" in f.attrs:
         return ("/: no attribute 'format': this is a Keras HDF5 file, not a refcomp file; "
                 "convert it with refcomp convert (refcomp.io.read_any)")
-    names = []
-    f.visititems(lambda n, o: names.append(n) if hasattr(o, "shape") else None)
-    shown = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
-    return ("/: no attribute 'format': this is a plain-array HDF5 file (datasets: "
+    names = sorted(f)                       # root members only: no walk of an untrusted file
+    shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+    return ("/: no attribute 'format': this is a plain-array HDF5 file (members: "
             f"{shown or 'none'}), not a refcomp model; refcomp info lists it, refcomp run "
             "and refcomp apply read it (refcomp.io.read_arrays)")
 

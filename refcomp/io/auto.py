@@ -35,8 +35,9 @@ def file_kind(path):
     Returns
     -------
     str
-        A key of :data:`FILE_KINDS`: "refcomp-model" / "refcomp-weight" (an
-        HDF5 file whose root ``format`` attribute says so), "keras" (by
+        A key of :data:`FILE_KINDS`: "refcomp-weight" (an HDF5 file whose
+        root ``format`` attribute says so), "refcomp-model" (any other HDF5
+        file with a root ``format``: :func:`refcomp.load` validates it), "keras" (by
         extension or Keras root attributes), "onnx" / "torch" (by
         extension), or "arrays" (any other HDF5 file).
 
@@ -57,19 +58,23 @@ def file_kind(path):
         return "torch"
     if low.endswith((".keras", ".weights.h5")):
         return "keras"
-    import h5py
-    try:
-        with h5py.File(p, "r") as f:
-            fmt = f.attrs.get("format")
+    from ._h5check import _read_checked
+
+    def classify(f, reader):
+        # The checked open (global heaps, attribute types and sizes) comes
+        # first: an untrusted file can make libhdf5 loop on its attributes.
+        reader.check_attrs(f, "/")
+        if "format" in f.attrs:
+            # A refcomp file (or a damaged one: refcomp.load says what is wrong).
+            fmt = f.attrs["format"]
             fmt = fmt.decode("utf-8", "replace") if isinstance(fmt, bytes) else fmt
-            if fmt in ("refcomp-model", "refcomp-weight"):
-                return fmt
-            if "model_config" in f.attrs or "layer_names" in f.attrs:
-                return "keras"
-            return "arrays"
-    except OSError as exc:
-        raise FormatError(f"{p}: not a readable HDF5, ONNX or PyTorch file "
-                          f"({' '.join(str(exc).split())})") from None
+            return "refcomp-weight" if (isinstance(fmt, str)
+                                        and fmt == "refcomp-weight") else "refcomp-model"
+        if "model_config" in f.attrs or "layer_names" in f.attrs:
+            return "keras"
+        return "arrays"
+
+    return _read_checked(p, classify, keep_decode=False)
 
 
 def read_any(path, *, fmt="auto", config=None, layout="NCHW", spec=None, input_shape=None):
