@@ -35,7 +35,7 @@ def decomposable_layers(model, layers=None):
     if layers is None or (isinstance(layers, str) and layers == "conv2d"):
         return [p for p, l in plain if l.kind == "conv2d"]
     if isinstance(layers, str):
-        check_choice("layers", layers, (None, "all", "conv2d", "dense"))
+        check_choice("layers", layers, ("all", "conv2d", "dense"))
         return [p for p, l in plain if layers == "all" or l.kind == layers]
     try:
         wanted = [str(p) for p in layers]

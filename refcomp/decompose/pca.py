@@ -135,7 +135,7 @@ class PCAWeight(FactorizedWeight):
     def _factor_linear(self, x, b, precision):
         if precision == "fast":
             y = (x @ self.basis.T) @ self.coords.T
-            y += x @ self.mean
+            y += (x @ self.mean)[:, None]
             if b is not None:
                 y += b
             return y
