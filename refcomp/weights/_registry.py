@@ -30,6 +30,9 @@ BUILTIN_MODULES = {
     "residual_quantized": "refcomp.quantize.residual",
     "deep_compressed": "refcomp.compress.container",
     "pca": "refcomp.decompose.pca",
+    "svd": "refcomp.decompose.svd",
+    "tucker2": "refcomp.decompose.tucker",
+    "cp": "refcomp.decompose.cp",
 }
 
 #: name -> registered class (or legacy reader function)
