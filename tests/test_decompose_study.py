@@ -64,3 +64,26 @@ def test_pca_method_refuses_recurrent_layers():
     with pytest.raises(refcomp.ParameterError, match="decomposes dense and conv2d"):
         run_study(m, x[:10], y[:10], methods=("pca",), experiments=("per_layer",),
                   calibration=load_split("calib"), progress=False)
+
+
+def test_low_rank_methods_in_the_study():
+    from refcomp.decompose import CPWeight, SVDWeight, TuckerWeight
+    m = refcomp.load(refcomp.data.default_data_dir() / "digits_cnn.h5")
+    x, y = load_split("test")
+    res = run_study(m, x[:60], y[:60], methods=("svd", "tucker2", "cp"),
+                    experiments=("whole",), progress=False,
+                    method_params={"cp": {"n_iter_max": 3}})
+    whole = {(r["method"], r["value"]): r for r in res["runs"]}
+    assert whole[("tucker2", 100)]["accuracy"] == res["baseline"]["accuracy"]
+    assert whole[("svd", 100)]["accuracy"] == res["baseline"]["accuracy"]
+    assert whole[("cp", 10)]["tau"] > 1 and whole[("svd", 50)]["tau"] > 1
+    from refcomp.study.registry import get_method
+    from refcomp.study.evaluate import find_units, layer_view
+    units = find_units(m)
+    view = layer_view(m, units[1])
+    assert isinstance(get_method("tucker2").compress_layer(view, 50).weights["W"],
+                      TuckerWeight)
+    assert isinstance(get_method("cp").compress_layer(view, 50).weights["W"], CPWeight)
+    fc = layer_view(m, units[2])
+    assert isinstance(get_method("svd").compress_layer(fc, 90).weights["W"], SVDWeight)
+    assert isinstance(get_method("tucker2").compress_layer(fc, 90).weights["W"], np.ndarray)
