@@ -49,10 +49,9 @@ def _fft_last(re, im, inverse):
     products and two sums, each rounded), ``a + t``, ``a - t``.
     """
     n = re.shape[-1]
-    if n == 1:
-        return re.copy(), im.copy()
     idx = _bitrev(n)
-    re, im = re[..., idx], im[..., idx]
+    re, im = re[..., idx], im[..., idx]          # copies, in bit-reversed order
+    nre, nim = np.empty_like(re), np.empty_like(im)
     m = 2
     while m <= n:
         h = m // 2
@@ -60,18 +59,38 @@ def _fft_last(re, im, inverse):
         shape = re.shape[:-1] + (n // m, 2, h)
         r, i = re.reshape(shape), im.reshape(shape)
         ar, ai, br, bi = r[..., 0, :], i[..., 0, :], r[..., 1, :], i[..., 1, :]
-        tr = wr * br - wi * bi
-        ti = wr * bi + wi * br
-        re = np.stack((ar + tr, ar - tr), axis=-2).reshape(re.shape)
-        im = np.stack((ai + ti, ai - ti), axis=-2).reshape(im.shape)
+        tr = wr * br
+        tr -= wi * bi
+        ti = wr * bi
+        ti += wi * br
+        o_r, o_i = nre.reshape(shape), nim.reshape(shape)
+        np.add(ar, tr, out=o_r[..., 0, :])
+        np.subtract(ar, tr, out=o_r[..., 1, :])
+        np.add(ai, ti, out=o_i[..., 0, :])
+        np.subtract(ai, ti, out=o_i[..., 1, :])
+        re, nre, im, nim = nre, re, nim, im
         m *= 2
     return re, im
 
 
-def _fft2(re, im, inverse):
-    """2-D transform of the last two axes: rows (last axis) then columns."""
-    re, im = _fft_last(re, im, inverse)
-    re, im = _fft_last(np.swapaxes(re, -1, -2), np.swapaxes(im, -1, -2), inverse)
+def _fft2(re, im, inverse, rows=None, keep=None):
+    """2-D transform of the last two axes: along the last axis (each row), then
+    along the second-to-last (each column).  ``rows``: only the first
+    ``rows`` rows are non-zero (the others transform to zero and are
+    skipped); ``keep``: only the first ``keep`` rows of the result are
+    needed (inverse transform: columns first, then the kept rows)."""
+    if inverse:
+        re, im = _fft_last(np.swapaxes(re, -1, -2), np.swapaxes(im, -1, -2), True)
+        re, im = np.swapaxes(re, -1, -2), np.swapaxes(im, -1, -2)
+        k = re.shape[-2] if keep is None else keep
+        return _fft_last(np.ascontiguousarray(re[..., :k, :]),
+                         np.ascontiguousarray(im[..., :k, :]), True)
+    r = re.shape[-2] if rows is None else rows
+    fr, fi = _fft_last(re[..., :r, :], im[..., :r, :], False)
+    full_r = np.zeros(re.shape, re.dtype)
+    full_i = np.zeros(re.shape, re.dtype)
+    full_r[..., :r, :], full_i[..., :r, :] = fr, fi
+    re, im = _fft_last(np.swapaxes(full_r, -1, -2), np.swapaxes(full_i, -1, -2), False)
     return np.swapaxes(re, -1, -2), np.swapaxes(im, -1, -2)
 
 
@@ -104,8 +123,8 @@ def fft_conv(xp, W, stride, dilation, work, *, fast=False):
     x[:, :, :hp, :wpd] = xp
     k = np.zeros((o, c, hf, wf), work)
     k[:, :, :keh:dh, :kew:dw] = W
-    xr, xi = _fft2(x, np.zeros_like(x), False)
-    kr, ki = _fft2(k, np.zeros_like(k), False)
+    xr, xi = _fft2(x, np.zeros_like(x), False, rows=hp)
+    kr, ki = _fft2(k, np.zeros_like(k), False, rows=keh)
     if fast:
         # (freq, N, C) @ (freq, C, O) with the conjugate of the kernel spectrum
         X_r = xr.reshape(n, c, -1).transpose(2, 0, 1)
@@ -122,10 +141,10 @@ def fft_conv(xp, W, stride, dilation, work, *, fast=False):
             b_r, b_i = kr[None, :, cc], ki[None, :, cc]
             zr += a_r * b_r + a_i * b_i
             zi += a_i * b_r - a_r * b_i
-    yr, _ = _fft2(zr, zi, True)
-    yr = yr * np.dtype(work).type(1.0 / (hf * wf))
     oh = (hp - keh) // stride[0] + 1
     ow = (wpd - kew) // stride[1] + 1
+    yr, _ = _fft2(zr, zi, True, keep=(oh - 1) * stride[0] + 1)
+    yr = yr * np.dtype(work).type(1.0 / (hf * wf))
     return np.ascontiguousarray(yr[:, :, :(oh - 1) * stride[0] + 1:stride[0],
                                    :(ow - 1) * stride[1] + 1:stride[1]])
 
