@@ -33,7 +33,6 @@ CASES = [("direct", "reference"), ("im2col", "reference"), ("im2col", "fast"),
 
 def ort_conv(W, b, pads):
     """An ONNX Runtime session of one Conv node (NCHW, float32)."""
-    import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
     node = helper.make_node("Conv", ["x", "W", "b"], ["y"], pads=[pads, pads, pads, pads])

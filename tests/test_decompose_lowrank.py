@@ -211,7 +211,7 @@ def test_bad_input():
     with pytest.raises(ParameterError, match="n_iter_max"):
         cp(C, 2, rng=rng, n_iter_max=-1)
     w = tucker2(C, (2, 2), forward="factorized")
-    x = np.ones((1, 8, 5, 5), np.float32)
     with pytest.raises(ParameterError, match="groups=1"):
-        conv2d(x, w.with_forward("factorized"), groups=2) if False else \
-            w.forward_conv2d(np.ones((1, 8, 5, 5), np.float32), groups=2)
+        conv2d(np.ones((1, 8, 5, 5), np.float32), w, groups=2)
+    with pytest.raises(ParameterError, match="forward"):
+        w.with_forward("sideways")

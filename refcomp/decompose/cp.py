@@ -17,7 +17,7 @@ from ..weights._h5util import write_dataset
 from ._common import (check_rank, check_weight_shape, fix_signs, float_weight, read_array,
                       seq_matmul)
 from ._factorized import FORWARDS, FactorizedWeight, check_forward_attr
-from .tucker import leading_left, unfold
+from .tucker import unfold
 
 __all__ = ["CPWeight", "cp", "ENCODING", "cp_init"]
 

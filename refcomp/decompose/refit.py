@@ -196,7 +196,8 @@ def refit_coordinates(model_pca, x_calib, *, original, inputs="compressed", rcon
     if not paths:
         raise ParameterError(f"model {model_pca.name!r} has no PCAWeight layer to refit")
     for p in paths:
-        ws, wo = model_pca.get_layer(p).weights["W"].weight_shape, original.get_layer(p).w("W").shape
+        ws = model_pca.get_layer(p).weights["W"].weight_shape
+        wo = original.get_layer(p).w("W").shape
         if tuple(ws) != tuple(wo):
             raise ParameterError(f"layer {p}: PCA weight_shape {tuple(ws)} differs from the "
                                  f"original W {tuple(wo)}")

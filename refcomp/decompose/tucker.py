@@ -12,7 +12,7 @@ from ..layers import conv2d
 from ..metrics import parameter_mse
 from ..weights import register_encoding
 from ..weights._h5util import write_dataset
-from ._common import (check_int_attr, check_rank, check_weight_shape, fix_signs, float_weight,
+from ._common import (check_rank, check_weight_shape, fix_signs, float_weight,
                       read_array, seq_matmul)
 from ._factorized import FORWARDS, FactorizedWeight, check_forward_attr
 

@@ -40,7 +40,7 @@ import numpy as np
 from .._errors import ParameterError
 from .._validate import check_choice
 from ._common import from_nchw
-from .conv import ALGORITHMS, _canonical_algorithm, _pad, conv2d, conv2d_setup
+from .conv import _canonical_algorithm, _pad, conv2d, conv2d_setup
 from ._conv_fft import fft_error_factor, next_pow2
 from ._conv_winograd import winograd_conv, winograd_matrices, winograd_rounds
 
@@ -114,7 +114,6 @@ def conv2d_error_bound(x, W, b=None, *, algorithm="direct", precision="reference
     for j in range(g):
         S[:, j * og:(j + 1) * og] = xn[:, j * cg:(j + 1) * cg] @ wn[j * og:(j + 1) * og].T
     S = S * (1 + _gamma(cg + 4, _U64)) * math.sqrt(hf * wf)
-    E = K * S[:, :, None, None] + np.zeros_like(from_nchw(M, "NCHW") if layout == "NCHW"
-                                                 else M.transpose(0, 3, 1, 2))
-    E = from_nchw(E, layout)
+    nchw = M.shape if layout == "NCHW" else (M.shape[0], M.shape[3]) + M.shape[1:3]
+    E = from_nchw(np.broadcast_to(K * S[:, :, None, None], nchw), layout)
     return E + (2 * uw + 2 * u) * (1 + 4 * uw) * M + hf * wf * cg * 64 * tiny
