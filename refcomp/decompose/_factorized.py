@@ -21,7 +21,7 @@ import numpy as np
 from .._errors import DecodeError, ParameterError
 from .._validate import check_choice
 from ..layers import conv2d, dense
-from ..layers._common import from_nchw, to_nchw
+from ..layers._common import from_nchw
 from ..layers.conv import conv2d_setup
 from ..weights import CompressedWeight
 from ._common import abs_term, path_factor
@@ -171,14 +171,6 @@ class FactorizedWeight(CompressedWeight):
     def _rank_terms(self):
         """Largest number of factor products summed per kernel entry (for allowances)."""
         return 1
-
-
-def nchw_out(y, layout):
-    return from_nchw(y, layout)
-
-
-def as_nchw(x, layout):
-    return to_nchw(x, layout)
 
 
 def check_forward_attr(value):
