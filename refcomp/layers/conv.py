@@ -2,13 +2,63 @@
 
 import numpy as np
 
-from .._errors import ShapeError
-from .._validate import as_float_array, check_int, check_same_dtype, describe
+from .._errors import ParameterError, ShapeError
+from .._validate import as_float_array, check_choice, check_int, check_same_dtype, describe
 from ..kernels.linear import conv_acc64
 from ._common import (check_hook_result, check_layout, check_precision, check_vector,
                       from_nchw, pair, resolve_padding, to_nchw, weight_operand)
 
-__all__ = ["conv2d", "conv2d_setup"]
+__all__ = ["conv2d", "conv2d_setup", "ALGORITHMS"]
+
+#: conv2d algorithms; "winograd" is F(2x2, 3x3), "winograd4" F(4x4, 3x3).
+ALGORITHMS = ("direct", "im2col", "fft", "winograd", "winograd2", "winograd4")
+
+
+def _canonical_algorithm(algorithm):
+    check_choice("algorithm", algorithm, ALGORITHMS)
+    return "winograd2" if algorithm == "winograd" else algorithm
+
+
+def _by_algorithm(x, W, b, algorithm, precision, stride, padding, dilation, groups, layout):
+    """conv2d by an explicitly chosen algorithm (see :func:`conv2d`)."""
+    xc, stride, dilation, groups, pads = conv2d_setup(x, W, b, stride, padding, dilation,
+                                                      groups, layout)
+    if algorithm == "direct":
+        if precision != "reference":
+            raise ParameterError("algorithm='direct' is the reference arithmetic (float64 "
+                                 "sequential sums); precision='fast' runs im2col + BLAS")
+        return conv2d(x, W, b, stride=stride, padding=pads, dilation=dilation, groups=groups,
+                      layout=layout)
+    dt = x.dtype
+    work = np.dtype(np.float64) if precision == "reference" else dt
+    if algorithm == "im2col":
+        y = _im2col_conv_fast(_pad(xc, pads, work), W.astype(work, copy=False),
+                              None if b is None else b.astype(work), stride, dilation, groups)
+        return from_nchw(y.astype(dt, copy=False), layout)
+    if algorithm.startswith("winograd"):
+        m = int(algorithm[-1])
+        if W.shape[2:] != (3, 3) or stride != (1, 1) or dilation != (1, 1):
+            raise ParameterError(
+                f"algorithm={algorithm!r} (Winograd F({m}x{m}, 3x3)) needs a 3x3 kernel, "
+                f"stride 1 and dilation 1; got kernel {W.shape[2]}x{W.shape[3]}, stride "
+                f"{stride}, dilation {dilation} (W {describe(W)}); use 'direct', 'im2col' or "
+                f"'fft'")
+        from ._conv_winograd import winograd_conv
+
+        def run(xg, Wg):
+            return winograd_conv(xg, Wg, m, work, fast=precision == "fast")
+    else:
+        from ._conv_fft import fft_conv
+
+        def run(xg, Wg):
+            return fft_conv(xg, Wg, stride, dilation, work, fast=precision == "fast")
+    xp = _pad(xc, pads, work)
+    cg, og = W.shape[1], W.shape[0] // groups
+    y = np.concatenate([run(xp[:, j * cg:(j + 1) * cg], W[j * og:(j + 1) * og])
+                        for j in range(groups)], axis=1)
+    if b is not None:
+        y += b.astype(work)[None, :, None, None]
+    return from_nchw(y.astype(dt, copy=False), layout)
 
 
 def conv2d_setup(x, W, b, stride, padding, dilation, groups, layout):
@@ -84,7 +134,7 @@ def _im2col_conv_fast(xp, W, b, stride, dilation, groups, chunk_bytes=1 << 24):
 
 
 def conv2d(x, W, b=None, *, stride=1, padding=0, dilation=1, groups=1, layout="NCHW",
-           precision="reference"):
+           precision="reference", algorithm=None):
     """2-D convolution (cross-correlation) with zero padding.
 
     Parameters
@@ -123,8 +173,32 @@ def conv2d(x, W, b=None, *, stride=1, padding=0, dilation=1, groups=1, layout="N
     ``conv2d`` hook: the hook's own documented arithmetic (for CSR, the
     reference order above over the stored entries).  "fast": im2col and one BLAS GEMM
     per group in the input dtype (summation order is BLAS's).  NHWC is computed by transposing to NCHW and back (exact).
+
+    algorithm : None, "direct", "im2col", "fft", "winograd" (= "winograd2",
+        F(2x2, 3x3)) or "winograd4" (F(4x4, 3x3)); keyword only.
+        None (default): the arithmetic above (``precision`` chooses direct
+        or im2col; a compressed weight's hook runs).  An explicit algorithm
+        decodes a compressed ``W`` (``dequantize()``) and runs that
+        algorithm with working precision float64 (``precision=
+        "reference"``: one rounding to the output dtype at the end) or the
+        data dtype (``"fast"``).  "direct" is the reference above (fast
+        refused); "im2col": im2col + one GEMM per group (BLAS, any order);
+        "fft": radix-2 FFT convolution (:mod:`refcomp.layers._conv_fft`);
+        "winograd*": Lavin & Gray's minimal filtering
+        (:mod:`refcomp.layers._conv_winograd`; 3x3 kernels, stride 1 and
+        dilation 1 only, any padding and groups; anything else is a
+        ParameterError).  Each is within the bound of
+        :func:`refcomp.layers.conv_bounds.conv2d_error_bound` of the exact
+        real result (FFT and Winograd are not bit-identical to direct
+        convolution), the bias added in the working precision.
     """
     check_precision(precision)
+    if algorithm is not None:
+        algorithm = _canonical_algorithm(algorithm)
+        if not isinstance(W, np.ndarray):
+            W, _ = weight_operand(W, "none")       # decoded: the algorithm runs on it
+        return _by_algorithm(x, W, b, algorithm, precision, stride, padding, dilation, groups,
+                             layout)
     owner = W
     W, hook = weight_operand(W, "conv2d")
     if hook is not None:       # the weight's own convolution, on validated arguments

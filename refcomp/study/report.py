@@ -101,6 +101,69 @@ def tables_markdown(result):
     return "\n".join(out)
 
 
+def seed004_markdown(s):
+    """Seed 004's Tables 1 and 3 (Fernandez Brillet et al.) from ``result["seed004"]``."""
+    rows = s["rows"]
+    es = [str(r["energy"]) for r in rows]
+    name = s["model"]
+    out = [f"## PCA of the filters, shape of seed 004 Table 1 (`{name}`, every conv2d and "
+           "dense layer)", "",
+           "P: stored parameters of the whole network (biases and untouched layers "
+           "included); G = P_orig / P; A: test accuracy; ER = (A_orig - A) / A_orig "
+           "(signed: the paper prints negative values as 0.0).", "",
+           "| Net | E (%) | Orig | " + " | ".join(es) + " |",
+           "|---|---|---|" + "---|" * len(rows)]
+    out.append(f"| {name} | P | {s['orig']['P']:,} | "
+               + " | ".join(f"{r['P']:,}" for r in rows) + " |")
+    out.append("| | G (x) | 1.00 | " + " | ".join(f"{r['G']:.2f}" for r in rows) + " |")
+    out.append(f"| | A (%) | {100 * s['orig']['A']:.2f} | "
+               + " | ".join(f"{100 * r['A']:.2f}" for r in rows) + " |")
+    out.append("| | ER (%) | 0.0 | " + " | ".join(f"{r['ER']:.2f}" for r in rows) + " |")
+    out.append("")
+    if any(r["A_R"] is not None for r in rows):
+        out += [f"## Coordinate refit, shape of seed 004 Table 3 (`{name}`)", "",
+                "A-R: accuracy after the least-squares refit of the coordinates on the "
+                "calibration split, layer by layer from the first (basis and mean fixed; "
+                "refcomp.decompose.refit_coordinates).", "",
+                "| Net | E (%) | " + " | ".join(es) + " |",
+                "|---|---|" + "---|" * len(rows)]
+        out.append(f"| {name} | P | " + " | ".join(f"{r['P']:,}" for r in rows) + " |")
+        out.append("| | A (%) | " + " | ".join(f"{100 * r['A']:.2f}" for r in rows) + " |")
+        out.append("| | A-R (%) | " + " | ".join(
+            "-" if r["A_R"] is None else f"{100 * r['A_R']:.2f}" for r in rows) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def _seed004_plot(result, out_dir):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = result["seed004"]
+    rows = sorted(s["rows"], key=lambda r: r["G"])
+    fig, ax = plt.subplots(figsize=(6.2, 4.0))
+    ax.plot([r["G"] for r in rows], [100 * r["A"] for r in rows], marker="o",
+            label="PCA (no refit)")
+    if any(r["A_R"] is not None for r in rows):
+        ax.plot([r["G"] for r in rows], [100 * r["A_R"] for r in rows], marker="s",
+                label="PCA + coordinate refit")
+    for r in rows:
+        ax.annotate(f"{r['energy']}%", (r["G"], 100 * r["A"]), fontsize=7,
+                    textcoords="offset points", xytext=(3, -9))
+    ax.axhline(100 * s["orig"]["A"], color="k", ls="--", lw=0.8, label="original")
+    ax.set_xlabel("G = P_orig / P")
+    ax.set_ylabel("Accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"PCA with and without refit ({s['model']}; shape of seed 004 Fig. 4-5)")
+    fig.tight_layout()
+    name = "fig_seed004_accuracy_vs_gain.png"
+    _save_fig(fig, os.path.join(out_dir, name))
+    plt.close(fig)
+    return [name]
+
+
 def _x_label(result):
     params = sorted(set(result["settings"].get("params", {}).values())) or ["bits"]
     return " / ".join(params)
@@ -243,7 +306,10 @@ def write_report(result, out_dir, *, plots=True):
     _write_text(os.path.join(out_dir, "runs.json"),
                 json.dumps(dict(result, pareto=pareto), indent=1, sort_keys=True) + "\n")
     files.append("runs.json")
-    _write_text(os.path.join(out_dir, "tables.md"), tables_markdown(result) + "\n")
+    text = tables_markdown(result) + "\n"
+    if result.get("seed004"):            # only when the pca method ran
+        text += "\n" + seed004_markdown(result["seed004"]) + "\n"
+    _write_text(os.path.join(out_dir, "tables.md"), text)
     files.append("tables.md")
     if plots:
         try:
@@ -251,4 +317,6 @@ def write_report(result, out_dir, *, plots=True):
         except ImportError:
             return files
         files += _plots(result, out_dir)
+        if result.get("seed004"):
+            files += _seed004_plot(result, out_dir)
     return files

@@ -29,6 +29,10 @@ BUILTIN_MODULES = {
     "product_quantized": "refcomp.quantize.product",
     "residual_quantized": "refcomp.quantize.residual",
     "deep_compressed": "refcomp.compress.container",
+    "pca": "refcomp.decompose.pca",
+    "svd": "refcomp.decompose.svd",
+    "tucker2": "refcomp.decompose.tucker",
+    "cp": "refcomp.decompose.cp",
 }
 
 #: name -> registered class (or legacy reader function)
