@@ -2,8 +2,8 @@
 with PyTorch, the basis and the mean frozen, and write the result back to a
 refcomp model.
 
-    /work/venv/bin/python examples/pca_retrain_torch.py --model cnn --energy 0.7
-    /work/venv/bin/python examples/pca_retrain_torch.py --model resnet --energy 0.6 \
+    python examples/pca_retrain_torch.py --model cnn --energy 0.7
+    python examples/pca_retrain_torch.py --model resnet --energy 0.6 \
         --epochs 20 --out resnet_pca60_retrained.h5
 
 Steps: :func:`refcomp.decompose.pca_model` at the energy threshold on every
