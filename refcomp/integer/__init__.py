@@ -1,13 +1,27 @@
 """Integer-only inference: TFLite / ONNX / PyTorch requantization semantics, bit for bit.
 
-See docs/integer.md.  Primitives (:mod:`refcomp.integer.fixedpoint`), requantization and the
-float boundary (:mod:`refcomp.integer.requantize`).
+See docs/integer.md.
+
+- :mod:`refcomp.integer.fixedpoint`: QuantizeMultiplier, SRDHM, RoundingDivideByPOT,
+  MultiplyByQuantizedMultiplier (double / single rounding);
+- :mod:`refcomp.integer.requantize`: :func:`requantize` in five modes, the float boundary
+  (:func:`quantize`, :func:`dequantize`);
+- :mod:`refcomp.integer.ops`: int32 accumulators of dense / conv2d, pooling, residual add;
+- :class:`IntegerLinear`: an int8 layer as a compressed weight with compute hooks;
+- :func:`quantize_model`: post-training quantization (TFLite int8 spec);
+- :func:`run`: the pure integer pipeline of an integer model.
 """
 
 from .fixedpoint import (multiply_by_quantized_multiplier, quantize_multiplier,
                          rounding_divide_by_pot, saturating_rounding_doubling_high_mul)
+from .ops import add_q, avg_pool2d_q, conv2d_acc, linear_acc, max_pool2d_q, relu_bounds
+from .ptq import quantize_model
 from .requantize import MODES, dequantize, quantize, requantize
+from .run import integer_meta, run, run_codes
+from .weight import IntegerLinear
 
 __all__ = ["quantize_multiplier", "saturating_rounding_doubling_high_mul",
            "rounding_divide_by_pot", "multiply_by_quantized_multiplier", "requantize",
-           "quantize", "dequantize", "MODES"]
+           "quantize", "dequantize", "MODES", "linear_acc", "conv2d_acc", "max_pool2d_q",
+           "avg_pool2d_q", "add_q", "relu_bounds", "IntegerLinear", "quantize_model", "run",
+           "run_codes", "integer_meta"]

@@ -332,6 +332,8 @@ def quantize(x, scale, zero_point, *, mode, out_dtype="int8"):
 def quantize_codes(x, s, zp, mode, dt):
     """:func:`quantize` on validated input (private to refcomp.integer)."""
     lo, hi = dtype_range(dt)
+    if x.size == 0:
+        return np.zeros(x.shape, dt)
     x3 = np.ascontiguousarray(x).reshape(1, 1, -1)
     if mode == "torch":
         inv = (np.ones(1, np.float32) / np.array([s], np.float32)).astype(np.float32)
