@@ -216,6 +216,48 @@ def _conv_acc(xq, zx, wq, bias, stride, pads, dilation, groups, zw=None):
     return wrap_int32(acc)
 
 
+def fbgemm_depthwise_path(c, o, groups, k_hw, stride, dilation, pads):
+    """True when PyTorch's fbgemm engine runs a conv on FBGEMM's depthwise fast path
+    (FBGEMM ``takeDepthWiseFastPath``, src/FbgemmConv.cc): groups == C == O, groups a multiple
+    of 8, square kernel 3x3, 5x5 or 7x7, stride 1 or 2, dilation 1, symmetric padding
+    (k - 1) / 2; O == C or O == 2 * C (channel multiplier 2)."""
+    (pt, pb), (pl, pr) = pads
+    k = k_hw[0]
+    return (groups == c and o in (c, 2 * c) and groups % 8 == 0 and k_hw[0] == k_hw[1] and k in (3, 5, 7)
+            and all(s in (1, 2) for s in stride) and tuple(dilation) == (1, 1)
+            and pt == pb == pl == pr == (k - 1) // 2)
+
+
+def _fbgemm_depthwise_acc(xq, zx, wq, bias, stride, pads):
+    """Accumulator of FBGEMM's depthwise kernels (GenerateI8Depthwise.cc): the products of the
+    *raw* uint8 codes and the int8 weights are summed in pairs of consecutive kernel taps
+    (row-major; an odd last tap paired with 0) by VPMADDUBSW, which **saturates each pair sum
+    to int16**; the pairs are then summed exactly in int32 and the zero-point correction
+    ``- zx * sum(w)`` and the int32 bias added (wrapped modulo 2**32).  Padding holds the raw
+    zero point.  With 7-bit activations (PyTorch's x86 ``reduce_range``) no pair can saturate
+    and this equals :func:`conv2d_acc`."""
+    n, c, h, w = xq.shape
+    o, _, kh, kw = wq.shape
+    (pt, pb), (pl, pr) = pads
+    xp = np.full((n, c, h + pt + pb, w + pl + pr), zx, np.int64)
+    xp[:, :, pt:pt + h, pl:pl + w] = xq
+    oh = (xp.shape[2] - kh) // stride[0] + 1
+    ow = (xp.shape[3] - kw) // stride[1] + 1
+    win = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(2, 3))
+    taps = win[:, :, ::stride[0], ::stride[1]][:, :, :oh, :ow].reshape(n, c, oh, ow, kh * kw)
+    if o != c:                                  # channel multiplier: output o reads o // (o/c)
+        taps = taps[:, np.arange(o) // (o // c)]
+    wt = wq.reshape(o, kh * kw).astype(np.int64)
+    prods = taps * wt[None, :, None, None, :]
+    if (kh * kw) % 2:
+        prods = np.concatenate([prods, np.zeros(prods.shape[:-1] + (1,), np.int64)], axis=-1)
+    pairs = np.clip(prods[..., 0::2] + prods[..., 1::2], -(1 << 15), (1 << 15) - 1)
+    acc = pairs.sum(axis=-1) - zx * wt.sum(axis=1)[None, :, None, None]
+    if bias is not None:
+        acc += bias.astype(np.int64)[None, :, None, None]
+    return wrap_int32(acc)
+
+
 def _pool_setup(q, size, stride, padding):
     _codes("q", q, 4)
     k = _pair("size", size)

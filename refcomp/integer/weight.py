@@ -25,7 +25,8 @@ from .._errors import DTypeError, FormatError, ParameterError, ShapeError
 from .._validate import check_choice, describe
 from ..weights import CompressedWeight, register_encoding
 from ..weights._h5util import write_dataset
-from .ops import _conv_acc, _linear_acc, _pair, conv_pads
+from .ops import (_conv_acc, _fbgemm_depthwise_acc, _linear_acc, _pair, conv_pads,
+                  fbgemm_depthwise_path)
 from .requantize import (MODES, _torch_bias_term, check_scale, check_zero_point,
                          dequantize_codes, dtype_range, multipliers, quantize_codes, requantize3)
 from .requantize import act_dtype as _act_dtype
@@ -219,8 +220,15 @@ class IntegerLinear(CompressedWeight):
             raise ShapeError(f"xq has {xq.shape[1]} channels; the layer expects {cg} x "
                              f"groups={groups} (xq {describe(xq)})")
         pads = conv_pads(padding, xq.shape[2:], self.codes.shape[2:], st, dil)
-        acc = _conv_acc(xq, self.in_zero_point, self.codes, self._int_bias(), st, pads, dil,
-                        int(groups))
+        if self.mode == "torch" and fbgemm_depthwise_path(xq.shape[1], o, groups,
+                                                          self.codes.shape[2:], st, dil, pads):
+            # PyTorch's fbgemm runs this shape on FBGEMM's depthwise kernel, whose int16
+            # pair sums saturate (ops._fbgemm_depthwise_acc; docs/integer.md).
+            acc = _fbgemm_depthwise_acc(xq, self.in_zero_point, self.codes, self._int_bias(),
+                                        st, pads)
+        else:
+            acc = _conv_acc(xq, self.in_zero_point, self.codes, self._int_bias(), st, pads,
+                            dil, int(groups))
         n, _, oh, ow = acc.shape
         return self._requant(acc.reshape(n, o, oh * ow)).reshape(acc.shape)
 
