@@ -21,7 +21,8 @@ from .requantize import MODES, check_scale, dtype_range
 from .requantize import act_dtype as _act_dtype
 from .weight import IntegerLinear
 
-__all__ = ["quantize_model", "WEIGHT_SCHEMES", "ACTIVATION_SCHEMES", "CALIBRATIONS"]
+__all__ = ["quantize_model", "quantize_layer", "WEIGHT_SCHEMES", "ACTIVATION_SCHEMES",
+           "CALIBRATIONS"]
 
 WEIGHT_SCHEMES = ("per_channel_symmetric", "per_tensor_symmetric")
 ACTIVATION_SCHEMES = ("per_tensor_asymmetric", "per_tensor_symmetric")
@@ -248,3 +249,58 @@ def quantize_model(model, x_calib, *, weights="per_channel_symmetric",
                        "output": {"scale": sz_out[0], "zero_point": sz_out[1]},
                        "add": ctx.adds}
     return Model(layers, name=f"{model.name}_int8", input_shape=model.input_shape, metadata=meta)
+
+
+def quantize_layer(model, path, x_calib, *, mode="tflite_double", calibration="minmax",
+                   weights="per_channel_symmetric", activations="per_tensor_asymmetric",
+                   act_dtype=None, percentile=99.99):
+    """The :class:`IntegerLinear` of one dense / conv2d layer, calibrated in its float model.
+
+    For models :func:`quantize_model` refuses as a whole (recurrent layers elsewhere): the
+    float model runs on ``x_calib`` up to the layer at ``path`` (``"3"``, ``"3/0"`` inside a
+    residual block); its input parameters come from the calibrated input activation, its
+    output parameters from its output (after a following ReLU / ReLU6, which is fused into the
+    clamp), with the rules of :func:`quantize_model`.  The layer then quantizes its float input
+    itself (the float boundary of :class:`IntegerLinear`).
+
+    Returns
+    -------
+    IntegerLinear
+    """
+    if not isinstance(model, Model):
+        raise ParameterError(f"model must be a refcomp.Model, got {type(model).__name__}")
+    check_choice("mode", mode, MODES)
+    check_choice("calibration", calibration, CALIBRATIONS)
+    check_choice("weights", weights, WEIGHT_SCHEMES)
+    check_choice("activations", activations, ACTIVATION_SCHEMES)
+    dt = _act_dtype(act_dtype if act_dtype is not None
+                    else ("uint8" if mode == "torch" else "int8"), "act_dtype")
+    if not isinstance(x_calib, np.ndarray) or x_calib.dtype != np.float32:
+        raise DTypeError(f"x_calib must be a float32 ndarray, got {describe(x_calib)}")
+    parts = [int(p) for p in str(path).split("/")]
+    seq, x = model.layers, x_calib
+    prefix = ""
+    for depth, idx in enumerate(parts):
+        if not 0 <= idx < len(seq):
+            raise ParameterError(f"no layer at path {path!r}")
+        for j in range(idx):
+            x = _run_layer(seq[j], x, "reference", f"{prefix}{j}")
+        if depth < len(parts) - 1:
+            if seq[idx].kind != "residual":
+                raise ParameterError(f"no layer at path {path!r}")
+            prefix += f"{idx}/"
+            seq = seq[idx].layers
+    layer = seq[parts[-1]]
+    where = f"layer {path} ({layer.kind} {layer.name!r})"
+    if layer.kind not in ("dense", "conv2d"):
+        raise ParameterError(f"quantize_layer: {where} is not a dense or conv2d layer")
+    if layer.attrs.get("layout", "NCHW") != "NCHW":
+        raise ParameterError(f"quantize_layer: {where} uses layout {layer.attrs['layout']!r}; "
+                             "integer layers are NCHW")
+    ctx = _Ctx(mode, dt, calibration, weights, activations, percentile)
+    y = _run_layer(layer, x, "reference", str(path))
+    fused = _fused(seq, parts[-1])
+    t = y if fused is None else _run_layer(seq[parts[-1] + 1], y, "reference", str(path))
+    sin, zin = ctx.act_params(x, f"the input of {where}")
+    so, zo = ctx.act_params(t, where)
+    return _quantize_layer(layer, sin, zin, so, zo, fused, ctx, where)
