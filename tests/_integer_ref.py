@@ -41,6 +41,16 @@ def mbqm_double(x, m, shift):
     return rdbpot(srdhm(xl, m), right)
 
 
+def mbqm_ruy(x, m, shift):
+    """ruy's x86 kernels: SRDHM, then a rounding right shift with ties toward +inf."""
+    left, right = max(shift, 0), max(-shift, 0)
+    xl = x * (1 << left)
+    if not INT32_MIN <= xl <= INT32_MAX:
+        return None
+    h = srdhm(xl, m)
+    return (h + (1 << (right - 1))) >> right if right else h
+
+
 def mbqm_single(x, m, shift):
     total = 31 - shift
     r = (x * m + (1 << (total - 1))) >> total
@@ -109,12 +119,17 @@ def requant_ref(acc, s_in, s_out, zp, mode, lo, hi, bias=None, per_channel=False
 
     acc int, s_in float (exact product, float64), s_out float (a float32 value), zp int.
     """
-    if mode in ("tflite_double", "tflite_single"):
+    if mode in ("tflite_double", "tflite_single", "tflite_ruy"):
         single = mode == "tflite_single"
         m, sh = quantize_multiplier(s_in / s_out, single)   # double division, as TFLite
-        r = mbqm_single(acc, m, sh) if single else mbqm_double(acc, m, sh)
+        f = {"tflite_double": mbqm_double, "tflite_single": mbqm_single,
+             "tflite_ruy": mbqm_ruy}[mode]
+        r = f(acc, m, sh)
         assert r is not None
         r += zp
+    elif mode == "tflite_float64":
+        real = fl64(Fraction(s_in) / Fraction(s_out))       # TFLite's double real multiplier
+        r = round_half_away_fraction(fl64(acc * real)) + zp
     else:
         M = fl32(fl32(Fraction(s_in)) / Fraction(s_out))
         if mode == "onnx_reference":
@@ -131,3 +146,18 @@ def requant_ref(acc, s_in, s_out, zp, mode, lo, hi, bias=None, per_channel=False
                 f = fl32(f + bt)
             r = round_half_even_fraction(fl32(f * M)) + zp
     return min(max(r, lo), hi)
+
+
+def xnnpack_add(a, s1, z1, b, s2, z2, so, zo):
+    """XNNPACK int8 addition as measured (refcomp.integer.ops.add_q, mode "xnnpack"),
+    with exact fractions for the float32 ratios."""
+    ra, rb = fl32(Fraction(s1) / Fraction(so)), fl32(Fraction(s2) / Fraction(so))
+    mx = max(ra, rb)
+    e = mx.numerator.bit_length() - mx.denominator.bit_length()
+    if Fraction(2) ** e > mx:
+        e -= 1
+    shift = 20 - e
+    ma = round_half_even_fraction(ra * 2 ** shift)
+    mb = round_half_even_fraction(rb * 2 ** shift)
+    acc = (1 << (shift - 1)) - ma * z1 - mb * z2 + a * ma + b * mb
+    return (acc >> shift) + zo

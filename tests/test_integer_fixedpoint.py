@@ -13,6 +13,7 @@ import _integer_ref as R
 from refcomp import DTypeError, ParameterError
 from refcomp.integer import (multiply_by_quantized_multiplier, quantize_multiplier, requantize,
                              rounding_divide_by_pot, saturating_rounding_doubling_high_mul)
+from refcomp.integer.requantize import MODES
 from refcomp.kernels import integer as K
 from refcomp.testing import assert_bits_equal
 
@@ -122,10 +123,11 @@ def test_quantize_multiplier_bad_input():
 
 # -- MultiplyByQuantizedMultiplier ---------------------------------------------------------
 def _mbqm_ref(x, m, s, mode):
-    return (R.mbqm_single if mode == "tflite_single" else R.mbqm_double)(x, m, s)
+    return {"tflite_double": R.mbqm_double, "tflite_single": R.mbqm_single,
+            "tflite_ruy": R.mbqm_ruy}[mode](x, m, s)
 
 
-@pytest.mark.parametrize("mode", ["tflite_double", "tflite_single"])
+@pytest.mark.parametrize("mode", ["tflite_double", "tflite_single", "tflite_ruy"])
 def test_mbqm_edges_exhaustive(mode):
     mults = [0, 1, (1 << 30) - 1, 1 << 30, (1 << 30) + 1, 1518500250, R.INT32_MAX - 1, R.INT32_MAX]
     xs, ms, ss, want = [], [], [], []
@@ -160,7 +162,7 @@ def test_mbqm_rounding_rules():
 
 
 @given(I32, st.integers(0, R.INT32_MAX), st.integers(-31, 30),
-       st.sampled_from(["tflite_double", "tflite_single"]))
+       st.sampled_from(["tflite_double", "tflite_single", "tflite_ruy"]))
 def test_mbqm_hypothesis(x, m, s, mode):
     want = _mbqm_ref(x, m, s, mode)
     if want is None:
@@ -187,7 +189,6 @@ def test_mbqm_bad_input():
 
 
 # -- requantize ---------------------------------------------------------------------------
-MODES = ["tflite_double", "tflite_single", "onnx", "onnx_reference", "torch"]
 
 
 def _f32(v):
@@ -221,6 +222,9 @@ def test_requantize_every_kind_of_tie():
     assert requantize(acc, s_in, s_out, 0, mode="tflite_double").tolist() == half_up
     assert requantize(acc, s_in, s_out, 0, mode="onnx").tolist() == half_even
     assert requantize(acc, s_in, s_out, 0, mode="torch").tolist() == half_even
+    assert requantize(acc, s_in, s_out, 0, mode="xnnpack").tolist() == half_even
+    half_away = [R.round_half_away_fraction(Fraction(a, 2)) for a in acc.tolist()]
+    assert requantize(acc, s_in, s_out, 0, mode="tflite_float64").tolist() == half_away
     # onnx_reference adds the zero point before rint: an odd zero point moves every tie
     ref = requantize(acc, s_in, s_out, 1, mode="onnx_reference").tolist()
     assert ref == [R.round_half_even_fraction(Fraction(a, 2) + 1) for a in acc.tolist()]
@@ -233,6 +237,11 @@ def test_requantize_every_kind_of_tie():
                       mode="tflite_double").tolist() == [-2]          # -1.5: -3 /2 -> -2 away
     assert requantize(np.array([-6], np.int32), 0.25, 1.0, 0,
                       mode="tflite_single").tolist() == [-1]          # -1.5 -> -1 (+inf)
+    # ruy: SRDHM (-3) then /2 with ties toward +inf: -1.5 -> -1
+    assert requantize(np.array([-6], np.int32), 0.25, 1.0, 0,
+                      mode="tflite_ruy").tolist() == [-1]
+    assert requantize(np.array([6], np.int32), 0.25, 1.0, 0,
+                      mode="tflite_ruy").tolist() == [2]
 
 
 @given(st.lists(I32, min_size=1, max_size=40),
@@ -321,7 +330,7 @@ def test_fixedpoint_kernels_twin():
     assert_bits_equal(K.rdbpot(a, e), K.rdbpot_twin(a, e))
 
 
-@pytest.mark.parametrize("single", [False, True])
+@pytest.mark.parametrize("single", [0, 1, 2])
 def test_mbqm_requant_kernel_twin(single):
     rng = np.random.default_rng(6)
     acc3 = rng.integers(-(1 << 26), 1 << 26, size=(3, 6, 1000)).astype(np.int32)
@@ -348,5 +357,7 @@ def test_float_requant_kernels_twin():
             assert_bits_equal(K.float32_requant(acc3, m32, bt, zp, lo, hi, dt),
                               K.float32_requant_twin(acc3, m32, bt, zp, lo, hi, dt))
         m64 = m32.astype(np.float64)
-        assert_bits_equal(K.float64_requant(acc3, m64, zp, lo, hi, dt),
-                          K.float64_requant_twin(acc3, m64, zp, lo, hi, dt))
+        m64[1] = 0.5                                   # exact ties for the half-away rule
+        for away in (False, True):
+            assert_bits_equal(K.float64_requant(acc3, m64, zp, lo, hi, dt, away=away),
+                              K.float64_requant_twin(acc3, m64, zp, lo, hi, dt, away=away))

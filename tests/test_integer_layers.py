@@ -102,7 +102,7 @@ def test_dequantize_then_quantize_is_exact(mode, dt):
     for s in SCALES:
         s = float(np.float32(s))
         for zp in range(lo, hi + 1, 3):
-            y = dequantize(codes, s, zp)
+            y = dequantize(codes, s, zp, mode=mode)
             assert np.array_equal(quantize(y, s, zp, mode=mode, out_dtype=dt), codes), (s, zp)
 
 
@@ -111,7 +111,7 @@ def test_dequantize_then_quantize_is_exact(mode, dt):
 def test_dequantize_then_quantize_hypothesis(s, zp, mode):
     s = float(np.float32(s))
     codes = np.arange(-128, 128).astype(np.int8)
-    assert np.array_equal(quantize(dequantize(codes, s, zp), s, zp, mode=mode), codes)
+    assert np.array_equal(quantize(dequantize(codes, s, zp, mode=mode), s, zp, mode=mode), codes)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -155,17 +155,17 @@ def test_avg_pool_codes(mode):
         assert got[idx] == max(-128, min(127, want))
 
 
-def _tflite_add_ref(a, b, s1, z1, s2, z2, so, zo, single):
+def _tflite_add_ref(a, b, s1, z1, s2, z2, so, zo, mode):
+    single = mode == "tflite_single"
     tm = 2.0 * max(s1, s2)
     (m1, h1), (m2, h2), (mo, ho) = (R.quantize_multiplier(v, single) for v in
                                     (s1 / tm, s2 / tm, tm / ((1 << 20) * so)))
-    f = R.mbqm_single if single else R.mbqm_double
+    f = R.mbqm_single if single else R.mbqm_double    # ADD: gemmlowp double unless single
     raw = f((a - z1) << 20, m1, h1) + f((b - z2) << 20, m2, h2)
     return max(-128, min(127, f(raw, mo, ho) + zo))
 
 
-@pytest.mark.parametrize("mode", ["tflite_double", "tflite_single", "onnx", "onnx_reference",
-                                  "torch"])
+@pytest.mark.parametrize("mode", MODES)
 def test_add_codes(mode):
     a = np.arange(-128, 128).astype(np.int8)
     b = RNG.permutation(a).astype(np.int8)
@@ -175,7 +175,9 @@ def test_add_codes(mode):
     f32 = R.fl32
     for x, y, g in zip(a.tolist(), b.tolist(), got.tolist()):
         if mode.startswith("tflite"):
-            want = _tflite_add_ref(x, y, s1, z1, s2, z2, so, zo, mode == "tflite_single")
+            want = _tflite_add_ref(x, y, s1, z1, s2, z2, so, zo, mode)
+        elif mode == "xnnpack":
+            want = R.xnnpack_add(x, s1, z1, y, s2, z2, so, zo)
         elif mode == "onnx":                    # MLAS AVX2: two fused multiply-adds
             r1, r2 = f32(Fraction(s1) / Fraction(so)), f32(Fraction(s2) / Fraction(so))
             fixed = f32(zo - f32(f32(r1 * z1) + f32(r2 * z2)))
@@ -245,7 +247,7 @@ def test_integer_linear_hooks_are_the_codes_path(mode):
     y = L.conv2d(x, lay, None, padding=1)
     xq = quantize(x, lay.in_scale, lay.in_zero_point, mode=mode)
     q = lay.conv2d_codes(xq, padding=1)
-    assert np.array_equal(y, dequantize(q, lay.out_scale, lay.out_zero_point))
+    assert np.array_equal(y, dequantize(q, lay.out_scale, lay.out_zero_point, mode=mode))
     # the dequantized bias is accepted bit for bit, another b is refused
     assert np.array_equal(L.conv2d(x, lay, lay.bias_dequantized(), padding=1), y)
     with pytest.raises(ParameterError, match="bias"):

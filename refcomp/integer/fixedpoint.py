@@ -20,10 +20,13 @@ from .._validate import check_choice, describe
 from ..kernels.integer import INT32_MAX, INT32_MIN, mbqm_requant, rdbpot, srdhm
 
 __all__ = ["quantize_multiplier", "saturating_rounding_doubling_high_mul",
-           "rounding_divide_by_pot", "multiply_by_quantized_multiplier", "FIXED_MODES"]
+           "rounding_divide_by_pot", "multiply_by_quantized_multiplier", "FIXED_MODES",
+           "VARIANTS"]
 
 #: Modes of :func:`multiply_by_quantized_multiplier`.
-FIXED_MODES = ("tflite_double", "tflite_single")
+FIXED_MODES = ("tflite_double", "tflite_single", "tflite_ruy")
+#: Kernel variant code of each fixed-point mode (refcomp.kernels.integer).
+VARIANTS = {"tflite_double": 0, "tflite_single": 1, "tflite_ruy": 2}
 
 
 def quantize_multiplier(real, *, mode="tflite_double"):
@@ -35,8 +38,9 @@ def quantize_multiplier(real, *, mode="tflite_double"):
         The real multiplier (a Python/NumPy float, used as an IEEE double;
         finite).  Negative values follow the C++ code too (frexp keeps the
         sign), although no TFLite kernel passes one.
-    mode : {"tflite_double", "tflite_single"}
-        "tflite_single" adds the ``TFLITE_SINGLE_ROUNDING`` clamp of step 6.
+    mode : {"tflite_double", "tflite_single", "tflite_ruy"}
+        "tflite_single" adds the ``TFLITE_SINGLE_ROUNDING`` clamp of step 6
+        ("tflite_ruy" computes the multiplier as "tflite_double").
 
     Returns
     -------
@@ -180,13 +184,13 @@ def multiply_by_quantized_multiplier(acc, multiplier, shift, *, mode):
         [0, 2**31 - 1] (as :func:`quantize_multiplier` returns for a real
         multiplier >= 0)
     shift : int or integer ndarray (broadcast with acc), values in [-31, 30]
-    mode : {"tflite_double", "tflite_single"}
+    mode : {"tflite_double", "tflite_single", "tflite_ruy"}
 
     Returns
     -------
     int32 ndarray of the broadcast shape (Python int for scalar input)
 
-    Arithmetic (tensorflow/lite/kernels/internal/common.h)
+    Arithmetic (tensorflow/lite/kernels/internal/common.h; ruy x86 kernels)
     ------------------------------------------------------
     * "tflite_double" (the default build; two roundings): left = max(shift,
       0), right = max(-shift, 0); ``RoundingDivideByPOT(SRDHM(acc * 2**left,
@@ -195,6 +199,11 @@ def multiply_by_quantized_multiplier(acc, multiplier, shift, *, mode):
     * "tflite_single" (``TFLITE_SINGLE_ROUNDING``): total = 31 - shift;
       ``(acc * multiplier + 2**(total - 1)) >> total`` in int64 with an
       arithmetic shift: one rounding, ties toward +inf.
+    * "tflite_ruy" (TFLite's optimized kernels through ruy on x86-64, measured
+      with LiteRT 2.3.0, docs/integer.md): SRDHM as in "tflite_double", then a
+      rounding right shift with ties toward **+inf**: ``(v + 2**(right-1)) >>
+      right``.  Differs from "tflite_double" only on negative ties of the
+      second rounding.
 
     Raises
     ------
@@ -212,10 +221,10 @@ def multiply_by_quantized_multiplier(acc, multiplier, shift, *, mode):
     out, bad = mbqm_requant(np.ascontiguousarray(fx).reshape(1, n, 1) if n else
                             fx.reshape(1, 0, 1),
                             np.ascontiguousarray(fm), np.ascontiguousarray(fs),
-                            mode == "tflite_single", 0, INT32_MIN, INT32_MAX, np.int64)
+                            VARIANTS[mode], 0, INT32_MIN, INT32_MAX, np.int64)
     if bad:
-        what = ("acc * 2**shift overflows int32 (undefined in TFLite's int32 code)"
-                if mode == "tflite_double" else "the result overflows int32 (a TFLite DCHECK)")
+        what = ("the result overflows int32 (a TFLite DCHECK)" if mode == "tflite_single"
+                else "acc * 2**shift overflows int32 (undefined in TFLite's int32 code)")
         raise ParameterError(f"multiply_by_quantized_multiplier: {bad} element(s) outside the "
                              f"definition domain: {what}")
     return _result(out.reshape(-1), shape, scalar)

@@ -27,9 +27,9 @@ from .._errors import DTypeError, ParameterError, ShapeError
 from .._validate import check_choice, describe
 from ..kernels.pool import max_pool_nchw
 from ..kernels.quantize import fma_twin
-from .fixedpoint import quantize_multiplier
-from .requantize import (ACT_DTYPES, MODES, check_scale, check_zero_point, dtype_range,
-                         multipliers)
+from .fixedpoint import VARIANTS, quantize_multiplier
+from .requantize import (ACT_DTYPES, LITERT_MODES, MODES, check_scale, check_zero_point,
+                         dtype_range, multipliers)
 from ..kernels.integer import mbqm_requant
 
 __all__ = ["linear_acc", "conv2d_acc", "max_pool2d_q", "avg_pool2d_q", "add_q",
@@ -296,9 +296,10 @@ def avg_pool2d_q(q, size, *, zero_point, stride=None, padding=0, count_include_p
     zero point), the count n (kh*kw, or the number of real elements when
     ``count_include_pad`` is False), then
 
-    * tflite_*: TFLite ``AveragePool`` int8: ``(S + n/2) / n`` if S > 0 else ``(S - n/2) / n``
-      with C division (truncation) and n/2 an integer division: round half away from zero of
-      S/n (TFLite counts only real elements; with padding use count_include_pad=False);
+    * tflite_*, xnnpack: TFLite ``AveragePool`` int8: ``(S + n/2) / n`` if S > 0 else
+      ``(S - n/2) / n`` with C division (truncation) and n/2 an integer division: round half
+      away from zero of S/n (TFLite counts only real elements; with padding use
+      count_include_pad=False; XNNPACK's own average pooling is not emulated);
     * onnx, onnx_reference, torch: ``round_half_even((S - n*zp) / n) + zp`` computed exactly
       (refcomp's definition of a rounded mean; not checked against those runtimes).
 
@@ -324,7 +325,7 @@ def avg_pool2d_q(q, size, *, zero_point, stride=None, padding=0, count_include_p
         cnt = np.lib.stride_tricks.sliding_window_view(ones, k)[::s[0], ::s[1]].sum(axis=(-2, -1))
         # padded positions must not be counted: remove their zero-point contribution
         ssum_real = ssum - (k[0] * k[1] - cnt) * zp
-    if mode.startswith("tflite"):
+    if mode in LITERT_MODES:
         half = cnt // 2
         num = np.where(ssum_real > 0, ssum_real + half, ssum_real - half)
         # C division truncates toward zero
@@ -343,8 +344,8 @@ def relu_bounds(kind, scale, zero_point, dt, mode):
 
     ReLU: [max(qmin, zp), qmax].  ReLU6: upper bound min(qmax, zp + round(fl32(6 / s))) with
     the float boundary's rounding of ``mode`` (TFLite ``CalculateActivationRangeQuantized``:
-    TfLiteRound, half away; the others half even), which is also what a float ReLU6 followed
-    by a re-quantization gives (docs/integer.md).
+    TfLiteRound, half away, for the TFLite / LiteRT modes; the others half even), which is also
+    what a float ReLU6 followed by a re-quantization gives (docs/integer.md).
     """
     lo, hi = dtype_range(dt)
     if kind == "relu":
@@ -353,7 +354,7 @@ def relu_bounds(kind, scale, zero_point, dt, mode):
         raise ParameterError(f"unsupported fused activation {kind!r}; use 'relu' or 'relu6'")
     v = float(np.float32(6.0) / np.float32(scale))
     t = int(np.trunc(v))
-    if mode.startswith("tflite"):
+    if mode in LITERT_MODES:
         six = t + (int(np.sign(v)) if abs(v - t) >= 0.5 else 0)
     else:
         six = int(np.rint(v))
@@ -378,12 +379,20 @@ def add_q(q1, scale1, zp1, q2, scale2, zp2, scale_out, zp_out, *, mode, act_min=
 
     Arithmetic
     ----------
-    * tflite_*: TFLite ``ADD`` int8 (kernels/add.cc, reference_integer_ops/add.h): left
-      shift 20; in double, tm = 2 * max(s1, s2), m1 = s1 / tm, m2 = s2 / tm, mo = tm /
-      (2**20 * s_out), each through :func:`quantize_multiplier`; per element
-      ``r = MBQM(MBQM((q1 - z1) * 2**20, m1) + MBQM((q2 - z2) * 2**20, m2), mo) + z_out``
-      with the mode's MultiplyByQuantizedMultiplier (double: SRDHM then RoundingDivideByPOT;
-      single: one rounding), int32 sums.
+    * tflite_double, tflite_single, tflite_ruy, tflite_float64: TFLite ``ADD`` int8
+      (kernels/add.cc, reference_integer_ops/add.h): left shift 20; in double, tm = 2 *
+      max(s1, s2), m1 = s1 / tm, m2 = s2 / tm, mo = tm / (2**20 * s_out), each through
+      :func:`quantize_multiplier`; per element ``r = MBQM(MBQM((q1 - z1) * 2**20, m1) +
+      MBQM((q2 - z2) * 2**20, m2), mo) + z_out`` with int32 sums and
+      MultiplyByQuantizedMultiplier with gemmlowp double rounding (SRDHM then
+      RoundingDivideByPOT), or single rounding for tflite_single.  (LiteRT 2.3.0's
+      reference and optimized ADD both measured as double rounding.)
+    * xnnpack: XNNPACK's int8 addition (measured with LiteRT 2.3.0's default delegate): in
+      float32 ra = fl32(s1 / s_out), rb = fl32(s2 / s_out); e = the binary exponent of
+      max(ra, rb), shift = 20 - e; integer multipliers ``ma = lrint(ra * 2**shift)``,
+      ``mb = lrint(rb * 2**shift)`` (exact power-of-two scalings, half even); bias =
+      2**(shift-1) - ma*z1 - mb*z2; per element ``((bias + q1*ma + q2*mb) >> shift) + z_out``
+      (arithmetic shift: round half up), in int64 (exact).
     * onnx: ONNX Runtime ``QLinearAdd`` on x86-64 AVX2 (MLAS ``qladd_avx2.cpp``): float32
       r1 = fl32(s1 / s_out), r2 = fl32(s2 / s_out), F = fl32(z_out - fl32(fl32(r1*z1) +
       fl32(r2*z2))); per element ``t = fma(q2, r2, F)``, ``v = fma(q1, r1, t)`` (one rounding
@@ -422,18 +431,35 @@ def add_params(s1, s2, so, mode):
     return qm
 
 
+def _xnnpack_add(q1, z1, q2, z2, s1, s2, so, zo, lo, hi):
+    f32 = np.float32
+    ra, rb = f32(s1) / f32(so), f32(s2) / f32(so)
+    e = int(np.frexp(max(ra, rb))[1]) - 1            # max(ra, rb) in [2**e, 2**(e+1))
+    shift = 20 - e
+    if not 0 < shift < 62:
+        raise ParameterError(f"add (xnnpack): scale ratio {float(max(ra, rb))!r} out of range")
+    ma = int(np.rint(np.ldexp(ra.astype(np.float64), shift)))   # exact scaling, half even
+    mb = int(np.rint(np.ldexp(rb.astype(np.float64), shift)))
+    bias = (1 << (shift - 1)) - ma * z1 - mb * z2
+    acc = bias + q1.astype(np.int64) * ma + q2.astype(np.int64) * mb
+    return np.clip((acc >> shift) + zo, lo, hi).astype(q1.dtype)
+
+
 def _add(q1, s1, z1, q2, s2, z2, so, zo, mode, lo, hi):
     shape = q1.shape
     a = q1.reshape(-1).astype(np.int64) - z1
     b = q2.reshape(-1).astype(np.int64) - z2
-    if mode.startswith("tflite"):
-        (m1, h1), (m2, h2), (mo, ho) = add_params(s1, s2, so, mode)
-        single = mode == "tflite_single"
+    if mode == "xnnpack":
+        return _xnnpack_add(q1, z1, q2, z2, s1, s2, so, zo, lo, hi)
+    if mode in LITERT_MODES:
+        fixed = "tflite_single" if mode == "tflite_single" else "tflite_double"
+        (m1, h1), (m2, h2), (mo, ho) = add_params(s1, s2, so, fixed)
+        variant = VARIANTS[fixed]
         big = np.int64(1) << 20
 
         def mbqm(x, m, h, zp, lo_, hi_):
             out, bad = mbqm_requant(np.ascontiguousarray(x).reshape(1, 1, -1),
-                                    np.array([m], np.int32), np.array([h], np.int32), single,
+                                    np.array([m], np.int32), np.array([h], np.int32), variant,
                                     zp, lo_, hi_, np.int64)
             if bad:
                 raise ParameterError("add: an intermediate overflows int32 (TFLite's int32 "

@@ -17,12 +17,12 @@ from ..model import Layer, Model, _run_layer
 from ..quantize.affine import affine, affine_params
 from ..quantize.calibrate import calibrate
 from .ops import relu_bounds
-from .requantize import MODES, check_scale, dtype_range
+from .requantize import LITERT_MODES, MODES, check_scale, dtype_range
 from .requantize import act_dtype as _act_dtype
 from .weight import IntegerLinear
 
-__all__ = ["quantize_model", "quantize_layer", "WEIGHT_SCHEMES", "ACTIVATION_SCHEMES",
-           "CALIBRATIONS"]
+__all__ = ["quantize_model", "quantize_layer", "set_modes", "WEIGHT_SCHEMES",
+           "ACTIVATION_SCHEMES", "CALIBRATIONS"]
 
 WEIGHT_SCHEMES = ("per_channel_symmetric", "per_tensor_symmetric")
 ACTIVATION_SCHEMES = ("per_tensor_asymmetric", "per_tensor_symmetric")
@@ -86,8 +86,8 @@ class _Ctx:
         if sym:
             rule = "pytorch" if self.mode == "torch" else "refcomp"
         else:
-            rule = {"torch": "pytorch", "tflite_double": "tflite",
-                    "tflite_single": "tflite"}.get(self.mode, "refcomp")
+            rule = "pytorch" if self.mode == "torch" else \
+                "tflite" if self.mode in LITERT_MODES else "refcomp"
         s, z = affine_params(lo, hi, 8, symmetric=sym, signed=signed, dtype=np.float32,
                              rule=rule)
         try:
@@ -102,7 +102,7 @@ def _quantize_layer(layer, sin, zin, sout, zout, fused, ctx, where):
     b = layer.w("b")
     if W.dtype != np.float32:
         raise DTypeError(f"quantize_model: {where}: weights must be float32, got {describe(W)}")
-    rounding = "half_away" if ctx.mode.startswith("tflite") else "half_even"
+    rounding = "half_away" if ctx.mode in LITERT_MODES else "half_even"
     axis = 0 if ctx.weights == "per_channel_symmetric" else None
     qw = affine(W, 8, symmetric=True, narrow_range=True, signed=True, axis=axis,
                 rounding=rounding)
@@ -304,3 +304,35 @@ def quantize_layer(model, path, x_calib, *, mode="tflite_double", calibration="m
     sin, zin = ctx.act_params(x, f"the input of {where}")
     so, zo = ctx.act_params(t, where)
     return _quantize_layer(layer, sin, zin, so, zo, fused, ctx, where)
+
+
+def set_modes(model, mode, *, dense=None, conv2d=None):
+    """An integer model with other requantization modes (same codes and parameters).
+
+    Parameters
+    ----------
+    model : integer refcomp.Model
+    mode : the model-level mode (input quantization, residual additions, output
+        dequantization) and the default of every layer
+    dense, conv2d : optional modes of the dense / conv2d layers (e.g. LiteRT 2.3.0's
+        reference kernels: ``set_modes(m, "tflite_double", dense="tflite_float64")``)
+
+    Returns
+    -------
+    refcomp.Model (new layers and metadata; weight arrays shared)
+    """
+    from .run import integer_meta
+    meta = integer_meta(model)
+    for name, m in (("mode", mode), ("dense", dense), ("conv2d", conv2d)):
+        if m is not None:
+            check_choice(name, m, MODES)
+    per_kind = {"dense": dense or mode, "conv2d": conv2d or mode}
+    mapping = {}
+    for path, layer in model.named_layers():
+        w = layer.weights.get("W")
+        if layer.kind in per_kind and isinstance(w, IntegerLinear):
+            mapping[(path, "W")] = w.with_mode(per_kind[layer.kind])
+    new = model.replace_weights(mapping) if mapping else model.copy()
+    new.metadata = dict(new.metadata)
+    new.metadata["integer"] = dict(meta, mode=mode)
+    return new

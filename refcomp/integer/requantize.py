@@ -1,16 +1,26 @@
 """Requantization of an int32 accumulator and the float <-> int8 boundary, per runtime.
 
-Five named modes (FACTS.md §5; measured agreement in docs/integer.md):
+Eight named modes (FACTS.md §5; which runtime follows which, measured, in docs/integer.md).
+A mode fixes the requantization of dense / conv2d accumulators, the residual addition
+(:func:`refcomp.integer.add_q`) and the float boundary (:func:`quantize`, :func:`dequantize`):
 
 ================  =====================================================================
 mode              requantization of ``acc`` (int32) to the output codes
 ================  =====================================================================
 tflite_double     TFLite's historical default build: ``QuantizeMultiplier(s_in / s_out)``
                   in double, then ``MultiplyByQuantizedMultiplier`` with gemmlowp double
-                  rounding (SRDHM ties toward +inf, then RoundingDivideByPOT ties away)
+                  rounding (SRDHM ties toward +inf, then RoundingDivideByPOT ties away).
+                  LiteRT 2.3.0 reference CONV_2D / DEPTHWISE_CONV_2D.
 tflite_single     the ``TFLITE_SINGLE_ROUNDING`` build: the same multiplier (shift
                   clamped to 30), one rounding ``(acc*m + 2**(30-shift)) >> (31-shift)``
                   (ties toward +inf)
+tflite_ruy        TFLite's optimized kernels through ruy on x86-64 (LiteRT 2.3.0
+                  BUILTIN_WITHOUT_DEFAULT_DELEGATES): SRDHM, then a rounding right shift
+                  with ties toward +inf
+tflite_float64    LiteRT 2.3.0 reference FULLY_CONNECTED: ``round_half_away(fl64(acc *
+                  (s_in / s_out))) + zero point`` (the real multiplier in double)
+xnnpack           LiteRT's default CPU path (XNNPACK delegate): float32 requantization
+                  as "onnx" (``fl32(fl32(acc) * fl32(fl32(s_in) / s_out))``, half even)
 onnx              what ONNX Runtime runs (MLAS ``MlasRequantizeOutput``): float32
                   multiplier ``M = fl32(fl32(s_in) / s_out)``, ``fl32(fl32(acc) * M)``,
                   round half to even, then + zero point
@@ -32,16 +42,22 @@ the two float32 scales (``float(s_x) * float(s_w)``): TFLite multiplies the
 two in double (exact), ONNX Runtime and PyTorch in float32, which is the
 float32 rounding of that exact product, so one argument serves every mode.
 
-The float <-> integer boundary (model input and output):
+The float <-> integer boundary (model input and output), float32, RNE after each operation:
 
-* :func:`quantize`: ``tflite_*``: ``round_half_away(fl32(x / s)) + zp``
-  (TFLite QUANTIZE, ``TfLiteRound``); ``onnx`` / ``onnx_reference``:
-  ``round_half_even(fl32(x / s)) + zp`` (QuantizeLinear, MLAS); ``torch``:
-  ``round_half_even(fl32(x * fl32(1/s) + zp))`` with one rounding (fused
-  multiply-add), ``torch.quantize_per_tensor`` on x86-64 AVX2 (FBGEMM
-  ``QuantizeAvx2``); then clamp to the dtype range.
-* :func:`dequantize`: ``fl32((q - zp) * s)`` in every runtime (one rounding
-  of an exact product).
+* :func:`quantize`:
+
+  - tflite_double, tflite_single, tflite_float64: ``round_half_away(fl32(x / s)) + zp``
+    (TFLite reference QUANTIZE, ``TfLiteRound``);
+  - tflite_ruy, xnnpack: ``round_half_even(fl32(x * fl32(1 / s))) + zp`` (LiteRT's
+    optimized QUANTIZE and XNNPACK's, measured);
+  - onnx, onnx_reference: ``round_half_even(fl32(x / s)) + zp`` (QuantizeLinear, MLAS);
+  - torch: ``round_half_even(fl32(x * fl32(1/s) + zp))`` with one rounding (fused
+    multiply-add), ``torch.quantize_per_tensor`` on x86-64 AVX2 (FBGEMM ``QuantizeAvx2``);
+
+  then clamp to the dtype range.
+* :func:`dequantize`: ``fl32((q - zp) * s)`` (one rounding of an exact product) in every
+  runtime except LiteRT's optimized DEQUANTIZE (tflite_ruy), measured as
+  ``fl32(fl32(q * s) - fl32(zp * s))``.
 """
 
 import numbers
@@ -52,14 +68,21 @@ from .._errors import DTypeError, ParameterError
 from .._validate import check_choice, describe
 from ..kernels.integer import (INT32_MAX, INT32_MIN, float32_requant, float64_requant,
                                mbqm_requant)
-from ..kernels.quantize import OP_DIVIDE, OP_RECIPROCAL_FMA_ZP, affine_codes
-from .fixedpoint import quantize_multiplier
+from ..kernels.quantize import OP_DIVIDE, OP_RECIPROCAL, OP_RECIPROCAL_FMA_ZP, affine_codes
+from .fixedpoint import VARIANTS, quantize_multiplier
 
-__all__ = ["MODES", "ACT_DTYPES", "requantize", "quantize", "dequantize", "multipliers",
+__all__ = ["MODES", "TFLITE_MODES", "LITERT_MODES", "ACT_DTYPES", "requantize", "quantize", "dequantize", "multipliers",
            "check_scale", "check_zero_point", "act_dtype", "dtype_range"]
 
 #: Requantization modes (see the module table).
-MODES = ("tflite_double", "tflite_single", "onnx", "onnx_reference", "torch")
+MODES = ("tflite_double", "tflite_single", "tflite_ruy", "tflite_float64", "xnnpack", "onnx",
+         "onnx_reference", "torch")
+#: The fixed-point (TFLite MultiplyByQuantizedMultiplier) modes.
+TFLITE_MODES = ("tflite_double", "tflite_single", "tflite_ruy")
+#: Modes of the TFLite / LiteRT family (TFLite's parameter rules and ADD structure).
+LITERT_MODES = TFLITE_MODES + ("tflite_float64", "xnnpack")
+#: Modes whose QUANTIZE multiplies by the float32 reciprocal and rounds half to even.
+_RECIPROCAL_QUANTIZE = ("tflite_ruy", "xnnpack")
 #: Activation code dtypes accepted (8-bit; other widths are refused).
 ACT_DTYPES = ("int8", "uint8")
 
@@ -143,9 +166,9 @@ def multipliers(scale_in, scale_out, mode):
     (:func:`refcomp.integer.quantize_multiplier` of ``scale_in / scale_out``
     in double), else ``M`` float32 (C,) = ``fl32(fl32(scale_in) /
     fl32(scale_out))`` (float64 (C,) holding those float32 values for
-    "onnx_reference").
+    "onnx_reference"; the float64 ``scale_in / scale_out`` for "tflite_float64").
     """
-    if mode in ("tflite_double", "tflite_single"):
+    if mode in TFLITE_MODES:
         pairs = [quantize_multiplier(float(s) / float(scale_out), mode=mode) for s in scale_in]
         mult = np.array([p[0] for p in pairs], np.int64)
         shift = np.array([p[1] for p in pairs], np.int64)
@@ -155,6 +178,8 @@ def multipliers(scale_in, scale_out, mode):
                                  f"{float(scale_in[bad[0]]) / float(scale_out)!r} is >= 2**30; "
                                  "TFLite's MultiplyByQuantizedMultiplier needs shift <= 30")
         return mult.astype(np.int32), shift.astype(np.int32)
+    if mode == "tflite_float64":
+        return scale_in / float(scale_out)                 # double, as TFLite's real multiplier
     m32 = scale_in.astype(np.float32) / np.float32(scale_out)
     if mode == "onnx_reference":
         return m32.astype(np.float64)
@@ -187,7 +212,7 @@ def requantize(acc, scale_in, scale_out, zero_point, *, mode, axis=None, out_dty
         Output scale, exactly a normal float32 value.
     zero_point : int
         Output zero point, inside the range of ``out_dtype``.
-    mode : {"tflite_double", "tflite_single", "onnx", "onnx_reference", "torch"}
+    mode : one of :data:`MODES`
     axis : int or None
         Channel axis of ``acc`` for array ``scale_in`` (and ``bias``).
     out_dtype : {"int8", "uint8"}
@@ -271,15 +296,15 @@ def requantize3(acc3, s_in, scale_out, zp, mode, lo, hi, dt, *, bterm=None, para
     ``params`` are precomputed :func:`multipliers` (layers compute them once).
     """
     p = multipliers(s_in, scale_out, mode) if params is None else params
-    if mode in ("tflite_double", "tflite_single"):
-        out, bad = mbqm_requant(acc3, p[0], p[1], mode == "tflite_single", zp, lo, hi, dt)
+    if mode in TFLITE_MODES:
+        out, bad = mbqm_requant(acc3, p[0], p[1], VARIANTS[mode], zp, lo, hi, dt)
         if bad:
             raise ParameterError(f"requantize ({mode}): {bad} accumulator value(s) outside "
                                  "MultiplyByQuantizedMultiplier's domain (acc * 2**shift or "
                                  "the result overflows int32)")
         return out
-    if mode == "onnx_reference":
-        return float64_requant(acc3, p, zp, lo, hi, dt)
+    if mode in ("onnx_reference", "tflite_float64"):
+        return float64_requant(acc3, p, zp, lo, hi, dt, away=mode == "tflite_float64")
     return float32_requant(acc3, p, bterm, zp, lo, hi, dt)
 
 
@@ -302,7 +327,10 @@ def quantize(x, scale, zero_point, *, mode, out_dtype="int8"):
     ----------
     float32 throughout, RNE after each operation:
 
-    * tflite_*: ``clamp(round_half_away(x / s) + zp)`` (TFLite QUANTIZE);
+    * tflite_double, tflite_single, tflite_float64: ``clamp(round_half_away(x / s) + zp)``
+      (TFLite reference QUANTIZE);
+    * tflite_ruy, xnnpack: ``clamp(round_half_even(x * fl32(1 / s)) + zp)`` (LiteRT's
+      optimized QUANTIZE, XNNPACK; measured);
     * onnx, onnx_reference: ``clamp(round_half_even(x / s) + zp)``
       (QuantizeLinear; MLAS);
     * torch: ``clamp(round_half_even(fma(x, fl32(1/s), zp)))`` (one rounding
@@ -335,40 +363,52 @@ def quantize_codes(x, s, zp, mode, dt):
     if x.size == 0:
         return np.zeros(x.shape, dt)
     x3 = np.ascontiguousarray(x).reshape(1, 1, -1)
+    inv = (np.ones(1, np.float32) / np.array([s], np.float32)).astype(np.float32)
     if mode == "torch":
-        inv = (np.ones(1, np.float32) / np.array([s], np.float32)).astype(np.float32)
         codes = affine_codes(x3, inv, np.array([float(zp)]), lo, hi, "half_even",
                              OP_RECIPROCAL_FMA_ZP, None, dt)
+    elif mode in _RECIPROCAL_QUANTIZE:
+        codes = affine_codes(x3, inv, np.array([float(zp)]), lo, hi, "half_even",
+                             OP_RECIPROCAL, None, dt)
     else:
-        rounding = "half_away" if mode.startswith("tflite") else "half_even"
+        rounding = "half_away" if mode in LITERT_MODES else "half_even"
         codes = affine_codes(x3, np.array([s], np.float32), np.array([float(zp)]), lo, hi,
                              rounding, OP_DIVIDE, None, dt)
     return codes.reshape(x.shape)
 
 
-def dequantize(q, scale, zero_point):
-    """Dequantize 8-bit codes: ``fl32((q - zp) * s)`` (exact difference, one rounding).
+def dequantize(q, scale, zero_point, *, mode=None):
+    """Dequantize 8-bit codes with the float32 arithmetic of ``mode``.
 
     Parameters
     ----------
     q : ndarray int8 or uint8
     scale : float, exactly a normal float32 value
     zero_point : int inside the range of ``q.dtype``
+    mode : one of :data:`MODES`, or None (the same as every mode but tflite_ruy)
 
     Returns
     -------
-    ndarray float32, shape of ``q``: TFLite DEQUANTIZE, ONNX
-    DequantizeLinear, ``torch.dequantize`` (all the same single rounding).
+    ndarray float32, shape of ``q``:
+
+    * ``fl32((q - zp) * s)`` (exact integer difference, one rounding): TFLite reference and
+      XNNPACK DEQUANTIZE, ONNX DequantizeLinear, ``torch.dequantize``;
+    * mode "tflite_ruy": ``fl32(fl32(q * s) - fl32(zp * s))`` (two roundings), LiteRT's
+      optimized DEQUANTIZE (measured); equal to the former when ``zp * s`` is exact.
     """
     if not isinstance(q, np.ndarray) or q.dtype.name not in ACT_DTYPES:
         raise DTypeError(f"q must be an int8 or uint8 ndarray, got {describe(q)}")
+    if mode is not None:
+        check_choice("mode", mode, MODES)
     s = np.float32(check_scale("scale", scale))
     zp = check_zero_point("zero_point", zero_point, q.dtype)
-    return dequantize_codes(q, s, zp)
+    return dequantize_codes(q, s, zp, mode)
 
 
-def dequantize_codes(q, s, zp):
+def dequantize_codes(q, s, zp, mode=None):
     """:func:`dequantize` on validated input (private to refcomp.integer)."""
+    if mode == "tflite_ruy":
+        return q.astype(np.float32) * np.float32(s) - np.float32(zp) * np.float32(s)
     return (q.astype(np.int32) - np.int32(zp)).astype(np.float32) * np.float32(s)
 
 

@@ -64,14 +64,15 @@ def run(model, x):
 
     Returns
     -------
-    ndarray float32: the output codes dequantized, ``fl32((q - z_out) * s_out)``.
+    ndarray float32: the output codes dequantized with the mode's DEQUANTIZE
+    (:func:`refcomp.integer.dequantize`).
 
     Arithmetic: ``quantize`` of the mode at the input, then every layer on codes
     (:mod:`refcomp.integer.ops`, :class:`refcomp.integer.IntegerLinear`), then one
     dequantization; no float in between.
     """
     q, s, z = run_codes(model, x)
-    return dequantize_codes(q, np.float32(s), z)
+    return dequantize_codes(q, np.float32(s), z, integer_meta(model)["mode"])
 
 
 def run_codes(model, x):

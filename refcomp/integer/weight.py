@@ -257,7 +257,7 @@ class IntegerLinear(CompressedWeight):
                               self.act_dtype)
 
     def _out(self, q):
-        return dequantize_codes(q, np.float32(self.out_scale), self.out_zero_point)
+        return dequantize_codes(q, np.float32(self.out_scale), self.out_zero_point, self.mode)
 
     def linear(self, x, b=None, *, precision="reference"):
         """Dense hook: float32 (N, I) -> float32 (N, O) through the integer layer (class doc).
@@ -276,6 +276,19 @@ class IntegerLinear(CompressedWeight):
                               padding=padding, dilation=dilation, groups=groups)
         y = self._out(q)
         return y if layout == "NCHW" else np.ascontiguousarray(y.transpose(0, 2, 3, 1))
+
+    def with_mode(self, mode):
+        """The same integer layer requantized with another mode (a new object).
+
+        The float bias of mode "torch" is kept only when ``mode`` is "torch".
+        """
+        check_choice("mode", mode, MODES)
+        return IntegerLinear(self.codes, self.w_scale, in_scale=self.in_scale,
+                             in_zero_point=self.in_zero_point, out_scale=self.out_scale,
+                             out_zero_point=self.out_zero_point, mode=mode, bias=self.bias,
+                             bias_float=self.bias_float if mode == "torch" else None,
+                             act_min=self.act_min, act_max=self.act_max,
+                             act_dtype=self.act_dtype)
 
     def __repr__(self):
         return (f"IntegerLinear({self.codes.shape}, mode={self.mode!r}, in=({self.in_scale!r}, "

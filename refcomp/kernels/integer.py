@@ -23,6 +23,12 @@ Fixed point (gemmlowp ``fixedpoint.h``, TFLite ``common.h``; FACTS.md §5.3-5.4)
 * single rounding (``TFLITE_SINGLE_ROUNDING``): ``(x*m + 2**(30 - shift)) >>
   (31 - shift)`` in int64 (one rounding, ties toward +inf); a result outside
   int32 (TFLite DCHECK) is counted.
+* ruy double rounding (what TFLite's optimized x86 kernels run through ruy):
+  ``srdhm(x * 2**left, m)`` as above, then a rounding right shift with ties
+  toward +inf, ``(v + 2**(right - 1)) >> right``, instead of gemmlowp's ties
+  away from zero (the two differ only on negative ties).
+
+``variant`` selects the definition: 0 gemmlowp double, 1 single, 2 ruy.
 
 The requantizing kernels add the output zero point and clamp to [lo, hi]
 (both int64) after that; they return the number of elements outside the
@@ -37,6 +43,8 @@ Float requantization (ONNX Runtime MLAS, PyTorch FBGEMM; FACTS.md §5.6-5.8)
 * float64 (``"onnx_reference"``, the ``onnx`` package): ``w = fl64(fl64(acc
   * M[c]) + zp)``, ``rint`` (half even), clamp to [lo, hi].  The zero point
   is added *before* rounding, as the reference does.
+* float64, ties away (``"tflite_float64"``, LiteRT's reference
+  FULLY_CONNECTED): ``round_half_away(fl64(acc * M[c])) + zp``, clamp.
 
 Private module: inputs are validated by :mod:`refcomp.integer`.
 """
@@ -75,9 +83,9 @@ def _rdbpot_nb(x, e):
 
 
 @numba.njit(cache=True, inline="always")
-def _mbqm_nb(x, m, shift, single):
+def _mbqm_nb(x, m, shift, variant):
     """(result, ok) of MultiplyByQuantizedMultiplier; ok False outside the domain."""
-    if single:
+    if variant == 1:
         total = 31 - shift
         r = (x * m + (np.int64(1) << (total - 1))) >> total
         return r, INT32_MIN <= r <= INT32_MAX
@@ -86,7 +94,12 @@ def _mbqm_nb(x, m, shift, single):
     xl = x << left
     if xl < INT32_MIN or xl > INT32_MAX:
         return np.int64(0), False
-    return _rdbpot_nb(_srdhm_nb(xl, m), right), True
+    h = _srdhm_nb(xl, m)
+    if variant == 2:
+        if right == 0:
+            return h, True
+        return (h + (np.int64(1) << (right - 1))) >> right, True
+    return _rdbpot_nb(h, right), True
 
 
 # -- elementwise primitives on flat int64 arrays -------------------------------------
@@ -131,7 +144,7 @@ def rdbpot_twin(x, e):
 
 # -- fixed-point requantization -----------------------------------------------------
 @numba.njit(cache=True, parallel=True)
-def _mbqm_kernel(acc3, mult, shift, single, zp, lo, hi, out3):
+def _mbqm_kernel(acc3, mult, shift, variant, zp, lo, hi, out3):
     a_len, c_len, b_len = acc3.shape
     bad = np.zeros(a_len * c_len, np.int64)
     for t in numba.prange(a_len * c_len):
@@ -140,7 +153,7 @@ def _mbqm_kernel(acc3, mult, shift, single, zp, lo, hi, out3):
         m = np.int64(mult[c])
         s = np.int64(shift[c])
         for j in range(b_len):
-            r, ok = _mbqm_nb(np.int64(acc3[a, c, j]), m, s, single)
+            r, ok = _mbqm_nb(np.int64(acc3[a, c, j]), m, s, variant)
             if not ok:
                 bad[t] += 1
                 r = np.int64(0)
@@ -151,19 +164,19 @@ def _mbqm_kernel(acc3, mult, shift, single, zp, lo, hi, out3):
     return bad.sum()
 
 
-def mbqm_requant(acc3, mult, shift, single, zp, lo, hi, out_dtype):
+def mbqm_requant(acc3, mult, shift, variant, zp, lo, hi, out_dtype):
     """clamp(MBQM(acc, mult[c], shift[c]) + zp, lo, hi) -> (codes of out_dtype, n_bad)."""
     out = np.empty(acc3.shape, out_dtype)
-    bad = _mbqm_kernel(acc3, mult, shift, bool(single), np.int64(zp), np.int64(lo),
+    bad = _mbqm_kernel(acc3, mult, shift, int(variant), np.int64(zp), np.int64(lo),
                        np.int64(hi), out)
     return out, int(bad)
 
 
-def mbqm_requant_twin(acc3, mult, shift, single, zp, lo, hi, out_dtype):
+def mbqm_requant_twin(acc3, mult, shift, variant, zp, lo, hi, out_dtype):
     x = acc3.astype(np.int64)
     m = mult.astype(np.int64).reshape(1, -1, 1)
     s = shift.astype(np.int64).reshape(1, -1, 1)
-    if single:
+    if variant == 1:
         total = 31 - s
         r = (x * m + (np.int64(1) << (total - 1))) >> total
         ok = (r >= INT32_MIN) & (r <= INT32_MAX)
@@ -175,7 +188,12 @@ def mbqm_requant_twin(acc3, mult, shift, single, zp, lo, hi, out_dtype):
         xl = np.where(ok, xl, 0)
         x_b, m_b = np.broadcast_arrays(xl, m)
         hm = srdhm_twin(x_b.reshape(-1), m_b.reshape(-1)).reshape(x_b.shape)
-        r = rdbpot_twin(hm, np.broadcast_to(right, hm.shape))
+        rb = np.broadcast_to(right, hm.shape)
+        if variant == 2:
+            half = np.where(rb > 0, np.int64(1) << np.maximum(rb - 1, 0), 0)
+            r = (hm + half) >> rb
+        else:
+            r = rdbpot_twin(hm, rb)
     r = np.where(ok, r, 0) + np.int64(zp)
     return np.clip(r, lo, hi).astype(out_dtype), int(np.count_nonzero(~ok))
 
@@ -223,7 +241,7 @@ def float32_requant_twin(acc3, mult, bterm, zp, lo, hi, out_dtype):
 
 
 @numba.njit(cache=True, parallel=True)
-def _f64_kernel(acc3, mult, zp, lo, hi, out3):
+def _f64_kernel(acc3, mult, zp, lo, hi, away, out3):
     a_len, c_len, b_len = acc3.shape
     zf = np.float64(zp)
     lof = np.float64(lo)
@@ -235,20 +253,34 @@ def _f64_kernel(acc3, mult, zp, lo, hi, out3):
         row = acc3[a, c]
         orow = out3[a, c]
         for j in range(b_len):
-            v = np.rint(np.float64(row[j]) * m + zf)
+            p = np.float64(row[j]) * m
+            if away:
+                # round half away from zero of the exact float64 product (t + sign
+                # when |p - t| >= 1/2; p - t is exact)
+                tr = np.trunc(p)
+                if abs(p - tr) >= 0.5:
+                    tr += np.sign(p)
+                v = tr + zf
+            else:
+                v = np.rint(p + zf)
             v = v if v > lof else lof
             v = v if v < hif else hif
             orow[j] = np.int64(v)
 
 
-def float64_requant(acc3, mult64, zp, lo, hi, out_dtype):
-    """float64 requantization of the ONNX reference (zero point added before rint)."""
+def float64_requant(acc3, mult64, zp, lo, hi, out_dtype, *, away=False):
+    """float64 requantization: ONNX reference (``away=False``: zero point added before
+    rint) or LiteRT reference FC (``away=True``: half away, then the zero point)."""
     out = np.empty(acc3.shape, out_dtype)
-    _f64_kernel(acc3, mult64, np.int64(zp), np.int64(lo), np.int64(hi), out)
+    _f64_kernel(acc3, mult64, np.int64(zp), np.int64(lo), np.int64(hi), bool(away), out)
     return out
 
 
-def float64_requant_twin(acc3, mult64, zp, lo, hi, out_dtype):
+def float64_requant_twin(acc3, mult64, zp, lo, hi, out_dtype, *, away=False):
     v = acc3.astype(np.float64) * mult64.reshape(1, -1, 1)
-    v = v + np.float64(zp)
-    return np.clip(np.rint(v), float(lo), float(hi)).astype(out_dtype)
+    if away:
+        t = np.trunc(v)
+        r = t + np.where(np.abs(v - t) >= 0.5, np.sign(v), 0.0) + np.float64(zp)
+    else:
+        r = np.rint(v + np.float64(zp))
+    return np.clip(r, float(lo), float(hi)).astype(out_dtype)
