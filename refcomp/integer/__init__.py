@@ -14,6 +14,7 @@ See docs/integer.md.
 
 from .fixedpoint import (multiply_by_quantized_multiplier, quantize_multiplier,
                          rounding_divide_by_pot, saturating_rounding_doubling_high_mul)
+from .onnx_import import load_qdq
 from .ops import add_q, avg_pool2d_q, conv2d_acc, linear_acc, max_pool2d_q, relu_bounds
 from .ptq import quantize_layer, quantize_model, set_modes
 from .requantize import MODES, dequantize, quantize, requantize
@@ -24,5 +25,5 @@ __all__ = ["quantize_multiplier", "saturating_rounding_doubling_high_mul",
            "rounding_divide_by_pot", "multiply_by_quantized_multiplier", "requantize",
            "quantize", "dequantize", "MODES", "linear_acc", "conv2d_acc", "max_pool2d_q",
            "avg_pool2d_q", "add_q", "relu_bounds", "IntegerLinear", "quantize_model",
-           "quantize_layer", "set_modes", "run",
+           "quantize_layer", "set_modes", "load_qdq", "run",
            "run_codes", "integer_meta"]

@@ -8,10 +8,10 @@ benchmarks/bench_integer.py):
   (N, I, 1, 1) view, which keeps its int32 bias in the accumulator; QLinearMatMul has no bias)
   -> Max / Min on codes for a fused clamp -> MaxPool / Flatten / Reshape on codes ->
   com.microsoft QLinearAdd for residual additions -> DequantizeLinear.
-* ``form="qdq"``: float operators (Conv, Gemm, MaxPool, Add, Relu) between
-  DequantizeLinear / QuantizeLinear pairs holding the same parameters (weights and the int32
-  bias as DequantizeLinear of constants), which ONNX Runtime's graph optimizer fuses into its
-  integer kernels.
+* ``form="qdq"``: float operators (Conv, Gemm for dense layers, MaxPool, Flatten, Reshape,
+  Add, Relu / Clip) between DequantizeLinear / QuantizeLinear pairs holding the same
+  parameters (weights and the int32 bias as DequantizeLinear of constants), which ONNX
+  Runtime's graph optimizer fuses into its integer kernels (QLinearConv, QGemm, ...).
 
 Requires the ``onnx`` package (imported on call).  Opset 21, NCHW, batch dimension dynamic.
 """
@@ -106,8 +106,11 @@ def _walk(g, layers, q, s, z, prefix, meta, form, rng):
             if conv:
                 attrs.update(pads=_pads(a["padding"]), strides=_pair(a["stride"]),
                              dilations=_pair(a["dilation"]), group=int(a["groups"]))
-            xin = q if conv else g.node("Reshape", [q, g.const("shape", np.array(
-                [-1, codes.shape[1], 1, 1], np.int64))], "to4d")
+            if conv or form == "qdq":
+                xin = q
+            else:
+                xin = g.node("Reshape", [q, g.const("shape", np.array(
+                    [-1, codes.shape[1], 1, 1], np.int64))], "to4d")
             ws = np.broadcast_to(w.w_scale, (codes.shape[0],)).astype(np.float32)
             bias = w.bias if w.bias is not None else np.zeros(codes.shape[0], np.int32)
             if form == "qlinear":
@@ -120,6 +123,8 @@ def _walk(g, layers, q, s, z, prefix, meta, form, rng):
             else:
                 xs, xz = g.qparams(s, z)
                 xf = g.node("DequantizeLinear", [xin, xs, xz], "dq")
+                if not conv:            # QDQ dense: a float Gemm (W (O, I), transB=1)
+                    codes = w.codes
                 wf = g.node("DequantizeLinear", [g.const("w", codes), g.const("ws", ws),
                                                  g.const("wz", np.zeros(codes.shape[0], np.int8))],
                             "dqw", axis=0)
@@ -127,25 +132,32 @@ def _walk(g, layers, q, s, z, prefix, meta, form, rng):
                 bf = g.node("DequantizeLinear", [g.const("b", bias), g.const("bs", bs),
                                                  g.const("bz", np.zeros(codes.shape[0], np.int32))],
                             "dqb", axis=0)
-                yf = g.node("Conv", [xf, wf, bf], "conv", **attrs)
+                yf = (g.node("Conv", [xf, wf, bf], "conv", **attrs) if conv else
+                      g.node("Gemm", [xf, wf, bf], "gemm", transB=1))
                 yf = _float_clamp(g, yf, w.act_min, w.act_max, w.out_scale, w.out_zero_point,
                                   lo_full, hi_full)
                 ys, yz = g.qparams(w.out_scale, w.out_zero_point)
                 y = g.node("QuantizeLinear", [yf, ys, yz], "q")
-            if not conv:
+            if not conv and form == "qlinear":
                 y = g.node("Flatten", [y], "to2d", axis=1)
             g.taps[path] = y
             q, s, z = y, w.out_scale, w.out_zero_point
-        elif k == "max_pool2d":
-            size = _pair(a["size"])
-            st = size if a["stride"] is None else _pair(a["stride"])
-            q = g.node("MaxPool", [q], "maxpool", kernel_shape=size, strides=st,
-                       pads=_pads(a["padding"]))
-        elif k == "flatten":
-            q = g.node("Flatten", [q], "flatten", axis=1)
-        elif k == "reshape":
-            q = g.node("Reshape", [q, g.const("shape", np.array([-1] + list(a["shape"]),
-                                                                 np.int64))], "reshape")
+        elif k in ("max_pool2d", "flatten", "reshape"):
+            # QLinear form: the operator on codes; QDQ form: DequantizeLinear -> float
+            # operator -> QuantizeLinear with the same parameters (the canonical pattern)
+            t = q if form == "qlinear" else g.node("DequantizeLinear", [q, *g.qparams(s, z)],
+                                                   "dq")
+            if k == "max_pool2d":
+                size = _pair(a["size"])
+                st = size if a["stride"] is None else _pair(a["stride"])
+                t = g.node("MaxPool", [t], "maxpool", kernel_shape=size, strides=st,
+                           pads=_pads(a["padding"]))
+            elif k == "flatten":
+                t = g.node("Flatten", [t], "flatten", axis=1)
+            else:
+                t = g.node("Reshape", [t, g.const("shape", np.array([-1] + list(a["shape"]),
+                                                                     np.int64))], "reshape")
+            q = t if form == "qlinear" else g.node("QuantizeLinear", [t, *g.qparams(s, z)], "q")
         elif k == "dropout":
             pass
         elif k == "activation":
@@ -153,7 +165,12 @@ def _walk(g, layers, q, s, z, prefix, meta, form, rng):
             if f in ("relu", "relu6"):
                 from .ops import relu_bounds
                 lo, hi = relu_bounds(f, s, z, np.dtype(g.dt), meta["mode"])
-                q = _clamp(g, q, (lo, hi), lo_full, hi_full)
+                if form == "qlinear":
+                    q = _clamp(g, q, (lo, hi), lo_full, hi_full)
+                elif lo > lo_full or hi < hi_full:
+                    t = g.node("DequantizeLinear", [q, *g.qparams(s, z)], "dq")
+                    t = _float_clamp(g, t, lo, hi, s, z, lo_full, hi_full)
+                    q = g.node("QuantizeLinear", [t, *g.qparams(s, z)], "q")
             elif f != "linear":
                 raise FormatError(f"to_onnx: activation {f!r} is not exported")
         elif k == "residual":

@@ -136,7 +136,7 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0):
     Arithmetic: ``fl32(x) - zero_point`` in float32 (exact for these integer widths), times
     the broadcast scale in numpy's promotion with float32, then cast to the scale's dtype
     (a float16 scale: float32 product rounded to float16, as the reference does).  An int32
-    input has no zero point.
+    input has no zero point (an all-zero one is accepted).
     """
     if not isinstance(x, np.ndarray) or x.dtype.kind not in "iu":
         raise DTypeError(f"x must be an integer ndarray, got {describe(x)}")
@@ -146,8 +146,10 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0):
         if x_zero_point.dtype != x.dtype:
             raise DTypeError(f"x_zero_point {describe(x_zero_point)} must have x's dtype "
                              f"{x.dtype}")
-        if x.dtype == np.int32:
-            raise ParameterError("an int32 input of DequantizeLinear has no zero point")
+        if x.dtype == np.int32 and np.any(x_zero_point != 0):
+            raise ParameterError("an int32 input of DequantizeLinear has no zero point (only "
+                                 "an all-zero one, as ONNX Runtime's quantizer writes, is "
+                                 "accepted)")
         dx = dx - _broadcast_param(x_zero_point, x.shape, axis, block_size,
                                    "x_zero_point").astype(np.float32)
     y = dx * _broadcast_param(x_scale, x.shape, axis, block_size, "x_scale")
