@@ -30,6 +30,7 @@ BUILTIN_MODULES = {
     "residual_quantized": "refcomp.quantize.residual",
     "deep_compressed": "refcomp.compress.container",
     "integer_linear": "refcomp.integer.weight",
+    "xnor_packed": "refcomp.integer.xnor",
 }
 
 #: name -> registered class (or legacy reader function)
