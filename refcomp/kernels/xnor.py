@@ -10,7 +10,7 @@ count), the dot product of the sign vectors is, exactly,
     dot = valid - 2 * popcount((a XOR b) AND m),     valid = popcount(m)
 
 (each agreeing pair adds +1, each disagreeing pair -1).  Popcount is the SWAR bit count
-(Hacker's Delight 5-2) in the Numba kernel and ``numpy.bitwise_count`` in the twin; both
+(Hacker's Delight 5-2, the byte sums by shifts) in the Numba kernel and ``numpy.bitwise_count`` in the twin; both
 are exact integer computations.
 
 Private module: inputs are validated by :mod:`refcomp.integer.xnor`.
@@ -24,7 +24,6 @@ __all__ = ["pack_rows", "pack_rows_twin", "xnor_dot", "xnor_dot_twin"]
 _M1 = np.uint64(0x5555555555555555)
 _M2 = np.uint64(0x3333333333333333)
 _M4 = np.uint64(0x0F0F0F0F0F0F0F0F)
-_H01 = np.uint64(0x0101010101010101)
 
 
 @numba.njit(cache=True, inline="always")
@@ -32,7 +31,11 @@ def _popcount(x):
     x = x - ((x >> np.uint64(1)) & _M1)
     x = (x & _M2) + ((x >> np.uint64(2)) & _M2)
     x = (x + (x >> np.uint64(4))) & _M4
-    return (x * _H01) >> np.uint64(56)
+    # byte sums by shifts (no multiplication: nothing wraps, also when interpreted)
+    x = x + (x >> np.uint64(8))
+    x = x + (x >> np.uint64(16))
+    x = x + (x >> np.uint64(32))
+    return x & np.uint64(0x7F)
 
 
 @numba.njit(cache=True, parallel=True)
