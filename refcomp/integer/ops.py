@@ -11,11 +11,13 @@ addition modulo 2**32 is associative, the result does not depend on the summatio
 8-bit operands an overflow needs more than 66,000 terms at the extremes (127 * 255 per
 product), so it never happens in the shipped models; it is tested on purpose.
 
-The sum is computed by a float64 BLAS product of the centred operands: every product and every
-partial sum is an integer of magnitude below ``K * 2**15 < 2**53`` (checked; K < 2**37), hence
-exact in float64 in **any** summation order and on any BLAS; the exact integer is then wrapped.
-So this "fast" path is bit-identical to the integer definition, and the tests check it against
-Python-int loops.
+The sum is computed by a BLAS product of the centred operands: every product and every partial
+sum is an integer of magnitude at most ``K * max|x - zx| * max|w - zw|``; below 2**24 the product
+runs in float32, else in float64 (exact below 2**53: K < 2**37), so it is exact in **any**
+summation order and on any BLAS.  When that bound plus max|bias| is below 2**31 nothing can
+wrap and the result is converted and the bias added in int32; otherwise the exact integer is
+formed in int64 and wrapped.  This path is bit-identical to the integer definition; the tests
+check it against Python-int loops.
 
 Padding of a convolution is the input zero point (a real 0, the TFLite and ONNX Runtime rule),
 i.e. a 0 in the centred operand.
@@ -112,18 +114,43 @@ def linear_acc(xq, x_zero_point, wq, bias=None, *, w_zero_point=0):
     return _linear_acc(xq, zx, wq, bias, zw)
 
 
+def _gemm_dtype(k, xmax, wmax):
+    """float32 when every partial sum is an integer below 2**24 (exact in float32 in any
+    order: K * max|x - zx| * max|w - zw| < 2**24), else float64 (exact below 2**53)."""
+    return np.float32 if k * xmax * wmax < (1 << 24) else np.float64
+
+
+def _finish(out, bias, bound):
+    """int32 accumulator from the exact float sums ``out`` plus the int32 bias: directly in
+    int32 when |sum| + |bias| < 2**31 (nothing can wrap), else in int64 then wrapped."""
+    bmax = 0 if bias is None else int(np.abs(bias.astype(np.int64)).max(initial=0))
+    if bound + bmax < (1 << 31):
+        acc = out.astype(np.int32)
+        if bias is not None:
+            acc += bias.reshape((-1,) + (1,) * (out.ndim - 2))
+        return acc
+    acc = out.astype(np.int64)
+    if bias is not None:
+        acc += bias.astype(np.int64).reshape((-1,) + (1,) * (out.ndim - 2))
+    return wrap_int32(acc)
+
+
 def _linear_acc(xq, zx, wq, bias, zw=None):
     k = xq.shape[1]
     if k >= _EXACT_TERMS:
         raise ParameterError(f"{k} terms per output: the float64 path is exact only below 2**37")
-    xc = xq.astype(np.float64) - float(zx)
-    wc = wq.astype(np.float64)
+    lo, hi = dtype_range(xq.dtype)
+    xmax = max(hi - zx, zx - lo)
+    zmax = 0 if zw is None else int(np.abs(zw).max(initial=0))
+    wmax = 128 + zmax if wq.dtype == np.int8 else 255 + zmax
+    ft = _gemm_dtype(k, xmax, wmax)
+    xc = xq.astype(ft)
+    if zx:
+        xc -= ft(zx)
+    wc = wq.astype(ft)
     if zw is not None and np.any(zw):
-        wc = wc - zw.astype(np.float64)[:, None]
-    acc = (xc @ wc.T).astype(np.int64)         # exact integers (module docstring)
-    if bias is not None:
-        acc += bias.astype(np.int64)
-    return wrap_int32(acc)
+        wc = wc - zw.astype(ft)[:, None]
+    return _finish(xc @ wc.T, bias, k * xmax * wmax)       # exact (module docstring)
 
 
 def _pair(name, v, lo=1):
@@ -189,31 +216,37 @@ def conv2d_acc(xq, x_zero_point, wq, bias=None, *, stride=1, padding=0, dilation
 def _conv_acc(xq, zx, wq, bias, stride, pads, dilation, groups, zw=None):
     n, c, h, w = xq.shape
     o, cg, kh, kw = wq.shape
-    if cg * kh * kw >= _EXACT_TERMS:
+    k = cg * kh * kw
+    if k >= _EXACT_TERMS:
         raise ParameterError("too many terms per output for the exact float64 path")
+    lo, hi = dtype_range(xq.dtype)
+    xmax = max(hi - zx, zx - lo)
+    zmax = 0 if zw is None else int(np.abs(zw).max(initial=0))
+    wmax = 128 + zmax if wq.dtype == np.int8 else 255 + zmax
+    ft = _gemm_dtype(k, xmax, wmax)
     (pt, pb), (pl, pr) = pads
-    xc = np.zeros((n, c, h + pt + pb, w + pl + pr), np.float64)
+    xc = np.zeros((n, c, h + pt + pb, w + pl + pr), ft)
     xc[:, :, pt:pt + h, pl:pl + w] = xq
-    xc[:, :, pt:pt + h, pl:pl + w] -= float(zx)
-    wc = wq.astype(np.float64)
+    if zx:
+        xc[:, :, pt:pt + h, pl:pl + w] -= ft(zx)
+    wc = wq.astype(ft)
     if zw is not None and np.any(zw):
-        wc = wc - zw.astype(np.float64)[:, None, None, None]
+        wc = wc - zw.astype(ft)[:, None, None, None]
     eh, ew = (kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1
     oh = (xc.shape[2] - eh) // stride[0] + 1
     ow = (xc.shape[3] - ew) // stride[1] + 1
-    win = np.lib.stride_tricks.sliding_window_view(xc, (eh, ew), axis=(2, 3))
-    win = win[:, :, ::stride[0], ::stride[1], ::dilation[0], ::dilation[1]][:, :, :oh, :ow]
     og = o // groups
-    out = np.empty((n, o, oh, ow), np.float64)
+    out = np.empty((n, o, oh, ow), ft)
+    # Channels-last im2col (kernels.im2col, a pure copy), one GEMM per group with the
+    # weights in the same (kh, kw, c) order, copied back to NCHW: the summation order is
+    # BLAS's, which does not matter for these exact integer sums.
+    from ..kernels.im2col import im2col_nchw
     for g in range(groups):
-        cols = win[:, g * cg:(g + 1) * cg].transpose(0, 2, 3, 1, 4, 5).reshape(
-            n * oh * ow, cg * kh * kw)
-        wm = wc[g * og:(g + 1) * og].reshape(og, cg * kh * kw)
-        out[:, g * og:(g + 1) * og] = (cols @ wm.T).reshape(n, oh, ow, og).transpose(0, 3, 1, 2)
-    acc = out.astype(np.int64)                  # exact integers (module docstring)
-    if bias is not None:
-        acc += bias.astype(np.int64)[None, :, None, None]
-    return wrap_int32(acc)
+        cols = im2col_nchw(xc, 0, n, g * cg, cg, kh, kw, stride, dilation, oh, ow)
+        wm = np.ascontiguousarray(wc[g * og:(g + 1) * og].transpose(0, 2, 3, 1).reshape(og, k))
+        res = cols.reshape(n * oh * ow, k) @ wm.T          # (pixels, og): BLAS's fast layout
+        out[:, g * og:(g + 1) * og] = res.reshape(n, oh, ow, og).transpose(0, 3, 1, 2)
+    return _finish(out, bias, k * xmax * wmax)            # exact (module docstring)
 
 
 def fbgemm_depthwise_path(c, o, groups, k_hw, stride, dilation, pads):
@@ -285,7 +318,22 @@ def max_pool2d_q(q, size, *, stride=None, padding=0):
     xp[:, :, pt:pt + q.shape[2], pl:pl + q.shape[3]] = q
     oh = (xp.shape[2] - k[0]) // s[0] + 1
     ow = (xp.shape[3] - k[1]) // s[1] + 1
-    return max_pool_nchw(xp, k[0], k[1], s[0], s[1], oh, ow).astype(q.dtype)
+    return _max_pool(xp, k, s, oh, ow).astype(q.dtype)
+
+
+def _max_pool(xp, k, s, oh, ow):
+    """kernels.pool.max_pool_nchw, on one thread for small inputs (same bits; fewer thread
+    wake-ups on a loaded host)."""
+    import numba
+    from ..kernels._threads import num_threads
+    if xp.size >= 1 << 22:
+        return max_pool_nchw(xp, k[0], k[1], s[0], s[1], oh, ow)
+    old = num_threads()
+    numba.set_num_threads(1)
+    try:
+        return max_pool_nchw(xp, k[0], k[1], s[0], s[1], oh, ow)
+    finally:
+        numba.set_num_threads(old)
 
 
 def avg_pool2d_q(q, size, *, zero_point, stride=None, padding=0, count_include_pad=True,

@@ -52,12 +52,28 @@ Private module: inputs are validated by :mod:`refcomp.integer`.
 import numba
 import numpy as np
 
+from ._threads import num_threads as _num_threads
+
 __all__ = ["mbqm_requant", "mbqm_requant_twin", "float32_requant", "float32_requant_twin",
            "float64_requant", "float64_requant_twin", "srdhm", "srdhm_twin", "rdbpot",
            "rdbpot_twin", "INT32_MIN", "INT32_MAX"]
 
 INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
+# Below this many elements one thread is faster (thread launch and wake-up on a loaded host
+# dominate); the results do not depend on the thread count (independent elements).
+_PAR_MIN = 1 << 22
+
+
+def _run(kernel, n, *args):
+    if n >= _PAR_MIN:
+        return kernel(*args)
+    old = _num_threads()
+    numba.set_num_threads(1)
+    try:
+        return kernel(*args)
+    finally:
+        numba.set_num_threads(old)
 
 
 # -- scalar fixed-point primitives (inlined) ---------------------------------------
@@ -167,8 +183,8 @@ def _mbqm_kernel(acc3, mult, shift, variant, zp, lo, hi, out3):
 def mbqm_requant(acc3, mult, shift, variant, zp, lo, hi, out_dtype):
     """clamp(MBQM(acc, mult[c], shift[c]) + zp, lo, hi) -> (codes of out_dtype, n_bad)."""
     out = np.empty(acc3.shape, out_dtype)
-    bad = _mbqm_kernel(acc3, mult, shift, int(variant), np.int64(zp), np.int64(lo),
-                       np.int64(hi), out)
+    bad = _run(_mbqm_kernel, acc3.size, acc3, mult, shift, int(variant), np.int64(zp),
+               np.int64(lo), np.int64(hi), out)
     return out, int(bad)
 
 
@@ -227,7 +243,8 @@ def float32_requant(acc3, mult, bterm, zp, lo, hi, out_dtype):
     out = np.empty(acc3.shape, out_dtype)
     has_bias = bterm is not None
     bt = bterm if has_bias else np.zeros(1, np.float32)
-    _f32_kernel(acc3, mult, bt, has_bias, np.int64(zp), np.int64(lo), np.int64(hi), out)
+    _run(_f32_kernel, acc3.size, acc3, mult, bt, has_bias, np.int64(zp), np.int64(lo),
+         np.int64(hi), out)
     return out
 
 
@@ -272,7 +289,8 @@ def float64_requant(acc3, mult64, zp, lo, hi, out_dtype, *, away=False):
     """float64 requantization: ONNX reference (``away=False``: zero point added before
     rint) or LiteRT reference FC (``away=True``: half away, then the zero point)."""
     out = np.empty(acc3.shape, out_dtype)
-    _f64_kernel(acc3, mult64, np.int64(zp), np.int64(lo), np.int64(hi), bool(away), out)
+    _run(_f64_kernel, acc3.size, acc3, mult64, np.int64(zp), np.int64(lo), np.int64(hi),
+         bool(away), out)
     return out
 
 
