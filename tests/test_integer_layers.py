@@ -1,7 +1,6 @@
 """Integer layers on codes (refcomp.integer.ops) against Python-int loops and float64
 simulations; the float boundary of IntegerLinear is exact; int32 accumulator wrap-around."""
 
-import math
 from fractions import Fraction
 
 import numpy as np

@@ -1,7 +1,6 @@
 """QDQ models made by ONNX Runtime's quantization tool (quantize_static) from the shipped
 ONNX exports import as integer models that match ONNX Runtime bit for bit in mode "onnx"."""
 
-import numpy as np
 import pytest
 
 ort = pytest.importorskip("onnxruntime")

@@ -12,13 +12,16 @@ See docs/integer.md.
 - :func:`run`: the pure integer pipeline of an integer model;
 - :mod:`refcomp.integer.xnor`: XNOR-Net binary layers (XNOR-popcount, :class:`XnorLinear`);
 - ONNX: :mod:`refcomp.integer.onnx_ops` (the integer operators), :func:`load_qdq` (import),
-  :func:`refcomp.integer.onnx_export.to_onnx`; LiteRT: :func:`refcomp.integer.tflite_export.to_tflite`.
+  :func:`refcomp.integer.onnx_export.to_onnx`; LiteRT:
+  :func:`refcomp.integer.tflite_export.to_tflite`.
 """
 
 from .fixedpoint import (multiply_by_quantized_multiplier, quantize_multiplier,
                          rounding_divide_by_pot, saturating_rounding_doubling_high_mul)
 from .onnx_import import load_qdq
-from .ops import add_q, avg_pool2d_q, conv2d_acc, linear_acc, max_pool2d_q, relu_bounds
+from .add import add_q
+from .ops import conv2d_acc, linear_acc
+from .pooling import avg_pool2d_q, max_pool2d_q, relu_bounds
 from .ptq import quantize_layer, quantize_model, set_modes
 from .requantize import MODES, dequantize, quantize, requantize
 from .run import integer_meta, run, run_codes

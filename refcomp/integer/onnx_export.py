@@ -155,15 +155,15 @@ def _walk(g, layers, q, s, z, prefix, meta, form, rng):
             elif k == "flatten":
                 t = g.node("Flatten", [t], "flatten", axis=1)
             else:
-                t = g.node("Reshape", [t, g.const("shape", np.array([-1] + list(a["shape"]),
-                                                                     np.int64))], "reshape")
+                shape = g.const("shape", np.array([-1] + list(a["shape"]), np.int64))
+                t = g.node("Reshape", [t, shape], "reshape")
             q = t if form == "qlinear" else g.node("QuantizeLinear", [t, *g.qparams(s, z)], "q")
         elif k == "dropout":
             pass
         elif k == "activation":
             f = a["function"]
             if f in ("relu", "relu6"):
-                from .ops import relu_bounds
+                from .pooling import relu_bounds
                 lo, hi = relu_bounds(f, s, z, np.dtype(g.dt), meta["mode"])
                 if form == "qlinear":
                     q = _clamp(g, q, (lo, hi), lo_full, hi_full)

@@ -201,5 +201,3 @@ def _attach(fmodel, nodes, dq_const, act, consts, out_name, g):
                        "output": {"scale": sout, "zero_point": zout}, "add": add_params,
                        "source": "onnx QDQ"}
     return Model(model.layers, name=fmodel.name, input_shape=fmodel.input_shape, metadata=meta)
-
-

@@ -20,13 +20,11 @@ per-axis and blocked scales.  Integer outputs uint8, int8, uint16, int16, uint4,
 int2 (4- and 2-bit values held in int8 / uint8 arrays); float8 / float4 outputs are refused.
 """
 
-import numbers
-
 import numpy as np
 
 from .._errors import DTypeError, ParameterError, ShapeError
 from .._validate import check_choice, describe
-from .ops import _conv_acc, _w_zero_point, conv_pads
+from .ops import _conv_acc, conv_pads
 from .requantize import _scales_in, dtype_range, requantize3
 
 __all__ = ["quantize_linear", "dequantize_linear", "matmul_integer", "conv_integer",
@@ -333,7 +331,7 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
 def qlinear_add(a, a_scale, a_zero_point, b, b_scale, b_zero_point, c_scale, c_zero_point):
     """com.microsoft QLinearAdd as ONNX Runtime runs it (x86-64 AVX2,
     :func:`refcomp.integer.add_q` mode "onnx"); a and b of the same shape and dtype."""
-    from .ops import add_q
+    from .add import add_q
 
     def scal(v, n):
         if not isinstance(v, np.ndarray) or v.size != 1:
@@ -343,7 +341,3 @@ def qlinear_add(a, a_scale, a_zero_point, b, b_scale, b_zero_point, c_scale, c_z
                  b, float(scal(b_scale, "b_scale")), int(scal(b_zero_point, "b_zero_point")),
                  float(scal(c_scale, "c_scale")), int(scal(c_zero_point, "c_zero_point")),
                  mode="onnx")
-
-
-def _is_int(v):
-    return isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, bool)

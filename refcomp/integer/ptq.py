@@ -16,7 +16,7 @@ from .._validate import check_choice, describe
 from ..model import Layer, Model, _run_layer
 from ..quantize.affine import affine, affine_params
 from ..quantize.calibrate import calibrate
-from .ops import relu_bounds
+from .pooling import relu_bounds
 from .requantize import LITERT_MODES, MODES, check_scale, dtype_range
 from .requantize import act_dtype as _act_dtype
 from .weight import IntegerLinear

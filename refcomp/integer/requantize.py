@@ -71,7 +71,8 @@ from ..kernels.integer import (INT32_MAX, INT32_MIN, float32_requant, float64_re
 from ..kernels.quantize import OP_DIVIDE, OP_RECIPROCAL, OP_RECIPROCAL_FMA_ZP, affine_codes
 from .fixedpoint import VARIANTS, quantize_multiplier
 
-__all__ = ["MODES", "TFLITE_MODES", "LITERT_MODES", "ACT_DTYPES", "requantize", "quantize", "dequantize", "multipliers",
+__all__ = ["MODES", "TFLITE_MODES", "LITERT_MODES", "ACT_DTYPES", "requantize", "quantize",
+           "dequantize", "multipliers",
            "check_scale", "check_zero_point", "act_dtype", "dtype_range"]
 
 #: Requantization modes (see the module table).

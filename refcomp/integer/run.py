@@ -24,7 +24,8 @@ import numpy as np
 
 from .._errors import DTypeError, FormatError, ParameterError, ShapeError
 from .._validate import describe
-from .ops import add_q, avg_pool2d_q, max_pool2d_q, relu_bounds
+from .add import add_q
+from .pooling import avg_pool2d_q, max_pool2d_q, relu_bounds
 from .requantize import (MODES, act_dtype, check_scale, check_zero_point, dequantize_codes,
                          quantize_codes)
 from .weight import IntegerLinear
@@ -176,4 +177,3 @@ def _walk(layers, q, s, z, prefix, meta):
                     "no integer implementation")
             raise FormatError(f"{_where(path, layer)}: {what}")
     return q, s, z
-

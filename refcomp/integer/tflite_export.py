@@ -17,7 +17,7 @@ convolutions other than depthwise are refused.
 import numpy as np
 
 from .._errors import FormatError, ParameterError
-from .ops import relu_bounds
+from .pooling import relu_bounds
 from .requantize import LITERT_MODES
 from .run import integer_meta
 
@@ -116,7 +116,7 @@ def to_tflite(model, *, batch=1, float_io=True):
         raise ParameterError("to_tflite exports int8 models of the TFLite / LiteRT modes")
     if model.input_shape is None:
         raise ParameterError("to_tflite needs a model with input_shape")
-    O = S.BuiltinOperator
+    Op = S.BuiltinOperator
     B = _B(S)
     I8, I32, F32 = S.TensorType.INT8, S.TensorType.INT32, S.TensorType.FLOAT32
     mode = meta["mode"]
@@ -125,7 +125,7 @@ def to_tflite(model, *, batch=1, float_io=True):
     if float_io:
         x_in = B.tensor(shape, F32, "x")
         t = B.tensor(shape, I8, "x_q", scale=s, zp=z)
-        B.op(O.QUANTIZE, 2, [x_in], [t])
+        B.op(Op.QUANTIZE, 2, [x_in], [t])
     else:
         x_in = t = B.tensor(shape, I8, "x_q", scale=s, zp=z)
     state = {"t": t, "shape": shape, "nhwc": False, "s": s, "z": z, "clamp": None}
@@ -133,14 +133,14 @@ def to_tflite(model, *, batch=1, float_io=True):
     def reshape(new_shape, name):
         out = B.tensor(new_shape, I8, name, scale=state["s"], zp=state["z"])
         sh = B.tensor([len(new_shape)], I32, name + "_shape", data=np.array(new_shape, np.int32))
-        B.op(O.RESHAPE, 1, [state["t"], sh], [out])
+        B.op(Op.RESHAPE, 1, [state["t"], sh], [out])
         state.update(t=out, shape=list(new_shape))
 
     def transpose(perm, name):
         new_shape = [state["shape"][p] for p in perm]
         out = B.tensor(new_shape, I8, name, scale=state["s"], zp=state["z"])
         pm = B.tensor([len(perm)], I32, name + "_perm", data=np.array(perm, np.int32))
-        B.op(O.TRANSPOSE, 2, [state["t"], pm], [out])
+        B.op(Op.TRANSPOSE, 2, [state["t"], pm], [out])
         state.update(t=out, shape=new_shape)
 
     def to_nhwc(name):
@@ -176,7 +176,7 @@ def to_tflite(model, *, batch=1, float_io=True):
                         state["clamp"][1] <= hi:
                     continue                    # fused into the producer: an identity here
                 out = B.tensor(state["shape"], I8, name, scale=state["s"], zp=state["z"])
-                B.op(O.RELU if f == "relu" else O.RELU6, 2, [state["t"]], [out])
+                B.op(Op.RELU if f == "relu" else Op.RELU6, 2, [state["t"]], [out])
                 state.update(t=out, clamp=(lo, hi))
                 continue
             elif k in ("max_pool2d", "avg_pool2d"):
@@ -198,7 +198,7 @@ def to_tflite(model, *, batch=1, float_io=True):
                 opt.padding, opt.strideH, opt.strideW = pad, st[0], st[1]
                 opt.filterHeight, opt.filterWidth = ks
                 opt.fusedActivationFunction = S.ActivationFunctionType.NONE
-                B.op(O.MAX_POOL_2D if k == "max_pool2d" else O.AVERAGE_POOL_2D, 2,
+                B.op(Op.MAX_POOL_2D if k == "max_pool2d" else Op.AVERAGE_POOL_2D, 2,
                      [state["t"]], [out], S.BuiltinOptions.Pool2DOptions, opt)
                 state.update(t=out, shape=shp)
             elif k in ("dense", "conv2d"):
@@ -216,7 +216,8 @@ def to_tflite(model, *, batch=1, float_io=True):
                     if len(state["shape"]) != 2:
                         raise ParameterError(f"to_tflite: layer {path}: 2-D input expected")
                     wt = B.tensor(w.codes.shape, I8, name + "_w", data=w.codes,
-                                  scale=ws if per_channel else ws[:1], zp=[0] * (o if per_channel else 1))
+                                  scale=ws if per_channel else ws[:1],
+                                  zp=[0] * (o if per_channel else 1))
                     bt = B.tensor([o], I32, name + "_b", data=bias,
                                   scale=bsc if per_channel else bsc[:1],
                                   zp=[0] * (o if per_channel else 1))
@@ -224,7 +225,7 @@ def to_tflite(model, *, batch=1, float_io=True):
                     out = B.tensor(shp, I8, name, scale=w.out_scale, zp=w.out_zero_point)
                     opt = S.FullyConnectedOptionsT()
                     opt.fusedActivationFunction = fa
-                    B.op(O.FULLY_CONNECTED, 5, [state["t"], wt, bt], [out],
+                    B.op(Op.FULLY_CONNECTED, 5, [state["t"], wt, bt], [out],
                          S.BuiltinOptions.FullyConnectedOptions, opt)
                 else:
                     to_nhwc(name + "_nhwc")
@@ -251,7 +252,7 @@ def to_tflite(model, *, batch=1, float_io=True):
                                       scale=ws if per_channel else ws[:1],
                                       zp=[0] * (o if per_channel else 1), axis=0)
                         opt = S.Conv2DOptionsT()
-                        code, ver, otype = O.CONV_2D, 3, S.BuiltinOptions.Conv2DOptions
+                        code, ver, otype = Op.CONV_2D, 3, S.BuiltinOptions.Conv2DOptions
                     elif g == c:
                         filt = np.ascontiguousarray(w.codes.transpose(1, 2, 3, 0))   # 1HWO
                         wt = B.tensor(filt.shape, I8, name + "_w", data=filt,
@@ -259,7 +260,7 @@ def to_tflite(model, *, batch=1, float_io=True):
                                       zp=[0] * (o if per_channel else 1), axis=3)
                         opt = S.DepthwiseConv2DOptionsT()
                         opt.depthMultiplier = o // c
-                        code, ver = O.DEPTHWISE_CONV_2D, 3
+                        code, ver = Op.DEPTHWISE_CONV_2D, 3
                         otype = S.BuiltinOptions.DepthwiseConv2DOptions
                     else:
                         raise ParameterError(f"to_tflite: layer {path}: grouped convolution "
@@ -283,23 +284,21 @@ def to_tflite(model, *, batch=1, float_io=True):
                 out = B.tensor(body["shape"], I8, name, scale=p["scale"], zp=p["zero_point"])
                 opt = S.AddOptionsT()
                 opt.fusedActivationFunction = fa
-                B.op(O.ADD, 2, [saved["t"], body["t"]], [out], S.BuiltinOptions.AddOptions, opt)
+                B.op(Op.ADD, 2, [saved["t"], body["t"]], [out], S.BuiltinOptions.AddOptions, opt)
                 state.update(t=out, shape=body["shape"], s=p["scale"], z=p["zero_point"],
                              clamp=(p["act_min"], p["act_max"]))
             else:
                 raise FormatError(f"to_tflite: layer {path} ({k}) is not exported")
-            if k not in ("activation",):
-                if k in ("reshape", "flatten", "max_pool2d", "avg_pool2d"):
-                    pass
-                elif k not in ("dense", "conv2d", "residual"):
-                    state["clamp"] = None
+            # state["clamp"]: the code range the current tensor is known to lie in (set by
+            # a fused activation, kept by pooling / reshape / flatten), so that a following
+            # ReLU already enforced by it is exported as nothing.
 
     walk(model.layers, "")
     if state["nhwc"]:
         transpose([0, 3, 1, 2], "out_nchw")
     if float_io:
         y = B.tensor(state["shape"], F32, "y")
-        B.op(O.DEQUANTIZE, 2, [state["t"]], [y])
+        B.op(Op.DEQUANTIZE, 2, [state["t"]], [y])
     else:
         y = state["t"]
     sg = S.SubGraphT()

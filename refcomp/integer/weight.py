@@ -17,8 +17,6 @@ pure integer pipeline of :func:`refcomp.integer.run` bit for bit.  (Average pool
 additions are integer operations of their own; :func:`refcomp.integer.run` runs them.)
 """
 
-import numbers
-
 import numpy as np
 
 from .._errors import DTypeError, FormatError, ParameterError, ShapeError

@@ -10,7 +10,8 @@ count), the dot product of the sign vectors is, exactly,
     dot = valid - 2 * popcount((a XOR b) AND m),     valid = popcount(m)
 
 (each agreeing pair adds +1, each disagreeing pair -1).  Popcount is the SWAR bit count
-(Hacker's Delight 5-2, the byte sums by shifts) in the Numba kernel and ``numpy.bitwise_count`` in the twin; both
+(Hacker's Delight 5-2, the byte sums by shifts) in the Numba kernel and
+``numpy.bitwise_count`` in the twin; both
 are exact integer computations.
 
 Private module: inputs are validated by :mod:`refcomp.integer.xnor`.
