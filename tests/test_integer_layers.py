@@ -238,6 +238,28 @@ def test_integer_linear_against_float64_simulation(mode):
             assert got[n, o] == want
 
 
+def test_integer_kernels_against_float64_simulation():
+    """tflite_single and onnx_reference of a conv layer against a plain float64 simulation of
+    the same rounding: floor(acc * m * 2**(shift - 31) + 1/2) (exact in float64 while
+    |acc * m| < 2**53) and rint(acc * M + zp)."""
+    from refcomp.integer import quantize_multiplier
+    for mode in ("tflite_single", "onnx_reference"):
+        lay = _layer(mode, conv=True)
+        xq = RNG.integers(-128, 128, size=(3, 6, 5, 5)).astype(np.int8)
+        got = lay.conv2d_codes(xq, padding=1).astype(np.float64)
+        acc = conv2d_acc(xq, lay.in_zero_point, lay.codes, lay.bias, padding=1).astype(np.float64)
+        s_acc = lay.acc_scales()
+        for o in range(lay.codes.shape[0]):
+            if mode == "tflite_single":
+                m, sh = quantize_multiplier(float(s_acc[o]) / lay.out_scale, mode=mode)
+                assert np.abs(acc[:, o]).max() * m < 2.0 ** 53
+                v = np.floor(acc[:, o] * m * 2.0 ** (sh - 31) + 0.5) + lay.out_zero_point
+            else:
+                M = np.float32(np.float32(s_acc[o]) / np.float32(lay.out_scale))
+                v = np.rint(acc[:, o] * np.float64(M) + lay.out_zero_point)
+            assert np.array_equal(got[:, o], np.clip(v, lay.act_min, lay.act_max))
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_integer_linear_hooks_are_the_codes_path(mode):
     import refcomp.layers as L
