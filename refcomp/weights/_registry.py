@@ -33,6 +33,8 @@ BUILTIN_MODULES = {
     "svd": "refcomp.decompose.svd",
     "tucker2": "refcomp.decompose.tucker",
     "cp": "refcomp.decompose.cp",
+    "integer_linear": "refcomp.integer.weight",
+    "xnor_packed": "refcomp.integer.xnor",
 }
 
 #: name -> registered class (or legacy reader function)

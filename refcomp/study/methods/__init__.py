@@ -12,4 +12,6 @@ imports the study.
   for OBD, the model and a calibration split);
 - :mod:`.decompose`: ``pca`` (seed 004), ``svd``, ``tucker2`` and ``cp``
   (low-rank factorized weights of :mod:`refcomp.decompose`).
+- :mod:`.integer`: ``int8`` (I8), a layer as an integer-only layer
+  (:mod:`refcomp.integer`), calibrated on the calibration split.
 """
