@@ -65,3 +65,34 @@ def test_refusals(tmp_path):
         load_qdq(tmp_path / "missing.onnx")
     with pytest.raises(FormatError, match="Conv/Gemm|QDQ"):
         load_qdq("data/golden/digits_cnn.onnx")        # a float model: nothing quantized
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn", "resnet"])
+@pytest.mark.parametrize("dt", ["int8", "uint8"])
+def test_qlinear_graphs_import(splits, name, dt):
+    """refcomp's QLinear export, imported back: the rewrite to the QDQ form keeps every
+    parameter, so the imported model equals the exported one and ONNX Runtime bit for bit."""
+    xc, xt = splits
+    qm = quantize_model(refcomp.load(f"data/digits_{name}.h5"), xc, mode="onnx", act_dtype=dt)
+    proto = to_onnx(qm, form="qlinear")
+    assert any(n.op_type.startswith("QLinear") for n in proto.graph.node)
+    back = load_qdq(proto)
+    assert_bits_equal(run(back, xt), run(qm, xt))
+    want = _session(proto.SerializeToString()).run(None, {"x": xt})[0]
+    assert_bits_equal(run(back, xt), want)
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_ort_quantize_static_qoperator(tmp_path, splits, name):
+    """ONNX Runtime's own QLinear (QOperator) output imports and matches it bit for bit."""
+    from refcomp.integer import load_quantized
+    xc, xt = splits
+    out = tmp_path / f"{name}_qop.onnx"
+    quant.quantize_static(f"data/golden/digits_{name}.onnx", str(out), _Reader(xc),
+                          quant_format=quant.QuantFormat.QOperator,
+                          activation_type=quant.QuantType.QUInt8,
+                          weight_type=quant.QuantType.QInt8, per_channel=True)
+    ops = {n.op_type for n in onnx.load(str(out)).graph.node}
+    model = load_quantized(out)
+    want = _session(str(out)).run(None, {"x": xt})[0]
+    assert_bits_equal(run(model, xt), want), ops

@@ -11,14 +11,14 @@ See docs/integer.md.
 - :func:`quantize_model`: post-training quantization (TFLite int8 spec);
 - :func:`run`: the pure integer pipeline of an integer model;
 - :mod:`refcomp.integer.xnor`: XNOR-Net binary layers (XNOR-popcount, :class:`XnorLinear`);
-- ONNX: :mod:`refcomp.integer.onnx_ops` (the integer operators), :func:`load_qdq` (import),
+- ONNX: :mod:`refcomp.integer.onnx_ops` (the integer operators), :func:`load_qdq` (import of the QDQ and QLinear forms),
   :func:`refcomp.integer.onnx_export.to_onnx`; LiteRT:
   :func:`refcomp.integer.tflite_export.to_tflite`.
 """
 
 from .fixedpoint import (multiply_by_quantized_multiplier, quantize_multiplier,
                          rounding_divide_by_pot, saturating_rounding_doubling_high_mul)
-from .onnx_import import load_qdq
+from .onnx_import import load_qdq, load_quantized
 from .add import add_q
 from .ops import conv2d_acc, linear_acc
 from .pooling import avg_pool2d_q, max_pool2d_q, relu_bounds
@@ -32,6 +32,6 @@ __all__ = ["quantize_multiplier", "saturating_rounding_doubling_high_mul",
            "rounding_divide_by_pot", "multiply_by_quantized_multiplier", "requantize",
            "quantize", "dequantize", "MODES", "linear_acc", "conv2d_acc", "max_pool2d_q",
            "avg_pool2d_q", "add_q", "relu_bounds", "IntegerLinear", "quantize_model",
-           "quantize_layer", "set_modes", "load_qdq", "run",
+           "quantize_layer", "set_modes", "load_qdq", "load_quantized", "run",
            "run_codes", "integer_meta", "XnorLinear", "binary_dot", "pack_signs",
            "xnor_dense", "xnor_conv2d"]

@@ -28,9 +28,10 @@ import numpy as np
 from .._errors import FormatError
 from ..model import Model
 from .onnx_ops import dequantize_linear
+from .onnx_qlinear import QLINEAR_OPS, qlinear_to_qdq
 from .weight import IntegerLinear
 
-__all__ = ["load_qdq"]
+__all__ = ["load_qdq", "load_quantized"]
 
 
 def _const_values(g, numpy_helper):
@@ -52,7 +53,12 @@ def _attr(node, name, default):
 
 
 def load_qdq(path_or_model, *, name=None):
-    """Import a QDQ ONNX model as an integer refcomp model in mode "onnx".
+    """Import a quantized ONNX model (QDQ or QLinear form) as an integer refcomp model in
+    mode "onnx".
+
+    A graph holding QLinearConv / QLinearMatMul / QLinearAdd is first rewritten into its
+    QDQ form with the same parameters (:func:`refcomp.integer.onnx_qlinear.qlinear_to_qdq`);
+    :func:`load_quantized` is the same function under a name that says so.
 
     Parameters
     ----------
@@ -85,6 +91,8 @@ def load_qdq(path_or_model, *, name=None):
             proto = onnx.load(os.fspath(path_or_model))
         except Exception as exc:
             raise FormatError(f"{path_or_model}: not a readable ONNX file ({exc})") from None
+    if any(n.op_type in QLINEAR_OPS for n in proto.graph.node):
+        proto = qlinear_to_qdq(proto)      # the QLinear form, rewritten as its QDQ form
     g = proto.graph
     consts = _const_values(g, numpy_helper)
     producer = {o: n for n in g.node for o in n.output}
@@ -201,3 +209,7 @@ def _attach(fmodel, nodes, dq_const, act, consts, out_name, g):
                        "output": {"scale": sout, "zero_point": zout}, "add": add_params,
                        "source": "onnx QDQ"}
     return Model(model.layers, name=fmodel.name, input_shape=fmodel.input_shape, metadata=meta)
+
+
+#: The same import, named for both forms.
+load_quantized = load_qdq
