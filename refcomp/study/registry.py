@@ -453,7 +453,8 @@ def method_names():
 
 #: Modules that register the built-in methods when first needed.
 PLUGIN_MODULES = ("refcomp.study.methods.quantize", "refcomp.study.methods.prune",
-                  "refcomp.study.methods.compress", "refcomp.study.methods.layer")
+                  "refcomp.study.methods.compress", "refcomp.study.methods.layer",
+                  "refcomp.study.methods.hashing")
 _loaded = []
 
 

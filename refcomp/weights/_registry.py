@@ -29,6 +29,7 @@ BUILTIN_MODULES = {
     "product_quantized": "refcomp.quantize.product",
     "residual_quantized": "refcomp.quantize.residual",
     "deep_compressed": "refcomp.compress.container",
+    "hashed": "refcomp.hashing.weight",
 }
 
 #: name -> registered class (or legacy reader function)

@@ -9,5 +9,7 @@ imports the study.
 - :mod:`.prune`: ``magnitude`` (flat theta_k);
 - :mod:`.compress`: ``deep`` (flat theta_k);
 - :mod:`.layer`: ``structured`` and ``obd``, which see whole layers (and,
-  for OBD, the model and a calibration split).
+  for OBD, the model and a calibration split);
+- :mod:`.hashing`: ``hashed`` (HashedNets, a layer method whose W becomes a
+  :class:`refcomp.hashing.HashedWeight`).
 """

@@ -1,0 +1,1 @@
+"""Knowledge distillation (placeholder until it lands)."""

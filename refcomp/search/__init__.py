@@ -1,0 +1,1 @@
+"""AutoSlim-style channel search (placeholder until the search lands)."""
