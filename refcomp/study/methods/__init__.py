@@ -11,5 +11,7 @@ imports the study.
 - :mod:`.layer`: ``structured`` and ``obd``, which see whole layers (and,
   for OBD, the model and a calibration split);
 - :mod:`.hashing`: ``hashed`` (HashedNets, a layer method whose W becomes a
-  :class:`refcomp.hashing.HashedWeight`).
+  :class:`refcomp.hashing.HashedWeight`);
+- :mod:`.spectral`: ``spectral`` (spectral sparsification by effective
+  resistance, a layer method).
 """
