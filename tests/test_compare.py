@@ -29,7 +29,7 @@ def test_runs_cover_two_to_sixty_four(small_result):
     for r in runs:
         assert 0 <= r["accuracy"] <= 1 and r["tau"] > 0 and r["size_bits"] > 0
     hashed = [r for r in runs if r["method"] == "hashed"]
-    assert [r["value"] for r in hashed] == [2, 4, 8, 16, 32, 64]
+    assert [r["value"] for r in hashed] == [50, 25, 12.5, 6.25, 3.125, 1.5625]
     # Deep Compression keeping 70 % with 5-bit sharing matches the float model closely
     dc = {r["value"]: r for r in runs if r["method"] == "deep"}
     assert dc[70]["accuracy"] >= small_result["models"]["digits_mlp"]["accuracy"] - 0.05

@@ -319,5 +319,14 @@ def test_study_method_hashed_runs_on_the_mlp():
     res = run_study(model, x[:60], y[:60], methods=("hashed",), experiments=("whole",),
                     progress=False)
     taus = [r["tau"] for r in res["runs"]]
-    assert [r["value"] for r in res["runs"]] == [2, 4, 8, 16, 32, 64]
+    assert [r["value"] for r in res["runs"]] == [50, 25, 12.5, 6.25, 3.125, 1.5625]
     assert taus == sorted(taus) and 1.9 < taus[0] < 2.0 and taus[-1] > 30
+
+
+def test_hashed_weight_pickles_for_worker_processes():
+    import pickle
+    W = hash_compress(np.random.default_rng(11).standard_normal((5, 7)).astype(np.float32), 4)
+    back = pickle.loads(pickle.dumps(W))
+    assert back == W
+    x = np.ones((2, 7), np.float32)
+    assert_bits_equal(dense(x, back), dense(x, W))

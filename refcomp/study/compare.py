@@ -16,7 +16,8 @@ MP    magnitude         keep 50, 30, 20, 10, 5, 2, 1 (% of theta_k)
 OB    obd               keep 50, 30, 20, 10, 5, 2, 1 (% of W)
 SP    structured        keep 70, 50, 30, 20, 10, 5 (% of filters)
 LM    less_is_more      ratio 0.2, 0.4, 0.6, 0.7, 0.8, 0.9 (relative threshold)
-HN    hashed            factor 2, 4, 8, 16, 32, 64 (|W| / buckets)
+HN    hashed            keep 50, 25, 12.5, 6.25, 3.125, 1.5625 (% of |W|
+                        as buckets: compression 1/2 ... 1/64)
 SS    spectral          samples 160, 80, 40, 20, 10, 5 (% of |W|)
 DC    deep              keep 70, 50, 30, 20, 10, 5, 2 (% of theta_k; 5-bit
                         k-means, 5-bit relative indices, Huffman)
@@ -55,7 +56,7 @@ SWEEPS = {
     "obd": (50, 30, 20, 10, 5, 2, 1),
     "structured": (70, 50, 30, 20, 10, 5),
     "less_is_more": (0.2, 0.4, 0.6, 0.7, 0.8, 0.9),
-    "hashed": (2, 4, 8, 16, 32, 64),
+    "hashed": (50, 25, 12.5, 6.25, 3.125, 1.5625),
     "spectral": (160, 80, 40, 20, 10, 5),
     "deep": (70, 50, 30, 20, 10, 5, 2),
 }
