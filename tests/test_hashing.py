@@ -103,10 +103,10 @@ def _hw(shape, nb, dtype=np.float32, seed=1691, mode="string", sign=True, rs=0):
 @pytest.mark.parametrize("mode", [0, 1])
 def test_hashed_matmul_twin(dtype, mode):
     rng = np.random.default_rng(2)
-    xt = rng.standard_normal((19, 5)).astype(dtype)
+    x = rng.standard_normal((5, 19)).astype(dtype)
     buckets = rng.standard_normal(13).astype(dtype)
-    a = K.hashed_matmul(xt, buckets, 8, 1691, mode, True)
-    b = K.hashed_matmul_twin(xt, buckets, 8, 1691, mode, True)
+    a = K.hashed_matmul(x, buckets, 8, 1691, mode, True)
+    b = K.hashed_matmul_twin(x, buckets, 8, 1691, mode, True)
     assert_bits_equal(a, b)
 
 

@@ -192,40 +192,44 @@ def xxh32_bytes(data, seed):
 
 
 @numba.njit(cache=True, parallel=True)
-def _matmul_kernel(xt, buckets, n_out, seed, mode, sign, out):
-    n_in, n = xt.shape
+def _matmul_kernel(x, buckets, n_out, seed, mode, sign, out):
+    n, n_in = x.shape
     nb = buckets.shape[0]
+    zero = np.zeros(1, dtype=out.dtype)[0]            # +0.0 in the accumulator dtype
     for o in numba.prange(n_out):
+        # one row of V at a time (n_in values per thread, never the matrix)
         buf = np.zeros(KEY_MAX, dtype=np.uint8)
-        acc = np.zeros(n, dtype=out.dtype)
+        row = np.empty(n_in, dtype=out.dtype)
         for i in range(n_in):
             b, s = _bucket_sign(o + 1, i + 1, nb, seed, mode, sign, buf)
-            v = buckets[b] if s > 0 else -buckets[b]
-            for r in range(n):
-                acc[r] += xt[i, r] * v
+            row[i] = buckets[b] if s > 0 else -buckets[b]
         for r in range(n):
-            out[r, o] = acc[r]
+            acc = zero
+            for i in range(n_in):
+                acc += x[r, i] * row[i]
+            out[r, o] = acc
 
 
-def hashed_matmul(xt, buckets, n_out, seed, mode, sign):
-    """Accumulator of ``x @ V.T`` (module doc): ``xt`` (in, N) and ``buckets`` of one
+def hashed_matmul(x, buckets, n_out, seed, mode, sign):
+    """Accumulator of ``x @ V.T`` (module doc): ``x`` (N, in) and ``buckets`` of one
     dtype (float64 for the reference, the data dtype for "fast"); returns (N, n_out)
-    of that dtype.  V is never formed: each (o, i) is hashed once per call."""
-    out = np.empty((xt.shape[1], n_out), dtype=xt.dtype)
+    of that dtype.  V is never formed: each row of V is hashed once per call into
+    a per-thread buffer of ``in`` values."""
+    out = np.empty((x.shape[0], n_out), dtype=x.dtype)
     if out.size:
-        _matmul_kernel(np.ascontiguousarray(xt), np.ascontiguousarray(buckets), n_out,
+        _matmul_kernel(np.ascontiguousarray(x), np.ascontiguousarray(buckets), n_out,
                        np.uint64(seed), mode, bool(sign), out)
     return out
 
 
-def hashed_matmul_twin(xt, buckets, n_out, seed, mode, sign):
+def hashed_matmul_twin(x, buckets, n_out, seed, mode, sign):
     """Twin of :func:`hashed_matmul`: the hash table by the twin, V, then for
     i = 0, 1, ... ``acc += x[:, i] * V[:, i]`` in the arrays' dtype."""
-    idx, sgn = hash_table_twin(n_out, xt.shape[0], buckets.shape[0], seed, mode, sign)
+    idx, sgn = hash_table_twin(n_out, x.shape[1], buckets.shape[0], seed, mode, sign)
     V = np.where(sgn > 0, buckets[idx], -buckets[idx])
-    acc = np.zeros((xt.shape[1], n_out), dtype=xt.dtype)
-    for i in range(xt.shape[0]):
-        acc += xt[i][:, None] * V[:, i][None, :]
+    acc = np.zeros((x.shape[0], n_out), dtype=x.dtype)
+    for i in range(x.shape[1]):
+        acc += x[:, i][:, None] * V[:, i][None, :]
     return acc
 
 
@@ -235,25 +239,26 @@ def _conv_kernel(xp, buckets, n_out, cg, kh, kw, groups, sh, sw, dh, dw, oh_n, o
     n = xp.shape[0]
     og = n_out // groups
     nb = buckets.shape[0]
+    zero = np.zeros(1, dtype=out.dtype)[0]            # +0.0 in the accumulator dtype
     for o in numba.prange(n_out):
         g = o // og
+        # one filter of V at a time (C/groups*kh*kw values per thread)
         buf = np.zeros(KEY_MAX, dtype=np.uint8)
-        acc = np.zeros((n, oh_n, ow_n), dtype=out.dtype)
-        for c in range(cg):
-            for i in range(kh):
-                for j in range(kw):
-                    col = (c * kh + i) * kw + j
-                    b, s = _bucket_sign(o + 1, col + 1, nb, seed, mode, sign, buf)
-                    v = buckets[b] if s > 0 else -buckets[b]
-                    for r in range(n):
-                        for a in range(oh_n):
-                            row = a * sh + i * dh
-                            for q in range(ow_n):
-                                acc[r, a, q] += xp[r, g * cg + c, row, q * sw + j * dw] * v
+        filt = np.empty(cg * kh * kw, dtype=out.dtype)
+        for col in range(cg * kh * kw):
+            b, s = _bucket_sign(o + 1, col + 1, nb, seed, mode, sign, buf)
+            filt[col] = buckets[b] if s > 0 else -buckets[b]
         for r in range(n):
             for a in range(oh_n):
                 for q in range(ow_n):
-                    out[r, o, a, q] = acc[r, a, q]
+                    acc = zero
+                    for c in range(cg):
+                        for i in range(kh):
+                            row = a * sh + i * dh
+                            for j in range(kw):
+                                acc += (xp[r, g * cg + c, row, q * sw + j * dw]
+                                        * filt[(c * kh + i) * kw + j])
+                    out[r, o, a, q] = acc
 
 
 def hashed_conv(xp, buckets, n_out, cg, kh, kw, groups, stride, dilation, seed, mode, sign):

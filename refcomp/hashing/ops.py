@@ -85,7 +85,7 @@ def hashed_linear(x, W, b=None, *, precision="reference"):
                          f"W {W.weight_shape})")
     b = _check_bias(b, n_out, x.dtype)
     dt = np.float64 if precision == "reference" else x.dtype
-    acc = _k.hashed_matmul(np.ascontiguousarray(x.T, dtype=dt), W.buckets.astype(dt), n_out,
+    acc = _k.hashed_matmul(np.ascontiguousarray(x, dtype=dt), W.buckets.astype(dt), n_out,
                            W.seed, W.mode, W.sign)
     if b is not None:
         acc += b.astype(dt)
