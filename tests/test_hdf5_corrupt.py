@@ -536,7 +536,11 @@ def test_cli_refuses_single_weight_file(tmp_path, capsys):
         f["x"] = np.zeros((1, 12), f32)
     out = tmp_path / "out.h5"
     capsys.readouterr()
-    for argv in (["info", str(q)], ["run", str(q), str(inp), "-o", str(out)],
+    # info describes a single weight (it recognises every file kind); the
+    # commands that need a model refuse it
+    assert main(["info", str(q)]) == 0
+    assert "single refcomp weight" in capsys.readouterr().out
+    for argv in (["run", str(q), str(inp), "-o", str(out)],
                  ["eval", str(q)], ["convert", str(q), str(out)]):
         assert main(argv) == 1, argv
         err = capsys.readouterr().err

@@ -35,8 +35,10 @@ def file_kind(path):
     Returns
     -------
     str
-        A key of :data:`FILE_KINDS`: "refcomp-model" / "refcomp-weight" (an
-        HDF5 file whose root ``format`` attribute says so), "keras" (by
+        A key of :data:`FILE_KINDS`: "refcomp-weight" (an HDF5 file whose
+        root ``format`` attribute says so), "refcomp-model" (any other root
+        ``format`` attribute: only refcomp writes one, and its reader reports
+        a damaged one exactly), "keras" (by
         extension or Keras root attributes), "onnx" / "torch" (by
         extension), or "arrays" (any other HDF5 file).
 
@@ -58,12 +60,21 @@ def file_kind(path):
     if low.endswith((".keras", ".weights.h5")):
         return "keras"
     import h5py
+    from ._h5check import _check_global_heaps
     try:
+        # Reading a string attribute walks the global heap: a malformed one
+        # would hang the HDF5 library, so it is refused first (as every reader).
+        _check_global_heaps(p)
         with h5py.File(p, "r") as f:
             fmt = f.attrs.get("format")
             fmt = fmt.decode("utf-8", "replace") if isinstance(fmt, bytes) else fmt
-            if fmt in ("refcomp-model", "refcomp-weight"):
+            if isinstance(fmt, str) and fmt == "refcomp-weight":
                 return fmt
+            if "format" in f.attrs:
+                # Only refcomp writes a root "format" attribute; a damaged one (an
+                # array, a flipped byte) is a damaged refcomp file: its reader
+                # reports exactly what is wrong.
+                return "refcomp-model"
             if "model_config" in f.attrs or "layer_names" in f.attrs:
                 return "keras"
             return "arrays"
