@@ -56,6 +56,7 @@ import numpy as np
 from .._errors import DecodeError, DTypeError, ParameterError, ShapeError
 from .._validate import check_int, describe
 from . import _webgraph_kernels as _k
+from . import _webgraph_twins as _t
 
 __all__ = ["webgraph_encode", "webgraph_decode", "webgraph_encode_mask", "webgraph_decode_mask",
            "webgraph_sizes", "webgraph_params", "HEADER_BYTES", "ORIGINS", "DEFAULTS"]
@@ -134,7 +135,7 @@ def webgraph_encode(indptr, indices, n_cols, *, window=7, min_interval=4, zeta_k
     """
     w, m, k, o = _check_params(window, min_interval, zeta_k, origin)
     indptr, ind, n_cols = _check_csr(indptr, indices, n_cols)
-    payload, _ = (_k.encode_twin if _twin else _k.encode_kernel)(indptr, ind, w, m, k, o)
+    payload, _ = (_t.encode_twin if _twin else _k.encode_kernel)(indptr, ind, w, m, k, o)
     head = (_MAGIC + bytes([1, o]) + w.to_bytes(2, "big") + m.to_bytes(2, "big") + bytes([k])
             + (indptr.size - 1).to_bytes(8, "big") + n_cols.to_bytes(8, "big")
             + ind.size.to_bytes(8, "big"))
@@ -174,7 +175,7 @@ def _decode(data, max_nnz, twin):
     if cols > _MAX_DIM or nnz > rows * cols or nnz > limit:
         raise DecodeError(f"stream declares {nnz} entries in a {rows} x {cols} pattern "
                           f"(at most {min(rows * cols, limit)} allowed)")
-    st, end, row, indptr, indices = (_k.decode_twin if twin else _k.decode_kernel)(
+    st, end, row, indptr, indices = (_t.decode_twin if twin else _k.decode_kernel)(
         payload, rows, cols, nnz, p["window"], p["min_interval"], p["zeta_k"],
         ORIGINS.index(p["origin"]))
     if st != _k.OK:
