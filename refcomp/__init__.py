@@ -25,8 +25,9 @@ from .io.hdf5 import load, save  # noqa: E402
 
 #: Sub-packages imported on first attribute access (``refcomp.quantize.uniform``
 #: after a plain ``import refcomp``), so that ``import refcomp`` stays light.
-_LAZY_SUBPACKAGES = ("coding", "compress", "data", "decompose", "integer", "io", "kernels",
-                     "metrics", "prune", "quantize", "sparse", "study", "testing", "weights")
+_LAZY_SUBPACKAGES = ("coding", "compress", "data", "decompose", "distill", "hashing", "integer",
+                     "io", "kernels", "metrics", "prune", "quantize", "search", "sparse", "study",
+                     "testing", "weights")
 
 
 def __getattr__(name):

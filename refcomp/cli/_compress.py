@@ -12,7 +12,8 @@ the accuracy of every shipped model (see :data:`_PRUNE_HELP`).  The other
 stages use the paper's defaults (8-bit conv / 5-bit dense and recurrent
 sharing, relative indices, Huffman on both streams); ``--no-prune`` keeps every weight (sharing and
 coding only); ``--index-coding universal`` writes each weight's
-relative-index stream with its cheapest universal code (``fixed`` /
+relative-index stream with its cheapest universal code, ``webgraph`` the
+kept positions in the Boldi-Vigna scheme (``fixed`` /
 ``huffman`` force those; default: as the value stream).  ``--no-kmeans``
 prunes only and stores the weights as ``Masked`` (a bitmap, no value or
 relative-index stream), so ``--huffman``, ``--kmeans``, ``--index-bits``,
@@ -143,10 +144,12 @@ def register(subparsers):
                    help="relative index width (default 8 conv, 5 dense)")
     p.add_argument("--variant", choices=("reserved", "fig2"), default=None,
                    help="relative-index filler rule (default reserved)")
-    p.add_argument("--index-coding", choices=("huffman", "fixed", "universal"), default=None,
-                   help="coding of the relative-index stream: universal = the cheapest of "
-                        "Elias gamma/delta, Rice, zeta_k per weight (default: as the value "
-                        "stream, Huffman)")
+    p.add_argument("--index-coding", choices=("huffman", "fixed", "universal", "webgraph"),
+                   default=None,
+                   help="coding of the index stream: universal = the cheapest of Elias "
+                        "gamma/delta, Rice, zeta_k per weight on the relative indices; "
+                        "webgraph = Boldi-Vigna coding of the kept positions (default: as "
+                        "the value stream, Huffman)")
     p.add_argument("--eval", nargs="?", const="test", default=None, metavar="SPLIT",
                    help="print accuracy before/after on a split (default test)")
     p.add_argument("--quiet", action="store_true", help="no progress")

@@ -168,7 +168,58 @@ def _check_out_dir(path):
                           f"({exc.strerror or exc})") from None
 
 
+def _cmd_compare(args):
+    """``refcomp study --compare``: every method on the shipped MLP and CNN (or MODEL)."""
+    from ..data import default_data_dir, load_split
+    from ..io.hdf5 import load_model as load
+    from ..study.compare import COMPARE_METHODS, run_compare, winners
+    from ..study.compare_report import write_compare
+
+    methods = COMPARE_METHODS if args.methods is None else tuple(
+        m.strip() for m in args.methods.split(",") if m.strip())
+    if args.workers < 1:
+        raise ParameterError(f"--workers must be >= 1, got {args.workers}")
+    paths = [args.model] if args.model else [os.path.join(default_data_dir(), f"{n}.h5")
+                                             for n in ("digits_mlp", "digits_cnn")]
+    models = {}
+    for p in paths:
+        check_input(p, "model")
+        models[os.path.splitext(os.path.basename(p))[0]] = load(p)
+    x, y = load_split(args.data or "test")
+    calibration = load_split(args.calib or "calib")
+    out = args.out or "compare_out"
+    existing = [n for n in ("compare.csv", "compare.md") if os.path.exists(os.path.join(out, n))]
+    if existing and not args.force:
+        raise CLIError(f"{os.path.join(out, existing[0])} exists (a previous comparison); pass "
+                       "--force to replace it, or choose another --out")
+    created = _missing_dirs(out)
+    _check_out_dir(out)
+    try:
+        t0 = time.perf_counter()
+        result = run_compare(models, x, y, methods=methods, calibration=calibration,
+                             workers=args.workers, scheduler=args.scheduler,
+                             progress=None if not args.quiet else False)
+        elapsed = time.perf_counter() - t0
+        files = write_compare(result, out, plots=not args.no_plots)
+    except BaseException:
+        _remove_empty(created)
+        raise
+    for k, row in winners(result).items():
+        cells = ", ".join(f">= {t}: " + ("-" if r is None else
+                                         f"{r['label']} {100 * r['accuracy']:.1f} %")
+                          for t, r in row.items())
+        print(f"{k}: most accurate with tau {cells}")
+    print(f"{len(result['runs'])} runs in {elapsed:.1f} s; wrote {', '.join(files)} to {out}")
+    return 0
+
+
 def _cmd_study(args):
+    if args.compare:
+        return _cmd_compare(args)
+    if args.methods is None:
+        args.methods = "uniform,kmeans"
+    if args.out is None:
+        args.out = "study_out"
     from ..data import default_data_dir, load_split
     from ..io.hdf5 import load_model as load
     from ..study.registry import get_method, method_names
@@ -380,7 +431,15 @@ def register(sub):
     p.add_argument("--calib", default=None,
                    help="calibration split for the methods that need one, e.g. obd "
                         "(default: data/digits_calib.h5)")
-    p.add_argument("--methods", default="uniform,kmeans", help="registered method names")
+    p.add_argument("--methods", default=None,
+                   help="registered method names (default uniform,kmeans; with --compare, "
+                        "all the comparison's methods)")
+    p.add_argument("--compare", action="store_true",
+                   help="seed 001's comparative study: every method (magnitude, OBD, "
+                        "structured, less-is-more, uniform, k-means, HashedNets, spectral, "
+                        "Deep Compression) over its own sweep on the shipped MLP and CNN (or "
+                        "MODEL), no retraining; writes compare.csv/.json/.md/.png to --out "
+                        "(default compare_out)")
     p.add_argument("--bits", default=None,
                    help="bits for per-layer and whole-network sweeps (default 1-8, from 2 "
                         "for methods that need it)")
@@ -394,7 +453,8 @@ def register(sub):
     p.add_argument("--tradeoff-drop", type=float, default=1.0,
                    help="accuracy points below float allowed for the trade-off pick")
     p.add_argument("--max-combinations", type=int, default=4096)
-    p.add_argument("--out", default="study_out")
+    p.add_argument("--out", default=None, help="output folder (default study_out, or "
+                   "compare_out with --compare)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--scheduler", default=None, help="Dask scheduler address tcp://host:8786")
     p.add_argument("--no-plots", action="store_true")

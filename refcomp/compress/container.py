@@ -23,7 +23,11 @@ Rice k=0..62 and zeta_k k=1..8 (codewords of at most 64 bits), as an
 :func:`refcomp.coding.encode_ints` stream whose 12-byte header records the
 code id and its parameter (bytes 2 and 3, see
 :mod:`refcomp.coding.universal`); :attr:`DeepCompressed.index_code` reads
-them back.
+them back.  ``index_coding="webgraph"`` replaces the relative indices
+altogether: the index stream is the Boldi-Vigna coding of the kept
+positions of the (shape[0], rest) matrix view (a 1-D weight is one row;
+:mod:`refcomp.coding.webgraph`, parameters recorded in its header), with no
+filler entries (so ``n_entries`` = kept entries, variant "reserved" only).
 Nothing else is stored but the counts and a checksum (below):
 :meth:`DeepCompressed.dequantize` rebuilds the dense
 weight from the streams, bit-identical to ``codebook[code]`` at the kept
@@ -71,7 +75,7 @@ ENCODING = "deep_compressed"
 #: Value-stream codings.
 CODINGS = ("huffman", "fixed")
 #: Index-stream codings.
-INDEX_CODINGS = ("huffman", "fixed", "universal")
+INDEX_CODINGS = ("huffman", "fixed", "universal", "webgraph")
 _MAX_K = 1 << 16
 _MAX_ELEMENTS = 1 << 31
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -85,6 +89,20 @@ def _huffman():
 def _universal():
     from ..coding import choose_gap_code, decode_ints, encode_ints, universal_sizes
     return choose_gap_code, encode_ints, decode_ints, universal_sizes
+
+
+def _webgraph():
+    from ..coding import webgraph
+    return webgraph
+
+
+def _matrix_shape(shape):
+    """(rows, cols) view of a weight for the WebGraph index coding."""
+    if len(shape) == 0:
+        return 1, 1
+    if len(shape) == 1:
+        return 1, shape[0]
+    return shape[0], math.prod(shape[1:])
 
 
 def _symbol_width(n_symbols):
@@ -139,6 +157,10 @@ def _stream_sizes(stream, count, n_symbols, coding):
     """(payload_bits, header_bits) of a stream; header includes byte padding,
     so the two add up to ``8 * stream.size``."""
     total = 8 * int(stream.size)
+    if coding == "webgraph" and stream.size:
+        # every row costs bits (its degree) even without entries
+        _, payload = _webgraph().webgraph_sizes(stream.tobytes())
+        return payload, total - payload
     if count == 0:
         return 0, total
     if coding == "fixed":
@@ -240,7 +262,7 @@ class DeepCompressed(CompressedWeight):
     # -- construction -------------------------------------------------------------
     @classmethod
     def encode(cls, mask, codes, codebook, *, index_bits, variant="reserved",
-               huffman=True, index_coding=None):
+               huffman=True, index_coding=None, webgraph_params=None):
         """Encode a pruned, shared weight.
 
         Parameters
@@ -261,7 +283,13 @@ class DeepCompressed(CompressedWeight):
             Coding of the index stream; None: the same as the value stream.
             "universal": the cheapest universal code of this weight's index
             codes (:func:`refcomp.coding.choose_gap_code` with codewords of at
-            most 64 bits), recorded in the stream header.
+            most 64 bits), recorded in the stream header.  "webgraph": the
+            Boldi-Vigna coding of the mask's (shape[0], rest) rows
+            (:func:`refcomp.coding.webgraph.webgraph_encode_mask`, variant
+            "reserved" only; ``index_bits`` is then recorded but unused).
+        webgraph_params : dict, optional
+            ``window``, ``min_interval``, ``zeta_k``, ``origin`` of the
+            WebGraph coding (default BVGraph's 7, 4, 3, "zero").
 
         Returns
         -------
@@ -287,6 +315,21 @@ class DeepCompressed(CompressedWeight):
         index_coding = check_choice("index_coding",
                                     coding if index_coding is None else index_coding,
                                     INDEX_CODINGS)
+        if index_coding == "webgraph":
+            if variant != "reserved":
+                raise ParameterError("index_coding='webgraph' stores no filler entries: "
+                                     "use variant='reserved'")
+            check_int("index_bits", index_bits, lo=1, hi=16)
+            wg = _webgraph()
+            stream = wg.webgraph_encode_mask(mask.reshape(_matrix_shape(mask.shape)),
+                                             **(webgraph_params or {}))
+            return cls(shape=mask.shape, dtype=codebook.dtype, codebook=codebook.copy(),
+                       index_bits=index_bits, variant=variant, coding=coding,
+                       index_coding=index_coding, n_entries=n_kept, n_values=n_kept,
+                       values_stream=_encode_stream(codes.astype(np.uint16), k, coding),
+                       index_stream=np.frombuffer(stream, dtype=np.uint8).copy())
+        if webgraph_params:
+            raise ParameterError("webgraph_params applies to index_coding='webgraph' only")
         rel = encode_relative(mask.reshape(-1), index_bits=index_bits, variant=variant)
         sym = codes.astype(np.uint16)
         if variant == "fig2":
@@ -328,6 +371,11 @@ class DeepCompressed(CompressedWeight):
         """Short name of the index coding: "huffman", "fixed", or the universal
         code ("gamma", "delta", "rice(k=3)", "zeta(k=2)"; "universal" when the
         stream is empty)."""
+        if self.index_coding == "webgraph":
+            if self.index_stream.size == 0:
+                return "webgraph"
+            p = _webgraph().webgraph_params(self.index_stream.tobytes())
+            return f"webgraph(W={p['window']},L={p['min_interval']},k={p['zeta_k']})"
         ic = self.index_code
         if ic is None:
             return self.index_coding
@@ -337,14 +385,46 @@ class DeepCompressed(CompressedWeight):
         return self.k + (1 if self.variant == "fig2" else 0)
 
     def streams(self):
-        """Decoded streams ``(value_symbols, index_codes)``, both int64 1-D."""
+        """Decoded streams ``(value_symbols, index_codes)``, both int64 1-D (for the
+        WebGraph index coding, the kept positions' flat C-order indices)."""
+        if self.index_coding == "webgraph":
+            pos = self._webgraph_positions()
+            val = _decode_stream(self.values_stream, self.n_values, self._n_value_symbols(),
+                                 self.coding, "value")
+            return val, pos
         idx = _decode_stream(self.index_stream, self.n_entries, 1 << self.index_bits,
                              self.index_coding, "index")
         val = _decode_stream(self.values_stream, self.n_values, self._n_value_symbols(),
                              self.coding, "value")
         return val, idx
 
+    def _webgraph_positions(self):
+        """Flat positions of the WebGraph index stream (DecodeError if inconsistent)."""
+        rows, cols = _matrix_shape(self.shape)
+        if self.index_stream.size == 0 and self.n_entries == 0:
+            return np.zeros(0, dtype=np.int64)
+        wg = _webgraph()
+        data = self.index_stream.tobytes()
+        p = wg.webgraph_params(data)
+        if (p["rows"], p["cols"], p["nnz"]) != (rows, cols, self.n_entries):
+            raise DecodeError(f"deep_compressed: WebGraph index stream holds a {p['rows']} x "
+                              f"{p['cols']} pattern with {p['nnz']} entries, expected "
+                              f"{rows} x {cols} with {self.n_entries}")
+        indptr, indices, _ = wg.webgraph_decode(data, max_nnz=self.n_entries)
+        return np.repeat(np.arange(rows, dtype=np.int64), np.diff(indptr)) * cols + indices
+
     def _decode(self):
+        if self.index_coding == "webgraph":
+            if self.variant != "reserved" or self.n_values != self.n_entries:
+                raise FormatError("deep_compressed: the WebGraph index coding needs variant "
+                                  "'reserved' and one value per entry")
+            val, pos = self.streams()
+            out = np.zeros(self.size, dtype=self.dtype)
+            out[pos] = self.codebook[val]
+            out = out.reshape(self.shape)
+            out.flags.writeable = False
+            self._decoded = out
+            return
         val, idx = self.streams()
         try:
             pos, _ = decode_relative(idx.astype(np.uint64), index_bits=self.index_bits,
@@ -388,6 +468,10 @@ class DeepCompressed(CompressedWeight):
     @property
     def mask(self):
         """Kept positions (bool, ``shape``), decoded from the index stream."""
+        if self.index_coding == "webgraph":
+            m = np.zeros(self.size, dtype=bool)
+            m[self._webgraph_positions()] = True
+            return m.reshape(self.shape)
         _, idx = self.streams()
         pos, is_filler = decode_relative(idx.astype(np.uint64), index_bits=self.index_bits,
                                          variant=self.variant, size=self.size)
@@ -510,6 +594,11 @@ class DeepCompressed(CompressedWeight):
         for key, ds, count in (("values", vs, fields["n_values"]),
                                ("index", ix, fields["n_entries"])):
             limit = packed_nbytes(max(count, 0), 64) + (1 << 20)
+            if key == "index" and fields["index_coding"] == "webgraph":
+                # per entry at most two 64-bit words; per row a few (degree,
+                # reference, block and interval counts)
+                rows = _matrix_shape(fields["shape"])[0]
+                limit = 16 * max(count, 0) + 32 * rows + (1 << 20)
             if ds.ndim != 1 or ds.dtype != np.uint8 or ds.shape[0] > limit:
                 raise FormatError(f"{name}: {key!r} holds {ds.shape} {ds.dtype}, expected at "
                                   f"most {limit} bytes of uint8")

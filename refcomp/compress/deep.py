@@ -3,7 +3,8 @@
 prune (magnitude, per layer) -> share (per-layer 1-D k-means on the kept
 weights, linear initialisation) -> relative sparse indices -> Huffman on
 both streams (the paper's default; the index stream may instead use the
-cheapest universal code of each layer, ``index_coding="universal"``).
+cheapest universal code of each layer, ``index_coding="universal"``, or the
+WebGraph coding of the kept positions, ``index_coding="webgraph"``).
 **Retraining is out of scope**: the paper retrains after pruning and
 fine-tunes the centroids after sharing; refcomp stops at the one-shot
 compression, so accuracy is that of the compressed weights without any
@@ -63,7 +64,7 @@ def compress_weight(w, *, sparsity=DEFAULT_SPARSITY, bits=5, index_bits=5, huffm
         k-means initialisation (default "linear", the paper's best, §3.1).
     max_iter : int
         Lloyd iterations.
-    index_coding : {"huffman", "fixed", "universal"} or None
+    index_coding : {"huffman", "fixed", "universal", "webgraph"} or None
         Coding of the index stream; None (default): as the value stream
         (``huffman``).  "universal": the cheapest of Elias gamma/delta,
         Rice and zeta_k for this weight's relative-index codes
@@ -139,7 +140,7 @@ def deep_compress(model, *, sparsity=None, bits=None, huffman=True, index_bits=N
     index_bits : int in [1, 16] or dict, optional
         Relative-index width; default 8 for conv, 5 for dense and recurrent
         (paper §2).
-    index_coding : {"huffman", "fixed", "universal"} or None
+    index_coding : {"huffman", "fixed", "universal", "webgraph"} or None
         Coding of the index stream; None (default): the same as the value
         stream (Huffman, the paper's choice, unless ``huffman=False``).
         "universal": per weight, the cheapest universal code
@@ -147,7 +148,10 @@ def deep_compress(model, *, sparsity=None, bits=None, huffman=True, index_bits=N
         :func:`refcomp.coding.choose_gap_code`; codewords of at most 64
         bits) of the relative-index codes, fillers included; the code and
         its parameter are recorded in the stream header
-        (:attr:`DeepCompressed.index_code`).
+        (:attr:`DeepCompressed.index_code`).  "webgraph": the Boldi-Vigna
+        coding of each weight's kept positions, rows = the weight's first
+        axis (:mod:`refcomp.coding.webgraph`, window 7, intervals of at least
+        4, zeta_3), which replaces the relative indices.
     variant : {"reserved", "fig2"}
         Relative-index filler rule (see :mod:`refcomp.sparse.relative`).
     init : str

@@ -28,7 +28,9 @@ Compressed size: the bits each representation actually stores, split into
 
 Each weight also names its index coding (``index_coding``: "huffman",
 "fixed", the universal code of a Deep Compression index stream such as
-"rice(k=3)", "bitmap" for Masked, "csr"/"csc"; None without an index), and
+"rice(k=3)", the WebGraph coding with its parameters such as
+"webgraph(W=7,L=4,k=3)", "bitmap" for Masked, "csr"/"csc"; None without an
+index), and
 each layer lists them (``index_codings``, ``"W:rice(k=3)"``), next to the
 ``index`` bits they cost.
 
@@ -258,7 +260,10 @@ def weight_size(w, *, path="", kind="", weight=""):
                    index_bits=s["index"], codebook_bits=s["codebook"],
                    header_bits=s["values_header"] + s["index_header"],
                    values_entropy_bits=entropy_bits(val),
-                   index_entropy_bits=entropy_bits(idx))
+                   # the WebGraph stream codes positions, not index symbols:
+                   # an order-0 bound of positions would mean nothing
+                   index_entropy_bits=(None if w.index_coding == "webgraph"
+                                       else entropy_bits(idx)))
     if isinstance(w, Quantized):
         code_bits = w.codes.size * w.bits
         return row(encoding=f"quantized({w.method})", values_bits=code_bits,

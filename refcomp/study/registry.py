@@ -454,7 +454,8 @@ def method_names():
 #: Modules that register the built-in methods when first needed.
 PLUGIN_MODULES = ("refcomp.study.methods.quantize", "refcomp.study.methods.prune",
                   "refcomp.study.methods.compress", "refcomp.study.methods.layer",
-                  "refcomp.study.methods.decompose", "refcomp.study.methods.integer")
+                  "refcomp.study.methods.decompose", "refcomp.study.methods.integer",
+                  "refcomp.study.methods.hashing", "refcomp.study.methods.spectral")
 _loaded = []
 
 

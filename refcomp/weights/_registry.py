@@ -35,6 +35,7 @@ BUILTIN_MODULES = {
     "cp": "refcomp.decompose.cp",
     "integer_linear": "refcomp.integer.weight",
     "xnor_packed": "refcomp.integer.xnor",
+    "hashed": "refcomp.hashing.weight",
 }
 
 #: name -> registered class (or legacy reader function)

@@ -14,4 +14,8 @@ imports the study.
   (low-rank factorized weights of :mod:`refcomp.decompose`).
 - :mod:`.integer`: ``int8`` (I8), a layer as an integer-only layer
   (:mod:`refcomp.integer`), calibrated on the calibration split.
+- :mod:`.hashing`: ``hashed`` (HashedNets, a layer method whose W becomes a
+  :class:`refcomp.hashing.HashedWeight`);
+- :mod:`.spectral`: ``spectral`` (spectral sparsification by effective
+  resistance, a layer method).
 """

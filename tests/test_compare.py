@@ -1,0 +1,85 @@
+"""The comparative study (``refcomp study --compare``): runs, Pareto fronts, winners,
+outputs, and the default study left byte-identical."""
+
+import csv
+import hashlib
+
+import pytest
+
+import refcomp
+from refcomp.cli import main
+from refcomp.data import load_split
+from refcomp.study.compare import run_compare, winners
+from refcomp.study.compare_report import write_compare
+
+
+@pytest.fixture(scope="module")
+def small_result():
+    x, y = load_split("test")
+    models = {"digits_mlp": refcomp.load("data/digits_mlp.h5")}
+    return run_compare(models, x[:90], y[:90], methods=("uniform", "hashed", "less_is_more",
+                                                         "deep", "obd"),
+                       calibration=load_split("calib"), progress=False)
+
+
+def test_runs_cover_two_to_sixty_four(small_result):
+    runs = small_result["runs"]
+    taus = sorted(r["tau"] for r in runs)
+    assert taus[0] < 2.1 and taus[-1] > 64
+    for r in runs:
+        assert 0 <= r["accuracy"] <= 1 and r["tau"] > 0 and r["size_bits"] > 0
+    hashed = [r for r in runs if r["method"] == "hashed"]
+    assert [r["value"] for r in hashed] == [50, 25, 12.5, 6.25, 3.125, 1.5625]
+    # Deep Compression keeping 70 % with 5-bit sharing matches the float model closely
+    dc = {r["value"]: r for r in runs if r["method"] == "deep"}
+    assert dc[70]["accuracy"] >= small_result["models"]["digits_mlp"]["accuracy"] - 0.05
+
+
+def test_winners_are_the_most_accurate_above_each_ratio(small_result):
+    w = winners(small_result)["digits_mlp"]
+    for t, best in w.items():
+        ok = [r for r in small_result["runs"] if r["tau"] >= t]
+        if not ok:
+            assert best is None
+            continue
+        assert best["accuracy"] == max(r["accuracy"] for r in ok)
+
+
+def test_report_files(small_result, tmp_path):
+    files = write_compare(small_result, tmp_path, plots=False)
+    assert files == ["compare.csv", "compare.json", "compare.md"]
+    rows = list(csv.DictReader(open(tmp_path / "compare.csv")))
+    assert len(rows) == len(small_result["runs"])
+    # the Pareto flag marks, per method, exactly the non-dominated runs
+    for m in small_result["methods"]:
+        mine = [r for r in rows if r["method"] == m]
+        for r in mine:
+            dominated = any(float(o["tau"]) >= float(r["tau"])
+                            and float(o["accuracy"]) >= float(r["accuracy"])
+                            and (float(o["tau"]), float(o["accuracy"]))
+                            != (float(r["tau"]), float(r["accuracy"])) for o in mine)
+            twin = sum((o["tau"], o["accuracy"]) == (r["tau"], r["accuracy"]) for o in mine)
+            if dominated:
+                assert r["pareto"] == "0"
+            elif twin == 1:
+                assert r["pareto"] == "1"
+    assert "tau >= 16" in (tmp_path / "compare.md").read_text()
+
+
+def test_compare_command_subset(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    rc = main(["study", "--compare", "data/digits_mlp.h5", "--methods", "uniform,kmeans",
+               "--out", str(out), "--quiet", "--no-plots"])
+    assert rc == 0 and (out / "compare.csv").exists()
+    assert "most accurate with tau" in capsys.readouterr().out
+    assert main(["study", "--compare", "data/digits_mlp.h5", "--methods", "uniform",
+                 "--out", str(out), "--quiet", "--no-plots"]) == 2       # exists, no --force
+    assert main(["study", "--compare", "--methods", "nope", "--out", str(tmp_path / "x"),
+                 "--quiet"]) == 1
+
+
+def test_default_study_runs_csv_unchanged(tmp_path):
+    out = tmp_path / "st"
+    assert main(["study", "--out", str(out), "--quiet", "--no-plots"]) == 0
+    digest = hashlib.sha256((out / "runs.csv").read_bytes()).hexdigest()
+    assert digest == "7c2a07b4f333b4edf09ff467073b8ef7bdf6726972ab610742649add441c6548"
