@@ -250,11 +250,23 @@ def conv1d(x, W, b=None, *, stride=1, padding=0, dilation=1, groups=1, precision
     if not isinstance(W, np.ndarray):
         W, _ = weight_operand(W, "none")
     as_float_array("W", W, ndim=3)
+    if b is not None:
+        as_float_array("b", b, ndim=1)
+    check_same_dtype([("x", x), ("W", W), ("b", b)])
+    g = check_int("groups", groups, lo=1)
+    if W.shape[1] * g != x.shape[1] or W.shape[0] % g:
+        raise ShapeError(f"W expects {W.shape[1]} input channels per group x {g} groups, x has "
+                         f"{x.shape[1]} (x {describe(x)} NCL, W {describe(W)} OIL)")
+    check_vector("b", b, W.shape[0], W, "one bias per output channel of W", ref_name="W")
     (s,) = tuple_n("stride", stride, 1)
     (d,) = tuple_n("dilation", dilation, 1)
     if isinstance(padding, (tuple, list)) and len(padding) == 2:
         padding = (tuple(padding),)
     ((lo, hi),) = resolve_padding_nd(padding, x.shape[2:], (W.shape[2],), (s,), (d,))
+    if x.shape[2] + lo + hi < (W.shape[2] - 1) * d + 1:
+        raise ShapeError(f"padded input length {x.shape[2] + lo + hi} is smaller than the "
+                         f"dilated kernel {(W.shape[2] - 1) * d + 1} (x {describe(x)}, "
+                         f"W {describe(W)})")
     y = conv2d(x[:, :, None, :], W[:, :, None, :], b, stride=(1, s), padding=((0, 0), (lo, hi)),
                dilation=(1, d), groups=groups, precision=precision)
     return np.ascontiguousarray(y[:, :, 0, :])
