@@ -109,7 +109,7 @@ def op_conv(it, node, a):
 def _pool(it, node, a, kind):
     t = it.dyn(node)
     if "kernel_shape" not in a:
-        fail(node, "attribute kernel_shape is missing")
+        fail(node, "malformed node: attribute kernel_shape is missing")
     k = tuple(int(v) for v in a["kernel_shape"])
     n = len(k)
     if n not in (1, 2, 3) or any(v < 1 for v in k):

@@ -212,13 +212,18 @@ def _last_step(node, t, idx, axis):
         last.attrs["return_sequences"] and last.attrs.get("direction") != "bidirectional" \
         and len(t.shape) == 2 and idx.ndim == 0 and int(idx) in (-1, steps - 1)
     if not ok:
-        fail(node, f"Gather of {describe(t)} (axis {axis}, indices {np.asarray(idx).tolist()})"
-                   " is not supported: on an activation, only the last time step of a "
-                   "one-direction recurrent layer's output sequence is modelled")
+        _gather_refused(node, t, idx, axis)
     layer = Layer(last.kind, name=last.name, attrs=dict(last.attrs, return_sequences=False),
                   weights=last.weights)
     features = int(last.weights["W_ih"].shape[1])
     return append(node, T(t.chain[:-1], (steps, features)), layer)
+
+
+def _gather_refused(node, t, idx, axis):
+    fail(node, f"Gather of {describe(t)} (axis {axis}, indices {np.asarray(idx).tolist()}) is "
+               "not supported: on an activation, only the last time step of a one-direction "
+               "recurrent layer's output sequence is modelled (y[:, -1], Gather axis=1 index -1 "
+               "right after the LSTM/GRU/RNN; y[-1] of a time-major one)")
 
 
 def op_gather(it, node, a):
@@ -231,7 +236,7 @@ def op_gather(it, node, a):
     if isinstance(data, TimeMajor) and axis in (0, -3):
         return _last_step(node, data.t, idx, axis)
     if isinstance(data, (T, TimeMajor)):
-        fail(node, f"Gather axis={axis} of {describe(data)} is not modelled")
+        _gather_refused(node, data, idx, axis)
     return np.asarray(np.take(it.const(node, 0, "data"), idx, axis=axis))
 
 

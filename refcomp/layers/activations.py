@@ -87,8 +87,9 @@ def hard_sigmoid(x, *, variant="keras3", alpha=0.2, beta=0.5, precision="referen
     v = x.astype(dt)
     if variant == "onnx":
         a, b = _f32_param("alpha", alpha), _f32_param("beta", beta)
-        y = dt(a) * v + dt(b)
-        return np.minimum(np.maximum(y, dt(0)), dt(1)).astype(x.dtype)
+        t = np.dtype(dt).type
+        y = t(a) * v + t(b)
+        return np.minimum(np.maximum(y, t(0)), t(1)).astype(x.dtype)
     if variant == "keras3":
         y = v / dt(6) + dt(0.5)
         y = np.where(v <= -3, dt(0), np.where(v >= 3, dt(1), y))

@@ -124,8 +124,9 @@ _GENERAL_DOC = """
         h; GRU f, g; RNN f), with activation_alpha / activation_beta lists
         consumed in order by the functions that take a parameter (each
         rounded to float32); see :func:`refcomp.layers._rnn_onnx.make_activation`.
-    clip : positive float (rounded to float32): every activation input is
-        clipped to [-clip, clip] (ONNX ``clip``).
+    clip : positive float (rounded to float32): the gate pre-activations
+        (inputs of f and g) are clipped to [-clip, clip] (ONNX ``clip``, as
+        ONNX Runtime applies it: an LSTM cell is not clipped before h).
 """
 
 
