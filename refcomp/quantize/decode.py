@@ -34,13 +34,18 @@ for _name in FORMATS:
     METHODS[_name] = ("minifloat", (), {})
 
 
+_NUMPY_FLOAT_NAMES = ("float16", "float32", "float64", "longdouble", "float128", "float96")
+
+
 def as_codes(a):
     """Integer codes of an ml_dtypes array (kind "V"): bit patterns (uint8 / uint16) of
     the float formats, values (int8 / uint8) of int4, uint4, int2, uint2.  Other
     arrays are returned unchanged."""
-    if not isinstance(a, np.ndarray) or a.dtype.kind != "V":
+    if not isinstance(a, np.ndarray):
         return a
     name = a.dtype.name
+    if a.dtype.kind != "V" and not (a.dtype.kind == "f" and name not in _NUMPY_FLOAT_NAMES):
+        return a            # (ml_dtypes' float8_e5m2 reports kind "f": caught by its name)
     if name in ("int4", "int2"):
         return a.astype(np.int8)
     if name in ("uint4", "uint2"):
