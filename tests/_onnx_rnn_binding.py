@@ -100,6 +100,10 @@ def naive_recurrent(kind, node, a, x):
     H = R.shape[-1]
     G = {"LSTM": 4, "GRU": 3, "RNN": 1}[kind]
     lbr = int(a.get("linear_before_reset", 0))
+    clip = a.get("clip")
+    cl = (lambda v: v) if clip is None else \
+        (lambda v, c=float(np.float32(clip)): min(max(v, -c), c))
+    coupled = bool(a.get("input_forget", 0))
     Y = np.zeros((n, t_len, ndir, H), dtype=dt)
     Yh = np.zeros((ndir, n, H), dtype=dt)
     Yc = np.zeros((ndir, n, H), dtype=dt)
@@ -122,31 +126,33 @@ def naive_recurrent(kind, node, a, x):
                 if kind == "LSTM":      # ONNX order i, o, f, c
                     new_c, new_h = [], []
                     for j in range(H):
-                        zi = pre_x[j] + pre_h[j] + float(Pd[j]) * c[j]
-                        zf = pre_x[2 * H + j] + pre_h[2 * H + j] + float(Pd[2 * H + j]) * c[j]
-                        zc = pre_x[3 * H + j] + pre_h[3 * H + j]
-                        cj = float(dt.type(_sig(zf) * c[j] + _sig(zi) * math.tanh(zc)))
-                        zo = pre_x[H + j] + pre_h[H + j] + float(Pd[H + j]) * cj
+                        zi = cl(pre_x[j] + pre_h[j] + float(Pd[j]) * c[j])
+                        zf = cl(pre_x[2 * H + j] + pre_h[2 * H + j] + float(Pd[2 * H + j]) * c[j])
+                        zc = cl(pre_x[3 * H + j] + pre_h[3 * H + j])
+                        ig = _sig(zi)
+                        fg = 1.0 - ig if coupled else _sig(zf)
+                        cj = float(dt.type(fg * c[j] + ig * math.tanh(zc)))
+                        zo = cl(pre_x[H + j] + pre_h[H + j] + float(Pd[H + j]) * cj)
                         new_c.append(cj)
                         new_h.append(float(dt.type(_sig(zo) * math.tanh(cj))))
                     h, c = new_h, new_c
                 elif kind == "GRU":     # ONNX order z, r, h
                     new_h = []
-                    r_gate = [_sig(pre_x[H + j] + pre_h[H + j]) for j in range(H)]
+                    r_gate = [_sig(cl(pre_x[H + j] + pre_h[H + j])) for j in range(H)]
                     rh = [r_gate[k] * h[k] for k in range(H)]
                     for j in range(H):
-                        z = _sig(pre_x[j] + pre_h[j])
+                        z = _sig(cl(pre_x[j] + pre_h[j]))
                         if lbr:
-                            hh = math.tanh(pre_x[2 * H + j] + r_gate[j] * pre_h[2 * H + j])
+                            hh = math.tanh(cl(pre_x[2 * H + j] + r_gate[j] * pre_h[2 * H + j]))
                         else:
                             acc = 0.0
                             for k in range(H):
                                 acc += rh[k] * float(Rd[2 * H + j, k])
-                            hh = math.tanh(pre_x[2 * H + j] + (acc + float(Bd[5 * H + j])))
+                            hh = math.tanh(cl(pre_x[2 * H + j] + (acc + float(Bd[5 * H + j]))))
                         new_h.append(float(dt.type((1 - z) * hh + z * h[j])))
                     h = new_h
                 else:
-                    h = [float(dt.type(math.tanh(pre_x[j] + pre_h[j]))) for j in range(H)]
+                    h = [float(dt.type(math.tanh(cl(pre_x[j] + pre_h[j])))) for j in range(H)]
                 Y[b, t, d] = h
             Yh[d, b], Yc[d, b] = h, c
     Yo = Y if layout else Y.transpose(1, 2, 0, 3)

@@ -78,7 +78,8 @@ def hard_sigmoid(x, *, variant="keras3", alpha=0.2, beta=0.5, precision="referen
     Reference: the linear piece in float64 (x/6 is a correctly rounded
     division; alpha*x a float64 product, exact for float32 x; + beta one
     float64 rounding), then clipped, then one rounding to the input dtype.
-    "fast": the same in x's dtype.  NaN -> NaN.
+    "fast": the same in x's dtype.  NaN -> NaN.  variant="onnx" returns +0.0
+    for every zero result (the sign of max(-0.0, 0) is left open by ONNX).
     """
     check_precision(precision)
     as_float_array("x", x)
@@ -89,7 +90,8 @@ def hard_sigmoid(x, *, variant="keras3", alpha=0.2, beta=0.5, precision="referen
         a, b = _f32_param("alpha", alpha), _f32_param("beta", beta)
         t = np.dtype(dt).type
         y = t(a) * v + t(b)
-        return np.minimum(np.maximum(y, t(0)), t(1)).astype(x.dtype)
+        # + 0.0: a zero result is +0.0 whatever the signs (max(-0.0, 0) is unspecified)
+        return (np.minimum(np.maximum(y, t(0)), t(1)) + t(0)).astype(x.dtype)
     if variant == "keras3":
         y = v / dt(6) + dt(0.5)
         y = np.where(v <= -3, dt(0), np.where(v >= 3, dt(1), y))
