@@ -22,7 +22,9 @@ sequences, and LSTM / GRU / RNN with every attribute (direction, layout,
 peepholes, clip, input_forget, activations, linear_before_reset) with zero
 initial states and full-length sequences, their Y / Y_h outputs reshaped
 as PyTorch's exporters do (Squeeze of the direction axis, Transpose +
-Reshape merging directions, ``y[:, -1]`` / ``y[-1]``).  A graph input may
+Reshape merging directions, ``y[:, -1]`` / ``y[-1]``), and the one-direction
+``nn.RNN`` that the dynamo exporter unrolls into per-step nodes
+(:mod:`refcomp.io._onnx_unrolled`).  A graph input may
 be time-major, [T, N, F] with the dynamic batch on axis 1: the Model is
 then batch-first (metadata ``input_layout: "time_major"``: transpose the
 input with ``x.transpose(1, 0, 2)``).  Weights may be initializers, graph
@@ -38,7 +40,7 @@ import numpy as np
 
 from .._errors import FormatError, RefcompError
 from ..model import Layer, Model
-from . import _onnx_ops, _onnx_rnn
+from . import _onnx_ops, _onnx_rnn, _onnx_unrolled
 from ._onnx_core import (BATCH as _BATCH, T as _T, TimeMajor as _TimeMajor, Unused as _Unused,
                          Zeros as _Zeros, append as _append, dec as _dec,
                          describe as _describe, fail as _fail, onnx_attrs as _attrs)
@@ -180,6 +182,10 @@ class _Interp:
                                                                 "b": np.array(c.reshape(-1))})
                 return _T(t.chain[:-1] + (layer,), t.shape)
         _fail(node, "only Add of two activations (residual) or MatMul + bias is supported")
+
+# the dynamo exporter's unrolled nn.RNN, recognised before the plain handlers
+_HANDLERS = _onnx_unrolled.wrap(_HANDLERS)
+
 
 def load(path, *, name=None, batch_axis=None):
     """Load an ONNX model file as a :class:`refcomp.Model`.
