@@ -137,11 +137,7 @@ def _gemm(node, a, x):
 
 
 def _matmul(node, a, x):
-    A, B = x[node.input[0]], x[node.input[1]]
-    if A.ndim != 2 or B.ndim != 2:
-        raise NotExpressible(f"MatMul of {A.ndim}-D by {B.ndim}-D (refcomp's dense / gemm take "
-                             "2-D operands)")
-    return [L.gemm(A, B)]
+    return [L.matmul(x[node.input[0]], x[node.input[1]])]
 
 
 def _unary(fn):

@@ -120,6 +120,29 @@ def test_gemm_against_naive_loop(m, kk, n, ta, tb, alpha, beta, bias, seed):
     assert_bits_equal(L.gemm(A, B, C, alpha=alpha, beta=beta, trans_a=ta, trans_b=tb), want)
 
 
+@given(st.lists(st.integers(1, 3), min_size=0, max_size=2), st.integers(1, 3),
+       st.integers(1, 4), st.integers(1, 3), st.booleans(), st.booleans(), st.integers(0, 2 ** 31))
+def test_matmul_against_naive_loop(batch, m, k, n, a1d, b1d, seed):
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((k,) if a1d else tuple(batch) + (m, k)).astype(f32)
+    B = rng.standard_normal((k,) if b1d else (1,) * len(batch) + (k, n)).astype(f32)
+    got = L.matmul(A, B)
+    want = np.matmul(A.astype(np.float64), B.astype(np.float64))   # shape only
+    assert got.shape == want.shape
+    a = A[None] if a1d else A
+    b = B[:, None] if b1d else B
+    full = np.empty(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1]),
+                    f32)
+    for idx in np.ndindex(full.shape):
+        ai = tuple(i if s > 1 else 0 for i, s in zip(idx[:-2], a.shape[:-2]))
+        bi = tuple(i if s > 1 else 0 for i, s in zip(idx[:-2], b.shape[:-2]))
+        acc = 0.0
+        for t in range(k):
+            acc += float(a[ai + (idx[-2], t)]) * float(b[bi + (t, idx[-1])])
+        full[idx] = acc
+    assert_bits_equal(got.reshape(-1), full.reshape(-1))
+
+
 @given(st.lists(st.floats(-10, 10, width=32), min_size=1, max_size=12),
        st.floats(-3, 3, width=32), st.floats(-3, 3, width=32))
 def test_hard_sigmoid_onnx_against_naive(vals, alpha, beta):

@@ -7,7 +7,7 @@ from .._validate import as_float_array, check_same_dtype, describe
 from ..kernels.linear import matmul_acc64
 from ._common import check_hook_result, check_precision, check_vector, weight_operand
 
-__all__ = ["dense", "dense_acc64", "gemm"]
+__all__ = ["dense", "dense_acc64", "gemm", "matmul"]
 
 
 def dense_acc64(x, W):
@@ -157,3 +157,52 @@ def gemm(A, B, C=None, *, alpha=1.0, beta=1.0, trans_a=False, trans_b=False,
     if C is not None:
         acc = acc + beta * C.astype(np.float64)
     return acc.astype(A.dtype)
+
+
+def matmul(A, B, *, precision="reference"):
+    """ONNX ``MatMul`` (NumPy ``matmul`` semantics): batched, broadcast, 1-D operands.
+
+    Parameters
+    ----------
+    A : (..., M, K) or (K,); B : (..., K, N) or (K,); same float dtype.
+        A 1-D A is (1, K) with the 1 removed from the result, a 1-D B is
+        (K, 1) likewise; the batch dimensions broadcast (NumPy rules).
+    precision : {"reference", "fast"}
+
+    Returns
+    -------
+    ndarray of the broadcast shape, dtype of A.
+
+    Arithmetic: "reference": every output element is the sequential float64
+    sum over k = 0..K-1 of the exact products (as :func:`dense`), from
+    +0.0, rounded once (half-even) to the dtype.  "fast": ``np.matmul``.
+    """
+    check_precision(precision)
+    as_float_array("A", A)
+    as_float_array("B", B)
+    check_same_dtype([("A", A), ("B", B)])
+    if A.ndim == 0 or B.ndim == 0:
+        raise ShapeError(f"MatMul operands must have at least 1 dimension (A {describe(A)}, "
+                         f"B {describe(B)})")
+    a = A[None, :] if A.ndim == 1 else A
+    b = B[:, None] if B.ndim == 1 else B
+    if a.shape[-1] != b.shape[-2]:
+        raise ShapeError(f"inner dimensions differ: A {describe(A)}, B {describe(B)}")
+    try:
+        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise ShapeError(f"batch dimensions do not broadcast: A {describe(A)}, "
+                         f"B {describe(B)}") from None
+    if precision == "fast":
+        return np.matmul(A, B)
+    ab = np.broadcast_to(a, batch + a.shape[-2:])
+    bb = np.broadcast_to(b, batch + b.shape[-2:])
+    out = np.empty(batch + (a.shape[-2], b.shape[-1]), dtype=A.dtype)
+    for idx in np.ndindex(*batch):
+        out[idx] = dense_acc64(np.ascontiguousarray(ab[idx]),
+                               np.ascontiguousarray(bb[idx].T)).astype(A.dtype)
+    if A.ndim == 1:
+        out = out[..., 0, :]
+    if B.ndim == 1:
+        out = out[..., 0]
+    return out
