@@ -116,3 +116,43 @@ def test_torch_export_round_trip(tmp_path, spec, dynamo):
         tx = torch.from_numpy(xo)
         tw = m(tx).numpy()
     assert np.all(np.abs(tw.astype(np.float64) - got) <= bound)
+
+
+def test_keras_cnn_onnx_export_round_trip(tmp_path):
+    """Keras 3 (torch backend) ``model.export(format="onnx")``: channels-last convolutions
+    wrapped in Transpose pairs, identity Casts, the conv bias as a separate Add.  (Keras
+    exports BatchNormalization and its recurrent layers as elementwise Sub / Mul / Sigmoid
+    nodes on activations, which the importer refuses by name.)"""
+    import os
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "torch":
+        pytest.skip("keras was imported with another backend")
+    keras.utils.set_random_seed(3)
+    m = keras.Sequential([keras.Input((8, 8, 2)),
+                          keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
+                          keras.layers.MaxPooling2D(2),
+                          keras.layers.Conv2D(3, 3, strides=2, padding="valid"),
+                          keras.layers.Flatten(), keras.layers.Dense(5)])
+    x = np.random.default_rng(2).standard_normal((3, 8, 8, 2)).astype(np.float32)
+    m(x)
+    path = tmp_path / "k.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m.export(str(path), format="onnx", verbose=False)
+    model = ronnx.load(path)
+    assert [l.attrs.get("layout") for l in model.layers if l.kind == "conv2d"] == ["NHWC"] * 2
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    want = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    got = model(x)
+    bound = framework_error_bound(model, x)
+    assert np.all(np.abs(got.astype(np.float64) - want) <= bound)
+    ref = keras.ops.convert_to_numpy(m.predict(x, verbose=0))
+    assert np.all(np.abs(got.astype(np.float64) - ref) <= bound)
+    bn = keras.Sequential([keras.Input((8, 8, 2)), keras.layers.BatchNormalization()])
+    bn(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bn.export(str(path), format="onnx", verbose=False)
+    with pytest.raises(FormatError, match=r"node '[^']*' \(op (Sub|Mul|Add|Div)\)"):
+        ronnx.load(path)

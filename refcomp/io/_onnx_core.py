@@ -11,7 +11,7 @@ import numpy as np
 from .._errors import FormatError
 from .keras import out_shape
 
-__all__ = ["BATCH", "T", "TimeMajor", "Zeros", "Unused", "fail", "append", "describe", "dec",
+__all__ = ["BATCH", "T", "TimeMajor", "NCHWView", "Zeros", "Unused", "fail", "append", "describe", "dec",
            "onnx_attrs"]
 
 BATCH = np.int64(-(1 << 40))     # marker of the symbolic batch size in folded shapes
@@ -26,6 +26,14 @@ class T:
 
 class TimeMajor:
     """A (T, N, ...) tensor: the batch-first tensor ``t`` with its first two axes swapped."""
+
+    def __init__(self, t):
+        self.t = t
+
+
+class NCHWView:
+    """The NCHW transpose (perm 0,3,1,2) of a channels-last activation ``t`` (per-sample
+    H, W, C): Keras exports wrap every conv / pooling in such a Transpose pair."""
 
     def __init__(self, t):
         self.t = t
@@ -48,6 +56,8 @@ def describe(v):
         return f"an activation tensor of per-sample shape {v.shape}"
     if isinstance(v, TimeMajor):
         return f"a time-major activation sequence of per-sample shape {v.t.shape}"
+    if isinstance(v, NCHWView):
+        return f"the NCHW transpose of a channels-last activation of per-sample shape {v.t.shape}"
     if isinstance(v, Zeros):
         return "a batch-dependent zero tensor (an initial recurrent state)"
     if isinstance(v, Unused):

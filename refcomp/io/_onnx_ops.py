@@ -10,7 +10,7 @@ attribute (or input) with its value.
 import numpy as np
 
 from ..model import Layer
-from ._onnx_core import BATCH, T, TimeMajor, Zeros, append, dec, describe, fail
+from ._onnx_core import BATCH, NCHWView, T, TimeMajor, Zeros, append, dec, describe, fail
 
 __all__ = ["HANDLERS"]
 
@@ -79,9 +79,18 @@ def op_gemm(it, node, a):
                                  weights={"W": W, "b": b}))
 
 
+def _image(it, node):
+    """(t, wrap, layout): a plain NCHW activation, or the NCHW view of a channels-last one
+    (the layer then runs with layout "NHWC" on ``t`` and its output is viewed again)."""
+    v = it.get(node, 0)
+    if isinstance(v, NCHWView):
+        return v.t, NCHWView, "NHWC"
+    return it.dyn(node), (lambda t: t), "NCHW"
+
+
 @handler("Conv")
 def op_conv(it, node, a):
-    t = it.dyn(node)
+    t, view, layout = _image(it, node)
     W = it.weight(node, 1, "W")
     n = W.ndim - 2
     if n not in (1, 2):
@@ -97,17 +106,21 @@ def op_conv(it, node, a):
     if attrs["groups"] < 1:
         fail(node, f"attribute group={attrs['groups']} must be >= 1")
     if n == 1:
+        if layout != "NCHW":
+            fail(node, f"input is {describe(it.get(node, 0))}: 1-D convolution of it")
         attrs = {k: (v[0] if isinstance(v, tuple) else v) for k, v in attrs.items()}
         attrs["padding"] = pads if isinstance(pads, str) else pads[0]
         return append(node, t, Layer("conv1d", name=node.name or "conv", attrs=attrs,
                                      weights={"W": W, "b": b}))
     attrs["padding"] = pads
-    return append(node, t, Layer("conv2d", name=node.name or "conv", attrs=attrs,
-                                 weights={"W": W, "b": b}))
+    if layout != "NCHW":
+        attrs["layout"] = layout
+    return view(append(node, t, Layer("conv2d", name=node.name or "conv", attrs=attrs,
+                                      weights={"W": W, "b": b})))
 
 
 def _pool(it, node, a, kind):
-    t = it.dyn(node)
+    t, view, layout = _image(it, node)
     if "kernel_shape" not in a:
         fail(node, "malformed node: attribute kernel_shape is missing")
     k = tuple(int(v) for v in a["kernel_shape"])
@@ -127,7 +140,11 @@ def _pool(it, node, a, kind):
             fail(node, f"attribute count_include_pad={cip} must be 0 or 1")
         attrs["count_include_pad"] = bool(cip)
     name = f"{kind}_pool2d" if n == 2 else f"{kind}_pool"
-    return append(node, t, Layer(name, name=node.name or name, attrs=attrs))
+    if layout != "NCHW":
+        if n != 2:
+            fail(node, f"input is {describe(it.get(node, 0))}: {n}-D pooling of it")
+        attrs["layout"] = layout
+    return view(append(node, t, Layer(name, name=node.name or name, attrs=attrs)))
 
 
 @handler("MaxPool")
@@ -204,16 +221,18 @@ def op_flatten(it, node, a):
 
 @handler("BatchNormalization")
 def op_batchnorm(it, node, a):
-    t = it.dyn(node)
+    t, view, layout = _image(it, node)
     if int(a.get("training_mode", 0)):
         fail(node, f"attribute training_mode={a['training_mode']} (batch statistics) is not "
                    "supported: refcomp runs inference batch normalisation")
     w = {k: it.weight(node, i, k) for i, k in enumerate(("gamma", "beta", "mean", "var"), 1)}
     attrs = {"eps": _f32(a.get("epsilon", 1e-5))}
-    if len(t.shape) + 1 not in (2, 4):
+    if layout != "NCHW":
+        attrs["layout"] = layout
+    elif len(t.shape) + 1 not in (2, 4):
         attrs["axis"] = 1                  # ONNX: the channel axis is 1 at every rank
-    return append(node, t, Layer("batch_norm", name=node.name or "batch_norm", attrs=attrs,
-                                 weights=w))
+    return view(append(node, t, Layer("batch_norm", name=node.name or "batch_norm",
+                                      attrs=attrs, weights=w)))
 
 
 @handler("Shape")
@@ -343,13 +362,48 @@ def op_transpose(it, node, a):
     perm = [int(p) for p in a.get("perm", [])]
     if hasattr(v, "transpose"):
         return v.transpose(node, perm)
+    if isinstance(v, NCHWView) and perm == [0, 2, 3, 1]:
+        return v.t
     if isinstance(v, (T, TimeMajor)):
         rank = (len(v.shape) if isinstance(v, T) else len(v.t.shape)) + 1
         if perm == list(range(rank)):
             return v
         if rank == 3 and perm == [1, 0, 2]:
             return TimeMajor(v) if isinstance(v, T) else v.t
+        if rank == 4 and perm == [0, 3, 1, 2] and isinstance(v, T):
+            return NCHWView(v)
     elif isinstance(v, np.ndarray):
         return np.transpose(v, perm or None)
     fail(node, f"attribute perm={perm} on {describe(v)}: only the swap of the batch and time "
                "axes of a sequence (perm 1,0,2) is modelled")
+
+
+@handler("Cast")
+def op_cast(it, node, a):
+    v = it.get(node, 0)
+    if isinstance(v, (T, TimeMajor, NCHWView)):
+        from onnx import TensorProto
+        if int(a.get("to", 0)) != TensorProto.FLOAT:
+            fail(node, f"attribute to={a.get('to')} casts an activation to another type than "
+                       "float32; refcomp models run in one dtype")
+        return v                               # float32 -> float32: the identity
+    return it.op_Cast(node, a)
+
+
+@handler("Add")
+def op_add(it, node, a):
+    x, y = it.get(node, 0), it.get(node, 1)
+    t, c = (x, y) if isinstance(x, T) else (y, x)
+    if isinstance(t, T) and isinstance(c, np.ndarray) and t.chain and \
+            t.chain[-1].kind == "conv2d" and "b" not in t.chain[-1].weights:
+        conv = t.chain[-1]
+        W = conv.weights["W"]
+        o = W.shape[0]
+        nhwc = conv.attrs["layout"] == "NHWC"
+        ok_shape = c.shape in (((o,), (1, o), (1, 1, o), (1, 1, 1, o)) if nhwc else
+                               ((o, 1, 1), (1, o, 1, 1)))
+        if ok_shape and c.dtype == getattr(W, "dtype", None):
+            layer = Layer("conv2d", name=conv.name, attrs=dict(conv.attrs),
+                          weights={"W": W, "b": np.ascontiguousarray(c.reshape(-1))})
+            return T(t.chain[:-1] + (layer,), t.shape)
+    return it.op_Add(node, a)
