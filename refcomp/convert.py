@@ -19,7 +19,8 @@ from ._validate import as_float_array, check_choice, check_int, check_same_dtype
 __all__ = ["lstm_from_keras", "lstm_to_keras", "lstm_from_onnx", "lstm_to_onnx",
            "gru_from_keras", "gru_to_keras", "gru_from_onnx", "gru_to_onnx",
            "dense_from_keras", "dense_to_keras", "conv2d_from_keras", "conv2d_to_keras",
-           "dense_from_keras_after_flatten", "dense_to_keras_after_flatten"]
+           "dense_from_keras_after_flatten", "dense_to_keras_after_flatten",
+           "rnn_from_onnx", "rnn_to_onnx", "peepholes_from_onnx", "peepholes_to_onnx"]
 
 _LSTM_ONNX_FROM_CANON = (0, 3, 1, 2)   # ONNX block k = canonical block [..][k]: i,o,f,c
 _LSTM_CANON_FROM_ONNX = (0, 2, 3, 1)   # canonical i,f,g,o taken from ONNX i,o,f,c
@@ -118,26 +119,32 @@ def lstm_to_keras(W_ih, W_hh, b_ih=None, b_hh=None):
     return (np.ascontiguousarray(W_ih.T), np.ascontiguousarray(W_hh.T), _merge_biases(b_ih, b_hh))
 
 
-def _squeeze_dir(name, a, ndim):
+def _squeeze_dir(name, a, ndim, direction=None):
     as_float_array(name, a)
     if a.ndim == ndim + 1:
-        if a.shape[0] != 1:
-            raise ShapeError(f"{name} has num_directions={a.shape[0]}; only forward "
-                             f"(num_directions=1) is supported, got {describe(a)}")
-        a = a[0]
+        if direction is None:
+            if a.shape[0] != 1:
+                raise ShapeError(f"{name} has num_directions={a.shape[0]}; pass direction=0 "
+                                 f"(forward) or 1 (reverse) to convert one of them, got "
+                                 f"{describe(a)}")
+            direction = 0
+        check_int("direction", direction, lo=0, hi=a.shape[0] - 1)
+        a = a[direction]
     if a.ndim != ndim:
         raise ShapeError(f"{name} must have {ndim} (or {ndim + 1} with a direction axis) "
                          f"dimensions, got {describe(a)}")
     return a
 
 
-def lstm_from_onnx(W, R, B=None):
-    """ONNX LSTM (W [1, 4H, F], R [1, 4H, H], B [1, 8H], gates i,o,f,c) ->
+def lstm_from_onnx(W, R, B=None, *, direction=None):
+    """ONNX LSTM (W [D, 4H, F], R [D, 4H, H], B [D, 8H], gates i,o,f,c) ->
     (W_ih, W_hh, b_ih, b_hh) in gate order i,f,g,o.  The direction axis may
-    be omitted.  b_ih = Wb, b_hh = Rb (kept apart, exact)."""
-    W, R = _squeeze_dir("W", W, 2), _squeeze_dir("R", R, 2)
+    be omitted; with D = 2 (bidirectional) ``direction`` (0 forward, 1
+    reverse) selects the one to convert.  b_ih = Wb, b_hh = Rb (kept apart,
+    exact)."""
+    W, R = _squeeze_dir("W", W, 2, direction), _squeeze_dir("R", R, 2, direction)
     if B is not None:
-        B = _squeeze_dir("B", B, 1)
+        B = _squeeze_dir("B", B, 1, direction)
     check_same_dtype([("W", W), ("R", R), ("B", B)])
     h = R.shape[1]
     if W.shape[0] != 4 * h or R.shape[0] != 4 * h:
@@ -220,14 +227,15 @@ def gru_to_keras(W_ih, W_hh, b_ih=None, b_hh=None, *, reset_after):
     return kernel, rec, _blocks(_merge_biases(bi, bh), _GRU_SWAP, 3, 0)
 
 
-def gru_from_onnx(W, R, B=None, *, linear_before_reset):
-    """ONNX GRU (W [1, 3H, F], R [1, 3H, H], B [1, 6H], gates z,r,h) ->
+def gru_from_onnx(W, R, B=None, *, linear_before_reset, direction=None):
+    """ONNX GRU (W [D, 3H, F], R [D, 3H, H], B [D, 6H], gates z,r,h) ->
     (W_ih, W_hh, b_ih, b_hh) in r,z,n.  Use with ``refcomp.layers.gru(...,
     reset_after=bool(linear_before_reset))``: for lbr=0 ONNX adds Rbh outside
-    the reset product, exactly as refcomp's reset_before form adds b_hn.  Exact."""
-    W, R = _squeeze_dir("W", W, 2), _squeeze_dir("R", R, 2)
+    the reset product, exactly as refcomp's reset_before form adds b_hn.
+    ``direction`` as :func:`lstm_from_onnx`.  Exact."""
+    W, R = _squeeze_dir("W", W, 2, direction), _squeeze_dir("R", R, 2, direction)
     if B is not None:
-        B = _squeeze_dir("B", B, 1)
+        B = _squeeze_dir("B", B, 1, direction)
     check_same_dtype([("W", W), ("R", R), ("B", B)])
     h = R.shape[1]
     if W.shape[0] != 3 * h or R.shape[0] != 3 * h:
@@ -319,3 +327,48 @@ def dense_to_keras_after_flatten(W, hwc):
         raise ShapeError(f"W has {W.shape[1]} columns, expected C*H*W = {h * w * c}")
     u = W.shape[0]
     return np.ascontiguousarray(W.reshape(u, c, h, w).transpose(2, 3, 1, 0).reshape(h * w * c, u))
+
+
+def rnn_from_onnx(W, R, B=None, *, direction=None):
+    """ONNX RNN (W [D, H, F], R [D, H, H], B [D, 2H] = [Wb, Rb]) -> (W_ih, W_hh, b_ih, b_hh)
+    of :func:`refcomp.layers.simple_rnn` (one gate: nothing to reorder).  ``direction``
+    as :func:`lstm_from_onnx`.  Exact copies."""
+    W, R = _squeeze_dir("W", W, 2, direction), _squeeze_dir("R", R, 2, direction)
+    if B is not None:
+        B = _squeeze_dir("B", B, 1, direction)
+    check_same_dtype([("W", W), ("R", R), ("B", B)])
+    h = R.shape[1]
+    if W.shape[0] != h or R.shape != (h, h):
+        raise ShapeError(f"ONNX RNN W/R must have H={h} rows; W {describe(W)}, R {describe(R)}")
+    b_ih = b_hh = None
+    if B is not None:
+        if B.shape != (2 * h,):
+            raise ShapeError(f"B must have 2H={2 * h} elements, got {describe(B)}")
+        b_ih, b_hh = np.array(B[:h], copy=True), np.array(B[h:], copy=True)
+    return np.array(W, copy=True), np.array(R, copy=True), b_ih, b_hh
+
+
+def rnn_to_onnx(W_ih, W_hh, b_ih=None, b_hh=None):
+    """Inverse of :func:`rnn_from_onnx`: (W [1,H,F], R [1,H,H], B [1,2H]); exact; missing
+    biases are written as +0.0."""
+    h = _check_rnn_canonical(W_ih, W_hh, b_ih, b_hh, 1)
+    zero = np.zeros(h, dtype=W_ih.dtype)
+    B = np.concatenate([zero if b_ih is None else b_ih, zero if b_hh is None else b_hh])[None]
+    return np.array(W_ih, copy=True)[None], np.array(W_hh, copy=True)[None], B
+
+
+def peepholes_from_onnx(P, *, direction=None):
+    """ONNX LSTM peepholes P [D, 3H] in order i, o, f -> (3H,) in refcomp's order i, f, o
+    (the ``peepholes`` of :func:`refcomp.layers.lstm`).  Exact."""
+    P = _squeeze_dir("P", P, 1, direction)
+    if P.shape[0] % 3:
+        raise ShapeError(f"P must have 3H elements, got {describe(P)}")
+    return _blocks(P, (0, 2, 1), 3, 0)
+
+
+def peepholes_to_onnx(p):
+    """Inverse of :func:`peepholes_from_onnx`: (3H,) i, f, o -> [1, 3H] i, o, f."""
+    as_float_array("peepholes", p, ndim=1)
+    if p.shape[0] % 3:
+        raise ShapeError(f"peepholes must have 3H elements, got {describe(p)}")
+    return _blocks(p, (0, 2, 1), 3, 0)[None]

@@ -49,8 +49,8 @@ def log_softmax64(logits):
     return z - m - logs[..., None]
 
 
-def mean_kl(logits_ref, logits_hat):
-    """Mean over samples of KL(p, p^) eq. (11), in nats (natural log).
+def mean_kl(logits_ref, logits_hat, *, unit="nats"):
+    """Mean over samples of KL(p, p^) eq. (11), in nats (natural log) or bits.
 
     ``p = softmax(logits_ref)`` is the original network's output and
     ``p^ = softmax(logits_hat)`` the compressed one's, both from the
@@ -59,8 +59,15 @@ def mean_kl(logits_ref, logits_hat):
     finite logits (no clamping needed); terms with p_c = 0 (exp underflow)
     contribute exactly 0 (the limit p log p -> 0).  Per-sample sums are
     sequential over classes; the mean is ``math.fsum(KL_i) / N`` (correctly
-    rounded sum).  Divide by ln 2 for bits.
+    rounded sum).
+
+    ``unit``: "nats" (default; what the study's runs.csv and tables
+    report: eq. (11) writes ``log`` without a base) or "bits": the nats
+    value divided by ``math.log(2)`` (one more float64 rounding).  Seed 002
+    writes its cross-entropy eq. (8) with ``log2`` but not its KL.
     """
+    from ._validate import check_choice
+    check_choice("unit", unit, ("nats", "bits"))
     a = as_float_array("logits_ref", logits_ref, ndim=2)
     b = as_float_array("logits_hat", logits_hat, ndim=2)
     if a.shape != b.shape:
@@ -72,7 +79,8 @@ def mean_kl(logits_ref, logits_hat):
     kl = np.zeros(a.shape[0])
     for c in range(a.shape[1]):
         kl += terms[:, c]
-    return math.fsum(kl.tolist()) / a.shape[0]
+    nats = math.fsum(kl.tolist()) / a.shape[0]
+    return nats if unit == "nats" else nats / math.log(2)
 
 
 def parameter_mse(original, decoded):

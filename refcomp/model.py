@@ -27,23 +27,36 @@ __all__ = ["Layer", "Model", "LAYER_KINDS", "materialize", "weight_shape_problem
            "check_shapes"]
 
 #: kind -> (required weights, optional weights, attribute defaults)
+_RNN_OPTS = {"direction": "forward", "clip": None, "activations": None,
+             "activation_alpha": None, "activation_beta": None}
+_RNN_REVERSE = ("W_ih_reverse", "W_hh_reverse", "b_ih_reverse", "b_hh_reverse")
+_POOL_ND = {"size": 2, "stride": None, "padding": 0, "dilation": 1, "ceil_mode": False}
+
 LAYER_KINDS = {
-    "dense": (("W",), ("b",), {}),
+    "dense": (("W",), ("b",), {"alpha": 1.0, "beta": 1.0}),
     "conv2d": (("W",), ("b",), {"stride": 1, "padding": 0, "dilation": 1, "groups": 1,
                                 "layout": "NCHW"}),
-    "max_pool2d": ((), (), {"size": 2, "stride": None, "padding": 0, "layout": "NCHW"}),
+    "conv1d": (("W",), ("b",), {"stride": 1, "padding": 0, "dilation": 1, "groups": 1}),
+    "max_pool2d": ((), (), {"size": 2, "stride": None, "padding": 0, "layout": "NCHW",
+                            "dilation": 1, "ceil_mode": False}),
     "avg_pool2d": ((), (), {"size": 2, "stride": None, "padding": 0, "layout": "NCHW",
-                            "count_include_pad": True}),
-    "flatten": ((), (), {"layout": "NCHW"}),
+                            "count_include_pad": True, "dilation": 1, "ceil_mode": False}),
+    "max_pool": ((), (), dict(_POOL_ND)),
+    "avg_pool": ((), (), dict(_POOL_ND, count_include_pad=True)),
+    "flatten": ((), (), {"layout": "NCHW", "axis": 1}),
     "reshape": ((), (), {"shape": None}),
     "dropout": ((), (), {"rate": 0.0}),
-    "activation": ((), (), {"function": "linear", "variant": "keras3", "axis": -1}),
-    "batch_norm": (("gamma", "beta", "mean", "var"), (), {"eps": 1e-5, "layout": "NCHW"}),
-    "lstm": (("W_ih", "W_hh"), ("b_ih", "b_hh"), {"return_sequences": True}),
-    "gru": (("W_ih", "W_hh"), ("b_ih", "b_hh"), {"reset_after": True, "return_sequences": True}),
+    "activation": ((), (), {"function": "linear", "variant": "keras3", "axis": -1,
+                            "alpha": 0.2, "beta": 0.5}),
+    "batch_norm": (("gamma", "beta", "mean", "var"), (), {"eps": 1e-5, "layout": "NCHW",
+                                                          "axis": None}),
+    "lstm": (("W_ih", "W_hh"), ("b_ih", "b_hh", "P") + _RNN_REVERSE + ("P_reverse",),
+             dict(_RNN_OPTS, return_sequences=True, input_forget=False)),
+    "gru": (("W_ih", "W_hh"), ("b_ih", "b_hh") + _RNN_REVERSE,
+            dict(_RNN_OPTS, reset_after=True, return_sequences=True, update="standard")),
     "mgu": (("W_ih", "W_hh"), ("b_ih", "b_hh"), {"return_sequences": True}),
-    "simple_rnn": (("W_ih", "W_hh"), ("b_ih", "b_hh"), {"activation": "tanh",
-                                                          "return_sequences": True}),
+    "simple_rnn": (("W_ih", "W_hh"), ("b_ih", "b_hh") + _RNN_REVERSE,
+                   dict(_RNN_OPTS, activation="tanh", return_sequences=True)),
     "residual": ((), ("index_map",), {"layout": "NCHW"}),
 }
 
@@ -306,20 +319,34 @@ def _forward_layer(layer, x, precision, path=None):
     the sub-layers of a residual block in errors (default: the block's name)."""
     k, a = layer.kind, layer.attrs
     if k == "dense":
-        return L.dense(x, _w_operand(layer), layer.w("b"), precision=precision)
+        extra = {} if a["alpha"] == 1.0 and a["beta"] == 1.0 else \
+            {"alpha": a["alpha"], "beta": a["beta"]}
+        return L.dense(x, _w_operand(layer), layer.w("b"), precision=precision, **extra)
     if k == "conv2d":
         return L.conv2d(x, _w_operand(layer), layer.w("b"), stride=a["stride"],
                         padding=a["padding"], dilation=a["dilation"], groups=a["groups"],
                         layout=a["layout"], precision=precision)
+    if k == "conv1d":
+        return L.conv1d(x, layer.w("W"), layer.w("b"), stride=a["stride"], padding=a["padding"],
+                        dilation=a["dilation"], groups=a["groups"], precision=precision)
     if k == "max_pool2d":
         return L.max_pool2d(x, a["size"], stride=a["stride"], padding=a["padding"],
-                            layout=a["layout"])
+                            layout=a["layout"], dilation=a["dilation"],
+                            ceil_mode=a["ceil_mode"])
     if k == "avg_pool2d":
         return L.avg_pool2d(x, a["size"], stride=a["stride"], padding=a["padding"],
                             count_include_pad=a["count_include_pad"], layout=a["layout"],
-                            precision=precision)
+                            precision=precision, dilation=a["dilation"],
+                            ceil_mode=a["ceil_mode"])
+    if k == "max_pool":
+        return L.max_pool(x, a["size"], stride=a["stride"], padding=a["padding"],
+                          dilation=a["dilation"], ceil_mode=a["ceil_mode"])
+    if k == "avg_pool":
+        return L.avg_pool(x, a["size"], stride=a["stride"], padding=a["padding"],
+                          dilation=a["dilation"], ceil_mode=a["ceil_mode"],
+                          count_include_pad=a["count_include_pad"], precision=precision)
     if k == "flatten":
-        return L.flatten(x, layout=a["layout"])
+        return L.flatten(x, layout=a["layout"], axis=a["axis"])
     if k == "reshape":
         return L.reshape(x, a["shape"])
     if k == "dropout":
@@ -327,27 +354,53 @@ def _forward_layer(layer, x, precision, path=None):
     if k == "activation":
         f = a["function"]
         if f == "hard_sigmoid":
-            return L.hard_sigmoid(x, variant=a["variant"], precision=precision)
-        if f == "softmax":
-            return L.softmax(x, a["axis"], precision=precision)
+            return L.hard_sigmoid(x, variant=a["variant"], alpha=a["alpha"], beta=a["beta"],
+                                  precision=precision)
+        if f in ("softmax", "log_softmax"):
+            fn = L.softmax if f == "softmax" else L.log_softmax
+            return fn(x, a["axis"], precision=precision)
         from .layers.activations import apply_activation
         return apply_activation(f, x, precision=precision)
     if k == "batch_norm":
         return L.batch_norm(x, layer.w("gamma"), layer.w("beta"), layer.w("mean"), layer.w("var"),
-                            eps=a["eps"], layout=a["layout"], precision=precision)
+                            eps=a["eps"], layout=a["layout"], precision=precision,
+                            axis=a["axis"])
     if k in ("lstm", "gru", "mgu", "simple_rnn"):
-        fn = {"lstm": L.lstm, "gru": L.gru, "mgu": L.mgu, "simple_rnn": L.simple_rnn}[k]
-        extra = {}
-        if k == "gru":
-            extra["reset_after"] = a["reset_after"]
-        if k == "simple_rnn":
-            extra["activation"] = a["activation"]
-        seq, _ = fn(x, layer.w("W_ih"), layer.w("W_hh"), layer.w("b_ih"), layer.w("b_hh"),
-                    return_sequences=a["return_sequences"], precision=precision, **extra)
-        return seq
+        return _recurrent(layer, x, precision)
     if k == "residual":
         return _residual(layer, x, precision, path)
     raise FormatError(f"unknown layer kind {k!r}")  # unreachable: kinds checked on construction
+
+
+def _recurrent(layer, x, precision):
+    """Forward pass of a recurrent layer: its attributes as keyword options (the classic
+    path when every option has its default)."""
+    k, a = layer.kind, layer.attrs
+    fn = {"lstm": L.lstm, "gru": L.gru, "mgu": L.mgu, "simple_rnn": L.simple_rnn}[k]
+    extra = {}
+    if k == "gru":
+        extra["reset_after"] = a["reset_after"]
+        if a["update"] != "standard":
+            extra["update"] = a["update"]
+    if k == "simple_rnn":
+        extra["activation"] = a["activation"]
+    if k != "mgu":
+        for opt in ("direction", "clip", "activations", "activation_alpha", "activation_beta"):
+            if a[opt] != LAYER_KINDS[k][2][opt]:
+                extra[opt] = a[opt]
+        if k == "lstm":
+            if a["input_forget"]:
+                extra["input_forget"] = True
+            if layer.weights.get("P") is not None:
+                extra["peepholes"] = layer.w("P")
+        if a["direction"] == "bidirectional":
+            rev = {w[:-len("_reverse")]: layer.w(w) for w in _RNN_REVERSE}
+            if k == "lstm" and layer.weights.get("P_reverse") is not None:
+                rev["peepholes"] = layer.w("P_reverse")
+            extra["reverse"] = rev
+    seq, _ = fn(x, layer.w("W_ih"), layer.w("W_hh"), layer.w("b_ih"), layer.w("b_hh"),
+                return_sequences=a["return_sequences"], precision=precision, **extra)
+    return seq
 
 
 def _residual(layer, x, precision, path=None):
@@ -513,10 +566,13 @@ def _chain(layers, state, name, prefix):
             Wi, Wh = sh["W_ih"], sh["W_hh"]
             if state and state[0] == "last" and Wi is not None and Wi[1] != state[1]:
                 need("W_ih", Wi, _fmt((Wi[0], state[1])), state[1], "input size (columns)")
-            state = None if Wh is None else ("last", Wh[1], None, _layer_ref(path, layer))
+            ndir = 2 if a.get("direction") == "bidirectional" else 1
+            state = None if Wh is None else ("last", Wh[1] * ndir, None, _layer_ref(path, layer))
         elif k in ("max_pool2d", "avg_pool2d"):
             if not (state and state[0] == "chan" and state[2] == a["layout"]):
                 state = None
+        elif k in ("conv1d", "max_pool", "avg_pool"):
+            state = None
         elif k in ("flatten", "reshape"):
             state = None
         elif k == "residual":

@@ -131,19 +131,24 @@ def test_unsupported_op_names_node(tmp_path):
         ro.load(p)
 
 
-def test_bidirectional_and_clip_rejected(tmp_path):
+def test_bidirectional_clip_activations_imported(tmp_path):
+    # once refused; now imported with every attribute (checked against ORT in
+    # tests/test_io_onnx_attributes.py)
     H, F = 2, 3
     z = np.zeros
-    for attrs, match in (({"direction": "bidirectional"}, "forward only"),
-                         ({"clip": 1.0}, "non-default"),
-                         ({"activations": ["Sigmoid", "Relu", "Tanh"]}, "non-default")):
+    for attrs in ({"direction": "bidirectional"}, {"clip": 1.0},
+                  {"activations": ["Sigmoid", "Relu", "Tanh"]}):
         d = 2 if attrs.get("direction") == "bidirectional" else 1
         inits = {"W": z((d, 4 * H, F), np.float32), "R": z((d, 4 * H, H), np.float32)}
         nodes = [helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2]),
-                 helper.make_node("LSTM", ["xt", "W", "R"], ["Y", "y"], hidden_size=H,
-                                  name="rnn", **attrs)]
-        with pytest.raises(FormatError, match=match):
-            ro.load(_save(tmp_path, _model(nodes, inits, [5, F])))
+                 helper.make_node("LSTM", ["xt", "W", "R"], ["Y"], hidden_size=H,
+                                  name="rnn", **attrs),
+                 helper.make_node("Transpose", ["Y"], ["Yt"], perm=[2, 0, 1, 3]),
+                 helper.make_node("Reshape", ["Yt", "shape"], ["y"])]
+        inits["shape"] = np.array([0, 0, -1], np.int64)
+        m = ro.load(_save(tmp_path, _model(nodes, inits, [5, F])))
+        assert m.layers[-1].kind == "lstm"
+        assert m.output_shapes()[-1] == (5, d * H)
 
 
 def test_non_identity_add_and_gemm_options_rejected(tmp_path):
@@ -153,8 +158,8 @@ def test_non_identity_add_and_gemm_options_rejected(tmp_path):
              helper.make_node("Add", ["a", "b"], ["y"], name="join")]
     with pytest.raises(FormatError, match="identity"):
         ro.load(_save(tmp_path, _model(nodes, {"w": w}, [4])))
-    nodes = [helper.make_node("Gemm", ["x", "w"], ["y"], alpha=2.0, name="g")]
-    with pytest.raises(FormatError, match=r"'g' \(op Gemm\).*alpha"):
+    nodes = [helper.make_node("Gemm", ["x", "w"], ["y"], transA=1, name="g")]
+    with pytest.raises(FormatError, match=r"'g' \(op Gemm\).*transA=1"):
         ro.load(_save(tmp_path, _model(nodes, {"w": w}, [4])))
 
 
@@ -261,9 +266,18 @@ def test_unsupported_sequence_indexing_names_node_and_reason(tmp_path, head, fc_
 
 def test_dynamic_input_to_constant_op_names_what_it_is(tmp_path):
     nodes = [helper.make_node("Relu", ["x"], ["r"], name="act"),
-             helper.make_node("Unsqueeze", ["r", "ax"], ["y"], name="unsq")]
-    p = _save(tmp_path, _model(nodes, {"ax": np.array([1], np.int64)}, [4]))
-    with pytest.raises(FormatError, match=r"node 'unsq' \(op Unsqueeze\): data \('r'\) must be a "
+             helper.make_node("Concat", ["r", "r"], ["y"], name="cat", axis=1)]
+    p = _save(tmp_path, _model(nodes, {}, [4]))
+    with pytest.raises(FormatError, match=r"node 'cat' \(op Concat\): input \('r'\) must be a "
                                           r"constant .* but is an activation tensor of per-sample "
-                                          r"shape \(4,\).*Unsqueeze only on constants"):
+                                          r"shape \(4,\).*Concat only on constants"):
+        ro.load(p)
+    # Unsqueeze of a feature axis is a pure layout change (a reshape layer); of the batch
+    # axis it is refused with its axes
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="act"),
+             helper.make_node("Unsqueeze", ["r", "ax"], ["y"], name="unsq")]
+    m = ro.load(_save(tmp_path, _model(nodes, {"ax": np.array([1], np.int64)}, [4])))
+    assert m.output_shapes()[-1] == (1, 4)
+    p = _save(tmp_path, _model(nodes, {"ax": np.array([0], np.int64)}, [4]))
+    with pytest.raises(FormatError, match=r"node 'unsq' \(op Unsqueeze\): Unsqueeze axes=\[0\]"):
         ro.load(p)

@@ -42,6 +42,7 @@ __all__ = ["minmax_nonfinite", "minmax_nonfinite_twin",
            "affine_codes", "affine_codes_twin", "fma_twin",
            "OP_DIVIDE", "OP_RECIPROCAL", "OP_RECIPROCAL_ADD_ZP", "OP_RECIPROCAL_FMA_ZP",
            "minifloat_encode", "minifloat_encode_twin", "minifloat_encode_py",
+           "SPECIAL_IEEE", "SPECIAL_FN", "SPECIAL_FNUZ", "SPECIAL_FINITE",
            "posit_encode", "posit_encode_twin", "posit_encode_py",
            "posit_decode", "posit_decode_twin", "posit_decode_py"]
 
@@ -371,50 +372,86 @@ def affine_codes_twin(x3, scale_or_inv, zp, qmin, qmax, mode, op, u3, code_dtype
 
 
 # -- minifloat encoding ---------------------------------------------------------------
-def minifloat_encode_py(v, man_bits, exp_bits, bias, subnormals, saturate, fn):
+#: ``special`` codes of :func:`minifloat_encode_py` (refcomp.quantize.minifloat.SPECIALS).
+SPECIAL_IEEE, SPECIAL_FN, SPECIAL_FNUZ, SPECIAL_FINITE = 0, 1, 2, 3
+
+
+def minifloat_encode_py(v, man_bits, exp_bits, bias, subnormals, saturate, special, trunc):
     """Bit pattern (int) of the float64 ``v`` in the minifloat format.
 
-    Round to nearest, ties to even, from the exact value (one rounding);
-    overflow is decided after rounding.  ``fn``: OCP "finite" layout (no
-    inf; only S.1..1.1..1 is NaN) instead of IEEE (top exponent reserved).
+    One rounding from the exact value: to nearest, ties to even mantissa
+    (``trunc`` False) or toward zero (``trunc`` True); overflow is decided
+    after rounding.  ``special`` (an int, a bool is accepted for 0/1):
+
+    * 0 "ieee": top exponent reserved (inf: zero mantissa; NaN otherwise);
+    * 1 "fn" (OCP E4M3FN): no inf, only S.1..1.1..1 is NaN;
+    * 2 "fnuz": no inf, no -0, the single NaN is the pattern 1.0..0.0;
+      every other pattern is a number (top exponent included); a result
+      that rounds to zero is +0;
+    * 3 "finite" (OCP E2M1): every pattern is a number, -0 kept, no NaN
+      (callers refuse NaN input); overflow and inf saturate.
+
+    Toward zero, a finite overflow gives max (IEEE 754 roundTowardZero);
+    an infinite input is still inf (IEEE, not saturating) or NaN (no inf).
     """
+    special = int(special)
     sign = 1 if math.copysign(1.0, v) < 0.0 else 0
     sbit = sign << (exp_bits + man_bits)
     top_exp = (1 << exp_bits) - 1
     man_all = (1 << man_bits) - 1
     emin = 1 - bias
-    if fn:
+    if special == 1:
         nan_pat = (top_exp << man_bits) | man_all
         emax = top_exp - bias
         max_man = man_all - 1
-    else:
+    elif special == 0:
         nan_pat = (top_exp << man_bits) | (1 << (man_bits - 1))
         emax = top_exp - 1 - bias
         max_man = man_all
+    else:
+        nan_pat = 1 << (exp_bits + man_bits)        # fnuz: 1.0..0.0 (finite: unused)
+        emax = top_exp - bias
+        max_man = man_all
     max_pat = (((emax + bias) << man_bits) | max_man)
     maxfin = math.ldexp(float(max_man + (1 << man_bits)), emax - man_bits)
+    if special == 2:
+        over = nan_pat                               # fnuz: NaN, no sign
+    elif special == 3:
+        over = sbit | max_pat                        # finite: saturation is the only choice
+    elif special == 1:
+        over = sbit | nan_pat
+    else:
+        over = sbit | (top_exp << man_bits)          # ieee: inf
     if v != v:
+        if special == 2:
+            return nan_pat
+        if special == 3:
+            return sbit
         return sbit | nan_pat
     a = abs(v)
     if a == math.inf:
         if saturate:
             return sbit | max_pat
-        return sbit | (nan_pat if fn else top_exp << man_bits)
+        return over
+    zero = 0 if special == 2 else sbit
     if a == 0.0:
-        return sbit
+        return zero
     e = math.frexp(a)[1] - 1          # a in [2**e, 2**(e+1))
     if e < emin:
         qexp = emin - man_bits if subnormals else emin
     else:
         qexp = e - man_bits
-    n = np.rint(math.ldexp(a, -qexp))  # exact scaling, one RNE rounding
+    if trunc:
+        n = float(math.floor(math.ldexp(a, -qexp)))   # exact scaling, one rounding to zero
+    else:
+        n = np.rint(math.ldexp(a, -qexp))      # exact scaling, one RNE rounding
     r = math.ldexp(n, qexp)
     if r > maxfin:
-        if saturate:
+        if saturate or trunc:
             return sbit | max_pat
-        return sbit | (nan_pat if fn else top_exp << man_bits)
+        return over
     if r == 0.0:
-        return sbit
+        return zero
     e2 = math.frexp(r)[1] - 1
     if e2 < emin:
         return sbit | int(math.ldexp(r, man_bits - emin))
@@ -426,7 +463,7 @@ _minifloat_encode_nb = numba.njit(cache=True)(minifloat_encode_py)
 
 
 @numba.njit(cache=True, parallel=True)
-def _minifloat_kernel(x, man_bits, exp_bits, bias, subnormals, saturate, fn, out):
+def _minifloat_kernel(x, man_bits, exp_bits, bias, subnormals, saturate, special, trunc, out):
     n = x.size
     nchunks = (n + _CHUNK - 1) // _CHUNK
     for c in numba.prange(nchunks):
@@ -434,19 +471,22 @@ def _minifloat_kernel(x, man_bits, exp_bits, bias, subnormals, saturate, fn, out
         stop = min(start + _CHUNK, n)
         for i in range(start, stop):
             out[i] = _minifloat_encode_nb(np.float64(x[i]), man_bits, exp_bits, bias,
-                                          subnormals, saturate, fn)
+                                          subnormals, saturate, special, trunc)
 
 
-def minifloat_encode(flat, man_bits, exp_bits, bias, subnormals, saturate, fn, code_dtype):
+def minifloat_encode(flat, man_bits, exp_bits, bias, subnormals, saturate, special, code_dtype,
+                     trunc=False):
     """Bit patterns (``code_dtype``) of a 1-D float32/float64 array."""
     out = np.empty(flat.size, dtype=code_dtype)
-    _run(_minifloat_kernel, flat.size, flat, int(man_bits), int(exp_bits), int(bias), bool(subnormals),
-                      bool(saturate), bool(fn), out)
+    _run(_minifloat_kernel, flat.size, flat, int(man_bits), int(exp_bits), int(bias),
+         bool(subnormals), bool(saturate), int(special), bool(trunc), out)
     return out
 
 
-def minifloat_encode_twin(flat, man_bits, exp_bits, bias, subnormals, saturate, fn, code_dtype):
-    vals = [minifloat_encode_py(float(v), man_bits, exp_bits, bias, subnormals, saturate, fn)
+def minifloat_encode_twin(flat, man_bits, exp_bits, bias, subnormals, saturate, special,
+                          code_dtype, trunc=False):
+    vals = [minifloat_encode_py(float(v), man_bits, exp_bits, bias, subnormals, saturate,
+                                int(special), bool(trunc))
             for v in flat.tolist()]
     return np.array(vals, dtype=np.int64).astype(code_dtype)
 

@@ -45,17 +45,20 @@ def same_padding_1d(size, k, stride, dilation):
 def resolve_padding(padding, in_hw, k_hw, stride, dilation):
     """Normalise a padding spec to ((top, bottom), (left, right)).
 
-    Accepts int, (ph, pw), ((top, bottom), (left, right)), "valid", "same".
+    Accepts int, (ph, pw), ((top, bottom), (left, right)), "valid", "same"
+    (= "same_upper": TensorFlow SAME, ONNX SAME_UPPER, odd pixel at the
+    end) and "same_lower" (ONNX SAME_LOWER, odd pixel at the beginning).
     """
     if isinstance(padding, str):
         p = padding.lower()
         if p == "valid":
             return (0, 0), (0, 0)
-        if p == "same":
-            return (same_padding_1d(in_hw[0], k_hw[0], stride[0], dilation[0]),
+        if p in ("same", "same_upper", "same_lower"):
+            pads = (same_padding_1d(in_hw[0], k_hw[0], stride[0], dilation[0]),
                     same_padding_1d(in_hw[1], k_hw[1], stride[1], dilation[1]))
-        raise ParameterError(f"padding must be an int, a pair, a pair of pairs, 'valid' or "
-                             f"'same', got {padding!r}")
+            return tuple(pp[::-1] for pp in pads) if p == "same_lower" else pads
+        raise ParameterError(f"padding must be an int, a pair, a pair of pairs, 'valid', "
+                             f"'same' ('same_upper') or 'same_lower', got {padding!r}")
     if isinstance(padding, (numbers.Integral, np.integer)) and not isinstance(padding, bool):
         p = int(padding)
         if p < 0:

@@ -8,7 +8,7 @@ from ..kernels.linear import conv_acc64
 from ._common import (check_hook_result, check_layout, check_precision, check_vector,
                       from_nchw, pair, resolve_padding, to_nchw, weight_operand)
 
-__all__ = ["conv2d", "conv2d_setup", "ALGORITHMS"]
+__all__ = ["conv2d", "conv1d", "conv2d_setup", "ALGORITHMS"]
 
 #: conv2d algorithms; "winograd" is F(2x2, 3x3), "winograd4" F(4x4, 3x3).
 ALGORITHMS = ("direct", "im2col", "fft", "winograd", "winograd2", "winograd4")
@@ -220,3 +220,53 @@ def conv2d(x, W, b=None, *, stride=1, padding=0, dilation=1, groups=1, layout="N
     if b is not None:
         acc += b.astype(np.float64)[None, :, None, None]
     return from_nchw(acc.astype(x.dtype), layout)
+
+
+def conv1d(x, W, b=None, *, stride=1, padding=0, dilation=1, groups=1, precision="reference"):
+    """1-D convolution (cross-correlation) of (N, C, L) with W (O, C/groups, k): ONNX ``Conv``
+    with one spatial axis.
+
+    Parameters
+    ----------
+    x : (N, C, L) float32/float64; W : (O, C/groups, k); b : (O,) optional
+    stride, dilation : int >= 1
+    padding : int, (begin, end), "valid", "same" / "same_upper" or
+        "same_lower" (ONNX ``auto_pad``: out = ceil(L / stride), the odd
+        pixel at the end / beginning)
+    groups : int
+    precision : {"reference", "fast"}
+
+    Returns
+    -------
+    y : (N, O, OL), dtype of x, ``OL = floor((L + pads - (k-1)*d - 1) / s) + 1``.
+
+    Arithmetic: exactly :func:`conv2d` on (N, C, 1, L) and (O, C/g, 1, k)
+    (its reference order with a single kernel row is: channel, then kernel
+    column, each sequential; one rounding), reshaped back (exact).
+    """
+    from ._pool_nd import resolve_padding_nd, tuple_n
+    check_precision(precision)
+    as_float_array("x", x, ndim=3)
+    if not isinstance(W, np.ndarray):
+        W, _ = weight_operand(W, "none")
+    as_float_array("W", W, ndim=3)
+    if b is not None:
+        as_float_array("b", b, ndim=1)
+    check_same_dtype([("x", x), ("W", W), ("b", b)])
+    g = check_int("groups", groups, lo=1)
+    if W.shape[1] * g != x.shape[1] or W.shape[0] % g:
+        raise ShapeError(f"W expects {W.shape[1]} input channels per group x {g} groups, x has "
+                         f"{x.shape[1]} (x {describe(x)} NCL, W {describe(W)} OIL)")
+    check_vector("b", b, W.shape[0], W, "one bias per output channel of W", ref_name="W")
+    (s,) = tuple_n("stride", stride, 1)
+    (d,) = tuple_n("dilation", dilation, 1)
+    if isinstance(padding, (tuple, list)) and len(padding) == 2:
+        padding = (tuple(padding),)
+    ((lo, hi),) = resolve_padding_nd(padding, x.shape[2:], (W.shape[2],), (s,), (d,))
+    if x.shape[2] + lo + hi < (W.shape[2] - 1) * d + 1:
+        raise ShapeError(f"padded input length {x.shape[2] + lo + hi} is smaller than the "
+                         f"dilated kernel {(W.shape[2] - 1) * d + 1} (x {describe(x)}, "
+                         f"W {describe(W)})")
+    y = conv2d(x[:, :, None, :], W[:, :, None, :], b, stride=(1, s), padding=((0, 0), (lo, hi)),
+               dilation=(1, d), groups=groups, precision=precision)
+    return np.ascontiguousarray(y[:, :, 0, :])

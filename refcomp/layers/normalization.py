@@ -25,7 +25,8 @@ def _scale64(gamma, var, eps):
     return gamma.astype(np.float64) / np.sqrt(var.astype(np.float64) + float(eps))
 
 
-def batch_norm(x, gamma, beta, mean, var, *, eps, layout="NCHW", precision="reference"):
+def batch_norm(x, gamma, beta, mean, var, *, eps, layout="NCHW", precision="reference",
+               axis=None):
     """Inference batch normalisation ``y = (x - mean) * gamma / sqrt(var + eps) + beta``.
 
     Parameters
@@ -39,6 +40,10 @@ def batch_norm(x, gamma, beta, mean, var, *, eps, layout="NCHW", precision="refe
         PyTorch default 1e-5, Keras default 1e-3: always pass it.
     layout : {"NCHW", "NHWC"}
     precision : {"reference", "fast"}
+    axis : int or None
+        None (default): the channel axis of the rule above.  An int: that
+        axis, for any x with ndim >= 2 (ONNX ``BatchNormalization`` in
+        inference mode: axis 1 of (N, C, D1, ...), whatever the rank).
 
     Returns
     -------
@@ -67,8 +72,16 @@ def batch_norm(x, gamma, beta, mean, var, *, eps, layout="NCHW", precision="refe
     """
     check_precision(precision)
     check_layout(layout)
-    as_float_array("x", x, ndim=(2, 3, 4))
-    axis = 1 if (x.ndim == 4 and layout == "NCHW") or x.ndim == 2 else x.ndim - 1
+    if axis is None:
+        as_float_array("x", x, ndim=(2, 3, 4))
+        axis = 1 if (x.ndim == 4 and layout == "NCHW") or x.ndim == 2 else x.ndim - 1
+    else:
+        from .._validate import check_int
+        as_float_array("x", x)
+        if x.ndim < 2:
+            from .._errors import ShapeError
+            raise ShapeError(f"x must have at least 2 dimensions, got shape {x.shape}")
+        axis = check_int("axis", axis, lo=-x.ndim, hi=x.ndim - 1) % x.ndim
     _check_params(gamma, beta, mean, var, eps, x.shape[axis], x, "x")
     shape = [1] * x.ndim
     shape[axis] = -1

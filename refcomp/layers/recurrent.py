@@ -34,6 +34,7 @@ from .._validate import as_float_array, check_same_dtype, describe
 from ..kernels.elementwise import sigmoid64, tanh64
 from ._common import check_precision
 from ._rnn_fast import gru_fast, lstm_fast, mgu_fast, simple_rnn_fast
+from ._rnn_options import needs_general, run_general
 from .activations import relu
 from .dense import dense_acc64
 
@@ -102,6 +103,33 @@ def _check_rnn(x, W_ih, W_hh, b_ih, b_hh, gates, states):
     return hidden, out
 
 
+_GENERAL_DOC = """
+    ONNX options (keyword only; any non-default value runs the general
+    engine :mod:`refcomp.layers._rnn_onnx`, whose arithmetic is the
+    reference order of this module, with the same bits as the classic path
+    for the defaults):
+
+    direction : {"forward", "reverse", "bidirectional"}
+        "reverse" processes t = T-1 .. 0 (outputs stay at their time
+        index); "bidirectional" runs both and concatenates the features
+        [forward, reverse] (PyTorch layout; ONNX's Y is
+        ``out.reshape(N, T, 2, H)``); final states then have shape
+        (2, N, H) and ``return_sequences=False`` gives (N, 2H).
+    reverse : dict, for "bidirectional": the backward direction's weights
+        {"W_ih", "W_hh", "b_ih", "b_hh"[, "peepholes"]}, canonical layout.
+    sequence_lens : int ndarray (N,) with values in [1, T]: sample b runs
+        its first len_b steps (reverse: from len_b - 1 down); later outputs
+        are +0.0, the final state is the one after its last step.
+    activations : list of ONNX activation names per direction (LSTM f, g,
+        h; GRU f, g; RNN f), with activation_alpha / activation_beta lists
+        consumed in order by the functions that take a parameter (each
+        rounded to float32); see :func:`refcomp.layers._rnn_onnx.make_activation`.
+    clip : positive float (rounded to float32): the gate pre-activations
+        (inputs of f and g) are clipped to [-clip, clip] (ONNX ``clip``, as
+        ONNX Runtime applies it: an LSTM cell is not clipped before h).
+"""
+
+
 def _run(x, step, states, return_sequences, ops, W_ih, b_ih):
     # The input projection x_t W_ih^T + b_ih does not depend on the state, so
     # it is computed for all time steps at once: per (sample, step, unit) it
@@ -121,7 +149,9 @@ def _run(x, step, states, return_sequences, ops, W_ih, b_ih):
 
 
 def lstm(x, W_ih, W_hh, b_ih=None, b_hh=None, *, h0=None, c0=None, return_sequences=True,
-         precision="reference"):
+         precision="reference", direction="forward", reverse=None, sequence_lens=None,
+         peepholes=None, clip=None, input_forget=False, activations=None,
+         activation_alpha=None, activation_beta=None):
     """Long short-term memory layer (FACTS.md §1.1, seed 000 §II), gate order i, f, g, o.
 
     Parameters
@@ -141,8 +171,25 @@ def lstm(x, W_ih, W_hh, b_ih=None, b_hh=None, *, h0=None, c0=None, return_sequen
 
     ``precision="fast"``: see the module docstring (the i, f, o rows form
     one sigmoid block; one BLAS product per step).
-    """
+
+    peepholes : (3H,) P in gate order i, f, o (ONNX ``P``, reordered from
+        its i, o, f by :func:`refcomp.convert.lstm_from_onnx`):
+        ``i = f(z_i + p_i*c)``, ``f = f(z_f + p_f*c)``, ``o = f(z_o + p_o*c')``
+        with c' the new (rounded) cell.
+    input_forget : bool, ONNX ``input_forget=1``: f = 1 - i.
+    h0, c0 : (N, H), or (2, N, H) when bidirectional.
+    """ + _GENERAL_DOC
     check_precision(precision)
+    if needs_general(direction, sequence_lens, peepholes, clip, input_forget, activations,
+                     activation_alpha, activation_beta):
+        _check_rnn(x, W_ih, W_hh, b_ih, b_hh, 4, {})
+        return run_general("lstm", x, {"W_ih": W_ih, "W_hh": W_hh, "b_ih": b_ih, "b_hh": b_hh},
+                           reverse, {"h0": h0, "c0": c0}, direction=direction,
+                           sequence_lens=sequence_lens, peepholes=peepholes, clip=clip,
+                           input_forget=input_forget, activations=activations,
+                           activation_alpha=activation_alpha, activation_beta=activation_beta,
+                           reset_after=True, update="standard",
+                           return_sequences=return_sequences, precision=precision)
     hidden, st = _check_rnn(x, W_ih, W_hh, b_ih, b_hh, 4, {"h0": h0, "c0": c0})
     if precision == "fast":
         return lstm_fast(x, W_ih, W_hh, b_ih, b_hh, st["h0"], st["c0"], return_sequences)
@@ -163,7 +210,9 @@ def lstm(x, W_ih, W_hh, b_ih=None, b_hh=None, *, h0=None, c0=None, return_sequen
 
 
 def gru(x, W_ih, W_hh, b_ih=None, b_hh=None, *, h0=None, reset_after=True, return_sequences=True,
-        precision="reference"):
+        precision="reference", update="standard", direction="forward", reverse=None,
+        sequence_lens=None, clip=None, activations=None, activation_alpha=None,
+        activation_beta=None):
     """Gated recurrent unit (FACTS.md §2), gate order r, z, n.
 
     Parameters
@@ -184,8 +233,28 @@ def gru(x, W_ih, W_hh, b_ih=None, b_hh=None, *, h0=None, reset_after=True, retur
     n as above; h' = ((1 - z) * n) + (z * h), rounded to the dtype.
     In the reset_before form r*h is formed in float64 and its dot with W_hn
     uses float64 products (rounded, no longer exact).
-    """
+
+    update : {"standard", "seed000"}
+        "standard" (default): h' = (1 - z) * n + z * h, the convention of
+        PyTorch, Keras and ONNX.  "seed000": h' = (1 - z) * h + z * n, as
+        seed 000 writes the GRU (h_t = (1 - z_t) h_{t-1} + z_t h~_t).  The
+        two map onto each other by negating the update gate's
+        pre-activation (its rows of W_ih, W_hh, b_ih, b_hh): sigmoid(-a) =
+        1 - sigmoid(a), so z_seed = 1 - z_standard; exact in real
+        arithmetic, equal up to the libm rounding of the two sigmoids.
+    h0 : (N, H), or (2, N, H) when bidirectional.
+    """ + _GENERAL_DOC
     check_precision(precision)
+    if needs_general(direction, sequence_lens, None, clip, False, activations,
+                     activation_alpha, activation_beta, update):
+        _check_rnn(x, W_ih, W_hh, b_ih, b_hh, 3, {})
+        return run_general("gru", x, {"W_ih": W_ih, "W_hh": W_hh, "b_ih": b_ih, "b_hh": b_hh},
+                           reverse, {"h0": h0}, direction=direction,
+                           sequence_lens=sequence_lens, peepholes=None, clip=clip,
+                           input_forget=False, activations=activations,
+                           activation_alpha=activation_alpha, activation_beta=activation_beta,
+                           reset_after=bool(reset_after), update=update,
+                           return_sequences=return_sequences, precision=precision)
     hidden, st = _check_rnn(x, W_ih, W_hh, b_ih, b_hh, 3, {"h0": h0})
     if precision == "fast":
         return gru_fast(x, W_ih, W_hh, b_ih, b_hh, st["h0"], reset_after, return_sequences)
@@ -254,7 +323,9 @@ def mgu(x, W_ih, W_hh, b_ih=None, b_hh=None, *, h0=None, return_sequences=True,
 
 
 def simple_rnn(x, W_ih, W_hh, b_ih=None, b_hh=None, *, h0=None, activation="tanh",
-               return_sequences=True, precision="reference"):
+               return_sequences=True, precision="reference", direction="forward", reverse=None,
+               sequence_lens=None, clip=None, activations=None, activation_alpha=None,
+               activation_beta=None):
     """Elman RNN: ``h' = act((x W_ih^T + b_ih) + (h W_hh^T + b_hh))``.
 
     Parameters
@@ -286,11 +357,27 @@ def simple_rnn(x, W_ih, W_hh, b_ih=None, b_hh=None, *, h0=None, activation="tanh
     +0.0 give +0.0, NaN stays NaN, +inf stays +inf).  The new state is
     rounded once (half-even) to the input dtype; relu commutes with that
     rounding, so the relu result equals relu of the rounded pre-activation.
-    """
+
+    The ONNX ``RNN`` operator is this layer (:func:`refcomp.convert.rnn_from_onnx`
+    for its W, R, B); ``activations`` (one name per direction) overrides
+    ``activation``.  h0 : (N, H), or (2, N, H) when bidirectional.
+    """ + _GENERAL_DOC
     check_precision(precision)
     if activation not in ("tanh", "relu"):
         from .._errors import ParameterError
         raise ParameterError(f"activation must be 'tanh' or 'relu', got {activation!r}")
+    if needs_general(direction, sequence_lens, None, clip, False, activations,
+                     activation_alpha, activation_beta):
+        _check_rnn(x, W_ih, W_hh, b_ih, b_hh, 1, {})
+        return run_general("simple_rnn", x, {"W_ih": W_ih, "W_hh": W_hh, "b_ih": b_ih,
+                                             "b_hh": b_hh},
+                           reverse, {"h0": h0}, direction=direction,
+                           sequence_lens=sequence_lens, peepholes=None, clip=clip,
+                           input_forget=False, activations=activations,
+                           activation_alpha=activation_alpha, activation_beta=activation_beta,
+                           reset_after=True, update="standard",
+                           return_sequences=return_sequences, precision=precision,
+                           base_acts=(activation.capitalize(),))
     hidden, st = _check_rnn(x, W_ih, W_hh, b_ih, b_hh, 1, {"h0": h0})
     if precision == "fast":
         return simple_rnn_fast(x, W_ih, W_hh, b_ih, b_hh, st["h0"], activation,

@@ -9,8 +9,8 @@ from ._common import check_layout
 __all__ = ["flatten", "reshape"]
 
 
-def flatten(x, *, layout="NCHW"):
-    """Flatten every axis but the batch axis.
+def flatten(x, *, layout="NCHW", axis=1):
+    """Flatten every axis but the batch axis (ONNX ``Flatten`` with any ``axis``).
 
     Element order is C order of the array as laid out: for NCHW input the
     feature index is ``(c*H + h)*W + w`` (PyTorch ``nn.Flatten``); for NHWC
@@ -18,12 +18,21 @@ def flatten(x, *, layout="NCHW"):
     :func:`refcomp.convert.dense_from_keras` to move a Dense kernel between
     the two orders (FACTS.md §3.2).  Returns a (N, prod(rest)) array of the
     input dtype (a copy only if x is not contiguous).
+
+    ``axis`` (ONNX ``Flatten``, default 1): the output is 2-D
+    (prod(shape[:axis]), prod(shape[axis:])) in C order; ``axis`` in
+    [-ndim, ndim] (negative counts from the back; 0 gives (1, size)).
+    Any axis other than 1 (or its negative equivalent) merges the batch
+    axis with others: the first output axis is then not the batch.
     """
     check_layout(layout)
     as_float_array("x", x)
     if x.ndim < 1:
         raise ShapeError(f"x must have a batch axis, got {describe(x)}")
-    return np.ascontiguousarray(x).reshape(x.shape[0], int(np.prod(x.shape[1:])))
+    axis = check_int("axis", axis, lo=-x.ndim, hi=x.ndim)
+    axis = axis + x.ndim if axis < 0 else axis
+    return np.ascontiguousarray(x).reshape(int(np.prod(x.shape[:axis], dtype=np.int64)),
+                                           int(np.prod(x.shape[axis:], dtype=np.int64)))
 
 
 def reshape(x, shape):

@@ -20,7 +20,7 @@ def _tfmot_keep_count(n, sparsity):
     return max(int(k), 1)
 
 
-def magnitude(w, *, sparsity=None, threshold=None, keep_ties=False):
+def magnitude(w, *, sparsity=None, threshold=None, keep_ties=False, at_threshold="remove"):
     """Keep-mask of the largest-magnitude entries of ``w``.
 
     Parameters
@@ -35,6 +35,13 @@ def magnitude(w, *, sparsity=None, threshold=None, keep_ties=False):
         Instead of ``sparsity``: keep exactly the entries with ``|w| > threshold``
         (strict, so ``threshold=0`` removes only zeros).  |w| and the
         threshold are compared in float64 (exact for both dtypes).
+    at_threshold : {"remove", "keep"}, default "remove"
+        What happens to an entry with ``|w| == threshold`` exactly.
+        "remove" (default, today's rule, Han et al.'s "below or equal"):
+        kept iff ``|w| > threshold``.  "keep": kept iff ``|w| >=
+        threshold``, seed 000's literal reading ("supprimer les poids
+        inférieurs à un certain seuil": only weights *below* the threshold
+        are removed).  The two differ only on exact ties.
     keep_ties : bool, default False
         With ``sparsity``: reproduce tfmot's rule (Zhu & Gupta 2017 as in
         ``pruning_impl._update_mask``, FACTS.md §7.3): ``k = max(round_half_even(
@@ -66,7 +73,12 @@ def magnitude(w, *, sparsity=None, threshold=None, keep_ties=False):
         t = float(threshold)
         if not t >= 0.0:
             raise ParameterError(f"threshold must be >= 0, got {threshold!r}")
-        return (a > t).reshape(w.shape)
+        if at_threshold not in ("remove", "keep"):
+            raise ParameterError(f"at_threshold must be 'remove' or 'keep', got "
+                                 f"{at_threshold!r}")
+        return (a >= t if at_threshold == "keep" else a > t).reshape(w.shape)
+    if at_threshold != "remove":
+        raise ParameterError("at_threshold applies to threshold=, not sparsity=")
     s = check_sparsity(sparsity)
     n = a.size
     if keep_ties:

@@ -41,7 +41,15 @@ def narrowest_code_dtype(lo, hi):
 
 def _decode_codebook(q):
     # Exact table lookup: the codebook already holds values of q.dtype.
-    return q.params["codebook"][q.codes.astype(np.intp)]
+    from . import _decoder_checks as C
+    C.need(q.params, "codebook", "codebook")
+    cb = q.params["codebook"]
+    if not isinstance(cb, np.ndarray) or cb.ndim != 1 or cb.dtype != q.dtype:
+        raise ParameterError(f"codebook decoder: codebook must be a 1-D ndarray of dtype "
+                             f"{q.dtype}, got {getattr(cb, 'dtype', type(cb).__name__)} "
+                             f"{getattr(cb, 'shape', '')}")
+    C.check_codes(q.codes, "codebook", 0, cb.size - 1)
+    return cb[q.codes.astype(np.intp)]
 
 
 register_decoder("codebook", _decode_codebook)

@@ -462,17 +462,37 @@ def _given_zero_point(zero_point, nchan, qmin, qmax):
 
 
 def _decode_affine(q):
+    """(q − zp) · scale in ``q.dtype``, per tensor, per axis or blocked (``block_size``).
+
+    Parameters are checked first (:mod:`._decoder_checks`): ``scale`` a
+    float ndarray, ``zero_point`` an integer ndarray of the same layout,
+    ``axis`` None or an axis of the codes, ``block_size`` absent/None or an
+    int >= 1 with ``ceil(D / block_size)`` scales along the axis.  The
+    difference is exact in ``q.dtype`` while |q − zp| < 2**24 (float32) /
+    2**53 (float64); the product is one IEEE multiplication (RNE).
+    """
+    from . import _decoder_checks as C
     p = q.params
-    dt = q.dtype
-    scale = np.asarray(p["scale"]).astype(dt, copy=False)
-    zp = np.asarray(p["zero_point"]).astype(np.int64)
-    axis = p["axis"]
-    if axis is None:
-        s, z = scale.reshape(()), zp.reshape(())
-    else:
-        shp = channel_shape(q.shape, int(axis))
-        s, z = scale.reshape(shp), zp.reshape(shp)
-    diff = (q.codes.astype(np.int64) - z).astype(dt)   # exact: |diff| < 2**17
+    C.need(p, "affine", "scale", "zero_point", "axis")
+    dt = C.check_dtype(q.dtype, "affine")
+    C.check_codes(q.codes, "affine")
+    axis = C.check_axis_param(p["axis"], q.codes.ndim, "affine")
+    block = p.get("block_size")
+    scale, zp = p["scale"], p["zero_point"]
+    if not isinstance(scale, np.ndarray) or scale.dtype.kind != "f":
+        raise DTypeError(f"affine decoder: scale must be a float ndarray, got "
+                         f"{getattr(scale, 'dtype', type(scale).__name__)}")
+    if not isinstance(zp, np.ndarray) or zp.dtype.kind not in "iu":
+        raise DTypeError(f"affine decoder: zero_point must be an integer ndarray, got "
+                         f"{getattr(zp, 'dtype', type(zp).__name__)}")
+    if zp.size != 1 and zp.shape != scale.shape:
+        raise ShapeError(f"affine decoder: zero_point shape {zp.shape} differs from scale "
+                         f"shape {scale.shape}")
+    s = C.scale_layout(scale.astype(dt, copy=False), "scale", q.shape, axis, block, "affine")
+    z = C.scale_layout(zp.astype(np.int64), "zero_point", q.shape, axis,
+                       block if zp.size != 1 else None, "affine") if zp.size != 1 \
+        else zp.astype(np.int64).reshape(())
+    diff = (q.codes.astype(np.int64) - z).astype(dt)   # exact: |diff| < 2**24 in float32
     return (diff * s).astype(dt, copy=False)
 
 

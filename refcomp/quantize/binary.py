@@ -97,9 +97,20 @@ def xnor(w, *, axis=0, zero="plus"):
 
 
 def _decode_sign_scale(q):
-    a = q.params["alpha"].astype(q.dtype)
-    axis = q.params["axis"]
-    a = a.reshape(()) if axis is None else a.reshape(channel_shape(q.shape, int(axis)))
+    from . import _decoder_checks as C
+    C.need(q.params, "sign_scale", "alpha", "axis", "levels")
+    C.check_dtype(q.dtype, "sign_scale")
+    levels = q.params["levels"]
+    if levels not in ("binary", "ternary"):
+        raise ParameterError(f"sign_scale decoder: levels must be 'binary' or 'ternary', got "
+                             f"{levels!r}")
+    C.check_codes(q.codes, "sign_scale", 0, 1 if levels == "binary" else 2)
+    axis = C.check_axis_param(q.params["axis"], q.codes.ndim, "sign_scale")
+    alpha = q.params["alpha"]
+    if not isinstance(alpha, np.ndarray) or alpha.dtype.kind != "f":
+        raise ParameterError(f"sign_scale decoder: alpha must be a float ndarray, got "
+                             f"{getattr(alpha, 'dtype', type(alpha).__name__)}")
+    a = C.scale_layout(alpha, "alpha", q.shape, axis, None, "sign_scale").astype(q.dtype)
     c = q.codes
     s = (2 * c.astype(np.int8) - 1) if q.params["levels"] == "binary" else c.astype(np.int8) - 1
     return (s.astype(q.dtype) * a).astype(q.dtype)   # exact: ±α or ±0

@@ -100,7 +100,12 @@ def dynamic_fixed_point(w, word_bits, *, rounding="half_even", rng=None):
 
 
 def _decode_fixed(q):
-    vals = np.ldexp(q.codes.astype(np.float64), -int(q.params["frac_bits"]))
+    from . import _decoder_checks as C
+    C.need(q.params, "fixed_point", "frac_bits")
+    frac = C.check_intparam(q.params, "frac_bits", "fixed_point", -1074, 1074)
+    C.check_codes(q.codes, "fixed_point")
+    C.check_dtype(q.dtype, "fixed_point")
+    vals = np.ldexp(q.codes.astype(np.float64), -frac)
     return vals.astype(q.dtype)
 
 

@@ -1,28 +1,36 @@
-"""Minifloats and the standard small float formats (bfloat16, float16, float8 e4m3fn / e5m2).
+"""Minifloats: binary floating-point formats with E exponent and M mantissa bits.
 
-Representation: every function here returns a :class:`Quantized` whose
+Representation: :func:`minifloat` returns a :class:`Quantized` whose
 ``codes`` are the **bit patterns** of the format (sign | exponent |
-mantissa, MSB first) as unsigned integers (uint8 for 8-bit formats, uint16
-for 16-bit ones), ``decoder="minifloat"``, and ``dequantize()`` gives the
-rounded values widened to the input dtype (exact for every format that fits
-the input dtype).  The codes can be viewed directly as the framework type,
-e.g. ``q.codes.view(ml_dtypes.bfloat16)`` or ``q.codes.view(np.float16)``.
+mantissa, MSB first) as unsigned integers (uint8 for formats of up to 8
+bits, uint16 for 16-bit ones), ``decoder="minifloat"``, and
+``dequantize()`` gives the rounded values widened to the input dtype
+(exact for every format that fits the input dtype).  The named standard
+formats (bfloat16, float16, float8, float4) are in
+:mod:`refcomp.quantize.float_formats`.
 """
 
 import math
 
 import numpy as np
 
-from .._errors import ParameterError
+from .._errors import DTypeError, ParameterError
 from .._validate import check_choice, check_int
 from ..kernels.quantize import minifloat_encode
 from ._quantized import Quantized, narrowest_code_dtype, register_decoder
 from ._scalar_common import float_input
 
-__all__ = ["minifloat", "to_bfloat16", "to_float16", "to_float8_e4m3fn", "to_float8_e5m2",
-           "minifloat_max"]
+__all__ = ["minifloat", "minifloat_max", "SPECIALS", "ROUNDINGS", "default_bias"]
 
-SPECIALS = ("ieee", "fn")
+#: Layouts of the special values (see :func:`minifloat`), and their kernel codes.
+SPECIALS = ("ieee", "fn", "fnuz", "finite")
+#: Rounding directions of :func:`minifloat`.
+ROUNDINGS = ("nearest_even", "toward_zero")
+
+
+def default_bias(exp_bits, special):
+    """IEEE bias ``2**(E-1) - 1``; ``2**(E-1)`` for "fnuz" (E4M3FNUZ 8, E5M2FNUZ 16)."""
+    return (1 << (exp_bits - 1)) - (0 if special == "fnuz" else 1)
 
 
 def minifloat_max(exp_bits, man_bits, bias, special):
@@ -30,19 +38,42 @@ def minifloat_max(exp_bits, man_bits, bias, special):
     top = (1 << exp_bits) - 1
     if special == "fn":
         return math.ldexp((1 << (man_bits + 1)) - 2, top - bias - man_bits)
+    if special in ("fnuz", "finite"):
+        return math.ldexp((1 << (man_bits + 1)) - 1, top - bias - man_bits)
     return math.ldexp((1 << (man_bits + 1)) - 1, top - 1 - bias - man_bits)
 
 
+def _check_format(exp_bits, man_bits, bias, special):
+    """Validated (exp_bits, man_bits, bias, special); ParameterError naming the field."""
+    exp_bits = check_int("exp_bits", exp_bits, lo=1, hi=11)
+    man_bits = check_int("man_bits", man_bits, lo=0, hi=30)
+    check_int("1 + exp_bits + man_bits", 1 + exp_bits + man_bits, lo=3, hi=32)
+    check_choice("special", special, SPECIALS)
+    if special in ("ieee", "fn") and (exp_bits < 2 or man_bits < 1):
+        raise ParameterError(f"special={special!r} needs exp_bits >= 2 and man_bits >= 1 (its "
+                             f"NaN pattern), got exp_bits={exp_bits}, man_bits={man_bits}")
+    bias = default_bias(exp_bits, special) if bias is None else \
+        check_int("bias", bias, lo=-1000, hi=1000)
+    emax = (1 << exp_bits) - (2 if special == "ieee" else 1) - bias
+    if emax > 1000 or 1 - bias - man_bits < -1070:
+        raise ParameterError(f"bias={bias} puts the format outside the float64 range "
+                             f"(emax={emax}, smallest exponent {1 - bias - man_bits})")
+    return exp_bits, man_bits, bias, special
+
+
 def minifloat(w, exp_bits, man_bits, *, bias=None, subnormals=True, saturate=True,
-              special="ieee", method="minifloat"):
+              special="ieee", rounding="nearest_even", method="minifloat"):
     """Round to a binary floating-point format with ``exp_bits`` / ``man_bits`` fields.
 
     Parameters
     ----------
     w : ndarray, float32 or float64, any shape (empty allowed)
-    exp_bits : int in [2, 11];  man_bits : int in [1, 30];  1 + exp_bits + man_bits <= 32
+    exp_bits : int in [1, 11];  man_bits : int in [0, 30];  3 <= 1 + exp_bits + man_bits <= 32
+        ("ieee" and "fn" need exp_bits >= 2 and man_bits >= 1 for their NaN).
     bias : int or None
-        Exponent bias; None means the IEEE bias ``2**(exp_bits−1) − 1``.
+        Exponent bias; None means the IEEE bias ``2**(exp_bits−1) − 1``,
+        or ``2**(exp_bits−1)`` for "fnuz" (ONNX / ml_dtypes E4M3FNUZ: 8,
+        E5M2FNUZ: 16).
     subnormals : bool
         True (default): gradual underflow with quantum 2**(emin − man_bits).
         False: no subnormals; magnitudes below 2**emin round to nearest of
@@ -52,12 +83,30 @@ def minifloat(w, exp_bits, man_bits, *, bias=None, subnormals=True, saturate=Tru
         True (default, a quantizer never produces inf): every non-NaN
         input maps to a finite value; finite overflow and ±inf become ±max
         (the ONNX Cast ``saturate=1`` table).  False: overflow gives ±inf
-        (``special="ieee"``) or NaN (``"fn"``), as IEEE and ml_dtypes
-        ``astype`` do.
-    special : {"ieee", "fn"}
+        (``special="ieee"``) or NaN ("fn", "fnuz"), as IEEE and ml_dtypes
+        ``astype`` do.  "finite" formats have neither, so they always
+        saturate and ``saturate=False`` is refused (ParameterError).
+    special : {"ieee", "fn", "fnuz", "finite"}
         "ieee": the top exponent is reserved (inf with zero mantissa, NaN
         otherwise; emax = 2**E − 2 − bias).  "fn" (OCP E4M3FN layout): no
         inf, only S.1…1.1…1 is NaN, the top exponent holds normal values.
+        "fnuz" (E4M3FNUZ / E5M2FNUZ, Graphcore / AMD): no inf and no −0;
+        the single NaN is the pattern 1.0…0.0 (0x80 for 8 bits); every
+        other pattern is a number; NaN, and overflow without saturation,
+        give that NaN; a result that rounds to zero is +0 whatever its
+        sign.  "finite" (OCP MX float4 E2M1, float6): every pattern is a
+        number (no inf, no NaN, −0 kept); NaN input is refused
+        (ParameterError with the count: the format cannot hold it).
+    rounding : {"nearest_even", "toward_zero"}
+        "nearest_even" (default, IEEE roundTiesToEven): the nearest value,
+        ties to the even mantissa.  "toward_zero" (IEEE roundTowardZero,
+        truncation): the representable value of largest magnitude not
+        above ``|w|``; a finite value beyond max gives ±max (IEEE), ±inf
+        follows ``saturate``.  For bfloat16 from float32 this is taking
+        the high 16 bits of the float32 pattern ("float32 truncated to 16
+        bits", seed 002 §3) for every non-NaN input; NaN gives the quiet
+        NaN (bit truncation could turn a NaN whose payload lies in the low
+        16 bits into inf).
 
     Returns
     -------
@@ -68,42 +117,77 @@ def minifloat(w, exp_bits, man_bits, *, bias=None, subnormals=True, saturate=Tru
 
     Notes
     -----
-    Rounding: round to nearest, ties to even mantissa, from the exact
-    value of ``w`` (float32 widens exactly to float64; one rounding).  The
+    Rounding: one rounding (``rounding``) from the exact value of ``w``
+    (float32 widens exactly to float64).  The
     rounding is done with an unbounded exponent and overflow is decided
     after rounding, so a value just above max rounds down to max when it
     is below max + ulp/2 (e4m3fn: 464 → 448 by the tie rule, 465 → NaN or
     448 when saturating).  NaN → the quiet NaN pattern with the input's
-    sign (IEEE: exponent all ones, top mantissa bit set; "fn": all ones).
-    NaN payloads are not kept.  Signed zero is kept.  Decoding returns the
-    exact format value in float64, then one RNE rounding to ``w.dtype``.
+    sign (IEEE: exponent all ones, top mantissa bit set; "fn": all ones;
+    "fnuz": 1.0…0.0, no sign).  NaN payloads are not kept.  Signed zero is
+    kept (not in "fnuz").  Decoding returns the exact format value in
+    float64, then one RNE rounding to ``w.dtype``.
     """
     float_input("w", w, allow_empty=True)
-    exp_bits = check_int("exp_bits", exp_bits, lo=2, hi=11)
-    man_bits = check_int("man_bits", man_bits, lo=1, hi=30)
-    check_int("1 + exp_bits + man_bits", 1 + exp_bits + man_bits, lo=3, hi=32)
-    check_choice("special", special, SPECIALS)
-    bias = (1 << (exp_bits - 1)) - 1 if bias is None else check_int("bias", bias, lo=-1000,
-                                                                       hi=1000)
-    emax = (1 << exp_bits) - (1 if special == "fn" else 2) - bias
-    if emax > 1000 or 1 - bias - man_bits < -1070:
-        raise ParameterError(f"bias={bias} puts the format outside the float64 range "
-                             f"(emax={emax}, smallest exponent {1 - bias - man_bits})")
+    exp_bits, man_bits, bias, special = _check_format(exp_bits, man_bits, bias, special)
+    check_choice("rounding", rounding, ROUNDINGS)
+    if special == "finite":
+        if not saturate:
+            raise ParameterError("special='finite' has no inf and no NaN: overflow can only "
+                                 "saturate; pass saturate=True")
+        nan = int(np.count_nonzero(np.isnan(w)))
+        if nan:
+            raise ParameterError(f"w holds {nan} NaN value(s), which a special='finite' format "
+                                 "(no NaN pattern) cannot represent")
     nbits = 1 + exp_bits + man_bits
     flat = np.ascontiguousarray(w).reshape(-1)
     codes = minifloat_encode(flat, man_bits, exp_bits, bias, subnormals, saturate,
-                             special == "fn", narrowest_code_dtype(0, (1 << nbits) - 1))
+                             SPECIALS.index(special), narrowest_code_dtype(0, (1 << nbits) - 1),
+                             trunc=rounding == "toward_zero")
     params = {"exp_bits": exp_bits, "man_bits": man_bits, "bias": bias,
               "subnormals": bool(subnormals), "saturate": bool(saturate), "special": special}
+    if rounding != "nearest_even":       # recorded only when not the default (old files)
+        params["rounding"] = rounding
     return Quantized(codes.reshape(w.shape), bits=nbits, method=method, decoder="minifloat",
                      params=params, dtype=w.dtype,
                      info={"max": minifloat_max(exp_bits, man_bits, bias, special)})
 
 
-def _decode_minifloat(q):
-    p = q.params
-    e_bits, m_bits, bias = int(p["exp_bits"]), int(p["man_bits"]), int(p["bias"])
-    c = q.codes.astype(np.int64)
+def check_minifloat_params(params, codes, dtype):
+    """Validate the parameters of the "minifloat" decoder; return (E, M, bias, special).
+
+    ``exp_bits``, ``man_bits``, ``bias`` (int), ``special`` (one of
+    :data:`SPECIALS`), the codes (integers in [0, 2**(1+E+M))) and the
+    output dtype (float32/float64): ParameterError / DTypeError naming the
+    parameter and its value.  ``subnormals``, ``saturate`` and
+    ``rounding`` only describe the encoding; when present they must be
+    bools / a name of :data:`ROUNDINGS`.
+    """
+    for k in ("exp_bits", "man_bits", "bias", "special"):
+        if k not in params:
+            raise ParameterError(f"minifloat decoder: missing parameter {k!r}")
+    e, m, bias, special = _check_format(params["exp_bits"], params["man_bits"],
+                                        params["bias"], params["special"])
+    for k in ("subnormals", "saturate"):
+        if k in params and not isinstance(params[k], (bool, np.bool_)):
+            raise ParameterError(f"minifloat decoder: {k} must be a bool, got {params[k]!r}")
+    if "rounding" in params:
+        check_choice("rounding", params["rounding"], ROUNDINGS)
+    if np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise DTypeError(f"minifloat decoder: dtype must be float32 or float64, got {dtype}")
+    if not isinstance(codes, np.ndarray) or codes.dtype.kind not in "iu":
+        raise DTypeError(f"minifloat codes must be an integer ndarray, got "
+                         f"{getattr(codes, 'dtype', type(codes).__name__)}")
+    if codes.size and (int(codes.min()) < 0 or int(codes.max()) >= 1 << (1 + e + m)):
+        raise ParameterError(f"minifloat codes must lie in [0, {(1 << (1 + e + m)) - 1}] "
+                             f"(1 + exp_bits + man_bits = {1 + e + m} bits), got "
+                             f"[{int(codes.min())}, {int(codes.max())}]")
+    return e, m, bias, special
+
+
+def decode_minifloat_bits(codes, e_bits, m_bits, bias, special):
+    """Exact float64 values of validated bit patterns (also used by the ONNX casts)."""
+    c = codes.astype(np.int64)
     sign = (c >> (e_bits + m_bits)) & 1
     ef = (c >> m_bits) & ((1 << e_bits) - 1)
     man = c & ((1 << m_bits) - 1)
@@ -112,86 +196,20 @@ def _decode_minifloat(q):
     sig = np.where(normal, man + (1 << m_bits), man).astype(np.float64)
     exp = np.where(normal, ef, 1) - bias - m_bits
     val = np.ldexp(sig, exp.astype(np.int32))   # exact: power-of-two scaling
-    if p["special"] == "fn":
+    if special == "fn":
         nan = (ef == top) & (man == (1 << m_bits) - 1)
         val = np.where(nan, np.nan, val)
-    else:
+    elif special == "ieee":
         val = np.where(ef == top, np.where(man == 0, np.inf, np.nan), val)
     val = np.where(sign == 1, -val, val)
-    return val.astype(q.dtype)
+    if special == "fnuz":           # 1.0...0.0 is the single NaN, not -0
+        val = np.where(c == 1 << (e_bits + m_bits), np.nan, val)
+    return val
+
+
+def _decode_minifloat(q):
+    e, m, bias, special = check_minifloat_params(q.params, q.codes, q.dtype)
+    return decode_minifloat_bits(q.codes, e, m, bias, special).astype(q.dtype)
 
 
 register_decoder("minifloat", _decode_minifloat)
-
-
-def _standard(w, exp_bits, man_bits, special, saturate, via_float32, method):
-    float_input("w", w, allow_empty=True)
-    if via_float32 and w.dtype == np.float64:
-        # ml_dtypes casts float64 -> float32 -> target (two RNE roundings).
-        src = w.astype(np.float32)
-        q = minifloat(src, exp_bits, man_bits, saturate=saturate, special=special, method=method)
-        q.dtype = w.dtype
-        return q
-    return minifloat(w, exp_bits, man_bits, saturate=saturate, special=special, method=method)
-
-
-_STD_DOC = """Round ``w`` to {name} (RNE), returning bit patterns ({ctype}) in a Quantized.
-
-    Parameters
-    ----------
-    w : ndarray, float32 or float64, any shape (empty allowed)
-    saturate : bool, default False
-        False: {overflow} — bit-exact with ``w.astype({ref})``{refnote}.
-        True: finite overflow and ±inf map to ±{maxval} (ONNX Cast saturate=1).
-    via_float32 : bool, default {via}
-        For float64 input: True rounds to float32 first and then to the
-        target (two RNE roundings), exactly what ml_dtypes' NumPy cast does
-        (FACTS.md §6.1); False rounds once from the exact float64 value.
-        Ignored for float32 input.
-
-    Returns
-    -------
-    Quantized
-        ``codes``: {ctype} bit patterns (view them as ``{ref}``),
-        ``decoder="minifloat"`` with {fields}, ``method="{method}"``;
-        ``dequantize()`` returns the exact {name} value in ``w.dtype``.
-        NaN → {nanpat} (sign kept); signed zero and subnormals are kept.
-        Same arithmetic as :func:`minifloat`.
-    """
-
-
-def to_bfloat16(w, *, saturate=False, via_float32=True):
-    return _standard(w, 8, 7, "ieee", saturate, via_float32, "bfloat16")
-
-
-def to_float16(w, *, saturate=False, via_float32=False):
-    return _standard(w, 5, 10, "ieee", saturate, via_float32, "float16")
-
-
-def to_float8_e4m3fn(w, *, saturate=False, via_float32=True):
-    return _standard(w, 4, 3, "fn", saturate, via_float32, "float8_e4m3fn")
-
-
-def to_float8_e5m2(w, *, saturate=False, via_float32=True):
-    return _standard(w, 5, 2, "ieee", saturate, via_float32, "float8_e5m2")
-
-
-to_bfloat16.__doc__ = _STD_DOC.format(
-    name="bfloat16", ctype="uint16", overflow="overflow gives ±inf", ref="ml_dtypes.bfloat16",
-    refnote=" (Eigen ``float_to_bfloat16_rtne``)", maxval="3.3895314e38", via="True",
-    fields="exp_bits=8, man_bits=7, bias=127", method="bfloat16", nanpat="0x7FC0 / 0xFFC0")
-to_float16.__doc__ = _STD_DOC.format(
-    name="IEEE float16", ctype="uint16", overflow="overflow gives ±inf", ref="numpy.float16",
-    refnote=" (NumPy rounds float64 directly, hence via_float32=False)", maxval="65504",
-    via="False", fields="exp_bits=5, man_bits=10, bias=15", method="float16",
-    nanpat="0x7E00 / 0xFE00")
-to_float8_e4m3fn.__doc__ = _STD_DOC.format(
-    name="float8 E4M3FN", ctype="uint8",
-    overflow="overflow (above 464 after RNE) and ±inf give NaN (the format has no inf)",
-    ref="ml_dtypes.float8_e4m3fn", refnote="", maxval="448", via="True",
-    fields="exp_bits=4, man_bits=3, bias=7, special='fn'", method="float8_e4m3fn",
-    nanpat="0x7F / 0xFF")
-to_float8_e5m2.__doc__ = _STD_DOC.format(
-    name="float8 E5M2", ctype="uint8", overflow="overflow gives ±inf",
-    ref="ml_dtypes.float8_e5m2", refnote="", maxval="57344", via="True",
-    fields="exp_bits=5, man_bits=2, bias=15", method="float8_e5m2", nanpat="0x7E / 0xFE")

@@ -57,8 +57,13 @@ def posit(w, nbits, es):
 
 
 def _decode_posit(q):
-    vals = posit_decode(np.ascontiguousarray(q.codes).reshape(-1), int(q.params["nbits"]),
-                        int(q.params["es"]))
+    from . import _decoder_checks as C
+    C.need(q.params, "posit", "nbits", "es")
+    nbits = C.check_intparam(q.params, "nbits", "posit", 3, 32)
+    es = C.check_intparam(q.params, "es", "posit", 0, 5)
+    C.check_codes(q.codes, "posit", 0, (1 << nbits) - 1)
+    C.check_dtype(q.dtype, "posit")
+    vals = posit_decode(np.ascontiguousarray(q.codes).reshape(-1), nbits, es)
     return vals.reshape(q.shape).astype(q.dtype)
 
 

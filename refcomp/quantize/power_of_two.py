@@ -100,8 +100,13 @@ def power_of_two(w, bits, *, domain="log", max_exp=None):
 
 
 def _decode_pow2(q):
+    from . import _decoder_checks as C
+    C.need(q.params, "power_of_two", "e_min")
+    e_min = C.check_intparam(q.params, "e_min", "power_of_two", -2200, 1100)
+    C.check_codes(q.codes, "power_of_two", -2100, 2100)
+    C.check_dtype(q.dtype, "power_of_two")
     c = q.codes.astype(np.int64)
-    mag = np.where(c == 0, 0.0, np.ldexp(1.0, np.abs(c) - 1 + int(q.params["e_min"])))
+    mag = np.where(c == 0, 0.0, np.ldexp(1.0, np.abs(c) - 1 + e_min))
     return np.where(c < 0, -mag, mag).astype(q.dtype)
 
 

@@ -97,8 +97,21 @@ def uniform(w, bits, *, grid="range"):
 
 
 def _decode_uniform(q):
+    from . import _decoder_checks as C
     p = q.params
-    tmin, delta = float(p["theta_min"]), float(p["delta"])
+    C.need(p, "uniform", "theta_min", "delta", "grid")
+    C.check_codes(q.codes, "uniform")
+    C.check_dtype(q.dtype, "uniform")
+    tmin = C.check_real(p, "theta_min", "uniform")
+    delta = C.check_real(p, "delta", "uniform")
+    if delta < 0:
+        raise ParameterError(f"uniform decoder: delta must be >= 0, got {delta!r}")
+    if p["grid"] not in ("range", "zero"):
+        raise ParameterError(f"uniform decoder: grid must be 'range' or 'zero', got "
+                             f"{p['grid']!r}")
+    if p["grid"] == "zero":
+        C.need(p, "uniform", "code_offset")
+        C.check_intparam(p, "code_offset", "uniform")
     if delta == 0.0:
         return np.full(q.shape, tmin, dtype=np.float64).astype(q.dtype)
     i = q.codes.astype(np.float64)

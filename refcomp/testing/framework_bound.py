@@ -114,6 +114,9 @@ def _channel_shape(layout, ndim):
 def _step(layer, v, e, c):
     """(v', e') of one float64 layer ``layer`` from input values v and bounds e."""
     k, a = layer.kind, layer.attrs
+    if k == "dense" and (a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0):
+        raise ParameterError("framework_error_bound: dense alpha/beta other than 1 are not "
+                             "covered by the bound")
     if k in ("dense", "conv2d"):
         y = _forward_layer(layer, v, "reference")
         absl = _abs_layer(layer)
@@ -176,12 +179,50 @@ def _step(layer, v, e, c):
             tot[tuple(sl)] += fe
         return y, tot + c.u * np.abs(y)
     if k in ("lstm", "gru", "simple_rnn"):
-        fn = {"lstm": _lstm, "gru": _gru, "simple_rnn": _simple_rnn}[k]
-        hs, es = fn(layer, v, e, c)
-        if a["return_sequences"]:
-            return np.stack(hs, axis=1), np.stack(es, axis=1)
-        return hs[-1], es[-1]
+        return _recurrent_bound(layer, v, e, c)
     raise ParameterError(f"framework_error_bound: layer kind {k!r} is not supported")
+
+
+class _Dir:
+    """One direction of a recurrent layer as the per-kind bound functions read it."""
+
+    def __init__(self, weights, attrs):
+        self.weights, self.attrs = weights, attrs
+
+
+def _recurrent_bound(layer, v, e, c):
+    """Forward, reverse (time flipped) or both directions (features concatenated)."""
+    k, a = layer.kind, layer.attrs
+    extra = [o for o in ("clip", "activations", "activation_alpha", "activation_beta")
+             if a.get(o) is not None] + (["input_forget"] if a.get("input_forget") else []) \
+        + (["peepholes"] if "P" in layer.weights else []) \
+        + (["update"] if a.get("update", "standard") != "standard" else [])
+    if extra:
+        raise ParameterError(f"framework_error_bound: recurrent options {extra} are not "
+                             "covered by the bound")
+    fn = {"lstm": _lstm, "gru": _gru, "simple_rnn": _simple_rnn}[k]
+    direction = a.get("direction", "forward")
+    runs = []
+    if direction in ("forward", "bidirectional"):
+        runs.append((layer, False))
+    if direction in ("reverse", "bidirectional"):
+        w = layer.weights if direction == "reverse" else \
+            {n: layer.weights[n + "_reverse"] for n in ("W_ih", "W_hh", "b_ih", "b_hh")
+             if n + "_reverse" in layer.weights}
+        runs.append((_Dir(w, a), True))
+    seqs, finals = [], []
+    for lay, rev in runs:
+        vv, ee = (v[:, ::-1], e[:, ::-1]) if rev else (v, e)
+        hs, es = fn(lay, vv, ee, c)
+        finals.append((hs[-1], es[-1]) if hs else (None, None))
+        if rev:
+            hs, es = hs[::-1], es[::-1]
+        seqs.append((np.stack(hs, axis=1), np.stack(es, axis=1)))
+    if a["return_sequences"]:
+        return (np.concatenate([s[0] for s in seqs], axis=2),
+                np.concatenate([s[1] for s in seqs], axis=2))
+    return (np.concatenate([f[0] for f in finals], axis=1),
+            np.concatenate([f[1] for f in finals], axis=1))
 
 
 def _rnn_weights(layer):

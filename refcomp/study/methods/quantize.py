@@ -36,6 +36,29 @@ def _uniform(theta, bits):
     return Compressed(q.dequantize(), theta.size * q.bits + 2 * _value_bits(theta.dtype), q)
 
 
+#: Side information seed 002's Table 4 charges a uniform-quantized layer: 12 bytes.
+PAPER_SIDE_BITS = 96
+
+
+def paper_table4_bytes(n, bits, side_bytes=12):
+    """Layer size as seed 002's Table 4 counts it: ``n*bits/8 + side_bytes`` bytes (a real
+    number; the table displays it truncated, in B below 1000 and KB = 1000 B above).
+
+    QU rows: 12 side bytes (three 32-bit values; the paper does not say which:
+    theta_min and Delta of eq. (15)-(16) plus one more), e.g. CONV 1 at 3 bits:
+    320*3/8 + 12 = 132 B.  KM rows: the codebook, 2**bits float32 values
+    (``side_bytes = 4 * 2**bits``), which reproduces CONV 2 (4.64 KB) and
+    FC 2 (169 B) but not CONV 1 (150 B printed, 152 B counted) nor FC 1.
+    """
+    return n * bits / 8 + side_bytes
+
+
+def _uniform_paper(theta, bits):
+    q = uniform(theta, bits)
+    # seed 002 Table 4: |theta|*b bits of codes + 12 bytes (96 bits) of side information
+    return Compressed(q.dequantize(), theta.size * q.bits + PAPER_SIDE_BITS, q)
+
+
 def _kmeans(theta, bits):
     q = kmeans(theta, bits=bits)
     k = int(np.asarray(q.codebook).size)
@@ -67,6 +90,11 @@ register_method(
     "uniform", _uniform, label="QU",
     description="uniform quantizer, Resmerita et al. eq. (15)-(16), grid='range'",
     accounting="|theta|*b bits of codes + theta_min and Delta at the weight precision")
+register_method(
+    "uniform_paper", _uniform_paper, label="QU12",
+    description="uniform quantizer (as 'uniform'), seed 002 Table 4's size accounting",
+    accounting="|theta|*b bits of codes + 96 bits (12 bytes, seed 002 Table 4) of side "
+               "information; 'uniform' counts theta_min and Delta only (2 x 32 bits)")
 register_method(
     "kmeans", _kmeans, label="KM",
     description="Lloyd k-means quantizer, Resmerita et al. eq. (17)-(18), linear init",
