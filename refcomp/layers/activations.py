@@ -77,7 +77,7 @@ def hard_sigmoid(x, *, variant="keras3", precision="reference"):
     check_precision(precision)
     as_float_array("x", x)
     check_choice("variant", variant, ("keras3", "keras2"))
-    dt = np.float64 if precision == "reference" else x.dtype
+    dt = np.float64 if precision == "reference" else x.dtype.type
     v = x.astype(dt)
     if variant == "keras3":
         y = v / dt(6) + dt(0.5)
