@@ -53,8 +53,8 @@ __all__ = ["diagnose", "Finding", "MISTAKES", "MAX_SINGLE"]
 MAX_SINGLE = 8
 
 MISTAKES = ("lstm gate order", "gru gate order", "mgu gate order", "gru reset_after",
-            "transposed", "kernel flipped", "input layout", "flatten order", "padding",
-            "same padding side", "bias twice", "bias missing", "count_include_pad",
+            "transposed", "kernel flipped", "input layout", "flatten order",
+            "same padding side", "padding", "bias twice", "bias missing", "count_include_pad",
             "batch norm eps", "hard_sigmoid")
 
 _LSTM_NAMES = {"i,o,f,g": "ONNX order i,o,f,c", "i,g,f,o": "TensorFlow LSTMBlockCell order "
@@ -238,7 +238,8 @@ def _m_padding(layer, shape):
         pads = _pads_of(layer, shape)
     except RefcompError:
         return []
-    return [None if pv is None else
+    swapped = ((pads[0][1], pads[0][0]), (pads[1][1], pads[1][0]))
+    return [None if pv is None or (pv[0] == swapped and swapped != pads) else
             (f"padding {pv[0]} instead of {pads} ({pv[1]})",
              _with(layer, attrs={"padding": [list(pv[0][0]), list(pv[0][1])]}))
             for pv in _pad_variants(pads)]
@@ -434,7 +435,7 @@ def diagnose(y, model, x, *, bound_fn, max_samples=8, sample_rows=None):
     if ys is None:
         return []
     try:
-        shapes = _input_shapes(model, np.asarray(x[:1], np.float64))
+        shapes = _input_shapes(model, np.asarray(x[:1]))
     except RefcompError:
         shapes = {}
     trials = [(m, d, layers, xs) for m, d, layers in _layer_trials(model, shapes)]
