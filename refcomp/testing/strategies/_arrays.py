@@ -62,6 +62,8 @@ def _feature(name, value):
 def _weights(draw, shape, distribution, scale, ties, zeros, subnormals, specials, dtype):
     if shape is None:
         shape = draw(hnp.array_shapes(min_dims=1, max_dims=4, min_side=1, max_side=6))
+    elif isinstance(shape, st.SearchStrategy):
+        shape = draw(shape)
     shape = tuple(int(s) for s in shape)
     dist = draw(st.sampled_from(("gaussian", "laplacian"))) if distribution is None \
         else distribution
@@ -80,6 +82,12 @@ def _weights(draw, shape, distribution, scale, ties, zeros, subnormals, specials
     w = w.astype(dtype)
     flat = w.reshape(-1)
     n = flat.size
+    free = list(rng.permutation(n))           # positions not yet given a corner case
+
+    def take(k):
+        out = np.array(free[:k], np.intp)
+        del free[:k]
+        return out
     if draw(_feature("ties", ties)) and n >= 2:
         # snap a fraction to a coarse grid (many equal values), and make one
         # exact tie in magnitude with the opposite sign (magnitude pruning's case)
@@ -87,23 +95,20 @@ def _weights(draw, shape, distribution, scale, ties, zeros, subnormals, specials
         step = dtype(scale / 4)
         pick = rng.random(n) < frac
         flat[pick] = (np.round(flat[pick] / step) * step).astype(dtype)
-        i, j = rng.choice(n, 2, replace=False)
+        i, j = take(2)
         flat[j] = -flat[i]
-    if draw(_feature("zeros", zeros)) and n >= 1:
-        k = max(1, n // 8)
-        idx = rng.choice(n, k, replace=False)
+    if draw(_feature("zeros", zeros)) and free:
+        idx = take(max(1, n // 8))
         flat[idx] = dtype(0.0)
-        flat[idx[: (k + 1) // 2]] = dtype(-0.0)
-    if draw(_feature("subnormals", subnormals)) and n >= 1:
-        k = max(1, n // 16)
-        idx = rng.choice(n, k, replace=False)
+        flat[idx[: (idx.size + 1) // 2]] = dtype(-0.0)
+    if draw(_feature("subnormals", subnormals)) and free:
+        idx = take(max(1, n // 16))
         tiny = np.finfo(dtype).smallest_subnormal
-        mant = rng.integers(1, 2 ** 10, k)
-        flat[idx] = (mant * tiny * rng.choice([-1, 1], k)).astype(dtype)
-    if draw(_feature("specials", specials)) and n >= 1:
-        k = max(1, n // 16)
-        idx = rng.choice(n, k, replace=False)
-        flat[idx] = rng.choice(np.array([np.nan, np.inf, -np.inf], dtype), k)
+        mant = rng.integers(1, 2 ** 10, idx.size)
+        flat[idx] = (mant * tiny * rng.choice([-1, 1], idx.size)).astype(dtype)
+    if draw(_feature("specials", specials)) and free:
+        idx = take(max(1, n // 16))
+        flat[idx] = rng.choice(np.array([np.nan, np.inf, -np.inf], dtype), idx.size)
     return flat.reshape(shape)
 
 
@@ -113,7 +118,7 @@ def weight_arrays(shape=None, *, distribution=None, scale=None, ties=True, zeros
 
     Parameters
     ----------
-    shape : tuple of int, optional
+    shape : tuple of int or SearchStrategy of tuples, optional
         Drawn (1 to 4 axes of 1 to 6) when omitted.
     distribution : {"gaussian", "laplacian"} or None, keyword-only
         None draws either.  Values ``N(0, scale**2)`` or Laplace with the
@@ -125,7 +130,9 @@ def weight_arrays(shape=None, *, distribution=None, scale=None, ties=True, zeros
         when omitted (from initialisation scales to trained outliers).
     ties, zeros, subnormals, specials : {False, True, "always"}, keyword-only
         Corner cases: False never, True in some examples (drawn), "always"
-        in every example (when the array has room).
+        in every example when the array has room (each corner case takes
+        its own positions, in the order below: a 16-element array holds all
+        four).
 
         * ties: a fraction (1/4, 1/2 or all) of the entries snapped to the
           grid ``scale/4`` (many equal values, k-means' and quantizers' ties)
