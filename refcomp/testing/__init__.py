@@ -15,7 +15,9 @@ from ._bits import assert_bits_equal, bits_equal
 from ._bounds import dot_error_bound, dot_magnitude, gamma, model_error_bound, unit_roundoff
 from .bitexact import assert_bitexact, ulp_distance
 from .conformance import Conformance, assert_conforms, check_conforms, reference_and_bound
+from .quantized import QuantizedComparison, compare_quantized
 
 __all__ = ["assert_bits_equal", "bits_equal", "dot_error_bound", "dot_magnitude", "gamma",
            "model_error_bound", "unit_roundoff", "assert_bitexact", "ulp_distance",
-           "reference_and_bound", "assert_conforms", "check_conforms", "Conformance"]
+           "reference_and_bound", "assert_conforms", "check_conforms", "Conformance",
+           "compare_quantized", "QuantizedComparison"]
