@@ -161,9 +161,9 @@ def _exact_tie(wv, sv, k):
 
 
 def _values(q, codes):
-    """Exact float64 values of ``codes`` under q's decoding rule."""
-    from ..quantize import Quantized
-    return Quantized(np.asarray(codes).astype(q.codes.dtype), bits=q.bits, method=q.method,
+    """Exact float64 values of ``codes`` under q's decoding rule (q's own class: no
+    import of refcomp.quantize, a sibling package)."""
+    return type(q)(np.asarray(codes).astype(q.codes.dtype), bits=q.bits, method=q.method,
                      decoder=q.decoder, params=q.params, dtype=np.float64).dequantize()
 
 
