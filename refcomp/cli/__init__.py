@@ -7,7 +7,8 @@ sub-commands with a ``register(subparsers)`` function listed in
 
 - :mod:`refcomp.cli._io`: ``convert``, ``eval``;
 - :mod:`refcomp.cli._study`: ``study``, ``apply``;
-- :mod:`refcomp.cli._compress`: ``compress``, ``size``.
+- :mod:`refcomp.cli._compress`: ``compress``, ``size``;
+- :mod:`refcomp.cli._validate`: ``validate``.
 
 This package is the top of the import graph: it may import every other part
 of refcomp (io, the algorithms, the study), and none of them imports it.
@@ -25,7 +26,8 @@ import numpy as np
 from .._errors import RefcompError
 
 #: Modules that add sub-commands with ``register(subparsers)``.
-PLUGINS = ("refcomp.cli._io", "refcomp.cli._study", "refcomp.cli._compress")
+PLUGINS = ("refcomp.cli._io", "refcomp.cli._study", "refcomp.cli._compress",
+           "refcomp.cli._validate")
 
 
 class CLIError(RefcompError):
