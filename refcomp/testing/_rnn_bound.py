@@ -8,11 +8,19 @@ hidden values and bounds.  The cells are those of
 :mod:`refcomp.layers.recurrent` (FACTS.md §1.1, §2.1; MGU of Zhou et al.
 2016); every gate pre-activation is a dot product of ``F + H`` terms plus
 two biases, bounded by ``gamma_{F+H+2}`` whatever the order (FACTS.md §8).
+
+Every float64 product here is refcomp's fixed-order accumulation
+(:func:`refcomp.kernels.linear.matmul_acc64`) and tanh is libm's
+(:func:`refcomp.kernels.elementwise.tanh64`), not BLAS or NumPy's SIMD
+loops, so the values and bounds are the same bits on every machine (the
+golden vectors of ``data/conformance`` store them).
 """
 
 import numpy as np
 
 from .._errors import ParameterError
+from ..kernels.elementwise import tanh64
+from ..kernels.linear import matmul_acc64
 
 __all__ = ["lstm_bound", "gru_bound", "mgu_bound", "simple_rnn_bound"]
 
@@ -25,8 +33,14 @@ def _rnn_weights(layer):
     return W_ih, W_hh, b_ih, b_hh
 
 
+def _mm(x, W):
+    """``x @ W.T`` in float64, fixed sequential order (deterministic bits)."""
+    return matmul_acc64(np.ascontiguousarray(x, np.float64),
+                        np.ascontiguousarray(W.T, np.float64))
+
+
 def _sig(x):
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
+    return 0.5 * (1.0 + tanh64(0.5 * x))
 
 
 def _dsig(s):
@@ -46,10 +60,10 @@ def _pre(W, x, ex, b, c, n_extra):
     are rounded to the evaluation dtype first (one more relative error
     ``u`` on every term).
     """
-    val = x @ W.T + b
+    val = _mm(x, W) + b
     aW = np.abs(W)
     g = c.gamma(W.shape[1] + n_extra + c.r)
-    err = ex @ aW.T + g * ((np.abs(x) + ex) @ aW.T + np.abs(b))
+    err = _mm(ex, aW) + g * (_mm(np.abs(x) + ex, aW) + np.abs(b))
     return val, err
 
 
@@ -66,7 +80,7 @@ def lstm_bound(layer, v, e, c):
         z2, ez2 = _pre(W_hh, h, eh, b_hh, c, W_ih.shape[1] + 2)
         z, ez = z1 + z2, ez1 + ez2
         gi, gf, gg, go = (slice(j * H, (j + 1) * H) for j in range(4))
-        i, f, g, o = _sig(z[:, gi]), _sig(z[:, gf]), np.tanh(z[:, gg]), _sig(z[:, go])
+        i, f, g, o = _sig(z[:, gi]), _sig(z[:, gf]), tanh64(z[:, gg]), _sig(z[:, go])
         ei = _dsig(i) * ez[:, gi] + c.f * i
         ef = _dsig(f) * ez[:, gf] + c.f * f
         eg = _dtanh(g) * ez[:, gg] + c.f * np.abs(g)
@@ -74,7 +88,7 @@ def lstm_bound(layer, v, e, c):
         c_new = f * cs + i * g
         ec = (f * ec + np.abs(cs) * ef + i * eg + np.abs(g) * ei
               + c.gamma(2) * (np.abs(f * cs) + np.abs(i * g)))
-        tc = np.tanh(c_new)
+        tc = tanh64(c_new)
         h = o * tc
         eh = np.abs(tc) * eo + o * (_dtanh(tc) * ec + c.f * np.abs(tc)) + c.u * np.abs(h)
         cs = c_new
@@ -112,7 +126,7 @@ def gru_bound(layer, v, e, c):
             hn, ehn = _pre(W_hh[Nn], rh, erh, b_hh[Nn], c, 1)
             npre = gi[:, Nn] + hn
             enpre = egi[:, Nn] + ehn + c.u * np.abs(npre)
-        n = np.tanh(npre)
+        n = tanh64(npre)
         en = _dtanh(n) * enpre + c.f * np.abs(n)
         h_new = (1 - z) * n + z * h
         # covers (1 - z) n + z h and n + z (h - n): three roundings on |n|, |h|, |z (h - n)|
@@ -139,7 +153,7 @@ def simple_rnn_bound(layer, v, e, c):
         z2, ez2 = _pre(W_hh, h, eh, b_hh, c, W_ih.shape[1] + 2)
         z, ez = z1 + z2, ez1 + ez2
         if act == "tanh":
-            h = np.tanh(z)
+            h = tanh64(z)
             eh = _dtanh(h) * ez + c.f * np.abs(h)
         else:
             h, eh = np.maximum(z, 0.0), ez
@@ -172,7 +186,7 @@ def mgu_bound(layer, v, e, c):
         fh = f * h
         efh = f * eh + np.abs(h) * ef + c.u * np.abs(fh)
         pu, epu = _pre(W_hh[Hs], fh, efh, b_hh[Hs], c, F + 2)
-        cand = np.tanh(a[:, Hs] + pu)
+        cand = tanh64(a[:, Hs] + pu)
         ec = _dtanh(cand) * (ea[:, Hs] + epu) + c.f * np.abs(cand)
         h_new = (1 - f) * h + f * cand
         eh = (np.abs(cand - h) * ef + f * ec + (1 - f) * eh

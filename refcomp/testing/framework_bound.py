@@ -289,10 +289,6 @@ def _step(layer, v, e, c):
     return hs[-1], es[-1]
 
 
-def _sig(x):
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
-
-
 def _dsig(s):
     """sigmoid' from the value s = sigmoid(x) (first order: the derivative at v)."""
     return s * (1.0 - s)
