@@ -451,9 +451,10 @@ def diagnose(y, model, x, *, bound_fn, max_samples=8, sample_rows=None):
         if v.shape != ys.shape:
             continue
         err = np.abs(ys - v)
-        ok = (err <= e) | (np.isnan(ys) & np.isnan(v)) | (ys == v)
+        same = (np.isnan(ys) & np.isnan(v)) | (ys == v)
+        ok = (err <= e) | same
         with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(ok, 0.0, err / e)
+            ratio = np.where(same, 0.0, err / e)
         ratio = np.where(np.isnan(ratio), np.inf, ratio)
         found.append(Finding(mistake, detail, int((~ok).sum()), float(ratio.max(initial=0.0)),
                              ys.size))
