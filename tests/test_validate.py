@@ -5,9 +5,12 @@ must show no FAIL, the known differences named, and the exit status must
 follow the verdicts.
 """
 
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "torch")      # before any keras import (no TensorFlow)
 
 import pytest
 
@@ -38,6 +41,20 @@ def test_run_end_to_end(framework):
             assert 0 <= r.worst_ratio <= 1
     md = report.markdown()
     assert md.startswith(f"# refcomp validate: {framework}") and "| suite |" in md
+
+
+@pytest.mark.parametrize("framework, module", [("keras", "keras"),
+                                               ("litert", "ai_edge_litert")])
+def test_keras_and_litert_layers(framework, module):
+    pytest.importorskip(module)
+    report = run(framework, "all", examples=2, seed=2)
+    assert report.ok, report.table()
+    by = {r.case: r for r in report.results}
+    assert by["dense"].verdict == "pass" and by["shipped digits_cnn"].verdict == "pass"
+    assert by["mgu"].verdict == "known difference"
+    if framework == "litert":
+        assert by["QUANTIZE int8"].verdict == "pass"         # TfLiteRound: half away
+        assert by["lstm"].verdict == "skipped"               # not built, not a difference
 
 
 def test_same_seed_same_table():

@@ -19,7 +19,8 @@ scores it:
 
 Frameworks: "torch" (PyTorch operators), "onnxruntime" (ONNX graphs built
 node by node, run by ONNX Runtime), "keras" (Keras 3 layers on the torch
-backend), "litert" (see :data:`FRAMEWORK_NOTES`).  A framework that is not
+backend), "litert" (the LiteRT interpreter on flatbuffers written operator by
+operator; see :data:`FRAMEWORK_NOTES`).  A framework that is not
 installed raises :class:`refcomp.MissingDependencyError` naming the extra.
 
 Example, in a user's own pytest::
@@ -51,8 +52,9 @@ FRAMEWORK_NOTES = {
     "onnxruntime": "ONNX graphs of standard operators (opset 17/21) on the CPU provider",
     "keras": "Keras 3 layers (torch backend): Dense, Conv2D, pooling, BatchNormalization, "
              "LSTM, GRU, SimpleRNN",
-    "litert": "LiteRT (ai-edge-litert) interpreter: needs .tflite files, which only a "
-              "TensorFlow converter writes; every case is reported as skipped",
+    "litert": "LiteRT (ai-edge-litert) interpreter on .tflite flatbuffers written operator "
+              "by operator (no converter): FULLY_CONNECTED, CONV_2D, pooling, activations, "
+              "RESHAPE, ADD, QUANTIZE, DEQUANTIZE",
 }
 
 
@@ -67,7 +69,8 @@ def _forward(framework):
     if framework == "keras":
         from ._keras_run import keras_forward
         return keras_forward
-    return None
+    from ._litert_run import litert_forward
+    return litert_forward
 
 
 def _code_cases(framework):
@@ -80,20 +83,23 @@ def _code_cases(framework):
     if framework == "keras":
         from ._keras_run import KERAS_CASES
         return KERAS_CASES
-    return {}
+    from ._litert_run import LITERT_CASES
+    return LITERT_CASES
 
 
 def _versions(framework):
     import refcomp
     out = {"refcomp": refcomp.__version__, "numpy": np.__version__}
     if framework == "litert":
-        try:
-            from importlib.metadata import version
-            out["ai-edge-litert"] = version("ai-edge-litert")
-        except Exception:                                   # pragma: no cover
-            pass
+        require("litert")
+        from importlib.metadata import version
+        out["ai-edge-litert"] = version("ai-edge-litert")
         return out
-    mod = require(framework)
+    if framework == "keras":
+        from ._keras_run import _keras
+        mod = _keras()
+    else:
+        mod = require(framework)
     out[framework] = getattr(mod, "__version__", "?")
     if framework == "keras":
         out["keras backend"] = mod.backend.backend()
@@ -108,9 +114,6 @@ def plan(framework, suite="all"):
     out = []
     for s in suites:
         if s == "layers":
-            if framework == "litert":
-                out.append((s, "all layer cases"))
-                continue
             from ._layers import layer_cases
             out += [(s, c) for c in layer_cases()]
         else:
@@ -169,9 +172,7 @@ def run(framework, suite="all", *, examples=20, seed=0, progress=False):
     forward = _forward(framework)
     code = _code_cases(framework)
     for s, c in cases:
-        if framework == "litert":
-            results.append(CaseResult(s, c, verdict="skipped", note=FRAMEWORK_NOTES["litert"]))
-        elif s == "layers":
+        if s == "layers":
             from ._layers import run_layer_case
             results.append(run_layer_case(c, forward, n=int(examples), seed=int(seed)))
         elif c == "(none)":

@@ -6,7 +6,7 @@ import importlib
 from .._errors import MissingDependencyError, RefcompError
 from ..layers._common import pair, resolve_padding
 
-__all__ = ["NotExpressible", "require", "layer_pads", "FRAMEWORKS", "EXTRAS"]
+__all__ = ["NotExpressible", "NotBuilt", "require", "layer_pads", "FRAMEWORKS", "EXTRAS"]
 
 #: Frameworks ``refcomp validate`` runs against, and the extra that installs each.
 FRAMEWORKS = ("torch", "onnxruntime", "keras", "litert")
@@ -18,6 +18,11 @@ _MODULES = {"litert": "ai_edge_litert"}
 class NotExpressible(RefcompError):
     """The framework has no operation with this layer's semantics (a known difference,
     e.g. ``torch.nn.GRU`` has only the reset_after=True formula); reported, not failed."""
+
+
+class NotBuilt(NotExpressible):
+    """The framework may have the operation, but this runner does not build it (e.g.
+    LiteRT's sequence LSTM kernels); reported as skipped, not as a known difference."""
 
 
 def require(name):

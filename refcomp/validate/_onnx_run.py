@@ -26,7 +26,7 @@ import numpy as np
 
 from ..convert import gru_to_onnx, lstm_to_onnx
 from ..model import materialize
-from ._common import NotExpressible, layer_pads, require
+from ._common import NotBuilt, NotExpressible, layer_pads, require
 
 __all__ = ["onnx_graph", "onnxruntime_forward", "OPSET"]
 
@@ -163,8 +163,8 @@ def _layer(g, layer, x, shape):
         return g.node("Identity", [x]), shape
     if k == "residual":
         if layer.weights.get("index_map") is not None:
-            raise NotExpressible("a residual index map (selective addition) is not built "
-                                 "for ONNX here")
+            raise NotBuilt("a residual index map (selective addition) is not built for "
+                           "ONNX here")
         fx, fs = x, shape
         for sub in layer.layers:
             fx, fs = _layer(g, sub, fx, fs)
