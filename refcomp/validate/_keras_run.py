@@ -27,6 +27,7 @@ per output channel) with refcomp's symmetric affine quantizer.
 """
 
 import os
+import warnings
 
 import numpy as np
 
@@ -158,10 +159,12 @@ def _layer(keras, layer, x):
 def keras_forward(model, x):
     """``model`` evaluated by Keras layers on float32 ``x``; a float32 ndarray."""
     keras = _keras()
-    y = keras.ops.convert_to_tensor(np.ascontiguousarray(np.asarray(x, np.float32)))
-    for layer in model.layers:
-        y = _layer(keras, layer, y)
-    return _np(keras, y)
+    with warnings.catch_warnings():       # Keras' own NumPy-2 __array__ deprecation notice
+        warnings.simplefilter("ignore", DeprecationWarning)
+        y = keras.ops.convert_to_tensor(np.ascontiguousarray(np.asarray(x, np.float32)))
+        for layer in model.layers:
+            y = _layer(keras, layer, y)
+        return _np(keras, y)
 
 
 def _abs_max(n, seed):
