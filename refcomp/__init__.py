@@ -17,8 +17,8 @@ import os as _os
 _os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "14")
 
-from ._errors import (DecodeError, DTypeError, FormatError, ParameterError,  # noqa: E402
-                      RefcompError, ShapeError)
+from ._errors import (DecodeError, DTypeError, FormatError,  # noqa: E402
+                      MissingDependencyError, ParameterError, RefcompError, ShapeError)
 from . import convert, layers  # noqa: E402
 from .model import Layer, Model  # noqa: E402
 from .io.hdf5 import load, save  # noqa: E402
@@ -27,7 +27,7 @@ from .io.hdf5 import load, save  # noqa: E402
 #: after a plain ``import refcomp``), so that ``import refcomp`` stays light.
 _LAZY_SUBPACKAGES = ("coding", "compress", "data", "decompose", "distill", "hashing", "integer",
                      "io", "kernels", "metrics", "prune", "quantize", "search", "sparse", "study",
-                     "testing", "weights")
+                     "testing", "validate", "weights")
 
 
 def __getattr__(name):
@@ -38,4 +38,5 @@ def __getattr__(name):
 
 
 __all__ = ["__version__", "RefcompError", "ShapeError", "DTypeError", "FormatError",
-           "DecodeError", "ParameterError", "convert", "layers", "Layer", "Model", "load", "save"]
+           "DecodeError", "ParameterError", "MissingDependencyError", "convert", "layers",
+           "Layer", "Model", "load", "save"]

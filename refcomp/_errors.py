@@ -6,7 +6,7 @@ and from the builtin exception a Python user would expect (``ValueError``,
 """
 
 __all__ = ["RefcompError", "ShapeError", "DTypeError", "FormatError",
-           "DecodeError", "ParameterError"]
+           "DecodeError", "ParameterError", "MissingDependencyError"]
 
 
 class RefcompError(Exception):
@@ -31,3 +31,8 @@ class FormatError(RefcompError, ValueError):
 
 class DecodeError(RefcompError, ValueError):
     """A compressed byte stream is corrupt, truncated or declares absurd sizes."""
+
+
+class MissingDependencyError(RefcompError, ImportError):
+    """An optional dependency (a framework, hypothesis, ...) is not installed; the
+    message names the extra that installs it (``pip install "refcomp[frameworks]"``)."""

@@ -71,14 +71,15 @@ def test_float32_evaluation_within_one_sided_bound(i):
     assert np.all(np.abs(model(x, precision="fast") - model(x)) <= bound)
 
 
-def test_unsupported_kinds_rejected():
-    mgu = Model([Layer("mgu", weights={"W_ih": np.zeros((4, 3), np.float32),
-                                       "W_hh": np.zeros((4, 2), np.float32)})])
-    with pytest.raises(ParameterError, match="'mgu'"):
-        framework_error_bound(mgu, np.zeros((1, 2, 3), np.float32))
-    hs = Model([Layer("activation", attrs={"function": "hard_sigmoid"})])
-    with pytest.raises(ParameterError, match="hard_sigmoid"):
-        framework_error_bound(hs, np.zeros((1, 2), np.float32))
+def test_refused_by_name():
+    conv = Model([Layer("conv2d", weights={"W": np.zeros((2, 1, 3, 3), np.float32)})])
+    x = np.zeros((1, 1, 5, 5), np.float32)
+    for alg in ("winograd", "fft"):
+        with pytest.raises(ParameterError, match=f"layer 0 \\(conv2d.*'{alg}' algorithm"):
+            _propagate(conv, x, 4, conv_algorithm=alg)
+    elu = Model([Layer("activation", attrs={"function": "elu"})])
+    with pytest.raises(ParameterError, match="activation 'elu'"):
+        framework_error_bound(elu, np.zeros((1, 2), np.float32))
 
 
 def _as64(layer):

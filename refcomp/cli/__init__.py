@@ -10,6 +10,7 @@ sub-commands with a ``register(subparsers)`` function listed in
 - :mod:`refcomp.cli._compress`: ``compress``, ``size``;
 - :mod:`refcomp.cli._quantize`: ``quantize`` (integer int8 models).
 - :mod:`refcomp.cli._search`: ``slim`` (AutoSlim-style channel search).
+- :mod:`refcomp.cli._validate`: ``validate``.
 
 This package is the top of the import graph: it may import every other part
 of refcomp (io, the algorithms, the study), and none of them imports it.
@@ -28,7 +29,7 @@ from .._errors import RefcompError
 
 #: Modules that add sub-commands with ``register(subparsers)``.
 PLUGINS = ("refcomp.cli._io", "refcomp.cli._study", "refcomp.cli._compress",
-           "refcomp.cli._quantize", "refcomp.cli._search")
+           "refcomp.cli._quantize", "refcomp.cli._search", "refcomp.cli._validate")
 
 
 class CLIError(RefcompError):

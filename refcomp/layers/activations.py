@@ -84,7 +84,7 @@ def hard_sigmoid(x, *, variant="keras3", alpha=0.2, beta=0.5, precision="referen
     check_precision(precision)
     as_float_array("x", x)
     check_choice("variant", variant, ("keras3", "keras2", "onnx"))
-    dt = np.float64 if precision == "reference" else x.dtype
+    dt = np.float64 if precision == "reference" else x.dtype.type
     v = x.astype(dt)
     if variant == "onnx":
         a, b = _f32_param("alpha", alpha), _f32_param("beta", beta)

@@ -46,10 +46,25 @@ relative, below 1e-13):
   folded ``x s + (beta - mean s)``, with a ``rsqrt`` within k ulps);
 * flatten, reshape, dropout: ``e`` rearranged like the values;
 * residual: the body from ``(v, e)``, then ``e' = e + e_body + u |v'|``;
-* recurrent layers, per time step (gate pre-activations as dot products of
-  ``F + H`` terms plus two biases, then the cell's formulas with each
-  operation's rounding and each input's error, see ``_lstm``, ``_gru``,
-  ``_simple_rnn``).
+* hard_sigmoid (Lipschitz ``L`` = 1/6 "keras3", 0.2 "keras2"): ``e' = L e +
+  3u (L |v| + 1/2)`` (the constant, the product or quotient and the sum);
+* recurrent layers (lstm, gru, mgu, simple_rnn), per time step (gate
+  pre-activations as dot products of ``F + H`` terms plus two biases, then
+  the cell's formulas with each operation's rounding and each input's
+  error, see :mod:`refcomp.testing._rnn_bound`).
+
+When the evaluation dtype is coarser than the model's (a float16 or
+bfloat16 evaluation of float32 weights), the weights and the input are
+first rounded to it: the input starts with ``e = u |x|``, every dot
+product's gamma gets one more rounding (``gamma_{n+2}``, the weight's), and
+batch norm's factor ``4u`` more (its four parameters).
+
+Refused by name (``ParameterError``), never bounded loosely: convolutions
+evaluated by Winograd or FFT algorithms (``conv_algorithm=`` or a layer
+attribute ``algorithm``), whose errors are not those of a sum of products
+(:func:`refcomp.layers.conv_bounds.conv2d_error_bound` bounds one such
+layer); factorized weights run as their chain of products
+(``forward="factorized"``); every layer kind or activation not listed above.
 
 Both the framework and refcomp's reference satisfy these assumptions
 (refcomp's roundings are a subset of the float32 evaluation's: float64
@@ -62,28 +77,81 @@ import numpy as np
 
 from .._errors import ParameterError
 from ..model import Layer, _forward_layer, materialize
+from ._rnn_bound import gru_bound, lstm_bound, mgu_bound, simple_rnn_bound
 
-__all__ = ["framework_error_bound"]
+__all__ = ["framework_error_bound", "BOUNDED_KINDS", "BOUNDED_ACTIVATIONS",
+           "UNBOUNDED_CONV_ALGORITHMS", "unit_roundoff_of", "smallest_normal_of"]
+
+#: Layer kinds the bound propagates through.
+BOUNDED_KINDS = ("dense", "conv2d", "max_pool2d", "avg_pool2d", "flatten", "reshape",
+                 "dropout", "activation", "batch_norm", "residual", "lstm", "gru", "mgu",
+                 "simple_rnn")
+#: Activation functions the bound propagates through.
+BOUNDED_ACTIVATIONS = ("relu", "linear", "tanh", "sigmoid", "softmax", "hard_sigmoid")
+#: Convolution algorithms refused by name (their rounding errors are not a dot product's).
+UNBOUNDED_CONV_ALGORITHMS = ("fft", "winograd", "winograd2", "winograd4")
+#: Convolution algorithms bounded: sums of products in any order.
+BOUNDED_CONV_ALGORITHMS = ("direct", "im2col", "gemm")
+
+# unit roundoff u = 2**-p and smallest normal of the evaluation dtypes (FACTS.md §6.4)
+_FORMATS = {"float64": (2.0 ** -53, 2.0 ** -1022), "float32": (2.0 ** -24, 2.0 ** -126),
+            "float16": (2.0 ** -11, 2.0 ** -14), "bfloat16": (2.0 ** -8, 2.0 ** -126)}
 
 
-def _unit_roundoff(dtype):
-    dtype = np.dtype(dtype)
-    if dtype == np.float32:
-        return 2.0 ** -24
-    if dtype == np.float64:
-        return 2.0 ** -53
-    raise ParameterError(f"framework_error_bound: no unit roundoff for dtype {dtype}")
+def _dtype_name(dtype):
+    try:
+        return np.dtype(dtype).name
+    except TypeError:
+        return str(dtype)
+
+
+def unit_roundoff_of(dtype):
+    """Unit roundoff ``u = 2**-p`` of an evaluation dtype (FACTS.md §6.4).
+
+    Parameters
+    ----------
+    dtype : str or dtype
+        "float64", "float32", "float16" or "bfloat16" (a NumPy or ml_dtypes
+        dtype of that name is accepted).
+
+    Returns
+    -------
+    float
+        2**-53, 2**-24, 2**-11 or 2**-8.
+
+    Raises
+    ------
+    ParameterError
+        Any other dtype.
+    """
+    name = _dtype_name(dtype)
+    if name not in _FORMATS:
+        raise ParameterError(f"no unit roundoff for dtype {name!r}; expected one of "
+                             f"{sorted(_FORMATS)}")
+    return _FORMATS[name][0]
+
+
+def smallest_normal_of(dtype):
+    """Smallest positive normal number of an evaluation dtype (2**-126 for float32)."""
+    unit_roundoff_of(dtype)
+    return _FORMATS[_dtype_name(dtype)][1]
 
 
 class _Ctx:
-    def __init__(self, u, func_ulps):
+    """Evaluation model: unit roundoff ``u``, function error ``f = 2 k u``,
+    ``r`` = 1 when weights are rounded to the evaluation dtype first."""
+
+    def __init__(self, u, func_ulps, r=0):
         self.u = u
         self.k = float(func_ulps)
         self.f = 2.0 * self.k * u            # relative error of exp / tanh / sigmoid
+        self.r = int(r)
 
     def gamma(self, n):
         if not n * self.u < 0.5:
-            raise ParameterError(f"framework_error_bound: gamma_{n} undefined for this dtype")
+            raise ParameterError(f"framework_error_bound: gamma_{n} is undefined for unit "
+                                 f"roundoff {self.u!r} (n u >= 1/2: the sum is too long for "
+                                 "this dtype)")
         return n * self.u / (1.0 - n * self.u)
 
 
@@ -111,6 +179,45 @@ def _channel_shape(layout, ndim):
     return shape
 
 
+def check_bounded(layer, path, conv_algorithm="direct"):
+    """Raise ParameterError naming ``layer`` (at model ``path``) if it cannot be bounded.
+
+    Refused: kinds outside :data:`BOUNDED_KINDS`, activations outside
+    :data:`BOUNDED_ACTIVATIONS`, a conv2d evaluated by an algorithm of
+    :data:`UNBOUNDED_CONV_ALGORITHMS` (the ``conv_algorithm`` argument or a
+    layer attribute ``algorithm``), and a weight whose compute hook runs a
+    factorized chain of products (``forward == "factorized"``).
+    """
+    k, a = layer.kind, layer.attrs
+    where = f"layer {path} ({k} {layer.name!r})"
+    if k not in BOUNDED_KINDS:
+        raise ParameterError(f"framework_error_bound: {where}: layer kind {k!r} is not "
+                             f"supported (bounded kinds: {', '.join(BOUNDED_KINDS)})")
+    if k == "activation" and a["function"] not in BOUNDED_ACTIVATIONS:
+        raise ParameterError(f"framework_error_bound: {where}: activation {a['function']!r} "
+                             "is not supported")
+    if k == "conv2d":
+        alg = a.get("algorithm", conv_algorithm)
+        if alg in UNBOUNDED_CONV_ALGORITHMS:
+            raise ParameterError(
+                f"framework_error_bound: {where} is evaluated by the {alg!r} algorithm, whose "
+                "rounding errors are not those of a sum of products: refused rather than "
+                "bounded loosely (refcomp.layers.conv_bounds.conv2d_error_bound bounds one "
+                "such layer)")
+        if alg not in BOUNDED_CONV_ALGORITHMS:
+            raise ParameterError(f"conv_algorithm must be one of "
+                                 f"{BOUNDED_CONV_ALGORITHMS + UNBOUNDED_CONV_ALGORITHMS}, "
+                                 f"got {alg!r}")
+    for name, w in layer.weights.items():
+        if getattr(w, "forward", None) == "factorized":
+            raise ParameterError(
+                f"framework_error_bound: {where}: weight {name!r} ({type(w).__name__}) runs "
+                "its factorized chain of products, whose error is not one dot product's: "
+                "refused (use w.with_forward('reconstruct'))")
+    for i, sub in enumerate(layer.layers or []):
+        check_bounded(sub, f"{path}/{i}", conv_algorithm)
+
+
 def _step(layer, v, e, c):
     """(v', e') of one float64 layer ``layer`` from input values v and bounds e."""
     k, a = layer.kind, layer.attrs
@@ -127,7 +234,7 @@ def _step(layer, v, e, c):
         if b is not None:
             mag = mag + (np.abs(b) if k == "dense" else
                          np.abs(b).reshape(_channel_shape(a["layout"], y.ndim)))
-        return y, _forward_layer(absl, e, "reference") + c.gamma(n + 1) * mag
+        return y, _forward_layer(absl, e, "reference") + c.gamma(n + 1 + c.r) * mag
     if k == "activation":
         f = a["function"]
         y = _forward_layer(layer, v, "reference")
@@ -136,16 +243,17 @@ def _step(layer, v, e, c):
         if f in ("tanh", "sigmoid"):
             d = _dtanh(y) if f == "tanh" else _dsig(y)
             return y, d * e + c.f * np.abs(y)
-        if f == "softmax":
-            ax = a["axis"]
-            m = np.max(v, axis=ax, keepdims=True)
-            r = c.u * np.abs(v - m) + c.f
-            n = v.shape[ax]
-            se = np.sum(y * e, axis=ax, keepdims=True)
-            sr = np.sum(y * r, axis=ax, keepdims=True)
-            return y, y * (e + se) + y * (r + sr + c.gamma(max(n, 1)) + 2 * c.u)
-        raise ParameterError(f"framework_error_bound: activation {f!r} is not supported")
-    if k == "max_pool2d":
+        if f == "hard_sigmoid":
+            L = 1.0 / 6.0 if a["variant"] == "keras3" else 0.2
+            return y, L * e + 3 * c.u * (L * np.abs(v) + 0.5)
+        ax = a["axis"]                                  # softmax
+        m = np.max(v, axis=ax, keepdims=True)
+        r = c.u * np.abs(v - m) + c.f
+        n = v.shape[ax]
+        se = np.sum(y * e, axis=ax, keepdims=True)
+        sr = np.sum(y * r, axis=ax, keepdims=True)
+        return y, y * (e + se) + y * (r + sr + c.gamma(max(n, 1)) + 2 * c.u)
+    if k in ("max_pool2d", "flatten", "reshape", "dropout"):
         return (_forward_layer(layer, v, "reference"), _forward_layer(layer, e, "reference"))
     if k == "avg_pool2d":
         size = a["size"] if isinstance(a["size"], (list, tuple)) else (a["size"],) * 2
@@ -160,9 +268,7 @@ def _step(layer, v, e, c):
         s = s.reshape(shape)
         mu = np.abs(layer.weights["mean"]).reshape(shape)
         beta = np.abs(layer.weights["beta"]).reshape(shape)
-        return y, s * e + (6 + 2 * c.k) * c.u * ((np.abs(v) + e) * s + mu * s + beta)
-    if k in ("flatten", "reshape", "dropout"):
-        return _forward_layer(layer, v, "reference"), _forward_layer(layer, e, "reference")
+        return y, s * e + (6 + 2 * c.k + 4 * c.r) * c.u * ((np.abs(v) + e) * s + mu * s + beta)
     if k == "residual":
         fv, fe = v, e
         for sub in layer.layers:
@@ -178,7 +284,7 @@ def _step(layer, v, e, c):
             sl[ch] = np.asarray(idx)
             tot[tuple(sl)] += fe
         return y, tot + c.u * np.abs(y)
-    if k in ("lstm", "gru", "simple_rnn"):
+    if k in ("lstm", "gru", "mgu", "simple_rnn"):
         return _recurrent_bound(layer, v, e, c)
     raise ParameterError(f"framework_error_bound: layer kind {k!r} is not supported")
 
@@ -200,7 +306,8 @@ def _recurrent_bound(layer, v, e, c):
     if extra:
         raise ParameterError(f"framework_error_bound: recurrent options {extra} are not "
                              "covered by the bound")
-    fn = {"lstm": _lstm, "gru": _gru, "simple_rnn": _simple_rnn}[k]
+    fn = {"lstm": lstm_bound, "gru": gru_bound, "mgu": mgu_bound,
+          "simple_rnn": simple_rnn_bound}[k]
     direction = a.get("direction", "forward")
     runs = []
     if direction in ("forward", "bidirectional"):
@@ -225,18 +332,6 @@ def _recurrent_bound(layer, v, e, c):
             np.concatenate([f[1] for f in finals], axis=1))
 
 
-def _rnn_weights(layer):
-    w = layer.weights
-    W_ih, W_hh = w["W_ih"], w["W_hh"]
-    b_ih = w.get("b_ih", np.zeros(W_ih.shape[0]))
-    b_hh = w.get("b_hh", np.zeros(W_hh.shape[0]))
-    return W_ih, W_hh, b_ih, b_hh
-
-
-def _sig(x):
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
-
-
 def _dsig(s):
     """sigmoid' from the value s = sigmoid(x) (first order: the derivative at v)."""
     return s * (1.0 - s)
@@ -247,108 +342,6 @@ def _dtanh(t):
     return 1.0 - t * t
 
 
-def _pre(W, x, ex, b, c, n_extra):
-    """Values and bounds of ``x W^T + b`` (a dot product of len(x) terms + a bias)."""
-    val = x @ W.T + b
-    aW = np.abs(W)
-    err = ex @ aW.T + c.gamma(W.shape[1] + n_extra) * ((np.abs(x) + ex) @ aW.T + np.abs(b))
-    return val, err
-
-
-def _lstm(layer, v, e, c):
-    W_ih, W_hh, b_ih, b_hh = _rnn_weights(layer)
-    H = W_hh.shape[1]
-    N, T = v.shape[:2]
-    h, eh = np.zeros((N, H)), np.zeros((N, H))
-    cs, ec = np.zeros((N, H)), np.zeros((N, H))
-    hs, es = [], []
-    for t in range(T):
-        # z = (x W_ih^T + b_ih) + (h W_hh^T + b_hh): F + H products, two biases
-        z1, ez1 = _pre(W_ih, v[:, t], e[:, t], b_ih, c, H + 2)
-        z2, ez2 = _pre(W_hh, h, eh, b_hh, c, W_ih.shape[1] + 2)
-        z, ez = z1 + z2, ez1 + ez2
-        gi, gf, gg, go = (slice(j * H, (j + 1) * H) for j in range(4))
-        i, f, g, o = _sig(z[:, gi]), _sig(z[:, gf]), np.tanh(z[:, gg]), _sig(z[:, go])
-        ei = _dsig(i) * ez[:, gi] + c.f * i
-        ef = _dsig(f) * ez[:, gf] + c.f * f
-        eg = _dtanh(g) * ez[:, gg] + c.f * np.abs(g)
-        eo = _dsig(o) * ez[:, go] + c.f * o
-        c_new = f * cs + i * g
-        ec = (f * ec + np.abs(cs) * ef + i * eg + np.abs(g) * ei
-              + c.gamma(2) * (np.abs(f * cs) + np.abs(i * g)))
-        tc = np.tanh(c_new)
-        h = o * tc
-        eh = np.abs(tc) * eo + o * (_dtanh(tc) * ec + c.f * np.abs(tc)) + c.u * np.abs(h)
-        cs = c_new
-        hs.append(h)
-        es.append(eh)
-    return hs, es
-
-
-def _gru(layer, v, e, c):
-    W_ih, W_hh, b_ih, b_hh = _rnn_weights(layer)
-    H = W_hh.shape[1]
-    N, T = v.shape[:2]
-    reset_after = layer.attrs["reset_after"]
-    h, eh = np.zeros((N, H)), np.zeros((N, H))
-    hs, es = [], []
-    R, Z, Nn = (slice(j * H, (j + 1) * H) for j in range(3))
-    for t in range(T):
-        # r, z may be formed as one dot product of F + H terms and two biases: gamma_{F+H+2}
-        gi, egi = _pre(W_ih, v[:, t], e[:, t], b_ih, c, H + 2)
-        gh, egh = _pre(W_hh[:2 * H], h, eh, b_hh[:2 * H], c, W_ih.shape[1] + 2)
-        # r, z: (x W_i + b_i) + (h W_h + b_h), one more addition
-        pre = gi[:, :2 * H] + gh
-        epre = egi[:, :2 * H] + egh + c.u * np.abs(pre)
-        r, z = _sig(pre[:, :H]), _sig(pre[:, H:])
-        er = _dsig(r) * epre[:, :H] + c.f * r
-        ez = _dsig(z) * epre[:, H:] + c.f * z
-        if reset_after:
-            hn, ehn = _pre(W_hh[Nn], h, eh, b_hh[Nn], c, 1)
-            npre = gi[:, Nn] + r * hn
-            enpre = (egi[:, Nn] + r * ehn + np.abs(hn) * er
-                     + c.gamma(2) * (np.abs(gi[:, Nn]) + np.abs(r * hn)))
-        else:
-            rh = r * h
-            erh = r * eh + np.abs(h) * er + c.u * np.abs(rh)
-            hn, ehn = _pre(W_hh[Nn], rh, erh, b_hh[Nn], c, 1)
-            npre = gi[:, Nn] + hn
-            enpre = egi[:, Nn] + ehn + c.u * np.abs(npre)
-        n = np.tanh(npre)
-        en = _dtanh(n) * enpre + c.f * np.abs(n)
-        h_new = (1 - z) * n + z * h
-        # covers (1 - z) n + z h and n + z (h - n): three roundings on |n|, |h|, |z (h - n)|
-        eh = (np.abs(h - n) * ez + (1 - z) * en + z * eh
-              + c.gamma(3) * (np.abs(n) + np.abs(h) + np.abs(z * (h - n))))
-        h = h_new
-        hs.append(h)
-        es.append(eh)
-    return hs, es
-
-
-def _simple_rnn(layer, v, e, c):
-    W_ih, W_hh, b_ih, b_hh = _rnn_weights(layer)
-    H = W_hh.shape[1]
-    N, T = v.shape[:2]
-    act = layer.attrs["activation"]
-    if act not in ("tanh", "relu"):
-        raise ParameterError(f"framework_error_bound: simple_rnn activation {act!r}")
-    h, eh = np.zeros((N, H)), np.zeros((N, H))
-    hs, es = [], []
-    for t in range(T):
-        z1, ez1 = _pre(W_ih, v[:, t], e[:, t], b_ih, c, H + 2)
-        z2, ez2 = _pre(W_hh, h, eh, b_hh, c, W_ih.shape[1] + 2)
-        z, ez = z1 + z2, ez1 + ez2
-        if act == "tanh":
-            h = np.tanh(z)
-            eh = _dtanh(h) * ez + c.f * np.abs(h)
-        else:
-            h, eh = np.maximum(z, 0.0), ez
-        hs.append(h)
-        es.append(eh)
-    return hs, es
-
-
 def framework_error_bound(model, x, *, func_ulps=4):
     """Elementwise bound on ``|framework(x) - model(x)|`` (see the module docstring).
 
@@ -356,9 +349,9 @@ def framework_error_bound(model, x, *, func_ulps=4):
     ----------
     model : refcomp.Model
         The imported model (its reference forward pass is what is compared).
-        Supported kinds: dense, conv2d, max/avg pooling, flatten, reshape,
-        dropout, batch_norm, residual, lstm, gru, simple_rnn, and relu,
-        linear, tanh, sigmoid, softmax activations.
+        Supported kinds: :data:`BOUNDED_KINDS` (dense, conv2d, max/avg
+        pooling, flatten, reshape, dropout, batch_norm, residual, lstm, gru,
+        mgu, simple_rnn) and the activations :data:`BOUNDED_ACTIVATIONS`.
     x : ndarray
         The input batch given to both.
     func_ulps : float, default 4
@@ -370,25 +363,38 @@ def framework_error_bound(model, x, *, func_ulps=4):
     -------
     ndarray of float64, the shape of ``model(x)``
         ``2 e + 2**-126``: twice the first-order bound ``e`` on the distance
-        of any conforming evaluation to the exact value (one ``e`` for the
-        framework, one for refcomp), plus the smallest normal float32 for
-        results that underflow.
+        of any conforming evaluation (in the model's dtype) to the exact
+        value (one ``e`` for the framework, one for refcomp), plus the
+        smallest normal float32 for results that underflow.
 
     Raises
     ------
     ParameterError
-        a layer kind or activation outside the list above.
+        a layer kind, activation or algorithm refused by name (see the
+        module docstring).
     """
     _, e = _propagate(model, x, func_ulps)
     return 2.0 * e + 2.0 ** -126
 
 
-def _propagate(model, x, func_ulps):
-    """(v, e): float64 values of the exact computation and the one-sided bound e."""
-    dt = model._dtype() or np.dtype(np.float32)
-    c = _Ctx(_unit_roundoff(dt), func_ulps)
-    v = np.asarray(x).astype(np.float64)
-    e = np.zeros_like(v)
+def _propagate(model, x, func_ulps, *, dtype=None, conv_algorithm="direct", extra_u=0.0):
+    """(v, e): float64 values of the exact computation and the one-sided bound e.
+
+    ``dtype``: the evaluation dtype (default the model's); ``extra_u`` is
+    added to its unit roundoff (reference_and_bound adds float64's, for
+    the float64 evaluation of ``v`` itself).
+    """
+    model_dt = model._dtype() or np.dtype(np.float32)
+    dt = model_dt if dtype is None else dtype
+    u = unit_roundoff_of(dt)
+    coarser = u > unit_roundoff_of(model_dt)
+    for i, layer in enumerate(model.layers):
+        check_bounded(layer, str(i), conv_algorithm)
+    c = _Ctx(u + extra_u, func_ulps, r=1 if coarser else 0)
+    x = np.asarray(x)
+    v = x.astype(np.float64)
+    x_u = unit_roundoff_of(x.dtype) if x.dtype.name in _FORMATS else 0.0
+    e = (u * np.abs(v)) if u > x_u else np.zeros_like(v)
     for layer in model.layers:
         v, e = _step(_f64(layer), v, e, c)
     return v, e

@@ -1,0 +1,179 @@
+"""Strategies of layer configurations whose shapes fit together."""
+
+from hypothesis import strategies as st
+
+__all__ = ["dense_configs", "conv2d_configs", "pool2d_configs", "recurrent_configs",
+           "PADDING_STYLES", "RECURRENT_KINDS"]
+
+#: Padding specifications drawn by :func:`conv2d_configs` / :func:`pool2d_configs`.
+PADDING_STYLES = ("int", "pair", "explicit", "same", "valid")
+RECURRENT_KINDS = ("lstm", "gru", "mgu", "simple_rnn")
+
+
+def _same_1d(size, k, stride, dilation):
+    # TensorFlow SAME (FACTS.md §3.3): odd extra pixel at the end
+    out = (size + stride - 1) // stride
+    total = max(0, (out - 1) * stride + (k - 1) * dilation + 1 - size)
+    return total // 2, total - total // 2
+
+
+@st.composite
+def dense_configs(draw, *, max_batch=4, max_features=16, bias=None):
+    """(N, in, out, bias) of a dense layer: ``{"N", "in", "out", "bias"}``.
+
+    Parameters
+    ----------
+    max_batch, max_features : int, keyword-only
+        Upper bounds of N and of both feature counts (all >= 1).
+    bias : bool or None, keyword-only
+        None draws it.
+    """
+    return {"N": draw(st.integers(1, max_batch)), "in": draw(st.integers(1, max_features)),
+            "out": draw(st.integers(1, max_features)),
+            "bias": draw(st.booleans()) if bias is None else bool(bias)}
+
+
+def _padding(draw, style, k, d, stride, max_pad):
+    """(attrs padding spec, ((t, b), (l, r)) or None for "same") for kernel k, dilation d."""
+    if style == "valid":
+        return "valid", ((0, 0), (0, 0))
+    if style == "same":
+        return "same", None
+    lim = [min(max_pad, k[i] - 1) if max_pad is not None else (k[i] - 1) * d[i]
+           for i in (0, 1)]
+    if style == "int":
+        p = draw(st.integers(0, min(lim)))
+        return p, ((p, p), (p, p))
+    if style == "pair":
+        ph, pw = draw(st.integers(0, lim[0])), draw(st.integers(0, lim[1]))
+        return [ph, pw], ((ph, ph), (pw, pw))
+    pads = tuple(tuple(draw(st.integers(0, lim[i])) for _ in range(2)) for i in (0, 1))
+    return [list(pads[0]), list(pads[1])], pads
+
+
+@st.composite
+def conv2d_configs(draw, *, max_batch=3, max_channels=6, max_groups=3, max_size=9,
+                   max_kernel=4, max_stride=3, max_dilation=3, paddings=PADDING_STYLES,
+                   layouts=("NCHW", "NHWC"), bias=None):
+    """A conv2d configuration that runs: shapes, stride, padding, dilation, groups.
+
+    Returns
+    -------
+    SearchStrategy of dict
+        ``N, C, H, W`` (input), ``O`` (output channels), ``kernel`` (kh, kw),
+        ``stride``, ``dilation`` (pairs), ``groups`` (dividing C and O),
+        ``padding`` (an int, a pair, a pair of (before, after) pairs,
+        "same" or "valid", exactly as :class:`refcomp.Layer` attrs take it),
+        ``pads`` (the resolved ((top, bottom), (left, right))), ``layout``,
+        ``bias`` (bool), and ``attrs`` (the conv2d layer attributes).  The
+        input is large enough for the dilated kernel after padding, so the
+        output has at least one pixel; explicit pads may be asymmetric and
+        "same" may put an odd pixel at the end (strides > 1 included).
+
+    Examples
+    --------
+    ::
+
+        @given(conv2d_configs(), st.data())
+        def test_my_conv(cfg, data):
+            W = data.draw(weight_arrays((cfg["O"], cfg["C"] // cfg["groups"],
+                                         *cfg["kernel"])))
+            ...
+    """
+    g = draw(st.integers(1, max_groups))
+    cg = draw(st.integers(1, max(1, max_channels // g)))
+    og = draw(st.integers(1, max(1, max_channels // g)))
+    k = (draw(st.integers(1, max_kernel)), draw(st.integers(1, max_kernel)))
+    s = (draw(st.integers(1, max_stride)), draw(st.integers(1, max_stride)))
+    d = (draw(st.integers(1, max_dilation)), draw(st.integers(1, max_dilation)))
+    style = draw(st.sampled_from(tuple(paddings)))
+    spec, pads = _padding(draw, style, k, d, s, None)
+    hw = []
+    for i in (0, 1):
+        eff = (k[i] - 1) * d[i] + 1
+        lo = 1 if pads is None else max(1, eff - sum(pads[i]))
+        hw.append(draw(st.integers(lo, max(lo, max_size))))
+    if pads is None:
+        pads = tuple(_same_1d(hw[i], k[i], s[i], d[i]) for i in (0, 1))
+    layout = draw(st.sampled_from(tuple(layouts)))
+    b = draw(st.booleans()) if bias is None else bool(bias)
+    attrs = {"stride": list(s), "padding": spec, "dilation": list(d), "groups": g,
+             "layout": layout}
+    return {"N": draw(st.integers(1, max_batch)), "C": g * cg, "H": hw[0], "W": hw[1],
+            "O": g * og, "kernel": k, "stride": s, "dilation": d, "groups": g,
+            "padding": spec, "pads": pads, "layout": layout, "bias": b, "attrs": attrs}
+
+
+@st.composite
+def pool2d_configs(draw, *, kinds=("max_pool2d", "avg_pool2d"), max_batch=3, max_channels=4,
+                   max_size=9, max_pool=3, max_stride=3, paddings=PADDING_STYLES,
+                   layouts=("NCHW", "NHWC")):
+    """A max / average pooling configuration that runs.
+
+    Returns
+    -------
+    SearchStrategy of dict
+        ``kind``, ``N, C, H, W``, ``size`` (pair), ``stride`` (pair or None
+        = the size), ``padding`` (spec), ``pads`` (resolved), ``layout``,
+        ``count_include_pad`` (average pooling), and ``attrs``.  Pads are
+        smaller than the window (no window of padding only: refcomp refuses
+        it, as PyTorch does) and the padded input holds one window.
+    """
+    kind = draw(st.sampled_from(tuple(kinds)))
+    k = (draw(st.integers(1, max_pool)), draw(st.integers(1, max_pool)))
+    stride = draw(st.one_of(st.none(), st.tuples(st.integers(1, max_stride),
+                                                 st.integers(1, max_stride))))
+    s = k if stride is None else stride
+    style = draw(st.sampled_from(tuple(paddings)))
+    spec, pads = _padding(draw, style, k, (1, 1), s, max_pad=max(k) - 1)
+    hw = []
+    for i in (0, 1):
+        lo = max(1, k[i] - (0 if pads is None else sum(pads[i])))
+        hw.append(draw(st.integers(lo, max(lo, max_size))))
+    if pads is None:
+        pads = tuple(_same_1d(hw[i], k[i], s[i], 1) for i in (0, 1))
+        if any(p >= k[i] for i in (0, 1) for p in pads[i]) or any(
+                hw[i] + sum(pads[i]) < k[i] for i in (0, 1)):
+            spec, pads = "valid", ((0, 0), (0, 0))
+            hw = [max(h, k[i]) for i, h in enumerate(hw)]
+    layout = draw(st.sampled_from(tuple(layouts)))
+    attrs = {"size": list(k), "stride": None if stride is None else list(stride),
+             "padding": spec, "layout": layout}
+    cip = None
+    if kind == "avg_pool2d":
+        cip = draw(st.booleans())
+        attrs["count_include_pad"] = cip
+    return {"kind": kind, "N": draw(st.integers(1, max_batch)),
+            "C": draw(st.integers(1, max_channels)), "H": hw[0], "W": hw[1], "size": k,
+            "stride": stride, "padding": spec, "pads": pads, "layout": layout,
+            "count_include_pad": cip, "attrs": attrs}
+
+
+@st.composite
+def recurrent_configs(draw, *, kinds=RECURRENT_KINDS, max_batch=3, max_steps=5,
+                      max_features=5, max_hidden=5):
+    """A recurrent layer configuration (refcomp's canonical, PyTorch layout).
+
+    Returns
+    -------
+    SearchStrategy of dict
+        ``kind`` (lstm, gru, mgu, simple_rnn), ``N, T, F, H``, ``gates`` (4,
+        3, 2, 1), ``reset_after`` (gru: both formulas, FACTS.md §2.4),
+        ``activation`` (simple_rnn: tanh or relu), ``return_sequences``,
+        ``bias_ih``, ``bias_hh`` (each present or not), and ``attrs``.
+    """
+    kind = draw(st.sampled_from(tuple(kinds)))
+    attrs = {"return_sequences": draw(st.booleans())}
+    cfg = {"kind": kind, "N": draw(st.integers(1, max_batch)),
+           "T": draw(st.integers(1, max_steps)), "F": draw(st.integers(1, max_features)),
+           "H": draw(st.integers(1, max_hidden)),
+           "gates": {"lstm": 4, "gru": 3, "mgu": 2, "simple_rnn": 1}[kind],
+           "reset_after": None, "activation": None,
+           "bias_ih": draw(st.booleans()), "bias_hh": draw(st.booleans())}
+    if kind == "gru":
+        cfg["reset_after"] = attrs["reset_after"] = draw(st.booleans())
+    if kind == "simple_rnn":
+        cfg["activation"] = attrs["activation"] = draw(st.sampled_from(("tanh", "relu")))
+    cfg["return_sequences"] = attrs["return_sequences"]
+    cfg["attrs"] = attrs
+    return cfg

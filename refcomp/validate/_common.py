@@ -1,0 +1,64 @@
+"""Shared pieces of the conformance runs: optional imports, the "not expressible" signal,
+padding resolution."""
+
+import importlib
+
+from .._errors import MissingDependencyError, RefcompError
+from ..layers._common import pair, resolve_padding
+
+__all__ = ["NotExpressible", "NotBuilt", "require", "layer_pads", "FRAMEWORKS", "EXTRAS"]
+
+#: Frameworks ``refcomp validate`` runs against, and the extra that installs each.
+FRAMEWORKS = ("torch", "onnxruntime", "keras", "litert")
+EXTRAS = {"torch": "frameworks", "onnxruntime": "frameworks", "onnx": "frameworks",
+          "keras": "frameworks", "litert": "litert", "hypothesis": "test"}
+_MODULES = {"litert": "ai_edge_litert"}
+
+
+class NotExpressible(RefcompError):
+    """The framework has no operation with this layer's semantics (a known difference,
+    e.g. ``torch.nn.GRU`` has only the reset_after=True formula); reported, not failed."""
+
+
+class NotBuilt(NotExpressible):
+    """The framework may have the operation, but this runner does not build it (e.g.
+    LiteRT's sequence LSTM kernels); reported as skipped, not as a known difference."""
+
+
+def require(name):
+    """Import a framework module or raise a one-line MissingDependencyError naming the extra.
+
+    Parameters
+    ----------
+    name : {"torch", "onnxruntime", "onnx", "keras", "litert", "hypothesis"}
+
+    Returns
+    -------
+    module
+    """
+    mod = _MODULES.get(name, name)
+    try:
+        return importlib.import_module(mod)
+    except ImportError:
+        raise MissingDependencyError(
+            f"{name} is not installed: pip install \"refcomp[{EXTRAS.get(name, 'frameworks')}]\""
+        ) from None
+
+
+def layer_pads(layer, hw):
+    """((top, bottom), (left, right)) of a conv2d / pooling layer on an input of spatial size hw.
+
+    The padding rule of refcomp's layers (:func:`refcomp.layers.conv2d`:
+    int, pair, pairs, "valid", TensorFlow "same" with the odd pixel at the
+    end, FACTS.md §3.3).
+    """
+    a = layer.attrs
+    if layer.kind == "conv2d":
+        W = layer.weights["W"]
+        k = tuple(W.shape[2:])
+        s, d = pair("stride", a["stride"]), pair("dilation", a["dilation"])
+    else:
+        k = pair("size", a["size"])
+        s = k if a["stride"] is None else pair("stride", a["stride"])
+        d = (1, 1)
+    return resolve_padding(a["padding"], tuple(hw), k, s, d), k, s, d

@@ -1,0 +1,211 @@
+"""Evaluate a refcomp model with ONNX Runtime (the candidate of the onnxruntime runs).
+
+The model is written as an ONNX graph (opset :data:`OPSET`) of the standard
+operators, built node by node with ``onnx.helper`` (no exporter in
+between), and run by an ``onnxruntime.InferenceSession`` on the CPU:
+
+=============  ==================================================================
+dense          ``Gemm`` (transB=1)
+conv2d         ``Conv`` (pads [t, l, b, r], strides, dilations, group); NHWC by
+               ``Transpose``
+max_pool2d     ``MaxPool`` (pads; padded values never win)
+avg_pool2d     ``AveragePool`` (pads, ``count_include_pad``)
+batch_norm     ``BatchNormalization`` (inference)
+activations    ``Relu``, ``Tanh``, ``Sigmoid``, ``Softmax`` (axis),
+               ``HardSigmoid`` (alpha 1/6 keras3, 0.2 keras2; beta 0.5)
+flatten        ``Flatten``; reshape ``Reshape``; dropout ``Identity``
+residual       ``Add`` (``ScatterElements``-free: an index map is not expressible)
+lstm           ``LSTM`` (gates i,o,f,c, :func:`refcomp.convert.lstm_to_onnx`)
+gru            ``GRU`` (z,r,h; ``linear_before_reset`` = reset_after)
+simple_rnn     ``RNN`` (Tanh or Relu)
+mgu            not expressible (ONNX has no MGU)
+=============  ==================================================================
+"""
+
+import numpy as np
+
+from ..convert import gru_to_onnx, lstm_to_onnx
+from ..model import materialize
+from ._common import NotBuilt, NotExpressible, layer_pads, require
+
+__all__ = ["onnx_graph", "onnxruntime_forward", "OPSET"]
+
+OPSET = 17
+
+
+class _G:
+    def __init__(self, onnx):
+        self.onnx, self.h = onnx, onnx.helper
+        self.nodes, self.inits, self.n = [], [], 0
+
+    def name(self, p="t"):
+        self.n += 1
+        return f"{p}{self.n}"
+
+    def const(self, a, dtype=np.float32):
+        nm = self.name("c")
+        self.inits.append(self.onnx.numpy_helper.from_array(np.asarray(a, dtype), nm))
+        return nm
+
+    def node(self, op, inputs, n_out=1, **attrs):
+        outs = [self.name() for _ in range(n_out)]
+        self.nodes.append(self.h.make_node(op, list(inputs), outs, **attrs))
+        return outs[0] if n_out == 1 else outs
+
+
+def _to_nchw(g, x, layout):
+    return g.node("Transpose", [x], perm=[0, 3, 1, 2]) if layout == "NHWC" else x
+
+
+def _from_nchw(g, y, layout):
+    return g.node("Transpose", [y], perm=[0, 2, 3, 1]) if layout == "NHWC" else y
+
+
+def _rnn(g, layer, x, shape):
+    k, a = layer.kind, layer.attrs
+    W_ih = materialize(layer.weights["W_ih"])
+    W_hh = materialize(layer.weights["W_hh"])
+    b_ih, b_hh = (None if layer.weights.get(n) is None else materialize(layer.weights[n])
+                  for n in ("b_ih", "b_hh"))
+    H = W_hh.shape[1]
+    xt = g.node("Transpose", [x], perm=[1, 0, 2])               # (T, N, F)
+    if k == "lstm":
+        W, R, B = lstm_to_onnx(W_ih, W_hh, b_ih, b_hh)
+        y = g.node("LSTM", [xt, g.const(W), g.const(R), g.const(B)], n_out=1, hidden_size=H)
+    elif k == "gru":
+        W, R, B = gru_to_onnx(W_ih, W_hh, b_ih, b_hh)
+        y = g.node("GRU", [xt, g.const(W), g.const(R), g.const(B)], n_out=1, hidden_size=H,
+                   linear_before_reset=int(bool(a["reset_after"])))
+    elif k == "simple_rnn":
+        zero = np.zeros(H, np.float32)
+        B = np.concatenate([zero if b_ih is None else b_ih, zero if b_hh is None else b_hh])
+        y = g.node("RNN", [xt, g.const(W_ih[None]), g.const(W_hh[None]), g.const(B[None])],
+                   n_out=1, hidden_size=H,
+                   activations=["Tanh" if a["activation"] == "tanh" else "Relu"])
+    else:
+        raise NotExpressible("ONNX has no MGU operator")
+    # Y: (T, 1, N, H) -> (N, T, H)
+    y = g.node("Squeeze", [y, g.const([1], np.int64)])
+    y = g.node("Transpose", [y], perm=[1, 0, 2])
+    T = shape[1]
+    if a["return_sequences"]:
+        return y, (shape[0], T, H)
+    last = g.node("Gather", [y, g.const(T - 1, np.int64)], axis=1)
+    return last, (shape[0], H)
+
+
+def _layer(g, layer, x, shape):
+    """Append the nodes of ``layer`` on tensor ``x`` of ``shape``; return (output, shape)."""
+    k, a = layer.kind, layer.attrs
+    if k == "dense":
+        W = materialize(layer.weights["W"])
+        ins = [x, g.const(W)]
+        if layer.weights.get("b") is not None:
+            ins.append(g.const(materialize(layer.weights["b"])))
+        return g.node("Gemm", ins, transB=1), (shape[0], W.shape[0])
+    if k in ("conv2d", "max_pool2d", "avg_pool2d"):
+        nhwc = a["layout"] == "NHWC"
+        hw = shape[1:3] if nhwc else shape[2:4]
+        pads, kk, s, d = layer_pads(layer, hw)
+        (t, b), (le, r) = pads
+        xc = _to_nchw(g, x, a["layout"])
+        if k == "conv2d":
+            W = materialize(layer.weights["W"])
+            ins = [xc, g.const(W)]
+            if layer.weights.get("b") is not None:
+                ins.append(g.const(materialize(layer.weights["b"])))
+            y = g.node("Conv", ins, kernel_shape=list(kk), strides=list(s), dilations=list(d),
+                       pads=[t, le, b, r], group=int(a["groups"]))
+            c = W.shape[0]
+        elif k == "max_pool2d":
+            y = g.node("MaxPool", [xc], kernel_shape=list(kk), strides=list(s),
+                       pads=[t, le, b, r])
+            c = shape[3] if nhwc else shape[1]
+        else:
+            y = g.node("AveragePool", [xc], kernel_shape=list(kk), strides=list(s),
+                       pads=[t, le, b, r], count_include_pad=int(bool(a["count_include_pad"])))
+            c = shape[3] if nhwc else shape[1]
+        oh = (hw[0] + t + b - d[0] * (kk[0] - 1) - 1) // s[0] + 1
+        ow = (hw[1] + le + r - d[1] * (kk[1] - 1) - 1) // s[1] + 1
+        out = (shape[0], oh, ow, c) if nhwc else (shape[0], c, oh, ow)
+        return _from_nchw(g, y, a["layout"]), out
+    if k == "batch_norm":
+        w = {n: g.const(materialize(v)) for n, v in layer.weights.items()}
+        ins = [w["gamma"], w["beta"], w["mean"], w["var"]]
+        if len(shape) == 4 and a["layout"] == "NHWC":
+            perm, inv = [0, 3, 1, 2], [0, 2, 3, 1]
+        elif len(shape) == 3:
+            perm, inv = [0, 2, 1], [0, 2, 1]
+        else:
+            perm = inv = None
+        xc = x if perm is None else g.node("Transpose", [x], perm=perm)
+        y = g.node("BatchNormalization", [xc] + ins, epsilon=float(a["eps"]))
+        return (y if inv is None else g.node("Transpose", [y], perm=inv)), shape
+    if k == "activation":
+        f = a["function"]
+        if f == "linear":
+            return g.node("Identity", [x]), shape
+        if f == "softmax":
+            return g.node("Softmax", [x], axis=int(a["axis"])), shape
+        if f == "hard_sigmoid":
+            alpha = 1.0 / 6.0 if a["variant"] == "keras3" else 0.2
+            return g.node("HardSigmoid", [x], alpha=alpha, beta=0.5), shape
+        ops = {"relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid"}
+        if f not in ops:
+            raise NotExpressible(f"activation {f!r}")
+        return g.node(ops[f], [x]), shape
+    if k == "flatten":
+        return g.node("Flatten", [x], axis=1), (shape[0], int(np.prod(shape[1:])))
+    if k == "reshape":
+        tgt = [shape[0]] + [int(s) for s in a["shape"]]
+        return g.node("Reshape", [x, g.const(tgt, np.int64)]), tuple(tgt)
+    if k == "dropout":
+        return g.node("Identity", [x]), shape
+    if k == "residual":
+        if layer.weights.get("index_map") is not None:
+            raise NotBuilt("a residual index map (selective addition) is not built for "
+                           "ONNX here")
+        fx, fs = x, shape
+        for sub in layer.layers:
+            fx, fs = _layer(g, sub, fx, fs)
+        return g.node("Add", [x, fx]), shape
+    if k in ("lstm", "gru", "mgu", "simple_rnn"):
+        return _rnn(g, layer, x, shape)
+    raise NotExpressible(f"layer kind {k!r}")
+
+
+def onnx_graph(model, input_shape):
+    """The ONNX ``ModelProto`` of ``model`` for float32 inputs of ``input_shape`` (batch first)."""
+    onnx = require("onnx")
+    g = _G(onnx)
+    x, shape = "x", tuple(int(s) for s in input_shape)
+    y = x
+    for layer in model.layers:
+        y, shape = _layer(g, layer, y, shape)
+    h, TP = onnx.helper, onnx.TensorProto
+    graph = h.make_graph(g.nodes, "refcomp_validate",
+                         [h.make_tensor_value_info("x", TP.FLOAT, list(input_shape))],
+                         [h.make_tensor_value_info(y, TP.FLOAT, None)], g.inits)
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", OPSET)],
+                        producer_name="refcomp.validate")
+
+
+def onnxruntime_forward(model, x):
+    """``model`` run by ONNX Runtime (CPU, default graph optimisations) on float32 ``x``.
+
+    Raises
+    ------
+    NotExpressible
+        A layer ONNX has no operator for (MGU, a residual index map).
+    MissingDependencyError
+        onnx or onnxruntime is not installed.
+    """
+    ort = require("onnxruntime")
+    x = np.ascontiguousarray(np.asarray(x, np.float32))
+    proto = onnx_graph(model, x.shape)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(proto.SerializeToString(), opts,
+                                providers=["CPUExecutionProvider"])
+    return np.asarray(sess.run(None, {"x": x})[0], np.float32)

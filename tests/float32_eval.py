@@ -1,0 +1,234 @@
+"""An independent float32 evaluator of refcomp models, in several summation orders.
+
+Written from the layer definitions (FACTS.md §1-3), not from refcomp's
+code: every elementary operation is one NumPy float32 operation (one
+rounding), and the dot products of dense, conv2d and the recurrent gates
+are summed in a chosen order:
+
+* ``"sequential"``: left to right over the terms (then the bias);
+* ``"reversed"``: right to left;
+* ``"pairwise"``: recursive halving (the terms padded with exact zeros);
+* ``"blocked"``: sequential sums of blocks of 4 terms, then the blocks in
+  sequence (a GEMM kernel's order).
+
+exp, tanh and sigmoid are NumPy's float32 ``np.exp`` / ``np.tanh`` and
+``1 / (1 + exp(-x))``.  Used as ground truth that refcomp's derived bound
+must contain (tests/test_testing_conformance.py).
+"""
+
+import numpy as np
+
+f32 = np.float32
+ORDERS = ("sequential", "reversed", "pairwise", "blocked")
+
+
+def sum_terms(P, order):
+    """Sum float32 terms along the last axis in ``order`` (float32 additions)."""
+    P = P.astype(f32)
+    n = P.shape[-1]
+    if n == 0:
+        return np.zeros(P.shape[:-1], f32)
+    if order == "sequential":
+        acc = P[..., 0].copy()
+        for k in range(1, n):
+            acc = acc + P[..., k]
+        return acc
+    if order == "reversed":
+        acc = P[..., n - 1].copy()
+        for k in range(n - 2, -1, -1):
+            acc = acc + P[..., k]
+        return acc
+    if order == "pairwise":
+        while P.shape[-1] > 1:
+            if P.shape[-1] % 2:
+                P = np.concatenate([P, np.zeros(P.shape[:-1] + (1,), f32)], axis=-1)
+            P = P[..., 0::2] + P[..., 1::2]
+        return P[..., 0]
+    if order == "blocked":
+        blocks = [sum_terms(P[..., i:i + 4], "sequential") for i in range(0, n, 4)]
+        return sum_terms(np.stack(blocks, axis=-1), "sequential")
+    raise ValueError(order)
+
+
+def dot(x, W, b, order):
+    """x (..., n) float32, W (o, n): sum_i x_i W_oi (+ b_o), float32 products."""
+    P = x[..., None, :].astype(f32) * W.astype(f32)           # rounded products
+    y = sum_terms(P, order)
+    return y if b is None else y + b.astype(f32)
+
+
+def _pair(v):
+    return tuple(v) if isinstance(v, (list, tuple)) else (v, v)
+
+
+def _same(size, k, s, d):
+    out = (size + s - 1) // s
+    tot = max(0, (out - 1) * s + (k - 1) * d + 1 - size)
+    return tot // 2, tot - tot // 2
+
+
+def _pads(padding, hw, k, s, d):
+    if padding == "valid":
+        return ((0, 0), (0, 0))
+    if padding == "same":
+        return tuple(_same(hw[i], k[i], s[i], d[i]) for i in (0, 1))
+    if isinstance(padding, int):
+        return ((padding, padding),) * 2
+    a, b = padding
+    if isinstance(a, (list, tuple)):
+        return (tuple(a), tuple(b))
+    return ((a, a), (b, b))
+
+
+def _patches(xp, k, s, d):
+    """xp (N, C, Hp, Wp) -> (N, OH, OW, C, kh, kw) windows."""
+    n, c, hp, wp = xp.shape
+    oh = (hp - d[0] * (k[0] - 1) - 1) // s[0] + 1
+    ow = (wp - d[1] * (k[1] - 1) - 1) // s[1] + 1
+    out = np.empty((n, oh, ow, c, k[0], k[1]), xp.dtype)
+    for i in range(k[0]):
+        for j in range(k[1]):
+            out[..., i, j] = xp[:, :, i * d[0]: i * d[0] + s[0] * (oh - 1) + 1: s[0],
+                                j * d[1]: j * d[1] + s[1] * (ow - 1) + 1: s[1]].transpose(0, 2, 3, 1)
+    return out
+
+
+def conv2d(x, W, b, a, order):
+    nhwc = a["layout"] == "NHWC"
+    xc = x.transpose(0, 3, 1, 2) if nhwc else x
+    k, s, d = W.shape[2:], _pair(a["stride"]), _pair(a["dilation"])
+    (t, bo), (le, r) = _pads(a["padding"], xc.shape[2:], k, s, d)
+    xp = np.pad(xc, ((0, 0), (0, 0), (t, bo), (le, r)))
+    g = a["groups"]
+    cg, og = W.shape[1], W.shape[0] // g
+    outs = []
+    for j in range(g):
+        pt = _patches(xp[:, j * cg:(j + 1) * cg], k, s, d)
+        pt = pt.reshape(pt.shape[:3] + (-1,))
+        outs.append(dot(pt, W[j * og:(j + 1) * og].reshape(og, -1),
+                        None if b is None else b[j * og:(j + 1) * og], order))
+    y = np.concatenate(outs, axis=-1)                      # (N, OH, OW, O)
+    return y if nhwc else y.transpose(0, 3, 1, 2)
+
+
+def pool(x, a, kind):
+    nhwc = a["layout"] == "NHWC"
+    xc = x.transpose(0, 3, 1, 2) if nhwc else x
+    k = _pair(a["size"])
+    s = k if a["stride"] is None else _pair(a["stride"])
+    (t, bo), (le, r) = _pads(a["padding"], xc.shape[2:], k, s, (1, 1))
+    fill = -np.inf if kind == "max" else 0.0
+    xp = np.pad(xc, ((0, 0), (0, 0), (t, bo), (le, r)), constant_values=fill).astype(f32)
+    pt = _patches(xp, k, s, (1, 1))                        # (N, OH, OW, C, kh, kw)
+    if kind == "max":
+        y = pt.max(axis=(-2, -1))
+    else:
+        tot = sum_terms(pt.reshape(pt.shape[:4] + (-1,)), "sequential")
+        if a["count_include_pad"]:
+            cnt = f32(k[0] * k[1])
+        else:
+            ones = np.pad(np.ones((1, 1) + xc.shape[2:], f32), ((0, 0), (0, 0), (t, bo), (le, r)))
+            cnt = _patches(ones, k, s, (1, 1)).sum(axis=(-2, -1)).astype(f32)[0]
+        y = tot / cnt
+    y = y.transpose(0, 3, 1, 2)
+    return y.transpose(0, 2, 3, 1) if nhwc else y
+
+
+def sigmoid(z):
+    return f32(1) / (f32(1) + np.exp(-z.astype(f32)))
+
+
+def _act(f, x, a):
+    if f == "relu":
+        return np.maximum(x, f32(0))
+    if f == "linear":
+        return x
+    if f == "tanh":
+        return np.tanh(x)
+    if f == "sigmoid":
+        return sigmoid(x)
+    if f == "hard_sigmoid":
+        y = x / f32(6) + f32(0.5) if a["variant"] == "keras3" else f32(0.2) * x + f32(0.5)
+        return np.clip(y, f32(0), f32(1))
+    if f == "softmax":
+        e = np.exp(x - x.max(axis=a["axis"], keepdims=True))
+        return e / e.sum(axis=a["axis"], keepdims=True)
+    raise ValueError(f)
+
+
+def _rnn(layer, x, order):
+    w = {k: np.asarray(v, f32) for k, v in layer.weights.items()}
+    Wi, Wh = w["W_ih"], w["W_hh"]
+    H = Wh.shape[1]
+    bi, bh = w.get("b_ih", np.zeros(Wi.shape[0], f32)), w.get("b_hh", np.zeros(Wi.shape[0], f32))
+    N, T, _ = x.shape
+    h, c = np.zeros((N, H), f32), np.zeros((N, H), f32)
+    kind, a = layer.kind, layer.attrs
+    seq = []
+    for t in range(T):
+        xt = x[:, t]
+        gi = dot(xt, Wi, bi, order)
+        if kind == "lstm":
+            z = gi + dot(h, Wh, bh, order)
+            i, f, g, o = (z[:, j * H:(j + 1) * H] for j in range(4))
+            c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+            h = sigmoid(o) * np.tanh(c)
+        elif kind == "gru":
+            gh = dot(h, Wh[:2 * H], bh[:2 * H], order)
+            r = sigmoid(gi[:, :H] + gh[:, :H])
+            zz = sigmoid(gi[:, H:2 * H] + gh[:, H:])
+            if a["reset_after"]:
+                n = np.tanh(gi[:, 2 * H:] + r * dot(h, Wh[2 * H:], bh[2 * H:], order))
+            else:
+                n = np.tanh(gi[:, 2 * H:] + dot(r * h, Wh[2 * H:], bh[2 * H:], order))
+            h = (f32(1) - zz) * n + zz * h
+        elif kind == "mgu":
+            f = sigmoid(gi[:, :H] + dot(h, Wh[:H], bh[:H], order))
+            cand = np.tanh(gi[:, H:] + dot(f * h, Wh[H:], bh[H:], order))
+            h = (f32(1) - f) * h + f * cand
+        else:
+            z = gi + dot(h, Wh, bh, order)
+            h = np.tanh(z) if a["activation"] == "tanh" else np.maximum(z, f32(0))
+        seq.append(h)
+    return np.stack(seq, axis=1) if a["return_sequences"] else h
+
+
+def run_layer(layer, x, order):
+    k, a = layer.kind, layer.attrs
+    w = {n: np.asarray(v) for n, v in layer.weights.items()}
+    if k == "dense":
+        return dot(x, w["W"], w.get("b"), order)
+    if k == "conv2d":
+        return conv2d(x, w["W"], w.get("b"), a, order)
+    if k in ("max_pool2d", "avg_pool2d"):
+        return pool(x, a, k[:3])
+    if k == "flatten":
+        return x.reshape(x.shape[0], -1)
+    if k == "reshape":
+        return x.reshape((x.shape[0],) + tuple(a["shape"]))
+    if k == "dropout":
+        return x
+    if k == "activation":
+        return _act(a["function"], x, a)
+    if k == "batch_norm":
+        ax = 1 if (x.ndim == 4 and a["layout"] == "NCHW") or x.ndim == 2 else x.ndim - 1
+        sh = [1] * x.ndim
+        sh[ax] = -1
+        s = w["gamma"] / np.sqrt(w["var"] + f32(a["eps"]))
+        return (x - w["mean"].reshape(sh)) * s.reshape(sh) + w["beta"].reshape(sh)
+    if k == "residual":
+        fx = x
+        for sub in layer.layers:
+            fx = run_layer(sub, fx, order)
+        return x + fx
+    if k in ("lstm", "gru", "mgu", "simple_rnn"):
+        return _rnn(layer, x, order)
+    raise ValueError(k)
+
+
+def run_model(model, x, order="sequential"):
+    """float32 output of ``model`` on ``x`` with dot products summed in ``order``."""
+    x = np.asarray(x, f32)
+    for layer in model.layers:
+        x = run_layer(layer, x, order).astype(f32)
+    return x

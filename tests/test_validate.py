@@ -1,0 +1,119 @@
+"""refcomp validate: end to end for PyTorch and ONNX Runtime, the Python API, the CLI.
+
+The runs are small (3 drawn examples per case) to keep CI fast; the table
+must show no FAIL, the known differences named, and the exit status must
+follow the verdicts.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "torch")      # before any keras import (no TensorFlow)
+
+import pytest
+
+from refcomp import MissingDependencyError, ParameterError
+from refcomp.cli import main
+from refcomp.validate import SUITES, plan, run
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.frameworks
+
+
+@pytest.mark.parametrize("framework", ["torch", "onnxruntime"])
+def test_run_end_to_end(framework):
+    pytest.importorskip("torch" if framework == "torch" else "onnxruntime")
+    report = run(framework, "all", examples=3, seed=1)
+    assert report.ok, report.table()
+    names = [r.case for r in report.results]
+    assert "dense" in names and "shipped digits_lstm" in names
+    known = {r.case: r.note for r in report.results if r.verdict == "known difference"}
+    assert "mgu" in known
+    if framework == "torch":
+        assert "torch.nn.GRU computes only the reset_after=True formula" in known[
+            "gru reset_after=False"]
+    table = report.table()
+    assert "worst err/bound" in table and "verdict" in table
+    for r in report.results:
+        if r.suite == "layers" and r.verdict == "pass":
+            assert 0 <= r.worst_ratio <= 1
+    md = report.markdown()
+    assert md.startswith(f"# refcomp validate: {framework}") and "| suite |" in md
+
+
+@pytest.mark.parametrize("framework, module", [("keras", "keras"),
+                                               ("litert", "ai_edge_litert")])
+def test_keras_and_litert_layers(framework, module):
+    pytest.importorskip(module)
+    report = run(framework, "all", examples=2, seed=2)
+    assert report.ok, report.table()
+    by = {r.case: r for r in report.results}
+    assert by["dense"].verdict == "pass" and by["shipped digits_cnn"].verdict == "pass"
+    assert by["mgu"].verdict == "known difference"
+    if framework == "litert":
+        assert by["QUANTIZE int8"].verdict == "pass"         # TfLiteRound: half away
+        assert by["lstm"].verdict == "skipped"               # not built, not a difference
+
+
+def test_same_seed_same_table():
+    pytest.importorskip("onnxruntime")
+    a = run("onnxruntime", "quantizers", examples=2, seed=5).table()
+    b = run("onnxruntime", "quantizers", examples=2, seed=5).table()
+    assert a == b
+
+
+def test_plan_and_bad_arguments():
+    cases = plan("onnxruntime", "integer")
+    assert cases == [("integer", "MatMulInteger"), ("integer", "ConvInteger")]
+    assert set(SUITES) == {"layers", "quantizers", "pruning", "integer"}
+    with pytest.raises(ParameterError, match="framework must be one of"):
+        run("tensorflow")
+    with pytest.raises(ParameterError, match="suite must be one of"):
+        run("torch", "everything")
+    with pytest.raises(ParameterError, match="examples"):
+        run("torch", "layers", examples=0)
+
+
+def test_cli_table_report_and_exit_status(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "ort.md"
+    rc = main(["validate", "--framework", "onnxruntime", "--suite", "integer",
+               "--examples", "2", "--report", str(out), "--quiet"])
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert "MatMulInteger" in text and "onnxruntime: 2 cases: 2 pass, 0 FAIL" in text
+    assert out.read_text().startswith("# refcomp validate: onnxruntime")
+    rc = main(["validate", "--framework", "onnxruntime", "--suite", "integer",
+               "--report", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "exists" in err and err.count("\n") == 1    # a usage error
+
+
+def test_cli_exit_status_is_one_when_a_case_fails(monkeypatch, capsys):
+    from refcomp.validate import _report
+    import refcomp.validate as v
+
+    def fake_run(framework, suite, **kw):
+        return _report.ValidationReport(framework, [
+            _report.CaseResult("layers", "dense", examples=1, elements=4, worst_ratio=3.0,
+                               verdict="FAIL", note="out of bound")],
+            versions={}, seed=0, examples=1)
+    monkeypatch.setattr(v, "run", fake_run)
+    assert main(["validate", "--framework", "torch", "--quiet"]) == 1
+    assert "1 FAIL" in capsys.readouterr().out
+
+
+def test_missing_framework_is_one_line_naming_the_extra():
+    code = ("import sys; sys.modules['onnxruntime'] = None; "
+            "from refcomp.cli import main; "
+            "sys.exit(main(['validate', '--framework', 'onnxruntime', '--quiet']))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert res.returncode == 1
+    assert res.stderr.strip() == ('refcomp: error: onnxruntime is not installed: '
+                                  'pip install "refcomp[frameworks]"')
+    with pytest.raises(MissingDependencyError):
+        import refcomp.validate._common as c
+        c.require("a_framework_that_does_not_exist_anywhere")
