@@ -13,7 +13,7 @@ public call).
 import numba
 from numba.np.ufunc import parallel as _parallel
 
-__all__ = ["num_threads"]
+__all__ = ["num_threads", "run_serial_below"]
 
 
 def num_threads():
@@ -26,3 +26,21 @@ def num_threads():
     # Threading layer not launched yet (or private API changed): the public
     # call launches it and validates the value.
     return numba.get_num_threads()
+
+
+def run_serial_below(par_min, kernel, n, *args):
+    """Call a ``prange`` kernel, on one thread when ``n < par_min``.
+
+    Below the threshold the parallel launch costs more than it saves (on a
+    loaded host it waits for descheduled workers).  The kernels it serves
+    compute independent elements, so their results do not depend on the
+    thread count; the caller's thread count is restored afterwards.
+    """
+    if n >= par_min:
+        return kernel(*args)
+    old = num_threads()
+    numba.set_num_threads(1)
+    try:
+        return kernel(*args)
+    finally:
+        numba.set_num_threads(old)

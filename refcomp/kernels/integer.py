@@ -52,7 +52,7 @@ Private module: inputs are validated by :mod:`refcomp.integer`.
 import numba
 import numpy as np
 
-from ._threads import num_threads as _num_threads
+from ._threads import run_serial_below
 
 __all__ = ["mbqm_requant", "mbqm_requant_twin", "float32_requant", "float32_requant_twin",
            "float64_requant", "float64_requant_twin", "srdhm", "srdhm_twin", "rdbpot",
@@ -66,14 +66,8 @@ _PAR_MIN = 1 << 22
 
 
 def _run(kernel, n, *args):
-    if n >= _PAR_MIN:
-        return kernel(*args)
-    old = _num_threads()
-    numba.set_num_threads(1)
-    try:
-        return kernel(*args)
-    finally:
-        numba.set_num_threads(old)
+    """Call a prange kernel, single-threaded for small n (results are identical)."""
+    return run_serial_below(_PAR_MIN, kernel, n, *args)
 
 
 # -- scalar fixed-point primitives (inlined) ---------------------------------------

@@ -35,7 +35,7 @@ import numpy as np
 
 from .._rounding import round_code_nb, round_mode, MODES
 from ._fma import fma as _fma_nb
-from ._threads import num_threads as _num_threads
+from ._threads import run_serial_below
 
 __all__ = ["minmax_nonfinite", "minmax_nonfinite_twin",
            "uniform_range_codes", "uniform_range_codes_twin",
@@ -54,14 +54,7 @@ _PAR_MIN = 1 << 23
 
 def _run(kernel, n, *args):
     """Call a prange kernel, single-threaded for small n (results are identical)."""
-    if n >= _PAR_MIN:
-        return kernel(*args)
-    old = _num_threads()
-    numba.set_num_threads(1)
-    try:
-        return kernel(*args)
-    finally:
-        numba.set_num_threads(old)
+    return run_serial_below(_PAR_MIN, kernel, n, *args)
 
 
 # -- min / max and finiteness: one read of the array --------------------------------

@@ -94,6 +94,8 @@ def _weights(draw, shape, distribution, scale, ties, zeros, subnormals, specials
         frac = draw(st.sampled_from((0.25, 0.5, 1.0)))
         step = dtype(scale / 4)
         pick = rng.random(n) < frac
+        # np.round rounds half to even; any rule would do (only equal values are
+        # wanted), but the drawn data must be the same on every host.
         flat[pick] = (np.round(flat[pick] / step) * step).astype(dtype)
         i, j = take(2)
         flat[j] = -flat[i]
