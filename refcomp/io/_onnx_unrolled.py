@@ -1,13 +1,18 @@
 """ONNX importer: a simple RNN unrolled into per-step nodes (private).
 
-PyTorch's dynamo exporter writes ``nn.RNN`` (one layer, one direction,
+PyTorch's dynamo exporter writes ``nn.RNN`` (each layer and direction;
 time-major) without the RNN operator: ``P = MatMul(x, W_ih^T) + b_ih`` on
 the whole [T, N, F] input, then per step t ``h_t = act(MatMul(h_{t-1},
 W_hh^T) + b_hh + P[t])`` (with Slice / Squeeze of P and of the zero initial
 state), and ``Concat(h_0 .. h_{T-1}, axis 0)``.  This module recognises
 exactly that recurrence symbolically and turns it into one ``simple_rnn``
 layer (the sum ``(h W_hh^T + b_hh) + (x W_ih^T + b_ih)`` is refcomp's
-``(x ...) + (h ...)``: one commutative addition, same bits).  Anything that
+``(x ...) + (h ...)``: one commutative addition, same bits).  The reverse
+direction of a bidirectional ``nn.RNN`` is the same recurrence on the
+projection flipped in time (``Slice`` starts=-1, steps=-1, whose states are
+concatenated last step first): a ``direction="reverse"`` layer; the
+``Concat(forward, reverse, axis=2)`` of the two directions over one
+sequence becomes one ``direction="bidirectional"`` layer.  Anything that
 does not follow the pattern step by step is a FormatError naming the node.
 The wrappers leave every other use of these operators to the handlers they
 wrap.
@@ -23,13 +28,15 @@ __all__ = ["wrap"]
 
 
 class _Proj:
-    """x W_ih^T (+ b_ih) of a time-major sequence: one row block per step."""
+    """x W_ih^T (+ b_ih) of a time-major sequence: one row block per step; ``flipped``:
+    its time order reversed (the Slice starts=-1, steps=-1 of a reverse direction)."""
 
-    def __init__(self, seq, W, b=None):
-        self.seq, self.W, self.b = seq, W, b          # W: (F, H) as in the graph
+    def __init__(self, seq, W, b=None, flipped=False):
+        self.seq, self.W, self.b, self.flipped = seq, W, b, flipped   # W: (F, H) as in graph
 
     def describe(self):
-        return "the input projection of an unrolled recurrence"
+        return "the {}input projection of an unrolled recurrence".format(
+            "time-reversed " if self.flipped else "")
 
 
 class _StepSlice:
@@ -90,7 +97,8 @@ def _add(prev_handler):
         if not (_is_sym(u) or _is_sym(v)):
             return prev_handler(it, node, a)
         for p, q in ((u, v), (v, u)):
-            if isinstance(p, _Proj) and p.b is None and isinstance(q, np.ndarray):
+            if isinstance(p, _Proj) and p.b is None and not p.flipped and \
+                    isinstance(q, np.ndarray):
                 return _Proj(p.seq, p.W, np.asarray(q).reshape(-1))
             if isinstance(p, _HR) and p.b is None and p.step is None and \
                     isinstance(q, np.ndarray):
@@ -131,6 +139,16 @@ def _slice(prev_handler):
         starts, ends = it.const(node, 1, "starts"), it.const(node, 2, "ends")
         axes = it.get(node, 3)
         steps = it.get(node, 4)
+        T_len = v.seq.shape[0]
+        if starts.size == 1 and steps is not None and int(np.ravel(steps)[0]) == -1 and \
+                (axes is None or int(np.ravel(axes)[0]) == 0) and not v.flipped:
+            # torch.flip of the whole time axis (the reverse direction of nn.RNN): ONNX
+            # clamps starts to T-1 and ends to -1, so it must cover every step
+            if int(starts[0]) in (-1, T_len - 1) or int(starts[0]) >= T_len:
+                if int(ends[0]) <= -T_len - 1:
+                    return _Proj(v.seq, v.W, v.b, flipped=True)
+            fail(node, "only the whole time axis of an unrolled recurrence's input "
+                       "projection can be reversed (Slice starts=-1, ends<=-T-1, steps=-1)")
         ok = starts.size == 1 and (axes is None or int(np.ravel(axes)[0]) == 0) and \
             (steps is None or int(np.ravel(steps)[0]) == 1) and \
             int(ends[0]) == int(starts[0]) + 1
@@ -165,6 +183,8 @@ def _unsqueeze(prev_handler):
 def _concat(prev_handler):
     def run(it, node, a):
         vals = [it.get(node, i) for i in range(len(node.input))]
+        if vals and all(isinstance(v, TimeMajor) for v in vals):
+            return _bidirectional(node, a, vals)
         if not any(isinstance(v, _State) for v in vals):
             return prev_handler(it, node, a)
         if int(a.get("axis", 0)) != 0 or not all(isinstance(v, _State) for v in vals):
@@ -172,8 +192,11 @@ def _concat(prev_handler):
                        "modelled")
         proj = vals[0].proj
         T_len = proj.seq.shape[0]
-        if [v.t for v in vals] != list(range(T_len)) or any(v.proj is not proj for v in vals):
-            fail(node, "the Concat does not hold every step of one unrolled recurrence in order")
+        # a reversed projection's step s is time T-1-s: its states are concatenated last first
+        order = list(range(T_len))[::-1] if proj.flipped else list(range(T_len))
+        if [v.t for v in vals] != order or any(v.proj is not proj for v in vals):
+            fail(node, "the Concat does not hold every step of one unrolled recurrence in time "
+                       "order")
         last = vals[-1]
         act = {"Tanh": "tanh", "Relu": "relu"}[last.act]
         W_ih = np.ascontiguousarray(proj.W.T)
@@ -182,12 +205,44 @@ def _concat(prev_handler):
         for name, b in (("b_ih", proj.b), ("b_hh", last.b_hh)):
             if b is not None and b.shape != (H,):
                 fail(node, f"{name} of the unrolled recurrence has shape {b.shape}")
-        layer = Layer("simple_rnn", name=node.name or "rnn",
-                      attrs={"activation": act, "return_sequences": True},
+        attrs = {"activation": act, "return_sequences": True}
+        if proj.flipped:
+            attrs["direction"] = "reverse"
+        layer = Layer("simple_rnn", name=node.name or "rnn", attrs=attrs,
                       weights={"W_ih": W_ih, "W_hh": W_hh, "b_ih": proj.b, "b_hh": last.b_hh})
         seq = proj.seq
         return TimeMajor(T(seq.chain + (layer,), out_shape(layer, seq.shape)))
     return run
+
+
+def _bidirectional(node, a, vals):
+    """``Concat(forward, reverse, axis=2)`` of two unrolled directions over one sequence
+    (nn.RNN(bidirectional=True)): one bidirectional simple_rnn layer, features
+    [forward, reverse] as refcomp's layer concatenates them."""
+    if len(vals) != 2 or int(a.get("axis", 0)) not in (2, -1):
+        fail(node, "only the Concat of two unrolled recurrence directions along features "
+                   "(axis 2) is modelled on time-major sequences")
+    fw, bw = vals[0].t, vals[1].t
+    lf, lb = (fw.chain[-1] if fw.chain else None), (bw.chain[-1] if bw.chain else None)
+    ok = lf is not None and lb is not None and lf.kind == lb.kind == "simple_rnn" and \
+        lf.attrs.get("direction", "forward") == "forward" and \
+        lb.attrs.get("direction") == "reverse" and \
+        lf.attrs["activation"] == lb.attrs["activation"] and \
+        len(fw.chain) == len(bw.chain) and \
+        all(p is q for p, q in zip(fw.chain[:-1], bw.chain[:-1])) and \
+        lf.weights["W_ih"].shape == lb.weights["W_ih"].shape
+    if not ok:
+        fail(node, f"Concat of {describe(vals[0])} and {describe(vals[1])}: only a forward "
+                   "then a reverse unrolled RNN direction over the same sequence (a "
+                   "bidirectional nn.RNN) is modelled")
+    weights = dict(lf.weights)
+    for k in ("W_ih", "W_hh", "b_ih", "b_hh"):
+        weights[k + "_reverse"] = lb.weights[k]
+    layer = Layer("simple_rnn", name=node.name or "rnn",
+                  attrs={"activation": lf.attrs["activation"], "return_sequences": True,
+                         "direction": "bidirectional"}, weights=weights)
+    seq_shape = (fw.shape[0], int(lf.weights["W_ih"].shape[1]))
+    return TimeMajor(T(fw.chain[:-1] + (layer,), out_shape(layer, seq_shape)))
 
 
 def wrap(handlers):
