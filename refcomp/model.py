@@ -28,8 +28,10 @@ __all__ = ["Layer", "Model", "LAYER_KINDS", "materialize", "weight_shape_problem
 
 #: kind -> (required weights, optional weights, attribute defaults)
 _RNN_OPTS = {"direction": "forward", "clip": None, "activations": None,
-             "activation_alpha": None, "activation_beta": None}
+             "activation_alpha": None, "activation_beta": None, "sequence_lens": None}
 _RNN_REVERSE = ("W_ih_reverse", "W_hh_reverse", "b_ih_reverse", "b_hh_reverse")
+#: constant initial states (B, H): B = 1 is broadcast over the batch, else the batch size
+_RNN_STATES = ("h0", "h0_reverse")
 _POOL_ND = {"size": 2, "stride": None, "padding": 0, "dilation": 1, "ceil_mode": False}
 
 LAYER_KINDS = {
@@ -50,12 +52,13 @@ LAYER_KINDS = {
                             "alpha": 0.2, "beta": 0.5}),
     "batch_norm": (("gamma", "beta", "mean", "var"), (), {"eps": 1e-5, "layout": "NCHW",
                                                           "axis": None}),
-    "lstm": (("W_ih", "W_hh"), ("b_ih", "b_hh", "P") + _RNN_REVERSE + ("P_reverse",),
+    "lstm": (("W_ih", "W_hh"), ("b_ih", "b_hh", "P") + _RNN_REVERSE + ("P_reverse",)
+             + _RNN_STATES + ("c0", "c0_reverse"),
              dict(_RNN_OPTS, return_sequences=True, input_forget=False)),
-    "gru": (("W_ih", "W_hh"), ("b_ih", "b_hh") + _RNN_REVERSE,
+    "gru": (("W_ih", "W_hh"), ("b_ih", "b_hh") + _RNN_REVERSE + _RNN_STATES,
             dict(_RNN_OPTS, reset_after=True, return_sequences=True, update="standard")),
     "mgu": (("W_ih", "W_hh"), ("b_ih", "b_hh"), {"return_sequences": True}),
-    "simple_rnn": (("W_ih", "W_hh"), ("b_ih", "b_hh") + _RNN_REVERSE,
+    "simple_rnn": (("W_ih", "W_hh"), ("b_ih", "b_hh") + _RNN_REVERSE + _RNN_STATES,
                    dict(_RNN_OPTS, activation="tanh", return_sequences=True)),
     "residual": ((), ("index_map",), {"layout": "NCHW"}),
 }
@@ -175,6 +178,11 @@ def _shape_problem(kind, weights, attrs, name):
             if known(w) and sh[w] != (G * H,):
                 return bad(w, (G * H,), f"({gates},) with H = {H} from {name('W_hh')} "
                                         f"{_fmt(R)}")
+        for w in ("h0", "c0", "h0_reverse", "c0_reverse"):
+            if known(w) and (len(sh[w]) != 2 or sh[w][1] != H or sh[w][0] < 1):
+                return bad(w, f"(B, {H})", f"a constant initial state: B = 1 (every sample) "
+                                           f"or the batch size, H = {H} from {name('W_hh')} "
+                                           f"{_fmt(R)}")
     elif kind == "residual" and known("index_map") and len(sh["index_map"]) != 1:
         return bad("index_map", "1 dimension", "kept channel indices")
     return None
@@ -398,9 +406,56 @@ def _recurrent(layer, x, precision):
             if k == "lstm" and layer.weights.get("P_reverse") is not None:
                 rev["peepholes"] = layer.w("P_reverse")
             extra["reverse"] = rev
+        if a["sequence_lens"] is not None:
+            extra["sequence_lens"] = _sequence_lens(layer, x)
+        extra.update(_initial_states(layer, x))
     seq, _ = fn(x, layer.w("W_ih"), layer.w("W_hh"), layer.w("b_ih"), layer.w("b_hh"),
                 return_sequences=a["return_sequences"], precision=precision, **extra)
     return seq
+
+
+def _sequence_lens(layer, x):
+    """The ``sequence_lens`` attribute (one length per sample: a fixed batch size)."""
+    lens = np.asarray(layer.attrs["sequence_lens"])
+    if lens.ndim != 1 or lens.dtype.kind not in "iu":
+        raise ParameterError(f"layer {layer.name!r} ({layer.kind}): attribute sequence_lens "
+                             f"must list one integer length per sample, got "
+                             f"{layer.attrs['sequence_lens']!r}")
+    if x.ndim == 3 and x.shape[0] == 0:
+        return lens[:0].astype(np.int64)       # an empty batch (output_shapes' probe)
+    if x.ndim == 3 and lens.shape[0] != x.shape[0]:
+        raise ShapeError(f"layer {layer.name!r} ({layer.kind}): attribute sequence_lens holds "
+                         f"{lens.shape[0]} lengths (a fixed batch size) but x {describe(x)} "
+                         f"has {x.shape[0]} samples")
+    return lens.astype(np.int64)
+
+
+def _initial_states(layer, x):
+    """The constant initial states as the layer functions take them: ``h0`` / ``c0`` (N, H),
+    or (2, N, H) with the reverse direction's; (1, H) is broadcast to every sample, a missing
+    direction's state is zeros; an empty batch takes none of the rows."""
+    out = {}
+    bidi = layer.attrs["direction"] == "bidirectional"
+    n = x.shape[0] if x.ndim == 3 else 0
+    for s in ("h0", "c0"):
+        names = (s, s + "_reverse") if bidi else (s,)
+        got = [layer.w(k) for k in names]
+        if all(v is None for v in got):
+            continue
+        H = layer.weights["W_hh"].shape[1]
+        full = []
+        for k, v in zip(names, got):
+            if v is None:
+                full.append(np.zeros((n, H), dtype=x.dtype))
+                continue
+            if v.shape[0] not in (1, n) and n:     # n = 0: an empty batch (shape probe)
+                raise ShapeError(f"layer {layer.name!r} ({layer.kind}): initial state {k!r} "
+                                 f"{describe(v)} holds {v.shape[0]} samples (a fixed batch "
+                                 f"size) but x {describe(x)} has {n}")
+            full.append(np.ascontiguousarray(np.broadcast_to(v[:1], (n, H)) if n == 0 or
+                                             v.shape[0] == 1 else v))
+        out[s] = full[0] if not bidi else np.stack(full)
+    return out
 
 
 def _residual(layer, x, precision, path=None):

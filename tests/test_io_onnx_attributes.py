@@ -220,8 +220,8 @@ def test_recurrent_refusals_and_cli_writes_nothing(tmp_path):
     rng = np.random.default_rng(8)
     H, F = 2, 3
     inits = {"W": _f(rng, 1, 4 * H, F), "R": _f(rng, 1, 4 * H, H),
-             "h0": np.ones((1, 1, H), np.float32), "ax": np.array([1], np.int64),
-             "lens": np.array([2], np.int32)}
+             "h0": np.ones((1, 1, H + 1), np.float32), "ax": np.array([1], np.int64),
+             "lens": np.array([5], np.int32)}     # a state of the wrong size, lens > T
     cases = [(["x", "W", "R"], {"direction": "sideways"}, "direction='sideways'"),
              (["x", "W", "R", "", "", "h0"], {}, "initial_h"),
              (["x", "W", "R", "", "lens"], {}, "sequence_lens"),

@@ -106,9 +106,7 @@ def test_torch_export_round_trip(tmp_path, spec, dynamo):
 
 def test_keras_cnn_onnx_export_round_trip(tmp_path):
     """Keras 3 (torch backend) ``model.export(format="onnx")``: channels-last convolutions
-    wrapped in Transpose pairs, identity Casts, the conv bias as a separate Add.  (Keras
-    exports BatchNormalization and its recurrent layers as elementwise Sub / Mul / Sigmoid
-    nodes on activations, which the importer refuses by name.)"""
+    wrapped in Transpose pairs, identity Casts, the conv bias as a separate Add."""
     import os
     os.environ.setdefault("KERAS_BACKEND", "torch")
     keras = pytest.importorskip("keras")
@@ -135,10 +133,78 @@ def test_keras_cnn_onnx_export_round_trip(tmp_path):
     assert np.all(np.abs(got.astype(np.float64) - want) <= bound)
     ref = keras.ops.convert_to_numpy(m.predict(x, verbose=0))
     assert np.all(np.abs(got.astype(np.float64) - ref) <= bound)
-    bn = keras.Sequential([keras.Input((8, 8, 2)), keras.layers.BatchNormalization()])
-    bn(x)
+
+
+@pytest.mark.parametrize("case", ["conv", "sequence", "image"])
+def test_keras_batchnorm_onnx_export_round_trip(tmp_path, case):
+    """Keras 3 exports BatchNormalization decomposed, ``((x - mean) * s) + beta`` with
+    ``s = gamma * rsqrt(var + eps)`` folded into one constant: imported as one batch_norm
+    layer (gamma = s, var = 1, eps = 0), matched against ONNX Runtime and Keras within the
+    derived bound, with non-trivial statistics."""
+    import os
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "torch":
+        pytest.skip("keras was imported with another backend")
+    keras.utils.set_random_seed(5)
+    BN, L = keras.layers.BatchNormalization, keras.layers
+    m, shape = {
+        "conv": (keras.Sequential([keras.Input((8, 8, 2)), L.Conv2D(4, 3, padding="same"), BN(),
+                                   L.ReLU(), L.MaxPooling2D(2), L.Flatten(), L.Dense(5), BN()]),
+                 (3, 8, 8, 2)),
+        "sequence": (keras.Sequential([keras.Input((5, 4)), BN()]), (3, 5, 4)),
+        "image": (keras.Sequential([keras.Input((6, 6, 3)), BN(epsilon=0.01)]), (3, 6, 6, 3)),
+    }[case]
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal(shape).astype(np.float32)
+    m(x)
+    for layer in m.layers:
+        if isinstance(layer, BN):
+            c = layer.gamma.shape[0]
+            layer.set_weights([rng.uniform(0.5, 2, c).astype(np.float32),
+                               rng.uniform(-1, 1, c).astype(np.float32),
+                               rng.uniform(-.5, .5, c).astype(np.float32),
+                               rng.uniform(.5, 2, c).astype(np.float32)])
+    path = tmp_path / "k.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        bn.export(str(path), format="onnx", verbose=False)
-    with pytest.raises(FormatError, match=r"node '[^']*' \(op (Sub|Mul|Add|Div)\)"):
+        m.export(str(path), format="onnx", verbose=False)
+    model = ronnx.load(path)
+    bns = [layer for layer in model.layers if layer.kind == "batch_norm"]
+    assert len(bns) == sum(isinstance(layer, BN) for layer in m.layers)
+    assert all(np.array_equal(b.w("var"), np.ones_like(b.w("var"))) and b.attrs["eps"] == 0
+               for b in bns)
+    if case != "sequence":
+        assert bns[0].attrs["layout"] == "NHWC"
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    want = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    got = model(x)
+    bound = framework_error_bound(model, x)
+    assert np.all(np.abs(got.astype(np.float64) - want) <= bound)
+    ref = keras.ops.convert_to_numpy(m.predict(x, verbose=0))
+    assert np.all(np.abs(got.astype(np.float64) - ref) <= bound)
+
+
+def test_partial_decomposed_batchnorm_refused_by_name(tmp_path):
+    from onnx import TensorProto, helper, numpy_helper
+    nodes = [helper.make_node("Sub", ["x", "m"], ["d"], name="sub"),
+             helper.make_node("Mul", ["d", "s"], ["y"], name="mul")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                     ["N", 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          [numpy_helper.from_array(np.ones(3, np.float32), "m"),
+                           numpy_helper.from_array(np.ones(3, np.float32), "s")])
+    import onnx
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    with pytest.raises(FormatError, match=r"incomplete decomposed batch normalisation"):
+        ronnx.load(path)
+    nodes[1] = helper.make_node("Mul", ["d", "s2"], ["y"], name="mul")
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                     ["N", 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          [numpy_helper.from_array(np.ones(3, np.float32), "m"),
+                           numpy_helper.from_array(np.ones(2, np.float32), "s2")])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    with pytest.raises(FormatError, match=r"node 'mul' \(op Mul\): the scale of shape \[2\]"):
         ronnx.load(path)

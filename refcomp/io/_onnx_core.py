@@ -11,8 +11,8 @@ import numpy as np
 from .._errors import FormatError
 from .keras import out_shape
 
-__all__ = ["BATCH", "T", "TimeMajor", "NCHWView", "Zeros", "Unused", "fail", "append", "describe", "dec",
-           "onnx_attrs"]
+__all__ = ["BATCH", "T", "TimeMajor", "NCHWView", "Zeros", "Batched", "Unused", "fail", "append",
+           "describe", "dec", "onnx_attrs"]
 
 BATCH = np.int64(-(1 << 40))     # marker of the symbolic batch size in folded shapes
 
@@ -43,6 +43,18 @@ class Zeros:
     """A zero tensor of a batch-dependent shape (an initial recurrent state)."""
 
 
+class Batched:
+    """A constant repeated along the batch: ``value`` has size 1 on axis ``axis``, which is
+    the symbolic batch size (a learned initial state ``h0.expand(-1, N, -1)``)."""
+
+    def __init__(self, value, axis):
+        self.value, self.axis = value, int(axis)
+
+    @property
+    def ndim(self):
+        return self.value.ndim
+
+
 class Unused:
     """An output refcomp does not model; using it is an error."""
 
@@ -60,6 +72,10 @@ def describe(v):
         return f"the NCHW transpose of a channels-last activation of per-sample shape {v.t.shape}"
     if isinstance(v, Zeros):
         return "a batch-dependent zero tensor (an initial recurrent state)"
+    if isinstance(v, Batched):
+        shape = list(v.value.shape)
+        shape[v.axis] = "N"
+        return f"a constant repeated along the batch (shape {shape})"
     if isinstance(v, Unused):
         return f"output {v.name!r} of node {v.node.name!r}, which refcomp does not model"
     d = getattr(v, "describe", None)

@@ -10,7 +10,8 @@ attribute (or input) with its value.
 import numpy as np
 
 from ..model import Layer
-from ._onnx_core import BATCH, NCHWView, T, TimeMajor, Zeros, append, dec, describe, fail
+from ._onnx_core import (BATCH, Batched, NCHWView, T, TimeMajor, Zeros, append, dec, describe,
+                         fail)
 
 __all__ = ["HANDLERS"]
 
@@ -254,9 +255,19 @@ def op_shape(it, node, a):
 def op_expand(it, node, a):
     v, shape = it.const(node, 0, "input"), it.const(node, 1, "shape")
     if np.any(shape == BATCH):
-        if np.any(v != 0):
-            fail(node, "only a zero fill of a batch-dependent shape is supported")
-        return Zeros()
+        if not np.any(v != 0):
+            return Zeros()
+        # a constant repeated along the batch (a learned initial state expanded to N)
+        where = np.flatnonzero(shape == BATCH)
+        rank = max(v.ndim, shape.size)
+        axis = int(where[0]) + rank - shape.size
+        vshape = (1,) * (rank - v.ndim) + v.shape
+        if where.size != 1 or vshape[axis] != 1:
+            fail(node, f"Expand of a constant of shape {list(v.shape)} to a batch-dependent "
+                       "shape: only a constant of size 1 on the batch axis is modelled")
+        target = np.where(shape == BATCH, 1, shape)
+        return Batched(np.array(v * np.ones(tuple(int(s) for s in target), dtype=v.dtype)),
+                       axis)
     return np.array(v * np.ones(tuple(int(s) for s in shape), dtype=v.dtype))
 
 
@@ -273,8 +284,95 @@ def _arith(fn):
     return run
 
 
-HANDLERS["Mul"] = _arith(np.multiply)
-HANDLERS["Sub"] = _arith(np.subtract)
+class _DecomposedBN:
+    """``x - mean`` (then ``* scale``) of Keras's exported BatchNormalization, waiting for
+    the rest of ``((x - mean) * scale) + beta``."""
+
+    def __init__(self, t, axis, mean, scale=None):
+        self.t, self.axis, self.mean, self.scale = t, axis, mean, scale
+
+    def describe(self):
+        return "an incomplete decomposed batch normalisation ((x - mean) {}of {})".format(
+            "* scale " if self.scale is not None else "", describe(self.t))
+
+
+def _channel_const(node, t, c, what):
+    """Per-sample axis and (C,) values of a constant broadcast along one axis of ``t``."""
+    shape = t.shape
+    if not isinstance(c, np.ndarray) or c.dtype.kind != "f" or c.ndim > len(shape) + 1 or \
+            (c.ndim == len(shape) + 1 and c.shape[0] != 1):
+        fail(node, f"{what} {describe(c) if not isinstance(c, np.ndarray) else c.shape}: "
+                   f"only a float constant per channel of {describe(t)} is modelled")
+    aligned = (1,) * (len(shape) - c.ndim + (c.ndim == len(shape) + 1)) + \
+        c.shape[c.ndim == len(shape) + 1:]
+    big = [i for i, n in enumerate(aligned) if n != 1]
+    if len(big) > 1 or (big and aligned[big[0]] != shape[big[0]]):
+        fail(node, f"{what} of shape {list(c.shape)} is not one value per channel of "
+                   f"{describe(t)}")
+    axis = big[0] if big else len(shape) - 1
+    return axis, np.ascontiguousarray(np.broadcast_to(c.reshape(-1), (shape[axis],)))
+
+
+def _bn_layer(node, p, beta):
+    """The batch_norm layer of ``((x - mean) * scale) + beta``: gamma = scale, var = 1,
+    eps = 0, so refcomp's ``(x - mean) * gamma / sqrt(var + eps) + beta`` is that formula
+    with the exported (already folded) constants, unchanged."""
+    t, ax = p.t, p.axis
+    r = len(t.shape)
+    attrs = {"eps": 0.0}
+    if r == 3 and ax == 2:
+        attrs["layout"] = "NHWC"
+    elif not ((r == 1 and ax == 0) or (r == 2 and ax == 1) or (r == 3 and ax == 0)):
+        attrs["axis"] = ax + 1
+    dt = p.mean.dtype
+    if not (p.scale.dtype == beta.dtype == dt):
+        fail(node, f"decomposed batch normalisation with constants of dtypes {dt}, "
+                   f"{p.scale.dtype}, {beta.dtype}")
+    w = {"gamma": p.scale, "beta": beta, "mean": p.mean, "var": np.ones_like(p.mean)}
+    return append(node, t, Layer("batch_norm", name=node.name or "batch_norm", attrs=attrs,
+                                 weights=w))
+
+
+@handler("Sub")
+def op_sub(it, node, a):
+    x = it.get(node, 0)
+    if isinstance(x, T):
+        ax, mean = _channel_const(node, x, it.get(node, 1), "input B")
+        return _DecomposedBN(x, ax, mean)
+    return _arith(np.subtract)(it, node, a)
+
+
+@handler("Mul")
+def op_mul(it, node, a):
+    x, y = it.get(node, 0), it.get(node, 1)
+    p, c = (x, y) if isinstance(x, _DecomposedBN) else (y, x)
+    if isinstance(p, _DecomposedBN) and p.scale is None:
+        ax, scale = _channel_const(node, p.t, c, "the scale")
+        if ax != p.axis:
+            fail(node, f"the scale is per axis {ax + 1} but the mean per axis {p.axis + 1}")
+        return _DecomposedBN(p.t, p.axis, p.mean, scale)
+    return _arith(np.multiply)(it, node, a)
+
+
+
+
+@handler("Equal")
+def op_equal(it, node, a):
+    x, y = np.broadcast_arrays(it.const(node, 0, "A"), it.const(node, 1, "B"))
+    # the symbolic batch size equals itself and differs from a negative value (TorchScript's
+    # expand(-1, N, -1) compares its shape with -1); any other comparison is unknown
+    sym = (x == BATCH) != (y == BATCH)
+    if np.any(sym & ~((x < 0) & (y < 0))):
+        fail(node, "Equal of the symbolic batch size and a possible size is not modelled")
+    return np.equal(x, y)
+
+
+@handler("Where")
+def op_where(it, node, a):
+    c, x, y = (it.const(node, i, n) for i, n in enumerate(("condition", "X", "Y")))
+    return np.where(c, x, y)
+
+
 HANDLERS["Div"] = _arith(lambda x, y: x // y if x.dtype.kind in "iu" else x / y)
 
 
@@ -285,6 +383,8 @@ def op_reshape(it, node, a):
     if hasattr(v, "reshape_to"):
         return v.reshape_to(node, shape)
     if isinstance(v, np.ndarray):               # shape arithmetic on constants
+        if v.ndim == 1 and shape.tolist() in ([-1], [v.size]):
+            return v                           # a shape vector kept as it is
         if np.any(shape == BATCH) or np.any(v == BATCH) and v.size != 1:
             fail(node, f"Reshape of a batch-dependent shape vector to {shape.tolist()}")
         return v.reshape([int(d) if d != 0 or int(a.get("allowzero", 0)) else v.shape[i]
@@ -393,6 +493,12 @@ def op_cast(it, node, a):
 @handler("Add")
 def op_add(it, node, a):
     x, y = it.get(node, 0), it.get(node, 1)
+    p, c = (x, y) if isinstance(x, _DecomposedBN) else (y, x)
+    if isinstance(p, _DecomposedBN) and p.scale is not None:
+        ax, beta = _channel_const(node, p.t, c, "the offset")
+        if ax != p.axis:
+            fail(node, f"the offset is per axis {ax + 1} but the mean per axis {p.axis + 1}")
+        return _bn_layer(node, p, beta)
     t, c = (x, y) if isinstance(x, T) else (y, x)
     if isinstance(t, T) and isinstance(c, np.ndarray) and t.chain and \
             t.chain[-1].kind == "conv2d" and "b" not in t.chain[-1].weights:

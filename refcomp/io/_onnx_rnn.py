@@ -14,7 +14,8 @@ import numpy as np
 
 from .. import convert
 from ..model import Layer
-from ._onnx_core import BATCH, T, TimeMajor, Unused, Zeros, append, dec, describe, fail
+from ._onnx_core import (BATCH, Batched, T, TimeMajor, Unused, Zeros, append, dec, describe,
+                         fail)
 from .keras import out_shape
 
 __all__ = ["HANDLERS"]
@@ -107,12 +108,31 @@ class _Out:
                    "the merge of the direction and hidden axes)")
 
 
-def _initial(it, node, i, what):
+def _initial(it, node, i, what, ndir, layout, hidden, static_batch):
+    """Constant initial state ``initial_h`` / ``initial_c`` as one (B, H) array per
+    direction (None: zeros).  B = 1 for a constant repeated along the batch, else the
+    constant's own batch size, which the graph then fixes."""
     s = it.get(node, i)
     if s is None or isinstance(s, Zeros) or (isinstance(s, np.ndarray) and not np.any(s)):
-        return
-    fail(node, f"input {what} ({node.input[i]!r}) is {describe(s) if not isinstance(s, np.ndarray) else 'a non-zero constant'}; "
-               "refcomp imports zero initial states only (the layer functions take any)")
+        return [None] * ndir
+    b_axis = 1 if layout == 0 else 0
+    if isinstance(s, Batched) and s.axis == b_axis:
+        v = s.value
+    elif isinstance(s, np.ndarray):
+        v = s                     # its batch size is then fixed (the Model checks it)
+    else:
+        fail(node, f"input {what} ({node.input[i]!r}) is {describe(s)}; refcomp imports "
+                   "constant initial states (initializers, Constant nodes or a constant "
+                   "expanded along the batch)")
+    want = "[D, N, H]" if layout == 0 else "[N, D, H]"
+    if v.ndim != 3 or v.shape[1 - b_axis] != ndir or v.shape[2] != hidden or \
+            v.dtype not in (np.float32, np.float64) or \
+            (static_batch is not None and v.shape[b_axis] not in (1, static_batch)):
+        fail(node, f"input {what} ({node.input[i]!r}) has shape {list(v.shape)} and dtype "
+                   f"{v.dtype}; {want} = {want.replace('D', str(ndir)).replace('H', str(hidden))}"
+                   " float expected")
+    per = [np.ascontiguousarray(np.take(v, d, axis=1 - b_axis)) for d in range(ndir)]
+    return per
 
 
 def _recurrent(it, node, a, op):
@@ -142,14 +162,25 @@ def _recurrent(it, node, a, op):
     if "hidden_size" in a and int(a["hidden_size"]) != R.shape[-1]:
         fail(node, f"attribute hidden_size={a['hidden_size']} does not match R {R.shape}")
     lens = it.get(node, 4)
-    if lens is not None and not (isinstance(lens, np.ndarray)
-                                 and np.all(lens == seq.shape[0])):
-        fail(node, f"input sequence_lens ({node.input[4]!r}) is "
-                   f"{describe(lens) if not isinstance(lens, np.ndarray) else lens.tolist()}; "
-                   "only the full length of every sequence is imported")
-    _initial(it, node, 5, "initial_h")
+    if isinstance(lens, Batched) and lens.value.dtype.kind in "iu" and \
+            np.all(lens.value == seq.shape[0]):
+        lens = None                            # the full length, repeated along the batch
+    if lens is not None:
+        if not isinstance(lens, np.ndarray) or lens.dtype.kind not in "iu" or lens.ndim != 1:
+            fail(node, f"input sequence_lens ({node.input[4]!r}) is "
+                       f"{describe(lens) if not isinstance(lens, np.ndarray) else lens}; "
+                       "refcomp imports a constant int32 [N] (a fixed batch size)")
+        if np.any(lens < 1) or np.any(lens > seq.shape[0]):
+            fail(node, f"input sequence_lens ({node.input[4]!r}) = {lens.tolist()} holds "
+                       f"lengths outside [1, {seq.shape[0]}] (the time steps of X)")
+        if it.static_batch is not None and lens.size != it.static_batch:
+            fail(node, f"input sequence_lens ({node.input[4]!r}) = {lens.tolist()} has "
+                       f"{lens.size} entries for a batch of {it.static_batch}")
+        lens = None if np.all(lens == seq.shape[0]) else [int(v) for v in lens]
+    H = R.shape[-1]
+    states = {"h0": _initial(it, node, 5, "initial_h", ndir, layout, H, it.static_batch)}
     if op == "LSTM":
-        _initial(it, node, 6, "initial_c")
+        states["c0"] = _initial(it, node, 6, "initial_c", ndir, layout, H, it.static_batch)
     conv = {"LSTM": convert.lstm_from_onnx, "GRU": convert.gru_from_onnx,
             "RNN": convert.rnn_from_onnx}[op]
     extra = {"linear_before_reset": 0} if op == "GRU" else {}
@@ -159,6 +190,14 @@ def _recurrent(it, node, a, op):
         rev = conv(W, R, B, direction=1, **extra)
         weights.update({n + "_reverse": v for n, v in zip(names, rev)})
     attrs = {"direction": direction}
+    if lens is not None:
+        attrs["sequence_lens"] = lens
+    for k, per in states.items():
+        for d, v in enumerate(per):
+            if v is not None:
+                if v.dtype != W.dtype:
+                    fail(node, f"input initial_{k[0]} has dtype {v.dtype}, W {W.dtype}")
+                weights[k + ("_reverse" if d else "")] = v
     if op == "LSTM" and it.get(node, 7) is not None:
         P = it.weight(node, 7, "P")
         weights["P"] = convert.peepholes_from_onnx(P, direction=0)
@@ -213,6 +252,10 @@ def _last_step(node, t, idx, axis):
         and len(t.shape) == 2 and idx.ndim == 0 and int(idx) in (-1, steps - 1)
     if not ok:
         _gather_refused(node, t, idx, axis)
+    if last.attrs.get("sequence_lens") is not None:
+        fail(node, f"Gather of the last time step of {last.kind} layer {last.name!r}, whose "
+                   f"sequence_lens {last.attrs['sequence_lens']} end some sequences earlier: "
+                   "their last output is zeros, not the final state (use Y_h); not modelled")
     layer = Layer(last.kind, name=last.name, attrs=dict(last.attrs, return_sequences=False),
                   weights=last.weights)
     features = int(last.weights["W_ih"].shape[1])
@@ -247,6 +290,8 @@ def op_slice(it, node, a):
     v = it.get(node, 0)
     if isinstance(v, Zeros):
         return Zeros()       # one layer's initial state sliced from zero states: still zeros
+    if isinstance(v, Batched):
+        return _slice_batched(it, node, v)
     if not isinstance(v, np.ndarray):
         fail(node, f"Slice of {describe(v)} is not supported: refcomp slices only constants "
                    "(shape arithmetic)")
@@ -262,3 +307,18 @@ def op_slice(it, node, a):
 
 
 HANDLERS["Slice"] = op_slice
+
+
+def _slice_batched(it, node, v):
+    """Slice of a constant repeated along the batch, on its other axes (one layer's state)."""
+    starts, ends = it.const(node, 1, "starts"), it.const(node, 2, "ends")
+    axes = it.get(node, 3)
+    axes = range(len(starts)) if axes is None else [int(x) % v.ndim for x in axes]
+    steps = it.get(node, 4)
+    steps = [1] * len(starts) if steps is None else steps
+    sl = [slice(None)] * v.ndim
+    for s, e, ax, st in zip(starts, ends, axes, steps):
+        if ax == v.axis:
+            fail(node, f"Slice of {describe(v)} along its batch axis is not modelled")
+        sl[int(ax)] = slice(int(s), int(e), int(st))
+    return Batched(v.value[tuple(sl)], v.axis)

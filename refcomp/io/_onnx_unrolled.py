@@ -21,7 +21,7 @@ wrap.
 import numpy as np
 
 from ..model import Layer
-from ._onnx_core import T, TimeMajor, Zeros, describe, fail
+from ._onnx_core import Batched, T, TimeMajor, Zeros, describe, fail
 from .keras import out_shape
 
 __all__ = ["wrap"]
@@ -73,7 +73,21 @@ def _is_sym(v):
 
 
 def _prev_ok(h, t):
-    return (isinstance(h, Zeros) and t == 0) or (isinstance(h, _State) and h.t == t - 1)
+    return (isinstance(h, (Zeros, Batched)) and t == 0) or \
+        (isinstance(h, _State) and h.t == t - 1)
+
+
+def _initial_state(node, vals):
+    """The (1, H) constant initial state of an unrolled recurrence (None: zeros)."""
+    first = next(v for v in vals if v.t == 0)
+    h = first.prev
+    if isinstance(h, Zeros):
+        return None
+    H = first.R.shape[1]
+    if h.value.size != H:
+        fail(node, f"the initial state of the unrolled recurrence is {describe(h)}; one state "
+                   f"of {H} values repeated along the batch is expected")
+    return np.ascontiguousarray(h.value.reshape(1, H))
 
 
 def _matmul(prev_handler):
@@ -84,7 +98,7 @@ def _matmul(prev_handler):
             if W.ndim != 2 or len(x.t.shape) != 2 or W.shape[0] != x.t.shape[1]:
                 fail(node, f"MatMul of {describe(x)} by a constant {W.shape}")
             return _Proj(x.t, W)
-        if isinstance(x, Zeros) or isinstance(x, _State):
+        if isinstance(x, (Zeros, Batched, _State)):
             R = it.weight(node, 1, "B")
             return _HR(x, R)
         return prev_handler(it, node, a)
@@ -167,6 +181,15 @@ def _squeeze(prev_handler):
             return _StepSlice(v.proj, v.t, True)
         if isinstance(v, Zeros):
             return Zeros()
+        if isinstance(v, Batched):
+            ax = sorted(x % v.ndim for x in (axes if axes is not None else
+                                              [i for i, n in enumerate(v.value.shape)
+                                               if n == 1 and i != v.axis]))
+            if v.axis in ax or any(v.value.shape[x] != 1 for x in ax):
+                fail(node, f"Squeeze axes={ax} of {describe(v)}: only size-1 axes besides "
+                           "the batch")
+            return Batched(np.squeeze(v.value, axis=tuple(ax)),
+                           v.axis - sum(x < v.axis for x in ax))
         return prev_handler(it, node, a)
     return run
 
@@ -176,6 +199,13 @@ def _unsqueeze(prev_handler):
         v = it.get(node, 0)
         if isinstance(v, Zeros):
             return Zeros()
+        if isinstance(v, Batched):
+            val, axis = v.value, v.axis
+            for ax in sorted(x % (v.ndim + len(it.axes(node, a, 1)))
+                             for x in it.axes(node, a, 1)):
+                val = np.expand_dims(val, ax)
+                axis += ax <= axis
+            return Batched(val, axis)
         return prev_handler(it, node, a)
     return run
 
@@ -209,7 +239,8 @@ def _concat(prev_handler):
         if proj.flipped:
             attrs["direction"] = "reverse"
         layer = Layer("simple_rnn", name=node.name or "rnn", attrs=attrs,
-                      weights={"W_ih": W_ih, "W_hh": W_hh, "b_ih": proj.b, "b_hh": last.b_hh})
+                      weights={"W_ih": W_ih, "W_hh": W_hh, "b_ih": proj.b, "b_hh": last.b_hh,
+                               "h0": _initial_state(node, vals)})
         seq = proj.seq
         return TimeMajor(T(seq.chain + (layer,), out_shape(layer, seq.shape)))
     return run
@@ -236,8 +267,8 @@ def _bidirectional(node, a, vals):
                    "then a reverse unrolled RNN direction over the same sequence (a "
                    "bidirectional nn.RNN) is modelled")
     weights = dict(lf.weights)
-    for k in ("W_ih", "W_hh", "b_ih", "b_hh"):
-        weights[k + "_reverse"] = lb.weights[k]
+    for k in ("W_ih", "W_hh", "b_ih", "b_hh", "h0"):
+        weights[k + "_reverse"] = lb.weights.get(k)
     layer = Layer("simple_rnn", name=node.name or "rnn",
                   attrs={"activation": lf.attrs["activation"], "return_sequences": True,
                          "direction": "bidirectional"}, weights=weights)
