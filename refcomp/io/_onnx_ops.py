@@ -481,7 +481,7 @@ def op_transpose(it, node, a):
 @handler("Cast")
 def op_cast(it, node, a):
     v = it.get(node, 0)
-    if isinstance(v, (T, TimeMajor, NCHWView)):
+    if isinstance(v, (T, TimeMajor, NCHWView, Zeros, Batched)):
         from onnx import TensorProto
         if int(a.get("to", 0)) != TensorProto.FLOAT:
             fail(node, f"attribute to={a.get('to')} casts an activation to another type than "
@@ -493,6 +493,8 @@ def op_cast(it, node, a):
 @handler("Add")
 def op_add(it, node, a):
     x, y = it.get(node, 0), it.get(node, 1)
+    if isinstance(x, np.ndarray) and isinstance(y, np.ndarray):
+        return _arith(np.add)(it, node, a)              # shape arithmetic
     p, c = (x, y) if isinstance(x, _DecomposedBN) else (y, x)
     if isinstance(p, _DecomposedBN) and p.scale is not None:
         ax, beta = _channel_const(node, p.t, c, "the offset")

@@ -40,7 +40,7 @@ import numpy as np
 
 from .._errors import FormatError, RefcompError
 from ..model import Layer, Model
-from . import _onnx_ops, _onnx_rnn, _onnx_unrolled
+from . import _onnx_keras_rnn, _onnx_ops, _onnx_rnn, _onnx_unrolled
 from ._onnx_core import (BATCH as _BATCH, T as _T, TimeMajor as _TimeMajor, Unused as _Unused,
                          Zeros as _Zeros, append as _append, dec as _dec,
                          describe as _describe, fail as _fail, onnx_attrs as _attrs)
@@ -183,8 +183,9 @@ class _Interp:
                 return _T(t.chain[:-1] + (layer,), t.shape)
         _fail(node, "only Add of two activations (residual) or MatMul + bias is supported")
 
-# the dynamo exporter's unrolled nn.RNN, recognised before the plain handlers
-_HANDLERS = _onnx_unrolled.wrap(_HANDLERS)
+# the dynamo exporter's unrolled nn.RNN and Keras's unrolled LSTM / GRU, recognised before
+# the plain handlers
+_HANDLERS = _onnx_keras_rnn.wrap(_onnx_unrolled.wrap(_HANDLERS))
 
 
 def load(path, *, name=None, batch_axis=None):
@@ -270,6 +271,12 @@ def load(path, *, name=None, batch_axis=None):
     except RefcompError as exc:
         raise FormatError(f"{path}: {exc}") from None
     out = it.v.get(g.output[0].name)
+    if isinstance(out, _onnx_keras_rnn.E):
+        producer = next((n for n in g.node if g.output[0].name in n.output), None)
+        try:
+            out = _onnx_keras_rnn.finish(it, producer, out)
+        except RefcompError as exc:
+            raise FormatError(f"{path}: {exc}") from None
     out_layout = "batch_first"
     if isinstance(out, _TimeMajor):
         out, out_layout = out.t, "time_major"

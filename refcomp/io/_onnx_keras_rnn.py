@@ -1,0 +1,363 @@
+"""ONNX importer: Keras 3's LSTM and GRU as its torch backend exports them (private).
+
+Keras 3 (torch backend, no cuDNN) runs ``keras.layers.LSTM`` / ``GRU`` as a Python
+loop, so ``model.export(format="onnx")`` writes them unrolled: ``P = MatMul(x, kernel)
++ b`` on the time-major input, then per step t ``P[t]`` (Gather), the recurrent
+product ``MatMul(h, recurrent_kernel)`` (+ the GRU's recurrent bias), the gate chunks
+(Slice of thirds / quarters, bounds from Shape arithmetic) and the cell's elementwise
+Sigmoid / Tanh / Mul / Add / Sub nodes.
+
+Every value past ``P[t]`` is kept as a hash-consed expression (:class:`E`: one id per
+distinct operation on distinct operands; Add and Mul commutative, float32 Cast the
+identity).  Where such a value meets a consumer refcomp models (the graph output, a
+MatMul of a layer, or the Concat of the stacked states), the importer builds, with the
+same constructors, the expression Keras's cell formula gives for every step from zero
+states (keras/src/backend/torch/rnn.py, ``_fallback_lstm`` / ``_fallback_gru``)::
+
+    LSTM  z = P[t] + h U;  i, f, c~, o = chunks(z, 4)
+          c = sig(f) * c + sig(i) * tanh(c~);  h = sig(o) * tanh(c)
+    GRU   xz, xr, xh = chunks(P[t], 3);  hz, hr, hh = chunks(h U + b_rec, 3)
+          z = sig(xz + hz);  r = sig(xr + hr);  n = tanh(xh + r * hh)
+          h = z * h + (1 - z) * n
+
+and accepts the layer only if the two expressions are the same (same id): the
+graph then computes exactly that recurrence, imported as one ``lstm`` / ``gru``
+layer (weights through :func:`refcomp.convert.lstm_from_keras` /
+``gru_from_keras``, exact permutations).  Anything else stays an expression and is a
+FormatError naming the node where refcomp needs a tensor it can model.
+"""
+
+import numpy as np
+
+from .. import convert
+from ..model import Layer
+from ._onnx_core import BATCH, T, TimeMajor, Zeros, describe, fail
+from .keras import out_shape
+
+__all__ = ["wrap"]
+
+
+class E:
+    """A hash-consed expression of an unrolled Keras recurrence."""
+
+    __slots__ = ("op", "args", "id", "shape", "node")
+
+    def describe(self):
+        return f"an intermediate value ({self.op}) of an unrolled Keras recurrent layer"
+
+    def symbolic_shape(self):
+        return np.array(self.shape, dtype=np.int64)
+
+
+def _table(it):
+    if not hasattr(it, "keras_e"):
+        it.keras_e = {"ids": {}, "proj": {}, "U": {}, "b": {}, "tried": set()}
+    return it.keras_e
+
+
+def _mk(it, op, args, shape):
+    tab = _table(it)["ids"]
+    ids = [a.id if isinstance(a, E) else a for a in args]
+    if op in ("Add", "Mul"):
+        ids.sort(key=repr)
+    key = (op,) + tuple(ids)
+    e = tab.get(key)
+    if e is None:
+        e = E()
+        e.op, e.args, e.id, e.shape = op, tuple(args), len(tab), tuple(int(s) for s in shape)
+        tab[key] = e
+    return e
+
+
+def _const_key(c):
+    c = np.asarray(c)
+    if c.size == 1:
+        return ("scalar", float(c.reshape(())))
+    return ("const", c.dtype.str, c.shape, c.tobytes())
+
+
+def _leaf(it, key, shape):
+    return _mk(it, "leaf", (key,), shape)
+
+
+def _zeros(it, H):
+    return _leaf(it, ("zeros",), (BATCH, H))
+
+
+def _as_e(it, v, like=None):
+    """An operand as an expression: E, zeros (shaped as ``like``), or a constant."""
+    from ._onnx_unrolled import _HR
+    if isinstance(v, E):
+        return v
+    if isinstance(v, Zeros):
+        return _zeros(it, like.shape[-1] if isinstance(like, E) else 0)
+    if isinstance(v, _HR) and v.step is None and isinstance(v.prev, Zeros):
+        prod = _matmul_e(it, _zeros(it, v.R.shape[0]), v.R)
+        return prod if v.b is None else _add_const(it, prod, v.b)
+    if isinstance(v, np.ndarray) and v.dtype.kind == "f":
+        return _leaf(it, _const_key(v), np.shape(v))
+    return None
+
+
+def _matmul_e(it, h, U):
+    _table(it)["U"][_const_key(U)] = U
+    return _mk(it, "MatMul", (h, _leaf(it, _const_key(U), U.shape)), h.shape[:-1] + (U.shape[1],))
+
+
+def _add_const(it, e, b):
+    _table(it)["b"][_const_key(b)] = b
+    return _mk(it, "Add", (e, _leaf(it, _const_key(b), np.shape(b))), e.shape)
+
+
+def _bshape(a, b):
+    a, b = list(a), list(b)
+    n = max(len(a), len(b))
+    a, b = [1] * (n - len(a)) + a, [1] * (n - len(b)) + b
+    return tuple(x if y == 1 else y for x, y in zip(a, b))
+
+
+def _chunk(it, e, k, n):
+    H = e.shape[-1] // n
+    return _mk(it, "Slice", (e, k * H, (k + 1) * H), e.shape[:-1] + (H,))
+
+
+# -- the templates -------------------------------------------------------------------------
+def _templates(it, proj, U, b_rec):
+    """Keras's cell formula for every step from zero states: the list of h_t expressions
+    and the layer kind, or None when the shapes do not fit a Keras LSTM / GRU."""
+    H, GH = U.shape
+    G = GH // H if H and GH % H == 0 else 0
+    if proj.W.shape[1] != GH or G not in (3, 4) or (G == 4 and b_rec is not None):
+        return None
+    steps = proj.seq.shape[0]
+    h = c = _zeros(it, H)
+    sig = lambda v: _mk(it, "Sigmoid", (v,), v.shape)   # noqa: E731
+    tanh = lambda v: _mk(it, "Tanh", (v,), v.shape)     # noqa: E731
+    mul = lambda a, b: _mk(it, "Mul", (a, b), _bshape(a.shape, b.shape))   # noqa: E731
+    add = lambda a, b: _mk(it, "Add", (a, b), _bshape(a.shape, b.shape))   # noqa: E731
+    one = _leaf(it, ("scalar", 1.0), ())
+    hs = []
+    for t in range(steps):
+        xt = _leaf(it, ("xstep", id(proj), t), (BATCH, GH))
+        if G == 4:
+            z = add(xt, _matmul_e(it, h, U))
+            i, f, g, o = (_chunk(it, z, k, 4) for k in range(4))
+            c = add(mul(sig(f), c), mul(sig(i), tanh(g)))
+            h = mul(sig(o), tanh(c))
+        else:
+            hp = _matmul_e(it, h, U)
+            if b_rec is not None:
+                hp = _add_const(it, hp, b_rec)
+            xz, xr, xh = (_chunk(it, xt, k, 3) for k in range(3))
+            hz, hr, hh = (_chunk(it, hp, k, 3) for k in range(3))
+            z, r = sig(add(xz, hz)), sig(add(xr, hr))
+            n = tanh(add(xh, mul(r, hh)))
+            h = add(mul(z, h), mul(_mk(it, "Sub", (one, z), z.shape), n))
+        hs.append(h)
+    return hs, ("lstm" if G == 4 else "gru")
+
+
+def _layer(node, proj, U, b_rec, kind, return_sequences):
+    kernel = np.ascontiguousarray(proj.W)
+    if kind == "lstm":
+        W_ih, W_hh, b_ih, b_hh = convert.lstm_from_keras(kernel, U, proj.b)
+        attrs = {}
+    else:
+        bias = None
+        if proj.b is not None or b_rec is not None:
+            zero = np.zeros(U.shape[1], dtype=U.dtype)
+            bias = np.stack([proj.b if proj.b is not None else zero,
+                             b_rec if b_rec is not None else zero])
+        W_ih, W_hh, b_ih, b_hh = convert.gru_from_keras(kernel, U, bias, reset_after=True)
+        attrs = {"reset_after": True}
+    attrs["return_sequences"] = return_sequences
+    return Layer(kind, name=node.name or kind, attrs=attrs,
+                 weights={"W_ih": W_ih, "W_hh": W_hh, "b_ih": b_ih, "b_hh": b_hh})
+
+
+def _resolve(it, node, e, stacked=False):
+    """The refcomp tensor ``e`` is, if it is the last state (or, ``stacked``, the states
+    stacked along time) of a Keras LSTM / GRU; else None."""
+    tab = _table(it)
+    if (e.id, stacked) in tab["tried"]:
+        return None
+    tab["tried"].add((e.id, stacked))
+    for proj in tab["proj"].values():
+        for U in tab["U"].values():
+            for b_rec in [None] + list(tab["b"].values()):
+                if b_rec is not None and b_rec.shape != (U.shape[1],):
+                    continue
+                found = _templates(it, proj, U, b_rec)
+                if found is None:
+                    continue
+                hs, kind = found
+                if stacked:
+                    seq = [_mk(it, "Unsqueeze0", (h,), (1,) + h.shape) for h in hs]
+                    want = _mk(it, "Concat0", tuple(seq), (len(hs),) + hs[0].shape[:-1]
+                               + hs[0].shape[-1:]) if seq else None
+                    if want is not None and want.id == e.id:
+                        layer = _layer(node, proj, U, b_rec, kind, True)
+                        return TimeMajor(T(proj.seq.chain + (layer,),
+                                           out_shape(layer, proj.seq.shape)))
+                elif hs and hs[-1].id == e.id:
+                    layer = _layer(node, proj, U, b_rec, kind, False)
+                    return T(proj.seq.chain + (layer,), out_shape(layer, proj.seq.shape))
+    return None
+
+
+# -- handler wrappers ----------------------------------------------------------------------
+def _any_e(vals):
+    return any(isinstance(v, E) for v in vals)
+
+
+def _finish(it, node, v):
+    """A value leaving the expression world: the layer it is, or a FormatError."""
+    if isinstance(v, E):
+        r = _resolve(it, node, v)
+        if r is None:
+            fail(node, f"input is {describe(v)} that is not the last state of a Keras LSTM / "
+                       "GRU (Keras's cell formula from zero states; refcomp/io/"
+                       "_onnx_keras_rnn.py)")
+        return r
+    return v
+
+
+def wrap(handlers):
+    """Wrap the handlers (already wrapped by _onnx_unrolled) so that Keras's unrolled
+    LSTM / GRU cells are followed first."""
+    from ._onnx_unrolled import _HR, _Proj
+
+    def prev(op):
+        if op in handlers:
+            return handlers[op]
+        return lambda it, node, a: getattr(it, "op_" + op)(node, a)
+
+    out = dict(handlers)
+
+    def gather(it, node, a):
+        v = it.get(node, 0)
+        if isinstance(v, _Proj) and not v.flipped and int(a.get("axis", 0)) == 0:
+            idx = it.const(node, 1, "indices")
+            steps = v.seq.shape[0]
+            if idx.ndim == 0 and -steps <= int(idx) < steps:
+                _table(it)["proj"][id(v)] = v
+                return _leaf(it, ("xstep", id(v), int(idx) % steps),
+                             (BATCH, v.W.shape[1]))
+        return prev("Gather")(it, node, a)
+
+    def matmul(it, node, a):
+        x = it.get(node, 0)
+        if isinstance(x, E):
+            W = it.weight(node, 1, "B")
+            r = _resolve(it, node, x)
+            if r is not None:               # a layer after the recurrence (Dense)
+                it.v[node.input[0]] = r
+                return prev("MatMul")(it, node, a)
+            if W.ndim != 2 or W.shape[0] != x.shape[-1]:
+                fail(node, f"MatMul of {describe(x)} by a constant {W.shape}")
+            return _matmul_e(it, x, W)
+        return prev("MatMul")(it, node, a)
+
+    def binary(op):
+        def run(it, node, a):
+            x, y = it.get(node, 0), it.get(node, 1)
+            if not _any_e((x, y)):
+                return prev(op)(it, node, a)
+            ex, ey = _as_e(it, x, y), _as_e(it, y, x)
+            if ex is None or ey is None:
+                bad = x if ex is None else y
+                fail(node, f"{op} of {describe(bad)} inside an unrolled Keras recurrent layer "
+                           "is not modelled")
+            if op == "Add" and isinstance(y, np.ndarray) and not isinstance(x, np.ndarray):
+                return _add_const(it, ex, y)
+            if op == "Add" and isinstance(x, np.ndarray) and not isinstance(y, np.ndarray):
+                return _add_const(it, ey, x)
+            return _mk(it, op, (ex, ey), _bshape(ex.shape, ey.shape))
+        return run
+
+    def unary(op):
+        def run(it, node, a):
+            v = it.get(node, 0)
+            if isinstance(v, E):
+                return _mk(it, op, (v,), v.shape)
+            return prev(op)(it, node, a)
+        return run
+
+    def cast(it, node, a):
+        v = it.get(node, 0)
+        if isinstance(v, (E, _HR)):
+            from onnx import TensorProto
+            if int(a.get("to", 0)) != TensorProto.FLOAT:
+                fail(node, f"attribute to={a.get('to')} inside an unrolled Keras recurrent "
+                           "layer")
+            return v
+        return prev("Cast")(it, node, a)
+
+    def slice_(it, node, a):
+        v = it.get(node, 0)
+        if isinstance(v, _HR) and v.step is None and isinstance(v.prev, Zeros):
+            v = _as_e(it, v)
+        if not isinstance(v, E):
+            return prev("Slice")(it, node, a)
+        starts, ends = it.const(node, 1, "starts"), it.const(node, 2, "ends")
+        axes = it.get(node, 3)
+        axes = [len(v.shape) - 1] if axes is None and len(v.shape) == 1 else \
+            ([int(x) % len(v.shape) for x in np.ravel(axes)] if axes is not None else [0])
+        steps = it.get(node, 4)
+        if starts.size != 1 or axes != [len(v.shape) - 1] or \
+                (steps is not None and int(np.ravel(steps)[0]) != 1):
+            fail(node, f"Slice of {describe(v)}: only a block of the last axis is modelled")
+        n = v.shape[-1]
+        s, e = (int(np.clip(int(q) + (n if int(q) < 0 else 0), 0, n)) for q in
+                (starts[0], ends[0]))
+        return _mk(it, "Slice", (v, s, e), v.shape[:-1] + (max(e - s, 0),))
+
+    def shape(it, node, a):
+        v = it.get(node, 0)
+        if isinstance(v, _HR) and v.step is None:
+            full = np.array((BATCH, v.R.shape[1]), dtype=np.int64)
+            start, end = a.get("start", 0), a.get("end", None)
+            return full[start:end]
+        return prev("Shape")(it, node, a)
+
+    def unsqueeze(it, node, a):
+        v = it.get(node, 0)
+        if isinstance(v, E):
+            axes = it.axes(node, a, 1)
+            if axes != [0]:
+                fail(node, f"Unsqueeze axes={axes} of {describe(v)}: only axis 0 (the "
+                           "stacking of the states along time)")
+            return _mk(it, "Unsqueeze0", (v,), (1,) + v.shape)
+        return prev("Unsqueeze")(it, node, a)
+
+    def concat(it, node, a):
+        vals = [it.get(node, i) for i in range(len(node.input))]
+        if not _any_e(vals):
+            return prev("Concat")(it, node, a)
+        if int(a.get("axis", 0)) != 0 or not all(isinstance(v, E) for v in vals):
+            fail(node, "only the Concat along time of an unrolled Keras recurrence's states is "
+                       "modelled")
+        e = _mk(it, "Concat0", tuple(vals), (len(vals),) + vals[0].shape[1:])
+        r = _resolve(it, node, e, stacked=True)
+        if r is None:
+            fail(node, "the Concat of states is not the state sequence of a Keras LSTM / GRU "
+                       "(Keras's cell formula from zero states)")
+        return r
+
+    out["Gather"] = gather
+    out["MatMul"] = matmul
+    for op in ("Add", "Mul", "Sub"):
+        out[op] = binary(op)
+    for op in ("Sigmoid", "Tanh"):
+        out[op] = unary(op)
+    out["Cast"] = cast
+    out["Slice"] = slice_
+    out["Shape"] = shape
+    out["Unsqueeze"] = unsqueeze
+    out["Concat"] = concat
+    return out
+
+
+def finish(it, node, v):
+    """Resolve a graph output that is still an expression (return_sequences=False)."""
+    return _finish(it, node, v)

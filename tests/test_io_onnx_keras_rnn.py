@@ -1,0 +1,89 @@
+"""Keras 3 (torch backend) recurrent layers exported by ``model.export(format="onnx")``:
+unrolled LSTM / GRU cells imported as one refcomp layer each, matched against ONNX
+Runtime and Keras itself within refcomp's derived bound; the exports refcomp does not
+model are refused by name."""
+
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+os.environ.setdefault("KERAS_BACKEND", "torch")
+keras = pytest.importorskip("keras")
+
+from refcomp import FormatError  # noqa: E402
+from refcomp.io import onnx as ronnx  # noqa: E402
+from refcomp.testing.framework_bound import framework_error_bound  # noqa: E402
+
+if keras.backend.backend() != "torch":
+    pytest.skip("keras was imported with another backend", allow_module_level=True)
+
+L = keras.layers
+
+MODELS = {
+    "lstm-last": (lambda: [L.LSTM(3), L.Dense(2)], [("lstm", False), ("dense", None)]),
+    "lstm-seq": (lambda: [L.LSTM(3, return_sequences=True)], [("lstm", True)]),
+    "gru-last": (lambda: [L.GRU(3), L.Dense(2)], [("gru", False), ("dense", None)]),
+    "gru-seq": (lambda: [L.GRU(4, return_sequences=True), L.Flatten(), L.Dense(2)],
+                [("gru", True), ("flatten", None), ("dense", None)]),
+    "stacked": (lambda: [L.LSTM(4, return_sequences=True), L.GRU(3)],
+                [("lstm", True), ("gru", False)]),
+    "no-bias": (lambda: [L.GRU(3, use_bias=False, return_sequences=True),
+                         L.LSTM(2, use_bias=False)], [("gru", True), ("lstm", False)]),
+}
+
+
+def _export(tmp_path, layers, seed=3):
+    keras.utils.set_random_seed(seed)
+    m = keras.Sequential([keras.Input((5, 4))] + layers)
+    x = np.random.default_rng(seed).standard_normal((3, 5, 4)).astype(np.float32)
+    m(x)
+    path = tmp_path / "k.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m.export(str(path), format="onnx", verbose=False)
+    return m, x, path
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_keras_recurrent_onnx_export_round_trip(tmp_path, name):
+    make, kinds = MODELS[name]
+    m, x, path = _export(tmp_path, make())
+    model = ronnx.load(path)
+    assert [(la.kind, la.attrs.get("return_sequences")) for la in model.layers] == kinds
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    want = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    got = model(x)
+    assert got.shape == want.shape
+    bound = framework_error_bound(model, x)
+    assert np.all(np.abs(got.astype(np.float64) - want) <= bound)
+    ref = keras.ops.convert_to_numpy(m.predict(x, verbose=0))
+    assert np.all(np.abs(got.astype(np.float64) - ref) <= bound)
+    # the weights are Keras's own, permuted exactly (refcomp.convert)
+    from refcomp import convert
+    rec = [la for la in m.layers if isinstance(la, (L.LSTM, L.GRU))]
+    imported = [la for la in model.layers if la.kind in ("lstm", "gru")]
+    for k, r in zip(rec, imported):
+        w = [np.asarray(keras.ops.convert_to_numpy(v)) for v in k.weights]
+        if r.kind == "lstm":
+            want_w = convert.lstm_from_keras(*w)
+        else:
+            want_w = convert.gru_from_keras(*w, reset_after=True)
+        for n, v in zip(("W_ih", "W_hh", "b_ih"), want_w):
+            assert (v is None and r.w(n) is None) or np.array_equal(r.w(n), v)
+
+
+@pytest.mark.parametrize("name,layers,match", [
+    ("simple_rnn", lambda: [L.SimpleRNN(3)], r"op Split"),
+    ("gru_reset_before", lambda: [L.GRU(3, reset_after=False)], r"op Split"),
+    ("go_backwards", lambda: [L.LSTM(3, go_backwards=True)], r"op Slice"),
+    ("relu_cell", lambda: [L.LSTM(3, activation="relu")], r"op Relu"),
+])
+def test_keras_recurrent_exports_not_modelled_are_refused_by_name(tmp_path, name, layers,
+                                                                   match):
+    _, _, path = _export(tmp_path, layers())
+    with pytest.raises(FormatError, match=r"node '[^']*' \(" + match):
+        ronnx.load(path)
