@@ -1,5 +1,5 @@
 """Keras 3 (torch backend) recurrent layers exported by ``model.export(format="onnx")``:
-unrolled LSTM / GRU cells imported as one refcomp layer each, matched against ONNX
+unrolled LSTM / GRU / SimpleRNN cells imported as one refcomp layer each, matched against ONNX
 Runtime and Keras itself within refcomp's derived bound; the exports refcomp does not
 model are refused by name."""
 
@@ -33,6 +33,14 @@ MODELS = {
                 [("lstm", True), ("gru", False)]),
     "no-bias": (lambda: [L.GRU(3, use_bias=False, return_sequences=True),
                          L.LSTM(2, use_bias=False)], [("gru", True), ("lstm", False)]),
+    "simple-last": (lambda: [L.SimpleRNN(3), L.Dense(2)],
+                    [("simple_rnn", False), ("dense", None)]),
+    "simple-seq": (lambda: [L.SimpleRNN(3, return_sequences=True, activation="relu"),
+                            L.SimpleRNN(2, use_bias=False)],
+                   [("simple_rnn", True), ("simple_rnn", False)]),
+    "mixed": (lambda: [L.SimpleRNN(4, return_sequences=True), L.LSTM(3, return_sequences=True),
+                       L.Flatten(), L.Dense(2)],
+              [("simple_rnn", True), ("lstm", True), ("flatten", None), ("dense", None)]),
 }
 
 
@@ -64,11 +72,14 @@ def test_keras_recurrent_onnx_export_round_trip(tmp_path, name):
     assert np.all(np.abs(got.astype(np.float64) - ref) <= bound)
     # the weights are Keras's own, permuted exactly (refcomp.convert)
     from refcomp import convert
-    rec = [la for la in m.layers if isinstance(la, (L.LSTM, L.GRU))]
-    imported = [la for la in model.layers if la.kind in ("lstm", "gru")]
+    rec = [la for la in m.layers if isinstance(la, (L.LSTM, L.GRU, L.SimpleRNN))]
+    imported = [la for la in model.layers if la.kind in ("lstm", "gru", "simple_rnn")]
     for k, r in zip(rec, imported):
         w = [np.asarray(keras.ops.convert_to_numpy(v)) for v in k.weights]
-        if r.kind == "lstm":
+        if r.kind == "simple_rnn":
+            want_w = [w[0].T, w[1].T, w[2] if len(w) > 2 else None]
+            assert r.attrs["activation"] == k.activation.__name__
+        elif r.kind == "lstm":
             want_w = convert.lstm_from_keras(*w)
         else:
             want_w = convert.gru_from_keras(*w, reset_after=True)
@@ -77,10 +88,9 @@ def test_keras_recurrent_onnx_export_round_trip(tmp_path, name):
 
 
 @pytest.mark.parametrize("name,layers,match", [
-    ("simple_rnn", lambda: [L.SimpleRNN(3)], r"op Split"),
     ("gru_reset_before", lambda: [L.GRU(3, reset_after=False)], r"op Split"),
     ("go_backwards", lambda: [L.LSTM(3, go_backwards=True)], r"op Slice"),
-    ("relu_cell", lambda: [L.LSTM(3, activation="relu")], r"op Relu"),
+    ("relu_cell", lambda: [L.LSTM(3, activation="relu")], r"op Mul\).*not the last state"),
 ])
 def test_keras_recurrent_exports_not_modelled_are_refused_by_name(tmp_path, name, layers,
                                                                    match):

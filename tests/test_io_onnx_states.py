@@ -40,6 +40,17 @@ def _ort(path, x):
     return s.run(None, {"x": x})[0]
 
 
+def _save(tmp_path, nodes, inits):
+    """Graph x [N, T, F] -> y, opset 17, saved to tmp_path/m.onnx."""
+    gr = helper.make_graph(nodes, "g",
+                           [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", T, F])],
+                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                           [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    p = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(gr, opset_imports=[helper.make_opsetid("", 17)]), str(p))
+    return p
+
+
 def _rnn_graph(tmp_path, op, direction, *, lens=None, states=False, output="Y",
                as_constant_nodes=False, seed=0):
     """x [N, T, F] batch-first graph input -> Transpose -> op -> Y as (N, T, D*H) or Y_h
@@ -76,13 +87,7 @@ def _rnn_graph(tmp_path, op, direction, *, lens=None, states=False, output="Y",
         nodes += [helper.make_node("Transpose", ["Y_h"], ["Ht"], perm=[1, 0, 2]),
                   helper.make_node("Reshape", ["Ht", "shape"], ["y"])]
         inits["shape"] = np.array([0, -1], np.int64)
-    gr = helper.make_graph(nodes, "g",
-                           [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", T, F])],
-                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                           [numpy_helper.from_array(v, k) for k, v in inits.items()])
-    p = tmp_path / "m.onnx"
-    onnx.save(helper.make_model(gr, opset_imports=[helper.make_opsetid("", 17)]), str(p))
-    return p
+    return _save(tmp_path, nodes, inits)
 
 
 CASES = [(op, direction, output) for op in G for direction in
@@ -160,12 +165,7 @@ def test_last_step_of_partial_sequences_refused(tmp_path):
              helper.make_node("GRU", ["xs", "W", "R", "", "lens"], ["Y"], hidden_size=H),
              helper.make_node("Squeeze", ["Y", "ax"], ["Ys"]),
              helper.make_node("Gather", ["Ys", "i"], ["y"], axis=0, name="last")]
-    gr = helper.make_graph(nodes, "g",
-                           [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", T, F])],
-                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                           [numpy_helper.from_array(v, k) for k, v in inits.items()])
-    p = tmp_path / "m.onnx"
-    onnx.save(helper.make_model(gr, opset_imports=[helper.make_opsetid("", 17)]), str(p))
+    p = _save(tmp_path, nodes, inits)
     with pytest.raises(FormatError, match=r"node 'last' \(op Gather\).*sequence_lens"):
         ro.load(p)
 

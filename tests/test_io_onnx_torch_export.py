@@ -104,6 +104,17 @@ def test_torch_export_round_trip(tmp_path, spec, dynamo):
     assert np.all(np.abs(tw.astype(np.float64) - got) <= bound)
 
 
+def _match_onnxruntime_and_keras(keras, m, model, path, x):
+    """The imported model within the derived bound of ONNX Runtime and of Keras itself."""
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    want = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    got = model(x)
+    bound = framework_error_bound(model, x)
+    assert np.all(np.abs(got.astype(np.float64) - want) <= bound)
+    ref = keras.ops.convert_to_numpy(m.predict(x, verbose=0))
+    assert np.all(np.abs(got.astype(np.float64) - ref) <= bound)
+
+
 def test_keras_cnn_onnx_export_round_trip(tmp_path):
     """Keras 3 (torch backend) ``model.export(format="onnx")``: channels-last convolutions
     wrapped in Transpose pairs, identity Casts, the conv bias as a separate Add."""
@@ -126,13 +137,7 @@ def test_keras_cnn_onnx_export_round_trip(tmp_path):
         m.export(str(path), format="onnx", verbose=False)
     model = ronnx.load(path)
     assert [l.attrs.get("layout") for l in model.layers if l.kind == "conv2d"] == ["NHWC"] * 2
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    want = sess.run(None, {sess.get_inputs()[0].name: x})[0]
-    got = model(x)
-    bound = framework_error_bound(model, x)
-    assert np.all(np.abs(got.astype(np.float64) - want) <= bound)
-    ref = keras.ops.convert_to_numpy(m.predict(x, verbose=0))
-    assert np.all(np.abs(got.astype(np.float64) - ref) <= bound)
+    _match_onnxruntime_and_keras(keras, m, model, path, x)
 
 
 @pytest.mark.parametrize("case", ["conv", "sequence", "image"])
@@ -176,13 +181,7 @@ def test_keras_batchnorm_onnx_export_round_trip(tmp_path, case):
                for b in bns)
     if case != "sequence":
         assert bns[0].attrs["layout"] == "NHWC"
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    want = sess.run(None, {sess.get_inputs()[0].name: x})[0]
-    got = model(x)
-    bound = framework_error_bound(model, x)
-    assert np.all(np.abs(got.astype(np.float64) - want) <= bound)
-    ref = keras.ops.convert_to_numpy(m.predict(x, verbose=0))
-    assert np.all(np.abs(got.astype(np.float64) - ref) <= bound)
+    _match_onnxruntime_and_keras(keras, m, model, path, x)
 
 
 def test_partial_decomposed_batchnorm_refused_by_name(tmp_path):

@@ -1,11 +1,15 @@
-"""ONNX importer: Keras 3's LSTM and GRU as its torch backend exports them (private).
+"""ONNX importer: Keras 3's LSTM, GRU and SimpleRNN as its torch backend exports them
+(private).
 
 Keras 3 (torch backend, no cuDNN) runs ``keras.layers.LSTM`` / ``GRU`` as a Python
 loop, so ``model.export(format="onnx")`` writes them unrolled: ``P = MatMul(x, kernel)
 + b`` on the time-major input, then per step t ``P[t]`` (Gather), the recurrent
 product ``MatMul(h, recurrent_kernel)`` (+ the GRU's recurrent bias), the gate chunks
 (Slice of thirds / quarters, bounds from Shape arithmetic) and the cell's elementwise
-Sigmoid / Tanh / Mul / Add / Sub nodes.
+Sigmoid / Tanh / Mul / Add / Sub nodes.  ``SimpleRNN`` goes through Keras's generic
+loop: the time steps of a ``Split``, per step ``(x_t W + b) + h U`` and its activation,
+``Where(t < length, new, old)`` whose condition folds to a constant (no mask), and the
+outputs stacked by Unsqueeze + Concat (only the last one when return_sequences=False).
 
 Every value past ``P[t]`` is kept as a hash-consed expression (:class:`E`: one id per
 distinct operation on distinct operands; Add and Mul commutative, float32 Cast the
@@ -19,11 +23,14 @@ states (keras/src/backend/torch/rnn.py, ``_fallback_lstm`` / ``_fallback_gru``):
     GRU   xz, xr, xh = chunks(P[t], 3);  hz, hr, hh = chunks(h U + b_rec, 3)
           z = sig(xz + hz);  r = sig(xr + hr);  n = tanh(xh + r * hh)
           h = z * h + (1 - z) * n
+    SimpleRNN  h = act((x_t W + b) + h U),  act = tanh or relu
 
 and accepts the layer only if the two expressions are the same (same id): the
-graph then computes exactly that recurrence, imported as one ``lstm`` / ``gru``
-layer (weights through :func:`refcomp.convert.lstm_from_keras` /
-``gru_from_keras``, exact permutations).  Anything else stays an expression and is a
+graph then computes exactly that recurrence, imported as one ``lstm`` / ``gru`` /
+``simple_rnn`` layer (weights through :func:`refcomp.convert.lstm_from_keras` /
+``gru_from_keras``, or transposed: exact permutations).  Not modelled (FormatError naming
+the node): GRU ``reset_after=False``, ``go_backwards`` / ``Bidirectional`` (a Slice
+flipping the input), masks, activations other than Keras's defaults in LSTM / GRU.  Anything else stays an expression and is a
 FormatError naming the node where refcomp needs a tensor it can model.
 """
 
@@ -51,7 +58,7 @@ class E:
 
 def _table(it):
     if not hasattr(it, "keras_e"):
-        it.keras_e = {"ids": {}, "proj": {}, "U": {}, "b": {}, "tried": set()}
+        it.keras_e = {"ids": {}, "proj": {}, "U": {}, "b": {}, "seqs": {}, "tried": set()}
     return it.keras_e
 
 
@@ -157,6 +164,52 @@ def _templates(it, proj, U, b_rec):
     return hs, ("lstm" if G == 4 else "gru")
 
 
+def _simple_templates(it, seq, W, U, b, act):
+    """Keras SimpleRNN (its generic loop): h = act((x_t W + b) + h U) from h = 0."""
+    H = U.shape[0]
+    if U.shape != (H, H) or W.shape != (seq.shape[1], H) or \
+            (b is not None and b.shape != (H,)):
+        return None
+    h = _zeros(it, H)
+    hs = []
+    for t in range(seq.shape[0]):
+        a = _matmul_e(it, _leaf(it, ("xt", id(seq), t), (BATCH, seq.shape[1])), W)
+        if b is not None:
+            a = _add_const(it, a, b)
+        z = _mk(it, "Add", (a, _matmul_e(it, h, U)), a.shape)
+        h = _mk(it, act, (z,), z.shape)
+        hs.append(h)
+    return hs
+
+
+def _candidates(it):
+    """(seq, hs, make_layer) for every Keras recurrence the registered constants allow."""
+    tab = _table(it)
+    for proj in list(tab["proj"].values()):
+        for U in list(tab["U"].values()):
+            for b_rec in [None] + list(tab["b"].values()):
+                if b_rec is not None and b_rec.shape != (U.shape[1],):
+                    continue
+                found = _templates(it, proj, U, b_rec)
+                if found is not None:
+                    hs, kind = found
+                    yield proj.seq, hs, (lambda node, rs, proj=proj, U=U, b_rec=b_rec,
+                                         kind=kind: _layer(node, proj, U, b_rec, kind, rs))
+    consts = list(tab["U"].values())
+    for seq in list(tab["seqs"].values()):
+        for W in consts:
+            for U in consts:
+                for b in [None] + list(tab["b"].values()):
+                    for act in ("Tanh", "Relu"):
+                        hs = _simple_templates(it, seq, W, U, b, act)
+                        if hs is not None:
+                            yield seq, hs, (lambda node, rs, W=W, U=U, b=b, act=act: Layer(
+                                "simple_rnn", name=node.name or "simple_rnn",
+                                attrs={"activation": act.lower(), "return_sequences": rs},
+                                weights={"W_ih": np.ascontiguousarray(W.T),
+                                         "W_hh": np.ascontiguousarray(U.T), "b_ih": b}))
+
+
 def _layer(node, proj, U, b_rec, kind, return_sequences):
     kernel = np.ascontiguousarray(proj.W)
     if kind == "lstm":
@@ -177,35 +230,32 @@ def _layer(node, proj, U, b_rec, kind, return_sequences):
 
 def _resolve(it, node, e, stacked=False):
     """The refcomp tensor ``e`` is, if it is the last state (or, ``stacked``, the states
-    stacked along time) of a Keras LSTM / GRU; else None."""
+    stacked along time) of a Keras LSTM / GRU / SimpleRNN; else None."""
     tab = _table(it)
-    if (e.id, stacked) in tab["tried"]:
+    if e.op == "leaf" or (e.id, stacked) in tab["tried"]:
         return None
     tab["tried"].add((e.id, stacked))
-    for proj in tab["proj"].values():
-        for U in tab["U"].values():
-            for b_rec in [None] + list(tab["b"].values()):
-                if b_rec is not None and b_rec.shape != (U.shape[1],):
-                    continue
-                found = _templates(it, proj, U, b_rec)
-                if found is None:
-                    continue
-                hs, kind = found
-                if stacked:
-                    seq = [_mk(it, "Unsqueeze0", (h,), (1,) + h.shape) for h in hs]
-                    want = _mk(it, "Concat0", tuple(seq), (len(hs),) + hs[0].shape[:-1]
-                               + hs[0].shape[-1:]) if seq else None
-                    if want is not None and want.id == e.id:
-                        layer = _layer(node, proj, U, b_rec, kind, True)
-                        return TimeMajor(T(proj.seq.chain + (layer,),
-                                           out_shape(layer, proj.seq.shape)))
-                elif hs and hs[-1].id == e.id:
-                    layer = _layer(node, proj, U, b_rec, kind, False)
-                    return T(proj.seq.chain + (layer,), out_shape(layer, proj.seq.shape))
+    for seq, hs, make in _candidates(it):
+        if not hs:
+            continue
+        if stacked:
+            parts = [_mk(it, "Unsqueeze0", (h,), (1,) + h.shape) for h in hs]
+            want = _mk(it, "Concat0", tuple(parts), (len(hs),) + hs[0].shape)
+            if want.id == e.id:
+                layer = make(node, True)
+                return TimeMajor(T(seq.chain + (layer,), out_shape(layer, seq.shape)))
+        elif hs[-1].id == e.id:
+            layer = make(node, False)
+            return T(seq.chain + (layer,), out_shape(layer, seq.shape))
     return None
 
 
 # -- handler wrappers ----------------------------------------------------------------------
+def _xstep(it, seq, t):
+    _table(it)["seqs"][id(seq)] = seq
+    return _leaf(it, ("xt", id(seq), t), (BATCH, seq.shape[1]))
+
+
 def _any_e(vals):
     return any(isinstance(v, E) for v in vals)
 
@@ -230,12 +280,24 @@ def wrap(handlers):
     def prev(op):
         if op in handlers:
             return handlers[op]
-        return lambda it, node, a: getattr(it, "op_" + op)(node, a)
+
+        def run(it, node, a):
+            fn = getattr(it, "op_" + op, None)
+            if fn is None:
+                fail(node, f"operator {op} is not supported here")
+            return fn(node, a)
+        return run
 
     out = dict(handlers)
 
     def gather(it, node, a):
         v = it.get(node, 0)
+        if isinstance(v, E) and v.op == "Concat0" and int(a.get("axis", 0)) == 0:
+            idx = it.const(node, 1, "indices")
+            if idx.ndim == 0 and -len(v.args) <= int(idx) < len(v.args):
+                part = v.args[int(idx)]
+                return part.args[0] if part.op == "Unsqueeze0" else \
+                    fail(node, f"Gather of {describe(v)}")
         if isinstance(v, _Proj) and not v.flipped and int(a.get("axis", 0)) == 0:
             idx = it.const(node, 1, "indices")
             steps = v.seq.shape[0]
@@ -243,7 +305,54 @@ def wrap(handlers):
                 _table(it)["proj"][id(v)] = v
                 return _leaf(it, ("xstep", id(v), int(idx) % steps),
                              (BATCH, v.W.shape[1]))
+        if isinstance(v, TimeMajor) and int(a.get("axis", 0)) == 0:
+            idx = it.const(node, 1, "indices")
+            steps = v.t.shape[0]
+            last = v.t.chain[-1] if v.t.chain else None
+            last_step = last is not None and last.kind in ("lstm", "gru", "simple_rnn") and \
+                idx.ndim == 0 and int(idx) in (-1, steps - 1)
+            if idx.ndim == 0 and -steps <= int(idx) < steps and not last_step:
+                return _xstep(it, v.t, int(idx) % steps)   # x[t] of Keras's generic loop
         return prev("Gather")(it, node, a)
+
+    def split(it, node, a):
+        v = it.get(node, 0)
+        if not isinstance(v, TimeMajor):
+            return prev("Split")(it, node, a)
+        steps = v.t.shape[0]
+        sizes = it.get(node, 1)
+        sizes = [1] * steps if sizes is None else [int(q) for q in np.ravel(sizes)]
+        if int(a.get("axis", 0)) != 0 or sizes != [1] * steps or len(node.output) != steps:
+            fail(node, f"Split of {describe(v)}: only one piece per time step (axis 0) is "
+                       "modelled")
+        _table(it)["seqs"][id(v.t)] = v.t
+        return tuple(_leaf(it, ("xsplit", id(v.t), t), (1, BATCH, v.t.shape[1]))
+                     for t in range(steps))
+
+    def squeeze(it, node, a):
+        v = it.get(node, 0)
+        if isinstance(v, E) and v.op == "leaf" and v.args[0][0] == "xsplit" and \
+                it.axes(node, a, 1) == [0]:
+            return _xstep(it, _table(it)["seqs"][v.args[0][1]], v.args[0][2])
+        if isinstance(v, E):
+            fail(node, f"Squeeze of {describe(v)} is not modelled")
+        return prev("Squeeze")(it, node, a)
+
+    def where(it, node, a):
+        c, x, y = it.get(node, 0), it.get(node, 1), it.get(node, 2)
+        if isinstance(c, np.bool_):
+            c = np.asarray(c)
+        if not _any_e((x, y)):
+            return prev("Where")(it, node, a)
+        # Keras's generic loop keeps finished samples with Where(t < length, new, old); with
+        # no mask every condition folds to a constant
+        if isinstance(c, np.ndarray) and c.dtype == bool and c.size and c.all():
+            return x
+        if isinstance(c, np.ndarray) and c.dtype == bool and c.size and not c.any():
+            return y
+        fail(node, f"Where with condition {describe(c) if not isinstance(c, np.ndarray) else c}"
+                   " inside an unrolled Keras recurrent layer: only a constant condition (no "
+                   "mask) is modelled")
 
     def matmul(it, node, a):
         x = it.get(node, 0)
@@ -339,16 +448,21 @@ def wrap(handlers):
                        "modelled")
         e = _mk(it, "Concat0", tuple(vals), (len(vals),) + vals[0].shape[1:])
         r = _resolve(it, node, e, stacked=True)
+        if r is None and len(vals) == 1:
+            return e                # Keras's generic loop stacks only the last output
         if r is None:
             fail(node, "the Concat of states is not the state sequence of a Keras LSTM / GRU "
                        "(Keras's cell formula from zero states)")
         return r
 
     out["Gather"] = gather
+    out["Split"] = split
+    out["Squeeze"] = squeeze
+    out["Where"] = where
     out["MatMul"] = matmul
     for op in ("Add", "Mul", "Sub"):
         out[op] = binary(op)
-    for op in ("Sigmoid", "Tanh"):
+    for op in ("Sigmoid", "Tanh", "Relu"):
         out[op] = unary(op)
     out["Cast"] = cast
     out["Slice"] = slice_

@@ -356,6 +356,16 @@ def op_mul(it, node, a):
 
 
 
+@handler("Greater")
+def op_greater(it, node, a):
+    return np.asarray(_arith(np.greater)(it, node, a))
+
+
+@handler("Less")
+def op_less(it, node, a):
+    return np.asarray(_arith(np.less)(it, node, a))
+
+
 @handler("Equal")
 def op_equal(it, node, a):
     x, y = np.broadcast_arrays(it.const(node, 0, "A"), it.const(node, 1, "B"))
@@ -364,7 +374,7 @@ def op_equal(it, node, a):
     sym = (x == BATCH) != (y == BATCH)
     if np.any(sym & ~((x < 0) & (y < 0))):
         fail(node, "Equal of the symbolic batch size and a possible size is not modelled")
-    return np.equal(x, y)
+    return np.asarray(np.equal(x, y))
 
 
 @handler("Where")

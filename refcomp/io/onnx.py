@@ -19,12 +19,17 @@ Reshape, Squeeze and Unsqueeze of feature axes, BatchNormalization
 (inference), Identity, Dropout, Add of two tensors (``x + f(x)``: a
 ``residual`` layer), Transpose between batch-first and time-major
 sequences, and LSTM / GRU / RNN with every attribute (direction, layout,
-peepholes, clip, input_forget, activations, linear_before_reset) with zero
-initial states and full-length sequences, their Y / Y_h outputs reshaped
-as PyTorch's exporters do (Squeeze of the direction axis, Transpose +
-Reshape merging directions, ``y[:, -1]`` / ``y[-1]``), and the one-direction
-``nn.RNN`` that the dynamo exporter unrolls into per-step nodes
-(:mod:`refcomp.io._onnx_unrolled`).  A graph input may
+peepholes, clip, input_forget, activations, linear_before_reset), constant
+initial states (the layer weights ``h0`` / ``c0``, (B, H), B = 1 for a
+constant expanded along the batch) and partial ``sequence_lens`` (the layer
+attribute; a fixed batch size), their Y / Y_h outputs reshaped as PyTorch's
+exporters do (Squeeze of the direction axis, Transpose + Reshape merging
+directions, ``y[:, -1]`` / ``y[-1]``), the ``nn.RNN`` that the dynamo
+exporter unrolls into per-step nodes, bidirectional too
+(:mod:`refcomp.io._onnx_unrolled`), Keras 3's unrolled LSTM / GRU /
+SimpleRNN (:mod:`refcomp.io._onnx_keras_rnn`) and its decomposed
+BatchNormalization (Sub / Mul / Add of per-channel constants: a batch_norm
+layer with var = 1, eps = 0).  A graph input may
 be time-major, [T, N, F] with the dynamic batch on axis 1: the Model is
 then batch-first (metadata ``input_layout: "time_major"``: transpose the
 input with ``x.transpose(1, 0, 2)``).  Weights may be initializers, graph
