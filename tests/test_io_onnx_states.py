@@ -229,3 +229,32 @@ def test_learned_initial_states_torch_export(tmp_path, cls, dynamo):
     np.testing.assert_allclose(got, sess.run(None, {sess.get_inputs()[0].name: xo})[0], **TOL)
     with torch.no_grad():
         np.testing.assert_allclose(got, m(torch.from_numpy(xo)).numpy(), **TOL)
+
+
+def test_states_and_lengths_survive_save_and_load(tmp_path):
+    import refcomp
+    p = _rnn_graph(tmp_path, "LSTM", "bidirectional", lens=[T, 2, 4], states=True, seed=6)
+    m = ro.load(p)
+    refcomp.save(m, tmp_path / "m.h5")
+    m2 = refcomp.load(tmp_path / "m.h5")
+    assert m2.layers[-1].attrs["sequence_lens"] == [T, 2, 4]
+    assert sorted(m2.layers[-1].weights) == sorted(m.layers[-1].weights)
+    x = _f(np.random.default_rng(10), N, T, F)
+    assert np.array_equal(m(x).view(np.uint32), m2(x).view(np.uint32))
+
+
+def test_model_layer_checks_states_and_lengths():
+    from refcomp import Layer, Model, ParameterError
+    rng = np.random.default_rng(11)
+    w = {"W_ih": _f(rng, 3 * H, F), "W_hh": _f(rng, 3 * H, H)}
+    with pytest.raises(FormatError, match=r"weight 'h0' has shape \(2, 4\), expected \(B, 3\)"):
+        Layer("gru", weights=dict(w, h0=_f(rng, 2, H + 1)))
+    with pytest.raises(ParameterError, match=r"sequence_lens must list one integer length"):
+        Model([Layer("gru", weights=w, attrs={"sequence_lens": [1.5, 2.0, 3.0]})],
+              input_shape=(T, F))
+    # a (1, H) state serves every sample: the same as passing it stacked to the layer
+    h0 = _f(rng, 1, H)
+    m = Model([Layer("gru", weights=dict(w, h0=h0))], input_shape=(T, F))
+    x = _f(rng, N, T, F)
+    want, _ = L.gru(x, w["W_ih"], w["W_hh"], h0=np.repeat(h0, N, axis=0))
+    assert np.array_equal(m(x).view(np.uint32), want.view(np.uint32))
