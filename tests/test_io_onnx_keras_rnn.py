@@ -38,6 +38,12 @@ MODELS = {
     "simple-seq": (lambda: [L.SimpleRNN(3, return_sequences=True, activation="relu"),
                             L.SimpleRNN(2, use_bias=False)],
                    [("simple_rnn", True), ("simple_rnn", False)]),
+    "backwards": (lambda: [L.LSTM(3, go_backwards=True), L.Dense(2)],
+                  [("lstm", False), ("dense", None)]),
+    "bidirectional-lstm": (lambda: [L.Bidirectional(L.LSTM(3))], [("lstm", False)]),
+    "bidirectional-gru": (lambda: [L.LSTM(4, return_sequences=True),
+                                   L.Bidirectional(L.GRU(3, go_backwards=False))],
+                          [("lstm", True), ("gru", False)]),
     "mixed": (lambda: [L.SimpleRNN(4, return_sequences=True), L.LSTM(3, return_sequences=True),
                        L.Flatten(), L.Dense(2)],
               [("simple_rnn", True), ("lstm", True), ("flatten", None), ("dense", None)]),
@@ -62,6 +68,10 @@ def test_keras_recurrent_onnx_export_round_trip(tmp_path, name):
     m, x, path = _export(tmp_path, make())
     model = ronnx.load(path)
     assert [(la.kind, la.attrs.get("return_sequences")) for la in model.layers] == kinds
+    directions = [la.attrs.get("direction") for la in model.layers
+                  if la.kind in ("lstm", "gru", "simple_rnn")]
+    assert directions[-1] == {"backwards": "reverse", "bidirectional-lstm": "bidirectional",
+                              "bidirectional-gru": "bidirectional"}.get(name, "forward")
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     want = sess.run(None, {sess.get_inputs()[0].name: x})[0]
     got = model(x)
@@ -72,10 +82,20 @@ def test_keras_recurrent_onnx_export_round_trip(tmp_path, name):
     assert np.all(np.abs(got.astype(np.float64) - ref) <= bound)
     # the weights are Keras's own, permuted exactly (refcomp.convert)
     from refcomp import convert
-    rec = [la for la in m.layers if isinstance(la, (L.LSTM, L.GRU, L.SimpleRNN))]
-    imported = [la for la in model.layers if la.kind in ("lstm", "gru", "simple_rnn")]
-    for k, r in zip(rec, imported):
+    rec, imported = [], []
+    for k in m.layers:
+        if isinstance(k, L.Bidirectional):
+            rec += [(k.forward_layer, ""), (k.backward_layer, "_reverse")]
+        elif isinstance(k, (L.LSTM, L.GRU, L.SimpleRNN)):
+            rec.append((k, ""))
+    for la in model.layers:
+        if la.kind in ("lstm", "gru", "simple_rnn"):
+            imported += [la, la] if la.attrs["direction"] == "bidirectional" else [la]
+    assert len(rec) == len(imported)
+    for (k, suffix), r in zip(rec, imported):
         w = [np.asarray(keras.ops.convert_to_numpy(v)) for v in k.weights]
+        if r.attrs["direction"] != "bidirectional":
+            assert r.attrs["direction"] == ("reverse" if k.go_backwards else "forward")
         if r.kind == "simple_rnn":
             want_w = [w[0].T, w[1].T, w[2] if len(w) > 2 else None]
             assert r.attrs["activation"] == k.activation.__name__
@@ -84,12 +104,15 @@ def test_keras_recurrent_onnx_export_round_trip(tmp_path, name):
         else:
             want_w = convert.gru_from_keras(*w, reset_after=True)
         for n, v in zip(("W_ih", "W_hh", "b_ih"), want_w):
+            n += suffix
             assert (v is None and r.w(n) is None) or np.array_equal(r.w(n), v)
 
 
 @pytest.mark.parametrize("name,layers,match", [
     ("gru_reset_before", lambda: [L.GRU(3, reset_after=False)], r"op Split"),
-    ("go_backwards", lambda: [L.LSTM(3, go_backwards=True)], r"op Slice"),
+    ("backwards_sequence", lambda: [L.Bidirectional(L.LSTM(3, return_sequences=True))],
+     r"op Concat\).*go_backwards"),
+    ("simple_rnn_backwards", lambda: [L.SimpleRNN(3, go_backwards=True)], r"op ReduceMax"),
     ("relu_cell", lambda: [L.LSTM(3, activation="relu")], r"op Mul\).*not the last state"),
 ])
 def test_keras_recurrent_exports_not_modelled_are_refused_by_name(tmp_path, name, layers,

@@ -28,9 +28,13 @@ states (keras/src/backend/torch/rnn.py, ``_fallback_lstm`` / ``_fallback_gru``):
 and accepts the layer only if the two expressions are the same (same id): the
 graph then computes exactly that recurrence, imported as one ``lstm`` / ``gru`` /
 ``simple_rnn`` layer (weights through :func:`refcomp.convert.lstm_from_keras` /
-``gru_from_keras``, or transposed: exact permutations).  Not modelled (FormatError naming
-the node): GRU ``reset_after=False``, ``go_backwards`` / ``Bidirectional`` (a Slice
-flipping the input), masks, activations other than Keras's defaults in LSTM / GRU.  Anything else stays an expression and is a
+``gru_from_keras``, or transposed: exact permutations).  ``go_backwards`` (a Slice
+flipping the input in time, :class:`TimeFlipped`) makes the last state a
+``direction="reverse"`` layer's, and ``Bidirectional`` (merge_mode "concat": the Concat
+of the forward and backward last states) one ``direction="bidirectional"`` layer.  Not
+modelled (FormatError naming the node): the state sequence of a backwards run (Keras
+returns it in processing order), GRU ``reset_after=False``, SimpleRNN ``go_backwards``
+(its loop reduces a mask), masks, activations other than Keras's defaults in LSTM / GRU.  Anything else stays an expression and is a
 FormatError naming the node where refcomp needs a tensor it can model.
 """
 
@@ -42,6 +46,18 @@ from ._onnx_core import BATCH, T, TimeMajor, Zeros, describe, fail
 from .keras import out_shape
 
 __all__ = ["wrap"]
+
+
+class TimeFlipped:
+    """The batch-first sequence ``t`` reversed in time (Keras's ``go_backwards`` flip, a
+    Slice starts=-1 steps=-1 on axis 1): usable only as the input of a recurrence whose last
+    state is then a ``direction="reverse"`` layer's."""
+
+    def __init__(self, t):
+        self.t, self.shape, self.chain = t, t.shape, t.chain
+
+    def describe(self):
+        return f"a time-reversed sequence of per-sample shape {self.shape}"
 
 
 class E:
@@ -238,15 +254,25 @@ def _resolve(it, node, e, stacked=False):
     for seq, hs, make in _candidates(it):
         if not hs:
             continue
+        flipped = isinstance(seq, TimeFlipped)
         if stacked:
             parts = [_mk(it, "Unsqueeze0", (h,), (1,) + h.shape) for h in hs]
             want = _mk(it, "Concat0", tuple(parts), (len(hs),) + hs[0].shape)
             if want.id == e.id:
+                if flipped:
+                    fail(node, "the state sequence of a Keras recurrence run backwards "
+                               "(go_backwards, in processing order) is not modelled; its "
+                               "last state is")
                 layer = make(node, True)
                 return TimeMajor(T(seq.chain + (layer,), out_shape(layer, seq.shape)))
         elif hs[-1].id == e.id:
             layer = make(node, False)
-            return T(seq.chain + (layer,), out_shape(layer, seq.shape))
+            if flipped:           # run over the reversed input: the reverse direction
+                layer.attrs["direction"] = "reverse"
+                seq = seq.t
+            out = T(seq.chain + (layer,), out_shape(layer, seq.shape))
+            out.keras_seq_shape = seq.shape        # for a Bidirectional merge
+            return out
     return None
 
 
@@ -404,6 +430,22 @@ def wrap(handlers):
 
     def slice_(it, node, a):
         v = it.get(node, 0)
+        if isinstance(v, T) and len(v.shape) == 2:
+            starts, ends = it.const(node, 1, "starts"), it.const(node, 2, "ends")
+            axes, steps = it.get(node, 3), it.get(node, 4)
+            n = v.shape[0]
+            if starts.size == 1 and axes is not None and steps is not None and \
+                    int(np.ravel(axes)[0]) in (1, -2) and int(np.ravel(steps)[0]) == -1 and \
+                    int(starts[0]) in (-1, n - 1) and int(ends[0]) <= -n - 1:
+                return TimeFlipped(v)        # torch.flip(x, dims=[1]) of a sequence
+        if isinstance(v, TimeMajor) and isinstance(v.t, T) and len(v.t.shape) == 2:
+            starts, ends = it.const(node, 1, "starts"), it.const(node, 2, "ends")
+            axes, steps = it.get(node, 3), it.get(node, 4)
+            n = v.t.shape[0]
+            if starts.size == 1 and axes is not None and steps is not None and \
+                    int(np.ravel(axes)[0]) in (0, -3) and int(np.ravel(steps)[0]) == -1 and \
+                    int(starts[0]) in (-1, n - 1) and int(ends[0]) <= -n - 1:
+                return TimeMajor(TimeFlipped(v.t))   # the flip of a time-major sequence
         if isinstance(v, _HR) and v.step is None and isinstance(v.prev, Zeros):
             v = _as_e(it, v)
         if not isinstance(v, E):
@@ -441,6 +483,10 @@ def wrap(handlers):
 
     def concat(it, node, a):
         vals = [it.get(node, i) for i in range(len(node.input))]
+        if len(vals) == 2 and int(a.get("axis", 0)) in (-1, 1) and \
+                all(type(v) is T or (isinstance(v, E) and len(v.shape) == 2) for v in vals):
+            vals = [_finish(it, node, v) for v in vals]
+            return concat_layers(it, node, a, vals)
         if not _any_e(vals):
             return prev("Concat")(it, node, a)
         if int(a.get("axis", 0)) != 0 or not all(isinstance(v, E) for v in vals):
@@ -455,7 +501,41 @@ def wrap(handlers):
                        "(Keras's cell formula from zero states)")
         return r
 
+    def transpose(it, node, a):
+        v = it.get(node, 0)
+        if isinstance(v, TimeFlipped) and [int(p) for p in a.get("perm", [])] == [1, 0, 2]:
+            return TimeMajor(v)
+        return prev("Transpose")(it, node, a)
+
+    def concat_layers(it, node, a, vals):
+        """Keras Bidirectional (merge_mode "concat") of two last states: [forward, backward]
+        of one sequence, one bidirectional layer."""
+        fw, bw = vals
+        lf, lb = fw.chain[-1] if fw.chain else None, bw.chain[-1] if bw.chain else None
+        ok = int(a.get("axis", 0)) in (-1, 1) and lf is not None and lb is not None and \
+            lf.kind == lb.kind and lf.kind in ("lstm", "gru", "simple_rnn") and \
+            lf.attrs["direction"] == "forward" and lb.attrs["direction"] == "reverse" and \
+            not lf.attrs["return_sequences"] and not lb.attrs["return_sequences"] and \
+            len(fw.chain) == len(bw.chain) and \
+            all(p is q for p, q in zip(fw.chain[:-1], bw.chain[:-1])) and \
+            {k: v for k, v in lf.attrs.items() if k != "direction"} == \
+            {k: v for k, v in lb.attrs.items() if k != "direction"} and \
+            lf.weights["W_hh"].shape == lb.weights["W_hh"].shape
+        if not ok:
+            fail(node, "Concat of activations: only the forward and backward last states of "
+                       "one Keras recurrence (Bidirectional, merge_mode='concat') is modelled")
+        weights = dict(lf.weights)
+        for k in ("W_ih", "W_hh", "b_ih", "b_hh"):
+            weights[k + "_reverse"] = lb.weights.get(k)
+        layer = Layer(lf.kind, name=node.name or lf.kind,
+                      attrs=dict(lf.attrs, direction="bidirectional"), weights=weights)
+        seq_shape = getattr(fw, "keras_seq_shape", None)
+        if seq_shape is None or seq_shape != getattr(bw, "keras_seq_shape", None):
+            fail(node, "Concat of two recurrent last states whose input sequence is unknown")
+        return T(fw.chain[:-1] + (layer,), out_shape(layer, seq_shape))
+
     out["Gather"] = gather
+    out["Transpose"] = transpose
     out["Split"] = split
     out["Squeeze"] = squeeze
     out["Where"] = where
