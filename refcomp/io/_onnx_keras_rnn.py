@@ -30,11 +30,13 @@ graph then computes exactly that recurrence, imported as one ``lstm`` / ``gru`` 
 ``simple_rnn`` layer (weights through :func:`refcomp.convert.lstm_from_keras` /
 ``gru_from_keras``, or transposed: exact permutations).  ``go_backwards`` (a Slice
 flipping the input in time, :class:`TimeFlipped`) makes the last state a
-``direction="reverse"`` layer's, and ``Bidirectional`` (merge_mode "concat": the Concat
-of the forward and backward last states) one ``direction="bidirectional"`` layer.  Not
-modelled (FormatError naming the node): the state sequence of a backwards run (Keras
-returns it in processing order), GRU ``reset_after=False``, SimpleRNN ``go_backwards``
-(its loop reduces a mask), masks, activations other than Keras's defaults in LSTM / GRU.  Anything else stays an expression and is a
+``direction="reverse"`` layer's, its state sequence (Keras's processing order) that
+layer's output flipped in time, and ``Bidirectional`` (merge_mode "concat": the Concat of
+the forward states and the re-flipped backward ones) one ``direction="bidirectional"``
+layer.  Not modelled (FormatError naming the node): the state sequence of a lone
+backwards run (refcomp has no time-flip layer), GRU ``reset_after=False``, SimpleRNN
+``go_backwards`` (its loop reduces a mask), masks, activations other than Keras's
+defaults in LSTM / GRU.  Anything else stays an expression and is a
 FormatError naming the node where refcomp needs a tensor it can model.
 """
 
@@ -259,11 +261,13 @@ def _resolve(it, node, e, stacked=False):
             parts = [_mk(it, "Unsqueeze0", (h,), (1,) + h.shape) for h in hs]
             want = _mk(it, "Concat0", tuple(parts), (len(hs),) + hs[0].shape)
             if want.id == e.id:
-                if flipped:
-                    fail(node, "the state sequence of a Keras recurrence run backwards "
-                               "(go_backwards, in processing order) is not modelled; its "
-                               "last state is")
                 layer = make(node, True)
+                if flipped:
+                    # Keras returns a backwards run's states in processing order: the
+                    # reverse-direction layer's output (in time order) flipped in time
+                    layer.attrs["direction"] = "reverse"
+                    out = T(seq.t.chain + (layer,), out_shape(layer, seq.shape))
+                    return TimeMajor(TimeFlipped(out))
                 return TimeMajor(T(seq.chain + (layer,), out_shape(layer, seq.shape)))
         elif hs[-1].id == e.id:
             layer = make(node, False)
@@ -277,6 +281,16 @@ def _resolve(it, node, e, stacked=False):
 
 
 # -- handler wrappers ----------------------------------------------------------------------
+def _is_time_flip(it, node, n, axes_ok):
+    """Slice starts=-1, ends<=-n-1, steps=-1 on the time axis: the whole axis reversed."""
+    starts, ends = it.const(node, 1, "starts"), it.const(node, 2, "ends")
+    axes, steps = it.get(node, 3), it.get(node, 4)
+    return starts.size == 1 and isinstance(axes, np.ndarray) and \
+        isinstance(steps, np.ndarray) and int(np.ravel(axes)[0]) in axes_ok and \
+        int(np.ravel(steps)[0]) == -1 and int(starts[0]) in (-1, n - 1) and \
+        int(ends[0]) <= -n - 1
+
+
 def _xstep(it, seq, t):
     _table(it)["seqs"][id(seq)] = seq
     return _leaf(it, ("xt", id(seq), t), (BATCH, seq.shape[1]))
@@ -420,7 +434,7 @@ def wrap(handlers):
 
     def cast(it, node, a):
         v = it.get(node, 0)
-        if isinstance(v, (E, _HR)):
+        if isinstance(v, (E, _HR, TimeFlipped)):
             from onnx import TensorProto
             if int(a.get("to", 0)) != TensorProto.FLOAT:
                 fail(node, f"attribute to={a.get('to')} inside an unrolled Keras recurrent "
@@ -430,21 +444,13 @@ def wrap(handlers):
 
     def slice_(it, node, a):
         v = it.get(node, 0)
+        if isinstance(v, TimeFlipped) and _is_time_flip(it, node, v.shape[0], (1, -2)):
+            return v.t                       # flipped twice: the sequence itself
         if isinstance(v, T) and len(v.shape) == 2:
-            starts, ends = it.const(node, 1, "starts"), it.const(node, 2, "ends")
-            axes, steps = it.get(node, 3), it.get(node, 4)
-            n = v.shape[0]
-            if starts.size == 1 and axes is not None and steps is not None and \
-                    int(np.ravel(axes)[0]) in (1, -2) and int(np.ravel(steps)[0]) == -1 and \
-                    int(starts[0]) in (-1, n - 1) and int(ends[0]) <= -n - 1:
+            if _is_time_flip(it, node, v.shape[0], (1, -2)):
                 return TimeFlipped(v)        # torch.flip(x, dims=[1]) of a sequence
         if isinstance(v, TimeMajor) and isinstance(v.t, T) and len(v.t.shape) == 2:
-            starts, ends = it.const(node, 1, "starts"), it.const(node, 2, "ends")
-            axes, steps = it.get(node, 3), it.get(node, 4)
-            n = v.t.shape[0]
-            if starts.size == 1 and axes is not None and steps is not None and \
-                    int(np.ravel(axes)[0]) in (0, -3) and int(np.ravel(steps)[0]) == -1 and \
-                    int(starts[0]) in (-1, n - 1) and int(ends[0]) <= -n - 1:
+            if _is_time_flip(it, node, v.t.shape[0], (0, -3)):
                 return TimeMajor(TimeFlipped(v.t))   # the flip of a time-major sequence
         if isinstance(v, _HR) and v.step is None and isinstance(v.prev, Zeros):
             v = _as_e(it, v)
@@ -483,7 +489,7 @@ def wrap(handlers):
 
     def concat(it, node, a):
         vals = [it.get(node, i) for i in range(len(node.input))]
-        if len(vals) == 2 and int(a.get("axis", 0)) in (-1, 1) and \
+        if len(vals) == 2 and int(a.get("axis", 0)) in (-1, 1, 2) and \
                 all(type(v) is T or (isinstance(v, E) and len(v.shape) == 2) for v in vals):
             vals = [_finish(it, node, v) for v in vals]
             return concat_layers(it, node, a, vals)
@@ -512,10 +518,11 @@ def wrap(handlers):
         of one sequence, one bidirectional layer."""
         fw, bw = vals
         lf, lb = fw.chain[-1] if fw.chain else None, bw.chain[-1] if bw.chain else None
-        ok = int(a.get("axis", 0)) in (-1, 1) and lf is not None and lb is not None and \
+        rs = lf is not None and lf.attrs.get("return_sequences")
+        ok = int(a.get("axis", 0)) in ((-1, 2) if rs else (-1, 1)) and lf is not None and \
+            lb is not None and \
             lf.kind == lb.kind and lf.kind in ("lstm", "gru", "simple_rnn") and \
             lf.attrs["direction"] == "forward" and lb.attrs["direction"] == "reverse" and \
-            not lf.attrs["return_sequences"] and not lb.attrs["return_sequences"] and \
             len(fw.chain) == len(bw.chain) and \
             all(p is q for p, q in zip(fw.chain[:-1], bw.chain[:-1])) and \
             {k: v for k, v in lf.attrs.items() if k != "direction"} == \
@@ -529,8 +536,10 @@ def wrap(handlers):
             weights[k + "_reverse"] = lb.weights.get(k)
         layer = Layer(lf.kind, name=node.name or lf.kind,
                       attrs=dict(lf.attrs, direction="bidirectional"), weights=weights)
-        seq_shape = getattr(fw, "keras_seq_shape", None)
-        if seq_shape is None or seq_shape != getattr(bw, "keras_seq_shape", None):
+        seq_shape = (fw.shape[0], int(lf.weights["W_ih"].shape[1])) if rs else \
+            getattr(fw, "keras_seq_shape", None)
+        if seq_shape is None or (not rs and seq_shape != getattr(bw, "keras_seq_shape",
+                                                                    None)):
             fail(node, "Concat of two recurrent last states whose input sequence is unknown")
         return T(fw.chain[:-1] + (layer,), out_shape(layer, seq_shape))
 
