@@ -119,8 +119,8 @@ def test_keras_recurrent_onnx_export_round_trip(tmp_path, name):
     ("simple_rnn_backwards", lambda: [L.SimpleRNN(3, go_backwards=True)], r"op ReduceMax"),
     ("relu_cell", lambda: [L.LSTM(3, activation="relu")], r"op Mul\).*not the last state"),
 ])
-def test_keras_recurrent_exports_not_modelled_are_refused_by_name(tmp_path, name, layers,
-                                                                   match):
+def test_keras_recurrent_exports_not_modelled_are_refused_by_name(
+        tmp_path, name, layers, match):
     _, _, path = _export(tmp_path, layers())
     with pytest.raises(FormatError, match=match if match.startswith("graph") else
                        r"node '[^']*' \(" + match):

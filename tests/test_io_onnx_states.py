@@ -137,8 +137,8 @@ def test_sequence_lens_model_matches_the_layer_function(tmp_path):
                      h0=np.stack([lay.w("h0"), lay.w("h0_reverse")]),
                      c0=np.stack([lay.w("c0"), lay.w("c0_reverse")]),
                      direction="bidirectional", sequence_lens=np.array(lens),
-                     reverse={k: lay.w(k + "_reverse") for k in ("W_ih", "W_hh", "b_ih",
-                                                                  "b_hh")})
+                     reverse={k: lay.w(k + "_reverse")
+                              for k in ("W_ih", "W_hh", "b_ih", "b_hh")})
     got = m(x)
     assert got.dtype == want.dtype and np.array_equal(got.view(np.uint32),
                                                       want.view(np.uint32))

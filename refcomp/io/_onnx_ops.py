@@ -354,8 +354,6 @@ def op_mul(it, node, a):
     return _arith(np.multiply)(it, node, a)
 
 
-
-
 @handler("Greater")
 def op_greater(it, node, a):
     return np.asarray(_arith(np.greater)(it, node, a))

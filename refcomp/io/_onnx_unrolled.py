@@ -182,9 +182,8 @@ def _squeeze(prev_handler):
         if isinstance(v, Zeros):
             return Zeros()
         if isinstance(v, Batched):
-            ax = sorted(x % v.ndim for x in (axes if axes is not None else
-                                              [i for i, n in enumerate(v.value.shape)
-                                               if n == 1 and i != v.axis]))
+            ones = [i for i, n in enumerate(v.value.shape) if n == 1 and i != v.axis]
+            ax = sorted(x % v.ndim for x in (axes if axes is not None else ones))
             if v.axis in ax or any(v.value.shape[x] != 1 for x in ax):
                 fail(node, f"Squeeze axes={ax} of {describe(v)}: only size-1 axes besides "
                            "the batch")
