@@ -47,6 +47,9 @@ MODELS = {
     "bidirectional-seq": (lambda: [L.Bidirectional(L.GRU(3, return_sequences=True)),
                                    L.Flatten(), L.Dense(2)],
                           [("gru", True), ("flatten", None), ("dense", None)]),
+    "gru-reset-before": (lambda: [L.GRU(4, reset_after=False, return_sequences=True),
+                                  L.GRU(3, reset_after=False, use_bias=False)],
+                         [("gru", True), ("gru", False)]),
     "mixed": (lambda: [L.SimpleRNN(4, return_sequences=True), L.LSTM(3, return_sequences=True),
                        L.Flatten(), L.Dense(2)],
               [("simple_rnn", True), ("lstm", True), ("flatten", None), ("dense", None)]),
@@ -106,14 +109,14 @@ def test_keras_recurrent_onnx_export_round_trip(tmp_path, name):
         elif r.kind == "lstm":
             want_w = convert.lstm_from_keras(*w)
         else:
-            want_w = convert.gru_from_keras(*w, reset_after=True)
+            want_w = convert.gru_from_keras(*w, reset_after=k.reset_after)
+            assert r.attrs["reset_after"] == k.reset_after
         for n, v in zip(("W_ih", "W_hh", "b_ih"), want_w):
             n += suffix
             assert (v is None and r.w(n) is None) or np.array_equal(r.w(n), v)
 
 
 @pytest.mark.parametrize("name,layers,match", [
-    ("gru_reset_before", lambda: [L.GRU(3, reset_after=False)], r"op Split"),
     ("backwards_sequence", lambda: [L.LSTM(3, go_backwards=True, return_sequences=True)],
      r"graph output .* time-reversed sequence"),
     ("simple_rnn_backwards", lambda: [L.SimpleRNN(3, go_backwards=True)], r"op ReduceMax"),

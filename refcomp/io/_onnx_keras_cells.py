@@ -13,6 +13,8 @@ states (keras/src/backend/torch/rnn.py, ``_fallback_lstm`` / ``_fallback_gru``):
     GRU   xz, xr, xh = chunks(P[t], 3);  hz, hr, hh = chunks(h U + b_rec, 3)
           z = sig(xz + hz);  r = sig(xr + hr);  n = tanh(xh + r * hh)
           h = z * h + (1 - z) * n
+    GRU reset_after=False (generic loop): xz, xr, xh = split(x_t K + b, 3);
+          hz, hr = chunks(h U_zr, 2);  n = tanh(xh + (sig(xr + hr) * h) U_h)
     SimpleRNN  h = act((x_t W + b) + h U),  act = tanh or relu
 
 and accepts the layer only if the two expressions are the same (same id): the
@@ -24,10 +26,10 @@ flipping the input in time, :class:`TimeFlipped`) makes the last state a
 layer's output flipped in time, and ``Bidirectional`` (merge_mode "concat": the Concat of
 the forward states and the re-flipped backward ones) one ``direction="bidirectional"``
 layer.  Not modelled (FormatError naming the node): the state sequence of a lone
-backwards run (refcomp has no time-flip layer), GRU ``reset_after=False``, SimpleRNN
-``go_backwards`` (its loop reduces a mask), masks, activations other than Keras's
-defaults in LSTM / GRU.  Anything else stays an expression and is a
-FormatError naming the node where refcomp needs a tensor it can model.
+backwards run (refcomp has no time-flip layer), SimpleRNN ``go_backwards`` (its loop
+reduces a mask), masks, activations other than Keras's defaults in LSTM / GRU.  Anything
+else stays an expression and is a FormatError naming the node where refcomp needs a tensor
+it can model.
 """
 
 import numpy as np
@@ -97,7 +99,7 @@ def leaf(it, key, shape):
 
 
 def _zeros(it, H):
-    return leaf(it, ("zeros",), (BATCH, H))
+    return leaf(it, ("zeros", int(H)), (BATCH, H))
 
 
 def as_e(it, v, like=None):
@@ -191,6 +193,43 @@ def _simple_templates(it, seq, W, U, b, act):
     return hs
 
 
+def _gru_before_templates(it, seq, K, Uzr, Uh, b):
+    """Keras GRU reset_after=False (its generic loop): x_z, x_r, x_h = split(x_t K + b);
+    h_z, h_r = chunks(h U_zr); z = sig(x_z + h_z); r = sig(x_r + h_r);
+    n = tanh(x_h + (r * h) U_h); h = z * h + (1 - z) * n."""
+    H = Uh.shape[0]
+    if Uh.shape != (H, H) or Uzr.shape != (H, 2 * H) or K.shape != (seq.shape[1], 3 * H) \
+            or (b is not None and b.shape != (3 * H,)):
+        return None
+    sig = lambda v: mk(it, "Sigmoid", (v,), v.shape)   # noqa: E731
+    add = lambda u, v: mk(it, "Add", (u, v), u.shape)   # noqa: E731
+    mul = lambda u, v: mk(it, "Mul", (u, v), u.shape)   # noqa: E731
+    one = leaf(it, ("scalar", 1.0), ())
+    h = _zeros(it, H)
+    hs = []
+    for t in range(seq.shape[0]):
+        a = matmul_e(it, leaf(it, ("xt", id(seq), t), (BATCH, seq.shape[1])), K)
+        if b is not None:
+            a = add_const(it, a, b)
+        xz, xr, xh = (_chunk(it, a, k, 3) for k in range(3))
+        hzr = matmul_e(it, h, Uzr)
+        hz, hr = _chunk(it, hzr, 0, 2), _chunk(it, hzr, 1, 2)
+        z, r = sig(add(xz, hz)), sig(add(xr, hr))
+        n = mk(it, "Tanh", (add(xh, matmul_e(it, mul(r, h), Uh)),), xh.shape)
+        h = add(mul(z, h), mul(mk(it, "Sub", (one, z), z.shape), n))
+        hs.append(h)
+    return hs
+
+
+def _gru_before_layer(node, rs, K, Uzr, Uh, b):
+    W_ih, W_hh, b_ih, b_hh = convert.gru_from_keras(
+        np.ascontiguousarray(K), np.ascontiguousarray(np.concatenate([Uzr, Uh], axis=1)), b,
+        reset_after=False)
+    return Layer("gru", name=node.name or "gru",
+                 attrs={"reset_after": False, "return_sequences": rs},
+                 weights={"W_ih": W_ih, "W_hh": W_hh, "b_ih": b_ih, "b_hh": b_hh})
+
+
 def _candidates(it):
     """(seq, hs, make_layer) for every Keras recurrence the registered constants allow."""
     tab = table(it)
@@ -217,6 +256,14 @@ def _candidates(it):
                                 attrs={"activation": act.lower(), "return_sequences": rs},
                                 weights={"W_ih": np.ascontiguousarray(W.T),
                                          "W_hh": np.ascontiguousarray(U.T), "b_ih": b}))
+        for K in consts:
+            for Uzr in consts:
+                for Uh in consts:
+                    for b in [None] + list(tab["b"].values()):
+                        hs = _gru_before_templates(it, seq, K, Uzr, Uh, b)
+                        if hs is not None:
+                            yield seq, hs, (lambda node, rs, K=K, Uzr=Uzr, Uh=Uh, b=b:
+                                            _gru_before_layer(node, rs, K, Uzr, Uh, b))
 
 
 def _layer(node, proj, U, b_rec, kind, return_sequences):

@@ -78,6 +78,16 @@ def wrap(handlers):
 
     def split(it, node, a):
         v = it.get(node, 0)
+        if isinstance(v, E):                 # the gate blocks of x_t K + b
+            sizes = it.const(node, 1, "split") if it.get(node, 1) is not None else None
+            k = len(node.output)
+            n = v.shape[-1]
+            sizes = [n // k] * k if sizes is None else [int(q) for q in np.ravel(sizes)]
+            if int(a.get("axis", 0)) % len(v.shape) != len(v.shape) - 1 or sum(sizes) != n:
+                fail(node, f"Split of {describe(v)}: only blocks of the last axis")
+            bounds = np.concatenate([[0], np.cumsum(sizes)])
+            return tuple(_mk(it, "Slice", (v, int(bounds[i]), int(bounds[i + 1])),
+                             v.shape[:-1] + (sizes[i],)) for i in range(len(sizes)))
         if not isinstance(v, TimeMajor):
             return prev("Split")(it, node, a)
         steps = v.t.shape[0]
