@@ -220,8 +220,13 @@ def wrap(handlers):
 
     def concat(it, node, a):
         vals = [it.get(node, i) for i in range(len(node.input))]
+        def recurrent(v):
+            return (type(v) is T and v.chain and
+                    v.chain[-1].kind in ("lstm", "gru", "simple_rnn")) or \
+                (isinstance(v, E) and len(v.shape) == 2)
+
         if len(vals) == 2 and int(a.get("axis", 0)) in (-1, 1, 2) and \
-                all(type(v) is T or (isinstance(v, E) and len(v.shape) == 2) for v in vals):
+                all(recurrent(v) for v in vals):
             vals = [_finish(it, node, v) for v in vals]
             return concat_layers(it, node, a, vals)
         if not _any_e(vals):
