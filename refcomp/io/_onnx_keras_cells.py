@@ -175,6 +175,12 @@ def _templates(it, proj, U, b_rec):
     return hs, ("lstm" if G == 4 else "gru")
 
 
+def _input_term(it, seq, t, W, b):
+    """x_t W (+ b) of Keras's generic loop, x_t the t-th step of ``seq``."""
+    a = matmul_e(it, leaf(it, ("xt", id(seq), t), (BATCH, seq.shape[1])), W)
+    return a if b is None else add_const(it, a, b)
+
+
 def _simple_templates(it, seq, W, U, b, act):
     """Keras SimpleRNN (its generic loop): h = act((x_t W + b) + h U) from h = 0."""
     H = U.shape[0]
@@ -184,9 +190,7 @@ def _simple_templates(it, seq, W, U, b, act):
     h = _zeros(it, H)
     hs = []
     for t in range(seq.shape[0]):
-        a = matmul_e(it, leaf(it, ("xt", id(seq), t), (BATCH, seq.shape[1])), W)
-        if b is not None:
-            a = add_const(it, a, b)
+        a = _input_term(it, seq, t, W, b)
         z = mk(it, "Add", (a, matmul_e(it, h, U)), a.shape)
         h = mk(it, act, (z,), z.shape)
         hs.append(h)
@@ -208,9 +212,7 @@ def _gru_before_templates(it, seq, K, Uzr, Uh, b):
     h = _zeros(it, H)
     hs = []
     for t in range(seq.shape[0]):
-        a = matmul_e(it, leaf(it, ("xt", id(seq), t), (BATCH, seq.shape[1])), K)
-        if b is not None:
-            a = add_const(it, a, b)
+        a = _input_term(it, seq, t, K, b)
         xz, xr, xh = (_chunk(it, a, k, 3) for k in range(3))
         hzr = matmul_e(it, h, Uzr)
         hz, hr = _chunk(it, hzr, 0, 2), _chunk(it, hzr, 1, 2)
