@@ -220,6 +220,7 @@ def wrap(handlers):
 
     def concat(it, node, a):
         vals = [it.get(node, i) for i in range(len(node.input))]
+
         def recurrent(v):
             return (type(v) is T and v.chain and
                     v.chain[-1].kind in ("lstm", "gru", "simple_rnn")) or \
