@@ -1,0 +1,141 @@
+"""Cache-blocked vector drivers of the reference dense and convolution sums.
+
+Same contract as :mod:`refcomp.kernels.linear` (read it first): every
+output is the float64 sum of its products in increasing reduction order
+from +0.0, with the same FMA rule, so the results are bit-identical to
+:func:`refcomp.kernels.linear.matmul_acc64` / ``conv_acc64`` and to their
+NumPy twins.  What changes is only which outputs share the machine:
+
+* the weights are packed once per call into blocks of L output columns
+  (``Bp[g, ob, k, t] = W[g*og + ob*L + t, k]``, zero columns past the end),
+  so a block's weights for consecutive k are one contiguous stream;
+* the reduction operand of a chunk of rows (batch rows for dense; output
+  pixels of one image for conv, gathered im2col-style in the reduction
+  order c, i, j) is read by :func:`refcomp.kernels._tilevec.tile`, which
+  keeps R x L sums in vector registers, lane = output column;
+* a long reduction is cut into blocks of :data:`KC` steps; between blocks
+  the float64 accumulators wait in memory (exact), so the per-output order
+  of additions is unchanged;
+* threads take whole chunks of rows (``prange``), never a part of one sum,
+  so results do not depend on the thread count.
+
+Private: callers pass C-contiguous float64 arrays of consistent shapes, with
+a non-empty reduction and output.
+"""
+
+import numba
+import numpy as np
+
+from ._tilevec import ROWS, tile
+
+__all__ = ["pack_columns", "matmul_tiled", "conv_tiled", "KC"]
+
+#: Reduction steps per block: a packed block of 16 columns is then 64 KiB,
+#: held in L2 while the row tiles of a chunk stream past it.
+KC = 512
+#: Rows (batch rows, output pixels) per parallel job: a multiple of ROWS.
+_CHUNK = 16 * ROWS
+
+
+def pack_columns(wk, lanes):
+    """(G, K, M) float64 -> (G, ceil(M/lanes), K, lanes), zero-padded columns."""
+    g, k, m = wk.shape
+    nob = -(-m // lanes)
+    padded = np.zeros((g, k, nob * lanes), dtype=np.float64)
+    padded[:, :, :m] = wk
+    return np.ascontiguousarray(padded.reshape(g, k, nob, lanes).transpose(0, 2, 1, 3))
+
+
+@numba.njit(cache=True, parallel=True)
+def _matmul_kernel(x, bp, out, fused, chunk):
+    n, kk = x.shape
+    m = out.shape[1]
+    nob, lanes = bp.shape[0], bp.shape[2]
+    jobs = (n + chunk - 1) // chunk
+    for job in numba.prange(jobs):
+        r0 = job * chunk
+        rn = min(chunk, n - r0)
+        cbuf = np.empty((rn, nob * lanes), dtype=np.float64)
+        for k0 in range(0, kk, KC):
+            k1 = min(kk, k0 + KC)
+            for ob in range(nob):
+                for p in range(0, rn, ROWS):
+                    tile(x, bp, cbuf, r0 + p, p, min(ROWS, rn - p), ob, k0, k1, k0 == 0, fused)
+        for r in range(rn):
+            for o in range(m):
+                out[r0 + r, o] = cbuf[r, o]
+
+
+def matmul_tiled(x, wt, lanes, *, exact_products=False):
+    """:func:`refcomp.kernels.linear.matmul_acc64` by register tiles of
+    ``lanes`` (16 or 8) columns; x (N, K) and wt (K, M) float64, K, N, M > 0."""
+    n = x.shape[0]
+    out = np.empty((n, wt.shape[1]), dtype=np.float64)
+    bp = pack_columns(wt[None], lanes)[0]
+    # Enough jobs for two threads, chunks no longer than _CHUNK rows.
+    quarter = -(-n // 4)
+    chunk = min(_CHUNK, -(-quarter // ROWS) * ROWS)
+    _matmul_kernel(x, bp, out, bool(exact_products), chunk)
+    return out
+
+
+def _offsets(c, hp, wp, kh, kw, dh, dw):
+    # Flat offset in one image of the padded input of reduction step
+    # k = (c*kh + i)*kw + j, relative to the output pixel's corner.
+    cc, ii, jj = np.meshgrid(np.arange(c), np.arange(kh), np.arange(kw), indexing="ij")
+    return np.ascontiguousarray(((cc * hp + ii * dh) * wp + jj * dw).ravel().astype(np.int64))
+
+
+@numba.njit(cache=True, parallel=True)
+def _conv_kernel(xp, off, bp, out, bias, has_bias, sh, sw, ow_n, fused, chunk):
+    # xp (N, C, Hp, Wp) float32/float64 (widened exactly); off (K,) from
+    # _offsets; bp (G, nob, K, L); out (N, O, OH*OW), any float dtype: the
+    # float64 sum (+ bias) is rounded once on the store.
+    n_batch, c_in, hp, wp = xp.shape
+    groups, nob, kk, lanes = bp.shape
+    cg = c_in // groups
+    og = out.shape[1] // groups
+    pix = out.shape[2]
+    xf = xp.reshape(-1)
+    per = (pix + chunk - 1) // chunk
+    for job in numba.prange(n_batch * per):
+        n = job // per
+        p0 = (job % per) * chunk
+        pn = min(chunk, pix - p0)
+        a = np.empty((pn, kk), dtype=np.float64)
+        cbuf = np.empty((pn, nob * lanes), dtype=np.float64)
+        for g in range(groups):
+            img = (n * c_in + g * cg) * hp * wp
+            for q in range(pn):
+                corner = img + ((p0 + q) // ow_n) * sh * wp + ((p0 + q) % ow_n) * sw
+                for k in range(kk):
+                    a[q, k] = xf[corner + off[k]]
+            for k0 in range(0, kk, KC):
+                k1 = min(kk, k0 + KC)
+                for ob in range(nob):
+                    for q in range(0, pn, ROWS):
+                        tile(a, bp[g], cbuf, q, q, min(ROWS, pn - q), ob, k0, k1, k0 == 0,
+                             fused)
+            for o in range(og):
+                bo = bias[g * og + o] if has_bias else 0.0
+                for q in range(pn):
+                    v = cbuf[q, o]
+                    if has_bias:
+                        v = v + bo
+                    out[n, g * og + o, p0 + q] = v
+
+
+def conv_tiled(xp, wk, out, stride, dilation, kh, kw, lanes, *, bias=None,
+               exact_products=False):
+    """Fill ``out`` (N, O, OH, OW) with the sums of
+    :func:`refcomp.kernels.linear.conv_acc64` (``+ bias[o]`` in float64 when
+    given), rounded once to ``out``'s dtype; ``wk`` is its grouped kernel
+    matrix (G, Cg*kh*kw, Og), ``xp`` the padded input, float32 or float64."""
+    n, o, oh, ow = out.shape
+    has = bias is not None
+    off = _offsets(xp.shape[1] // wk.shape[0], xp.shape[2], xp.shape[3], kh, kw,
+                   dilation[0], dilation[1])
+    _conv_kernel(xp, off, pack_columns(wk, lanes), out.reshape(n, o, oh * ow),
+                 bias if has else np.zeros(1), has, stride[0], stride[1], ow,
+                 bool(exact_products), _CHUNK)
+    return out
