@@ -163,10 +163,12 @@ def tile(A, Bp, C, pa, pc, rows, ob, k0, k1, first, fused):
 
 
 def tile_interpreted(A, Bp, C, pa, pc, rows, ob, k0, k1, first, fused):
-    """Plain-Python stand-in of :func:`tile` (same operations, lane by lane)."""
+    """Plain-Python stand-in of :func:`tile` (same operations, lane by lane;
+    the repeated rows past ``rows`` are skipped: sequentially they would
+    restart from the value already stored, where the vector code loads every
+    accumulator before it stores any)."""
     lanes = Bp.shape[2]
-    for r in range(ROWS):
-        rr = min(r, rows - 1)
+    for rr in range(min(ROWS, rows)):
         for t in range(lanes):
             acc = np.float64(0.0) if first else C[pc + rr, ob * lanes + t]
             for k in range(k0, k1):

@@ -47,7 +47,7 @@ def pack_columns(wk, lanes):
 
 
 @numba.njit(cache=True, parallel=True)
-def _matmul_kernel(x, bp, out, fused, chunk):
+def _matmul_kernel(x, bp, out, fused, chunk, kc):
     n, kk = x.shape
     m = out.shape[1]
     nob, lanes = bp.shape[0], bp.shape[2]
@@ -56,8 +56,8 @@ def _matmul_kernel(x, bp, out, fused, chunk):
         r0 = job * chunk
         rn = min(chunk, n - r0)
         cbuf = np.empty((rn, nob * lanes), dtype=np.float64)
-        for k0 in range(0, kk, KC):
-            k1 = min(kk, k0 + KC)
+        for k0 in range(0, kk, kc):
+            k1 = min(kk, k0 + kc)
             for ob in range(nob):
                 for p in range(0, rn, ROWS):
                     tile(x, bp, cbuf, r0 + p, p, min(ROWS, rn - p), ob, k0, k1, k0 == 0, fused)
@@ -66,16 +66,19 @@ def _matmul_kernel(x, bp, out, fused, chunk):
                 out[r0 + r, o] = cbuf[r, o]
 
 
-def matmul_tiled(x, wt, lanes, *, exact_products=False):
+def matmul_tiled(x, wt, lanes, *, exact_products=False, chunk=None, kc=KC):
     """:func:`refcomp.kernels.linear.matmul_acc64` by register tiles of
-    ``lanes`` (16 or 8) columns; x (N, K) and wt (K, M) float64, K, N, M > 0."""
+    ``lanes`` (16 or 8) columns; x (N, K) and wt (K, M) float64, K, N, M > 0.
+    ``chunk`` (rows per job) and ``kc`` (reduction
+    block) only move work around: tests vary them, the bits stay."""
     n = x.shape[0]
     out = np.empty((n, wt.shape[1]), dtype=np.float64)
     bp = pack_columns(wt[None], lanes)[0]
     # Enough jobs for two threads, chunks no longer than _CHUNK rows.
-    quarter = -(-n // 4)
-    chunk = min(_CHUNK, -(-quarter // ROWS) * ROWS)
-    _matmul_kernel(x, bp, out, bool(exact_products), chunk)
+    if chunk is None:
+        quarter = -(-n // 4)
+        chunk = min(_CHUNK, -(-quarter // ROWS) * ROWS)
+    _matmul_kernel(x, bp, out, bool(exact_products), chunk, kc)
     return out
 
 
@@ -87,7 +90,7 @@ def _offsets(c, hp, wp, kh, kw, dh, dw):
 
 
 @numba.njit(cache=True, parallel=True)
-def _conv_kernel(xp, off, bp, out, bias, has_bias, sh, sw, ow_n, fused, chunk):
+def _conv_kernel(xp, off, bp, out, bias, has_bias, sh, sw, ow_n, fused, chunk, kc):
     # xp (N, C, Hp, Wp) float32/float64 (widened exactly); off (K,) from
     # _offsets; bp (G, nob, K, L); out (N, O, OH*OW), any float dtype: the
     # float64 sum (+ bias) is rounded once on the store.
@@ -110,8 +113,8 @@ def _conv_kernel(xp, off, bp, out, bias, has_bias, sh, sw, ow_n, fused, chunk):
                 corner = img + ((p0 + q) // ow_n) * sh * wp + ((p0 + q) % ow_n) * sw
                 for k in range(kk):
                     a[q, k] = xf[corner + off[k]]
-            for k0 in range(0, kk, KC):
-                k1 = min(kk, k0 + KC)
+            for k0 in range(0, kk, kc):
+                k1 = min(kk, k0 + kc)
                 for ob in range(nob):
                     for q in range(0, pn, ROWS):
                         tile(a, bp[g], cbuf, q, q, min(ROWS, pn - q), ob, k0, k1, k0 == 0,
@@ -126,16 +129,17 @@ def _conv_kernel(xp, off, bp, out, bias, has_bias, sh, sw, ow_n, fused, chunk):
 
 
 def conv_tiled(xp, wk, out, stride, dilation, kh, kw, lanes, *, bias=None,
-               exact_products=False):
+               exact_products=False, chunk=_CHUNK, kc=KC):
     """Fill ``out`` (N, O, OH, OW) with the sums of
     :func:`refcomp.kernels.linear.conv_acc64` (``+ bias[o]`` in float64 when
     given), rounded once to ``out``'s dtype; ``wk`` is its grouped kernel
-    matrix (G, Cg*kh*kw, Og), ``xp`` the padded input, float32 or float64."""
+    matrix (G, Cg*kh*kw, Og), ``xp`` the padded input, float32 or float64;
+    ``chunk`` (output pixels per job) and ``kc`` as in :func:`matmul_tiled`."""
     n, o, oh, ow = out.shape
     has = bias is not None
     off = _offsets(xp.shape[1] // wk.shape[0], xp.shape[2], xp.shape[3], kh, kw,
                    dilation[0], dilation[1])
     _conv_kernel(xp, off, pack_columns(wk, lanes), out.reshape(n, o, oh * ow),
                  bias if has else np.zeros(1), has, stride[0], stride[1], ow,
-                 bool(exact_products), _CHUNK)
+                 bool(exact_products), chunk, kc)
     return out
