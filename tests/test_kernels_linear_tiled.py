@@ -181,3 +181,56 @@ def test_conv_twin_nonfinite_and_padding_terms(lanes):
         want = conv_acc64_twin(xp, w, (1, 1), (1, 1), 1)
     assert_bits_equal(got, want)
     assert np.isnan(got[0, 1, 0, 0]) and got[0, 0, 1, 1] == 2 * 9 * 1.5
+
+
+# -- whole-sequence recurrent cells (kernels.rnn_tiled) against the NumPy step ----------
+@settings(max_examples=25, deadline=None)
+@given(kind=st.sampled_from(["lstm", "gru"]), n=st.integers(1, 2 * ROWS + 3),
+       t=st.integers(0, 4), f=st.integers(1, 5), h=st.integers(1, 21),
+       f32=st.booleans(), biases=st.booleans(), states=st.booleans(), seq=st.booleans(),
+       seed=st.integers(0, 2 ** 16))
+def test_recurrent_tiled_twin_and_threads(kind, n, t, f, h, f32, biases, states,
+                                          seq, seed):
+    import refcomp.layers.recurrent as R
+    rng = np.random.default_rng(seed)
+    dt = np.float32 if f32 else np.float64
+    g = 4 if kind == "lstm" else 3
+
+    def r(*s, scale=1.0):
+        return (rng.standard_normal(s) * scale).astype(dt)
+
+    args = (r(n, t, f), r(g * h, f, scale=0.5), r(g * h, h, scale=0.5))
+    kw = {"b_ih": r(g * h) if biases else None, "b_hh": r(g * h) if biases else None,
+          "h0": r(n, h) if states else None, "return_sequences": seq}
+    if kind == "lstm":
+        kw["c0"] = r(n, h) if states else None
+    fn = R.lstm if kind == "lstm" else R.gru
+    old = R._TILED_LANES
+    try:
+        R._TILED_LANES = 0
+        want = fn(*args, **kw)
+        for lanes in (16, 8):
+            R._TILED_LANES = lanes
+            for threads in (1, 2):
+                with _threads(threads):
+                    got = fn(*args, **kw)
+                assert_bits_equal(got[0], want[0])
+                assert len(got[1]) == len(want[1])
+                for a, b in zip(got[1], want[1]):
+                    assert_bits_equal(a, b)
+    finally:
+        R._TILED_LANES = old
+
+
+def test_recurrent_tiled_twin_gru_reset_before_keeps_numpy_step(monkeypatch):
+    # reset_after=False multiplies h by r before the product: the NumPy step
+    # runs (its product is still the tiled matmul); same bits on every path.
+    import refcomp.layers.recurrent as R
+    rng = np.random.default_rng(7)
+    x, wi, wh = (rng.standard_normal(s).astype(np.float32) for s in ((3, 4, 5), (21, 5), (21, 7)))
+    outs = []
+    for lanes in (16, 8, 0):
+        monkeypatch.setattr(R, "_TILED_LANES", lanes)
+        outs.append(R.gru(x, wi, wh, reset_after=False)[0])
+    assert_bits_equal(outs[0], outs[2])
+    assert_bits_equal(outs[1], outs[2])
