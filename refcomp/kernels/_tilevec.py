@@ -1,7 +1,7 @@
 """A register tile of float64 dot products, one output per vector lane.
 
 ``tile(A, Bp, C, pa, pc, rows, ob, k0, k1, first, fused)`` advances the
-sums of R rows (R = :data:`ROWS`) by the reduction steps ``k0 .. k1-1``:
+sums of R rows (R = :func:`tile_rows`) by the reduction steps ``k0 .. k1-1``:
 for every row r < R and lane t < Bp.shape[2],
 
     C[pc + r', t'] = C[pc + r', t'] + A[pa + r', k] * Bp[ob, k, t]   (k increasing)
@@ -27,8 +27,8 @@ fused result equals ``acc + a*b``), else ``acc + a*b`` with a separate
 multiply (no contraction: the IR carries no fast-math flags).  NaN: as in
 :mod:`refcomp.kernels._rowvec` (two NaNs meeting may keep either payload).
 
-Private: no bounds checks; A (P, K), Bp (nob, K, L) and C (P', nob*L) are
-C-contiguous float64.
+Private: no bounds checks; A (P, K) float32 (widened exactly) or float64,
+any strides; Bp (nob, K, L) and C (P', nob*L) C-contiguous float64.
 """
 
 import numba
@@ -41,12 +41,15 @@ from ._fma import madd
 from ._host import has_feature
 from ._vector_ir import multiply_add, splat
 
-__all__ = ["ROWS", "VECTOR", "LANES", "tile", "tile_interpreted"]
+__all__ = ["ROWS", "VECTOR", "LANES", "tile", "tile_rows", "tile_interpreted"]
 
-#: Rows of a register tile: with two vectors per row, 12 accumulators, enough
-#: independent chains to hide the FMA latency and few enough to stay in
-#: registers (32 zmm with AVX-512; 16 ymm with AVX2, where L = 8 is two ymm).
-ROWS = 6
+#: Rows of a register tile per vector width: with two vectors per row, 16
+#: zmm accumulators of 32 with AVX-512 (8 rows: 2 vector loads per 16 FMAs;
+#: measured 6 -> 8 rows: see linear_tiled), 12 ymm of 16 with AVX2.  Enough
+#: independent chains to hide the FMA latency, few enough to stay in registers.
+_ROWS_BY_VL = {8: 8, 4: 6}
+#: The most rows of any tile.
+ROWS = max(_ROWS_BY_VL.values())
 #: Vectors per row of the tile.
 _VPR = 2
 
@@ -67,6 +70,8 @@ LANES = _VPR * VECTOR
 
 
 def _codegen(vl, fused):
+    rows_t = _ROWS_BY_VL[vl]
+
     def codegen(context, builder, signature, args):
         a_t, b_t, c_t = signature.args[:3]
         a_a, b_a, c_a, pa, pc, rows, ob, k0, k1, first = args
@@ -77,18 +82,24 @@ def _codegen(vl, fused):
         vt = ir.VectorType(f64, vl)
         lanes = vl * _VPR
         one = ir.Constant(i64, 1)
-        a_row = builder.extract_value(A.strides, 0)
+        a_el = context.get_value_type(a_t.dtype)
+        # Strides known at compile time where the layout fixes them: the
+        # reduction step of C order (dense rows), the row step of F order
+        # (the transposed im2col tile of the convolution, where the R rows
+        # of one k are adjacent), so the loads use constant displacements.
+        a_item = ir.Constant(i64, context.get_abi_sizeof(a_el))
+        a_row = a_item if a_t.layout == "F" else builder.extract_value(A.strides, 0)
+        a_step = a_item if a_t.layout == "C" else builder.extract_value(A.strides, 1)
         c_row = builder.extract_value(C.strides, 0)
         kk = builder.extract_value(B.shape, 1)
         last = builder.sub(rows, one)
         a_base = builder.ptrtoint(A.data, i64)
         c_base = builder.ptrtoint(C.data, i64)
         a_rows, c_ptrs = [], []
-        for r in range(ROWS):
+        for r in range(rows_t):
             rr = builder.select(builder.icmp_signed("<", ir.Constant(i64, r), rows),
                                 ir.Constant(i64, r), last)
-            a_rows.append(builder.inttoptr(
-                builder.add(a_base, builder.mul(builder.add(pa, rr), a_row)), f64.as_pointer()))
+            a_rows.append(builder.add(a_base, builder.mul(builder.add(pa, rr), a_row)))
             c_first = builder.add(c_base, builder.add(
                 builder.mul(builder.add(pc, rr), c_row),
                 builder.mul(ob, ir.Constant(i64, lanes * 8))))
@@ -96,7 +107,7 @@ def _codegen(vl, fused):
                                             vt.as_pointer()) for v in range(_VPR)])
         zero = ir.Constant(vt, [0.0] * vl)
         accs = []
-        for r in range(ROWS):
+        for r in range(rows_t):
             row = []
             for v in range(_VPR):
                 slot = cgutils.alloca_once(builder, vt)
@@ -114,12 +125,17 @@ def _codegen(vl, fused):
             bv = [builder.load(builder.bitcast(builder.gep(bp, [ir.Constant(i64, v * vl)]),
                                                vt.as_pointer()), align=8)
                   for v in range(_VPR)]
-            for r in range(ROWS):
-                av = splat(builder, vt, builder.load(builder.gep(a_rows[r], [k])))
+            a_off = builder.mul(k, a_step)
+            for r in range(rows_t):
+                a = builder.load(builder.inttoptr(builder.add(a_rows[r], a_off),
+                                                  a_el.as_pointer()))
+                if a_el != f64:
+                    a = builder.fpext(a, f64)           # float32 -> float64: exact
+                av = splat(builder, vt, a)
                 for v in range(_VPR):
                     builder.store(multiply_add(builder, av, bv[v], builder.load(accs[r][v]),
                                                fused), accs[r][v])
-        for r in range(ROWS):
+        for r in range(rows_t):
             for v in range(_VPR):
                 builder.store(builder.load(accs[r][v]), c_ptrs[r][v], align=8)
         return context.get_dummy_value()
@@ -129,8 +145,11 @@ def _codegen(vl, fused):
 def _make(vl, fused):
     @intrinsic
     def _tile(typingctx, A, Bp, C, pa, pc, rows, ob, k0, k1, first):
-        ok = all(isinstance(a, types.Array) and a.dtype == types.float64 and a.layout == "C"
-                 for a in (A, Bp, C)) and (A.ndim, Bp.ndim, C.ndim) == (2, 3, 2)
+        # A: float32 (widened exactly) or float64, any strides; Bp, C packed float64.
+        ok = (all(isinstance(a, types.Array) for a in (A, Bp, C))
+              and A.dtype in (types.float32, types.float64)
+              and all(a.dtype == types.float64 and a.layout == "C" for a in (Bp, C))
+              and (A.ndim, Bp.ndim, C.ndim) == (2, 3, 2))
         if not ok:
             return None
         sig = types.void(A, Bp, C, types.int64, types.int64, types.int64, types.int64,
@@ -140,6 +159,12 @@ def _make(vl, fused):
 
 
 _T8f, _T8, _T4f, _T4 = _make(8, True), _make(8, False), _make(4, True), _make(4, False)
+
+
+@numba.njit(cache=True, inline="always")
+def tile_rows(lanes):
+    """Rows R of the tile that :func:`tile` runs for packed blocks of ``lanes``."""
+    return 8 if lanes == 16 else 6
 
 
 # Numba's cache keys a function on its own source file only: after editing
@@ -168,11 +193,11 @@ def tile_interpreted(A, Bp, C, pa, pc, rows, ob, k0, k1, first, fused):
     restart from the value already stored, where the vector code loads every
     accumulator before it stores any)."""
     lanes = Bp.shape[2]
-    for rr in range(min(ROWS, rows)):
+    for rr in range(min(tile_rows(lanes), rows)):
         for t in range(lanes):
             acc = np.float64(0.0) if first else C[pc + rr, ob * lanes + t]
             for k in range(k0, k1):
-                acc = madd(A[pa + rr, k], Bp[ob, k, t], acc, fused)
+                acc = madd(np.float64(A[pa + rr, k]), Bp[ob, k, t], acc, fused)
             C[pc + rr, ob * lanes + t] = acc
 
 

@@ -56,7 +56,8 @@ def _lanes(lanes):
 
 
 def matmul_acc64(x, wt, *, exact_products=False, lanes=None):
-    """float64 accumulator of ``x @ wt``: x (N, K), wt (K, M) -> (N, M) float64.
+    """float64 accumulator of ``x @ wt``: x (N, K), wt (K, M) -> (N, M) float64
+    (x float32 or float64, widened exactly; wt float64).
 
     ``out[r, o] = (((0 + x[r,0]*wt[0,o]) + x[r,1]*wt[1,o]) + ...)``, in float64.
     ``exact_products``: both operands hold float32 values (then FMA, same bits).
@@ -66,8 +67,10 @@ def matmul_acc64(x, wt, *, exact_products=False, lanes=None):
     """
     lanes = _lanes(lanes)
     if lanes and x.shape[0] and x.shape[1] and wt.shape[1]:
-        return matmul_tiled(np.ascontiguousarray(x), np.ascontiguousarray(wt), lanes,
-                            exact_products=exact_products)
+        # x may stay float32: the tiles widen it exactly as they read it.
+        return matmul_tiled(np.ascontiguousarray(x), np.ascontiguousarray(wt, dtype=np.float64),
+                            lanes, exact_products=exact_products)
+    x = np.asarray(x, dtype=np.float64)
     out = np.empty((x.shape[0], wt.shape[1]), dtype=np.float64)
     _matmul_acc64_kernel(x, wt, out, bool(exact_products))
     return out

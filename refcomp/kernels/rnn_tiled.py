@@ -37,24 +37,25 @@ model dtype; the packed W_hh^T from :func:`refcomp.kernels.linear_tiled.pack_col
 import numba
 import numpy as np
 
-from ._tilevec import ROWS, tile
+from ._tilevec import tile, tile_rows
 from .elementwise import _scalar, _SIGMOID, _TANH
 from .linear_tiled import pack_columns
 
 __all__ = ["lstm_tiled", "gru_tiled"]
 
-_CHUNK = 8 * ROWS
+_CHUNK = 48
 
 
 @numba.njit(cache=True, inline="always")
 def _gate_sums(hs, hbuf, cbuf, bp, r0, rn, fused):
     hidden = hs.shape[1]
+    tr = tile_rows(bp.shape[2])
     for q in range(rn):
         for u in range(hidden):
             hbuf[q, u] = hs[r0 + q, u]                # widening: exact
     for ob in range(bp.shape[0]):
-        for q in range(0, rn, ROWS):
-            tile(hbuf, bp, cbuf, q, q, min(ROWS, rn - q), ob, 0, hidden, True, fused)
+        for q in range(0, rn, tr):
+            tile(hbuf, bp, cbuf, q, q, min(tr, rn - q), ob, 0, hidden, True, fused)
 
 
 @numba.njit(cache=True, parallel=True)
