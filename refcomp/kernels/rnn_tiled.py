@@ -58,12 +58,47 @@ def _gate_sums(hs, hbuf, cbuf, bp, r0, rn, fused):
             tile(hbuf, bp, cbuf, q, q, min(tr, rn - q), ob, 0, hidden, True, fused)
 
 
+_LSTM, _GRU = 4, 3          # kinds, by gate count
+
+
+@numba.njit(cache=True, inline="always")
+def _lstm_row(proj, cbuf, bias, has_bias, hs, cs, r, q, t, hidden):
+    for u in range(hidden):
+        s_i, s_f = cbuf[q, u], cbuf[q, hidden + u]
+        s_g, s_o = cbuf[q, 2 * hidden + u], cbuf[q, 3 * hidden + u]
+        if has_bias:
+            s_i = s_i + bias[u]
+            s_f = s_f + bias[hidden + u]
+            s_g = s_g + bias[2 * hidden + u]
+            s_o = s_o + bias[3 * hidden + u]
+        ig = _scalar(_SIGMOID, proj[r, t, u] + s_i)
+        fg = _scalar(_SIGMOID, proj[r, t, hidden + u] + s_f)
+        gg = _scalar(_TANH, proj[r, t, 2 * hidden + u] + s_g)
+        og = _scalar(_SIGMOID, proj[r, t, 3 * hidden + u] + s_o)
+        cs[r, u] = fg * np.float64(cs[r, u]) + ig * gg            # rounded on store
+        hs[r, u] = og * _scalar(_TANH, np.float64(cs[r, u]))
+
+
+@numba.njit(cache=True, inline="always")
+def _gru_row(proj, cbuf, bias, has_bias, hs, hbuf, r, q, t, hidden):
+    for u in range(hidden):
+        s_r, s_z, s_n = cbuf[q, u], cbuf[q, hidden + u], cbuf[q, 2 * hidden + u]
+        if has_bias:
+            s_r = s_r + bias[u]
+            s_z = s_z + bias[hidden + u]
+            s_n = s_n + bias[2 * hidden + u]
+        rg = _scalar(_SIGMOID, proj[r, t, u] + s_r)
+        zg = _scalar(_SIGMOID, proj[r, t, hidden + u] + s_z)
+        ng = _scalar(_TANH, proj[r, t, 2 * hidden + u] + rg * s_n)
+        hs[r, u] = (1.0 - zg) * ng + zg * hbuf[q, u]               # rounded on store
+
+
 @numba.njit(cache=True, parallel=True)
-def _lstm_kernel(proj, bp, bias, has_bias, fused, hs, cs, seq, chunk):
-    # hs, cs (N, H): initial states in, final states out (model dtype);
-    # seq (N, T, H) or (N, 0, H).
+def _cell_kernel(kind, proj, bp, bias, has_bias, fused, hs, cs, seq, chunk):
+    # hs (and cs for the LSTM) (N, H): initial states in, final states out
+    # (model dtype); seq (N, T, H) or (N, 0, H).
     n, steps, gh = proj.shape
-    hidden = gh // 4
+    hidden = gh // kind
     keep = seq.shape[1] > 0
     for job in numba.prange((n + chunk - 1) // chunk):
         r0 = job * chunk
@@ -74,49 +109,12 @@ def _lstm_kernel(proj, bp, bias, has_bias, fused, hs, cs, seq, chunk):
             _gate_sums(hs, hbuf, cbuf, bp, r0, rn, fused)
             for q in range(rn):
                 r = r0 + q
-                for u in range(hidden):
-                    s_i, s_f = cbuf[q, u], cbuf[q, hidden + u]
-                    s_g, s_o = cbuf[q, 2 * hidden + u], cbuf[q, 3 * hidden + u]
-                    if has_bias:
-                        s_i = s_i + bias[u]
-                        s_f = s_f + bias[hidden + u]
-                        s_g = s_g + bias[2 * hidden + u]
-                        s_o = s_o + bias[3 * hidden + u]
-                    ig = _scalar(_SIGMOID, proj[r, t, u] + s_i)
-                    fg = _scalar(_SIGMOID, proj[r, t, hidden + u] + s_f)
-                    gg = _scalar(_TANH, proj[r, t, 2 * hidden + u] + s_g)
-                    og = _scalar(_SIGMOID, proj[r, t, 3 * hidden + u] + s_o)
-                    cs[r, u] = fg * np.float64(cs[r, u]) + ig * gg       # rounded on store
-                    hs[r, u] = og * _scalar(_TANH, np.float64(cs[r, u]))
-                    if keep:
-                        seq[r, t, u] = hs[r, u]
-
-
-@numba.njit(cache=True, parallel=True)
-def _gru_kernel(proj, bp, bias, has_bias, fused, hs, seq, chunk):
-    n, steps, gh = proj.shape
-    hidden = gh // 3
-    keep = seq.shape[1] > 0
-    for job in numba.prange((n + chunk - 1) // chunk):
-        r0 = job * chunk
-        rn = min(chunk, n - r0)
-        hbuf = np.empty((rn, hidden), dtype=np.float64)
-        cbuf = np.empty((rn, bp.shape[0] * bp.shape[2]), dtype=np.float64)
-        for t in range(steps):
-            _gate_sums(hs, hbuf, cbuf, bp, r0, rn, fused)
-            for q in range(rn):
-                r = r0 + q
-                for u in range(hidden):
-                    s_r, s_z, s_n = cbuf[q, u], cbuf[q, hidden + u], cbuf[q, 2 * hidden + u]
-                    if has_bias:
-                        s_r = s_r + bias[u]
-                        s_z = s_z + bias[hidden + u]
-                        s_n = s_n + bias[2 * hidden + u]
-                    rg = _scalar(_SIGMOID, proj[r, t, u] + s_r)
-                    zg = _scalar(_SIGMOID, proj[r, t, hidden + u] + s_z)
-                    ng = _scalar(_TANH, proj[r, t, 2 * hidden + u] + rg * s_n)
-                    hs[r, u] = (1.0 - zg) * ng + zg * np.float64(hbuf[q, u])
-                    if keep:
+                if kind == _LSTM:
+                    _lstm_row(proj, cbuf, bias, has_bias, hs, cs, r, q, t, hidden)
+                else:
+                    _gru_row(proj, cbuf, bias, has_bias, hs, hbuf, r, q, t, hidden)
+                if keep:
+                    for u in range(hidden):
                         seq[r, t, u] = hs[r, u]
 
 
@@ -138,8 +136,8 @@ def lstm_tiled(proj, W_hh, b_hh, h0, c0, return_sequences, lanes):
     bp, bias, hs, seq, fused = _common(proj, W_hh, b_hh, h0, return_sequences, lanes)
     cs = np.array(c0, dtype=c0.dtype, order="C", copy=True)
     if hs.shape[1] and proj.shape[0]:
-        _lstm_kernel(np.ascontiguousarray(proj), bp, bias, b_hh is not None, fused, hs, cs, seq,
-                     _CHUNK)
+        _cell_kernel(_LSTM, np.ascontiguousarray(proj), bp, bias, b_hh is not None, fused, hs,
+                     cs, seq, _CHUNK)
     return (seq if return_sequences else None), hs, cs
 
 
@@ -148,6 +146,6 @@ def gru_tiled(proj, W_hh, b_hh, h0, return_sequences, lanes):
     the float64 input projection (N, T, 3H); returns (seq or None, h_T)."""
     bp, bias, hs, seq, fused = _common(proj, W_hh, b_hh, h0, return_sequences, lanes)
     if hs.shape[1] and proj.shape[0]:
-        _gru_kernel(np.ascontiguousarray(proj), bp, bias, b_hh is not None, fused, hs, seq,
-                    _CHUNK)
+        _cell_kernel(_GRU, np.ascontiguousarray(proj), bp, bias, b_hh is not None, fused, hs,
+                     hs, seq, _CHUNK)
     return (seq if return_sequences else None), hs
