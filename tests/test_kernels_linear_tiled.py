@@ -125,6 +125,7 @@ def _conv_case(p, rng, exact):
 @settings(max_examples=40, deadline=None)
 @given(p=_conv_shapes, exact=st.booleans(), seed=st.integers(0, 2 ** 16))
 def test_conv_paths_twin_and_threads(p, exact, seed):
+    # conv_acc64's default for each width (16: implicit im2col; 8: im2col tile).
     rng = np.random.default_rng(seed)
     xp, w, stride, dil = _conv_case(p, rng, exact)
     want = conv_acc64_twin(xp, w, stride, dil, p["groups"])
@@ -160,11 +161,12 @@ def test_conv_rounded_twin_float32_input_bias_blocking(p, bias, out32, chunk, kc
             assert_bits_equal(got, want)
     from refcomp.kernels.linear import _grouped_kernel_matrix
     for lanes in (16, 8):
-        out = np.empty(want.shape, dtype=dt)
-        conv_tiled(x32, _grouped_kernel_matrix(w, g), out, stride, dil, w.shape[2], w.shape[3],
-                   lanes, bias=None if b is None else b.astype(np.float64),
-                   exact_products=True, chunk=chunk, kc=kc)
-        assert_bits_equal(out, want)
+        for gathered in (False, True):         # im2col tile / implicit im2col
+            out = np.empty(want.shape, dtype=dt)
+            conv_tiled(x32, _grouped_kernel_matrix(w, g), out, stride, dil, w.shape[2],
+                       w.shape[3], lanes, bias=None if b is None else b.astype(np.float64),
+                       exact_products=True, chunk=chunk, kc=kc, gathered=gathered)
+            assert_bits_equal(out, want)
 
 
 @pytest.mark.parametrize("lanes", PATHS)
