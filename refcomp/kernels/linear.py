@@ -68,6 +68,8 @@ def matmul_acc64(x, wt, *, exact_products=False, lanes=None):
     lanes = _lanes(lanes)
     if lanes and x.shape[0] and x.shape[1] and wt.shape[1]:
         # x may stay float32: the tiles widen it exactly as they read it.
+        if x.dtype not in (np.float32, np.float64):
+            x = x.astype(np.float64)
         return matmul_tiled(np.ascontiguousarray(x), np.ascontiguousarray(wt, dtype=np.float64),
                             lanes, exact_products=exact_products)
     x = np.asarray(x, dtype=np.float64)

@@ -18,6 +18,11 @@ Arithmetic shared by all cells (``precision="reference"``):
    end of every step: the stored state has the model dtype, as in every
    framework, and the next step starts from those rounded values.
 
+Where the host has float64 vector FMA, the classic LSTM and GRU
+(``reset_after=True``) run these operations for the whole sequence in one
+parallel call (:mod:`refcomp.kernels.rnn_tiled`, batch rows split between
+threads); the per-step NumPy code below is its twin (same bits).
+
 ``precision="fast"`` (:mod:`refcomp.layers._rnn_fast`) evaluates the same
 formulas in the input dtype: per step one BLAS product of the fused weights
 ``[W_hh | W_ih | b_ih | b_hh]`` with ``[h; x_t; 1; 1]`` (a second one where
