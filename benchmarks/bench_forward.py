@@ -3,12 +3,14 @@
 Models: the MNIST CNN of Resmerita et al. Table 3 (seed 002: 28x28x1 input,
 Conv 3x3 1->32, ReLU, Conv 3x3 32->64, ReLU, MaxPool 2, Flatten, Dense
 9216->128, ReLU, Dense 128->10; 1.2M parameters) on 1000 random inputs,
-and an LSTM(8 -> 64) over 1000 sequences of length 8.  All float32.
-Prints the median of at least 3 calls (as many as fill --min-time
-seconds, so the short LSTM calls get many samples), ratios to ONNX Runtime, and the memory
-floor (np.copyto of the input batch).
+an LSTM(8 -> 64) and a GRU(8 -> 64) over 1000 sequences of length 8.
+All float32.  Prints the median of at least 3 calls (as many as fill
+--min-time seconds, so the short recurrent calls get many samples), ratios
+to ONNX Runtime, and the memory floor (np.copyto of the input batch); then
+one "reference / ORT" line per model (the ratio the README quotes).
 
     python benchmarks/bench_forward.py [--batch 1000] [--repeat 3] [--min-time 1]
+                                       [--models cnn,lstm,gru]
 """
 
 import argparse
@@ -44,6 +46,13 @@ def lstm_model(rng):
                   Layer("dense", weights={"W": r(10, 64), "b": r(10)})], input_shape=(8, 8))
 
 
+def gru_model(rng):
+    r = lambda *s: (rng.standard_normal(s) * 0.1).astype(np.float32)
+    return Model([Layer("gru", attrs={"return_sequences": False},
+                        weights={"W_ih": r(192, 8), "W_hh": r(192, 64), "b_ih": r(192), "b_hh": r(192)}),
+                  Layer("dense", weights={"W": r(10, 64), "b": r(10)})], input_shape=(8, 8))
+
+
 def torch_cnn(model):
     import torch
     nn = torch.nn
@@ -57,12 +66,13 @@ def torch_cnn(model):
     return net
 
 
-class _TorchLSTM:
-    def __init__(self, model):
+class _TorchRNN:
+    def __init__(self, model, kind="lstm"):
         import torch
         self.torch = torch
         lw = model.layers[0].weights
-        self.lstm = torch.nn.LSTM(8, 64, batch_first=True)
+        self.lstm = (torch.nn.LSTM if kind == "lstm" else torch.nn.GRU)(8, 64, batch_first=True)
+        self.kind = kind
         self.fc = torch.nn.Linear(64, 10)
         sd = {"weight_ih_l0": lw["W_ih"], "weight_hh_l0": lw["W_hh"], "bias_ih_l0": lw["b_ih"],
               "bias_hh_l0": lw["b_hh"]}
@@ -73,7 +83,7 @@ class _TorchLSTM:
 
     def module(self):
         torch = self.torch
-        lstm, fc = self.lstm, self.fc
+        lstm, fc, kind = self.lstm, self.fc, self.kind
 
         class M(torch.nn.Module):
             def __init__(self):
@@ -81,8 +91,8 @@ class _TorchLSTM:
                 self.lstm, self.fc = lstm, fc
 
             def forward(self, x):
-                _, (h, _) = self.lstm(x)
-                return self.fc(h[0])
+                _, h = self.lstm(x)
+                return self.fc((h[0] if kind == "lstm" else h)[0])
         return M().eval()
 
 
@@ -102,10 +112,15 @@ def main():
     ap.add_argument("--repeat", type=int, default=3, help="minimum calls per candidate")
     ap.add_argument("--min-time", type=float, default=1.0,
                     help="seconds of calls per candidate (short calls get more than --repeat)")
+    ap.add_argument("--models", default="cnn,lstm,gru", help="comma-separated subset")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
-    rows = []
-    for name, model, shape in (("cnn", cnn(rng), (28, 28)), ("lstm", lstm_model(rng), (8, 8))):
+    rows, summary = [], []
+    models = (("cnn", cnn, (28, 28)), ("lstm", lstm_model, (8, 8)), ("gru", gru_model, (8, 8)))
+    for name, build, shape in models:
+        model = build(rng)     # built in this order whatever --models says: same weights
+        if name not in args.models.split(","):
+            continue
         x = rng.standard_normal((args.batch,) + shape).astype(np.float32)
         res = {}
         dst = np.empty_like(x)
@@ -118,8 +133,8 @@ def main():
         res["refcomp reference"] = measure(lambda: model(x, precision="reference"))
         try:
             import torch
-            mod = torch_cnn(model) if name == "cnn" else _TorchLSTM(model).module()
-            xt = torch.from_numpy(x if name == "lstm" else x[:, None])
+            mod = torch_cnn(model) if name == "cnn" else _TorchRNN(model, name).module()
+            xt = torch.from_numpy(x if name != "cnn" else x[:, None])
             with torch.no_grad():
                 res["pytorch"] = measure(lambda: mod(xt))
                 sess = ort_session(mod, xt.numpy()[:2])
@@ -131,11 +146,16 @@ def main():
         for k, v in res.items():
             ratio = f"{v / base:8.2f}x ORT" if base else ""
             rows.append(f"{name:<5} {k:<20} {v * 1e3:10.2f} ms {ratio}")
+        if base:
+            summary.append(f"{name:<5} reference / ORT {res['refcomp reference'] / base:6.2f}   "
+                           f"fast / ORT {res['refcomp fast'] / base:6.2f}")
     print(f"batch={args.batch}, median of >= {args.repeat} calls filling >= {args.min_time} s "
           f"per candidate; GOMP_SPINCOUNT="
           f"{os.environ.get('GOMP_SPINCOUNT')}, OPENBLAS_THREAD_TIMEOUT="
           f"{os.environ.get('OPENBLAS_THREAD_TIMEOUT')}")
     print("\n".join(rows))
+    print(f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print("\n".join(summary))
 
 
 if __name__ == "__main__":

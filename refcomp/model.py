@@ -794,15 +794,16 @@ class Model:
     def forward_from(self, start, x, *, precision="reference"):
         """Run top-level layers ``start, start+1, ...`` on the activation ``x``.
 
-        With ``precision="fast"``, a ReLU activation right after a dense or
-        conv2d layer is applied in place to that layer's fresh output (same
-        bits as the separate layer, one memory pass and no allocation fewer).
+        A ReLU activation right after a dense or conv2d layer is applied in
+        place to that layer's fresh output (same bits as the separate layer,
+        whose arithmetic does not depend on ``precision``: one memory pass and
+        no allocation fewer).
         """
         i = start
         while i < len(self.layers):
             layer = self.layers[i]
             y = _run_layer(layer, x, precision, str(i))
-            if (precision == "fast" and layer.kind in ("dense", "conv2d")
+            if (layer.kind in ("dense", "conv2d")
                     and i + 1 < len(self.layers) and _is_relu(self.layers[i + 1])
                     and not np.may_share_memory(y, x)):
                 relu_inplace(y)

@@ -4,7 +4,7 @@ import numpy as np
 
 from .._errors import ParameterError, ShapeError
 from .._validate import as_float_array, check_choice, check_int, check_same_dtype, describe
-from ..kernels.linear import conv_acc64
+from ..kernels.linear import conv_rounded
 from ._common import (check_hook_result, check_layout, check_precision, check_vector,
                       from_nchw, pair, resolve_padding, to_nchw, weight_operand)
 
@@ -215,11 +215,10 @@ def conv2d(x, W, b=None, *, stride=1, padding=0, dilation=1, groups=1, layout="N
     if precision == "fast":
         y = _im2col_conv_fast(_pad(xc, pads, x.dtype), W, b, stride, dilation, groups)
         return from_nchw(y, layout)
-    acc = conv_acc64(_pad(xc, pads, np.float64), W.astype(np.float64), stride, dilation, groups,
+    # float64 sums + float64 bias, one rounding (kernels.linear.conv_rounded).
+    y = conv_rounded(_pad(xc, pads, x.dtype), W, b, stride, dilation, groups, x.dtype,
                      exact_products=x.dtype == np.float32 and W.dtype == np.float32)
-    if b is not None:
-        acc += b.astype(np.float64)[None, :, None, None]
-    return from_nchw(acc.astype(x.dtype), layout)
+    return from_nchw(y, layout)
 
 
 def conv1d(x, W, b=None, *, stride=1, padding=0, dilation=1, groups=1, precision="reference"):

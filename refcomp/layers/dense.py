@@ -12,7 +12,7 @@ __all__ = ["dense", "dense_acc64", "gemm", "matmul"]
 
 def dense_acc64(x, W):
     """float64 accumulator of ``x @ W.T`` in the reference order (private, clean input)."""
-    return matmul_acc64(np.ascontiguousarray(x, dtype=np.float64),
+    return matmul_acc64(np.ascontiguousarray(x),       # float32 is widened exactly inside
                         np.ascontiguousarray(W.T, dtype=np.float64),
                         exact_products=x.dtype == np.float32 and W.dtype == np.float32)
 

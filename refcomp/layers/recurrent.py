@@ -18,6 +18,11 @@ Arithmetic shared by all cells (``precision="reference"``):
    end of every step: the stored state has the model dtype, as in every
    framework, and the next step starts from those rounded values.
 
+Where the host has float64 vector FMA, the classic LSTM and GRU
+(``reset_after=True``) run these operations for the whole sequence in one
+parallel call (:mod:`refcomp.kernels.rnn_tiled`, batch rows split between
+threads); the per-step NumPy code below is its twin (same bits).
+
 ``precision="fast"`` (:mod:`refcomp.layers._rnn_fast`) evaluates the same
 formulas in the input dtype: per step one BLAS product of the fused weights
 ``[W_hh | W_ih | b_ih | b_hh]`` with ``[h; x_t; 1; 1]`` (a second one where
@@ -31,7 +36,9 @@ import numpy as np
 
 from .._errors import ShapeError
 from .._validate import as_float_array, check_same_dtype, describe
+from ..kernels._tilevec import LANES
 from ..kernels.elementwise import sigmoid64, tanh64
+from ..kernels.rnn_tiled import gru_tiled, lstm_tiled
 from ._common import check_precision
 from ._rnn_fast import gru_fast, lstm_fast, mgu_fast, simple_rnn_fast
 from ._rnn_options import needs_general, run_general
@@ -130,13 +137,24 @@ _GENERAL_DOC = """
 """
 
 
-def _run(x, step, states, return_sequences, ops, W_ih, b_ih):
+#: Tile width of the whole-sequence reference cells
+#: (:mod:`refcomp.kernels.rnn_tiled`), 0: the NumPy step below (their twin).
+#: The host's vector width by default; tests set it (same bits either way).
+_TILED_LANES = LANES
+
+
+def _projection(x, ops, W_ih, b_ih):
     # The input projection x_t W_ih^T + b_ih does not depend on the state, so
     # it is computed for all time steps at once: per (sample, step, unit) it
     # is the same row-by-row computation, so the bits are identical.
     n, t_len, f = x.shape
     proj = ops.affine(np.ascontiguousarray(x).reshape(n * t_len, f), W_ih, b_ih)
-    proj = proj.reshape(n, t_len, W_ih.shape[0])
+    return proj.reshape(n, t_len, W_ih.shape[0])
+
+
+def _run(x, step, states, return_sequences, ops, W_ih, b_ih):
+    proj = _projection(x, ops, W_ih, b_ih)
+    t_len = x.shape[1]
     outputs = []
     for t in range(t_len):
         states = step(proj[:, t, :], states)
@@ -195,6 +213,10 @@ def lstm(x, W_ih, W_hh, b_ih=None, b_hh=None, *, h0=None, c0=None, return_sequen
         return lstm_fast(x, W_ih, W_hh, b_ih, b_hh, st["h0"], st["c0"], return_sequences)
     ops = _Ref(x.dtype)
     H = hidden
+    if _TILED_LANES:
+        seq, h, c = lstm_tiled(_projection(x, ops, W_ih, b_ih), W_hh, b_hh, st["h0"], st["c0"],
+                               return_sequences, _TILED_LANES)
+        return (h if seq is None else seq), (h, c)
 
     def step(a, states):
         h, c = states
@@ -260,6 +282,10 @@ def gru(x, W_ih, W_hh, b_ih=None, b_hh=None, *, h0=None, reset_after=True, retur
         return gru_fast(x, W_ih, W_hh, b_ih, b_hh, st["h0"], reset_after, return_sequences)
     ops = _Ref(x.dtype)
     H = hidden
+    if _TILED_LANES and reset_after:
+        seq, h = gru_tiled(_projection(x, ops, W_ih, b_ih), W_hh, b_hh, st["h0"],
+                           return_sequences, _TILED_LANES)
+        return (h if seq is None else seq), (h,)
     W_hrz = W_hh[:2 * H]
     W_hn = W_hh[2 * H:]
     b_hrz = None if b_hh is None else b_hh[:2 * H]
