@@ -134,6 +134,73 @@ def pool(x, a, kind):
     return y.transpose(0, 2, 3, 1) if nhwc else y
 
 
+def _tuple(v, n):
+    return tuple(v) if isinstance(v, (list, tuple)) else (v,) * n
+
+
+def pool_nd(x, a, kind):
+    """N-D max / average pooling, channels first, one output element at a time.
+
+    Per axis: window start o*s - lo, positions start + j*d; a position is
+    real (0 <= p < size), padding (-lo <= p < size + hi) or overhang (beyond
+    the padding, reached in ceil mode).  Output size floor or ceil of
+    (size + lo + hi - (k-1) d - 1) / s, plus one, minus one in ceil mode if
+    the last window starts at or beyond size + lo (ONNX / PyTorch).
+    Average: float32 sum of the real elements in row-major window order,
+    divided by their count (plus the padding positions when
+    ``count_include_pad``).
+    """
+    import itertools
+    nd = x.ndim - 2
+    k = _tuple(a["size"], nd)
+    s = k if a["stride"] is None else _tuple(a["stride"], nd)
+    d = _tuple(a["dilation"], nd)
+    p = a["padding"]
+    pads = [(p, p)] * nd if isinstance(p, int) else \
+        [tuple(q) if isinstance(q, (list, tuple)) else (q, q) for q in p]
+    outs = []
+    for i in range(nd):
+        span = x.shape[2 + i] + pads[i][0] + pads[i][1] - (k[i] - 1) * d[i] - 1
+        o = (-(-span // s[i]) if a["ceil_mode"] else span // s[i]) + 1
+        if a["ceil_mode"] and (o - 1) * s[i] >= x.shape[2 + i] + pads[i][0]:
+            o -= 1
+        outs.append(o)
+    y = np.zeros(x.shape[:2] + tuple(outs), f32)
+    for oi in itertools.product(*[range(o) for o in outs]):
+        vals, padcount = [], 0
+        for ji in itertools.product(*[range(kk) for kk in k]):
+            pos = [oi[i] * s[i] - pads[i][0] + ji[i] * d[i] for i in range(nd)]
+            if all(0 <= pos[i] < x.shape[2 + i] for i in range(nd)):
+                vals.append(x[(slice(None), slice(None)) + tuple(pos)])
+            elif all(-pads[i][0] <= pos[i] < x.shape[2 + i] + pads[i][1] for i in range(nd)):
+                padcount += 1
+        V = np.stack(vals, axis=-1).astype(f32)
+        if kind == "max":
+            r = V.max(axis=-1)
+        else:
+            cnt = len(vals) + (padcount if a["count_include_pad"] else 0)
+            r = sum_terms(V, "sequential") / f32(cnt)
+        y[(slice(None), slice(None)) + oi] = r
+    return y
+
+
+def conv1d(x, W, b, a, order):
+    """(N, C, L) with W (O, C/g, k) as the conv2d above on a height-1 image."""
+    p = a["padding"]
+    if isinstance(p, str):
+        L, k = x.shape[2], W.shape[2]
+        s_, d_ = a["stride"], a["dilation"]
+        out = (L + s_ - 1) // s_
+        tot = max(0, (out - 1) * s_ + (k - 1) * d_ + 1 - L)
+        lo = tot - tot // 2 if p.lower() == "same_lower" else tot // 2
+        pads = (lo, tot - lo)
+    else:
+        pads = tuple(p) if isinstance(p, (list, tuple)) else (p, p)
+    a2 = {"layout": "NCHW", "stride": (1, a["stride"]), "dilation": (1, a["dilation"]),
+          "padding": ((0, 0), pads), "groups": a["groups"]}
+    return conv2d(x[:, :, None, :], W[:, :, None, :], b, a2, order)[:, :, 0, :]
+
+
 def sigmoid(z):
     return f32(1) / (f32(1) + np.exp(-z.astype(f32)))
 
@@ -197,7 +264,18 @@ def run_layer(layer, x, order):
     k, a = layer.kind, layer.attrs
     w = {n: np.asarray(v) for n, v in layer.weights.items()}
     if k == "dense":
-        return dot(x, w["W"], w.get("b"), order)
+        al, be = f32(a.get("alpha", 1.0)), f32(a.get("beta", 1.0))
+        if al == 1 and be == 1:
+            return dot(x, w["W"], w.get("b"), order)
+        y = al * dot(x, w["W"], None, order)          # Gemm: alpha (A B) + beta C
+        return y if w.get("b") is None else y + be * w["b"].astype(f32)
+    if k == "conv1d":
+        return conv1d(x, w["W"], w.get("b"), a, order)
+    if k in ("max_pool", "avg_pool") or (k in ("max_pool2d", "avg_pool2d") and (
+            a.get("ceil_mode") or a.get("dilation", 1) not in (1, (1, 1), [1, 1]))):
+        if a.get("layout", "NCHW") == "NHWC":
+            return pool_nd(x.transpose(0, 3, 1, 2), a, k[:3]).transpose(0, 2, 3, 1)
+        return pool_nd(x, a, k[:3])
     if k == "conv2d":
         return conv2d(x, w["W"], w.get("b"), a, order)
     if k in ("max_pool2d", "avg_pool2d"):

@@ -5,7 +5,10 @@ operators, built node by node with ``onnx.helper`` (no exporter in
 between), and run by an ``onnxruntime.InferenceSession`` on the CPU:
 
 =============  ==================================================================
-dense          ``Gemm`` (transB=1)
+dense          ``Gemm`` (transB=1, alpha, beta)
+conv1d         ``Conv`` (1-D pads, strides, dilations, group)
+max_pool,      ``MaxPool`` / ``AveragePool`` with N-D pads, strides, dilations,
+avg_pool       ceil_mode (and ``count_include_pad``)
 conv2d         ``Conv`` (pads [t, l, b, r], strides, dilations, group); NHWC by
                ``Transpose``
 max_pool2d     ``MaxPool`` (pads; padded values never win)
@@ -26,7 +29,7 @@ import numpy as np
 
 from ..convert import gru_to_onnx, lstm_to_onnx
 from ..model import materialize
-from ._common import NotBuilt, NotExpressible, layer_pads, require
+from ._common import NotBuilt, NotExpressible, layer_pads, nd_geometry, require
 
 __all__ = ["onnx_graph", "onnxruntime_forward", "OPSET"]
 
@@ -102,7 +105,34 @@ def _layer(g, layer, x, shape):
         ins = [x, g.const(W)]
         if layer.weights.get("b") is not None:
             ins.append(g.const(materialize(layer.weights["b"])))
-        return g.node("Gemm", ins, transB=1), (shape[0], W.shape[0])
+        extra = {} if a["alpha"] == 1.0 and a["beta"] == 1.0 else \
+            {"alpha": float(a["alpha"]), "beta": float(a["beta"])}
+        return g.node("Gemm", ins, transB=1, **extra), (shape[0], W.shape[0])
+    if k in ("conv1d", "max_pool", "avg_pool"):
+        from ..model import _forward_layer
+        kk, s, d, pads = nd_geometry(layer, shape[2:])
+        onnx_pads = [lo for lo, _ in pads] + [hi for _, hi in pads]
+        geo = dict(kernel_shape=list(kk), strides=list(s), dilations=list(d), pads=onnx_pads)
+        if k == "conv1d":
+            W = materialize(layer.weights["W"])
+            ins = [x, g.const(W)]
+            if layer.weights.get("b") is not None:
+                ins.append(g.const(materialize(layer.weights["b"])))
+            y = g.node("Conv", ins, group=int(a["groups"]), **geo)
+        elif any(p >= kk[i] for i, pr in enumerate(pads) for p in pr):
+            raise NotExpressible(f"ONNX Runtime's pooling wants pads smaller than the "
+                                 f"undilated kernel {kk}, got {pads}")
+        elif k == "max_pool":
+            y = g.node("MaxPool", [x], ceil_mode=int(bool(a["ceil_mode"])), **geo)
+        else:
+            if any(v != 1 for v in d):
+                raise NotExpressible(f"AveragePool takes dilations from opset 19 (this graph "
+                                     f"is opset {OPSET})")
+            del geo["dilations"]
+            y = g.node("AveragePool", [x], ceil_mode=int(bool(a["ceil_mode"])),
+                       count_include_pad=int(bool(a["count_include_pad"])), **geo)
+        out = _forward_layer(layer, np.zeros(shape, np.float32), "reference").shape
+        return y, out
     if k in ("conv2d", "max_pool2d", "avg_pool2d"):
         nhwc = a["layout"] == "NHWC"
         hw = shape[1:3] if nhwc else shape[2:4]
