@@ -119,6 +119,15 @@ def _layer(g, layer, x, shape):
             if layer.weights.get("b") is not None:
                 ins.append(g.const(materialize(layer.weights["b"])))
             y = g.node("Conv", ins, group=int(a["groups"]), **geo)
+        elif a["ceil_mode"] and any(
+                -(-(shape[2 + i] + lo + hi - (kk[i] - 1) * d[i] - 1) // s[i]) * s[i]
+                >= shape[2 + i] + lo for i, (lo, hi) in enumerate(pads)):
+            # measured (onnx 1.23, onnxruntime 1.32): ONNX shape inference keeps a last
+            # ceil_mode window that starts in the right padding, ORT's kernel drops it
+            # (as refcomp and PyTorch do); the graph that follows fails to load
+            raise NotExpressible("ceil_mode with a last window starting in the right "
+                                 "padding: ONNX shape inference and ONNX Runtime's kernel "
+                                 "disagree on the output size")
         elif any(p >= kk[i] for i, pr in enumerate(pads) for p in pr):
             raise NotExpressible(f"ONNX Runtime's pooling wants pads smaller than the "
                                  f"undilated kernel {kk}, got {pads}")
