@@ -114,6 +114,8 @@ def _rnn(keras, layer, x):
 
 def _layer(keras, layer, x):
     k, a = layer.kind, layer.attrs
+    if k == "dense" and (a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0):
+        raise NotExpressible("keras.layers.Dense has no ONNX Gemm alpha / beta")
     if k == "dense":
         W, b = _w(layer, "W"), _w(layer, "b")
         d = keras.layers.Dense(W.shape[0], use_bias=b is not None)

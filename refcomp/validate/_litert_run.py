@@ -175,6 +175,8 @@ def _spatial(g, layer, t, shape):
 
 def _layer(g, layer, t, shape):
     k, a = layer.kind, layer.attrs
+    if k == "dense" and (a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0):
+        raise NotExpressible("TFLite FULLY_CONNECTED has no ONNX Gemm alpha / beta")
     if k == "dense":
         W = np.asarray(materialize(layer.weights["W"]), np.float32)
         b = layer.weights.get("b")
