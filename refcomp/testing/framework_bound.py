@@ -57,10 +57,18 @@ relative, below 1e-13):
 * residual: the body from ``(v, e)``, then ``e' = e + e_body + u |v'|``;
 * hard_sigmoid (Lipschitz ``L`` = 1/6 "keras3", 0.2 "keras2"): ``e' = L e +
   3u (L |v| + 1/2)`` (the constant, the product or quotient and the sum);
-* recurrent layers (lstm, gru, mgu, simple_rnn), per time step (gate
-  pre-activations as dot products of ``F + H`` terms plus two biases, then
-  the cell's formulas with each operation's rounding and each input's
-  error, see :mod:`refcomp.testing._rnn_bound`).
+* recurrent layers (lstm, gru, mgu, simple_rnn) with every ONNX option
+  refcomp runs (direction, clip, peepholes, input_forget, activation lists
+  with alpha / beta, GRU reset_after and seed 000's update), per time step:
+  gate pre-activations as dot products of ``F + H`` terms plus two biases,
+  then the cell's formulas with each operation's rounding, each input's
+  error and each activation's Lipschitz constant on the interval; the
+  state's error is carried through the *signed* Jacobians of the
+  recurrence over a window of steps (cancellations kept), and the smaller
+  of that and the elementwise propagation is kept; tanh and sigmoid inside
+  a cell are allowed ``func_ulps`` ulps of the value plus as many of 1
+  (ONNX Runtime forms tanh as ``2 sigmoid(2x) - 1``).  See
+  :mod:`refcomp.testing._rnn_jacobian`.
 
 When the evaluation dtype is coarser than the model's (a float16 or
 bfloat16 evaluation of float32 weights), the weights and the input are
@@ -86,7 +94,7 @@ import numpy as np
 
 from .._errors import ParameterError
 from ..model import Layer, _forward_layer, materialize
-from ._rnn_bound import gru_bound, lstm_bound, mgu_bound, simple_rnn_bound
+from ._rnn_jacobian import _direction_specs, recurrent_bound
 
 __all__ = ["framework_error_bound", "BOUNDED_KINDS", "BOUNDED_ACTIVATIONS",
            "UNBOUNDED_CONV_ALGORITHMS", "unit_roundoff_of", "smallest_normal_of"]
@@ -326,38 +334,28 @@ def _dot_layer(layer, v, e, c):
     return y, abs(alpha) * _forward_layer(absl, e, "reference") + g * mag
 
 
-class _Dir:
-    """One direction of a recurrent layer as the per-kind bound functions read it."""
-
-    def __init__(self, weights, attrs):
-        self.weights, self.attrs = weights, attrs
-
-
 def _recurrent_bound(layer, v, e, c):
     """Forward, reverse (time flipped) or both directions (features concatenated)."""
     k, a = layer.kind, layer.attrs
-    extra = [o for o in ("clip", "activations", "activation_alpha", "activation_beta")
-             if a.get(o) is not None] + (["input_forget"] if a.get("input_forget") else []) \
-        + (["peepholes"] if "P" in layer.weights else []) \
-        + (["update"] if a.get("update", "standard") != "standard" else [])
-    if extra:
-        raise ParameterError(f"framework_error_bound: recurrent options {extra} are not "
-                             "covered by the bound")
-    fn = {"lstm": lstm_bound, "gru": gru_bound, "mgu": mgu_bound,
-          "simple_rnn": simple_rnn_bound}[k]
     direction = a.get("direction", "forward")
+    ndir = 2 if direction == "bidirectional" else 1
+    specs = _direction_specs(k, a, ndir)
+    names = ("W_ih", "W_hh", "b_ih", "b_hh", "P")
     runs = []
     if direction in ("forward", "bidirectional"):
-        runs.append((layer, False))
+        runs.append(({n: layer.weights[n] for n in names if n in layer.weights}, False,
+                     specs[0]))
     if direction in ("reverse", "bidirectional"):
-        w = layer.weights if direction == "reverse" else \
-            {n: layer.weights[n + "_reverse"] for n in ("W_ih", "W_hh", "b_ih", "b_hh")
-             if n + "_reverse" in layer.weights}
-        runs.append((_Dir(w, a), True))
+        if direction == "reverse":
+            w = {n: layer.weights[n] for n in names if n in layer.weights}
+        else:
+            w = {n: layer.weights[n + "_reverse"] for n in names
+                 if n + "_reverse" in layer.weights}
+        runs.append((w, True, specs[-1]))
     seqs, finals = [], []
-    for lay, rev in runs:
+    for w, rev, acts in runs:
         vv, ee = (v[:, ::-1], e[:, ::-1]) if rev else (v, e)
-        hs, es = fn(lay, vv, ee, c)
+        hs, es = recurrent_bound(k, w, a, acts, vv, ee, c)
         finals.append((hs[-1], es[-1]) if hs else (None, None))
         if rev:
             hs, es = hs[::-1], es[::-1]

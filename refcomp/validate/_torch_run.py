@@ -125,6 +125,14 @@ def _rnn(torch, layer, x):
     if k == "gru" and not a["reset_after"]:
         raise NotExpressible("torch.nn.GRU computes only the reset_after=True formula "
                              "(FACTS.md §2.1)")
+    extra = [o for o in ("clip", "activations") if a.get(o) is not None] \
+        + [o for o in ("input_forget",) if a.get(o)] \
+        + (["peepholes"] if "P" in layer.weights else []) \
+        + (["update"] if a.get("update", "standard") != "standard" else []) \
+        + (["direction"] if a.get("direction", "forward") != "forward" else [])
+    if extra:
+        raise NotExpressible(f"torch.nn recurrent modules have no ONNX option {extra} (not "
+                             "built here: the reverse direction either)")
     W_ih = materialize(layer.weights["W_ih"])
     W_hh = materialize(layer.weights["W_hh"])
     H, F_ = W_hh.shape[1], W_ih.shape[1]

@@ -236,9 +236,42 @@ def pool_nd_configs(draw, *, kinds=("max_pool", "avg_pool"), max_dims=3, max_bat
             "attrs": attrs}
 
 
+#: ONNX recurrent activations drawn by ``recurrent_configs(onnx_options=True)``, with
+#: (alpha, beta) values (None: the function takes none).
+ONNX_ACTIVATIONS = {"Sigmoid": (None, None), "Tanh": (None, None), "Relu": (None, None),
+                    "Affine": (0.5, 0.1), "LeakyRelu": (0.1, None),
+                    "ThresholdedRelu": (0.3, None), "ScaledTanh": (1.5, 0.7),
+                    "HardSigmoid": (0.2, 0.5), "Elu": (0.8, None), "Softsign": (None, None),
+                    "Softplus": (None, None)}
+
+
+def _onnx_options(draw, kind, cfg, attrs):
+    per = {"lstm": 3, "gru": 2, "simple_rnn": 1}[kind]
+    direction = draw(st.sampled_from(("forward", "reverse", "bidirectional")))
+    attrs["direction"] = direction
+    ndir = 2 if direction == "bidirectional" else 1
+    if draw(st.booleans()):
+        attrs["clip"] = draw(st.sampled_from((0.25, 1.0, 3.0)))
+    if draw(st.booleans()):
+        names = [draw(st.sampled_from(tuple(ONNX_ACTIVATIONS))) for _ in range(per * ndir)]
+        attrs["activations"] = names
+        al = [ONNX_ACTIVATIONS[n][0] for n in names if ONNX_ACTIVATIONS[n][0] is not None]
+        be = [ONNX_ACTIVATIONS[n][1] for n in names if ONNX_ACTIVATIONS[n][1] is not None]
+        if al:
+            attrs["activation_alpha"] = al
+        if be:
+            attrs["activation_beta"] = be
+    if kind == "lstm":
+        attrs["input_forget"] = draw(st.booleans())
+        cfg["peepholes"] = draw(st.booleans())
+    if kind == "gru" and draw(st.booleans()):
+        attrs["update"] = "seed000"
+    cfg["directions"] = ndir
+
+
 @st.composite
 def recurrent_configs(draw, *, kinds=RECURRENT_KINDS, max_batch=3, max_steps=5,
-                      max_features=5, max_hidden=5):
+                      max_features=5, max_hidden=5, onnx_options=False):
     """A recurrent layer configuration (refcomp's canonical, PyTorch layout).
 
     Returns
@@ -248,6 +281,13 @@ def recurrent_configs(draw, *, kinds=RECURRENT_KINDS, max_batch=3, max_steps=5,
         3, 2, 1), ``reset_after`` (gru: both formulas, FACTS.md §2.4),
         ``activation`` (simple_rnn: tanh or relu), ``return_sequences``,
         ``bias_ih``, ``bias_hh`` (each present or not), and ``attrs``.
+        With ``onnx_options`` (lstm, gru, simple_rnn): ``attrs`` also draws
+        ONNX's ``direction`` (forward, reverse, bidirectional), ``clip``,
+        ``activations`` lists of :data:`ONNX_ACTIVATIONS` with their
+        ``activation_alpha`` / ``activation_beta``, LSTM ``input_forget``
+        and GRU ``update="seed000"``; ``peepholes`` (LSTM: draw a ``P``
+        weight) and ``directions`` (1 or 2: draw the ``*_reverse``
+        weights) are set.
     """
     kind = draw(st.sampled_from(tuple(kinds)))
     attrs = {"return_sequences": draw(st.booleans())}
@@ -261,6 +301,9 @@ def recurrent_configs(draw, *, kinds=RECURRENT_KINDS, max_batch=3, max_steps=5,
         cfg["reset_after"] = attrs["reset_after"] = draw(st.booleans())
     if kind == "simple_rnn":
         cfg["activation"] = attrs["activation"] = draw(st.sampled_from(("tanh", "relu")))
+    cfg["peepholes"], cfg["directions"] = False, 1
+    if onnx_options and kind != "mgu":
+        _onnx_options(draw, kind, cfg, attrs)
     cfg["return_sequences"] = attrs["return_sequences"]
     cfg["attrs"] = attrs
     return cfg

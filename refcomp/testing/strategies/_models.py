@@ -63,11 +63,15 @@ def _conv_layer(draw, cfg, corner):
 
 def _rnn_layer(draw, cfg, corner):
     G, H, F = cfg["gates"], cfg["H"], cfg["F"]
-    w = {"W_ih": _w(draw, (G * H, F), F + H, corner),
-         "W_hh": _w(draw, (G * H, H), F + H, corner)}
-    for name in ("b_ih", "b_hh"):
-        if cfg["bias_" + name[2:]]:
-            w[name] = _w(draw, (G * H,), F + H, corner)
+    w = {}
+    for suffix in ("", "_reverse")[:cfg.get("directions", 1)]:
+        w["W_ih" + suffix] = _w(draw, (G * H, F), F + H, corner)
+        w["W_hh" + suffix] = _w(draw, (G * H, H), F + H, corner)
+        for name in ("b_ih", "b_hh"):
+            if cfg["bias_" + name[2:]]:
+                w[name + suffix] = _w(draw, (G * H,), F + H, corner)
+        if cfg.get("peepholes"):
+            w[("P" + suffix)] = _w(draw, (3 * H,), H, corner)
     return Layer(cfg["kind"], attrs=cfg["attrs"], weights=w)
 
 
@@ -105,7 +109,7 @@ def _layer(draw, kinds, corner):
         cfg = draw(pool2d_configs(kinds=(kind,)))
         return Layer(kind, attrs=cfg["attrs"]), _x(draw, _image_shape(cfg), corner)
     if kind in ("lstm", "gru", "mgu", "simple_rnn"):
-        cfg = draw(recurrent_configs(kinds=(kind,)))
+        cfg = draw(recurrent_configs(kinds=(kind,), onnx_options=draw(st.booleans())))
         return _rnn_layer(draw, cfg, corner), _x(draw, (cfg["N"], cfg["T"], cfg["F"]), corner)
     n = draw(st.integers(1, 3))
     if kind == "batch_norm":
