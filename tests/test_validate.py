@@ -117,3 +117,27 @@ def test_missing_framework_is_one_line_naming_the_extra():
     with pytest.raises(MissingDependencyError):
         import refcomp.validate._common as c
         c.require("a_framework_that_does_not_exist_anywhere")
+
+
+@pytest.mark.frameworks
+@pytest.mark.parametrize("framework,module", [("onnxruntime", "onnxruntime"),
+                                              ("litert", "ai_edge_litert")])
+def test_integer_suite_runs_refcomp_integer_modes(framework, module):
+    """The integer suite runs refcomp.integer's modes against the framework's integer
+    kernels (QLinearConv / QLinearMatMul / QLinear and QDQ graphs; LiteRT's three kernel
+    sets): nothing fails, and the known differences are the documented ones."""
+    pytest.importorskip(module)
+    from refcomp.validate import run
+    report = run(framework, "integer", examples=2, seed=1)
+    assert report.ok, report.table()
+    cases = {r.case: r for r in report.results}
+    if framework == "onnxruntime":
+        assert cases["QLinearConv vs IntegerLinear mode onnx"].verdict == "pass"
+        assert cases["QLinearMatMul vs qlinear_matmul mode onnx"].verdict == "pass"
+        assert cases["shipped models, qlinear graphs vs run mode onnx"].verdict == "pass"
+        assert cases["shipped models, qdq graphs vs run mode onnx (uint8 activations)"
+                     ].verdict == "pass"
+    else:
+        assert len(cases) == 3 and all(r.elements > 0 for r in cases.values())
+        ref = [r for c, r in cases.items() if "BUILTIN_REF" in c][0]
+        assert ref.verdict == "pass" and ref.mismatches == 0

@@ -32,6 +32,7 @@ from ..model import materialize
 from ._codes import CodeTally
 from ._common import NotBuilt, NotExpressible, layer_pads, require
 from ._draw import case_seed, draw_examples
+from ._integer_cases import LITERT_INTEGER_CASES
 
 __all__ = ["litert_forward", "LITERT_CASES"]
 
@@ -272,5 +273,5 @@ LITERT_CASES = {
     "quantizers": [("QUANTIZE int8", lambda n, s: _quantize(n, s, dequant=False)),
                    ("DEQUANTIZE int8", lambda n, s: _quantize(n, s, dequant=True))],
     "pruning": [],
-    "integer": [],
+    "integer": LITERT_INTEGER_CASES,
 }
