@@ -141,3 +141,22 @@ def test_integer_suite_runs_refcomp_integer_modes(framework, module):
         assert len(cases) == 3 and all(r.elements > 0 for r in cases.values())
         ref = [r for c, r in cases.items() if "BUILTIN_REF" in c][0]
         assert ref.verdict == "pass" and ref.mismatches == 0
+
+
+def test_tfmot_cases_skip_with_the_install_line_or_match_bit_for_bit(monkeypatch):
+    """tfmot (TensorFlow) is not in the test environment: the keras pruning suite says how
+    to get it; with REFCOMP_TFMOT_PYTHON naming an interpreter that has it (e.g. a separate
+    venv with tensorflow-cpu 2.21, tensorflow-model-optimization 0.8.1, tf-keras), the
+    schedule and the masks match bit for bit."""
+    pytest.importorskip("hypothesis")
+    from refcomp.validate._tfmot import TFMOT_CASES, tfmot_python
+    exe = os.environ.get("REFCOMP_TFMOT_PYTHON")
+    if tfmot_python() is None:
+        for _, fn in TFMOT_CASES:
+            r = fn(2, 0)
+            assert r.verdict == "skipped" and "pip install tensorflow-cpu" in r.note
+        if not exe:
+            return
+    for _, fn in TFMOT_CASES:
+        r = fn(5, 3)
+        assert r.verdict == "pass" and r.elements > 0 and r.mismatches == 0, r.note

@@ -36,6 +36,7 @@ from ..model import materialize
 from ._codes import CodeTally
 from ._common import NotBuilt, NotExpressible, layer_pads, require
 from ._draw import case_seed, draw_examples
+from ._tfmot import TFMOT_CASES
 
 __all__ = ["keras_forward", "KERAS_CASES"]
 
@@ -196,6 +197,6 @@ def _abs_max(n, seed):
 
 KERAS_CASES = {
     "quantizers": [("abs_max_quantize int8 per channel", _abs_max)],
-    "pruning": [],
+    "pruning": TFMOT_CASES,
     "integer": [],
 }
