@@ -195,22 +195,29 @@ def xxh32_bytes(data, seed):
     return int(_xxh32_buf(buf, buf.shape[0], np.uint64(seed)))
 
 
+@numba.njit(cache=True)
+def _hashed_block(o0, m, n_cols, buckets, seed, mode, sign, dtype):
+    """Rows o0 .. o0+m-1 of V, column-major (``blk[col, t]`` = V[o0 + t, col]) so that one
+    input value meets the block's m weights contiguously."""
+    buf = np.zeros(KEY_MAX, dtype=np.uint8)
+    nb = buckets.shape[0]
+    blk = np.empty((n_cols, m), dtype=dtype)
+    for t in range(m):
+        for col in range(n_cols):
+            b, s = _bucket_sign(o0 + t + 1, col + 1, nb, seed, mode, sign, buf)
+            blk[col, t] = buckets[b] if s > 0 else -buckets[b]
+    return blk
+
+
 @numba.njit(cache=True, parallel=True)
 def _matmul_kernel(x, buckets, n_out, seed, mode, sign, out):
     n, n_in = x.shape
-    nb = buckets.shape[0]
     ob = CONV_BLOCK
     for task in numba.prange((n_out + ob - 1) // ob):
         o0 = task * ob
         m = min(ob, n_out - o0)
-        # rows o0 .. o0+m-1 of V, column-major (rows[i, t]): m * n_in values per thread,
-        # never the matrix; one input value meets the m rows' weights contiguously
-        buf = np.zeros(KEY_MAX, dtype=np.uint8)
-        rows = np.empty((n_in, m), dtype=out.dtype)
-        for t in range(m):
-            for i in range(n_in):
-                b, s = _bucket_sign(o0 + t + 1, i + 1, nb, seed, mode, sign, buf)
-                rows[i, t] = buckets[b] if s > 0 else -buckets[b]
+        # rows o0 .. o0+m-1 of V: m * n_in values per thread, never the matrix
+        rows = _hashed_block(o0, m, n_in, buckets, seed, mode, sign, out.dtype)
         acc = np.empty(m, dtype=out.dtype)
         for r in range(n):
             acc[:] = 0                          # +0.0, then i = 0, 1, ... for every output
@@ -250,7 +257,6 @@ def _conv_kernel(xp, buckets, n_out, cg, kh, kw, groups, sh, sw, dh, dw, oh_n, o
                  mode, sign, out):
     n = xp.shape[0]
     og = n_out // groups
-    nb = buckets.shape[0]
     K = cg * kh * kw
     ob = min(CONV_BLOCK, og)
     per_group = (og + ob - 1) // ob
@@ -258,14 +264,8 @@ def _conv_kernel(xp, buckets, n_out, cg, kh, kw, groups, sh, sw, dh, dw, oh_n, o
         g = task // per_group
         o0 = g * og + (task % per_group) * ob
         m = min(ob, g * og + og - o0)
-        # the hashed filters of output channels o0 .. o0+m-1, column-major (filt[col, t])
-        # so that one input value meets the m filters' weights contiguously
-        buf = np.zeros(KEY_MAX, dtype=np.uint8)
-        filt = np.empty((K, m), dtype=out.dtype)
-        for t in range(m):
-            for col in range(K):
-                b, s = _bucket_sign(o0 + t + 1, col + 1, nb, seed, mode, sign, buf)
-                filt[col, t] = buckets[b] if s > 0 else -buckets[b]
+        # the hashed filters of output channels o0 .. o0+m-1
+        filt = _hashed_block(o0, m, K, buckets, seed, mode, sign, out.dtype)
         acc = np.empty(m, dtype=out.dtype)
         for r in range(n):
             for a in range(oh_n):

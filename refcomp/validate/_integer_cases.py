@@ -60,6 +60,12 @@ def _ort_run(model, feeds):
     return sess.run(None, feeds)[0]
 
 
+def _act_type(rng):
+    """A drawn activation dtype (int8 or uint8) and its range."""
+    dt = (np.int8, np.uint8)[int(rng.integers(2))]
+    return (dt, -128, 127) if dt == np.int8 else (dt, 0, 255)
+
+
 def _qlinear_conv(n, seed):
     from ..integer import IntegerLinear
     name = "QLinearConv vs IntegerLinear mode onnx"
@@ -67,8 +73,7 @@ def _qlinear_conv(n, seed):
     tally = CodeTally()
     f32 = np.float32
     for _ in range(n):
-        dt = (np.int8, np.uint8)[int(rng.integers(2))]
-        lo, hi = (-128, 127) if dt == np.int8 else (0, 255)
+        dt, lo, hi = _act_type(rng)
         groups = int(rng.integers(1, 3))
         c, o = groups * int(rng.integers(1, 4)), groups * int(rng.integers(1, 4))
         k = int(rng.integers(1, 4))
@@ -99,8 +104,7 @@ def _qlinear_matmul(n, seed):
     tally = CodeTally()
     f32 = np.float32
     for _ in range(n):
-        dt = (np.int8, np.uint8)[int(rng.integers(2))]
-        lo, hi = (-128, 127) if dt == np.int8 else (0, 255)
+        dt, lo, hi = _act_type(rng)
         m_, k, o = (int(v) for v in rng.integers(1, 40, 3))
         a = rng.integers(lo, hi + 1, (m_, k)).astype(dt)
         b = rng.integers(-127, 128, (k, o)).astype(np.int8)

@@ -91,6 +91,12 @@ def _run(req):
     return json.loads(proc.stdout)
 
 
+def _with_versions(result, res):
+    result.note = "; ".join(x for x in (result.note, "tensorflow {tensorflow}, tfmot {tfmot}"
+                                        .format(**res["versions"])) if x)
+    return result
+
+
 def _schedule_cases(n, seed):
     rng = np.random.default_rng(case_seed(seed, "tfmot PolynomialDecay"))
     cases = []
@@ -140,10 +146,7 @@ def _schedule(n, seed):
             theirs += [bits, int(upd)]
         tally.exact(np.array(theirs, np.int64), np.array(ours, np.int64),
                     "sparsity bits / update flag")
-    r = tally.result("pruning", name)
-    r.note = "; ".join(x for x in (r.note, "tensorflow {tensorflow}, tfmot {tfmot}".format(
-        **res["versions"])) if x)
-    return r
+    return _with_versions(tally.result("pruning", name), res)
 
 
 def _masks(n, seed):
@@ -158,10 +161,7 @@ def _masks(n, seed):
         w = np.asarray(c["w"], np.uint32).view(np.float32).reshape(c["shape"])
         ours = magnitude(w, sparsity=c["sparsity"], keep_ties=True).reshape(-1)
         tally.exact(np.array(got, np.int64), ours.astype(np.int64), "mask")
-    r = tally.result("pruning", name)
-    r.note = "; ".join(x for x in (r.note, "tensorflow {tensorflow}, tfmot {tfmot}".format(
-        **res["versions"])) if x)
-    return r
+    return _with_versions(tally.result("pruning", name), res)
 
 
 TFMOT_CASES = [("tfmot PolynomialDecay vs polynomial_sparsity (eager and graph)", _schedule),
