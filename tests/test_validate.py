@@ -66,7 +66,9 @@ def test_same_seed_same_table():
 
 def test_plan_and_bad_arguments():
     cases = plan("onnxruntime", "integer")
-    assert cases == [("integer", "MatMulInteger"), ("integer", "ConvInteger")]
+    assert cases[:3] == [("integer", "MatMulInteger"), ("integer", "ConvInteger"),
+                         ("integer", "QLinearConv vs IntegerLinear mode onnx")]
+    assert len(cases) == 7
     assert set(SUITES) == {"layers", "quantizers", "pruning", "integer"}
     with pytest.raises(ParameterError, match="framework must be one of"):
         run("tensorflow")
@@ -83,7 +85,8 @@ def test_cli_table_report_and_exit_status(tmp_path, capsys):
                "--examples", "2", "--report", str(out), "--quiet"])
     text = capsys.readouterr().out
     assert rc == 0
-    assert "MatMulInteger" in text and "onnxruntime: 2 cases: 2 pass, 0 FAIL" in text
+    assert "MatMulInteger" in text and "QLinearMatMul" in text
+    assert "onnxruntime: 7 cases: " in text and " 0 FAIL" in text
     assert out.read_text().startswith("# refcomp validate: onnxruntime")
     rc = main(["validate", "--framework", "onnxruntime", "--suite", "integer",
                "--report", str(out)])

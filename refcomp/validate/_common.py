@@ -7,7 +7,7 @@ from .._errors import MissingDependencyError, RefcompError
 from ..layers._common import pair, resolve_padding
 
 __all__ = ["NotExpressible", "NotBuilt", "require", "layer_pads", "nd_geometry", "FRAMEWORKS",
-           "EXTRAS"]
+           "EXTRAS", "rnn_options"]
 
 #: Frameworks ``refcomp validate`` runs against, and the extra that installs each.
 FRAMEWORKS = ("torch", "onnxruntime", "keras", "litert")
@@ -82,3 +82,14 @@ def nd_geometry(layer, spatial):
     if layer.kind == "conv1d" and isinstance(p, (list, tuple)) and len(p) == 2:
         p = [tuple(p)]                                  # conv1d's (begin, end)
     return k, s, d, resolve_padding_nd(p, tuple(spatial), k, s, d)
+
+
+def rnn_options(layer):
+    """The ONNX recurrent options a recurrent layer sets beyond the classic forward pass
+    (what torch.nn / keras.layers recurrent modules do not have), by name."""
+    a = layer.attrs
+    return ([o for o in ("clip", "activations") if a.get(o) is not None]
+            + (["input_forget"] if a.get("input_forget") else [])
+            + (["peepholes"] if "P" in layer.weights else [])
+            + (["update"] if a.get("update", "standard") != "standard" else [])
+            + (["direction"] if a.get("direction", "forward") != "forward" else []))

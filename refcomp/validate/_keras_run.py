@@ -34,7 +34,7 @@ import numpy as np
 from ..convert import conv2d_to_keras, gru_to_keras, lstm_to_keras
 from ..model import materialize
 from ._codes import CodeTally
-from ._common import NotBuilt, NotExpressible, layer_pads, require
+from ._common import NotBuilt, NotExpressible, layer_pads, require, rnn_options
 from ._draw import case_seed, draw_examples
 from ._tfmot import TFMOT_CASES
 
@@ -90,6 +90,10 @@ def _spatial(keras, layer, x):
 
 def _rnn(keras, layer, x):
     a, k = layer.attrs, layer.kind
+    extra = rnn_options(layer)
+    if extra:
+        raise NotExpressible(f"keras.layers recurrent layers have no ONNX option {extra} (a "
+                             "reverse direction is not built here)")
     W_ih, W_hh, b_ih, b_hh = (_w(layer, n) for n in ("W_ih", "W_hh", "b_ih", "b_hh"))
     H = W_hh.shape[1]
     seq = bool(a["return_sequences"])

@@ -32,7 +32,7 @@ mgu            not expressible (PyTorch has no MGU)
 import numpy as np
 
 from ..model import materialize
-from ._common import NotExpressible, layer_pads, nd_geometry, require
+from ._common import NotExpressible, layer_pads, nd_geometry, require, rnn_options
 
 __all__ = ["torch_forward", "torch_layer"]
 
@@ -125,11 +125,7 @@ def _rnn(torch, layer, x):
     if k == "gru" and not a["reset_after"]:
         raise NotExpressible("torch.nn.GRU computes only the reset_after=True formula "
                              "(FACTS.md §2.1)")
-    extra = [o for o in ("clip", "activations") if a.get(o) is not None] \
-        + [o for o in ("input_forget",) if a.get(o)] \
-        + (["peepholes"] if "P" in layer.weights else []) \
-        + (["update"] if a.get("update", "standard") != "standard" else []) \
-        + (["direction"] if a.get("direction", "forward") != "forward" else [])
+    extra = rnn_options(layer)
     if extra:
         raise NotExpressible(f"torch.nn recurrent modules have no ONNX option {extra} (not "
                              "built here: the reverse direction either)")
