@@ -187,7 +187,9 @@ def pool_nd(x, a, kind):
 def conv1d(x, W, b, a, order):
     """(N, C, L) with W (O, C/g, k) as the conv2d above on a height-1 image."""
     p = a["padding"]
-    if isinstance(p, str):
+    if isinstance(p, str) and p.lower() == "valid":
+        pads = (0, 0)
+    elif isinstance(p, str):
         L, k = x.shape[2], W.shape[2]
         s_, d_ = a["stride"], a["dilation"]
         out = (L + s_ - 1) // s_

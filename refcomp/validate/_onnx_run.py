@@ -124,17 +124,16 @@ def _rnn(g, layer, x, shape):
     if k == "lstm" and parts[0][3] is not None:
         ins += ["", "", "", g.const(np.concatenate([p[3] for p in parts]))]
     op = {"lstm": "LSTM", "gru": "GRU", "simple_rnn": "RNN"}[k]
-    y = g.node(op, ins, n_out=1, **attrs)
-    # Y: (T, D, N, H) -> (N, T, D*H) (directions' features concatenated, refcomp's order)
-    y = g.node("Transpose", [y], perm=[2, 0, 1, 3])
-    T = shape[1]
-    y = g.node("Reshape", [y, g.const([shape[0], T, len(dirs) * H], np.int64)])
+    y, y_h = g.node(op, ins, n_out=2, **attrs)
+    T, D = shape[1], len(dirs)
     if a["return_sequences"]:
-        return y, (shape[0], T, len(dirs) * H)
-    if direction == "forward":
-        return g.node("Gather", [y, g.const(T - 1, np.int64)], axis=1), (shape[0], H)
-    raise NotExpressible("the final state of a reverse / bidirectional layer is not built "
-                         "here (refcomp takes each direction's final state)")
+        # Y: (T, D, N, H) -> (N, T, D*H) (directions' features concatenated, refcomp's order)
+        y = g.node("Transpose", [y], perm=[2, 0, 1, 3])
+        return g.node("Reshape", [y, g.const([shape[0], T, D * H], np.int64)]), \
+            (shape[0], T, D * H)
+    # Y_h: (D, N, H), each direction's final state (the reverse one after step 0)
+    y_h = g.node("Transpose", [y_h], perm=[1, 0, 2])
+    return g.node("Reshape", [y_h, g.const([shape[0], D * H], np.int64)]), (shape[0], D * H)
 
 
 def _layer(g, layer, x, shape):
