@@ -78,8 +78,9 @@ def main():
     p.add_argument("--quick", action="store_true")
     args = p.parse_args()
     min_time = 0.2 if args.quick else 1.0
+    import numba
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; "
-          f"numba threads {refcomp.kernels.n_threads() if hasattr(refcomp.kernels, 'n_threads') else 'default'}")
+          f"numba threads {numba.get_num_threads()}")
     cnn = refcomp.load("data/digits_cnn.h5")
     x, _ = load_split("test")
     h = x.reshape(-1, 1, 8, 8).astype(np.float32)
@@ -89,7 +90,7 @@ def main():
             pad = layer.attrs["padding"]
             bench_conv(f"digits_cnn {layer.name}", h, W, pad, min_time)
             h = conv2d(h, W, padding=pad, stride=layer.attrs["stride"])
-    W = np.asarray([l for l in cnn.layers if l.kind == "dense"][0].weights["W"])
+    W = np.asarray([lay for lay in cnn.layers if lay.kind == "dense"][0].weights["W"])
     bench_dense("digits_cnn dense", np.random.default_rng(0).standard_normal(
         (360, W.shape[1])).astype(np.float32), W, min_time)
     rng = np.random.default_rng(1)

@@ -84,7 +84,7 @@ def test_shipped_mlp_connectivity_graph(length):
     """The pruned MLP's graph (inputs, hidden layers, outputs): every query of a sample of
     pairs equals Dijkstra's, and the labels are smaller than the all-pairs table."""
     mlp = refcomp.load("data/digits_mlp.h5")
-    Ws = [np.asarray(l.weights["W"]) for l in mlp.layers if l.kind == "dense"]
+    Ws = [np.asarray(lay.weights["W"]) for lay in mlp.layers if lay.kind == "dense"]
     Ws = [np.where(magnitude(W, sparsity=0.9), W, 0).astype(W.dtype) for W in Ws]
     n, u, v, w, offs = layer_graph(Ws, length=length)
     assert n == offs[-1] == Ws[0].shape[1] + sum(W.shape[0] for W in Ws)

@@ -2,7 +2,8 @@
 limit), rANS, and the universal integer codes for index gaps (Elias gamma and
 delta, Golomb-Rice, zeta_k of WebGraph), and the WebGraph (Boldi-Vigna) coding of
 adjacency lists (:mod:`refcomp.coding.webgraph`), and exact distance labels of a
-network's connectivity graph (:mod:`refcomp.coding.distance_labels`).  Stream layouts: docs/coding.md."""
+network's connectivity graph (:mod:`refcomp.coding.distance_labels`).  Stream layouts:
+docs/coding.md."""
 
 from .distance_labels import DistanceLabels, layer_graph, pruned_landmark_labels
 from .huffman import (MAX_SYMBOLS, canonical_codes, huffman_code_lengths, huffman_cost,

@@ -214,4 +214,3 @@ def fronts(result):
             if rows:
                 out[(k, m)] = pareto_front(rows)
     return out
-

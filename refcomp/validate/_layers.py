@@ -32,12 +32,12 @@ def _strategies():
         return s if pred is None else s.filter(lambda c: pred(c[0]))
 
     def classic(pred=None):
-        return lambda l: not rnn_options(l) and (pred is None or pred(l))
+        return lambda lay: not rnn_options(lay) and (pred is None or pred(lay))
 
-    def gemm(l):
-        return l.attrs["alpha"] != 1.0 or l.attrs["beta"] != 1.0
+    def gemm(lay):
+        return lay.attrs["alpha"] != 1.0 or lay.attrs["beta"] != 1.0
     return {
-        "dense": only("dense", lambda l: not gemm(l)),
+        "dense": only("dense", lambda lay: not gemm(lay)),
         "dense with Gemm alpha / beta": only("dense", gemm),
         "conv2d (padding modes, groups, dilation)": only("conv2d"),
         "conv1d (padding modes, groups, dilation)": only("conv1d"),
@@ -49,8 +49,8 @@ def _strategies():
         "activations": only("activation"),
         "residual": only("residual"),
         "lstm": only("lstm", classic()),
-        "gru reset_after=True": only("gru", classic(lambda l: l.attrs["reset_after"])),
-        "gru reset_after=False": only("gru", classic(lambda l: not l.attrs["reset_after"])),
+        "gru reset_after=True": only("gru", classic(lambda lay: lay.attrs["reset_after"])),
+        "gru reset_after=False": only("gru", classic(lambda lay: not lay.attrs["reset_after"])),
         "simple_rnn": only("simple_rnn", classic()),
         "mgu": only("mgu"),
         "lstm, ONNX options (direction, clip, peepholes, input_forget, activations)":

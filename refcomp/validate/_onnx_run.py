@@ -65,8 +65,8 @@ def _from_nchw(g, y, layout):
 
 
 _ONNX_ACT = {n.lower(): n for n in ("Relu", "Tanh", "Sigmoid", "Affine", "LeakyRelu",
-                                      "ThresholdedRelu", "ScaledTanh", "HardSigmoid", "Elu",
-                                      "Softsign", "Softplus")}
+                                    "ThresholdedRelu", "ScaledTanh", "HardSigmoid", "Elu",
+                                    "Softsign", "Softplus")}
 
 
 def _rnn_dir(k, a, w, H):
