@@ -134,6 +134,75 @@ def pool(x, a, kind):
     return y.transpose(0, 2, 3, 1) if nhwc else y
 
 
+def _tuple(v, n):
+    return tuple(v) if isinstance(v, (list, tuple)) else (v,) * n
+
+
+def pool_nd(x, a, kind):
+    """N-D max / average pooling, channels first, one output element at a time.
+
+    Per axis: window start o*s - lo, positions start + j*d; a position is
+    real (0 <= p < size), padding (-lo <= p < size + hi) or overhang (beyond
+    the padding, reached in ceil mode).  Output size floor or ceil of
+    (size + lo + hi - (k-1) d - 1) / s, plus one, minus one in ceil mode if
+    the last window starts at or beyond size + lo (ONNX / PyTorch).
+    Average: float32 sum of the real elements in row-major window order,
+    divided by their count (plus the padding positions when
+    ``count_include_pad``).
+    """
+    import itertools
+    nd = x.ndim - 2
+    k = _tuple(a["size"], nd)
+    s = k if a["stride"] is None else _tuple(a["stride"], nd)
+    d = _tuple(a["dilation"], nd)
+    p = a["padding"]
+    pads = [(p, p)] * nd if isinstance(p, int) else \
+        [tuple(q) if isinstance(q, (list, tuple)) else (q, q) for q in p]
+    outs = []
+    for i in range(nd):
+        span = x.shape[2 + i] + pads[i][0] + pads[i][1] - (k[i] - 1) * d[i] - 1
+        o = (-(-span // s[i]) if a["ceil_mode"] else span // s[i]) + 1
+        if a["ceil_mode"] and (o - 1) * s[i] >= x.shape[2 + i] + pads[i][0]:
+            o -= 1
+        outs.append(o)
+    y = np.zeros(x.shape[:2] + tuple(outs), f32)
+    for oi in itertools.product(*[range(o) for o in outs]):
+        vals, padcount = [], 0
+        for ji in itertools.product(*[range(kk) for kk in k]):
+            pos = [oi[i] * s[i] - pads[i][0] + ji[i] * d[i] for i in range(nd)]
+            if all(0 <= pos[i] < x.shape[2 + i] for i in range(nd)):
+                vals.append(x[(slice(None), slice(None)) + tuple(pos)])
+            elif all(-pads[i][0] <= pos[i] < x.shape[2 + i] + pads[i][1] for i in range(nd)):
+                padcount += 1
+        V = np.stack(vals, axis=-1).astype(f32)
+        if kind == "max":
+            r = V.max(axis=-1)
+        else:
+            cnt = len(vals) + (padcount if a["count_include_pad"] else 0)
+            r = sum_terms(V, "sequential") / f32(cnt)
+        y[(slice(None), slice(None)) + oi] = r
+    return y
+
+
+def conv1d(x, W, b, a, order):
+    """(N, C, L) with W (O, C/g, k) as the conv2d above on a height-1 image."""
+    p = a["padding"]
+    if isinstance(p, str) and p.lower() == "valid":
+        pads = (0, 0)
+    elif isinstance(p, str):
+        L, k = x.shape[2], W.shape[2]
+        s_, d_ = a["stride"], a["dilation"]
+        out = (L + s_ - 1) // s_
+        tot = max(0, (out - 1) * s_ + (k - 1) * d_ + 1 - L)
+        lo = tot - tot // 2 if p.lower() == "same_lower" else tot // 2
+        pads = (lo, tot - lo)
+    else:
+        pads = tuple(p) if isinstance(p, (list, tuple)) else (p, p)
+    a2 = {"layout": "NCHW", "stride": (1, a["stride"]), "dilation": (1, a["dilation"]),
+          "padding": ((0, 0), pads), "groups": a["groups"]}
+    return conv2d(x[:, :, None, :], W[:, :, None, :], b, a2, order)[:, :, 0, :]
+
+
 def sigmoid(z):
     return f32(1) / (f32(1) + np.exp(-z.astype(f32)))
 
@@ -156,48 +225,137 @@ def _act(f, x, a):
     raise ValueError(f)
 
 
-def _rnn(layer, x, order):
-    w = {k: np.asarray(v, f32) for k, v in layer.weights.items()}
+def _onnx_act(name, alpha, beta):
+    """ONNX recurrent activation in float32 (the operator text's formulas)."""
+    n = name.lower()
+    a = None if alpha is None else f32(alpha)
+    b = None if beta is None else f32(beta)
+    table = {
+        "sigmoid": sigmoid, "tanh": np.tanh, "relu": lambda v: np.maximum(v, f32(0)),
+        "affine": lambda v: a * v + b,
+        "leakyrelu": lambda v: np.where(v >= 0, v, a * v),
+        "thresholdedrelu": lambda v: np.where(v >= a, v, f32(0)),
+        "scaledtanh": lambda v: a * np.tanh(b * v),
+        "hardsigmoid": lambda v: np.minimum(np.maximum(a * v + b, f32(0)), f32(1)),
+        "elu": lambda v: np.where(v >= 0, v, a * (np.exp(np.minimum(v, f32(0))) - f32(1))),
+        "softsign": lambda v: v / (f32(1) + np.abs(v)),
+        "softplus": lambda v: np.log1p(np.exp(v)),
+    }
+    return lambda v: table[n](v.astype(f32)).astype(f32)
+
+
+_DEFAULTS = {"relu": (None, None), "tanh": (None, None), "sigmoid": (None, None),
+             "affine": (1.0, 0.0), "leakyrelu": (0.01, None), "thresholdedrelu": (1.0, None),
+             "scaledtanh": (1.0, 1.0), "hardsigmoid": (0.2, 0.5), "elu": (1.0, None),
+             "softsign": (None, None), "softplus": (None, None)}
+
+
+def _acts(kind, a, ndir):
+    base = {"lstm": ["Sigmoid", "Tanh", "Tanh"], "gru": ["Sigmoid", "Tanh"],
+            "mgu": ["Sigmoid", "Tanh"], "simple_rnn": [a.get("activation", "tanh")]}[kind]
+    names = list(a.get("activations") or base * ndir)
+    if len(names) == len(base) and ndir == 2:
+        names = names * 2
+    al, be = list(a.get("activation_alpha") or []), list(a.get("activation_beta") or [])
+    out = []
+    for nm in names:
+        da, db = _DEFAULTS[nm.lower()]
+        out.append(_onnx_act(nm, al.pop(0) if da is not None and al else da,
+                             be.pop(0) if db is not None and be else db))
+    per = len(base)
+    return [out[i * per:(i + 1) * per] for i in range(ndir)]
+
+
+def _rnn_dir(kind, a, w, x, order, acts):
     Wi, Wh = w["W_ih"], w["W_hh"]
     H = Wh.shape[1]
-    bi, bh = w.get("b_ih", np.zeros(Wi.shape[0], f32)), w.get("b_hh", np.zeros(Wi.shape[0], f32))
+    bi = w.get("b_ih", np.zeros(Wi.shape[0], f32))
+    bh = w.get("b_hh", np.zeros(Wi.shape[0], f32))
+    P = w.get("P")
+    clip = a.get("clip")
+
+    def cl(v):
+        return v if clip is None else np.clip(v, f32(-clip), f32(clip))
     N, T, _ = x.shape
     h, c = np.zeros((N, H), f32), np.zeros((N, H), f32)
-    kind, a = layer.kind, layer.attrs
     seq = []
     for t in range(T):
         xt = x[:, t]
         gi = dot(xt, Wi, bi, order)
         if kind == "lstm":
             z = gi + dot(h, Wh, bh, order)
-            i, f, g, o = (z[:, j * H:(j + 1) * H] for j in range(4))
-            c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
-            h = sigmoid(o) * np.tanh(c)
+            zi, zf, zg, zo = (z[:, j * H:(j + 1) * H] for j in range(4))
+            if P is not None:
+                zi = zi + P[:H] * c
+                zf = zf + P[H:2 * H] * c
+            i = acts[0](cl(zi))
+            f = (f32(1) - i) if a.get("input_forget") else acts[0](cl(zf))
+            c = f * c + i * acts[1](cl(zg))
+            if P is not None:
+                zo = zo + P[2 * H:] * c
+            h = acts[0](cl(zo)) * acts[2](c)
         elif kind == "gru":
             gh = dot(h, Wh[:2 * H], bh[:2 * H], order)
-            r = sigmoid(gi[:, :H] + gh[:, :H])
-            zz = sigmoid(gi[:, H:2 * H] + gh[:, H:])
+            r = acts[0](cl(gi[:, :H] + gh[:, :H]))
+            zz = acts[0](cl(gi[:, H:2 * H] + gh[:, H:]))
             if a["reset_after"]:
-                n = np.tanh(gi[:, 2 * H:] + r * dot(h, Wh[2 * H:], bh[2 * H:], order))
+                n = acts[1](cl(gi[:, 2 * H:] + r * dot(h, Wh[2 * H:], bh[2 * H:], order)))
             else:
-                n = np.tanh(gi[:, 2 * H:] + dot(r * h, Wh[2 * H:], bh[2 * H:], order))
-            h = (f32(1) - zz) * n + zz * h
+                n = acts[1](cl(gi[:, 2 * H:] + dot(r * h, Wh[2 * H:], bh[2 * H:], order)))
+            if a.get("update", "standard") == "seed000":
+                h = (f32(1) - zz) * h + zz * n
+            else:
+                h = (f32(1) - zz) * n + zz * h
         elif kind == "mgu":
             f = sigmoid(gi[:, :H] + dot(h, Wh[:H], bh[:H], order))
             cand = np.tanh(gi[:, H:] + dot(f * h, Wh[H:], bh[H:], order))
             h = (f32(1) - f) * h + f * cand
         else:
-            z = gi + dot(h, Wh, bh, order)
-            h = np.tanh(z) if a["activation"] == "tanh" else np.maximum(z, f32(0))
+            h = acts[0](cl(gi + dot(h, Wh, bh, order)))
         seq.append(h)
-    return np.stack(seq, axis=1) if a["return_sequences"] else h
+    return np.stack(seq, axis=1), h
+
+
+def _rnn(layer, x, order):
+    w = {k: np.asarray(v, f32) for k, v in layer.weights.items()}
+    kind, a = layer.kind, layer.attrs
+    direction = a.get("direction", "forward")
+    ndir = 2 if direction == "bidirectional" else 1
+    acts = _acts(kind, a, ndir)
+    names = ("W_ih", "W_hh", "b_ih", "b_hh", "P")
+    runs = []
+    if direction in ("forward", "bidirectional"):
+        runs.append(({n: w[n] for n in names if n in w}, False, acts[0]))
+    if direction in ("reverse", "bidirectional"):
+        ww = {n: w[n] for n in names if n in w} if direction == "reverse" else \
+            {n: w[n + "_reverse"] for n in names if n + "_reverse" in w}
+        runs.append((ww, True, acts[-1]))
+    seqs, finals = [], []
+    for ww, rev, ac in runs:
+        seq, h = _rnn_dir(kind, a, ww, x[:, ::-1] if rev else x, order, ac)
+        seqs.append(seq[:, ::-1] if rev else seq)
+        finals.append(h)
+    if a["return_sequences"]:
+        return np.concatenate(seqs, axis=2)
+    return np.concatenate(finals, axis=1)
 
 
 def run_layer(layer, x, order):
     k, a = layer.kind, layer.attrs
     w = {n: np.asarray(v) for n, v in layer.weights.items()}
     if k == "dense":
-        return dot(x, w["W"], w.get("b"), order)
+        al, be = f32(a.get("alpha", 1.0)), f32(a.get("beta", 1.0))
+        if al == 1 and be == 1:
+            return dot(x, w["W"], w.get("b"), order)
+        y = al * dot(x, w["W"], None, order)          # Gemm: alpha (A B) + beta C
+        return y if w.get("b") is None else y + be * w["b"].astype(f32)
+    if k == "conv1d":
+        return conv1d(x, w["W"], w.get("b"), a, order)
+    if k in ("max_pool", "avg_pool") or (k in ("max_pool2d", "avg_pool2d") and (
+            a.get("ceil_mode") or a.get("dilation", 1) not in (1, (1, 1), [1, 1]))):
+        if a.get("layout", "NCHW") == "NHWC":
+            return pool_nd(x.transpose(0, 3, 1, 2), a, k[:3]).transpose(0, 2, 3, 1)
+        return pool_nd(x, a, k[:3])
     if k == "conv2d":
         return conv2d(x, w["W"], w.get("b"), a, order)
     if k in ("max_pool2d", "avg_pool2d"):

@@ -83,3 +83,26 @@ def test_default_study_runs_csv_unchanged(tmp_path):
     assert main(["study", "--out", str(out), "--quiet", "--no-plots"]) == 0
     digest = hashlib.sha256((out / "runs.csv").read_bytes()).hexdigest()
     assert digest == "7c2a07b4f333b4edf09ff467073b8ef7bdf6726972ab610742649add441c6548"
+
+
+def test_decompositions_are_in_the_comparison():
+    """pca, svd, tucker2 and cp (refcomp.decompose) run in --compare on both shipped models:
+    each sweep's ratio grows as its parameter falls, and a layer kind a method does not treat
+    keeps its float weights (SVD on the CNN's convs, Tucker-2 / CP on the MLP)."""
+    from refcomp.study.compare import COMPARE_METHODS, SWEEPS
+    for m in ("pca", "svd", "tucker2", "cp"):
+        assert m in COMPARE_METHODS
+    x, y = load_split("test")
+    models = {"digits_mlp": refcomp.load("data/digits_mlp.h5"),
+              "digits_cnn": refcomp.load("data/digits_cnn.h5")}
+    res = run_compare(models, x[:60], y[:60], methods=("pca", "svd", "tucker2", "cp"),
+                      calibration=load_split("calib"), progress=False)
+    for k in models:
+        for m in ("pca", "svd", "tucker2", "cp"):
+            rows = [r for r in res["runs"] if r["model"] == k and r["method"] == m]
+            assert [r["value"] for r in rows] == list(SWEEPS[m])
+            taus = [r["tau"] for r in rows]
+            assert taus == sorted(taus)                 # less kept, more compression
+    mlp = {(r["method"], r["value"]): r for r in res["runs"] if r["model"] == "digits_mlp"}
+    assert mlp[("tucker2", 5)]["tau"] == pytest.approx(1.0)      # no conv: nothing changes
+    assert mlp[("pca", 10)]["tau"] > 4 and mlp[("pca", 99)]["accuracy"] > 0.9

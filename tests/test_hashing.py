@@ -330,3 +330,24 @@ def test_hashed_weight_pickles_for_worker_processes():
     assert back == W
     x = np.ones((2, 7), np.float32)
     assert_bits_equal(dense(x, back), dense(x, W))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_hashed_kernels_twin_across_channel_blocks(dtype):
+    """More outputs than one block of K.CONV_BLOCK (and a partial last block per group):
+    the blocked kernels keep the twin's bits."""
+    rng = np.random.default_rng(8)
+    buckets = rng.standard_normal(13).astype(dtype)
+    n_out = 2 * K.CONV_BLOCK + 5
+    x = rng.standard_normal((3, 23)).astype(dtype)
+    for mode in (0, 1):
+        assert_bits_equal(K.hashed_matmul(x, buckets, n_out, 1691, mode, True),
+                          K.hashed_matmul_twin(x, buckets, n_out, 1691, mode, True))
+    xp = rng.standard_normal((2, 4, 6, 5)).astype(dtype)
+    for groups in (1, 2):
+        o = 2 * (K.CONV_BLOCK + 3)
+        a = K.hashed_conv(xp, buckets, o, 4 // groups, 2, 2, groups, (1, 2), (2, 1), 7, 1,
+                          True)
+        b = K.hashed_conv_twin(xp, buckets, o, 4 // groups, 2, 2, groups, (1, 2), (2, 1), 7,
+                               1, True)
+        assert_bits_equal(a, b)

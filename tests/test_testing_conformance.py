@@ -324,3 +324,35 @@ def test_diagnoses_hard_sigmoid_variant():
     x = _r(rng, 4, 6, scale=2)
     diag = _diagnosis(lambda x: np.clip(f32(0.2) * x + f32(0.5), 0, 1), model, x)
     assert _first(diag) == "hard_sigmoid"
+
+
+@pytest.mark.frameworks
+def test_onnx_only_kinds_torch_and_onnxruntime_within_bound_and_tight():
+    """conv1d, N-D pooling (dilations, ceil_mode, asymmetric pads) and Gemm alpha / beta:
+    PyTorch's and ONNX Runtime's float32 results land within the bound, and the bound is
+    not vacuous (the worst observed error / bound of the sums of products exceeds 1e-2)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    from refcomp.validate._common import NotExpressible
+    from refcomp.validate._onnx_run import onnxruntime_forward
+    from refcomp.validate._torch_run import torch_forward
+    worst = {}
+
+    @settings(max_examples=120, deadline=None)
+    @given(layers(kinds=("conv1d", "max_pool", "avg_pool", "dense")))
+    def run(case):
+        layer, x = case
+        model = Model([layer])
+        v, bound = reference_and_bound(model, x)
+        for fn in (torch_forward, onnxruntime_forward):
+            try:
+                y = fn(model, x)
+            except NotExpressible:
+                continue
+            r = np.abs(y.astype(np.float64) - v) / bound
+            assert np.all(r <= 1), (fn.__name__, layer.kind, layer.attrs)
+            worst[layer.kind] = max(worst.get(layer.kind, 0.0), float(r.max(initial=0)))
+    run()
+    assert set(worst) == {"conv1d", "max_pool", "avg_pool", "dense"}
+    assert worst["dense"] > 1e-2 and worst["conv1d"] > 1e-2 and worst["avg_pool"] > 1e-3
+    assert worst["max_pool"] == 0.0                     # a selection is exact

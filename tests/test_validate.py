@@ -66,7 +66,9 @@ def test_same_seed_same_table():
 
 def test_plan_and_bad_arguments():
     cases = plan("onnxruntime", "integer")
-    assert cases == [("integer", "MatMulInteger"), ("integer", "ConvInteger")]
+    assert cases[:3] == [("integer", "MatMulInteger"), ("integer", "ConvInteger"),
+                         ("integer", "QLinearConv vs IntegerLinear mode onnx")]
+    assert len(cases) == 7
     assert set(SUITES) == {"layers", "quantizers", "pruning", "integer"}
     with pytest.raises(ParameterError, match="framework must be one of"):
         run("tensorflow")
@@ -83,7 +85,8 @@ def test_cli_table_report_and_exit_status(tmp_path, capsys):
                "--examples", "2", "--report", str(out), "--quiet"])
     text = capsys.readouterr().out
     assert rc == 0
-    assert "MatMulInteger" in text and "onnxruntime: 2 cases: 2 pass, 0 FAIL" in text
+    assert "MatMulInteger" in text and "QLinearMatMul" in text
+    assert "onnxruntime: 7 cases: " in text and " 0 FAIL" in text
     assert out.read_text().startswith("# refcomp validate: onnxruntime")
     rc = main(["validate", "--framework", "onnxruntime", "--suite", "integer",
                "--report", str(out)])
@@ -117,3 +120,46 @@ def test_missing_framework_is_one_line_naming_the_extra():
     with pytest.raises(MissingDependencyError):
         import refcomp.validate._common as c
         c.require("a_framework_that_does_not_exist_anywhere")
+
+
+@pytest.mark.frameworks
+@pytest.mark.parametrize("framework,module", [("onnxruntime", "onnxruntime"),
+                                              ("litert", "ai_edge_litert")])
+def test_integer_suite_runs_refcomp_integer_modes(framework, module):
+    """The integer suite runs refcomp.integer's modes against the framework's integer
+    kernels (QLinearConv / QLinearMatMul / QLinear and QDQ graphs; LiteRT's three kernel
+    sets): nothing fails, and the known differences are the documented ones."""
+    pytest.importorskip(module)
+    from refcomp.validate import run
+    report = run(framework, "integer", examples=2, seed=1)
+    assert report.ok, report.table()
+    cases = {r.case: r for r in report.results}
+    if framework == "onnxruntime":
+        assert cases["QLinearConv vs IntegerLinear mode onnx"].verdict == "pass"
+        assert cases["QLinearMatMul vs qlinear_matmul mode onnx"].verdict == "pass"
+        assert cases["shipped models, qlinear graphs vs run mode onnx"].verdict == "pass"
+        assert cases["shipped models, qdq graphs vs run mode onnx (uint8 activations)"
+                     ].verdict == "pass"
+    else:
+        assert len(cases) == 3 and all(r.elements > 0 for r in cases.values())
+        ref = [r for c, r in cases.items() if "BUILTIN_REF" in c][0]
+        assert ref.verdict == "pass" and ref.mismatches == 0
+
+
+def test_tfmot_cases_skip_with_the_install_line_or_match_bit_for_bit(monkeypatch):
+    """tfmot (TensorFlow) is not in the test environment: the keras pruning suite says how
+    to get it; with REFCOMP_TFMOT_PYTHON naming an interpreter that has it (e.g. a separate
+    venv with tensorflow-cpu 2.21, tensorflow-model-optimization 0.8.1, tf-keras), the
+    schedule and the masks match bit for bit."""
+    pytest.importorskip("hypothesis")
+    from refcomp.validate._tfmot import TFMOT_CASES, tfmot_python
+    exe = os.environ.get("REFCOMP_TFMOT_PYTHON")
+    if tfmot_python() is None:
+        for _, fn in TFMOT_CASES:
+            r = fn(2, 0)
+            assert r.verdict == "skipped" and "pip install tensorflow-cpu" in r.note
+        if not exe:
+            return
+    for _, fn in TFMOT_CASES:
+        r = fn(5, 3)
+        assert r.verdict == "pass" and r.elements > 0 and r.mismatches == 0, r.note

@@ -39,6 +39,10 @@ _XI = np.frombuffer(SUFFIXES[1], dtype=np.uint8).copy()
 #: Longest string key: 6 decimal numbers of at most 10 digits (indices below
 #: 2**32), "_" and a 4-byte suffix.
 KEY_MAX = 6 * 10 + 1 + 4
+#: Output neurons / channels per block of the product kernels: one block's hashed rows
+#: (CONV_BLOCK x fan-in values) per thread, and CONV_BLOCK accumulators updated per input
+#: value in one vectorisable loop (each accumulator's additions keep their order).
+CONV_BLOCK = 16
 
 
 @numba.njit(cache=True)
@@ -191,30 +195,45 @@ def xxh32_bytes(data, seed):
     return int(_xxh32_buf(buf, buf.shape[0], np.uint64(seed)))
 
 
+@numba.njit(cache=True)
+def _hashed_block(o0, m, n_cols, buckets, seed, mode, sign, dtype):
+    """Rows o0 .. o0+m-1 of V, column-major (``blk[col, t]`` = V[o0 + t, col]) so that one
+    input value meets the block's m weights contiguously."""
+    buf = np.zeros(KEY_MAX, dtype=np.uint8)
+    nb = buckets.shape[0]
+    blk = np.empty((n_cols, m), dtype=dtype)
+    for t in range(m):
+        for col in range(n_cols):
+            b, s = _bucket_sign(o0 + t + 1, col + 1, nb, seed, mode, sign, buf)
+            blk[col, t] = buckets[b] if s > 0 else -buckets[b]
+    return blk
+
+
 @numba.njit(cache=True, parallel=True)
 def _matmul_kernel(x, buckets, n_out, seed, mode, sign, out):
     n, n_in = x.shape
-    nb = buckets.shape[0]
-    zero = np.zeros(1, dtype=out.dtype)[0]            # +0.0 in the accumulator dtype
-    for o in numba.prange(n_out):
-        # one row of V at a time (n_in values per thread, never the matrix)
-        buf = np.zeros(KEY_MAX, dtype=np.uint8)
-        row = np.empty(n_in, dtype=out.dtype)
-        for i in range(n_in):
-            b, s = _bucket_sign(o + 1, i + 1, nb, seed, mode, sign, buf)
-            row[i] = buckets[b] if s > 0 else -buckets[b]
+    ob = CONV_BLOCK
+    for task in numba.prange((n_out + ob - 1) // ob):
+        o0 = task * ob
+        m = min(ob, n_out - o0)
+        # rows o0 .. o0+m-1 of V: m * n_in values per thread, never the matrix
+        rows = _hashed_block(o0, m, n_in, buckets, seed, mode, sign, out.dtype)
+        acc = np.empty(m, dtype=out.dtype)
         for r in range(n):
-            acc = zero
+            acc[:] = 0                          # +0.0, then i = 0, 1, ... for every output
             for i in range(n_in):
-                acc += x[r, i] * row[i]
-            out[r, o] = acc
+                v = x[r, i]
+                for t in range(m):
+                    acc[t] += v * rows[i, t]
+            for t in range(m):
+                out[r, o0 + t] = acc[t]
 
 
 def hashed_matmul(x, buckets, n_out, seed, mode, sign):
     """Accumulator of ``x @ V.T`` (module doc): ``x`` (N, in) and ``buckets`` of one
     dtype (float64 for the reference, the data dtype for "fast"); returns (N, n_out)
-    of that dtype.  V is never formed: each row of V is hashed once per call into
-    a per-thread buffer of ``in`` values."""
+    of that dtype.  V is never formed: each block of :data:`CONV_BLOCK` rows of V is
+    hashed once per call into a per-thread buffer; parallel over the blocks."""
     out = np.empty((x.shape[0], n_out), dtype=x.dtype)
     if out.size:
         _matmul_kernel(np.ascontiguousarray(x), np.ascontiguousarray(buckets), n_out,
@@ -238,34 +257,42 @@ def _conv_kernel(xp, buckets, n_out, cg, kh, kw, groups, sh, sw, dh, dw, oh_n, o
                  mode, sign, out):
     n = xp.shape[0]
     og = n_out // groups
-    nb = buckets.shape[0]
-    zero = np.zeros(1, dtype=out.dtype)[0]            # +0.0 in the accumulator dtype
-    for o in numba.prange(n_out):
-        g = o // og
-        # one filter of V at a time (C/groups*kh*kw values per thread)
-        buf = np.zeros(KEY_MAX, dtype=np.uint8)
-        filt = np.empty(cg * kh * kw, dtype=out.dtype)
-        for col in range(cg * kh * kw):
-            b, s = _bucket_sign(o + 1, col + 1, nb, seed, mode, sign, buf)
-            filt[col] = buckets[b] if s > 0 else -buckets[b]
+    K = cg * kh * kw
+    ob = min(CONV_BLOCK, og)
+    per_group = (og + ob - 1) // ob
+    for task in numba.prange(groups * per_group):
+        g = task // per_group
+        o0 = g * og + (task % per_group) * ob
+        m = min(ob, g * og + og - o0)
+        # the hashed filters of output channels o0 .. o0+m-1
+        filt = _hashed_block(o0, m, K, buckets, seed, mode, sign, out.dtype)
+        acc = np.empty(m, dtype=out.dtype)
         for r in range(n):
             for a in range(oh_n):
                 for q in range(ow_n):
-                    acc = zero
+                    # +0.0, then the terms in the order c, i, j (each accumulator's own
+                    # sequence of additions is that of the scalar loop: same bits)
+                    acc[:] = 0
                     for c in range(cg):
                         for i in range(kh):
                             row = a * sh + i * dh
                             for j in range(kw):
-                                acc += (xp[r, g * cg + c, row, q * sw + j * dw]
-                                        * filt[(c * kh + i) * kw + j])
-                    out[r, o, a, q] = acc
+                                v = xp[r, g * cg + c, row, q * sw + j * dw]
+                                col = (c * kh + i) * kw + j
+                                for t in range(m):
+                                    acc[t] += v * filt[col, t]
+                    for t in range(m):
+                        out[r, o0 + t, a, q] = acc[t]
 
 
 def hashed_conv(xp, buckets, n_out, cg, kh, kw, groups, stride, dilation, seed, mode, sign):
     """Accumulator of the cross-correlation of the padded NCHW ``xp`` with the
     hashed kernel (n_out, cg, kh, kw); (N, n_out, OH, OW) in the arrays' dtype.
     Order per output element: c, then kernel row i, then column j, increasing
-    (the order of :func:`refcomp.layers.conv2d`'s reference)."""
+    (the order of :func:`refcomp.layers.conv2d`'s reference).  Parallel over blocks of
+    :data:`CONV_BLOCK` output channels of one group; within a block each input value is
+    multiplied by the block's weights in one vectorisable loop over the channels (the
+    per-element order of additions is unchanged, so are the bits)."""
     oh = (xp.shape[2] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
     ow = (xp.shape[3] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
     out = np.empty((xp.shape[0], n_out, oh, ow), dtype=xp.dtype)

@@ -29,8 +29,12 @@ Let ``u`` be the unit roundoff of the model dtype (2**-24 for float32) and
 Propagation (first order in ``u``; the neglected terms are ``O(u**2)``
 relative, below 1e-13):
 
-* dense / conv2d, input ``(v, e)``: ``e' = |W| e + gamma_{n+1} (|W| (|v| + e)
-  + |b|)`` (``|W| e`` by the same layer function on ``|W|`` and ``e``);
+* dense / conv2d / conv1d, input ``(v, e)``: ``e' = |W| e + gamma_{n+1} (|W|
+  (|v| + e) + |b|)`` (``|W| e`` by the same layer function on ``|W|`` and
+  ``e``); dense with ONNX Gemm ``alpha``/``beta`` other than 1: ``e' =
+  |alpha| |W| e + gamma_{n+3} (|alpha| |W| (|v| + e) + |beta| |b|)`` (the
+  scaling of the sum or of each weight, and the product ``beta b``: two
+  more roundings on any path; see ``_dot_layer``);
 * relu, linear: ``e' = e``; tanh, sigmoid: ``e' = |f'(v)| e + 2 k u |v'|``
   with ``k = func_ulps`` and the derivative at the exact point (the mean
   value theorem; the derivative's change over the interval of width ``e``
@@ -39,8 +43,13 @@ relative, below 1e-13):
   + s_i (r_i + sum_j s_j r_j + gamma_n + 2u)`` with ``r_j = u |z_j - max z|
   + 2 k u`` (the shift, the exponential, the sum of ``n`` positive terms and
   the division);
-* max pooling: ``e' = maxpool(e)``; average pooling: ``e' = avgpool(e) +
-  (gamma_w + 2u) avgpool(|v| + e)`` with ``w`` the window size;
+* max pooling (2-D or N-D, any padding, dilation, ceil_mode: a maximum
+  over the same window positions is 1-Lipschitz in the max norm and
+  exact): ``e' = maxpool(e)``; average pooling (2-D or N-D): ``e' =
+  avgpool(e) + (gamma_w + 2u) avgpool(|v| + e)`` with ``w`` the window
+  size (at most ``w`` real terms summed in any order, then one division or
+  a multiplication by a rounded reciprocal; the divisor, which padding,
+  ``ceil_mode`` and ``count_include_pad`` fix, is the reference's);
 * batch norm, ``s = gamma / sqrt(var + eps)``: ``e' = |s| e + (6 + 2k) u
   (|v| |s| + |mean| |s| + |beta|)`` (covers ``(x - mean) s + beta`` and the
   folded ``x s + (beta - mean s)``, with a ``rsqrt`` within k ulps);
@@ -48,10 +57,18 @@ relative, below 1e-13):
 * residual: the body from ``(v, e)``, then ``e' = e + e_body + u |v'|``;
 * hard_sigmoid (Lipschitz ``L`` = 1/6 "keras3", 0.2 "keras2"): ``e' = L e +
   3u (L |v| + 1/2)`` (the constant, the product or quotient and the sum);
-* recurrent layers (lstm, gru, mgu, simple_rnn), per time step (gate
-  pre-activations as dot products of ``F + H`` terms plus two biases, then
-  the cell's formulas with each operation's rounding and each input's
-  error, see :mod:`refcomp.testing._rnn_bound`).
+* recurrent layers (lstm, gru, mgu, simple_rnn) with every ONNX option
+  refcomp runs (direction, clip, peepholes, input_forget, activation lists
+  with alpha / beta, GRU reset_after and seed 000's update), per time step:
+  gate pre-activations as dot products of ``F + H`` terms plus two biases,
+  then the cell's formulas with each operation's rounding, each input's
+  error and each activation's Lipschitz constant on the interval; the
+  state's error is carried through the *signed* Jacobians of the
+  recurrence over a window of steps (cancellations kept), and the smaller
+  of that and the elementwise propagation is kept; tanh and sigmoid inside
+  a cell are allowed ``func_ulps`` ulps of the value plus as many of 1
+  (ONNX Runtime forms tanh as ``2 sigmoid(2x) - 1``).  See
+  :mod:`refcomp.testing._rnn_jacobian`.
 
 When the evaluation dtype is coarser than the model's (a float16 or
 bfloat16 evaluation of float32 weights), the weights and the input are
@@ -77,15 +94,15 @@ import numpy as np
 
 from .._errors import ParameterError
 from ..model import Layer, _forward_layer, materialize
-from ._rnn_bound import gru_bound, lstm_bound, mgu_bound, simple_rnn_bound
+from ._rnn_jacobian import _direction_specs, recurrent_bound
 
 __all__ = ["framework_error_bound", "BOUNDED_KINDS", "BOUNDED_ACTIVATIONS",
            "UNBOUNDED_CONV_ALGORITHMS", "unit_roundoff_of", "smallest_normal_of"]
 
 #: Layer kinds the bound propagates through.
-BOUNDED_KINDS = ("dense", "conv2d", "max_pool2d", "avg_pool2d", "flatten", "reshape",
-                 "dropout", "activation", "batch_norm", "residual", "lstm", "gru", "mgu",
-                 "simple_rnn")
+BOUNDED_KINDS = ("dense", "conv2d", "conv1d", "max_pool2d", "avg_pool2d", "max_pool",
+                 "avg_pool", "flatten", "reshape", "dropout", "activation", "batch_norm",
+                 "residual", "lstm", "gru", "mgu", "simple_rnn")
 #: Activation functions the bound propagates through.
 BOUNDED_ACTIVATIONS = ("relu", "linear", "tanh", "sigmoid", "softmax", "hard_sigmoid")
 #: Convolution algorithms refused by name (their rounding errors are not a dot product's).
@@ -166,8 +183,11 @@ def _f64(layer):
 
 
 def _abs_layer(layer64):
-    """|W| without bias, for propagating bounds through dense / conv2d."""
-    return Layer(layer64.kind, name=layer64.name, attrs=dict(layer64.attrs),
+    """|W| without bias (and alpha = 1), for propagating bounds through dense / conv."""
+    attrs = dict(layer64.attrs)
+    if layer64.kind == "dense":
+        attrs.update(alpha=1.0, beta=1.0)
+    return Layer(layer64.kind, name=layer64.name, attrs=attrs,
                  weights={"W": np.abs(layer64.weights["W"])})
 
 
@@ -221,20 +241,8 @@ def check_bounded(layer, path, conv_algorithm="direct"):
 def _step(layer, v, e, c):
     """(v', e') of one float64 layer ``layer`` from input values v and bounds e."""
     k, a = layer.kind, layer.attrs
-    if k == "dense" and (a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0):
-        raise ParameterError("framework_error_bound: dense alpha/beta other than 1 are not "
-                             "covered by the bound")
-    if k in ("dense", "conv2d"):
-        y = _forward_layer(layer, v, "reference")
-        absl = _abs_layer(layer)
-        W = layer.weights["W"]
-        n = W.shape[1] if k == "dense" else int(np.prod(W.shape[1:]))
-        mag = _forward_layer(absl, np.abs(v) + e, "reference")
-        b = layer.weights.get("b")
-        if b is not None:
-            mag = mag + (np.abs(b) if k == "dense" else
-                         np.abs(b).reshape(_channel_shape(a["layout"], y.ndim)))
-        return y, _forward_layer(absl, e, "reference") + c.gamma(n + 1 + c.r) * mag
+    if k in ("dense", "conv2d", "conv1d"):
+        return _dot_layer(layer, v, e, c)
     if k == "activation":
         f = a["function"]
         y = _forward_layer(layer, v, "reference")
@@ -253,10 +261,10 @@ def _step(layer, v, e, c):
         se = np.sum(y * e, axis=ax, keepdims=True)
         sr = np.sum(y * r, axis=ax, keepdims=True)
         return y, y * (e + se) + y * (r + sr + c.gamma(max(n, 1)) + 2 * c.u)
-    if k in ("max_pool2d", "flatten", "reshape", "dropout"):
+    if k in ("max_pool2d", "max_pool", "flatten", "reshape", "dropout"):
         return (_forward_layer(layer, v, "reference"), _forward_layer(layer, e, "reference"))
-    if k == "avg_pool2d":
-        size = a["size"] if isinstance(a["size"], (list, tuple)) else (a["size"],) * 2
+    if k in ("avg_pool2d", "avg_pool"):
+        size = a["size"] if isinstance(a["size"], (list, tuple)) else (a["size"],) * (v.ndim - 2)
         w = int(np.prod(size))
         y = _forward_layer(layer, v, "reference")
         return y, (_forward_layer(layer, e, "reference")
@@ -289,38 +297,65 @@ def _step(layer, v, e, c):
     raise ParameterError(f"framework_error_bound: layer kind {k!r} is not supported")
 
 
-class _Dir:
-    """One direction of a recurrent layer as the per-kind bound functions read it."""
+def _dot_layer(layer, v, e, c):
+    """dense (with ONNX Gemm alpha / beta), conv2d, conv1d: sums of products plus a bias.
 
-    def __init__(self, weights, attrs):
-        self.weights, self.attrs = weights, attrs
+    ``y = alpha (sum_j w_j x_j) + beta b`` (alpha = beta = 1 but for dense):
+    whatever the order of the ``n`` products and sums, the scaling by alpha
+    before or after the sum (or folded into the weights first), and beta
+    times b, each path from a term to the result crosses at most ``n + 3``
+    roundings (product, ``n - 1`` additions, alpha, the bias addition, and
+    the one of ``alpha w_j`` or ``beta b``), so the computed value is within
+    ``gamma_{n+3} (|alpha| |W| |x| + |beta| |b|)`` of the exact one
+    (Higham Thm 3.1, Lemma 3.3); with alpha = beta = 1 no such rounding
+    exists and ``gamma_{n+1}`` holds (Higham Thm 3.1 with the bias as one
+    more term).  The input error ``e`` adds ``|alpha| |W| e``.  alpha and
+    beta are the float32 values the layer uses (ONNX attributes).
+    """
+    k, a = layer.kind, layer.attrs
+    alpha = float(np.float32(a.get("alpha", 1.0))) if k == "dense" else 1.0
+    beta = float(np.float32(a.get("beta", 1.0))) if k == "dense" else 1.0
+    scaled = alpha != 1.0 or beta != 1.0
+    y = _forward_layer(layer, v, "reference")
+    absl = _abs_layer(layer)
+    W = layer.weights["W"]
+    n = int(np.prod(W.shape[1:]))
+    mag = abs(alpha) * _forward_layer(absl, np.abs(v) + e, "reference")
+    b = layer.weights.get("b")
+    if b is not None:
+        if k == "conv1d":
+            shape = (1, -1, 1)
+        elif k == "conv2d":
+            shape = _channel_shape(a["layout"], y.ndim)
+        else:
+            shape = (-1,)
+        mag = mag + abs(beta) * np.abs(b).reshape(shape)
+    g = c.gamma(n + (3 if scaled else 1) + c.r)
+    return y, abs(alpha) * _forward_layer(absl, e, "reference") + g * mag
 
 
 def _recurrent_bound(layer, v, e, c):
     """Forward, reverse (time flipped) or both directions (features concatenated)."""
     k, a = layer.kind, layer.attrs
-    extra = [o for o in ("clip", "activations", "activation_alpha", "activation_beta")
-             if a.get(o) is not None] + (["input_forget"] if a.get("input_forget") else []) \
-        + (["peepholes"] if "P" in layer.weights else []) \
-        + (["update"] if a.get("update", "standard") != "standard" else [])
-    if extra:
-        raise ParameterError(f"framework_error_bound: recurrent options {extra} are not "
-                             "covered by the bound")
-    fn = {"lstm": lstm_bound, "gru": gru_bound, "mgu": mgu_bound,
-          "simple_rnn": simple_rnn_bound}[k]
     direction = a.get("direction", "forward")
+    ndir = 2 if direction == "bidirectional" else 1
+    specs = _direction_specs(k, a, ndir)
+    names = ("W_ih", "W_hh", "b_ih", "b_hh", "P")
     runs = []
     if direction in ("forward", "bidirectional"):
-        runs.append((layer, False))
+        runs.append(({n: layer.weights[n] for n in names if n in layer.weights}, False,
+                     specs[0]))
     if direction in ("reverse", "bidirectional"):
-        w = layer.weights if direction == "reverse" else \
-            {n: layer.weights[n + "_reverse"] for n in ("W_ih", "W_hh", "b_ih", "b_hh")
-             if n + "_reverse" in layer.weights}
-        runs.append((_Dir(w, a), True))
+        if direction == "reverse":
+            w = {n: layer.weights[n] for n in names if n in layer.weights}
+        else:
+            w = {n: layer.weights[n + "_reverse"] for n in names
+                 if n + "_reverse" in layer.weights}
+        runs.append((w, True, specs[-1]))
     seqs, finals = [], []
-    for lay, rev in runs:
+    for w, rev, acts in runs:
         vv, ee = (v[:, ::-1], e[:, ::-1]) if rev else (v, e)
-        hs, es = fn(lay, vv, ee, c)
+        hs, es = recurrent_bound(k, w, a, acts, vv, ee, c)
         finals.append((hs[-1], es[-1]) if hs else (None, None))
         if rev:
             hs, es = hs[::-1], es[::-1]

@@ -6,7 +6,8 @@ import importlib
 from .._errors import MissingDependencyError, RefcompError
 from ..layers._common import pair, resolve_padding
 
-__all__ = ["NotExpressible", "NotBuilt", "require", "layer_pads", "FRAMEWORKS", "EXTRAS"]
+__all__ = ["NotExpressible", "NotBuilt", "require", "layer_pads", "nd_geometry", "FRAMEWORKS",
+           "EXTRAS", "rnn_options"]
 
 #: Frameworks ``refcomp validate`` runs against, and the extra that installs each.
 FRAMEWORKS = ("torch", "onnxruntime", "keras", "litert")
@@ -62,3 +63,33 @@ def layer_pads(layer, hw):
         s = k if a["stride"] is None else pair("stride", a["stride"])
         d = (1, 1)
     return resolve_padding(a["padding"], tuple(hw), k, s, d), k, s, d
+
+
+def nd_geometry(layer, spatial):
+    """(kernel, stride, dilation, ((lo, hi), ...)) of a conv1d / max_pool / avg_pool layer on
+    spatial sizes ``spatial``, by refcomp's own padding rule (ONNX auto_pad strings
+    included, :func:`refcomp.layers._pool_nd.resolve_padding_nd`)."""
+    from ..layers._pool_nd import resolve_padding_nd, tuple_n
+    a, n = layer.attrs, len(spatial)
+    if layer.kind == "conv1d":
+        k = tuple(layer.weights["W"].shape[2:])
+        s, d = tuple_n("stride", a["stride"], 1), tuple_n("dilation", a["dilation"], 1)
+    else:
+        k = tuple_n("size", a["size"], n)
+        s = k if a["stride"] is None else tuple_n("stride", a["stride"], n)
+        d = tuple_n("dilation", a["dilation"], n)
+    p = a["padding"]
+    if layer.kind == "conv1d" and isinstance(p, (list, tuple)) and len(p) == 2:
+        p = [tuple(p)]                                  # conv1d's (begin, end)
+    return k, s, d, resolve_padding_nd(p, tuple(spatial), k, s, d)
+
+
+def rnn_options(layer):
+    """The ONNX recurrent options a recurrent layer sets beyond the classic forward pass
+    (what torch.nn / keras.layers recurrent modules do not have), by name."""
+    a = layer.attrs
+    return ([o for o in ("clip", "activations") if a.get(o) is not None]
+            + (["input_forget"] if a.get("input_forget") else [])
+            + (["peepholes"] if "P" in layer.weights else [])
+            + (["update"] if a.get("update", "standard") != "standard" else [])
+            + (["direction"] if a.get("direction", "forward") != "forward" else []))

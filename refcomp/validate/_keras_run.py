@@ -34,8 +34,9 @@ import numpy as np
 from ..convert import conv2d_to_keras, gru_to_keras, lstm_to_keras
 from ..model import materialize
 from ._codes import CodeTally
-from ._common import NotBuilt, NotExpressible, layer_pads, require
+from ._common import NotBuilt, NotExpressible, layer_pads, require, rnn_options
 from ._draw import case_seed, draw_examples
+from ._tfmot import TFMOT_CASES
 
 __all__ = ["keras_forward", "KERAS_CASES"]
 
@@ -89,6 +90,10 @@ def _spatial(keras, layer, x):
 
 def _rnn(keras, layer, x):
     a, k = layer.attrs, layer.kind
+    extra = rnn_options(layer)
+    if extra:
+        raise NotExpressible(f"keras.layers recurrent layers have no ONNX option {extra} (a "
+                             "reverse direction is not built here)")
     W_ih, W_hh, b_ih, b_hh = (_w(layer, n) for n in ("W_ih", "W_hh", "b_ih", "b_hh"))
     H = W_hh.shape[1]
     seq = bool(a["return_sequences"])
@@ -114,6 +119,8 @@ def _rnn(keras, layer, x):
 
 def _layer(keras, layer, x):
     k, a = layer.kind, layer.attrs
+    if k == "dense" and (a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0):
+        raise NotExpressible("keras.layers.Dense has no ONNX Gemm alpha / beta")
     if k == "dense":
         W, b = _w(layer, "W"), _w(layer, "b")
         d = keras.layers.Dense(W.shape[0], use_bias=b is not None)
@@ -194,6 +201,6 @@ def _abs_max(n, seed):
 
 KERAS_CASES = {
     "quantizers": [("abs_max_quantize int8 per channel", _abs_max)],
-    "pruning": [],
+    "pruning": TFMOT_CASES,
     "integer": [],
 }

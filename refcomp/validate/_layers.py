@@ -14,7 +14,7 @@ import numpy as np
 from .._errors import FormatError
 from ..model import Model
 from ..testing import check_conforms
-from ._common import NotBuilt, NotExpressible
+from ._common import NotBuilt, NotExpressible, rnn_options
 from ._draw import case_seed, draw_examples
 from ._report import CaseResult
 
@@ -30,19 +30,35 @@ def _strategies():
     def only(kind, pred=None):
         s = layers(kinds=(kind,))
         return s if pred is None else s.filter(lambda c: pred(c[0]))
+
+    def classic(pred=None):
+        return lambda lay: not rnn_options(lay) and (pred is None or pred(lay))
+
+    def gemm(lay):
+        return lay.attrs["alpha"] != 1.0 or lay.attrs["beta"] != 1.0
     return {
-        "dense": only("dense"),
+        "dense": only("dense", lambda lay: not gemm(lay)),
+        "dense with Gemm alpha / beta": only("dense", gemm),
         "conv2d (padding modes, groups, dilation)": only("conv2d"),
+        "conv1d (padding modes, groups, dilation)": only("conv1d"),
         "max_pool2d": only("max_pool2d"),
         "avg_pool2d": only("avg_pool2d"),
+        "max_pool N-D (dilations, ceil_mode)": only("max_pool"),
+        "avg_pool N-D (ceil_mode)": only("avg_pool"),
         "batch_norm": only("batch_norm"),
         "activations": only("activation"),
         "residual": only("residual"),
-        "lstm": only("lstm"),
-        "gru reset_after=True": only("gru", lambda l: l.attrs["reset_after"]),
-        "gru reset_after=False": only("gru", lambda l: not l.attrs["reset_after"]),
-        "simple_rnn": only("simple_rnn"),
+        "lstm": only("lstm", classic()),
+        "gru reset_after=True": only("gru", classic(lambda lay: lay.attrs["reset_after"])),
+        "gru reset_after=False": only("gru", classic(lambda lay: not lay.attrs["reset_after"])),
+        "simple_rnn": only("simple_rnn", classic()),
         "mgu": only("mgu"),
+        "lstm, ONNX options (direction, clip, peepholes, input_forget, activations)":
+            only("lstm", rnn_options),
+        "gru, ONNX options (direction, clip, activations, seed-000 update)":
+            only("gru", rnn_options),
+        "simple_rnn, ONNX options (direction, clip, activations)":
+            only("simple_rnn", rnn_options),
     }
 
 

@@ -32,6 +32,7 @@ from ..model import materialize
 from ._codes import CodeTally
 from ._common import NotBuilt, NotExpressible, layer_pads, require
 from ._draw import case_seed, draw_examples
+from ._integer_cases import LITERT_INTEGER_CASES
 
 __all__ = ["litert_forward", "LITERT_CASES"]
 
@@ -175,6 +176,8 @@ def _spatial(g, layer, t, shape):
 
 def _layer(g, layer, t, shape):
     k, a = layer.kind, layer.attrs
+    if k == "dense" and (a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0):
+        raise NotExpressible("TFLite FULLY_CONNECTED has no ONNX Gemm alpha / beta")
     if k == "dense":
         W = np.asarray(materialize(layer.weights["W"]), np.float32)
         b = layer.weights.get("b")
@@ -270,5 +273,5 @@ LITERT_CASES = {
     "quantizers": [("QUANTIZE int8", lambda n, s: _quantize(n, s, dequant=False)),
                    ("DEQUANTIZE int8", lambda n, s: _quantize(n, s, dequant=True))],
     "pruning": [],
-    "integer": [],
+    "integer": LITERT_INTEGER_CASES,
 }

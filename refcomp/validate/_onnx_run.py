@@ -5,7 +5,10 @@ operators, built node by node with ``onnx.helper`` (no exporter in
 between), and run by an ``onnxruntime.InferenceSession`` on the CPU:
 
 =============  ==================================================================
-dense          ``Gemm`` (transB=1)
+dense          ``Gemm`` (transB=1, alpha, beta)
+conv1d         ``Conv`` (1-D pads, strides, dilations, group)
+max_pool,      ``MaxPool`` / ``AveragePool`` with N-D pads, strides, dilations,
+avg_pool       ceil_mode (and ``count_include_pad``)
 conv2d         ``Conv`` (pads [t, l, b, r], strides, dilations, group); NHWC by
                ``Transpose``
 max_pool2d     ``MaxPool`` (pads; padded values never win)
@@ -26,7 +29,7 @@ import numpy as np
 
 from ..convert import gru_to_onnx, lstm_to_onnx
 from ..model import materialize
-from ._common import NotBuilt, NotExpressible, layer_pads, require
+from ._common import NotBuilt, NotExpressible, layer_pads, nd_geometry, require
 
 __all__ = ["onnx_graph", "onnxruntime_forward", "OPSET"]
 
@@ -61,37 +64,76 @@ def _from_nchw(g, y, layout):
     return g.node("Transpose", [y], perm=[0, 2, 3, 1]) if layout == "NHWC" else y
 
 
-def _rnn(g, layer, x, shape):
-    k, a = layer.kind, layer.attrs
-    W_ih = materialize(layer.weights["W_ih"])
-    W_hh = materialize(layer.weights["W_hh"])
-    b_ih, b_hh = (None if layer.weights.get(n) is None else materialize(layer.weights[n])
-                  for n in ("b_ih", "b_hh"))
-    H = W_hh.shape[1]
-    xt = g.node("Transpose", [x], perm=[1, 0, 2])               # (T, N, F)
+_ONNX_ACT = {n.lower(): n for n in ("Relu", "Tanh", "Sigmoid", "Affine", "LeakyRelu",
+                                    "ThresholdedRelu", "ScaledTanh", "HardSigmoid", "Elu",
+                                    "Softsign", "Softplus")}
+
+
+def _rnn_dir(k, a, w, H):
+    """ONNX (W, R, B[, P]) of one direction from refcomp weights ``w``."""
+    W_ih, W_hh = materialize(w["W_ih"]), materialize(w["W_hh"])
+    b_ih, b_hh = (None if w.get(n) is None else materialize(w[n]) for n in ("b_ih", "b_hh"))
     if k == "lstm":
         W, R, B = lstm_to_onnx(W_ih, W_hh, b_ih, b_hh)
-        y = g.node("LSTM", [xt, g.const(W), g.const(R), g.const(B)], n_out=1, hidden_size=H)
-    elif k == "gru":
-        W, R, B = gru_to_onnx(W_ih, W_hh, b_ih, b_hh)
-        y = g.node("GRU", [xt, g.const(W), g.const(R), g.const(B)], n_out=1, hidden_size=H,
-                   linear_before_reset=int(bool(a["reset_after"])))
-    elif k == "simple_rnn":
-        zero = np.zeros(H, np.float32)
-        B = np.concatenate([zero if b_ih is None else b_ih, zero if b_hh is None else b_hh])
-        y = g.node("RNN", [xt, g.const(W_ih[None]), g.const(W_hh[None]), g.const(B[None])],
-                   n_out=1, hidden_size=H,
-                   activations=["Tanh" if a["activation"] == "tanh" else "Relu"])
-    else:
+        P = w.get("P")
+        if P is not None:                 # refcomp i, f, o -> ONNX i, o, f
+            P = materialize(P)
+            P = np.concatenate([P[:H], P[2 * H:], P[H:2 * H]])[None].astype(np.float32)
+        return W, R, B, P
+    if k == "gru":
+        return gru_to_onnx(W_ih, W_hh, b_ih, b_hh) + (None,)
+    zero = np.zeros(H, np.float32)
+    B = np.concatenate([zero if b_ih is None else b_ih, zero if b_hh is None else b_hh])
+    return W_ih[None], W_hh[None], B[None], None
+
+
+def _rnn(g, layer, x, shape):
+    k, a = layer.kind, layer.attrs
+    if k == "mgu":
         raise NotExpressible("ONNX has no MGU operator")
-    # Y: (T, 1, N, H) -> (N, T, H)
-    y = g.node("Squeeze", [y, g.const([1], np.int64)])
-    y = g.node("Transpose", [y], perm=[1, 0, 2])
-    T = shape[1]
+    if a.get("update", "standard") != "standard":
+        raise NotExpressible("ONNX GRU has no seed-000 update (1 - z) h + z n")
+    H = materialize(layer.weights["W_hh"]).shape[1]
+    direction = a.get("direction", "forward")
+    names = ("W_ih", "W_hh", "b_ih", "b_hh", "P")
+    dirs = [{n: layer.weights[n] for n in names if n in layer.weights}]
+    if direction == "bidirectional":
+        dirs.append({n: layer.weights[n + "_reverse"] for n in names
+                     if n + "_reverse" in layer.weights})
+    parts = [_rnn_dir(k, a, w, H) for w in dirs]
+    W, R, B = (np.concatenate([p[i] for p in parts]) for i in range(3))
+    attrs = {"hidden_size": H, "direction": direction}
+    if a.get("clip") is not None:
+        attrs["clip"] = float(a["clip"])
+    acts = a.get("activations")
+    if k == "simple_rnn" and acts is None:
+        acts = ["Tanh" if a["activation"] == "tanh" else "Relu"] * len(dirs)
+    if acts is not None:
+        per = {"lstm": 3, "gru": 2, "simple_rnn": 1}[k]
+        acts = list(acts) * (2 if len(acts) == per and len(dirs) == 2 else 1)
+        attrs["activations"] = [_ONNX_ACT[n.lower()] for n in acts]
+    for opt in ("activation_alpha", "activation_beta"):
+        if a.get(opt) is not None:
+            attrs[opt] = [float(v) for v in a[opt]]
+    if k == "lstm" and a.get("input_forget"):
+        attrs["input_forget"] = 1
+    if k == "gru":
+        attrs["linear_before_reset"] = int(bool(a["reset_after"]))
+    xt = g.node("Transpose", [x], perm=[1, 0, 2])               # (T, N, F)
+    ins = [xt, g.const(W), g.const(R), g.const(B)]
+    if k == "lstm" and parts[0][3] is not None:
+        ins += ["", "", "", g.const(np.concatenate([p[3] for p in parts]))]
+    op = {"lstm": "LSTM", "gru": "GRU", "simple_rnn": "RNN"}[k]
+    y, y_h = g.node(op, ins, n_out=2, **attrs)
+    T, D = shape[1], len(dirs)
     if a["return_sequences"]:
-        return y, (shape[0], T, H)
-    last = g.node("Gather", [y, g.const(T - 1, np.int64)], axis=1)
-    return last, (shape[0], H)
+        # Y: (T, D, N, H) -> (N, T, D*H) (directions' features concatenated, refcomp's order)
+        y = g.node("Transpose", [y], perm=[2, 0, 1, 3])
+        return g.node("Reshape", [y, g.const([shape[0], T, D * H], np.int64)]), \
+            (shape[0], T, D * H)
+    # Y_h: (D, N, H), each direction's final state (the reverse one after step 0)
+    y_h = g.node("Transpose", [y_h], perm=[1, 0, 2])
+    return g.node("Reshape", [y_h, g.const([shape[0], D * H], np.int64)]), (shape[0], D * H)
 
 
 def _layer(g, layer, x, shape):
@@ -102,7 +144,43 @@ def _layer(g, layer, x, shape):
         ins = [x, g.const(W)]
         if layer.weights.get("b") is not None:
             ins.append(g.const(materialize(layer.weights["b"])))
-        return g.node("Gemm", ins, transB=1), (shape[0], W.shape[0])
+        extra = {} if a["alpha"] == 1.0 and a["beta"] == 1.0 else \
+            {"alpha": float(a["alpha"]), "beta": float(a["beta"])}
+        return g.node("Gemm", ins, transB=1, **extra), (shape[0], W.shape[0])
+    if k in ("conv1d", "max_pool", "avg_pool"):
+        from ..model import _forward_layer
+        kk, s, d, pads = nd_geometry(layer, shape[2:])
+        onnx_pads = [lo for lo, _ in pads] + [hi for _, hi in pads]
+        geo = dict(kernel_shape=list(kk), strides=list(s), dilations=list(d), pads=onnx_pads)
+        if k == "conv1d":
+            W = materialize(layer.weights["W"])
+            ins = [x, g.const(W)]
+            if layer.weights.get("b") is not None:
+                ins.append(g.const(materialize(layer.weights["b"])))
+            y = g.node("Conv", ins, group=int(a["groups"]), **geo)
+        elif a["ceil_mode"] and any(
+                -(-(shape[2 + i] + lo + hi - (kk[i] - 1) * d[i] - 1) // s[i]) * s[i]
+                >= shape[2 + i] + lo for i, (lo, hi) in enumerate(pads)):
+            # measured (onnx 1.23, onnxruntime 1.32): ONNX shape inference keeps a last
+            # ceil_mode window that starts in the right padding, ORT's kernel drops it
+            # (as refcomp and PyTorch do); the graph that follows fails to load
+            raise NotExpressible("ceil_mode with a last window starting in the right "
+                                 "padding: ONNX shape inference and ONNX Runtime's kernel "
+                                 "disagree on the output size")
+        elif any(p >= kk[i] for i, pr in enumerate(pads) for p in pr):
+            raise NotExpressible(f"ONNX Runtime's pooling wants pads smaller than the "
+                                 f"undilated kernel {kk}, got {pads}")
+        elif k == "max_pool":
+            y = g.node("MaxPool", [x], ceil_mode=int(bool(a["ceil_mode"])), **geo)
+        else:
+            if any(v != 1 for v in d):
+                raise NotExpressible(f"AveragePool takes dilations from opset 19 (this graph "
+                                     f"is opset {OPSET})")
+            del geo["dilations"]
+            y = g.node("AveragePool", [x], ceil_mode=int(bool(a["ceil_mode"])),
+                       count_include_pad=int(bool(a["count_include_pad"])), **geo)
+        out = _forward_layer(layer, np.zeros(shape, np.float32), "reference").shape
+        return y, out
     if k in ("conv2d", "max_pool2d", "avg_pool2d"):
         nhwc = a["layout"] == "NHWC"
         hw = shape[1:3] if nhwc else shape[2:4]

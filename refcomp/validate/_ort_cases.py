@@ -8,6 +8,8 @@ Cast float8e4m3fn / e5m2        ``Cast(saturate=1)`` vs ``to_float8_*(saturate=T
                                 (the ONNX saturate table: inf -> max)
 Cast bfloat16                   ``Cast`` to BFLOAT16 and back vs ``to_bfloat16``
 MatMulInteger, ConvInteger      int32 accumulation vs exact int64 products
+QLinearConv, QLinearMatMul,     refcomp.integer's mode "onnx", bit for bit
+QLinear / QDQ shipped models    (:mod:`refcomp.validate._integer_cases`)
 ==============================  ===========================================================
 
 Each case is one small ONNX graph built with ``onnx.helper`` and run by an
@@ -20,6 +22,7 @@ from ..quantize import affine, to_bfloat16, to_float8_e4m3fn, to_float8_e5m2
 from ._codes import CodeTally
 from ._common import require
 from ._draw import case_seed, draw_examples
+from ._integer_cases import ORT_INTEGER_CASES
 
 __all__ = ["ORT_CASES"]
 
@@ -164,5 +167,5 @@ ORT_CASES = {
     ],
     "pruning": [],
     "integer": [("MatMulInteger", lambda n, s: _integer(n, s, conv=False)),
-                ("ConvInteger", lambda n, s: _integer(n, s, conv=True))],
+                ("ConvInteger", lambda n, s: _integer(n, s, conv=True))] + ORT_INTEGER_CASES,
 }

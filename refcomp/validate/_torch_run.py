@@ -5,7 +5,12 @@ tensors, with the weights copied unchanged (refcomp's layouts are
 PyTorch's, FACTS.md §1.2, §2.1, §3.1):
 
 =============  ==================================================================
-dense          ``torch.nn.functional.linear``
+dense          ``torch.nn.functional.linear`` (Gemm alpha / beta: ``alpha * linear(x,
+               W) + beta * b``)
+conv1d         ``F.conv1d`` (padding by ``F.pad`` first)
+max_pool,      ``F.max_pool1d/2d/3d`` (dilation, ceil_mode; symmetric padding <=
+avg_pool       half the window) / ``F.avg_pool1d/2d/3d`` (no dilation); otherwise
+               not expressible
 conv2d         ``F.conv2d`` (stride, dilation, groups; symmetric padding passed to
                it, asymmetric or "same" padding by an explicit ``F.pad`` first,
                as ATen's own ``_convolution_same`` does); NHWC by ``permute``
@@ -27,7 +32,7 @@ mgu            not expressible (PyTorch has no MGU)
 import numpy as np
 
 from ..model import materialize
-from ._common import NotExpressible, layer_pads, require
+from ._common import NotExpressible, layer_pads, nd_geometry, require, rnn_options
 
 __all__ = ["torch_forward", "torch_layer"]
 
@@ -80,6 +85,23 @@ def _pool(torch, F, layer, x):
     return _back(y, a["layout"])
 
 
+def _pool_nd(torch, F, layer, x):
+    a, nd = layer.attrs, x.ndim - 2
+    k, s, d, pads = nd_geometry(layer, x.shape[2:])
+    if any(lo != hi or 2 * lo > kk for (lo, hi), kk in zip(pads, k)):
+        raise NotExpressible("PyTorch pooling takes symmetric padding of at most half the "
+                             f"window, got {pads}")
+    p = tuple(lo for lo, _ in pads)
+    if layer.kind == "max_pool":
+        fn = getattr(F, f"max_pool{nd}d")
+        return fn(x, k, s, padding=p, dilation=d, ceil_mode=bool(a["ceil_mode"]))
+    if any(v != 1 for v in d):
+        raise NotExpressible("PyTorch average pooling has no dilation")
+    fn = getattr(F, f"avg_pool{nd}d")
+    return fn(x, k, s, padding=p, ceil_mode=bool(a["ceil_mode"]),
+              count_include_pad=bool(a["count_include_pad"]))
+
+
 def _bn(torch, F, layer, x):
     a = layer.attrs
     w = {n: _t(torch, materialize(v)) for n, v in layer.weights.items()}
@@ -103,6 +125,10 @@ def _rnn(torch, layer, x):
     if k == "gru" and not a["reset_after"]:
         raise NotExpressible("torch.nn.GRU computes only the reset_after=True formula "
                              "(FACTS.md §2.1)")
+    extra = rnn_options(layer)
+    if extra:
+        raise NotExpressible(f"torch.nn recurrent modules have no ONNX option {extra} (not "
+                             "built here: the reverse direction either)")
     W_ih = materialize(layer.weights["W_ih"])
     W_hh = materialize(layer.weights["W_hh"])
     H, F_ = W_hh.shape[1], W_ih.shape[1]
@@ -150,8 +176,21 @@ def torch_layer(layer, x):
     k = layer.kind
     if k == "dense":
         b = layer.weights.get("b")
-        return F.linear(x, _t(torch, materialize(layer.weights["W"])),
-                        None if b is None else _t(torch, materialize(b)))
+        al, be = np.float32(layer.attrs["alpha"]), np.float32(layer.attrs["beta"])
+        if al == 1 and be == 1:
+            return F.linear(x, _t(torch, materialize(layer.weights["W"])),
+                            None if b is None else _t(torch, materialize(b)))
+        y = float(al) * F.linear(x, _t(torch, materialize(layer.weights["W"])))
+        return y if b is None else y + float(be) * _t(torch, materialize(b))
+    if k == "conv1d":
+        kk, s, d, pads = nd_geometry(layer, x.shape[2:])
+        b = layer.weights.get("b")
+        xp = F.pad(x, (pads[0][0], pads[0][1]))
+        return F.conv1d(xp, _t(torch, materialize(layer.weights["W"])),
+                        None if b is None else _t(torch, materialize(b)), stride=s,
+                        dilation=d, groups=int(layer.attrs["groups"]))
+    if k in ("max_pool", "avg_pool"):
+        return _pool_nd(torch, F, layer, x)
     if k == "conv2d":
         return _conv(torch, F, layer, x)
     if k in ("max_pool2d", "avg_pool2d"):

@@ -47,12 +47,14 @@ except ImportError:                                   # pragma: no cover - depen
         "refcomp.testing.strategies needs hypothesis: pip install \"refcomp[test]\"") from None
 
 from ._arrays import float32_values, weight_arrays
-from ._configs import conv2d_configs, dense_configs, pool2d_configs, recurrent_configs
+from ._configs import (conv1d_configs, conv2d_configs, dense_configs, pool2d_configs,
+                       pool_nd_configs, recurrent_configs)
 from ._models import LAYER_KINDS_DRAWN, layers, models
 from ._quantizers import (affine_params, affine_tie_cases, fixed_point_params,
                           minifloat_params, quantizer_params, uniform_params)
 
 __all__ = ["float32_values", "weight_arrays", "dense_configs", "conv2d_configs",
-           "pool2d_configs", "recurrent_configs", "layers", "models", "LAYER_KINDS_DRAWN",
+           "conv1d_configs", "pool2d_configs", "pool_nd_configs", "recurrent_configs",
+           "layers", "models", "LAYER_KINDS_DRAWN",
            "affine_params", "uniform_params", "minifloat_params", "fixed_point_params",
            "quantizer_params", "affine_tie_cases"]

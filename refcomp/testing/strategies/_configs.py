@@ -2,8 +2,8 @@
 
 from hypothesis import strategies as st
 
-__all__ = ["dense_configs", "conv2d_configs", "pool2d_configs", "recurrent_configs",
-           "PADDING_STYLES", "RECURRENT_KINDS"]
+__all__ = ["dense_configs", "conv2d_configs", "conv1d_configs", "pool2d_configs",
+           "pool_nd_configs", "recurrent_configs", "PADDING_STYLES", "RECURRENT_KINDS"]
 
 #: Padding specifications drawn by :func:`conv2d_configs` / :func:`pool2d_configs`.
 PADDING_STYLES = ("int", "pair", "explicit", "same", "valid")
@@ -18,8 +18,8 @@ def _same_1d(size, k, stride, dilation):
 
 
 @st.composite
-def dense_configs(draw, *, max_batch=4, max_features=16, bias=None):
-    """(N, in, out, bias) of a dense layer: ``{"N", "in", "out", "bias"}``.
+def dense_configs(draw, *, max_batch=4, max_features=16, bias=None, gemm=False):
+    """(N, in, out, bias) of a dense layer: ``{"N", "in", "out", "bias", "attrs"}``.
 
     Parameters
     ----------
@@ -27,10 +27,55 @@ def dense_configs(draw, *, max_batch=4, max_features=16, bias=None):
         Upper bounds of N and of both feature counts (all >= 1).
     bias : bool or None, keyword-only
         None draws it.
+    gemm : bool, keyword-only
+        Also draw ONNX Gemm's ``alpha`` / ``beta`` (``attrs``): 1.0, a
+        power of two, a negative value or a float32 value that is not
+        exact in binary (0.1); default False (``attrs`` empty).
     """
-    return {"N": draw(st.integers(1, max_batch)), "in": draw(st.integers(1, max_features)),
-            "out": draw(st.integers(1, max_features)),
-            "bias": draw(st.booleans()) if bias is None else bool(bias)}
+    cfg = {"N": draw(st.integers(1, max_batch)), "in": draw(st.integers(1, max_features)),
+           "out": draw(st.integers(1, max_features)),
+           "bias": draw(st.booleans()) if bias is None else bool(bias), "attrs": {}}
+    if gemm:
+        scales = st.sampled_from((1.0, 0.5, 2.0, -1.0, 0.1, -3.7))
+        cfg["attrs"] = {"alpha": draw(scales), "beta": draw(scales)}
+    return cfg
+
+
+@st.composite
+def conv1d_configs(draw, *, max_batch=3, max_channels=6, max_groups=3, max_length=12,
+                   max_kernel=4, max_stride=3, max_dilation=3, bias=None):
+    """A conv1d configuration that runs (ONNX ``Conv`` on (N, C, L)).
+
+    Returns
+    -------
+    SearchStrategy of dict
+        ``N, C, L`` (input), ``O``, ``kernel`` (k,), ``groups`` (dividing C
+        and O), ``bias``, and ``attrs`` (stride, dilation, padding: an int,
+        a (begin, end) pair, "same_upper", "same_lower" or "valid").  The
+        padded input holds one dilated kernel.
+    """
+    g = draw(st.integers(1, max_groups))
+    cg = draw(st.integers(1, max(1, max_channels // g)))
+    og = draw(st.integers(1, max(1, max_channels // g)))
+    k = draw(st.integers(1, max_kernel))
+    s = draw(st.integers(1, max_stride))
+    d = draw(st.integers(1, max_dilation))
+    eff = (k - 1) * d + 1
+    style = draw(st.sampled_from(("int", "pair", "same_upper", "same_lower", "valid")))
+    if style == "int":
+        p = draw(st.integers(0, eff - 1))
+        spec, tot = p, 2 * p
+    elif style == "pair":
+        spec = [draw(st.integers(0, eff - 1)), draw(st.integers(0, eff - 1))]
+        tot = sum(spec)
+    else:
+        spec, tot = style, 0
+    L = draw(st.integers(max(1, eff - tot if style in ("int", "pair", "valid") else 1),
+                         max(max(1, eff - tot), max_length)))
+    b = draw(st.booleans()) if bias is None else bool(bias)
+    return {"N": draw(st.integers(1, max_batch)), "C": g * cg, "L": L, "O": g * og,
+            "kernel": (k,), "groups": g, "bias": b,
+            "attrs": {"stride": s, "dilation": d, "padding": spec, "groups": g}}
 
 
 def _padding(draw, style, k, d, stride, max_pad):
@@ -150,8 +195,83 @@ def pool2d_configs(draw, *, kinds=("max_pool2d", "avg_pool2d"), max_batch=3, max
 
 
 @st.composite
+def pool_nd_configs(draw, *, kinds=("max_pool", "avg_pool"), max_dims=3, max_batch=2,
+                    max_channels=3, max_size=7, max_pool=3, max_stride=3, max_dilation=2):
+    """N-D max / average pooling (ONNX MaxPool / AveragePool attributes) that runs.
+
+    Returns
+    -------
+    SearchStrategy of dict
+        ``kind`` ("max_pool" / "avg_pool"), ``shape`` (N, C, D1[, D2[,
+        D3]]), and ``attrs``: ``size``, ``stride``, ``dilation`` (one int
+        per axis), ``padding`` (per-axis (begin, end) pairs smaller than
+        the dilated window), ``ceil_mode`` (both), ``count_include_pad``
+        (average).  Every window holds a real element (a drawn padding that
+        would leave a window of padding only is replaced by none).
+    """
+    from ...layers._pool_nd import pool_geometry
+
+    kind = draw(st.sampled_from(tuple(kinds)))
+    nd = draw(st.integers(1, max_dims))
+    k = tuple(draw(st.integers(1, max_pool)) for _ in range(nd))
+    s = tuple(draw(st.integers(1, max_stride)) for _ in range(nd))
+    d = tuple(draw(st.integers(1, max_dilation)) for _ in range(nd))
+    eff = [(k[i] - 1) * d[i] + 1 for i in range(nd)]
+    pads = tuple((draw(st.integers(0, eff[i] - 1)), draw(st.integers(0, eff[i] - 1)))
+                 for i in range(nd))
+    sizes = tuple(draw(st.integers(max(1, eff[i] - sum(pads[i])), max(eff[i], max_size)))
+                  for i in range(nd))
+    ceil_mode = draw(st.booleans())
+    try:
+        pool_geometry(sizes, k, s, d, pads, ceil_mode, None)
+    except Exception:                     # a window of padding only: drop the padding
+        pads = tuple((0, 0) for _ in range(nd))
+        sizes = tuple(max(sizes[i], eff[i]) for i in range(nd))
+    attrs = {"size": list(k), "stride": list(s), "dilation": list(d),
+             "padding": [list(p) for p in pads], "ceil_mode": ceil_mode}
+    if kind == "avg_pool":
+        attrs["count_include_pad"] = draw(st.booleans())
+    return {"kind": kind, "shape": (draw(st.integers(1, max_batch)),
+                                    draw(st.integers(1, max_channels))) + sizes,
+            "attrs": attrs}
+
+
+#: ONNX recurrent activations drawn by ``recurrent_configs(onnx_options=True)``, with
+#: (alpha, beta) values (None: the function takes none).
+ONNX_ACTIVATIONS = {"Sigmoid": (None, None), "Tanh": (None, None), "Relu": (None, None),
+                    "Affine": (0.5, 0.1), "LeakyRelu": (0.1, None),
+                    "ThresholdedRelu": (0.3, None), "ScaledTanh": (1.5, 0.7),
+                    "HardSigmoid": (0.2, 0.5), "Elu": (0.8, None), "Softsign": (None, None),
+                    "Softplus": (None, None)}
+
+
+def _onnx_options(draw, kind, cfg, attrs):
+    per = {"lstm": 3, "gru": 2, "simple_rnn": 1}[kind]
+    direction = draw(st.sampled_from(("forward", "reverse", "bidirectional")))
+    attrs["direction"] = direction
+    ndir = 2 if direction == "bidirectional" else 1
+    if draw(st.booleans()):
+        attrs["clip"] = draw(st.sampled_from((0.25, 1.0, 3.0)))
+    if draw(st.booleans()):
+        names = [draw(st.sampled_from(tuple(ONNX_ACTIVATIONS))) for _ in range(per * ndir)]
+        attrs["activations"] = names
+        al = [ONNX_ACTIVATIONS[n][0] for n in names if ONNX_ACTIVATIONS[n][0] is not None]
+        be = [ONNX_ACTIVATIONS[n][1] for n in names if ONNX_ACTIVATIONS[n][1] is not None]
+        if al:
+            attrs["activation_alpha"] = al
+        if be:
+            attrs["activation_beta"] = be
+    if kind == "lstm":
+        attrs["input_forget"] = draw(st.booleans())
+        cfg["peepholes"] = draw(st.booleans())
+    if kind == "gru" and draw(st.booleans()):
+        attrs["update"] = "seed000"
+    cfg["directions"] = ndir
+
+
+@st.composite
 def recurrent_configs(draw, *, kinds=RECURRENT_KINDS, max_batch=3, max_steps=5,
-                      max_features=5, max_hidden=5):
+                      max_features=5, max_hidden=5, onnx_options=False):
     """A recurrent layer configuration (refcomp's canonical, PyTorch layout).
 
     Returns
@@ -161,6 +281,13 @@ def recurrent_configs(draw, *, kinds=RECURRENT_KINDS, max_batch=3, max_steps=5,
         3, 2, 1), ``reset_after`` (gru: both formulas, FACTS.md §2.4),
         ``activation`` (simple_rnn: tanh or relu), ``return_sequences``,
         ``bias_ih``, ``bias_hh`` (each present or not), and ``attrs``.
+        With ``onnx_options`` (lstm, gru, simple_rnn): ``attrs`` also draws
+        ONNX's ``direction`` (forward, reverse, bidirectional), ``clip``,
+        ``activations`` lists of :data:`ONNX_ACTIVATIONS` with their
+        ``activation_alpha`` / ``activation_beta``, LSTM ``input_forget``
+        and GRU ``update="seed000"``; ``peepholes`` (LSTM: draw a ``P``
+        weight) and ``directions`` (1 or 2: draw the ``*_reverse``
+        weights) are set.
     """
     kind = draw(st.sampled_from(tuple(kinds)))
     attrs = {"return_sequences": draw(st.booleans())}
@@ -174,6 +301,9 @@ def recurrent_configs(draw, *, kinds=RECURRENT_KINDS, max_batch=3, max_steps=5,
         cfg["reset_after"] = attrs["reset_after"] = draw(st.booleans())
     if kind == "simple_rnn":
         cfg["activation"] = attrs["activation"] = draw(st.sampled_from(("tanh", "relu")))
+    cfg["peepholes"], cfg["directions"] = False, 1
+    if onnx_options and kind != "mgu":
+        _onnx_options(draw, kind, cfg, attrs)
     cfg["return_sequences"] = attrs["return_sequences"]
     cfg["attrs"] = attrs
     return cfg

@@ -6,20 +6,19 @@ from hypothesis import strategies as st
 from ..._errors import ParameterError
 from ...model import LAYER_KINDS, Layer, Model
 from ._arrays import weight_arrays
-from ._configs import conv2d_configs, dense_configs, pool2d_configs, recurrent_configs
+from ._configs import (conv1d_configs, conv2d_configs, dense_configs, pool2d_configs,
+                       pool_nd_configs, recurrent_configs)
 
 __all__ = ["layers", "models", "LAYER_KINDS_DRAWN", "MODEL_FAMILIES", "ACTIVATIONS_DRAWN"]
 
-#: Every layer kind of :data:`refcomp.model.LAYER_KINDS` is drawn by :func:`layers`.
-#: Layer kinds drawn.  The ONNX-only kinds ``conv1d``, ``max_pool`` and ``avg_pool`` (N-D
-#: pooling with ceil_mode / dilations) are not drawn: the derived bound of
-#: :func:`refcomp.testing.reference_and_bound` refuses them by name.
-LAYER_KINDS_NOT_DRAWN = ("conv1d", "max_pool", "avg_pool")
+#: Every layer kind of :data:`refcomp.model.LAYER_KINDS` is drawn by :func:`layers`
+#: (none is left out: the derived bound covers them all).
+LAYER_KINDS_NOT_DRAWN = ()
 LAYER_KINDS_DRAWN = tuple(k for k in LAYER_KINDS if k not in LAYER_KINDS_NOT_DRAWN)
 #: Activation functions drawn (all that :func:`refcomp.testing.reference_and_bound` bounds).
 ACTIVATIONS_DRAWN = ("relu", "linear", "tanh", "sigmoid", "hard_sigmoid", "softmax")
 #: Model families of :func:`models`.
-MODEL_FAMILIES = ("mlp", "cnn", "rnn")
+MODEL_FAMILIES = ("mlp", "cnn", "cnn1d", "rnn")
 
 f32 = np.float32
 
@@ -64,11 +63,15 @@ def _conv_layer(draw, cfg, corner):
 
 def _rnn_layer(draw, cfg, corner):
     G, H, F = cfg["gates"], cfg["H"], cfg["F"]
-    w = {"W_ih": _w(draw, (G * H, F), F + H, corner),
-         "W_hh": _w(draw, (G * H, H), F + H, corner)}
-    for name in ("b_ih", "b_hh"):
-        if cfg["bias_" + name[2:]]:
-            w[name] = _w(draw, (G * H,), F + H, corner)
+    w = {}
+    for suffix in ("", "_reverse")[:cfg.get("directions", 1)]:
+        w["W_ih" + suffix] = _w(draw, (G * H, F), F + H, corner)
+        w["W_hh" + suffix] = _w(draw, (G * H, H), F + H, corner)
+        for name in ("b_ih", "b_hh"):
+            if cfg["bias_" + name[2:]]:
+                w[name + suffix] = _w(draw, (G * H,), F + H, corner)
+        if cfg.get("peepholes"):
+            w[("P" + suffix)] = _w(draw, (3 * H,), H, corner)
     return Layer(cfg["kind"], attrs=cfg["attrs"], weights=w)
 
 
@@ -81,11 +84,24 @@ def _image_shape(cfg):
 def _layer(draw, kinds, corner):
     kind = draw(st.sampled_from(tuple(kinds)))
     if kind == "dense":
-        cfg = draw(dense_configs())
+        cfg = draw(dense_configs(gemm=draw(st.booleans())))
         w = {"W": _w(draw, (cfg["out"], cfg["in"]), cfg["in"], corner)}
         if cfg["bias"]:
             w["b"] = _w(draw, (cfg["out"],), cfg["in"], corner)
-        return Layer("dense", weights=w), _x(draw, (cfg["N"], cfg["in"]), corner)
+        return (Layer("dense", weights=w, attrs=cfg["attrs"]),
+                _x(draw, (cfg["N"], cfg["in"]), corner))
+    if kind == "conv1d":
+        cfg = draw(conv1d_configs())
+        fan = cfg["C"] // cfg["groups"] * cfg["kernel"][0]
+        w = {"W": _w(draw, (cfg["O"], cfg["C"] // cfg["groups"], cfg["kernel"][0]), fan,
+                     corner)}
+        if cfg["bias"]:
+            w["b"] = _w(draw, (cfg["O"],), fan, corner)
+        return (Layer("conv1d", attrs=cfg["attrs"], weights=w),
+                _x(draw, (cfg["N"], cfg["C"], cfg["L"]), corner))
+    if kind in ("max_pool", "avg_pool"):
+        cfg = draw(pool_nd_configs(kinds=(kind,)))
+        return Layer(kind, attrs=cfg["attrs"]), _x(draw, cfg["shape"], corner)
     if kind == "conv2d":
         cfg = draw(conv2d_configs())
         return _conv_layer(draw, cfg, corner), _x(draw, _image_shape(cfg), corner)
@@ -93,7 +109,7 @@ def _layer(draw, kinds, corner):
         cfg = draw(pool2d_configs(kinds=(kind,)))
         return Layer(kind, attrs=cfg["attrs"]), _x(draw, _image_shape(cfg), corner)
     if kind in ("lstm", "gru", "mgu", "simple_rnn"):
-        cfg = draw(recurrent_configs(kinds=(kind,)))
+        cfg = draw(recurrent_configs(kinds=(kind,), onnx_options=draw(st.booleans())))
         return _rnn_layer(draw, cfg, corner), _x(draw, (cfg["N"], cfg["T"], cfg["F"]), corner)
     n = draw(st.integers(1, 3))
     if kind == "batch_norm":
@@ -192,19 +208,48 @@ def _model(draw, families, corner):
                                                  Layer("activation",
                                                        attrs={"function": "relu"})]))
         if draw(st.booleans()):
-            kind = draw(st.sampled_from(("max_pool2d", "avg_pool2d")))
+            kind = draw(st.sampled_from(("max_pool2d", "avg_pool2d", "max_pool", "avg_pool")))
             size = [draw(st.integers(1, min(2, y.shape[2]))),
                     draw(st.integers(1, min(2, y.shape[3])))]
             attrs = {"size": size, "stride": None,
                      "padding": draw(st.integers(0, min(size) - 1))}
-            if kind == "avg_pool2d":
+            if kind in ("avg_pool2d", "avg_pool"):
                 attrs["count_include_pad"] = draw(st.booleans())
+            if kind in ("max_pool", "avg_pool"):
+                attrs["ceil_mode"] = draw(st.booleans())
             seq.append(Layer(kind, attrs=attrs))
         seq.append(Layer("flatten"))
         feats = int(np.prod(Model(list(seq))(x).shape[1:]))
         out = draw(st.integers(1, 6))
         seq.append(Layer("dense", weights={"W": _w(draw, (out, feats), feats, corner),
                                            "b": _w(draw, (out,), feats, corner)}))
+    elif fam == "cnn1d":
+        cfg = draw(conv1d_configs(max_length=10))
+        x = _x(draw, (n, cfg["C"], cfg["L"]), corner)
+        fan = cfg["C"] // cfg["groups"] * cfg["kernel"][0]
+        w = {"W": _w(draw, (cfg["O"], cfg["C"] // cfg["groups"], cfg["kernel"][0]), fan,
+                     corner)}
+        if cfg["bias"]:
+            w["b"] = _w(draw, (cfg["O"],), fan, corner)
+        seq.append(Layer("conv1d", attrs=cfg["attrs"], weights=w))
+        seq.append(_act(draw, ("relu", "tanh", "sigmoid", "linear")))
+        length = Model(list(seq))(x).shape[2]
+        if draw(st.booleans()):
+            kind = draw(st.sampled_from(("max_pool", "avg_pool")))
+            size = draw(st.integers(1, min(3, length)))
+            attrs = {"size": size, "stride": draw(st.integers(1, 2)),
+                     "padding": draw(st.integers(0, size - 1)),
+                     "ceil_mode": draw(st.booleans())}
+            if kind == "avg_pool":
+                attrs["count_include_pad"] = draw(st.booleans())
+            seq.append(Layer(kind, attrs=attrs))
+        seq.append(Layer("flatten"))
+        feats = int(np.prod(Model(list(seq))(x).shape[1:]))
+        cfg = draw(dense_configs(gemm=True))
+        out = draw(st.integers(1, 6))
+        seq.append(Layer("dense", attrs=cfg["attrs"],
+                         weights={"W": _w(draw, (out, feats), feats, corner),
+                                  "b": _w(draw, (out,), feats, corner)}))
     else:
         cfg = draw(recurrent_configs(max_batch=1))
         x = _x(draw, (n, cfg["T"], cfg["F"]), corner)
@@ -228,12 +273,15 @@ def models(families=MODEL_FAMILIES, *, corner_cases=False):
 
     Parameters
     ----------
-    families : sequence of {"mlp", "cnn", "rnn"}
+    families : sequence of {"mlp", "cnn", "cnn1d", "rnn"}
         "mlp": dense layers with optional bias, batch norm, dropout and an
         activation each; "cnn": optional reshape, a conv2d of
         :func:`conv2d_configs` (any stride, padding, dilation, groups), an
         activation, optional batch norm, residual block and max/avg
-        pooling, flatten, dense; "rnn": one or two recurrent layers of any
+        pooling (2-D or N-D with ceil_mode), flatten, dense; "cnn1d": a
+        conv1d of :func:`conv1d_configs`, an activation, optional 1-D max /
+        average pooling (ceil_mode), flatten, a dense layer with ONNX Gemm
+        alpha / beta; "rnn": one or two recurrent layers of any
         kind (lstm, gru with either formula, mgu, simple_rnn), dense.  Each
         may end with softmax, sigmoid or linear.  Over many examples every
         layer kind of :data:`refcomp.model.LAYER_KINDS` appears.

@@ -1,0 +1,102 @@
+"""Speed of the HashedNets forward passes (V never formed) against the dense layers.
+
+    python benchmarks/bench_hashing.py [--quick]
+
+Cases: the two convolutions and the dense layer of the shipped digits CNN
+on the 360 test images, and a 28x28x32 -> 64, 3x3, padding 1 convolution
+(batch 8), each hashed at compression 1/8 (string keys, the authors'
+hash).  For each: median time of ``hashed_conv2d`` / ``hashed_linear``
+(precision "reference" and "fast"), of refcomp's dense ``conv2d`` /
+``dense`` on ``W.dequantize()`` (the same bits for "reference"), of
+PyTorch's ``F.conv2d`` / ``F.linear`` on V (the tool a user would
+otherwise pick), and the ``np.copyto`` memory floor of the output; ratios
+to the dense reference.  The hashed pass recomputes the hashes of V's
+entries on every call (it stores only the buckets), which the dense
+passes do not pay.
+"""
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import refcomp  # noqa: E402  (before NumPy: thread settings)
+import numpy as np  # noqa: E402
+
+from _timing import timeit_for  # noqa: E402
+from refcomp.data import load_split  # noqa: E402
+from refcomp.hashing import hash_compress, hashed_conv2d, hashed_linear  # noqa: E402
+from refcomp.layers import conv2d, dense  # noqa: E402
+
+
+def _row(name, t, ref):
+    print(f"  {name:<34}{1e3 * t:>10.3f} ms {t / ref:>8.2f}x")
+
+
+def bench_conv(name, x, W, pad, min_time):
+    hw = hash_compress(W, max(1, W.size // 8), seed=1691)
+    V = hw.dequantize()
+    print(f"\n== {name}: x {x.shape}, W {W.shape}, padding {pad}, {hw.n_buckets} buckets")
+    y_ref = conv2d(x, V, padding=pad)
+    assert np.array_equal(hashed_conv2d(x, hw, padding=pad).view(np.uint32),
+                          y_ref.view(np.uint32))
+    ref = timeit_for(lambda: conv2d(x, V, padding=pad), min_time)
+    _row("dense conv2d reference (V given)", ref, ref)
+    _row("hashed_conv2d reference", timeit_for(lambda: hashed_conv2d(x, hw, padding=pad),
+                                               min_time), ref)
+    _row("dense conv2d fast", timeit_for(lambda: conv2d(x, V, padding=pad, precision="fast"),
+                                         min_time), ref)
+    _row("hashed_conv2d fast", timeit_for(
+        lambda: hashed_conv2d(x, hw, padding=pad, precision="fast"), min_time), ref)
+    try:
+        import torch
+        import torch.nn.functional as F
+        tx, tV = torch.from_numpy(x), torch.from_numpy(V)
+        _row("torch F.conv2d (V given)", timeit_for(lambda: F.conv2d(tx, tV, padding=pad),
+                                                    min_time), ref)
+    except ImportError:
+        print("  torch not installed")
+    out = np.empty_like(y_ref)
+    _row("np.copyto of the output (floor)", timeit_for(lambda: np.copyto(out, y_ref),
+                                                       min_time), ref)
+
+
+def bench_dense(name, x, W, min_time):
+    hw = hash_compress(W, max(1, W.size // 8), seed=1691)
+    V = hw.dequantize()
+    print(f"\n== {name}: x {x.shape}, W {W.shape}, {hw.n_buckets} buckets")
+    ref = timeit_for(lambda: dense(x, V), min_time)
+    _row("dense reference (V given)", ref, ref)
+    _row("hashed_linear reference", timeit_for(lambda: hashed_linear(x, hw), min_time), ref)
+    _row("hashed_linear fast", timeit_for(lambda: hashed_linear(x, hw, precision="fast"),
+                                          min_time), ref)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true")
+    args = p.parse_args()
+    min_time = 0.2 if args.quick else 1.0
+    import numba
+    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; "
+          f"numba threads {numba.get_num_threads()}")
+    cnn = refcomp.load("data/digits_cnn.h5")
+    x, _ = load_split("test")
+    h = x.reshape(-1, 1, 8, 8).astype(np.float32)
+    for layer in cnn.layers:
+        if layer.kind == "conv2d":
+            W = np.asarray(layer.weights["W"])
+            pad = layer.attrs["padding"]
+            bench_conv(f"digits_cnn {layer.name}", h, W, pad, min_time)
+            h = conv2d(h, W, padding=pad, stride=layer.attrs["stride"])
+    W = np.asarray([lay for lay in cnn.layers if lay.kind == "dense"][0].weights["W"])
+    bench_dense("digits_cnn dense", np.random.default_rng(0).standard_normal(
+        (360, W.shape[1])).astype(np.float32), W, min_time)
+    rng = np.random.default_rng(1)
+    bench_conv("28x28x32 -> 64, 3x3", rng.standard_normal((8, 32, 28, 28)).astype(np.float32),
+               (rng.standard_normal((64, 32, 3, 3)) / 17).astype(np.float32), 1, min_time)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""The recurrent bound through the signed Jacobians of the state recurrence
+(refcomp.testing._rnn_jacobian): sound for every ONNX option, and tight.
+
+Sound: float32 evaluations in four summation orders (tests/float32_eval.py,
+written from the ONNX operator text) and ONNX Runtime's LSTM / GRU / RNN
+kernels land within the bound, with clip, peepholes, input_forget,
+activation lists (all eleven ONNX functions, with alpha / beta), reverse
+and bidirectional directions and the seed-000 GRU update.
+
+Tight: on the shipped LSTM and GRU the worst observed float32 error is a
+few percent of the bound or more (it was ~1e-5 of the former elementwise
+bound, whose max at the last step was 0.14 against errors of 7e-7).
+"""
+
+import collections
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+
+import float32_eval as fe
+from refcomp import Layer, Model, ParameterError
+from refcomp.testing import reference_and_bound
+from refcomp.testing.strategies import layers, recurrent_configs
+
+RNN = ("lstm", "gru", "mgu", "simple_rnn")
+
+
+def _has_options(layer):
+    a = layer.attrs
+    return (a.get("direction", "forward") != "forward" or a.get("clip") is not None
+            or a.get("activations") is not None or bool(a.get("input_forget"))
+            or a.get("update", "standard") != "standard" or "P" in layer.weights)
+
+
+def test_options_float32_orders_within_bound():
+    seen = collections.Counter()
+
+    @settings(max_examples=250, deadline=None)
+    @given(layers(kinds=RNN))
+    def run(case):
+        layer, x = case
+        v, bound = reference_and_bound(Model([layer]), x)
+        for order in fe.ORDERS:
+            y = fe.run_layer(layer, x, order).astype(np.float32).astype(np.float64)
+            assert np.all(np.abs(y - v) <= bound), (order, layer.attrs)
+        seen[_has_options(layer)] += 1
+        for o in ("clip", "activations", "input_forget", "update"):
+            if layer.attrs.get(o) not in (None, False, "standard"):
+                seen[o] += 1
+        if "P" in layer.weights:
+            seen["peepholes"] += 1
+        seen[layer.attrs.get("direction", "forward")] += 1
+    run()
+    for key in (True, "clip", "activations", "input_forget", "update", "peepholes",
+                "reverse", "bidirectional"):
+        assert seen[key] > 0, key
+
+
+@pytest.mark.frameworks
+def test_options_onnxruntime_within_bound():
+    pytest.importorskip("onnxruntime")
+    from refcomp.validate._common import NotExpressible
+    from refcomp.validate._onnx_run import onnxruntime_forward
+    worst = collections.defaultdict(float)
+
+    @settings(max_examples=150, deadline=None)
+    @given(layers(kinds=("lstm", "gru", "simple_rnn")))
+    def run(case):
+        layer, x = case
+        model = Model([layer])
+        try:
+            y = onnxruntime_forward(model, x).astype(np.float64)
+        except NotExpressible:
+            return
+        v, bound = reference_and_bound(model, x)
+        r = np.abs(y - v) / bound
+        assert np.all(r <= 1), layer.attrs
+        worst[(layer.kind, _has_options(layer))] = max(worst[(layer.kind, _has_options(layer))],
+                                                       float(r.max()))
+    run()
+    assert any(opt for _, opt in worst)
+    assert max(worst.values()) > 1e-2                   # not vacuous
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru"])
+def test_shipped_recurrent_bound_is_tight(name):
+    import refcomp
+    from refcomp.data import load_split
+    model = refcomp.load(f"data/digits_{name}.h5")
+    layer = Model([model.layers[0]])
+    x = np.asarray(load_split("test")[0])[:40].reshape(-1, 8, 8).astype(np.float32)
+    v, bound = reference_and_bound(layer, x)
+    err = np.abs(layer(x, precision="fast").astype(np.float64) - v)
+    assert np.all(err <= bound)
+    assert np.max(err / bound) > 1e-2                   # was ~5e-6 with the elementwise bound
+    assert np.max(bound) < 5e-3                         # was 0.14
+
+
+def test_kinks_restart_the_window():
+    """A clip that cuts the pre-activations: the bound stays sound through the kink."""
+    rng = np.random.default_rng(5)
+    H, F = 3, 2
+    layer = Layer("simple_rnn", attrs={"clip": 0.5, "activations": ["Relu"]},
+                  weights={"W_ih": rng.standard_normal((H, F)).astype(np.float32),
+                           "W_hh": rng.standard_normal((H, H)).astype(np.float32)})
+    x = rng.standard_normal((64, 6, F)).astype(np.float32)
+    v, bound = reference_and_bound(Model([layer]), x)
+    for order in fe.ORDERS:
+        y = fe.run_layer(layer, x, order).astype(np.float64)
+        assert np.all(np.abs(y - v) <= bound)
+
+
+def test_unknown_recurrent_activation_refused_by_name():
+    layer = Layer("simple_rnn", attrs={"activations": ["Tanh"]},
+                  weights={"W_ih": np.ones((1, 1), np.float32),
+                           "W_hh": np.ones((1, 1), np.float32)})
+    layer.attrs["activations"] = ["Swish"]
+    with pytest.raises(ParameterError, match="(?i)swish"):
+        reference_and_bound(Model([layer]), np.ones((1, 2, 1), np.float32))
+
+
+def test_recurrent_configs_draw_onnx_options_only_when_asked():
+    @settings(max_examples=40, deadline=None)
+    @given(recurrent_configs())
+    def run(cfg):
+        assert "direction" not in cfg["attrs"] and cfg["directions"] == 1
+    run()
