@@ -1,7 +1,7 @@
 """ONNX import of recurrent nodes with constant initial states and partial sequence_lens,
 against ONNX Runtime and PyTorch (both torch.onnx exporters).
 
-Tolerance: framework_error_bound does not cover initial states or sequence_lens yet, so
+Tolerance: framework_error_bound refuses initial states and sequence_lens (tested below), so
 the comparison uses the float32 tolerance of tests/test_io_onnx_attributes.py (rtol 1e-5,
 atol 1e-6: a few float32 ulps of ORT's own arithmetic), which tells every semantic
 alternative apart (a state ignored, the reverse direction run over the padded tail instead
@@ -258,3 +258,16 @@ def test_model_layer_checks_states_and_lengths():
     x = _f(rng, N, T, F)
     want, _ = L.gru(x, w["W_ih"], w["W_hh"], h0=np.repeat(h0, N, axis=0))
     assert np.array_equal(m(x).view(np.uint32), want.view(np.uint32))
+
+
+def test_error_bound_refuses_initial_states_and_sequence_lens_by_name(tmp_path):
+    # The derived bound runs from zero states over every step: it must refuse, not mislead.
+    from refcomp import ParameterError
+    from refcomp.testing.framework_bound import framework_error_bound
+    x = _f(np.random.default_rng(9), N, T, F)
+    m = ro.load(_rnn_graph(tmp_path, "GRU", "forward", states=True, seed=4))
+    with pytest.raises(ParameterError, match=r"initial states h0 are not bounded"):
+        framework_error_bound(m, x)
+    m = ro.load(_rnn_graph(tmp_path, "GRU", "forward", lens=[T, 2, 4], seed=5))
+    with pytest.raises(ParameterError, match=r"sequence_lens .* not bounded"):
+        framework_error_bound(m, x)

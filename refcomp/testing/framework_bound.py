@@ -228,6 +228,19 @@ def check_bounded(layer, path, conv_algorithm="direct"):
             raise ParameterError(f"conv_algorithm must be one of "
                                  f"{BOUNDED_CONV_ALGORITHMS + UNBOUNDED_CONV_ALGORITHMS}, "
                                  f"got {alg!r}")
+    # The recurrent bound starts from zero states over every time step; a model with given
+    # initial states or per-sample lengths would get a bound for another computation.
+    states = sorted(n for n in ("h0", "c0", "h0_reverse", "c0_reverse") if n in layer.weights)
+    if states:
+        raise ParameterError(
+            f"framework_error_bound: {where}: initial states {', '.join(states)} are not "
+            "bounded (the recurrent bound starts from zero states): refused rather than "
+            "bounded wrongly")
+    if a.get("sequence_lens") is not None:
+        raise ParameterError(
+            f"framework_error_bound: {where}: sequence_lens (per-sample lengths) is not "
+            "bounded (the recurrent bound runs every time step): refused rather than "
+            "bounded wrongly")
     for name, w in layer.weights.items():
         if getattr(w, "forward", None) == "factorized":
             raise ParameterError(
