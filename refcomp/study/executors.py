@@ -6,17 +6,60 @@ broadcast) and ``item`` is small.  Results come back in task order, so the
 output is identical bit for bit whatever the executor.
 """
 
+import ast
 import concurrent.futures as cf
 import multiprocessing
+import os
+import signal
+import sys
+import threading
 
+from .._errors import ParameterError
 from .._progress import Progress
 
-__all__ = ["run_tasks", "Progress"]
+__all__ = ["run_tasks", "Progress", "check_main_guard"]
 
 _WORKER = {}
 
+#: Seconds between two checks of the parent by a worker's watchdog thread.
+_WATCH_PERIOD = 1.0
 
-def _init_worker(state):
+# One task at a time per process on Dask workers with several threads: the
+# Numba workqueue threading layer (chosen where TBB is absent, see
+# refcomp/__init__.py) aborts the process on concurrent parallel launches.
+_TASK_LOCK = threading.Lock()
+
+
+def _die_with_parent(parent):
+    """End this worker when process ``parent`` ends (SIGKILL, SIGTERM, crash).
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, delivered by the kernel the
+    moment the parent dies.  Everywhere: a daemon thread that polls the parent
+    id and leaves with ``os._exit`` once the worker was re-parented.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)        # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+    def watch():
+        ev = threading.Event()
+        while not ev.wait(_WATCH_PERIOD):
+            if os.getppid() != parent:
+                os._exit(1)
+    if os.getppid() != parent:          # died before prctl took effect
+        os._exit(1)
+    threading.Thread(target=watch, name="refcomp-parent-watchdog", daemon=True).start()
+
+
+def _init_worker(state, parent):
+    # Ctrl-C in a terminal reaches the whole process group: the parent alone
+    # handles it (it terminates the workers), so no worker prints a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent)
     _WORKER["state"] = state
 
 
@@ -25,7 +68,80 @@ def _call(func, item):
 
 
 def _dask_call(func, state, item):
-    return func(state, item)
+    with _TASK_LOCK:
+        return func(state, item)
+
+
+def _guarded(tree, lineno):
+    """Whether line ``lineno`` of a module lies in an ``if __name__ == ...`` block."""
+    for node in tree.body:
+        end = getattr(node, "end_lineno", node.lineno)
+        if node.lineno <= lineno <= end:
+            return isinstance(node, ast.If) and any(
+                isinstance(n, ast.Name) and n.id == "__name__" for n in ast.walk(node.test))
+    return False
+
+
+def check_main_guard(what="workers > 1"):
+    """Refuse to start processes from the unguarded top level of a script.
+
+    Worker processes are started with ``spawn``: each re-imports the main
+    script, which would run the same top-level code again (and again start
+    processes) instead of serving tasks; the pool then waits for ever.  When
+    the caller's stack runs the main script's module-level code outside an
+    ``if __name__ == "__main__":`` block, raise ParameterError at once,
+    naming the file and line.  ``python -c``, the interactive prompt and
+    ``python -m`` modules are not re-run this way and pass.
+
+    Raises
+    ------
+    ParameterError
+        the call comes from unguarded top-level code of the main script.
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or not path or getattr(main, "__spec__", None) is not None:
+        return
+    if multiprocessing.parent_process() is not None:
+        raise ParameterError(f"{what}: called while a worker process imports the main "
+                             f"script {path!r}; put the script's top-level code under "
+                             "'if __name__ == \"__main__\":'")
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "<module>" and frame.f_globals is vars(main):
+            break
+        frame = frame.f_back
+    if frame is None:
+        return
+    try:
+        with open(path, encoding="utf-8") as fh:
+            tree = ast.parse(fh.read(), path)
+    except (OSError, SyntaxError, ValueError):
+        return
+    if not _guarded(tree, frame.f_lineno):
+        raise ParameterError(
+            f"{what} starts worker processes (spawn), which re-import the main script "
+            f"{path!r}: line {frame.f_lineno} runs at its top level and would run again in "
+            "every worker (the pool would wait for ever). Put that code under "
+            "'if __name__ == \"__main__\":' (see the multiprocessing docs, \"Safe importing "
+            "of main module\"), or use workers=1")
+
+
+def _stop(pool):
+    """Terminate the workers of ``pool`` now (Ctrl-C, SIGTERM, a failed task)."""
+    stop = getattr(pool, "terminate_workers", None)       # Python >= 3.14
+    if stop is not None:
+        stop()
+        return
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join(5)
+        if p.is_alive():
+            p.kill()
+            p.join(1)
 
 
 def run_tasks(func, state, items, *, workers=1, scheduler=None, label="tasks", progress=None):
@@ -40,7 +156,11 @@ def run_tasks(func, state, items, *, workers=1, scheduler=None, label="tasks", p
     items : iterable
         One task each; the progress bar advances once per finished item.
     workers : int
-        1 runs in-process; N > 1 uses N local processes (spawn).
+        1 runs in-process; N > 1 uses N local processes (spawn).  They end
+        with their parent (killed or not), ignore SIGINT (the parent
+        terminates them on Ctrl-C or any exception), and cannot be started
+        from the unguarded top level of a script (ParameterError at once,
+        see :func:`check_main_guard`).
     scheduler : str or distributed.Client, optional
         Address of a Dask distributed scheduler ("tcp://host:8786"), or a
         client; takes precedence over ``workers``.
@@ -64,14 +184,26 @@ def run_tasks(func, state, items, *, workers=1, scheduler=None, label="tasks", p
             out.append(func(state, it))
             bar.update()
         return out
+    check_main_guard(f"workers={workers}")
     ctx = multiprocessing.get_context("spawn")
     out = [None] * len(items)
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                initargs=(state,)) as pool:
+    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                                  initargs=(state, os.getpid()))
+    futures = {}
+    try:
         futures = {pool.submit(_call, func, it): i for i, it in enumerate(items)}
         for fut in cf.as_completed(futures):
             out[futures[fut]] = fut.result()
             bar.update()
+    except BaseException:
+        # Ctrl-C, SIGTERM turned into an exception, or a failed task: end the
+        # workers now instead of waiting for the tasks already running.
+        for f in futures:
+            f.cancel()
+        _stop(pool)
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     return out
 
 
@@ -92,9 +224,13 @@ def _run_dask(func, state, items, scheduler, bar):
         futures = [client.submit(_dask_call, func, st, it, pure=False) for it in items]
         index = {f.key: i for i, f in enumerate(futures)}
         out = [None] * len(items)
-        for fut in distributed.as_completed(futures):
-            out[index[fut.key]] = fut.result()
-            bar.update()
+        try:
+            for fut in distributed.as_completed(futures):
+                out[index[fut.key]] = fut.result()
+                bar.update()
+        except BaseException:
+            client.cancel(futures)      # the scheduler drops what is queued or running
+            raise
         return out
     finally:
         if own:
