@@ -151,6 +151,14 @@ class _Terminated(BaseException):
     removed, worker processes terminated) before the exit with status 143."""
 
 
+class _Interrupted(KeyboardInterrupt):
+    """SIGINT.  A subclass, so that every ``except KeyboardInterrupt`` still sees it,
+    but not KeyboardInterrupt itself: CPython remembers a KeyboardInterrupt that
+    crossed certain C boundaries (an import under way, for instance) and then
+    kills the process with SIGINT at exit even though ``main`` caught it and
+    returned 130."""
+
+
 def _on_signal(signum, frame):
     # The first SIGINT/SIGTERM unwinds the command; further ones are ignored so
     # that they cannot cut the cleanup short (it takes milliseconds).
@@ -158,7 +166,7 @@ def _on_signal(signum, frame):
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if signum == signal.SIGTERM:
         raise _Terminated
-    raise KeyboardInterrupt
+    raise _Interrupted
 
 
 @contextlib.contextmanager
