@@ -185,6 +185,8 @@ def main():
         during += bool(left)
         most = max(most, len(left))
         outcome = classify(dest, kind, refs)
+        if outcome == "mixed" and os.environ.get("KILL_DEBUG"):
+            print("mixed:", sorted(os.listdir(dest)), fingerprint(dest, kind), file=sys.stderr)
         counts[outcome] = counts.get(outcome, 0) + 1
         if outcome == "complete" and kind == "file" and k % 10 == 0:
             refcomp.load(dest) if name != "write_arrays" else read_arrays(dest)

@@ -8,6 +8,7 @@ output is identical bit for bit whatever the executor.
 
 import ast
 import concurrent.futures as cf
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -55,10 +56,45 @@ def _die_with_parent(parent):
     threading.Thread(target=watch, name="refcomp-parent-watchdog", daemon=True).start()
 
 
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Hold SIGINT and SIGTERM back while worker processes start.
+
+    A signal that interrupts the parent while it sends a new worker its
+    start-up data leaves that worker printing a traceback ("pickle data was
+    truncated").  In the main thread: the two signals are blocked (new
+    workers inherit the blocked mask and unblock it in their initializer,
+    after ignoring SIGINT) and the Python handlers only note a signal that
+    another thread receives; afterwards the handlers are restored, the mask
+    too (a blocked signal is then handled as usual), and a noted signal is
+    raised again.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    noted = []
+    old = {s: signal.signal(s, lambda signum, frame: noted.append(signum)) for s in _SIGNALS}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, signal.SIG_DFL if h is None else h)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    if noted:
+        signal.raise_signal(noted[0])
+
+
 def _init_worker(state, parent):
     # Ctrl-C in a terminal reaches the whole process group: the parent alone
     # handles it (it terminates the workers), so no worker prints a traceback.
+    # The parent started this process with both signals blocked (see
+    # _signals_held): a SIGTERM sent meanwhile ends it now, silently.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
     _die_with_parent(parent)
     _WORKER["state"] = state
 
@@ -133,15 +169,14 @@ def _stop(pool):
     if stop is not None:
         stop()
         return
+    # SIGKILL: the workers hold no output (results come back to the parent,
+    # which writes), and one still starting has SIGTERM blocked.
     procs = list((getattr(pool, "_processes", None) or {}).values())
     for p in procs:
         if p.is_alive():
-            p.terminate()
+            p.kill()
     for p in procs:
         p.join(5)
-        if p.is_alive():
-            p.kill()
-            p.join(1)
 
 
 def run_tasks(func, state, items, *, workers=1, scheduler=None, label="tasks", progress=None):
@@ -191,17 +226,20 @@ def run_tasks(func, state, items, *, workers=1, scheduler=None, label="tasks", p
                                   initargs=(state, os.getpid()))
     futures = {}
     try:
-        futures = {pool.submit(_call, func, it): i for i, it in enumerate(items)}
+        with _signals_held():          # the workers start during the submissions
+            for i, it in enumerate(items):
+                futures[pool.submit(_call, func, it)] = i
         for fut in cf.as_completed(futures):
             out[futures[fut]] = fut.result()
             bar.update()
     except BaseException:
         # Ctrl-C, SIGTERM turned into an exception, or a failed task: end the
         # workers now instead of waiting for the tasks already running.
-        for f in futures:
-            f.cancel()
+        # No Future.cancel(): Python 3.11's pool manager then fails on the
+        # cancelled futures (InvalidStateError printed from its thread) when
+        # it marks the pending ones broken after the workers died.
         _stop(pool)
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown(wait=True)
         raise
     pool.shutdown(wait=True)
     return out
