@@ -99,24 +99,44 @@ def test_atomic_directory_new_existing_and_failure(tmp_path):
         _write(stage, {"runs.csv": b"1", "x.png": b"2"})
     assert sorted(os.listdir(out)) == [COMPLETE_MARKER, "runs.csv", "x.png"]
     assert check_complete(out) == ["runs.csv", "x.png"]
-    (out / "notes.txt").write_bytes(b"mine")         # a user's file is kept
+    (out / "notes.txt").write_bytes(b"mine")         # a user's entries are kept
+    (out / "sub").mkdir()
+    (out / "sub" / "f").write_bytes(b"deep")
+    os.symlink("notes.txt", out / "link")
     with atomic_directory(out) as stage:
-        assert os.path.dirname(stage) == str(out)
+        assert os.path.dirname(stage) == str(out.parent)
         _write(stage, {"runs.csv": b"3"})
     assert check_complete(out) == ["runs.csv"]
     assert (out / "runs.csv").read_bytes() == b"3" and (out / "notes.txt").read_bytes() == b"mine"
-    before = {n: (out / n).read_bytes() for n in os.listdir(out)}
+    assert (out / "sub" / "f").read_bytes() == b"deep" and os.readlink(out / "link") == "notes.txt"
+    assert (out / "x.png").read_bytes() == b"2"      # not rewritten: kept
+    assert _temps(out.parent) == [] and _temps(out) == []
+    before = _tree_hash(out)
     with pytest.raises(RuntimeError):
         with atomic_directory(out) as stage:
             _write(stage, {"runs.csv": b"4"})
             raise RuntimeError("boom")
-    assert {n: (out / n).read_bytes() for n in os.listdir(out)} == before
+    assert _tree_hash(out) == before
     with pytest.raises(RuntimeError):
         with atomic_directory(tmp_path / "new") as stage:
             raise RuntimeError("boom")
     assert not (tmp_path / "new").exists() and _temps(tmp_path) == []
     (out / "runs.csv").write_bytes(b"tampered")
     assert check_complete(out) is None
+
+
+def test_atomic_directory_without_exchange_moves_files_in(tmp_path, monkeypatch):
+    import refcomp.io._atomic as atomic
+    monkeypatch.setattr(atomic, "_exchange", lambda a, b: False)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "runs.csv").write_bytes(b"old")
+    (out / "notes.txt").write_bytes(b"mine")
+    with atomic_directory(out) as stage:
+        _write(stage, {"runs.csv": b"new", "t.md": b"t"})
+    assert check_complete(out) == ["runs.csv", "t.md"]
+    assert sorted(os.listdir(out)) == [COMPLETE_MARKER, "notes.txt", "runs.csv", "t.md"]
+    assert (out / "runs.csv").read_bytes() == b"new" and _temps(tmp_path) == []
     with pytest.raises(ParameterError, match="not a directory"):
         with atomic_directory(out / "runs.csv"):
             pass
@@ -283,6 +303,8 @@ def _wait(cond, timeout, what):
 
 
 def _tree_hash(path):
+    if os.path.islink(path):
+        return ("link", os.readlink(path))
     if not os.path.exists(path):
         return None
     if os.path.isfile(path):

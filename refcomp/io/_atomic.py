@@ -19,11 +19,13 @@ file system.  Outside Linux the start time is unknown ("0") and only
 """
 
 import contextlib
+import errno
 import hashlib
 import os
 import secrets
 import shutil
 import socket
+import sys
 import zlib
 
 from .._errors import ParameterError
@@ -224,35 +226,89 @@ def check_complete(directory):
     return names
 
 
+def _exchange(a, b):
+    """Swap directories ``a`` and ``b`` in one step (Linux renameat2
+    RENAME_EXCHANGE); False where the system or file system cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    at_fdcwd, rename_exchange = -100, 2
+    if fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EXDEV, errno.ENOTSUP, errno.EPERM):
+        return False
+    raise OSError(err, os.strerror(err), b)
+
+
+def _link_or_copy(src, dst):
+    try:
+        os.link(src, dst, follow_symlinks=False)
+    except OSError:
+        shutil.copy2(src, dst, follow_symlinks=False)
+
+
+def _carry_over(old, stage, written):
+    """Give ``stage`` the entries of ``old`` it does not replace: files as hard
+    links (a copy where links fail), sub-directories as trees of links,
+    symbolic links as such; refcomp's own temporaries and marker are left."""
+    for e in os.scandir(old):
+        if e.name in written or e.name == COMPLETE_MARKER or (
+                e.name.startswith(_PREFIX) and e.name.endswith(_SUFFIX)):
+            continue
+        dst = os.path.join(stage, e.name)
+        if e.is_symlink():
+            os.symlink(os.readlink(e.path), dst)
+        elif e.is_dir():
+            shutil.copytree(e.path, dst, symlinks=True, copy_function=_link_or_copy)
+        else:
+            _link_or_copy(e.path, dst)
+    shutil.copystat(old, stage)
+
+
 @contextlib.contextmanager
 def atomic_directory(path):
     """Yield an empty staging directory; on success its files land in ``path``.
 
     Write every output file into the yielded directory (plain files, no
-    sub-directories).  When the block ends without an exception:
+    sub-directories).  The staging directory is a temporary sibling of
+    ``path``.  When the block ends without an exception a completion marker
+    :data:`COMPLETE_MARKER` (each file's SHA-256, ``sha256sum -c`` format)
+    is added and:
 
-    - ``path`` missing: the staging directory (a sibling of ``path``), with a
-      completion marker :data:`COMPLETE_MARKER` listing each file's SHA-256,
-      is renamed to ``path`` in one step, so ``path`` is absent or complete;
-      missing parents of ``path`` are created first.
-    - ``path`` an existing directory (staged inside it): the old marker is
-      removed, each file is moved in by ``os.replace`` (each file is complete,
-      old or new, at every moment), then the new marker is written.  Other
-      files in ``path`` are kept.  Only a kill during the moves, a few
-      milliseconds, leaves a directory without marker holding old and new
-      files; a marker, when present, always matches the files it lists.
+    - ``path`` missing: the staging directory is renamed to ``path`` in one
+      step, so ``path`` is absent or complete; missing parents of ``path``
+      are created first.
+    - ``path`` an existing directory: the staging directory receives the
+      entries of ``path`` that it does not replace (hard links: no data is
+      copied) and the two directories are exchanged in one step (Linux
+      ``renameat2(RENAME_EXCHANGE)``), so ``path`` is the complete old or
+      the complete new folder at every moment; the old one is then removed.
+      Where the exchange is not available (another system, a file system
+      without it, ``path`` a symbolic link) the files are moved in one by
+      one with ``os.replace`` after the old marker is removed: each file is
+      complete at every moment, and a marker, when present, matches the
+      files it lists; only a kill during those moves (milliseconds) leaves
+      a folder without marker holding old and new files.
 
     On an exception the staging directory is removed and ``path`` is as
     before.  A kill leaves the staging directory, which the next write into
-    the same parent directory (or into ``path``) removes.
+    the same parent directory removes (see the module docstring).
     """
-    path = checked_path(path)
-    path = os.path.abspath(path)
+    path = os.path.abspath(checked_path(path))
     if os.path.exists(path) and not os.path.isdir(path):
         raise ParameterError(f"cannot write into {path!r}: it is not a directory")
-    parent = path if os.path.isdir(path) else os.path.dirname(path)
-    if os.path.isdir(parent):
-        remove_stale_temps(parent)
+    parent = os.path.dirname(path)
+    for d in (parent, path):
+        if os.path.isdir(d):
+            remove_stale_temps(d)
     os.makedirs(parent, exist_ok=True)
     stage = temp_name(parent)
     os.mkdir(stage)
@@ -260,7 +316,7 @@ def atomic_directory(path):
         yield stage
         names = sorted(os.listdir(stage))
         _write_marker(stage, names)
-        if parent != path:
+        if not os.path.exists(path):
             try:
                 os.rename(stage, path)
                 _fsync_dir(parent)
@@ -268,7 +324,18 @@ def atomic_directory(path):
             except OSError:
                 if not os.path.isdir(path):
                     raise
-                # Created meanwhile: fall through to the move into it.
+                # Created meanwhile: write into it as into an existing folder.
+        if not os.path.islink(path):
+            _carry_over(path, stage, set(names))
+            if _exchange(stage, path):
+                _fsync_dir(parent)
+                shutil.rmtree(stage, ignore_errors=True)     # the old folder
+                return
+            for n in os.listdir(stage):                       # undo the carry-over
+                if n not in names and n != COMPLETE_MARKER:
+                    p = os.path.join(stage, n)
+                    shutil.rmtree(p) if os.path.isdir(p) and not os.path.islink(p) \
+                        else os.unlink(p)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(path, COMPLETE_MARKER))
         for n in names:
