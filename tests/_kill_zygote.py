@@ -150,17 +150,31 @@ def main():
         refs.append(fingerprint(dest, kind))
         if kind == "file":
             refcomp.load(dest) if name != "write_arrays" else read_arrays(dest)
-    # The kill delays span a forked child's first write (slower than the
-    # parent's: copy-on-write faults), and a bit of the second.
+    # Time a forked child's first run (slower than the parent's: copy-on-
+    # write faults) and when its first temporary file appears: the CLI
+    # commands compute before they write.  Half the kills land anywhere in
+    # the run, half in its writing phase.
+    from refcomp.io import _atomic
+    temp_name = _atomic.temp_name
+    r, w = os.pipe()
     t0 = time.perf_counter()
     pid = os.fork()
     if pid == 0:
+        def noted(directory):
+            os.write(w, b"%f\n" % (time.perf_counter() - t0))
+            _atomic.temp_name = temp_name
+            return temp_name(directory)
+        _atomic.temp_name = noted
         try:
             write(0, dest)
         finally:
             os._exit(0)
     os.waitpid(pid, 0)
     t_write = time.perf_counter() - t0
+    os.close(w)
+    stamps = os.read(r, 100).split()
+    os.close(r)
+    t_enter = min(float(stamps[0]), t_write) if stamps else 0.0
     assert refs[0] != refs[1], name
     shutil.rmtree(dest) if os.path.isdir(dest) else os.unlink(dest)
     rng = random.Random(seed)
@@ -178,7 +192,8 @@ def main():
                     v ^= 1
             finally:
                 os._exit(0)
-        time.sleep(rng.uniform(0.0, 1.3 * t_write))
+        time.sleep(rng.uniform(0.0, 1.3 * t_write) if k % 2 else
+                   rng.uniform(0.9 * t_enter, 1.1 * t_write))
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         left = temps(work)
@@ -194,7 +209,8 @@ def main():
     final = classify(dest, kind, refs)
     print(json.dumps({"writer": name, "kills": n, "outcomes": counts, "during_write": during,
                       "most_temps": most, "temps_after_next_write": len(temps(work)),
-                      "final": final, "seconds_per_write": round(t_write, 4)}))
+                      "final": final, "seconds_per_run": round(t_write, 4),
+                      "write_starts_at": round(t_enter, 4)}))
 
 
 if __name__ == "__main__":

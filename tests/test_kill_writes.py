@@ -61,5 +61,5 @@ def test_kill_writer_leaves_no_partial_file(writer, tmp_path):
     assert r["most_temps"] <= 2, r
     assert r["temps_after_next_write"] == 0 and r["final"] == "complete", r
     # the kills did land inside writes, and some writes completed
-    assert r["during_write"] >= KILLS[writer] // 5, r
+    assert r["during_write"] >= KILLS[writer] // 10, r
     assert r["outcomes"].get("complete", 0) >= 1, r
