@@ -38,9 +38,9 @@ SMALL_STUDY_SHA256 = "5803508400f8767931008d3c0e8d43cbb4ab2eaf7d1e8a269547eb4a41
 #: ``refcomp study`` with every default (digits_cnn, uniform + kmeans, bits 1-8).
 DEFAULT_STUDY_SHA256 = "7c2a07b4f333b4edf09ff467073b8ef7bdf6726972ab610742649add441c6548"
 
-#: Models whose reference forward is checked under NUMBA_DISABLE_JIT (the
-#: convolutional ones take minutes interpreted); all five otherwise.
-MODELS = ("digits_mlp", "digits_lstm", "digits_gru") if NOJIT else (
+#: Models whose reference forward is checked under NUMBA_DISABLE_JIT (the others
+#: take tens of seconds to minutes interpreted); all five otherwise.
+MODELS = ("digits_mlp",) if NOJIT else (
     "digits_mlp", "digits_cnn", "digits_lstm", "digits_gru", "digits_resnet")
 
 
@@ -77,11 +77,11 @@ def test_small_study_runs_csv_matches_recorded_sha256():
 
 def test_kmeans_does_not_depend_on_input_order():
     rng = np.random.default_rng(22)
-    w = rng.standard_normal(20_000).astype(np.float32)
+    w = rng.standard_normal(3000 if NOJIT else 20_000).astype(np.float32)
     w[:500] = w[500:1000]                    # repeated values
-    for shuffle_seed in range(3):
+    for shuffle_seed in range(2):
         perm = np.random.default_rng(shuffle_seed).permutation(w.size)
-        for init in ("linear", "density", "optimal"):
+        for init in ("linear", "density") if NOJIT else ("linear", "density", "optimal"):
             a = kmeans(w, bits=4, init=init)
             b = kmeans(w[perm], bits=4, init=init)
             assert _bits(a.params["codebook"]) == _bits(b.params["codebook"])
