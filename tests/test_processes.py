@@ -125,6 +125,17 @@ def test_atomic_directory_new_existing_and_failure(tmp_path):
     assert check_complete(out) is None
 
 
+def test_atomic_directory_holding_the_working_directory_is_not_swapped(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "runs.csv").write_bytes(b"old")
+    monkeypatch.chdir(out)
+    with atomic_directory(".") as stage:
+        _write(stage, {"runs.csv": b"new"})
+    assert os.path.samefile(os.getcwd(), out) and (out / "runs.csv").read_bytes() == b"new"
+    assert check_complete(out) == ["runs.csv"] and _temps(tmp_path) == []
+
+
 def test_atomic_directory_without_exchange_moves_files_in(tmp_path, monkeypatch):
     import refcomp.io._atomic as atomic
     monkeypatch.setattr(atomic, "_exchange", lambda a, b: False)

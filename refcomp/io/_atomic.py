@@ -248,6 +248,21 @@ def _exchange(a, b):
     raise OSError(err, os.strerror(err), b)
 
 
+def _can_exchange(stage, path):
+    """Whether swapping the folders is both possible and harmless: ``path`` is a
+    real folder on the stage's file system (links are not copies) and holds
+    neither this process's working directory (it would be left in the removed
+    old folder)."""
+    if os.path.islink(path) or os.stat(stage).st_dev != os.stat(path).st_dev:
+        return False
+    try:
+        cwd = os.path.realpath(os.getcwd())
+    except OSError:
+        return False
+    real = os.path.realpath(path)
+    return cwd != real and not cwd.startswith(real + os.sep)
+
+
 def _link_or_copy(src, dst):
     try:
         os.link(src, dst, follow_symlinks=False)
@@ -292,7 +307,8 @@ def atomic_directory(path):
       ``renameat2(RENAME_EXCHANGE)``), so ``path`` is the complete old or
       the complete new folder at every moment; the old one is then removed.
       Where the exchange is not available (another system, a file system
-      without it, ``path`` a symbolic link) the files are moved in one by
+      without it, ``path`` a symbolic link, a mount point, or holding the
+      working directory) the files are moved in one by
       one with ``os.replace`` after the old marker is removed: each file is
       complete at every moment, and a marker, when present, matches the
       files it lists; only a kill during those moves (milliseconds) leaves
@@ -325,7 +341,7 @@ def atomic_directory(path):
                 if not os.path.isdir(path):
                     raise
                 # Created meanwhile: write into it as into an existing folder.
-        if not os.path.islink(path):
+        if _can_exchange(stage, path):
             _carry_over(path, stage, set(names))
             if _exchange(stage, path):
                 _fsync_dir(parent)
