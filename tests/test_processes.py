@@ -252,12 +252,14 @@ UNGUARDED = textwrap.dedent("""
 """)
 
 
-def test_workers_from_unguarded_script_fail_fast(tmp_path):
+@pytest.mark.parametrize("how", ["script", "module"])
+def test_workers_from_unguarded_script_fail_fast(tmp_path, how):
     script = tmp_path / "noguard.py"
     script.write_text(UNGUARDED)
+    cmd = [sys.executable, str(script)] if how == "script" else [sys.executable, "-m", "noguard"]
     t0 = time.monotonic()
-    p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                       env=_env(), timeout=300)
+    p = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300,
+                       cwd=tmp_path)
     assert p.returncode == 1 and time.monotonic() - t0 < 120
     assert "ParameterError" in p.stderr and 'if __name__ == "__main__":' in p.stderr
     assert "noguard.py" in p.stderr and "line 7" in p.stderr

@@ -126,8 +126,9 @@ def check_main_guard(what="workers > 1"):
     processes) instead of serving tasks; the pool then waits for ever.  When
     the caller's stack runs the main script's module-level code outside an
     ``if __name__ == "__main__":`` block, raise ParameterError at once,
-    naming the file and line.  ``python -c``, the interactive prompt and
-    ``python -m`` modules are not re-run this way and pass.
+    naming the file and line.  ``python -c``, the interactive prompt and a
+    package's ``__main__`` (``python -m refcomp``) are not re-run this way and
+    pass; ``python -m package.module`` is re-run and checked like a script.
 
     Raises
     ------
@@ -136,15 +137,16 @@ def check_main_guard(what="workers > 1"):
     """
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None)
-    if main is None or not path or getattr(main, "__spec__", None) is not None:
+    spec = getattr(main, "__spec__", None)
+    if main is None or not path or (spec is not None and spec.name.endswith("__main__")):
         return
-    if multiprocessing.parent_process() is not None:
-        raise ParameterError(f"{what}: called while a worker process imports the main "
-                             f"script {path!r}; put the script's top-level code under "
-                             "'if __name__ == \"__main__\":'")
     frame = sys._getframe(1)
+    real = os.path.realpath(path)
     while frame is not None:
-        if frame.f_code.co_name == "<module>" and frame.f_globals is vars(main):
+        # the main file's own module-level code (not, e.g., a notebook cell
+        # executed in __main__'s namespace under another file name)
+        if frame.f_code.co_name == "<module>" and frame.f_globals is vars(main) \
+                and os.path.realpath(frame.f_code.co_filename) == real:
             break
         frame = frame.f_back
     if frame is None:
