@@ -1,4 +1,4 @@
-"""Kill-test driver (tests/test_kill_writes.py): ``python _kill_zygote.py WRITER N SEED DIR``.
+"""Kill-test driver (tests/test_kill_writes.py): ``python _kill_zygote.py WRITERS N SEED DIR``.
 
 One process imports refcomp and warms the writer up once; then, N times, it
 forks a child that runs the writer in a loop (alternating two versions of the
@@ -139,7 +139,16 @@ def classify(dest, kind, refs):
 
 
 def main():
-    name, n, seed, work = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    """``WRITER[=N][,WRITER[=N]...] N SEED DIR``: one JSON line per writer, each in
+    its own sub-directory of DIR."""
+    plan, n, seed, work = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    for item in plan.split(","):
+        name, _, count = item.partition("=")
+        run(name, int(count or n), seed, os.path.join(work, name))
+        sys.stdout.flush()
+
+
+def run(name, n, seed, work):
     os.makedirs(work, exist_ok=True)
     write, kind = writers(work, name)[name]
     write = quiet(write)
