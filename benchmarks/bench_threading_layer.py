@@ -9,7 +9,6 @@ data each kernel reads.  Results are checked bit-identical across layers.
     PYTHONPATH=. python benchmarks/bench_threading_layer.py
 """
 
-import hashlib
 import json
 import os
 import subprocess
