@@ -441,6 +441,9 @@ def test_cli_signal_with_dask_scheduler(sig, tmp_path):
             assert err.strip() in ("refcomp: interrupted", "refcomp: terminated"), err
             assert "Traceback" not in err and took < 30
             assert _tree_hash(out) == before and _temps(tmp_path) == []
+            from distributed import Client
+            with Client(address, timeout=60) as c:    # the study's tasks are dropped
+                _wait(lambda: not any(c.processing().values()), 120, "idle Dask workers")
     finally:
         cluster.stdin.close()
         cluster.wait(60)
