@@ -17,6 +17,35 @@ import os as _os
 _os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "14")
 
+
+def _fork_safe_threading_layer():
+    """Make Numba pick a threading layer that survives ``fork()``.
+
+    Numba's default order prefers GNU OpenMP over the workqueue layer, and a
+    process that forks after an OpenMP launch (a plain ``multiprocessing.Pool``
+    on Linux) has children that die with "fork() called from a process already
+    using GNU OpenMP, this is unsafe" while ``Pool.map`` waits forever.
+    Numba's ``forksafe`` selection takes TBB when it is installed (thread-
+    and fork-safe), else OpenMP unless it is GNU's, else the workqueue layer
+    (fork-safe; not for concurrent launches from several Python threads; see
+    the README, "Reliability").  Results do not depend on the layer: every
+    refcomp kernel computes independent elements or reduces in a fixed order.
+    A layer the user chose (NUMBA_THREADING_LAYER or numba.config) is kept;
+    nothing changes once Numba's threads are running.
+    """
+    import sys
+    if "numba" not in sys.modules:
+        _os.environ.setdefault("NUMBA_THREADING_LAYER", "forksafe")
+        return
+    from numba.core import config
+    from numba.np.ufunc import parallel
+    if (config.THREADING_LAYER == "default" and "NUMBA_THREADING_LAYER" not in _os.environ
+            and not getattr(parallel, "_is_initialized", False)):
+        config.THREADING_LAYER = "forksafe"
+
+
+_fork_safe_threading_layer()
+
 from ._errors import (DecodeError, DTypeError, FormatError,  # noqa: E402
                       MissingDependencyError, ParameterError, RefcompError, ShapeError)
 from . import convert, layers  # noqa: E402

@@ -19,9 +19,12 @@ non-zero; no traceback.
 """
 
 import argparse
+import contextlib
 import importlib
 import os
+import signal
 import sys
+import threading
 
 import numpy as np
 
@@ -143,8 +146,56 @@ def build_parser():
     return parser
 
 
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that cleanup runs (temporary files
+    removed, worker processes terminated) before the exit with status 143."""
+
+
+class _Interrupted(KeyboardInterrupt):
+    """SIGINT.  A subclass, so that every ``except KeyboardInterrupt`` still sees it,
+    but not KeyboardInterrupt itself: CPython remembers a KeyboardInterrupt that
+    crossed certain C boundaries (an import under way, for instance) and then
+    kills the process with SIGINT at exit even though ``main`` caught it and
+    returned 130."""
+
+
+def _on_signal(signum, frame):
+    # The first SIGINT/SIGTERM unwinds the command; further ones are ignored so
+    # that they cannot cut the cleanup short (it takes milliseconds).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if signum == signal.SIGTERM:
+        raise _Terminated
+    raise _Interrupted
+
+
+@contextlib.contextmanager
+def _signals():
+    """SIGINT and SIGTERM raise in the main thread while a command runs; the
+    previous handlers come back afterwards (``main`` may be called in-process)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
 def main(argv=None):
-    """Entry point of the ``refcomp`` console script; returns the exit code."""
+    """Entry point of the ``refcomp`` console script; returns the exit code.
+
+    Ctrl-C (SIGINT) and SIGTERM end a command promptly with one line on
+    stderr and the shell's status, 130 and 143: temporary files are removed,
+    worker processes terminated, no output file is left partial.
+    """
+    with _signals():
+        return _main(argv)
+
+
+def _main(argv):
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
@@ -172,6 +223,9 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("refcomp: interrupted", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("refcomp: terminated", file=sys.stderr)
+        return 143
     except MemoryError:
         print("refcomp: error: out of memory", file=sys.stderr)
         return 1

@@ -157,11 +157,18 @@ def _remove_empty(dirs):
 
 
 def _check_out_dir(path):
+    """Refuse an output folder that cannot be written, creating nothing: the
+    report is staged and moved in at the end (refcomp.io._atomic.atomic_directory),
+    so a run that is interrupted leaves no new folder behind."""
+    from ..io._atomic import temp_name
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise FormatError(f"output directory {path!r} is a file")
+    probe_dir = path
+    while not os.path.isdir(probe_dir):
+        probe_dir = os.path.dirname(os.path.abspath(probe_dir))
+    probe = temp_name(probe_dir)
     try:
-        os.makedirs(path, exist_ok=True)
-        probe = os.path.join(path, ".refcomp-write-test")
-        with open(probe, "w") as fh:
-            fh.write("")
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         os.unlink(probe)
     except OSError as exc:
         raise FormatError(f"output directory {path!r} is not writable "

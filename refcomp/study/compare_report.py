@@ -8,7 +8,7 @@ import io
 import json
 import os
 
-from ..io._atomic import atomic_path
+from ..io._atomic import atomic_directory, atomic_path
 from .compare import ACCOUNTING, THRESHOLDS, fronts, winners
 
 __all__ = ["write_compare", "compare_markdown", "FIELDS"]
@@ -108,8 +108,13 @@ def _plot(result, path):
 
 def write_compare(result, out_dir, *, plots=True):
     """Write compare.csv, compare.json, compare.md and (with matplotlib) compare.png;
-    returns the names written."""
-    os.makedirs(out_dir, exist_ok=True)
+    returns the names written.  Written through a staging directory with a completion
+    marker, as refcomp.study.report.write_report."""
+    with atomic_directory(out_dir) as stage:
+        return _write_compare(result, stage, plots=plots)
+
+
+def _write_compare(result, out_dir, *, plots):
     _write(os.path.join(out_dir, "compare.csv"), _csv(result))
     _write(os.path.join(out_dir, "compare.json"),
            json.dumps({"models": result["models"], "methods": result["methods"],

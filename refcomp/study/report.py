@@ -6,7 +6,7 @@ import io
 import json
 import os
 
-from ..io._atomic import atomic_path
+from ..io._atomic import atomic_directory, atomic_path
 from .run import pareto_front
 
 __all__ = ["write_report", "summary_text", "select_best", "FIELDS"]
@@ -292,9 +292,17 @@ def _save_fig(fig, path):
 def write_report(result, out_dir, *, plots=True):
     """Write runs.csv, runs.json, tables.md and (if matplotlib is present) PNGs.
 
-    Every file is written atomically.  Returns the list of file names written.
+    The files are written into a staging directory and moved into ``out_dir``
+    together with a completion marker ``.refcomp-complete`` (their SHA-256),
+    so a killed run leaves ``out_dir`` absent, or as it was, or complete
+    (refcomp.io._atomic.atomic_directory).  Returns the list of file names
+    written.
     """
-    os.makedirs(out_dir, exist_ok=True)
+    with atomic_directory(out_dir) as stage:
+        return _write_report(result, stage, plots=plots)
+
+
+def _write_report(result, out_dir, *, plots):
     files = []
     _write_text(os.path.join(out_dir, "runs.csv"), _csv_text(result["runs"]))
     files.append("runs.csv")

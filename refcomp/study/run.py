@@ -12,7 +12,7 @@ import numpy as np
 from .._errors import ParameterError, ShapeError
 from .._validate import as_float_array, describe
 from .evaluate import Evaluator, find_units, layer_view
-from .executors import run_tasks
+from .executors import check_main_guard, run_tasks
 from .registry import get_method
 
 __all__ = ["run_study", "check_study", "pareto_front", "DEFAULT_MAX_COMBINATIONS"]
@@ -362,6 +362,8 @@ def _validate(model, x, y, *, methods, bits, adaptive_bits, biases, workers, sch
     if not units:
         raise ParameterError(f"model {model.name!r} has no compressible layer")
     _check_labels(model, x, y, where)
+    if workers > 1 and scheduler is None:
+        check_main_guard(f"workers={workers}")
     if workers > 1 or scheduler is not None:
         _check_picklable(meths, extras, scheduler)
     return meths, extras, units
