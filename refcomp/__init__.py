@@ -18,7 +18,8 @@ _os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "14")
 
 from ._errors import (DecodeError, DTypeError, FormatError,  # noqa: E402
-                      MissingDependencyError, ParameterError, RefcompError, ShapeError)
+                      MissingDependencyError, ParameterError, RefcompError,
+                      ResourceLimitError, ShapeError)
 from . import convert, layers  # noqa: E402
 from .model import Layer, Model  # noqa: E402
 from .io.hdf5 import load, save  # noqa: E402
@@ -38,5 +39,6 @@ def __getattr__(name):
 
 
 __all__ = ["__version__", "RefcompError", "ShapeError", "DTypeError", "FormatError",
-           "DecodeError", "ParameterError", "MissingDependencyError", "convert", "layers",
+           "DecodeError", "ParameterError", "MissingDependencyError", "ResourceLimitError",
+           "convert", "layers",
            "Layer", "Model", "load", "save"]

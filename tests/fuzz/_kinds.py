@@ -72,10 +72,17 @@ def _h5_case(rng, src, work, ext=".h5", byte_share=0.35):
         return dst, how
     shutil.copyfile(src, dst)
     with h5py.File(dst, "r+") as f:
-        how = mutate_h5(rng, f, h5py)
+        how = _edit(rng, f, h5py)
         if rng.random() < 0.15:
-            how += "+" + mutate_h5(rng, f, h5py)
+            how += "+" + _edit(rng, f, h5py)
     return dst, how
+
+
+def _edit(rng, f, h5py):
+    try:
+        return mutate_h5(rng, f, h5py)
+    except (ValueError, KeyError, TypeError, OSError) as exc:   # an edit h5py refuses
+        return f"edit-refused-by-h5py({type(exc).__name__})"
 
 
 # -- refcomp model format ---------------------------------------------------------------

@@ -243,6 +243,9 @@ def mutate_h5(rng, f, h5py):
     d = pick(rng, datasets)
     parent, key = f[d].parent, d.rsplit("/", 1)[-1]
     ds = f[d]
+    if ds.size is None or ds.size * ds.dtype.itemsize > 1 << 24:   # an earlier absurd edit
+        del parent[key]
+        return f"drop-ds:{d}"
     data = ds[()]
     arr = np.asarray(data)
     if op == "drop-ds":
