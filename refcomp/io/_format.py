@@ -9,9 +9,10 @@ h5py import and the one-line message helpers.  Used by the checking
 modules; the public names are re-exported by :mod:`refcomp.io.hdf5`.
 
 The limits are read as attributes of this module at the time of each check
-(``_format.MAX_TOTAL_BYTES``...), so this module is the one place to change
-them (e.g. ``monkeypatch.setattr(refcomp.io._format, "MAX_DEPTH", 1)``);
-assigning the names re-exported by :mod:`refcomp.io.hdf5` has no effect.
+(``_format.MAX_TOTAL_BYTES``...), so this module is the one place they live;
+change them with :func:`refcomp.io.limits.set_limits` or the ``REFCOMP_MAX_*``
+environment variables (read once, at import: :data:`ENV_LIMITS`); assigning
+the names re-exported by :mod:`refcomp.io.hdf5` has no effect.
 """
 
 import os

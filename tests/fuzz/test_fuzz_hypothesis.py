@@ -35,7 +35,7 @@ def tmp_root(tmp_path_factory):
 def test_mutations_end_in_refcomp_error_or_valid_result(tmp_root, name):
     kind, bases, work = _prepared(name, tmp_root)
 
-    @settings(max_examples=15, deadline=None, database=None)
+    @settings(max_examples=30, deadline=None, database=None)
     @given(st.integers(0, 2 ** 63 - 1))
     def run(seed):
         inp, how = kind.make(np.random.default_rng(seed), bases, work)
