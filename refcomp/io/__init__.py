@@ -24,7 +24,7 @@ from .auto import file_kind, read_any
 from .hdf5 import load, read_arrays, register_encoding, save, write_arrays
 
 __all__ = ["load", "save", "register_encoding", "read_arrays", "write_arrays", "read_any",
-           "file_kind"]
+           "file_kind", "limits"]
 
 _LAZY_SUBMODULES = ("keras", "torch", "onnx")
 

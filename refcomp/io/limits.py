@@ -147,4 +147,3 @@ def _gib(n):
         if n >= 1 << shift:
             return f"{n / (1 << shift):,.1f} {unit}"
     return f"{n} bytes"
-

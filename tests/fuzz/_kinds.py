@@ -255,8 +255,9 @@ def _mutate_onnx_graph(rng, data):
     op = pick(rng, ops)
     if op == "op":
         n = pick(rng, g.node)
-        old, n.op_type = n.op_type, pick(rng, ("NonMaxSuppression", "FooBar", "Loop", "Einsum",
-                                                "Conv", "Gemm", "MatMul", "Relu", "Add"))
+        ops = ("NonMaxSuppression", "FooBar", "Loop", "Einsum", "Conv", "Gemm", "MatMul",
+               "Relu", "Add")
+        old, n.op_type = n.op_type, pick(rng, ops)
         how = f"op:{old}->{n.op_type}"
     elif op in ("drop-init", "reshape-init", "absurd-init", "dtype-init", "nan-init") \
             and len(g.initializer):
@@ -499,8 +500,8 @@ def _universal_kind():
     from refcomp.coding import decode_ints, encode_ints
 
     def enc(v, rng):
-        return encode_ints(np.abs(v.astype(np.int64)), code=pick(rng, ("gamma", "delta", "rice",
-                                                                        "zeta")), k=2)
+        code = pick(rng, ("gamma", "delta", "rice", "zeta"))
+        return encode_ints(np.abs(v.astype(np.int64)), code=code, k=2)
 
     def dec(data):
         return decode_ints(data)

@@ -259,10 +259,9 @@ def mutate_h5(rng, f, h5py):
         _recreate(parent, key, new)
     elif op == "reshape":
         how = pick(rng, ("flat", "extra", "transpose", "scalar"))
-        new = {"flat": arr.reshape(-1), "extra": arr[None],
-               "transpose": arr.T, "scalar": np.asarray(arr.reshape(-1)[:1].sum()
-                                                         if arr.size and arr.dtype.kind in "uif"
-                                                         else 0)}[how]
+        first = arr.reshape(-1)[:1].sum() if arr.size and arr.dtype.kind in "uif" else 0
+        new = {"flat": arr.reshape(-1), "extra": arr[None], "transpose": arr.T,
+               "scalar": np.asarray(first)}[how]
         if how == "transpose" and arr.ndim < 2:
             new = arr.reshape(-1, 1)
         _recreate(parent, key, new)

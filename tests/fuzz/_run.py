@@ -62,7 +62,7 @@ def _cap_address_space(extra=4 << 30):
     machine: address space capped at the current size + ``extra``."""
     import resource
     with open("/proc/self/status") as fh:
-        vm = next(int(l.split()[1]) * 1024 for l in fh if l.startswith("VmSize"))
+        vm = next(int(x.split()[1]) * 1024 for x in fh if x.startswith("VmSize"))
     resource.setrlimit(resource.RLIMIT_AS, (vm + extra, resource.RLIM_INFINITY))
 
 

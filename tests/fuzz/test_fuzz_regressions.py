@@ -166,8 +166,8 @@ def test_torch_expanded_tensor_refused_before_copy():
     sd = {"0.weight": torch.zeros(1).expand(1 << 20, 1 << 20), "0.bias": torch.zeros(1 << 20)}
     with pytest.raises(FormatError, match="'0.weight' declares shape"):
         from_state_dict(sd, [{"kind": "dense", "key": "0"}])
-    sd = {"0.weight": np.broadcast_to(np.float32(0), (300, 300)), "0.bias": np.zeros(300,
-                                                                                      np.float32)}
+    sd = {"0.weight": np.broadcast_to(np.float32(0), (300, 300)),
+          "0.bias": np.zeros(300, np.float32)}
     with pytest.raises(FormatError, match="broadcast view"):
         from_state_dict(sd, [{"kind": "dense", "key": "0"}])
 
