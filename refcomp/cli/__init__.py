@@ -110,6 +110,8 @@ def _cmd_run(args):
     check_input(args.model, "model")
     check_input(args.input)
     check_output(args.output, (args.model, args.input), force=args.force)
+    from ..io.limits import check_fits, declared_bytes
+    check_fits(declared_bytes(args.model), f"the model {args.model}")   # before loading it
     model = load_model(args.model)
     x = _read_input(args.input, args.dataset)
     _check_forward_fits(model, x)

@@ -23,7 +23,7 @@ limit             environment variable     meaning (default)
 Every declared size is checked against these limits *and* against the size of
 the file holding it before anything is allocated (:mod:`._h5check`, the
 Keras, ONNX and container readers, the bitstream decoders).  The command line
-checks an input batch's declared size and a lower bound of the forward pass's
+checks the model's and the input batch's declared sizes and a lower bound of the forward pass's
 working memory (:func:`forward_bytes`) against :func:`run_budget` before it
 reads or runs, and exits with one line naming both figures.
 """

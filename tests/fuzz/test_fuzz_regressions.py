@@ -253,7 +253,10 @@ def test_run_budget_applies_to_the_input_and_the_forward_pass(tmp_path, capsys):
     try:
         assert main(argv) == 1
         assert "max_run_bytes" in capsys.readouterr().err
-        limits.set_limits(max_run_bytes=100)            # below the 128-byte input
+        limits.set_limits(max_run_bytes=50)       # below the model's 72 declared bytes
+        assert main(argv) == 1
+        assert "the model" in capsys.readouterr().err
+        limits.set_limits(max_run_bytes=100)      # the model fits, not the 128-byte input
         assert main(argv) == 1
         assert "the input" in capsys.readouterr().err
         limits.set_limits(max_run_bytes=need)
