@@ -124,8 +124,10 @@ def declared_bytes(path):
     """Bytes the datasets of an HDF5 file declare (headers only, nothing read);
     0 when the file cannot be walked (its reader then reports why)."""
     import h5py
+    from ._h5check import _check_global_heaps
     total = []
     try:
+        _check_global_heaps(path)             # the walk below must not meet a corrupt heap
         with h5py.File(path, "r") as f:
             f.visititems(lambda n, o: total.append(o.size * o.dtype.itemsize)
                          if isinstance(o, h5py.Dataset) and o.size is not None else None)
