@@ -58,7 +58,8 @@ def _check_global_heaps(path):
     points at an object found above must declare at most the object's size
     in bytes (elements are at least one byte).  Descriptors are found by
     their (address, index) bytes; h5py's 8-byte addresses are assumed, as
-    everywhere in refcomp files.
+    everywhere in refcomp files, and file addresses equal to byte offsets (no
+    user block, as h5py writes by default).
 
     Raises
     ------
@@ -75,30 +76,30 @@ def _check_global_heaps(path):
 def _check_heaps_in(mm):
     """:func:`_check_global_heaps` on the bytes of a file (bytes or an mmap)."""
     size = len(mm)
-    if size >= 16:
-        if True:
-            objects = {}                    # collection address -> {index: object size}
-            pos = mm.find(b"GCOL")
-            while pos != -1:
-                head = mm[pos:pos + 16]
-                csize = int.from_bytes(head[8:16], "little")
-                if (len(head) == 16 and head[4:8] == b"\x01\x00\x00\x00"
-                        and 4096 <= csize <= size - pos):
-                    p, end = 16, csize
-                    while p + 16 <= end:
-                        obj = mm[pos + p:pos + p + 16]
-                        idx = int.from_bytes(obj[0:2], "little")
-                        osize = int.from_bytes(obj[8:16], "little")
-                        need = 16 + ((osize + 7) & ~7) if idx else osize
-                        if need <= 0 or need > end - p:
-                            raise FormatError(f"global heap collection at byte {pos}: object "
-                                              f"at byte {pos + p} declares {osize} bytes, "
-                                              "outside the collection (corrupt file)")
-                        if idx:
-                            objects.setdefault(pos, {})[idx] = osize
-                        p += need
-                pos = mm.find(b"GCOL", pos + 4)
-            _check_vlen_descriptors(mm, objects)
+    if size < 16:
+        return
+    objects = {}                    # collection address -> {index: object size}
+    pos = mm.find(b"GCOL")
+    while pos != -1:
+        head = mm[pos:pos + 16]
+        csize = int.from_bytes(head[8:16], "little")
+        if (len(head) == 16 and head[4:8] == b"\x01\x00\x00\x00"
+                and 4096 <= csize <= size - pos):
+            p, end = 16, csize
+            while p + 16 <= end:
+                obj = mm[pos + p:pos + p + 16]
+                idx = int.from_bytes(obj[0:2], "little")
+                osize = int.from_bytes(obj[8:16], "little")
+                need = 16 + ((osize + 7) & ~7) if idx else osize
+                if need <= 0 or need > end - p:
+                    raise FormatError(f"global heap collection at byte {pos}: object "
+                                      f"at byte {pos + p} declares {osize} bytes, "
+                                      "outside the collection (corrupt file)")
+                if idx:
+                    objects.setdefault(pos, {})[idx] = osize
+                p += need
+        pos = mm.find(b"GCOL", pos + 4)
+    _check_vlen_descriptors(mm, objects)
 
 
 def _check_vlen_descriptors(mm, objects):
