@@ -47,7 +47,8 @@ def _fork_safe_threading_layer():
 _fork_safe_threading_layer()
 
 from ._errors import (DecodeError, DTypeError, FormatError,  # noqa: E402
-                      MissingDependencyError, ParameterError, RefcompError, ShapeError)
+                      MissingDependencyError, ParameterError, RefcompError,
+                      ResourceLimitError, ShapeError)
 from . import convert, layers  # noqa: E402
 from .model import Layer, Model  # noqa: E402
 from .io.hdf5 import load, save  # noqa: E402
@@ -67,5 +68,6 @@ def __getattr__(name):
 
 
 __all__ = ["__version__", "RefcompError", "ShapeError", "DTypeError", "FormatError",
-           "DecodeError", "ParameterError", "MissingDependencyError", "convert", "layers",
+           "DecodeError", "ParameterError", "MissingDependencyError", "ResourceLimitError",
+           "convert", "layers",
            "Layer", "Model", "load", "save"]

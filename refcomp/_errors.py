@@ -6,7 +6,7 @@ and from the builtin exception a Python user would expect (``ValueError``,
 """
 
 __all__ = ["RefcompError", "ShapeError", "DTypeError", "FormatError",
-           "DecodeError", "ParameterError", "MissingDependencyError"]
+           "DecodeError", "ParameterError", "MissingDependencyError", "ResourceLimitError"]
 
 
 class RefcompError(Exception):
@@ -36,3 +36,8 @@ class DecodeError(RefcompError, ValueError):
 class MissingDependencyError(RefcompError, ImportError):
     """An optional dependency (a framework, hypothesis, ...) is not installed; the
     message names the extra that installs it (``pip install "refcomp[frameworks]"``)."""
+
+
+class ResourceLimitError(RefcompError, MemoryError):
+    """Work refused *before* it starts because its estimated memory exceeds the budget
+    (available memory, or a limit of :mod:`refcomp.io.limits`); the message gives both."""

@@ -11,17 +11,20 @@ The framework importers are submodules loaded on first access, so that
 - :mod:`refcomp.io.torch`: PyTorch state dicts and ``nn.Sequential``;
 - :mod:`refcomp.io.onnx`: ONNX graphs (needs the ``onnx`` package).
 
+Resource limits of every reader (and of ``refcomp run``): :mod:`refcomp.io.limits`.
+
 ``refcomp.io.keras`` works after a plain ``import refcomp`` (module
 ``__getattr__``), as does ``from refcomp.io import keras``.
 """
 
 import importlib
 
+from . import limits
 from .auto import file_kind, read_any
 from .hdf5 import load, read_arrays, register_encoding, save, write_arrays
 
 __all__ = ["load", "save", "register_encoding", "read_arrays", "write_arrays", "read_any",
-           "file_kind"]
+           "file_kind", "limits"]
 
 _LAZY_SUBMODULES = ("keras", "torch", "onnx")
 

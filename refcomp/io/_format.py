@@ -9,10 +9,13 @@ h5py import and the one-line message helpers.  Used by the checking
 modules; the public names are re-exported by :mod:`refcomp.io.hdf5`.
 
 The limits are read as attributes of this module at the time of each check
-(``_format.MAX_TOTAL_BYTES``...), so this module is the one place to change
-them (e.g. ``monkeypatch.setattr(refcomp.io._format, "MAX_DEPTH", 1)``);
-assigning the names re-exported by :mod:`refcomp.io.hdf5` has no effect.
+(``_format.MAX_TOTAL_BYTES``...), so this module is the one place they live;
+change them with :func:`refcomp.io.limits.set_limits` or the ``REFCOMP_MAX_*``
+environment variables (read once, at import: :data:`ENV_LIMITS`); assigning
+the names re-exported by :mod:`refcomp.io.hdf5` has no effect.
 """
+
+import os
 
 from ..weights import encoding_reader, registered_encodings
 
@@ -36,6 +39,33 @@ MAX_EXPANSION = 1024
 MAX_TOTAL_BYTES = 1 << 32
 #: Deepest nesting of residual blocks, and of groups inside one weight entry.
 MAX_DEPTH = 64
+#: Ceiling of the working memory the command line lets one forward pass or input
+#: batch need (bytes); None: the memory the system reports available.
+MAX_RUN_BYTES = None
+
+#: Environment variables read once at import (``refcomp.io.limits``): name -> limit.
+ENV_LIMITS = {"REFCOMP_MAX_BYTES": "MAX_TOTAL_BYTES", "REFCOMP_MAX_ELEMENTS": "MAX_ELEMENTS",
+              "REFCOMP_MAX_EXPANSION": "MAX_EXPANSION", "REFCOMP_MAX_DEPTH": "MAX_DEPTH",
+              "REFCOMP_MAX_RUN_BYTES": "MAX_RUN_BYTES"}
+
+
+def _env_limits():
+    for var, name in ENV_LIMITS.items():
+        text = os.environ.get(var)
+        if text is None or not text.strip():
+            continue
+        try:
+            value = int(text.strip().replace("_", ""), 0)
+        except ValueError:
+            value = -1
+        if value < 1:
+            from .._errors import ParameterError
+            raise ParameterError(f"environment variable {var}={text!r} must be a positive "
+                                 "integer (bytes, elements or levels)")
+        globals()[name] = value
+
+
+_env_limits()
 
 #: Exceptions h5py, NumPy and the encoding readers raise on malformed content;
 #: :func:`load` reports them as FormatError naming the HDF5 path being read.

@@ -37,7 +37,8 @@ def _oversized_int(value):
 
 
 def _check_global_heaps(path):
-    """Refuse a file holding a malformed HDF5 global heap collection.
+    """Refuse a file holding a malformed HDF5 global heap collection, or a
+    variable-length descriptor lying about the length of its heap object.
 
     Variable-length strings (every string attribute h5py writes) live in
     global heap collections (signature ``GCOL``).  The HDF5 library walks a
@@ -49,34 +50,75 @@ def _check_global_heaps(path):
     header are checked (version 1, zero reserved bytes, a size of at least
     4096 that fits the file).
 
+    A variable-length value is stored as a descriptor: its length (4 bytes,
+    in base elements), the collection's address (8 bytes) and the object's
+    index (4 bytes).  libhdf5 allocates the length the descriptor declares
+    *before* it looks at the heap object (a flipped byte there made it
+    allocate up to 4 GiB and fail only afterwards), so every descriptor that
+    points at an object found above must declare at most the object's size
+    in bytes (elements are at least one byte).  Descriptors are found by
+    their (address, index) bytes; h5py's 8-byte addresses are assumed, as
+    everywhere in refcomp files, and file addresses equal to byte offsets (no
+    user block, as h5py writes by default).
+
     Raises
     ------
     FormatError
-        Naming the byte offset of the malformed collection.
+        Naming the byte offset of the malformed collection or descriptor.
     """
     with open(path, "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        if size < 16:
+        if os.fstat(fh.fileno()).st_size < 16:
             return
         with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            pos = mm.find(b"GCOL")
-            while pos != -1:
-                head = mm[pos:pos + 16]
-                csize = int.from_bytes(head[8:16], "little")
-                if (len(head) == 16 and head[4:8] == b"\x01\x00\x00\x00"
-                        and 4096 <= csize <= size - pos):
-                    p, end = 16, csize
-                    while p + 16 <= end:
-                        obj = mm[pos + p:pos + p + 16]
-                        idx = int.from_bytes(obj[0:2], "little")
-                        osize = int.from_bytes(obj[8:16], "little")
-                        need = 16 + ((osize + 7) & ~7) if idx else osize
-                        if need <= 0 or need > end - p:
-                            raise FormatError(f"global heap collection at byte {pos}: object "
-                                              f"at byte {pos + p} declares {osize} bytes, "
-                                              "outside the collection (corrupt file)")
-                        p += need
-                pos = mm.find(b"GCOL", pos + 4)
+            _check_heaps_in(mm)
+
+
+def _check_heaps_in(mm):
+    """:func:`_check_global_heaps` on the bytes of a file (bytes or an mmap)."""
+    size = len(mm)
+    if size < 16:
+        return
+    objects = {}                    # collection address -> {index: object size}
+    pos = mm.find(b"GCOL")
+    while pos != -1:
+        head = mm[pos:pos + 16]
+        csize = int.from_bytes(head[8:16], "little")
+        if (len(head) == 16 and head[4:8] == b"\x01\x00\x00\x00"
+                and 4096 <= csize <= size - pos):
+            p, end = 16, csize
+            while p + 16 <= end:
+                obj = mm[pos + p:pos + p + 16]
+                idx = int.from_bytes(obj[0:2], "little")
+                osize = int.from_bytes(obj[8:16], "little")
+                need = 16 + ((osize + 7) & ~7) if idx else osize
+                if need <= 0 or need > end - p:
+                    raise FormatError(f"global heap collection at byte {pos}: object "
+                                      f"at byte {pos + p} declares {osize} bytes, "
+                                      "outside the collection (corrupt file)")
+                if idx:
+                    objects.setdefault(pos, {})[idx] = osize
+                p += need
+        pos = mm.find(b"GCOL", pos + 4)
+    _check_vlen_descriptors(mm, objects)
+
+
+def _check_vlen_descriptors(mm, objects):
+    """Each descriptor (length, address, index) pointing at a known heap object
+    declares at most the object's size (see :func:`_check_global_heaps`)."""
+    for addr, sizes in objects.items():
+        pat = addr.to_bytes(8, "little")
+        i = mm.find(pat, 4)
+        while i != -1:
+            idx = int.from_bytes(mm[i + 8:i + 12], "little")
+            osize = sizes.get(idx)
+            if osize is not None and i + 12 <= len(mm):
+                length = int.from_bytes(mm[i - 4:i], "little")
+                if length > osize:
+                    raise FormatError(f"variable-length value at byte {i - 4} declares "
+                                      f"{length} elements, but its global heap object "
+                                      f"(collection at byte {addr}, index {idx}) holds "
+                                      f"{osize} bytes (corrupt file)")
+            i = mm.find(pat, i + 1)
 
 
 class _Reader:

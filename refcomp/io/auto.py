@@ -140,8 +140,10 @@ def read_any(path, *, fmt="auto", config=None, layout="NCHW", spec=None, input_s
         try:
             sd = torch.load(p, map_location="cpu", weights_only=True)
         except Exception as exc:  # pickle/zip errors of many kinds
+            # torch's messages span several lines (advice on weights_only): first line only
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise FormatError(f"{p}: not a readable PyTorch state dict "
-                              f"({type(exc).__name__}: {exc})") from None
+                              f"({type(exc).__name__}: {' '.join(first.split())[:200]})") from None
         try:
             with open(spec, encoding="utf-8") as fh:
                 spec_list = json.load(fh)

@@ -44,6 +44,9 @@ from .._errors import FormatError, RefcompError
 from .._validate import check_choice
 from .. import convert
 from ..model import Layer, Model
+from . import _format
+from ._format import _CORRUPT, _one_line
+from ._h5check import _Reader, _check_global_heaps, _check_heaps_in
 
 __all__ = ["load", "SUPPORTED_LAYERS"]
 
@@ -108,17 +111,20 @@ def _snake(name):
     return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
-def _array(ds, where):
+def _array(ds, where, reader):
     h5py = _h5py()
     if not isinstance(ds, h5py.Dataset):
         raise FormatError(f"{where}: expected a dataset")
+    # size checked from the header (against the file and the limits) before reading
+    reader.dataset(ds, where)
     if ds.dtype not in (np.float32, np.float64):
         raise FormatError(f"{where}: unsupported weight dtype {ds.dtype} (float32/float64)")
     return ds[()]
 
 
 class _LegacyWeights:
-    def __init__(self, f):
+    def __init__(self, f, reader):
+        self.reader = reader
         self.root = f if "layer_names" in f.attrs or "model_weights" not in f \
             else f["model_weights"]
         self.names = _attr_list(self.root, "layer_names")
@@ -132,13 +138,14 @@ class _LegacyWeights:
             if wn not in g:
                 raise FormatError(f"layer {name!r} ({cls}): weight {wn!r} is listed in "
                                   "weight_names but missing")
-            out.append(_array(g[wn], f"{g.name}/{wn}"))
+            out.append(_array(g[wn], f"{g.name}/{wn}", self.reader))
         return out
 
 
 class _V3Weights:
-    def __init__(self, f, order):
+    def __init__(self, f, order, reader):
         h5py = _h5py()
+        self.reader = reader
         self.groups = {}
         if "layers" not in f:
             raise FormatError("Keras weights file has no 'layers' group")
@@ -163,7 +170,7 @@ class _V3Weights:
             if sub in g:
                 v = g[sub]
                 keys = sorted(v.keys(), key=int)
-                out.extend(_array(v[k], f"{v.name}/{k}") for k in keys)
+                out.extend(_array(v[k], f"{v.name}/{k}", self.reader) for k in keys)
         return out
 
 
@@ -183,9 +190,13 @@ def _read_config(config, path):
                               "(pass config=<dict or JSON file>)")
     try:
         with open(config, encoding="utf-8") as fh:
-            return json.load(fh)
-    except (OSError, ValueError) as exc:
-        raise FormatError(f"{config}: cannot read Keras config ({exc})") from None
+            value = json.load(fh)
+    except (OSError, ValueError, RecursionError) as exc:
+        raise FormatError(f"{config}: cannot read Keras config ({_one_line(exc)})") from None
+    if not isinstance(value, dict):
+        raise FormatError(f"{config}: a Keras config must be a JSON object, got "
+                          f"{type(value).__name__}")
+    return value
 
 
 # -- graph -------------------------------------------------------------------------------
@@ -501,39 +512,79 @@ def load(path, *, config=None, layout="NCHW", name=None):
         and its Keras class).
     """
     check_choice("layout", layout, ("NCHW", "NHWC"))
-    h5py = _h5py()
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FormatError(f"{path}: no such file")
     try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as z:
-                names = z.namelist()
-                if "config.json" not in names or "model.weights.h5" not in names:
-                    raise FormatError(f"{path}: .keras archive without config.json and "
-                                      "model.weights.h5")
-                cfg = json.loads(z.read("config.json"))
-                meta = json.loads(z.read("metadata.json")) if "metadata.json" in names else {}
-                blob = io.BytesIO(z.read("model.weights.h5"))
-            with h5py.File(blob, "r") as f:
-                order = [(n, c) for n, c, _, _ in _graph(cfg)[1] if c != "InputLayer"
-                         or cfg.get("class_name") != "Sequential"]
-                return _build(cfg, _V3Weights(f, order), layout,
-                              meta.get("keras_version", "3"), name)
-        with h5py.File(path, "r") as f:
-            if "model_config" in f.attrs:
-                cfg = json.loads(_text(f.attrs["model_config"]))
-                version = _text(f.attrs.get("keras_version", "unknown"))
-                return _build(cfg, _LegacyWeights(f), layout, version, name)
-            cfg = _read_config(config, path)
-            if "layer_names" in f.attrs:
-                return _build(cfg, _LegacyWeights(f), layout,
-                              _text(f.attrs.get("keras_version", "unknown")), name)
-            seq = cfg.get("class_name") == "Sequential"
-            order = [(n, c) for n, c, _, _ in _graph(cfg)[1] if not (seq and c == "InputLayer")]
-            return _build(cfg, _V3Weights(f, order), layout, "3", name)
-    except RefcompError:
-        raise
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
-        raise FormatError(f"{path}: not a readable Keras file ({type(exc).__name__}: {exc})") \
-            from None
+        return _load(path, config, layout, name)
+    except RefcompError as exc:
+        msg = _one_line(exc)
+        raise type(exc)(msg if msg.startswith(path) else f"{path}: {msg}") from None
+    except (_CORRUPT + (zipfile.BadZipFile, RecursionError, EOFError)) as exc:
+        raise FormatError(f"{path}: not a readable Keras file ({type(exc).__name__}: "
+                          f"{_one_line(exc)})") from None
+
+
+def _zip_member(z, name, limit, path):
+    """Bytes of member ``name``, refused before reading if it declares more than ``limit``."""
+    info = z.getinfo(name)
+    if info.file_size > limit:
+        raise FormatError(f"{path}: archive member {name!r} declares {info.file_size} bytes, "
+                          f"more than the limit {limit} (refcomp.io.limits)")
+    return z.read(name)
+
+
+def _load(path, config, layout, name):
+    h5py = _h5py()
+    size = os.path.getsize(path)
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+            if "config.json" not in names or "model.weights.h5" not in names:
+                raise FormatError(f"{path}: .keras archive without config.json and "
+                                  "model.weights.h5")
+            # JSON text at most the archive's size times the budget's expansion;
+            # the weights at most what a refcomp file of this size could declare
+            limit = min(_format.MAX_TOTAL_BYTES, _format.MAX_EXPANSION * size)
+            cfg = _json_object(_zip_member(z, "config.json", limit, path), "config.json")
+            meta = (_json_object(_zip_member(z, "metadata.json", limit, path), "metadata.json")
+                    if "metadata.json" in names else {})
+            blob = _zip_member(z, "model.weights.h5", limit, path)
+        _check_heaps_in(blob)
+        with h5py.File(io.BytesIO(blob), "r") as f:
+            reader = _Reader(f, len(blob))
+            order = [(n, c) for n, c, _, _ in _graph(cfg)[1] if c != "InputLayer"
+                     or cfg.get("class_name") != "Sequential"]
+            return _build(cfg, _V3Weights(f, order, reader), layout,
+                          str(meta.get("keras_version", "3")), name)
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise FormatError(f"not a readable Keras file ({type(exc).__name__}: "
+                          f"{_one_line(exc)})") from None
+    with f:
+        _check_global_heaps(path)
+        reader = _Reader(f, size)
+        if "model_config" in f.attrs:
+            reader.check_attrs(f, "/")
+            cfg = _json_object(reader.text(f, "model_config", "/"), "model_config")
+            version = _text(f.attrs.get("keras_version", "unknown"))
+            return _build(cfg, _LegacyWeights(f, reader), layout, version, name)
+        cfg = _read_config(config, path)
+        if "layer_names" in f.attrs:
+            return _build(cfg, _LegacyWeights(f, reader), layout,
+                          _text(f.attrs.get("keras_version", "unknown")), name)
+        seq = cfg.get("class_name") == "Sequential"
+        order = [(n, c) for n, c, _, _ in _graph(cfg)[1] if not (seq and c == "InputLayer")]
+        return _build(cfg, _V3Weights(f, order, reader), layout, "3", name)
+
+
+def _json_object(text, what):
+    """A JSON object from text or bytes (FormatError naming ``what`` otherwise)."""
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise FormatError(f"{what} is not valid JSON ({_one_line(exc)})") from None
+    if not isinstance(value, dict):
+        raise FormatError(f"{what} must be a JSON object, got {type(value).__name__}")
+    return value

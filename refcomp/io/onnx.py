@@ -39,13 +39,15 @@ the attribute or input.
 Weights are exact copies (permuted only) of the initializers.
 """
 
+import math
 import os
 
 import numpy as np
 
 from .._errors import FormatError, RefcompError
 from ..model import Layer, Model
-from . import _onnx_keras_rnn, _onnx_ops, _onnx_rnn, _onnx_unrolled
+from . import _format, _onnx_keras_rnn, _onnx_ops, _onnx_rnn, _onnx_unrolled
+from ._format import _CORRUPT, _one_line
 from ._onnx_core import (BATCH as _BATCH, T as _T, TimeMajor as _TimeMajor, Unused as _Unused,
                          Zeros as _Zeros, append as _append, dec as _dec,
                          describe as _describe, fail as _fail, onnx_attrs as _attrs)
@@ -57,6 +59,27 @@ _HANDLERS = dict(_onnx_ops.HANDLERS)
 _HANDLERS.update(_onnx_rnn.HANDLERS)
 SUPPORTED_OPS = tuple(sorted(set(_HANDLERS) | {
     "MatMul", "Add", "Identity", "Dropout", "Constant", "ConstantOfShape", "Concat", "Cast"}))
+
+
+def _check_initializer(t, path):
+    """Refuse an initializer whose declared size its stored bytes cannot back, before
+    :func:`onnx.numpy_helper.to_array` allocates it: every element takes at least one
+    byte of the serialized tensor in every encoding refcomp reads (raw bytes, packed
+    varints, floats), so more elements than serialized bytes is a lie; also external
+    data and negative or absurd dimensions."""
+    dims = [int(d) for d in t.dims]
+    if any(d < 0 for d in dims):
+        raise FormatError(f"{path}: initializer {t.name!r} has negative dimensions {dims}")
+    n = math.prod(dims)
+    if n > _format.MAX_ELEMENTS:
+        raise FormatError(f"{path}: initializer {t.name!r} declares {n} elements, more than "
+                          f"the limit {_format.MAX_ELEMENTS} (refcomp.io.limits)")
+    if t.data_location == 1 or len(t.external_data):
+        raise FormatError(f"{path}: initializer {t.name!r} keeps its data outside the file "
+                          "(external data is not read)")
+    if n > t.ByteSize():
+        raise FormatError(f"{path}: initializer {t.name!r} declares shape {tuple(dims)} "
+                          f"({n} elements) but stores only {t.ByteSize()} bytes")
 
 
 class _Interp:
@@ -237,11 +260,24 @@ def load(path, *, name=None, batch_axis=None):
     if batch_axis not in (None, 0, 1):
         raise FormatError(f"batch_axis must be None, 0 or 1, got {batch_axis!r}")
     try:
-        proto = onnx.load(path)
+        # external data would be read from any path the file names: refused instead
+        proto = onnx.load(path, load_external_data=False)
     except Exception as exc:  # protobuf raises its own DecodeError classes
-        raise FormatError(f"{path}: not a readable ONNX file ({type(exc).__name__}: {exc})") \
-            from None
+        raise FormatError(f"{path}: not a readable ONNX file ({type(exc).__name__}: "
+                          f"{_one_line(exc)})") from None
+    try:
+        return _from_proto(proto, path, name, batch_axis)
+    except RefcompError:
+        raise
+    except (_CORRUPT + (RecursionError,)) as exc:
+        raise FormatError(f"{path}: malformed ONNX graph ({type(exc).__name__}: "
+                          f"{_one_line(exc)})") from None
+
+
+def _from_proto(proto, path, name, batch_axis):
     g = proto.graph
+    for init in g.initializer:
+        _check_initializer(init, path)
     inits = {i.name for i in g.initializer}
     inputs = [i for i in g.input if i.name not in inits]
     if len(inputs) != 1 or len(g.output) != 1:
@@ -274,7 +310,7 @@ def load(path, *, name=None, batch_axis=None):
                 _fail(node, f"operator domain {node.domain!r} is not supported")
             it.run(node)
     except RefcompError as exc:
-        raise FormatError(f"{path}: {exc}") from None
+        raise FormatError(f"{path}: {_one_line(exc)}") from None
     out = it.v.get(g.output[0].name)
     if isinstance(out, _onnx_keras_rnn.E):
         producer = next((n for n in g.node if g.output[0].name in n.output), None)

@@ -32,9 +32,12 @@ excepted) and every needed one present with the right shape: otherwise
 :class:`FormatError`, as ``load_state_dict(strict=True)`` would.
 """
 
+import math
+
 import numpy as np
 
 from .._errors import FormatError, RefcompError
+from . import _format
 from ..model import LAYER_KINDS, Layer, Model, check_shapes, weight_shape_problem
 
 __all__ = ["from_state_dict", "from_sequential", "to_state_dict"]
@@ -52,7 +55,31 @@ _NAMES = {
 _IGNORED_SUFFIXES = ("num_batches_tracked",)
 
 
+def _check_declared(key, v):
+    """Refuse, before any copy, a tensor declaring more elements than the limits or
+    than its storage holds (an ``expand``-ed or broadcast view of a tiny storage
+    would be materialised by the copy)."""
+    shape = tuple(int(s) for s in getattr(v, "shape", ()))
+    n = math.prod(shape)
+    itemsize = int(getattr(getattr(v, "dtype", None), "itemsize", 0) or 0)
+    if n > _format.MAX_ELEMENTS or n * itemsize > _format.MAX_TOTAL_BYTES:
+        raise FormatError(f"state dict entry {key!r} declares shape {shape} ({n} elements), "
+                          f"more than the limits (refcomp.io.limits)")
+    if hasattr(v, "untyped_storage"):
+        stored = int(v.untyped_storage().nbytes())
+        itemsize = int(v.element_size())
+    elif isinstance(v, np.ndarray):
+        stored = v.nbytes if all(v.strides) or v.size <= 1 else 0
+    else:
+        return
+    if n > 1 and n * itemsize > stored:
+        raise FormatError(f"state dict entry {key!r} declares shape {shape} but its storage "
+                          f"holds only {stored} bytes (an expanded or broadcast view); pass "
+                          "contiguous tensors")
+
+
 def _to_numpy(key, v):
+    _check_declared(key, v)
     if hasattr(v, "detach"):                       # a torch tensor; never imports torch
         try:
             v = v.detach().cpu().numpy()
@@ -69,6 +96,17 @@ def _to_numpy(key, v):
 
 def _layer(entry, sd, used, where, tnames, prefix=""):
     """One spec entry -> Layer; ``tnames[id(layer)]`` records {weight: tensor name}."""
+    try:
+        return _layer_of(entry, sd, used, where, tnames, prefix)
+    except RefcompError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, ArithmeticError,
+            RecursionError) as exc:           # an entry of the wrong shape or types
+        raise FormatError(f"spec[{where}]: malformed entry ({type(exc).__name__}: "
+                          f"{' '.join(str(exc).split())[:200]})") from None
+
+
+def _layer_of(entry, sd, used, where, tnames, prefix):
     if isinstance(entry, str):
         if entry in _ACTS:
             return Layer("activation", name=entry, attrs={"function": entry})
@@ -77,7 +115,7 @@ def _layer(entry, sd, used, where, tnames, prefix=""):
         raise FormatError(f"spec[{where}]: expected a string or a dict with 'kind', got {entry!r}")
     e = dict(entry)
     kind = e.pop("kind")
-    if kind not in LAYER_KINDS:
+    if not isinstance(kind, str) or kind not in LAYER_KINDS:
         raise FormatError(f"spec[{where}]: unknown layer kind {kind!r}")
     key, name, sub = e.pop("key", None), e.pop("name", None), e.pop("layers", None)
     if kind == "gru":
