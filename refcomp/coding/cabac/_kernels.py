@@ -569,3 +569,62 @@ def decode_layer(data, order, reset_after, dq, row_skip_bin, ep_start, num_gtx, 
     if val < (rng << 7):
         return BAD, pos
     return OK, pos
+
+
+# ---------------------------------------------------- bin-level engine API
+@numba.njit(cache=True)
+def encode_bins(kinds, ctxs, vals, nbits, ctx_eco, out):
+    """Code a bin sequence: ``kinds[i]`` 0 = context bin ``vals[i]`` with model
+    ``ctxs[i]``, 1 = ``nbits[i]`` bypass bins holding ``vals[i]`` (MSB first);
+    models start from ``ctx_eco``; then terminate.  Returns ``(status, nbytes)``."""
+    n_ctx = ctx_eco.shape[0]
+    cs = np.zeros((n_ctx, 4), np.int64)
+    eco = np.zeros(n_ctx, np.int64)
+    for c in range(n_ctx):
+        _cs_init(cs, eco, c, ctx_eco[c])
+    low = np.int64(0)
+    rng = np.int64(510)
+    left = np.int64(23)
+    nbuf = np.int64(0)
+    bb = np.int64(0)
+    p = np.int64(0)
+    for i in range(kinds.shape[0]):
+        if kinds[i] == 0:
+            low, rng, left, nbuf, bb, p = _ebin(out, low, rng, left, nbuf, bb, p, cs, ctxs[i],
+                                                vals[i])
+        else:
+            low, left, nbuf, bb, p = _eep(out, low, rng, left, nbuf, bb, p, vals[i], nbits[i])
+        if p > out.shape[0]:
+            return FULL, 0
+    p = _enc_finish(out, low, rng, left, nbuf, bb, p)
+    if p > out.shape[0]:
+        return FULL, 0
+    return OK, p
+
+
+@numba.njit(cache=True)
+def decode_bins(data, kinds, ctxs, nbits, ctx_eco, vals):
+    """Inverse of :func:`encode_bins` (the bin kinds, models and widths given);
+    writes ``vals``; returns ``(status, bytes_read)``."""
+    n_ctx = ctx_eco.shape[0]
+    cs = np.zeros((n_ctx, 4), np.int64)
+    eco = np.zeros(n_ctx, np.int64)
+    for c in range(n_ctx):
+        _cs_init(cs, eco, c, ctx_eco[c])
+    rng = np.int64(510)
+    need = np.int64(-8)
+    val = (_rd(data, 0) << 8) + _rd(data, 1)
+    pos = np.int64(2)
+    for i in range(kinds.shape[0]):
+        if kinds[i] == 0:
+            val, rng, need, pos, b = _dbin(data, val, rng, need, pos, cs, ctxs[i])
+            vals[i] = b
+        else:
+            val, need, pos, b = _dep(data, val, rng, need, pos, nbits[i])
+            vals[i] = b
+        if pos > data.shape[0] + 4:
+            return BAD, pos
+    rng -= 2
+    if val < (rng << 7):
+        return BAD, pos
+    return OK, pos

@@ -360,3 +360,29 @@ def decode_layer_twin(data, order, reset_after, dq, row_skip_bin, ep_start, num_
 
 
 __all__ = ["encode_layer_twin", "decode_layer_twin", "FULL"]
+
+
+def encode_bins_twin(kinds, ctxs, vals, nbits, ctx_eco):
+    """Twin of ``encode_bins``: returns the payload bytes."""
+    ctx = [_Ctx(int(e)) for e in ctx_eco]
+    enc = _Enc()
+    for k, c, v, nb in zip(kinds.tolist(), ctxs.tolist(), vals.tolist(), nbits.tolist()):
+        if k == 0:
+            enc.bin(ctx[c], v)
+        else:
+            enc.bypass(v, nb)
+    return enc.finish()
+
+
+def decode_bins_twin(data, kinds, ctxs, nbits, ctx_eco):
+    """Twin of ``decode_bins``: returns ``(status, bytes_read, values)``."""
+    ctx = [_Ctx(int(e)) for e in ctx_eco]
+    dec = _Dec(bytes(data))
+    vals = []
+    for k, c, nb in zip(kinds.tolist(), ctxs.tolist(), nbits.tolist()):
+        vals.append(dec.bin(ctx[c]) if k == 0 else dec.bypass(nb))
+        if dec.pos > len(data) + 4:
+            return BAD, dec.pos, np.array(vals, dtype=np.int64)
+    if not dec.terminate():
+        return BAD, dec.pos, np.array(vals, dtype=np.int64)
+    return OK, dec.pos, np.array(vals, dtype=np.int64)
