@@ -14,7 +14,8 @@ from ..._validate import check_int
 from . import _kernels as _k
 from . import _twins as _t
 
-__all__ = ["encode_levels", "decode_levels", "scan_positions", "MAX_ABS_LEVEL", "MAX_LEVELS"]
+__all__ = ["encode_levels", "decode_levels", "scan_positions", "max_levels_for", "MAX_ABS_LEVEL",
+           "MAX_LEVELS"]
 
 #: Largest |level| accepted (NNCodec's quantizer limit, ``2**31 - 3``).
 MAX_ABS_LEVEL = (1 << 31) - 3
@@ -74,6 +75,19 @@ def _options(shape, scan_order, cabac_unary_length_minus1, general_profile_idc):
     eff_scan = 0 if (width == 1 or n == width) else scan_order
     ep_start = bool(eff_scan != 0 and int(reset.sum()) > 0)
     return order, reset, row_skip_bin, ep_start, cabac_unary_length_minus1 + 1
+
+
+def max_levels_for(nbytes):
+    """Most levels a payload of ``nbytes`` bytes can carry.
+
+    Every level costs at least one context-coded bin.  After a
+    renormalisation the range is in [256, 510]; a most-probable-symbol bin
+    subtracts ``rLPS >= 2`` from it, and a least-probable one renormalises at
+    once, so 128 context bins consume at least one bit.  The decoder stops
+    reading 4 bytes past the end, so it consumes at most ``8 * (nbytes + 4)``
+    bits beyond its 16-bit start: at most ``128 * (8 * nbytes + 48)`` bins.
+    """
+    return 128 * (8 * int(nbytes) + 48)
 
 
 def encode_levels(levels, *, dq=True, scan_order=0, cabac_unary_length_minus1=10,
@@ -157,7 +171,9 @@ def decode_levels(payload, shape, *, dq=True, scan_order=0, cabac_unary_length_m
     terminating bin, sets the row-skip flag (not supported), or decodes a
     level above ``2**31 - 1`` raises :class:`DecodeError`.  Work is bounded
     by ``prod(shape)`` levels of at most ``cabac_unary_length_minus1 + 66``
-    bins each; memory by the int32 output.
+    bins each; memory by the int32 output, and a shape declaring more levels
+    than the payload can hold (:func:`max_levels_for`) is refused before
+    anything is allocated.
     """
     if not isinstance(payload, (bytes, bytearray, memoryview)):
         raise ParameterError("payload must be bytes, got %s" % type(payload).__name__)
@@ -170,6 +186,9 @@ def decode_levels(payload, shape, *, dq=True, scan_order=0, cabac_unary_length_m
     data = np.frombuffer(bytes(payload), dtype=np.uint8)
     if data.size < 2:
         raise DecodeError("CABAC payload of %d bytes is truncated (at least 2 needed)" % data.size)
+    if n > max_levels_for(data.size):
+        raise DecodeError("shape %s declares %d levels: a %d-byte CABAC payload holds at most "
+                          "%d" % (shape, n, data.size, max_levels_for(data.size)))
     order, reset, rsb, eps, num_gtx = _options(shape, scan_order, cabac_unary_length_minus1,
                                                general_profile_idc)
     if twin:
