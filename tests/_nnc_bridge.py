@@ -16,6 +16,12 @@ The request names one operation and its .npy/.bin files:
   ``lambda_scale``, ``max_num_no_rem``, ``scan_order`` -> ``out`` (int32
   .npy); the qp NNCodec actually used is printed in the JSON reply.
 - ``time``: encode + decode ``repeat`` times; reply has the best seconds.
+- ``compress``: NNCodec's whole ``nnc.compress`` of the tensors in
+  ``params`` (.npz, name -> float32) at ``qp`` (its other defaults) ->
+  ``out`` (the NNC bitstream) and ``decoded`` (.npz, NNCodec's
+  ``decompress`` of it).  ``nncodec.framework`` (torch/tensorflow glue, not
+  used for a parameter dict) is replaced by empty modules so that the
+  CUDA-only torchvision is never imported.
 
 The reply is one JSON line on stdout.
 """
@@ -51,6 +57,24 @@ def decode(payload, shape, r):
                     int(r["general_profile_idc"]), 0, *_hdsp_off(shape), 0, 0)
     used = dec.finish()
     return out, int(used)
+
+
+def _compression_module():
+    import importlib.util
+    import os
+    import types
+    for name in ("nncodec.framework", "nncodec.framework.tensorflow_model",
+                 "nncodec.framework.pytorch_model", "nncodec.framework.use_case_init"):
+        sys.modules.setdefault(name, types.ModuleType(name))
+    fw = sys.modules["nncodec.framework"]
+    for sub in ("tensorflow_model", "pytorch_model", "use_case_init"):
+        setattr(fw, sub, sys.modules["nncodec.framework." + sub])
+    import nncodec
+    path = os.path.join(os.path.dirname(nncodec.__file__), "nnc", "compression.py")
+    spec = importlib.util.spec_from_file_location("_nnc_compression", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def main():
@@ -91,6 +115,18 @@ def main():
             best_e, best_d = min(best_e, t1 - t0), min(best_d, t2 - t1)
         reply.update(encode_s=best_e, decode_s=best_d, nbytes=len(data),
                      roundtrip=bool(np.array_equal(out, levels)))
+    elif op == "compress":
+        comp = _compression_module()
+        params = dict(np.load(r["params"]))
+        bs = comp.compress(params, bitstream_path=r["out"] + ".tmp", qp=int(r["qp"]),
+                           return_bitstream=True, verbose=False)
+        with open(r["out"], "wb") as f:
+            f.write(bytes(bs))
+        dec = comp.decompress(bytearray(bs), verbose=False)
+        if isinstance(dec, tuple):
+            dec = dec[0]
+        np.savez(r["decoded"], **{k: np.asarray(v) for k, v in (dec or {}).items()})
+        reply["nbytes"] = len(bs)
     else:
         raise SystemExit("unknown op %r" % op)
     print(json.dumps(reply))
