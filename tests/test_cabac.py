@@ -203,6 +203,26 @@ def test_trellis_twin(seed):
     assert np.array_equal(out.view(np.uint32), twin.view(np.uint32))
 
 
+@pytest.mark.parametrize("dq", [False, True])
+def test_rate_distortion_twin(dq):
+    rng = np.random.default_rng(11)
+    w = (rng.standard_normal(400) * 0.1).astype(np.float64)
+    out = np.empty(w.size, dtype=np.int32)
+    kern, twin = (QK.tcq_rd_kernel, QK.tcq_rd_twin) if dq else (QK.urq_rd_kernel, QK.urq_rd_twin)
+    kern(w, 40.0, 5000.0, 10, out)
+    tw = twin(w, 40.0, 5000.0, 10)
+    assert np.array_equal(out.view(np.uint32), tw.view(np.uint32))
+
+
+def test_rate_distortion_spends_fewer_bits():
+    rng = np.random.default_rng(12)
+    w = (rng.laplace(0, 0.02, (64, 64))).astype(np.float32)
+    for dq in (False, True):
+        sizes = [len(encode_levels(nnc_levels(w, qp=-34, dq=dq, lambda_scale=lam), dq=dq))
+                 for lam in (0.0, 1.0, 4.0)]
+        assert sizes[0] > sizes[1] > sizes[2]
+
+
 def test_quantizer_bad_input():
     with pytest.raises(refcomp.RefcompError):
         nnc_levels(np.ones(3), qp=0)                     # float64
@@ -211,7 +231,9 @@ def test_quantizer_bad_input():
     with pytest.raises(refcomp.ParameterError, match="overflow"):
         nnc_levels(np.array([1e30], np.float32), qp=-40)
     with pytest.raises(refcomp.ParameterError):
-        nnc_levels(np.ones(3, np.float32), qp=0, lambda_scale=1.0)
+        nnc_levels(np.ones(3, np.float32), qp=0, lambda_scale=-1.0)
+    with pytest.raises(refcomp.ParameterError):
+        nnc_levels(np.ones(3, np.float32), qp=0, lambda_scale=float("nan"))
 
 
 # -------------------------------------------------------- weight and tools

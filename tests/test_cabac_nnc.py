@@ -80,18 +80,28 @@ def test_hypothesis_levels_bytes_match(shape, seed, scale, dq, scan_order, param
 
 @settings(max_examples=25, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(_SHAPES, st.integers(0, 2**32 - 1), st.sampled_from([1e-3, 0.05, 1.0, 50.0]),
-       st.integers(-60, 0), st.booleans(), st.sampled_from([0, 1]))
-def test_hypothesis_quantizer_match(shape, seed, scale, qp, dq, scan_order):
+       st.integers(-60, 0), st.booleans(), st.sampled_from([0, 1]),
+       st.sampled_from([0.0, 0.0, 0.25, 1.0, 3.3]))
+def test_hypothesis_quantizer_match(shape, seed, scale, qp, dq, scan_order, lam):
     rng = np.random.default_rng(seed)
     w = (rng.standard_normal(shape) * scale).astype(np.float32)
     w[rng.random(shape) < 0.1] = 0.0
     try:
-        lv = nnc_levels(w, qp=qp, dq=dq, scan_order=scan_order)
+        lv = nnc_levels(w, qp=qp, dq=dq, scan_order=scan_order, lambda_scale=lam)
     except refcomp.ParameterError:
         return          # refcomp refuses int32 overflow; NNCodec would raise qp
-    ref, used_qp = _nnc.nnc_quantize(w, qp=qp, dq=dq, scan_order=scan_order)
+    ref, used_qp = _nnc.nnc_quantize(w, qp=qp, dq=dq, scan_order=scan_order, lambda_scale=lam)
     assert used_qp == qp
     np.testing.assert_array_equal(lv, ref)
+
+
+@pytest.mark.parametrize("lam", [0.5, 2.0])
+def test_rate_distortion_quantizers_shipped_weights(lam):
+    for name, w in MODEL_WEIGHTS[:8]:
+        for dq in (True, False):
+            ref, _ = _nnc.nnc_quantize(w, qp=-24, dq=dq, lambda_scale=lam)
+            np.testing.assert_array_equal(nnc_levels(w, qp=-24, dq=dq, lambda_scale=lam), ref,
+                                          err_msg=name)
 
 
 def test_decode_nncodec_payload():

@@ -38,8 +38,10 @@ def _cmd_compress(args):
     check_input(args.model, "model")
     if args.codec == "nnc":
         return _cmd_compress_nnc(args)
-    if args.qp is not None or args.nonweight_qp is not None or args.no_dq:
-        raise CLIError("--qp, --nonweight-qp and --no-dq set the NNC coder: add --codec nnc")
+    if args.qp is not None or args.nonweight_qp is not None or args.no_dq \
+            or args.lambda_scale != 0.0:
+        raise CLIError("--qp, --nonweight-qp, --lambda-scale and --no-dq set the NNC coder: "
+                       "add --codec nnc")
     if args.prune is None and not args.no_prune:
         raise CLIError("choose how much to prune: --prune S (fraction of each layer's weights "
                        "removed; no single value keeps accuracy on every model without "
@@ -105,7 +107,8 @@ def _cmd_compress_nnc(args):
     out, report = nnc_compress(
         model, qp=DEFAULT_QP if args.qp is None else args.qp,
         nonweight_qp=DEFAULT_NONWEIGHT_QP if args.nonweight_qp is None else args.nonweight_qp,
-        dq=not args.no_dq, progress=None if not args.quiet else False)
+        dq=not args.no_dq, lambda_scale=args.lambda_scale,
+        progress=None if not args.quiet else False)
     save(out, args.output)
     print(f"wrote {args.output}: {report.original_bits} -> {report.compressed_bits} bits, "
           f"tau = {report.tau:.3f}")
@@ -192,6 +195,9 @@ def register(subparsers):
                         "step = 2**(Q/4) at qp_density 2)")
     p.add_argument("--nonweight-qp", type=int, default=None, metavar="Q",
                    help="--codec nnc: qp of 1-D weights such as biases (default -75)")
+    p.add_argument("--lambda-scale", type=float, default=0.0, metavar="S",
+                   help="--codec nnc: rate-distortion quantization with CABAC rate estimates "
+                        "(NNCodec's lambda_scale; default 0: distortion only)")
     p.add_argument("--no-dq", action="store_true",
                    help="--codec nnc: uniform quantizer instead of dependent quantization")
     p.add_argument("--eval", nargs="?", const="test", default=None, metavar="SPLIT",

@@ -22,7 +22,7 @@ DEFAULT_NONWEIGHT_QP = -75
 
 def nnc_compress(model, *, qp=DEFAULT_QP, nonweight_qp=DEFAULT_NONWEIGHT_QP, qp_density=2,
                  dq=True, scan_order=0, cabac_unary_length_minus1=10, param_opt=True,
-                 progress=False):
+                 lambda_scale=0.0, progress=False):
     """NNC-code every float32 weight of ``model``; returns ``(Model, SizeReport)``.
 
     Parameters
@@ -32,7 +32,7 @@ def nnc_compress(model, *, qp=DEFAULT_QP, nonweight_qp=DEFAULT_NONWEIGHT_QP, qp_
         Quantization parameter of the weights with ndim >= 2.
     nonweight_qp : int
         Quantization parameter of the 1-D weights (biases...).
-    qp_density, dq, scan_order, cabac_unary_length_minus1, param_opt
+    qp_density, dq, scan_order, cabac_unary_length_minus1, param_opt, lambda_scale
         See :func:`refcomp.quantize.nnc_quantize`.
 
     Weights already compressed, or not float32, stay as they are.  Each
@@ -53,7 +53,7 @@ def nnc_compress(model, *, qp=DEFAULT_QP, nonweight_qp=DEFAULT_NONWEIGHT_QP, qp_
         updates[(path, name)] = nnc_quantize(
             w, qp=qp if w.ndim >= 2 else nonweight_qp, qp_density=qp_density, dq=dq,
             scan_order=scan_order, cabac_unary_length_minus1=cabac_unary_length_minus1,
-            param_opt=param_opt)
+            param_opt=param_opt, lambda_scale=lambda_scale)
         bar.update()
     out = model.replace_weights(updates) if updates else model.copy()
     return out, size_report(out)

@@ -21,11 +21,20 @@ step**2, double precision; NNCodec's ``lambda_scale = 0`` default, whose
 trellis carries no rate term: lambda = 0 stated).  The arithmetic and tie
 rules are in :mod:`refcomp.quantize._nnc_kernels`.
 
-Not provided: NNCodec's rate-distortion variants with ``lambda_scale > 0``
-(CABAC rate estimates in the trellis and in the uniform quantizer); they
-raise :class:`ParameterError` (see docs/nnc.md).  Where a level would leave
-int32 (NNCodec instead raises qp silently), :class:`ParameterError`.
+Rate-distortion variants (``lambda_scale`` s > 0, NNCodec's
+``quantLayer``): rates are DeepCABAC's estimates in 1/32768 bit (encoder
+table ``EST_BITS``; bypass bins 1 bit) on context models adapting along the
+path; costs are ``c * (w / step - t)**2 + rate`` with
+``c = 2**15 / (s * 4 * (ln 2 / 6) * 0.7)`` in the trellis (lambda =
+``s * 4 * ln(2) / 6 * 0.7`` in bits per step**2) and
+``c = 2**15 / (s * ln(2) / 6)`` in the uniform quantizer, which picks, per
+weight in scan order, the cheapest of 0, ``r - 1`` and ``r`` (``r = round
+half away(|w| / step)``).  NNCodec's estimator quirks are mirrored (see
+``_nnc_kernels``).  Where a level would leave int32 (NNCodec instead raises
+qp silently), :class:`ParameterError`.
 """
+import math
+
 import numpy as np
 
 from .._errors import ParameterError
@@ -58,7 +67,8 @@ def nnc_step_size(qp, qp_density=2):
     return np.float32(np.ldexp(float(mul), e))
 
 
-def nnc_levels(w, *, qp, qp_density=2, dq=True, lambda_scale=0.0, scan_order=0):
+def nnc_levels(w, *, qp, qp_density=2, dq=True, lambda_scale=0.0, scan_order=0,
+               cabac_unary_length_minus1=10):
     """Integer levels (int32, shape of ``w``) of NNC's quantizer for ``w``.
 
     Parameters
@@ -68,8 +78,13 @@ def nnc_levels(w, *, qp, qp_density=2, dq=True, lambda_scale=0.0, scan_order=0):
         Step size :func:`nnc_step_size`.
     dq : bool
         Dependent (trellis) quantization; else the uniform quantizer.
-    lambda_scale : float
-        Only 0.0 (NNCodec's default) is provided.
+    lambda_scale : float >= 0
+        0.0 (NNCodec's default): distortion only.  Above 0, rate-distortion
+        quantization with CABAC rate estimates (module docstring), rounded
+        to float32 first as NNCodec's binding does.
+    cabac_unary_length_minus1 : int
+        Greater-than flags of the rate estimator (NNCodec passes this value,
+        one less than its coder's, as ``maxNumNoRem``).
     scan_order : int, 0..4
         Scan of the trellis (the coder's scan, :func:`refcomp.coding.cabac.
         scan_positions`); irrelevant without ``dq``.
@@ -86,9 +101,11 @@ def nnc_levels(w, *, qp, qp_density=2, dq=True, lambda_scale=0.0, scan_order=0):
         raise ParameterError("w must have ndim >= 1, got a scalar")
     if not np.isfinite(w).all():
         raise ParameterError("w must be finite (NaN/Inf cannot be quantized)")
-    if lambda_scale != 0.0:
-        raise ParameterError("lambda_scale > 0 (NNCodec's rate-distortion quantizer) is not "
-                             "provided; use 0.0")
+    if not isinstance(lambda_scale, (int, float, np.floating)) or isinstance(lambda_scale, bool) \
+            or not np.isfinite(lambda_scale) or lambda_scale < 0 or lambda_scale > 1e6:
+        raise ParameterError("lambda_scale must be a finite float in [0, 1e6], got %r"
+                             % (lambda_scale,))
+    lam = float(np.float32(lambda_scale))       # NNCodec's binding takes a float32
     step = nnc_step_size(qp, qp_density)
     g32 = np.float32(1.0) / step
     scaled = half_away((g32 * w.astype(np.float32)).astype(np.float64))
@@ -96,12 +113,20 @@ def nnc_levels(w, *, qp, qp_density=2, dq=True, lambda_scale=0.0, scan_order=0):
     if scaled.size and (scaled.max() > lim or scaled.min() < -(lim if dq else lim + 1)):
         raise ParameterError("qp %d is too small for these weights: a level would overflow "
                              "int32 (NNCodec raises qp instead)" % qp)
-    if not dq:
+    if not dq and lam <= 0.0:
         return scaled.astype(np.int32)
-    order, _ = scan_positions(w.shape, scan_order)
+    order, _ = scan_positions(w.shape, scan_order if dq else 0)
     flat = w.ravel()[order].astype(np.float64)
     out = np.empty(flat.size, dtype=np.int32)
-    _k.tcq_kernel(flat, 1.0 / float(step), 1.0, out)
+    g = 1.0 / float(step)
+    num_gtx = check_int("cabac_unary_length_minus1", cabac_unary_length_minus1, lo=0, hi=31)
+    if not dq:
+        _k.urq_rd_kernel(flat, g, float(1 << 15) / (lam * (math.log(2.0) / 6.0)), num_gtx, out)
+    elif lam <= 0.0:
+        _k.tcq_kernel(flat, g, 1.0, out)
+    else:
+        c = float(1 << 15) / (lam * 4.0 * (math.log(2.0) / 6.0) * 0.7)
+        _k.tcq_rd_kernel(flat, g, c, num_gtx, out)
     res = np.empty(flat.size, dtype=np.int32)
     res[order] = out
     return res.reshape(w.shape)

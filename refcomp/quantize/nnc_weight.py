@@ -141,14 +141,17 @@ class NNCCoded(CompressedWeight):
 
 
 def nnc_quantize(w, *, qp, qp_density=2, dq=True, scan_order=0, cabac_unary_length_minus1=10,
-                 param_opt=True):
+                 param_opt=True, lambda_scale=0.0):
     """Quantize ``w`` (float32) with NNC's quantizer and code it: :class:`NNCCoded`.
 
-    Levels: :func:`refcomp.quantize.nnc.nnc_levels` (``lambda_scale`` 0);
+    Levels: :func:`refcomp.quantize.nnc.nnc_levels` (``lambda_scale``
+    default 0, NNCodec's);
     payload: :func:`refcomp.coding.cabac.encode_levels`.  Both equal NNCodec
     2.1.3's ``quantLayer`` + ``encodeLayer`` for the same options.
     """
-    levels = nnc_levels(w, qp=qp, qp_density=qp_density, dq=dq, scan_order=scan_order)
+    levels = nnc_levels(w, qp=qp, qp_density=qp_density, dq=dq, scan_order=scan_order,
+                        lambda_scale=lambda_scale,
+                        cabac_unary_length_minus1=cabac_unary_length_minus1)
     payload = encode_levels(levels, dq=dq, scan_order=scan_order,
                             cabac_unary_length_minus1=cabac_unary_length_minus1,
                             param_opt=param_opt)
