@@ -12,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 import refcomp
 from refcomp.coding.cabac import decode_levels, encode_levels
 from refcomp.coding.cabac.layer import max_levels_for
-from refcomp.quantize import NNCCoded, nnc_levels, nnc_quantize
+from refcomp.quantize import nnc_levels, nnc_quantize
 
 from test_cabac import dq_levels
 

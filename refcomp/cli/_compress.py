@@ -32,8 +32,22 @@ from . import CLIError
 __all__ = ["register"]
 
 
+def _save_and_report(args, model, out, report):
+    from ..io.hdf5 import save
+    save(out, args.output)
+    print(f"wrote {args.output}: {report.original_bits} -> {report.compressed_bits} bits, "
+          f"tau = {report.tau:.3f}")
+    if args.eval:
+        from ..data import load_split
+        from ..metrics import accuracy
+        x, y = load_split(args.eval)
+        print(f"accuracy on {args.eval} (no retraining): {accuracy(model(x), y):.4f} -> "
+              f"{accuracy(out(x), y):.4f}")
+    return 0
+
+
 def _cmd_compress(args):
-    from ..io.hdf5 import load_model as load, save
+    from ..io.hdf5 import load_model as load
     from ._files import check_input, check_output
     check_input(args.model, "model")
     if args.codec == "nnc":
@@ -78,20 +92,11 @@ def _cmd_compress(args):
             huffman=True if huffman is None else huffman, index_bits=args.index_bits,
             variant=DEFAULT_VARIANT if args.variant is None else args.variant,
             index_coding=args.index_coding, progress=None if not args.quiet else False)
-    save(out, args.output)
-    print(f"wrote {args.output}: {report.original_bits} -> {report.compressed_bits} bits, "
-          f"tau = {report.tau:.3f}")
-    if args.eval:
-        from ..data import load_split
-        from ..metrics import accuracy
-        x, y = load_split(args.eval)
-        print(f"accuracy on {args.eval} (no retraining): {accuracy(model(x), y):.4f} -> "
-              f"{accuracy(out(x), y):.4f}")
-    return 0
+    return _save_and_report(args, model, out, report)
 
 
 def _cmd_compress_nnc(args):
-    from ..io.hdf5 import load_model as load, save
+    from ..io.hdf5 import load_model as load
     from ._files import check_output
     for flag, value in (("--prune", args.prune), ("--kmeans", args.kmeans),
                         ("--huffman", args.huffman), ("--index-bits", args.index_bits),
@@ -109,16 +114,7 @@ def _cmd_compress_nnc(args):
         nonweight_qp=DEFAULT_NONWEIGHT_QP if args.nonweight_qp is None else args.nonweight_qp,
         dq=not args.no_dq, lambda_scale=args.lambda_scale,
         progress=None if not args.quiet else False)
-    save(out, args.output)
-    print(f"wrote {args.output}: {report.original_bits} -> {report.compressed_bits} bits, "
-          f"tau = {report.tau:.3f}")
-    if args.eval:
-        from ..data import load_split
-        from ..metrics import accuracy
-        x, y = load_split(args.eval)
-        print(f"accuracy on {args.eval} (no retraining): {accuracy(model(x), y):.4f} -> "
-              f"{accuracy(out(x), y):.4f}")
-    return 0
+    return _save_and_report(args, model, out, report)
 
 
 def _cmd_size(args):

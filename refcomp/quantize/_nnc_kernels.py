@@ -34,6 +34,36 @@ BRANCHES = _branches()
 BRANCHES.setflags(write=False)
 
 
+@numba.njit(cache=True, inline="always")
+def _slots(x, g, c, dist, lvl):
+    """The 4 candidates of weight ``x`` (slot ``t & 3``) and zero (slot 4):
+    distortion and coded value."""
+    s = -1 if x < 0 else 1
+    o = (g * x) * s
+    m = max(1, np.int64(o) - 1)
+    dist[4] = c * (o * o)
+    lvl[4] = 0
+    for t in range(m, m + 4):
+        d = o - t
+        dist[t & 3] = c * (d * d)
+        lvl[t & 3] = s * ((t + 1) >> 1)
+
+
+@numba.njit(cache=True)
+def _backtrack(cost, dec_lvl, dec_prev, out):
+    """Levels of the cheapest end state's path (first minimum)."""
+    st = 0
+    for ns in range(1, 8):
+        if cost[ns] < cost[st]:
+            st = ns
+    for i in range(dec_lvl.shape[0] - 1, -1, -1):
+        v = dec_lvl[i, st]
+        st = dec_prev[i, st]
+        if v != 0:
+            v = 2 * v + ((st & 1) if v < 0 else -(st & 1))
+        out[i] = v
+
+
 @numba.njit(cache=True)
 def tcq_kernel(w, g, c, out):
     """Trellis over ``w`` (float64, scan order); writes levels (int32,
@@ -47,16 +77,7 @@ def tcq_kernel(w, g, c, out):
     dist = np.empty(5)
     lvl = np.empty(5, np.int64)
     for i in range(n):
-        x = w[i]
-        s = -1 if x < 0 else 1
-        o = (g * x) * s
-        m = max(1, np.int64(o) - 1)
-        dist[4] = c * (o * o)
-        lvl[4] = 0
-        for t in range(m, m + 4):
-            d = o - t
-            dist[t & 3] = c * (d * d)
-            lvl[t & 3] = s * ((t + 1) >> 1)
+        _slots(w[i], g, c, dist, lvl)
         for ns in range(8):
             best = _DBL_MAX
             bl = 0
@@ -74,16 +95,18 @@ def tcq_kernel(w, g, c, out):
             dec_prev[i, ns] = bp
         for ns in range(8):
             prev_cost[ns] = cost[ns]
-    st = 0
-    for ns in range(1, 8):
-        if prev_cost[ns] < prev_cost[st]:
-            st = ns
-    for i in range(n - 1, -1, -1):
-        v = dec_lvl[i, st]
-        st = dec_prev[i, st]
-        if v != 0:
+    _backtrack(prev_cost, dec_lvl, dec_prev, out)
+
+
+def _backtrack_twin(costs, back):
+    st = min(range(8), key=lambda k: (costs[k], k))
+    res = [0] * len(back)
+    for i in range(len(back) - 1, -1, -1):
+        v, st = back[i][st]
+        if v:
             v = 2 * v + ((st & 1) if v < 0 else -(st & 1))
-        out[i] = v
+        res[i] = v
+    return np.array(res, dtype=np.int32)
 
 
 def tcq_twin(w, g, c):
@@ -110,14 +133,7 @@ def tcq_twin(w, g, c):
             step.append((best[1], best[2]))
         costs = new
         back.append(step)
-    st = min(range(8), key=lambda k: (costs[k], k))
-    res = [0] * len(back)
-    for i in range(len(back) - 1, -1, -1):
-        v, st = back[i][st]
-        if v:
-            v = 2 * v + ((st & 1) if v < 0 else -(st & 1))
-        res[i] = v
-    return np.array(res, dtype=np.int32)
+    return _backtrack_twin(costs, back)
 
 
 # ----------------------------------------------------------------------------
@@ -212,16 +228,7 @@ def tcq_rd_kernel(w, g, c, num_gtx, out):
     rate = np.empty((8, 5))
     pb = 0
     for i in range(n):
-        x = w[i]
-        s = -1 if x < 0 else 1
-        o = (g * x) * s
-        m = max(1, np.int64(o) - 1)
-        dist[4] = c * (o * o)
-        lvl[4] = 0
-        for t in range(m, m + 4):
-            d = o - t
-            dist[t & 3] = c * (d * d)
-            lvl[t & 3] = s * ((t + 1) >> 1)
+        _slots(w[i], g, c, dist, lvl)
         for p in range(8):
             for k in range(5):
                 rate[p, k] = float(_value_rate(bank_ctx[pb, p], lvl[k], p, bank_nb[pb, p],
@@ -248,16 +255,7 @@ def tcq_rd_kernel(w, g, c, num_gtx, out):
         for ns in range(8):
             prev_cost[ns] = cost[ns]
         pb = cb
-    st = 0
-    for ns in range(1, 8):
-        if prev_cost[ns] < prev_cost[st]:
-            st = ns
-    for i in range(n - 1, -1, -1):
-        v = dec_lvl[i, st]
-        st = dec_prev[i, st]
-        if v != 0:
-            v = 2 * v + ((st & 1) if v < 0 else -(st & 1))
-        out[i] = v
+    _backtrack(prev_cost, dec_lvl, dec_prev, out)
 
 
 @numba.njit(cache=True)
@@ -359,14 +357,7 @@ def tcq_rd_twin(w, g, c, num_gtx):
             nbs[cb][ns] = best[1]
         costs, pb = new, cb
         back.append(step)
-    st = min(range(8), key=lambda k: (costs[k], k))
-    res = [0] * len(back)
-    for i in range(len(back) - 1, -1, -1):
-        v, st = back[i][st]
-        if v:
-            v = 2 * v + ((st & 1) if v < 0 else -(st & 1))
-        res[i] = v
-    return np.array(res, dtype=np.int32)
+    return _backtrack_twin(costs, back)
 
 
 def urq_rd_twin(w, g, c, num_gtx):

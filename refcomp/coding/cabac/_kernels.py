@@ -51,6 +51,18 @@ def layout(num_gtx):
 # Registers as locals threaded through inlined helpers: low, range (rng),
 # bits_left (left), n_buffered (nbuf), buffered byte (bb), output position (p).
 @numba.njit(cache=True, inline="always")
+def _adapt(cs, c, s, b):
+    """Dual-rate update of model ``c`` (combined state ``s``) after bin ``b``."""
+    sign = 1 if b else -1
+    a0 = cs[c, 0]
+    a1 = s - a0 * 16
+    a0 += sign * (CURVE[16 + ((sign * a0) >> 3)] >> cs[c, 2])
+    a1 += sign * (CURVE[16 + ((sign * a1) >> 7)] >> cs[c, 3])
+    cs[c, 0] = a0
+    cs[c, 1] = a1 + 16 * a0
+
+
+@numba.njit(cache=True, inline="always")
 def _wout(out, low, left, nbuf, bb, p):
     lead = low >> (24 - left)
     left += 8
@@ -99,13 +111,7 @@ def _ebin(out, low, rng, left, nbuf, bb, p, cs, c, b):
         left -= n
     if left < 12:
         low, left, nbuf, bb, p = _wout(out, low, left, nbuf, bb, p)
-    sign = 1 if b else -1
-    a0 = cs[c, 0]
-    a1 = s - a0 * 16
-    a0 += sign * (CURVE[16 + ((sign * a0) >> 3)] >> cs[c, 2])
-    a1 += sign * (CURVE[16 + ((sign * a1) >> 7)] >> cs[c, 3])
-    cs[c, 0] = a0
-    cs[c, 1] = a1 + 16 * a0
+    _adapt(cs, c, s, b)
     return low, rng, left, nbuf, bb, p
 
 
@@ -274,6 +280,16 @@ def _cs_init(cs, eco, c, idx):
 
 
 @numba.njit(cache=True)
+def _fresh_store(n_ctx):
+    """``n_ctx`` models at the default initialisation, and their indices."""
+    cs = np.zeros((n_ctx, 4), np.int64)
+    eco = np.zeros(n_ctx, np.int64)
+    for c in range(n_ctx):
+        _cs_init(cs, eco, c, 0)
+    return cs, eco
+
+
+@numba.njit(cache=True)
 def encode_layer(levels, order, reset_after, dq, row_skip_bin, ep_start, num_gtx,
                  param_opt, out):
     """Code one layer's levels (int32, C order) into ``out``.
@@ -285,11 +301,8 @@ def encode_layer(levels, order, reset_after, dq, row_skip_bin, ep_start, num_gtx
     Returns ``(status, nbytes, index)`` (``index``: the offending scan index
     for ``PARITY``).
     """
-    n_ctx = 53 + 4 * num_gtx + 37
-    cs = np.zeros((n_ctx, 4), np.int64)
-    eco = np.zeros(n_ctx, np.int64)
-    for c in range(n_ctx):
-        _cs_init(cs, eco, c, 0)
+    cs, eco = _fresh_store(53 + 4 * num_gtx + 37)
+    n_ctx = cs.shape[0]
     low = np.int64(0)
     rng = np.int64(510)
     left = np.int64(23)
@@ -432,14 +445,7 @@ def _dbin(data, val, rng, need, pos, cs, c):
         val += _rd(data, pos) << need
         pos += 1
         need -= 8
-    # dual-rate update (as in _ebin)
-    sign = 1 if b else -1
-    a0 = cs[c, 0]
-    a1 = s - a0 * 16
-    a0 += sign * (CURVE[16 + ((sign * a0) >> 3)] >> cs[c, 2])
-    a1 += sign * (CURVE[16 + ((sign * a1) >> 7)] >> cs[c, 3])
-    cs[c, 0] = a0
-    cs[c, 1] = a1 + 16 * a0
+    _adapt(cs, c, s, b)
     return val, rng, need, pos, b
 
 
@@ -492,11 +498,8 @@ def decode_layer(data, order, reset_after, dq, row_skip_bin, ep_start, num_gtx, 
     """Decode a payload written by :func:`encode_layer` into ``out`` (int32,
     flat).  Returns ``(status, bytes_read)``; ``bytes_read`` may exceed
     ``len(data)`` (bytes past the end read as zero): the caller rejects it."""
-    n_ctx = 53 + 4 * num_gtx + 37
-    cs = np.zeros((n_ctx, 4), np.int64)
-    eco = np.zeros(n_ctx, np.int64)
-    for c in range(n_ctx):
-        _cs_init(cs, eco, c, 0)
+    cs, eco = _fresh_store(53 + 4 * num_gtx + 37)
+    n_ctx = cs.shape[0]
     rng = np.int64(510)
     need = np.int64(-8)
     val = (_rd(data, 0) << 8) + _rd(data, 1)
