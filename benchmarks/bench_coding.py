@@ -5,6 +5,14 @@ Symbols: 5-bit k-means codes (refcomp.quantize.kmeans, linear init) of
 (median of a few runs after a warm-up), speed ratios, and sizes against the
 Shannon entropy bound and the optimal Huffman payload + header.
 
+A second table (issue 25): DeepCABAC encode + decode of 1.18M NNC levels
+(8-state dependent quantization of N(0, 1) float32 weights at qp = -8, a
+(1180, 1000) tensor, NNCodec's default coder options), refcomp's Numba coder
+against NNCodec 2.1.3's C++ deepCABAC run in its own venv through
+tests/_nnc_bridge.py ($REFCOMP_NNC_PYTHON or /work/nnc-venv/bin/python;
+skipped with a message when absent).  Both timed in the same run; NNCodec's
+time is measured inside its process (no subprocess or file overhead).
+
 Run: python benchmarks/bench_coding.py
 """
 import math
@@ -120,5 +128,48 @@ def main():
     assert pb == opt
 
 
+def cabac_main():
+    import json
+    import subprocess
+    import tempfile
+    from refcomp.coding.cabac import decode_levels, encode_levels
+    from refcomp.quantize.nnc import nnc_levels
+    w = np.random.default_rng(0).standard_normal((1180, 1000)).astype(np.float32)
+    lv = nnc_levels(w, qp=-8, dq=True)
+    data = encode_levels(lv, dq=True)
+    assert np.array_equal(decode_levels(data, lv.shape, dq=True), lv)
+    te = timeit(lambda: encode_levels(lv, dq=True), 5)
+    td = timeit(lambda: decode_levels(data, lv.shape, dq=True), 5)
+    floor = np.empty_like(lv)
+    t_copy = timeit(lambda: np.copyto(floor, lv), 20)
+    print()
+    print("DeepCABAC, N = %d levels (dq, qp -8, max |level| %d), %d payload bytes (%.4f bits/level)"
+          % (lv.size, int(np.abs(lv).max()), len(data), 8 * len(data) / lv.size))
+    print("memory floor (np.copyto of the levels): %.3f ms" % (1e3 * t_copy))
+    print("%-40s %10s %10s %10s %8s" % ("coder", "enc ms", "dec ms", "total ms", "x refcomp"))
+    print("%-40s %10.2f %10.2f %10.2f %8.2f" % ("refcomp cabac (Numba)", 1e3 * te, 1e3 * td,
+                                                1e3 * (te + td), 1.0))
+    py = os.environ.get("REFCOMP_NNC_PYTHON", "/work/nnc-venv/bin/python")
+    if not os.path.exists(py):
+        print("NNCodec reference venv not found (%s): build it with tools/make_nnc_venv.sh" % py)
+        return
+    bridge = os.path.join(os.path.dirname(__file__), "..", "tests", "_nnc_bridge.py")
+    with tempfile.TemporaryDirectory() as d:
+        np.save(os.path.join(d, "lv.npy"), lv)
+        req = dict(op="time", levels=os.path.join(d, "lv.npy"), repeat=5, dq_flag=1,
+                   scan_order=0, general_profile_idc=1, num_gtx=11, param_opt=1)
+        with open(os.path.join(d, "r.json"), "w") as f:
+            json.dump(req, f)
+        r = subprocess.run([py, bridge, os.path.join(d, "r.json")], capture_output=True,
+                           text=True, check=True)
+    rep = json.loads(r.stdout.strip().splitlines()[-1])
+    ne, nd = rep["encode_s"], rep["decode_s"]
+    print("%-40s %10.2f %10.2f %10.2f %8.2f" % ("NNCodec 2.1.3 deepCABAC (C++)", 1e3 * ne,
+                                                1e3 * nd, 1e3 * (ne + nd), (ne + nd) / (te + td)))
+    print("NNCodec payload %d bytes (identical bytes: %s); speed ratio NNCodec/refcomp: encode "
+          "%.2f, decode %.2f" % (rep["nbytes"], rep["nbytes"] == len(data), ne / te, nd / td))
+
+
 if __name__ == "__main__":
     main()
+    cabac_main()

@@ -7,3 +7,12 @@ settings.register_profile("ci", derandomize=True, max_examples=60, deadline=None
 settings.register_profile("dev", max_examples=60, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_terminal_summary(terminalreporter):
+    # issue 25: say loudly when the NNCodec reference venv was not available
+    import sys
+    mod = sys.modules.get("_nnc")
+    for why in getattr(mod, "UNAVAILABLE", ()):
+        terminalreporter.write_sep("!", "NNCodec interoperability tests SKIPPED", red=True)
+        terminalreporter.write_line(why)

@@ -32,10 +32,30 @@ from . import CLIError
 __all__ = ["register"]
 
 
+def _save_and_report(args, model, out, report):
+    from ..io.hdf5 import save
+    save(out, args.output)
+    print(f"wrote {args.output}: {report.original_bits} -> {report.compressed_bits} bits, "
+          f"tau = {report.tau:.3f}")
+    if args.eval:
+        from ..data import load_split
+        from ..metrics import accuracy
+        x, y = load_split(args.eval)
+        print(f"accuracy on {args.eval} (no retraining): {accuracy(model(x), y):.4f} -> "
+              f"{accuracy(out(x), y):.4f}")
+    return 0
+
+
 def _cmd_compress(args):
-    from ..io.hdf5 import load_model as load, save
+    from ..io.hdf5 import load_model as load
     from ._files import check_input, check_output
     check_input(args.model, "model")
+    if args.codec == "nnc":
+        return _cmd_compress_nnc(args)
+    if args.qp is not None or args.nonweight_qp is not None or args.no_dq \
+            or args.lambda_scale != 0.0:
+        raise CLIError("--qp, --nonweight-qp, --lambda-scale and --no-dq set the NNC coder: "
+                       "add --codec nnc")
     if args.prune is None and not args.no_prune:
         raise CLIError("choose how much to prune: --prune S (fraction of each layer's weights "
                        "removed; no single value keeps accuracy on every model without "
@@ -72,16 +92,29 @@ def _cmd_compress(args):
             huffman=True if huffman is None else huffman, index_bits=args.index_bits,
             variant=DEFAULT_VARIANT if args.variant is None else args.variant,
             index_coding=args.index_coding, progress=None if not args.quiet else False)
-    save(out, args.output)
-    print(f"wrote {args.output}: {report.original_bits} -> {report.compressed_bits} bits, "
-          f"tau = {report.tau:.3f}")
-    if args.eval:
-        from ..data import load_split
-        from ..metrics import accuracy
-        x, y = load_split(args.eval)
-        print(f"accuracy on {args.eval} (no retraining): {accuracy(model(x), y):.4f} -> "
-              f"{accuracy(out(x), y):.4f}")
-    return 0
+    return _save_and_report(args, model, out, report)
+
+
+def _cmd_compress_nnc(args):
+    from ..io.hdf5 import load_model as load
+    from ._files import check_output
+    for flag, value in (("--prune", args.prune), ("--kmeans", args.kmeans),
+                        ("--huffman", args.huffman), ("--index-bits", args.index_bits),
+                        ("--variant", args.variant), ("--index-coding", args.index_coding)):
+        if value is not None:
+            raise CLIError(f"{flag} is a Deep Compression option; --codec nnc quantizes with "
+                           "--qp and codes with DeepCABAC")
+    if args.no_prune or args.no_kmeans:
+        raise CLIError("--no-prune/--no-kmeans are Deep Compression options, not --codec nnc's")
+    from ..compress.nnc import DEFAULT_NONWEIGHT_QP, DEFAULT_QP, nnc_compress
+    check_output(args.output, (args.model,), force=args.force)
+    model = load(args.model)
+    out, report = nnc_compress(
+        model, qp=DEFAULT_QP if args.qp is None else args.qp,
+        nonweight_qp=DEFAULT_NONWEIGHT_QP if args.nonweight_qp is None else args.nonweight_qp,
+        dq=not args.no_dq, lambda_scale=args.lambda_scale,
+        progress=None if not args.quiet else False)
+    return _save_and_report(args, model, out, report)
 
 
 def _cmd_size(args):
@@ -150,6 +183,19 @@ def register(subparsers):
                         "gamma/delta, Rice, zeta_k per weight on the relative indices; "
                         "webgraph = Boldi-Vigna coding of the kept positions (default: as "
                         "the value stream, Huffman)")
+    p.add_argument("--codec", choices=("deep", "nnc"), default="deep",
+                   help="deep (default): Deep Compression; nnc: MPEG NNC core as NNCodec "
+                        "2.1.3 (uniform or dependent quantization at --qp, DeepCABAC)")
+    p.add_argument("--qp", type=int, default=None, metavar="Q",
+                   help="--codec nnc: quantization parameter of the weights (default -38; "
+                        "step = 2**(Q/4) at qp_density 2)")
+    p.add_argument("--nonweight-qp", type=int, default=None, metavar="Q",
+                   help="--codec nnc: qp of 1-D weights such as biases (default -75)")
+    p.add_argument("--lambda-scale", type=float, default=0.0, metavar="S",
+                   help="--codec nnc: rate-distortion quantization with CABAC rate estimates "
+                        "(NNCodec's lambda_scale; default 0: distortion only)")
+    p.add_argument("--no-dq", action="store_true",
+                   help="--codec nnc: uniform quantizer instead of dependent quantization")
     p.add_argument("--eval", nargs="?", const="test", default=None, metavar="SPLIT",
                    help="print accuracy before/after on a split (default test)")
     p.add_argument("--quiet", action="store_true", help="no progress")

@@ -264,6 +264,11 @@ def weight_size(w, *, path="", kind="", weight=""):
                    # an order-0 bound of positions would mean nothing
                    index_entropy_bits=(None if w.index_coding == "webgraph"
                                        else entropy_bits(idx)))
+    from ..quantize.nnc_weight import QP_BITS, NNCCoded
+    if isinstance(w, NNCCoded):
+        return row(encoding="nnc(%s)" % ("dq" if w.dq else "urq"),
+                   values_bits=8 * len(w.payload), index_bits=0, codebook_bits=QP_BITS,
+                   header_bits=0, values_entropy_bits=entropy_bits(w.levels.ravel()))
     if isinstance(w, Quantized):
         code_bits = w.codes.size * w.bits
         return row(encoding=f"quantized({w.method})", values_bits=code_bits,

@@ -17,6 +17,8 @@ from .float_formats import (to_bfloat16, to_float16, to_float4_e2m1, to_float8_e
 from .posit import posit
 from .power_of_two import power_of_two
 from .binary import binary, xnor, ternary, ternary_ttq
+from .nnc import nnc_levels, nnc_step_size
+from .nnc_weight import NNCCoded, nnc_quantize
 
 __all__ = ["Quantized", "narrowest_code_dtype", "register_decoder", "from_codes"]
 __all__ += ["kmeans", "kmeans_optimal", "product_quantize", "ProductQuantized", "share_weights",
@@ -25,3 +27,4 @@ __all__ += ["uniform", "affine", "affine_params", "calibrate", "fixed_point",
             "dynamic_fixed_point", "minifloat", "to_bfloat16", "to_float16", "to_float8_e4m3fn",
             "to_float8_e5m2", "to_float8_e4m3fnuz", "to_float8_e5m2fnuz", "to_float4_e2m1",
             "to_format", "posit", "power_of_two", "binary", "xnor", "ternary", "ternary_ttq"]
+__all__ += ["nnc_levels", "nnc_step_size", "NNCCoded", "nnc_quantize"]

@@ -455,7 +455,8 @@ def method_names():
 PLUGIN_MODULES = ("refcomp.study.methods.quantize", "refcomp.study.methods.prune",
                   "refcomp.study.methods.compress", "refcomp.study.methods.layer",
                   "refcomp.study.methods.decompose", "refcomp.study.methods.integer",
-                  "refcomp.study.methods.hashing", "refcomp.study.methods.spectral")
+                  "refcomp.study.methods.hashing", "refcomp.study.methods.spectral",
+                  "refcomp.study.methods.nnc")
 _loaded = []
 
 

@@ -36,6 +36,7 @@ BUILTIN_MODULES = {
     "integer_linear": "refcomp.integer.weight",
     "xnor_packed": "refcomp.integer.xnor",
     "hashed": "refcomp.hashing.weight",
+    "nnc": "refcomp.quantize.nnc_weight",
 }
 
 #: name -> registered class (or legacy reader function)

@@ -16,6 +16,8 @@ imports the study.
   (:mod:`refcomp.integer`), calibrated on the calibration split.
 - :mod:`.hashing`: ``hashed`` (HashedNets, a layer method whose W becomes a
   :class:`refcomp.hashing.HashedWeight`);
+- :mod:`.nnc`: ``nnc`` (MPEG NNC core: dependent quantization + DeepCABAC,
+  swept over -qp);
 - :mod:`.spectral`: ``spectral`` (spectral sparsification by effective
   resistance, a layer method).
 """
