@@ -41,7 +41,7 @@ def test_float32_summation_orders_within_bound():
 
 
 @settings(max_examples=100)
-@given(layers(corner_cases=True))
+@given(layers(corner_cases=True, onnx_options=True))
 def test_every_layer_kind_within_bound_in_every_order(case):
     layer, x = case
     model = Model([layer])
@@ -339,7 +339,7 @@ def test_onnx_only_kinds_torch_and_onnxruntime_within_bound_and_tight():
     worst = {}
 
     @settings(max_examples=120, deadline=None)
-    @given(layers(kinds=("conv1d", "max_pool", "avg_pool", "dense")))
+    @given(layers(kinds=("conv1d", "max_pool", "avg_pool", "dense"), onnx_options=True))
     def run(case):
         layer, x = case
         model = Model([layer])

@@ -37,7 +37,7 @@ def test_options_float32_orders_within_bound():
     seen = collections.Counter()
 
     @settings(max_examples=250, deadline=None)
-    @given(layers(kinds=RNN))
+    @given(layers(kinds=RNN, onnx_options=True))
     def run(case):
         layer, x = case
         v, bound = reference_and_bound(Model([layer]), x)
@@ -65,7 +65,7 @@ def test_options_onnxruntime_within_bound():
     worst = collections.defaultdict(float)
 
     @settings(max_examples=150, deadline=None)
-    @given(layers(kinds=("lstm", "gru", "simple_rnn")))
+    @given(layers(kinds=("lstm", "gru", "simple_rnn"), onnx_options=True))
     def run(case):
         layer, x = case
         model = Model([layer])

@@ -81,10 +81,10 @@ def _image_shape(cfg):
 
 
 @st.composite
-def _layer(draw, kinds, corner):
+def _layer(draw, kinds, corner, onnx_options=False):
     kind = draw(st.sampled_from(tuple(kinds)))
     if kind == "dense":
-        cfg = draw(dense_configs(gemm=draw(st.booleans())))
+        cfg = draw(dense_configs(gemm=onnx_options and draw(st.booleans())))
         w = {"W": _w(draw, (cfg["out"], cfg["in"]), cfg["in"], corner)}
         if cfg["bias"]:
             w["b"] = _w(draw, (cfg["out"],), cfg["in"], corner)
@@ -109,7 +109,8 @@ def _layer(draw, kinds, corner):
         cfg = draw(pool2d_configs(kinds=(kind,)))
         return Layer(kind, attrs=cfg["attrs"]), _x(draw, _image_shape(cfg), corner)
     if kind in ("lstm", "gru", "mgu", "simple_rnn"):
-        cfg = draw(recurrent_configs(kinds=(kind,), onnx_options=draw(st.booleans())))
+        cfg = draw(recurrent_configs(kinds=(kind,),
+                                     onnx_options=onnx_options and draw(st.booleans())))
         return _rnn_layer(draw, cfg, corner), _x(draw, (cfg["N"], cfg["T"], cfg["F"]), corner)
     n = draw(st.integers(1, 3))
     if kind == "batch_norm":
@@ -134,7 +135,7 @@ def _layer(draw, kinds, corner):
     raise ParameterError(f"unknown layer kind {kind!r}")
 
 
-def layers(kinds=LAYER_KINDS_DRAWN, *, corner_cases=False):
+def layers(kinds=LAYER_KINDS_DRAWN, *, corner_cases=False, onnx_options=False):
     """One layer of a drawn kind with a fitting input batch: ``(Layer, x)``.
 
     Parameters
@@ -147,6 +148,14 @@ def layers(kinds=LAYER_KINDS_DRAWN, *, corner_cases=False):
         (:func:`weight_arrays`).  Off by default: with ties, a "same"
         maximum or a ReLU at exactly 0 is legitimate yet makes outputs
         compare less tightly.
+    onnx_options : bool, keyword-only
+        Also draw, in about half the examples, the options that only ONNX
+        expresses: Gemm ``alpha`` / ``beta`` on dense layers, and on LSTM,
+        GRU and simple RNN layers the direction, ``clip``, peepholes,
+        ``input_forget`` and activation lists
+        (:func:`recurrent_configs` with ``onnx_options=True``).  Off by
+        default, so a port of PyTorch's layers is tested on the layers it
+        implements.
 
     Returns
     -------
@@ -167,7 +176,7 @@ def layers(kinds=LAYER_KINDS_DRAWN, *, corner_cases=False):
     for k in kinds:
         if k not in LAYER_KINDS_DRAWN:
             raise ParameterError(f"unknown layer kind {k!r}; known: {LAYER_KINDS_DRAWN}")
-    return _layer(tuple(kinds), bool(corner_cases))
+    return _layer(tuple(kinds), bool(corner_cases), bool(onnx_options))
 
 
 @st.composite
