@@ -456,7 +456,8 @@ UNTIL_KILLED = textwrap.dedent("""
     if __name__ == "__main__":
         m = refcomp.load(default_data_dir() / "digits_cnn.h5")
         x, y = load_split("test")
-        run_study(m, x, y, workers=2, progress=False)
+        while True:        # the study takes seconds: run it again until the test kills us
+            run_study(m, x, y, workers=2, progress=False)
 """)
 
 
@@ -470,10 +471,14 @@ def test_workers_end_with_their_parent(sig, tmp_path):
     p = subprocess.Popen([sys.executable, str(tmp_path / "study.py")], env=_env(), cwd=tmp_path,
                          stderr=subprocess.PIPE, text=True)
     try:
-        _wait(lambda: len(_children(p.pid)) >= 3 or p.poll() is not None, 180, "workers")
-        time.sleep(1.0)
+        # Each experiment starts its own pool: take the tree the moment it is complete.
+        tree = []
+
+        def complete():
+            tree[:] = _descendants(p.pid)
+            return len(tree) >= 3 or p.poll() is not None
+        _wait(complete, 180, "workers")
         assert p.poll() is None, p.stderr.read()[-2000:]
-        tree = _descendants(p.pid)
         os.kill(p.pid, sig)
         p.wait(60)
     finally:
@@ -482,3 +487,20 @@ def test_workers_end_with_their_parent(sig, tmp_path):
             p.wait()
     assert len(tree) >= 3                 # two workers and the resource tracker
     _wait(lambda: not any(_alive(q) for q in tree), 15, f"workers {tree} to end")
+
+
+def test_a_swallowed_signal_stops_the_next_commit_and_wait(tmp_path):
+    # A SIGINT whose exception Python dropped (raised inside a weakref callback) must
+    # still keep files from being published and stop the task loop.
+    from refcomp import _interrupt
+    from refcomp.io import write_arrays
+    from refcomp.study.executors import run_tasks
+    dest = tmp_path / "a.h5"
+    _interrupt.set_pending(KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        write_arrays(dest, {"x": np.zeros(3, np.float32)})
+    assert not dest.exists() and os.listdir(tmp_path) == []
+    _interrupt.set_pending(KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        run_tasks(lambda state, it: it, None, [1, 2], progress=False)
+    _interrupt.check()                    # delivered once, then forgotten

@@ -28,6 +28,7 @@ import threading
 
 import numpy as np
 
+from .. import _interrupt
 from .._errors import RefcompError
 
 #: Modules that add sub-commands with ``register(subparsers)``.
@@ -179,9 +180,11 @@ def _on_signal(signum, frame):
     # that they cannot cut the cleanup short (it takes milliseconds).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if signum == signal.SIGTERM:
-        raise _Terminated
-    raise _Interrupted
+    exc = _Terminated() if signum == signal.SIGTERM else _Interrupted()
+    # If the main thread is in a weakref callback or a __del__, Python drops the
+    # exception; the waits and the file commits re-raise it (refcomp._interrupt).
+    _interrupt.set_pending(exc)
+    raise exc
 
 
 @contextlib.contextmanager
@@ -207,7 +210,10 @@ def main(argv=None):
     worker processes terminated, no output file is left partial.
     """
     with _signals():
-        return _main(argv)
+        try:
+            return _main(argv)
+        finally:
+            _interrupt.clear()
 
 
 def _main(argv):

@@ -28,6 +28,7 @@ import socket
 import sys
 import zlib
 
+from .. import _interrupt
 from .._errors import ParameterError
 
 __all__ = ["atomic_path", "atomic_directory", "check_complete", "checked_path", "temp_name",
@@ -186,6 +187,7 @@ def atomic_path(path):
         # Created with mode 0600; give the file the mode a plain open()
         # would (0666 minus the umask) so outputs are shareable as usual.
         os.chmod(tmp, 0o666 & ~_umask())
+        _interrupt.check()          # a signal Python swallowed: do not publish
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -330,6 +332,7 @@ def atomic_directory(path):
     os.mkdir(stage)
     try:
         yield stage
+        _interrupt.check()          # a signal Python swallowed: do not publish
         names = sorted(os.listdir(stage))
         _write_marker(stage, names)
         if not os.path.exists(path):

@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 
+from .. import _interrupt
 from .._errors import ParameterError
 from .._progress import Progress
 
@@ -218,6 +219,7 @@ def run_tasks(func, state, items, *, workers=1, scheduler=None, label="tasks", p
     if workers <= 1 or len(items) <= 1:
         out = []
         for it in items:
+            _interrupt.check()
             out.append(func(state, it))
             bar.update()
         return out
@@ -232,6 +234,7 @@ def run_tasks(func, state, items, *, workers=1, scheduler=None, label="tasks", p
             for i, it in enumerate(items):
                 futures[pool.submit(_call, func, it)] = i
         for fut in cf.as_completed(futures):
+            _interrupt.check()
             out[futures[fut]] = fut.result()
             bar.update()
     except BaseException:
@@ -266,6 +269,7 @@ def _run_dask(func, state, items, scheduler, bar):
         out = [None] * len(items)
         try:
             for fut in distributed.as_completed(futures):
+                _interrupt.check()
                 out[index[fut.key]] = fut.result()
                 bar.update()
         except BaseException:

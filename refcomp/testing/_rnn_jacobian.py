@@ -116,9 +116,12 @@ class _Ops:
         v = (1.0 - z.v) * n.v + z.v * h.v
         r = c.gamma(3) * (np.abs(n.v) + np.abs(h.v) + np.abs(z.v * (h.v - n.v)))
         dz = np.abs(h.v - n.v)
+        # |1 - z| and |z|, not 1 - z and z: a gate drawn through tanh, relu or a
+        # hard sigmoid with other alpha / beta leaves [0, 1] (the terms then went negative).
+        w_n, w_h = np.abs(1.0 - z.v), np.abs(z.v)
 
         def err(a, b, d):
-            return dz * a + (1 - z.v) * b + z.v * d + a * (b + d)
+            return dz * a + w_n * b + w_h * d + a * (b + d)
         return _Q(v, err(z.ea, n.ea, h.ea) + r, err(z.el, n.el, h.el) + r,
                   (1.0 - z.v)[..., None] * n.t + z.v[..., None] * h.t
                   + (h.v - n.v)[..., None] * z.t)

@@ -28,7 +28,7 @@ def _strategies():
     from ..testing.strategies import layers
 
     def only(kind, pred=None):
-        s = layers(kinds=(kind,))
+        s = layers(kinds=(kind,), onnx_options=True)
         return s if pred is None else s.filter(lambda c: pred(c[0]))
 
     def classic(pred=None):
