@@ -504,3 +504,31 @@ def test_a_swallowed_signal_stops_the_next_commit_and_wait(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         run_tasks(lambda state, it: it, None, [1, 2], progress=False)
     _interrupt.check()                    # delivered once, then forgotten
+
+
+LOCK_HELD_BY_DEAD_CHILD = textwrap.dedent("""
+    import os, signal
+    import numpy as np
+    import refcomp
+    from numba.np.ufunc import parallel
+    from refcomp.quantize import uniform
+    w = np.linspace(-1, 1, 64, dtype=np.float32)
+    uniform(w, 3)                              # the threading layer is up
+    pid = os.fork()
+    if pid == 0:                               # a child killed inside Numba's locked init
+        parallel._backend_init_process_lock.acquire()
+        os.kill(os.getpid(), signal.SIGKILL)
+    os.waitpid(pid, 0)
+    uniform(w, 3)                              # small: runs serial, sets the thread count
+    print("ok")
+""")
+
+
+@pytest.mark.skipif(not LINUX, reason="fork")
+def test_a_child_killed_holding_numbas_process_lock_does_not_hang_the_parent(tmp_path):
+    # numba.set_num_threads takes a multiprocessing semaphore shared with forked
+    # children; refcomp sets the count through the lock-free setter once the layer is up.
+    (tmp_path / "s.py").write_text(LOCK_HELD_BY_DEAD_CHILD)
+    res = subprocess.run([sys.executable, str(tmp_path / "s.py")], env=_env(), cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]

@@ -44,16 +44,8 @@ def max_pool2d_q(q, size, *, stride=None, padding=0):
 def _max_pool(xp, k, s, oh, ow):
     """kernels.pool.max_pool_nchw, on one thread for small inputs (same bits; fewer thread
     wake-ups on a loaded host)."""
-    import numba
-    from ..kernels._threads import num_threads
-    if xp.size >= 1 << 22:
-        return max_pool_nchw(xp, k[0], k[1], s[0], s[1], oh, ow)
-    old = num_threads()
-    numba.set_num_threads(1)
-    try:
-        return max_pool_nchw(xp, k[0], k[1], s[0], s[1], oh, ow)
-    finally:
-        numba.set_num_threads(old)
+    from ..kernels._threads import run_serial_below
+    return run_serial_below(1 << 22, max_pool_nchw, xp.size, xp, k[0], k[1], s[0], s[1], oh, ow)
 
 
 def avg_pool2d_q(q, size, *, zero_point, stride=None, padding=0, count_include_pad=True,
