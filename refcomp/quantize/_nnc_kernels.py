@@ -109,19 +109,26 @@ def _backtrack_twin(costs, back):
     return np.array(res, dtype=np.int32)
 
 
+def _twin_slots(x, g, c):
+    """The 5 candidate (distortion, level) slots of one weight, indexed as the kernels
+    index them (slot 4: level 0; slot t & 3: the level of quantizer index t)."""
+    s = -1 if x < 0 else 1
+    o = (g * x) * s
+    m = max(1, int(o) - 1)
+    slots = [None] * 5
+    slots[4] = (c * (o * o), 0)
+    for t in range(m, m + 4):
+        slots[t & 3] = (c * ((o - t) * (o - t)), s * ((t + 1) >> 1))
+    return slots
+
+
 def tcq_twin(w, g, c):
     """Plain-Python twin of :func:`tcq_kernel` (lists, Python floats and ints)."""
     br = BRANCHES.tolist()
     costs = [0.0] + [0.5 * float(_DBL_MAX)] * 7
     back = []
     for x in (float(v) for v in w):
-        s = -1 if x < 0 else 1
-        o = (g * x) * s
-        m = max(1, int(o) - 1)
-        slots = [None] * 5
-        slots[4] = (c * (o * o), 0)
-        for t in range(m, m + 4):
-            slots[t & 3] = (c * ((o - t) * (o - t)), s * ((t + 1) >> 1))
+        slots = _twin_slots(x, g, c)
         new, step = [], []
         for ns in range(8):
             best = None
@@ -333,13 +340,7 @@ def tcq_rd_twin(w, g, c, num_gtx):
     costs = [0.0] + [0.5 * float(_DBL_MAX)] * 7
     back, pb = [], 0
     for x in (float(v) for v in w):
-        s = -1 if x < 0 else 1
-        o = (g * x) * s
-        m = max(1, int(o) - 1)
-        slots = [None] * 5
-        slots[4] = (c * (o * o), 0)
-        for t in range(m, m + 4):
-            slots[t & 3] = (c * ((o - t) * (o - t)), s * ((t + 1) >> 1))
+        slots = _twin_slots(x, g, c)
         rate = [[float(_twin_value_rate(banks[pb][p], slots[k][1], p, nbs[pb][p], num_gtx,
                                         False)) for k in range(5)] for p in range(8)]
         cb = 1 - pb
