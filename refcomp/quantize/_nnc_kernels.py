@@ -154,11 +154,7 @@ def tcq_twin(w, g, c):
 # the source state but the contexts are updated in the destination state's
 # significance contexts, and its greater-than flag count is
 # cabac_unary_length_minus1 (one less than the coder's).
-from ..coding.cabac._tables import CURVE, ECO_SETS, EST_BITS  # noqa: E402
-
-
-def _n_ctx(num_gtx):
-    return 53 + 4 * num_gtx + 37
+from ..coding.cabac._tables import CURVE, ECO_SETS, EST_BITS, n_contexts  # noqa: E402
 
 
 @numba.njit(cache=True, inline="always")
@@ -219,7 +215,7 @@ def _init_ctx(ctx):
 def tcq_rd_kernel(w, g, c, num_gtx, out):
     """Trellis with rate: cost = path + c * (o - t)**2 + rate(level) (double)."""
     n = w.shape[0]
-    nctx = 53 + 4 * num_gtx + 37
+    nctx = n_contexts(num_gtx)
     bank_ctx = np.zeros((2, 8, nctx, 2), np.int64)
     bank_nb = np.zeros((2, 8), np.int64)
     for b in range(2):
@@ -269,7 +265,7 @@ def tcq_rd_kernel(w, g, c, num_gtx, out):
 def urq_rd_kernel(w, g, c, num_gtx, out):
     """Uniform quantizer with rate: per weight, the cheapest of 0 and the two
     levels below round(|w| g), cost c (o - t)**2 + rate(t) (rate of +t)."""
-    nctx = 53 + 4 * num_gtx + 37
+    nctx = n_contexts(num_gtx)
     ctx = np.zeros((nctx, 2), np.int64)
     _init_ctx(ctx)
     nb = np.int64(0)
@@ -329,7 +325,7 @@ def _twin_value_rate(ctx, v, state, nb, num_gtx, update):
 
 
 def _fresh_ctx(num_gtx):
-    return [[int(ECO_SETS[0, 3]), int(ECO_SETS[0, 2])] for _ in range(_n_ctx(num_gtx))]
+    return [[int(ECO_SETS[0, 3]), int(ECO_SETS[0, 2])] for _ in range(n_contexts(num_gtx))]
 
 
 def tcq_rd_twin(w, g, c, num_gtx):

@@ -27,7 +27,7 @@ quantization level does not belong to the quantizer its state selects),
 import numba
 import numpy as np
 
-from ._tables import CURVE, ECO_SETS, EST_BITS, RLPS
+from ._tables import CURVE, ECO_SETS, EST_BITS, RLPS, n_contexts
 
 OK, FULL, PARITY, BAD = 0, 1, 2, 3
 
@@ -301,7 +301,7 @@ def encode_layer(levels, order, reset_after, dq, row_skip_bin, ep_start, num_gtx
     Returns ``(status, nbytes, index)`` (``index``: the offending scan index
     for ``PARITY``).
     """
-    cs, eco = _fresh_store(53 + 4 * num_gtx + 37)
+    cs, eco = _fresh_store(n_contexts(num_gtx))
     n_ctx = cs.shape[0]
     low = np.int64(0)
     rng = np.int64(510)
@@ -498,7 +498,7 @@ def decode_layer(data, order, reset_after, dq, row_skip_bin, ep_start, num_gtx, 
     """Decode a payload written by :func:`encode_layer` into ``out`` (int32,
     flat).  Returns ``(status, bytes_read)``; ``bytes_read`` may exceed
     ``len(data)`` (bytes past the end read as zero): the caller rejects it."""
-    cs, eco = _fresh_store(53 + 4 * num_gtx + 37)
+    cs, eco = _fresh_store(n_contexts(num_gtx))
     n_ctx = cs.shape[0]
     rng = np.int64(510)
     need = np.int64(-8)

@@ -18,9 +18,18 @@ nncodec 2.1.3 sdist, ``extensions/deepCABAC/source/Lib/CommonLib``):
   context's initialisation (``param_opt``) and in the rate-distortion
   quantisers, so it is needed to reproduce NNCodec's bytes.
 """
+import numba
 import numpy as np
 
-__all__ = ["RLPS", "CURVE", "ECO_SETS", "EST_BITS"]
+__all__ = ["RLPS", "CURVE", "ECO_SETS", "EST_BITS", "n_contexts"]
+
+
+@numba.njit(cache=True, inline="always")
+def n_contexts(num_gtx):
+    """Context models in NNCodec's store for ``num_gtx`` greater-than flags (int): 53 before
+    the greater-than flags, 4 per flag, 37 after (layout in :mod:`refcomp.coding.cabac`)."""
+    return 53 + 4 * num_gtx + 37
+
 
 RLPS = np.array([
     128, 112, 97, 84, 74, 65, 57, 50, 45, 39, 34, 30, 27, 23, 20, 18, 15, 14, 12, 11, 10, 9, 7,

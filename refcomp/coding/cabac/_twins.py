@@ -7,7 +7,7 @@ tests assert identical bytes, levels and statuses.
 import numpy as np
 
 from ._kernels import BAD, FULL, OK, PARITY, TRANS
-from ._tables import CURVE, ECO_SETS, EST_BITS, RLPS
+from ._tables import CURVE, ECO_SETS, EST_BITS, RLPS, n_contexts
 
 _RLPS = RLPS.tolist()
 _CURVE = CURVE.tolist()
@@ -240,7 +240,7 @@ def encode_layer_twin(levels, order, reset_after, dq, row_skip_bin, ep_start, nu
     flat = [int(x) for x in np.asarray(levels).ravel()]
     order = [int(x) for x in order]
     resets = [bool(x) for x in reset_after]
-    n_ctx = 53 + 4 * num_gtx + 37
+    n_ctx = n_contexts(num_gtx)
     ctx = [_Ctx() for _ in range(n_ctx)]
     enc = _Enc()
     if row_skip_bin:
@@ -308,7 +308,7 @@ def encode_layer_twin(levels, order, reset_after, dq, row_skip_bin, ep_start, nu
 def decode_layer_twin(data, order, reset_after, dq, row_skip_bin, ep_start, num_gtx, n_out):
     """Twin of ``decode_layer``: returns ``(status, bytes_read, levels)``."""
     data = bytes(data)
-    n_ctx = 53 + 4 * num_gtx + 37
+    n_ctx = n_contexts(num_gtx)
     ctx = [_Ctx() for _ in range(n_ctx)]
     dec = _Dec(data)
     out = np.zeros(n_out, dtype=np.int32)
