@@ -175,7 +175,44 @@ class _Interrupted(KeyboardInterrupt):
     returned 130."""
 
 
+def _in_foreign_callback(frame):
+    """True if Numba or llvmlite code is on the main thread's stack.
+
+    Numba compiles through llvmlite, and LLVM calls back into Python through
+    ctypes (the object cache, the diagnostics handler); compiled code calls
+    back into Numba's Python helpers (``_numba_unpickle``).  An exception
+    raised there does not cross the C frames cleanly: ctypes drops it and LLVM
+    goes on with a buffer pointer left unset (SIGSEGV), or the compiled
+    caller returns "a result with an exception set" (SystemError and a
+    traceback); each was seen about once in 30 interrupted studies.  Compiled
+    code itself has no Python frame: a signal that arrives while it runs is
+    handled in refcomp's frame once it returns."""
+    roots = tuple(os.path.dirname(m.__file__) + os.sep for m in
+                  (sys.modules.get("numba"), sys.modules.get("llvmlite"))
+                  if m is not None and getattr(m, "__file__", None))
+    while roots and frame is not None:
+        if frame.f_code.co_filename.startswith(roots):
+            return True
+        frame = frame.f_back
+    return False
+
+
+_RETRY_SECONDS = 0.01
+
+
+def _send_again(signum):
+    if signal.getsignal(signum) is _on_signal:     # the command still runs
+        os.kill(os.getpid(), signum)
+
+
 def _on_signal(signum, frame):
+    if _in_foreign_callback(frame):
+        # Not here: send the signal to ourselves again in a moment, when the
+        # main thread has most likely left llvmlite (it retries until it has).
+        t = threading.Timer(_RETRY_SECONDS, _send_again, (signum,))
+        t.daemon = True
+        t.start()
+        return
     # The first SIGINT/SIGTERM unwinds the command; further ones are ignored so
     # that they cannot cut the cleanup short (it takes milliseconds).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
