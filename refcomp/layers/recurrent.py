@@ -21,7 +21,13 @@ Arithmetic shared by all cells (``precision="reference"``):
 Where the host has float64 vector FMA, the classic LSTM and GRU
 (``reset_after=True``) run these operations for the whole sequence in one
 parallel call (:mod:`refcomp.kernels.rnn_tiled`, batch rows split between
-threads); the per-step NumPy code below is its twin (same bits).
+threads); the per-step NumPy code below is its twin (same bits).  With
+float32 states that kernel first evaluates each row with vectorized
+activations of bounded error (:mod:`refcomp.kernels._fastact`) and keeps a
+stored state only when the libm-based float64 value provably rounds to the
+same float32 (Ziv's rounding test); otherwise, about one row-step in 10**3,
+it evaluates the row again through libm.  The result is the libm
+definition above, bit for bit, either way.
 
 ``precision="fast"`` (:mod:`refcomp.layers._rnn_fast`) evaluates the same
 formulas in the input dtype: per step one BLAS product of the fused weights
@@ -59,7 +65,11 @@ class _Ref:
 
     def affine(self, x, W, b):
         y = dense_acc64(x, W)
-        return y if b is None else y + b.astype(np.float64)
+        if b is not None:
+            # In place (y is new): the same additions, without a second
+            # array of the size of the whole sequence's projection.
+            y += b.astype(np.float64)
+        return y
 
     def sigmoid(self, v):
         return sigmoid64(v)
