@@ -520,6 +520,8 @@ SIGNAL_IN_CALLBACK = textwrap.dedent("""
     # A callback from C whose code lives in llvmlite's (or Numba's) folder, as LLVM's
     # object-cache callbacks and Numba's _numba_unpickle do; it signals itself.
     package = importlib.import_module(sys.argv[1])
+    where = package.__file__ if sys.argv[2] == "itself" else \
+        os.path.join(os.path.dirname(package.__file__), sys.argv[2])
     src = (
         "import os, signal\\n"
         "def compare(a, b):\\n"
@@ -527,7 +529,6 @@ SIGNAL_IN_CALLBACK = textwrap.dedent("""
         "    x, y = a[0], b[0]\\n"
         "    return (x > y) - (x < y)\\n")
     ns = {}
-    where = os.path.join(os.path.dirname(package.__file__), "refcomp_test_cb.py")
     exec(compile(src, where, "exec"), ns)
     CMP = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_int),
                            ctypes.POINTER(ctypes.c_int))
@@ -548,19 +549,39 @@ SIGNAL_IN_CALLBACK = textwrap.dedent("""
 
 
 @pytest.mark.skipif(not LINUX, reason="libc qsort")
-@pytest.mark.parametrize("package", ["llvmlite", "numba"])
-def test_a_signal_inside_a_numba_callback_is_delivered_after_it(package, tmp_path):
+@pytest.mark.parametrize("package,where", [("llvmlite", "binding/refcomp_test_cb.py"),
+                                           ("numba.core.serialize", "itself")])
+def test_a_signal_inside_a_numba_callback_is_delivered_after_it(package, where, tmp_path):
     # Raised inside a ctypes callback, the exception cannot cross LLVM's C frames:
     # ctypes drops it and LLVM went on with an unset buffer (SIGSEGV of an interrupted
     # study during a Numba compilation), or compiled code returned "a result with an
     # exception set". The CLI sends it again once out of Numba and llvmlite.
     (tmp_path / "s.py").write_text(SIGNAL_IN_CALLBACK)
-    res = subprocess.run([sys.executable, str(tmp_path / "s.py"), package], env=_env(),
+    res = subprocess.run([sys.executable, str(tmp_path / "s.py"), package, where], env=_env(),
                          cwd=tmp_path,
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.split() == ["True", "interrupted"], res.stdout + res.stderr[-2000:]
     assert "Exception ignored" not in res.stderr, res.stderr[-2000:]
+
+
+def test_only_callback_code_defers_a_signal():
+    # Numba's compiler is plain Python: a signal raised there unwinds it like any
+    # other code, so it must not wait for a whole (cold-cache) compilation.
+    import llvmlite
+    import numba.core.compiler
+    import numba.core.serialize
+    from refcomp import cli
+
+    def frame_in(filename):
+        ns = {}
+        exec(compile("import sys\nf = sys._getframe()", filename, "exec"), ns)
+        return ns["f"]
+    llvm_cb = os.path.join(os.path.dirname(llvmlite.__file__), "binding", "executionengine.py")
+    assert cli._in_foreign_callback(frame_in(llvm_cb))
+    assert cli._in_foreign_callback(frame_in(numba.core.serialize.__file__))
+    assert not cli._in_foreign_callback(frame_in(numba.core.compiler.__file__))
+    assert not cli._in_foreign_callback(frame_in(__file__))
 
 
 LOCK_HELD_BY_DEAD_CHILD = textwrap.dedent("""

@@ -175,21 +175,31 @@ class _Interrupted(KeyboardInterrupt):
     returned 130."""
 
 
-def _in_foreign_callback(frame):
-    """True if Numba or llvmlite code is on the main thread's stack.
+def _callback_roots():
+    # llvmlite: LLVM calls back into Python through ctypes (the object cache,
+    # the diagnostics handler); numba.core.serialize: compiled code calls
+    # back into _numba_unpickle (constants, exceptions to raise).
+    roots = []
+    for name, whole_package in (("llvmlite", True), ("numba.core.serialize", False)):
+        mod = sys.modules.get(name)
+        path = getattr(mod, "__file__", None)
+        if path:
+            roots.append(os.path.dirname(path) + os.sep if whole_package else path)
+    return tuple(roots)
 
-    Numba compiles through llvmlite, and LLVM calls back into Python through
-    ctypes (the object cache, the diagnostics handler); compiled code calls
-    back into Numba's Python helpers (``_numba_unpickle``).  An exception
-    raised there does not cross the C frames cleanly: ctypes drops it and LLVM
-    goes on with a buffer pointer left unset (SIGSEGV), or the compiled
-    caller returns "a result with an exception set" (SystemError and a
-    traceback); each was seen about once in 30 interrupted studies.  Compiled
-    code itself has no Python frame: a signal that arrives while it runs is
-    handled in refcomp's frame once it returns."""
-    roots = tuple(os.path.dirname(m.__file__) + os.sep for m in
-                  (sys.modules.get("numba"), sys.modules.get("llvmlite"))
-                  if m is not None and getattr(m, "__file__", None))
+
+def _in_foreign_callback(frame):
+    """True if the main thread's stack holds Python code that C calls back.
+
+    An exception raised in such a callback does not cross the C frames
+    cleanly: ctypes drops it and LLVM goes on with a buffer pointer left unset
+    (SIGSEGV), or the compiled caller returns "a result with an exception
+    set" (SystemError and a traceback); each was seen about once in 30
+    interrupted studies.  Numba's own compiler is plain Python (an exception
+    unwinds it like any other), and compiled code has no Python frame: a
+    signal that arrives while it runs is handled in the caller's frame once
+    it returns."""
+    roots = _callback_roots()
     while roots and frame is not None:
         if frame.f_code.co_filename.startswith(roots):
             return True
@@ -197,22 +207,41 @@ def _in_foreign_callback(frame):
     return False
 
 
-_RETRY_SECONDS = 0.01
+#: A signal that arrived inside a callback: [signum, the profile hook it replaced].
+_deferred = []
+_RETRY_SECONDS = 0.05
+
+
+def _deliver_when_safe(frame, event, arg):
+    # Profile hook of the main thread while a signal waits: the first call made
+    # outside every callback raises it there (before the callee runs).
+    if event in ("call", "c_call") and _deferred and not _in_foreign_callback(frame):
+        _on_signal(_deferred[0], frame)
 
 
 def _send_again(signum):
-    if signal.getsignal(signum) is _on_signal:     # the command still runs
+    # Backstop for a main thread that makes no Python call for a while (a
+    # loop of bytecodes only): the handler runs again at its next bytecode.
+    if _deferred and signal.getsignal(signum) is _on_signal:
         os.kill(os.getpid(), signum)
+
+
+def _clear_deferred():
+    if _deferred:
+        sys.setprofile(_deferred[1])
+        _deferred.clear()
 
 
 def _on_signal(signum, frame):
     if _in_foreign_callback(frame):
-        # Not here: send the signal to ourselves again in a moment, when the
-        # main thread has most likely left llvmlite (it retries until it has).
+        if not _deferred:
+            _deferred[:] = [signum, sys.getprofile()]
+            sys.setprofile(_deliver_when_safe)
         t = threading.Timer(_RETRY_SECONDS, _send_again, (signum,))
         t.daemon = True
         t.start()
         return
+    _clear_deferred()
     # The first SIGINT/SIGTERM unwinds the command; further ones are ignored so
     # that they cannot cut the cleanup short (it takes milliseconds).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -235,6 +264,7 @@ def _signals():
     try:
         yield
     finally:
+        _clear_deferred()
         for s, h in old.items():
             signal.signal(s, h)
 
