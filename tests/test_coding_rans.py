@@ -55,15 +55,15 @@ def _with_count(data, n):
 
 def _fails_small_and_fast(data, **kw):
     tracemalloc.start()
-    t = time.perf_counter()
+    t = time.process_time()
     try:
         with pytest.raises(refcomp.DecodeError):
             rans_decode(data, **kw)
-        elapsed = time.perf_counter() - t
+        elapsed = time.process_time() - t
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert elapsed < 0.5, elapsed
+    assert elapsed < 2.0, elapsed          # CPU seconds: a hang guard, not a benchmark
     assert peak < (1 << 20), peak                       # < 1 MiB allocated on the way
     return peak
 

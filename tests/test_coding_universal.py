@@ -288,18 +288,21 @@ def test_large_round_trip_linear_time():
     gaps = rng.geometric(0.1, 1_000_000).astype(np.int64) - 1
     for code, k in [("gamma", 0), ("delta", 0), ("rice", 3), ("zeta", 3)]:
         encode_ints(gaps[:10], code=code, k=k)         # compile outside the timing
-        t = time.perf_counter()
+        t = time.process_time()
         data = encode_ints(gaps, code=code, k=k)
         out = decode_ints(data)
-        assert time.perf_counter() - t < 3.0
+        assert time.process_time() - t < 3.0
         assert np.array_equal(out, gaps)
 
 
 def _assert_fast_decode_error(data, limit=2.0):
-    t = time.perf_counter()
+    # CPU seconds of the process (time.process_time), not wall time: these are
+    # guards against hangs and quadratic decoders, and a loaded host's waits for
+    # a core must not count (wall-clock limits made them flaky under load).
+    t = time.process_time()
     with pytest.raises(DecodeError):
         decode_ints(data)
-    elapsed = time.perf_counter() - t
+    elapsed = time.process_time() - t
     assert elapsed < limit, elapsed
 
 
@@ -316,11 +319,11 @@ def test_fuzz_large_inputs_bounded_time():
             for count in (8 * len(body), 8 * len(body) - 1, len(body), 1):
                 head = b"RU" + bytes([cid, k]) + count.to_bytes(8, "big")
                 try:                           # (all ones: a valid gamma / rice(0) stream)
-                    t = time.perf_counter()
+                    t = time.process_time()
                     decode_ints(head + body)
                 except DecodeError:
                     pass
-                assert time.perf_counter() - t < 2.0
+                assert time.process_time() - t < 2.0
         # the audit's case: 200 KB of random bytes behind a valid header
         _assert_fast_decode_error(b"RU" + bytes([cid, k]) + (8 * 200_000).to_bytes(8, "big")
                                   + payload[:200_000])
@@ -338,9 +341,9 @@ def test_fuzz_large_inputs_bounded_time():
         m = bytearray(good)
         for i in rng.integers(12, len(m), 50):
             m[i] ^= 0xFF
-        t = time.perf_counter()
+        t = time.process_time()
         try:
             decode_ints(bytes(m))
         except DecodeError:
             pass
-        assert time.perf_counter() - t < 2.0
+        assert time.process_time() - t < 2.0
