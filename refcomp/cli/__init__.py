@@ -98,27 +98,17 @@ def _report_nonfinite(name, a):
           f"{samples.size} of {a.shape[0]} samples (samples {first})", file=sys.stderr)
 
 
-def _check_forward_fits(model, x):
-    """Refuse, before running, a forward pass whose working memory cannot fit."""
-    from ..io.limits import check_fits, forward_bytes
-    if model.input_shape is None or x.ndim == 0 or tuple(x.shape[1:]) != model.input_shape:
-        return                        # the forward pass reports the mismatch itself
-    need, i, shape = forward_bytes(model, x.shape[0])
-    check_fits(need, f"the forward pass of model {model.name!r} on a batch of {x.shape[0]} "
-                     f"(layer {i} outputs {shape} per sample)")
-
-
 def _cmd_run(args):
     from ..io.hdf5 import load_model, write_arrays
     from ._files import check_input, check_output
     check_input(args.model, "model")
     check_input(args.input)
     check_output(args.output, (args.model, args.input), force=args.force)
-    from ..io.limits import check_fits, declared_bytes
-    check_fits(declared_bytes(args.model), f"the model {args.model}")   # before loading it
+    from ._files import check_forward_fits, check_model_fits
+    check_model_fits(args.model)              # before loading it
     model = load_model(args.model)
     x = _read_input(args.input, args.dataset)
-    _check_forward_fits(model, x)
+    check_forward_fits(model, x)
     y = model(x, precision=args.precision)
     if x.ndim and x.shape[0]:
         _report_nonfinite("the input", x)

@@ -53,3 +53,21 @@ def check_output(path, inputs=(), *, force=False, what="output"):
     if not os.path.isdir(parent):
         raise CLIError(f"{what} {p!r}: directory {parent!r} does not exist")
     return p
+
+
+def check_model_fits(path):
+    """Refuse, before loading, a model file whose declared arrays cannot fit
+    (:func:`refcomp.io.limits.declared_bytes` against the run budget)."""
+    from ..io.limits import check_fits, declared_bytes
+    check_fits(declared_bytes(path), f"the model {path}")
+
+
+def check_forward_fits(model, x):
+    """Refuse, before running, a forward pass whose working memory cannot fit
+    (:func:`refcomp.io.limits.forward_bytes` of the batch ``x``)."""
+    from ..io.limits import check_fits, forward_bytes
+    if model.input_shape is None or x.ndim == 0 or tuple(x.shape[1:]) != model.input_shape:
+        return                        # the forward pass reports the mismatch itself
+    need, i, shape = forward_bytes(model, x.shape[0])
+    check_fits(need, f"the forward pass of model {model.name!r} on a batch of {x.shape[0]} "
+                     f"(layer {i} outputs {shape} per sample)")

@@ -53,8 +53,9 @@ def _nonfinite(a):
 def _cmd_eval(args):
     from ..io.hdf5 import load_model
     from ..data import load_split
-    from ._files import check_input
+    from ._files import check_forward_fits, check_input, check_model_fits
     check_input(args.model, "model")
+    check_model_fits(args.model)
     model = load_model(args.model)
     x, y = load_split(args.data)
     if x.shape[0] == 0:
@@ -65,6 +66,7 @@ def _cmd_eval(args):
         raise ParameterError(f"split {args.data!r}: {n_bad} of {x.shape[0]} samples hold "
                              f"non-finite inputs (NaN/Inf; samples {first}); no accuracy "
                              "is reported (refcomp run computes their outputs)")
+    check_forward_fits(model, x)
     logits = model(x, precision=args.precision)
     if logits.ndim != 2 or logits.shape[0] != y.shape[0]:
         raise FormatError(f"model output has shape {logits.shape}; expected (N, classes) "

@@ -10,7 +10,7 @@ import numpy as np
 from .._errors import FormatError, ParameterError
 from ..io.auto import FILE_KINDS
 from . import CLIError
-from ._files import add_force, check_input, check_output
+from ._files import add_force, check_forward_fits, check_input, check_model_fits, check_output
 
 #: Files every study writes into --out (plots come on top).
 REPORT_FILES = ("runs.csv", "runs.json", "tables.md")
@@ -256,9 +256,11 @@ def _cmd_study(args):
     method_params = study_method_params(args.param, meths)
     model_path = args.model or os.path.join(default_data_dir(), "digits_cnn.h5")
     check_input(model_path, "model")
+    check_model_fits(model_path)
     model = load(model_path)
     data = args.data or "test"
     x, y = load_split(data)
+    check_forward_fits(model, x)       # one forward pass of the split, per process
     calibration = None
     if any("calibration" in m.needs for m in meths) or args.calib:
         # The shipped calibration split by default (data/digits_calib.h5).

@@ -238,9 +238,26 @@ def test_run_refuses_an_impossible_forward_pass_before_allocating(tmp_path, caps
                str(tmp_path / "y.h5")])
     err = capsys.readouterr().err
     assert rc == 1 and err.count("\n") == 1, err
-    assert "forward pass of model" in err and "(2, 200002, 200002)" in err or \
-        "(80001600008,)" in err, err
+    assert "forward pass of model" in err, err
+    assert "(2, 200002, 200002)" in err or "(80001600008,)" in err, err
     assert "not started" in err and not (tmp_path / "y.h5").exists()
+
+
+@pytest.mark.parametrize("command", ["eval", "study"])
+def test_eval_and_study_refuse_an_impossible_forward_pass_first(command, tmp_path, capsys):
+    """The same estimate as ``refcomp run`` before ``eval`` and ``study`` run a forward
+    pass (they caught the MemoryError late, after trying to allocate)."""
+    _padded(tmp_path, 100_000)
+    refcomp.io.write_arrays(tmp_path / "xy.h5", {"x": np.zeros((2, 1, 4, 4), np.float32),
+                                                 "y": np.zeros(2, np.int64)})
+    argv = [command, str(tmp_path / "pad.h5"), "--data", str(tmp_path / "xy.h5")]
+    if command == "study":
+        argv += ["--out", str(tmp_path / "out"), "--quiet", "--methods", "uniform"]
+    rc = main(argv)
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1, err
+    assert "forward pass of model" in err and "not started" in err, err
+    assert not (tmp_path / "out").exists()
 
 
 def test_run_budget_applies_to_the_input_and_the_forward_pass(tmp_path, capsys):
