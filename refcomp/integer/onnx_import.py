@@ -28,7 +28,7 @@ from .._errors import FormatError, RefcompError
 from ..io._format import _CORRUPT, _one_line
 from ..model import Model
 from .onnx_ops import dequantize_linear
-from .onnx_qlinear import QLINEAR_OPS, const_values, qlinear_to_qdq
+from .onnx_qlinear import QLINEAR_OPS, const_values, qlinear_to_qdq, scalar_param
 from .weight import IntegerLinear
 
 __all__ = ["load_qdq", "load_quantized"]
@@ -105,16 +105,6 @@ def load_qdq(path_or_model, *, name=None):
                           f"{_one_line(exc)[:160]})") from None
 
 
-def _scalar_param(consts, name, where, what):
-    if name not in consts:
-        raise FormatError(f"{where}: the {what} {name!r} is not a constant")
-    v = np.asarray(consts[name])
-    if v.size != 1:
-        raise FormatError(f"{where}: the {what} {name!r} must hold one value (per-tensor "
-                          f"activations), has shape {v.shape}")
-    return v.reshape(-1)[0]
-
-
 def _load(proto, label, name):
     from onnx import helper, numpy_helper
     consts = const_values(proto.graph, label)      # every tensor checked before it is read
@@ -160,8 +150,8 @@ def _load(proto, label, name):
             if len(q.input) < 3 or not q.input[2]:
                 raise FormatError(f"{_where(q)}: an activation's QuantizeLinear needs a "
                                   "constant zero point (its type is the codes' type)")
-            s = _scalar_param(consts, q.input[1], _where(q), "scale")
-            z = _scalar_param(consts, q.input[2], _where(q), "zero point")
+            s = scalar_param(consts, q.input[1], _where(q), "scale")
+            z = scalar_param(consts, q.input[2], _where(q), "zero point")
             if np.asarray(z).dtype.kind not in "iu":
                 raise FormatError(f"{_where(q)}: the zero point {q.input[2]!r} must be an "
                                   f"integer, got {np.asarray(z).dtype}")

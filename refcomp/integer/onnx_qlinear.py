@@ -34,7 +34,7 @@ from .._errors import FormatError
 from ..io._format import _one_line
 from ..io.onnx import _check_initializer
 
-__all__ = ["qlinear_to_qdq", "QLINEAR_OPS", "const_values"]
+__all__ = ["qlinear_to_qdq", "QLINEAR_OPS", "const_values", "scalar_param"]
 
 #: Operators on codes that this rewrite turns into their float form.
 QLINEAR_OPS = ("QLinearConv", "QLinearMatMul", "QGemm", "QLinearAdd")
@@ -65,6 +65,18 @@ def const_values(g, source="ONNX graph"):
                               f"(data type {t.data_type}, dims {list(t.dims)}: "
                               f"{type(exc).__name__}: {_one_line(exc)[:120]})") from None
     return vals
+
+
+def scalar_param(consts, name, where, what):
+    """The one value (0-d array) of the constant ``name``; FormatError naming ``where``
+    when it is not a constant or holds more or fewer than one value (per-tensor)."""
+    if name not in consts:
+        raise FormatError(f"{where}: the {what} {name!r} is not a constant")
+    v = np.asarray(consts[name])
+    if v.size != 1:
+        raise FormatError(f"{where}: the {what} {name!r} must hold one value (per-tensor), "
+                          f"has shape {v.shape}")
+    return v.reshape(())
 
 
 def _need(n, k, where):
@@ -142,13 +154,7 @@ def qlinear_to_qdq(proto):
         nodes.append(node)
 
     def scalar(name, where, what):
-        if name not in consts:
-            raise FormatError(f"{where}: the {what} {name!r} is not a constant")
-        v = np.asarray(consts[name])
-        if v.size != 1:
-            raise FormatError(f"{where}: the {what} {name!r} must hold one value, has shape "
-                              f"{v.shape}")
-        return v.reshape(())
+        return scalar_param(consts, name, where, what)
 
     def dq_as(code, s, z):
         out = fresh(code + "_f")
