@@ -21,27 +21,17 @@ parameters (as ORT's quantizer writes them).
 """
 
 import os
-import tempfile
 
 import numpy as np
 
-from .._errors import FormatError
+from .._errors import FormatError, RefcompError
+from ..io._format import _CORRUPT, _one_line
 from ..model import Model
 from .onnx_ops import dequantize_linear
-from .onnx_qlinear import QLINEAR_OPS, qlinear_to_qdq
+from .onnx_qlinear import QLINEAR_OPS, const_values, qlinear_to_qdq, scalar_param
 from .weight import IntegerLinear
 
 __all__ = ["load_qdq", "load_quantized"]
-
-
-def _const_values(g, numpy_helper):
-    vals = {i.name: numpy_helper.to_array(i) for i in g.initializer}
-    for n in g.node:
-        if n.op_type == "Constant":
-            for a in n.attribute:
-                if a.name == "value":
-                    vals[n.output[0]] = numpy_helper.to_array(a.t)
-    return vals
 
 
 def _attr(node, name, default):
@@ -50,6 +40,10 @@ def _attr(node, name, default):
             from onnx.helper import get_attribute_value
             return get_attribute_value(a)
     return default
+
+
+def _where(n):
+    return f"node {n.name or (n.output[0] if len(n.output) else '')!r} ({n.op_type})"
 
 
 def load_qdq(path_or_model, *, name=None):
@@ -63,6 +57,8 @@ def load_qdq(path_or_model, *, name=None):
     Parameters
     ----------
     path_or_model : str, path-like or onnx.ModelProto
+        A file is read without its external data (refused) and never modified; a
+        ModelProto is copied.
     name : str, optional model name
 
     Returns
@@ -75,26 +71,49 @@ def load_qdq(path_or_model, *, name=None):
     FormatError
         Not a QDQ graph of the supported shape: weights with a non-zero zero point, an
         activation without QuantizeLinear / DequantizeLinear parameters, inconsistent
-        parameters along pass-through layers, or anything :func:`refcomp.io.onnx.load`
-        refuses.
+        parameters along pass-through layers, a node without its inputs, a parameter that
+        is not a constant of the right size, a tensor whose declared shape or type its
+        bytes do not back, or anything :func:`refcomp.io.onnx.load` refuses.  The message
+        is one line naming the file (``"ONNX model"`` for a ModelProto) and the node.
     """
     try:
         import onnx
-        from onnx import helper, numpy_helper
     except ImportError:
         raise FormatError("reading ONNX files needs the 'onnx' package") from None
     if isinstance(path_or_model, onnx.ModelProto):
+        label = "ONNX model"
         proto = onnx.ModelProto()
         proto.CopyFrom(path_or_model)
     else:
+        label = os.fspath(path_or_model)
+        if not os.path.isfile(label):
+            raise FormatError(f"{label}: no such file")
         try:
-            proto = onnx.load(os.fspath(path_or_model))
-        except Exception as exc:
-            raise FormatError(f"{path_or_model}: not a readable ONNX file ({exc})") from None
+            # external data would be read from any path the file names: refused instead
+            proto = onnx.load(label, load_external_data=False)
+        except Exception as exc:  # noqa: BLE001 (protobuf raises its own DecodeError classes)
+            raise FormatError(f"{label}: not a readable ONNX file ({type(exc).__name__}: "
+                              f"{_one_line(exc)[:160]})") from None
+    try:
+        return _load(proto, label, name)
+    except RefcompError as exc:
+        msg = _one_line(exc)
+        raise FormatError(msg if msg.startswith(label) else f"{label}: {msg}") from None
+    except (_CORRUPT + (RecursionError,)) as exc:
+        # a defect of the graph that none of the checks names
+        raise FormatError(f"{label}: malformed QDQ graph ({type(exc).__name__}: "
+                          f"{_one_line(exc)[:160]})") from None
+
+
+def _load(proto, label, name):
+    from onnx import helper, numpy_helper
+    consts = const_values(proto.graph, label)      # every tensor checked before it is read
     if any(n.op_type in QLINEAR_OPS for n in proto.graph.node):
         proto = qlinear_to_qdq(proto)      # the QLinear form, rewritten as its QDQ form
+        consts = const_values(proto.graph, label)
     g = proto.graph
-    consts = _const_values(g, numpy_helper)
+    if len(g.output) != 1:
+        raise FormatError(f"graphs with {len(g.output)} outputs are not supported (exactly one)")
     producer = {o: n for n in g.node for o in n.output}
     dq_const = {}            # output name -> (codes, scale, zero point, axis)
     act = {}                 # float tensor name -> (scale, zero point)
@@ -102,24 +121,41 @@ def load_qdq(path_or_model, *, name=None):
     keep = []
     new_inits = []
     for n in g.node:
+        if n.op_type in ("DequantizeLinear", "QuantizeLinear") and \
+                (len(n.input) < 2 or len(n.output) < 1):
+            raise FormatError(f"{_where(n)}: needs an input, a scale and an output")
         if n.op_type == "DequantizeLinear" and n.input[0] in consts:
             codes = consts[n.input[0]]
+            if n.input[1] not in consts:
+                raise FormatError(f"{_where(n)}: the scale {n.input[1]!r} of constant codes is "
+                                  "not a constant")
             scale = consts[n.input[1]]
-            zp = consts[n.input[2]] if len(n.input) > 2 and n.input[2] else None
+            zname = n.input[2] if len(n.input) > 2 else ""
+            if zname and zname not in consts:
+                raise FormatError(f"{_where(n)}: the zero point {zname!r} is not a constant")
+            zp = consts[zname] if zname else None
             axis = _attr(n, "axis", 1)
+            try:
+                value = dequantize_linear(codes, scale, zp, axis=axis)
+            except RefcompError as exc:
+                raise FormatError(f"{_where(n)}: {_one_line(exc)}") from None
             dq_const[n.output[0]] = (codes, scale, zp, axis)
-            new_inits.append(numpy_helper.from_array(
-                dequantize_linear(codes, scale, zp, axis=axis), n.output[0]))
+            new_inits.append(numpy_helper.from_array(value, n.output[0]))
             continue
         if n.op_type == "DequantizeLinear":
             q = producer.get(n.input[0])
             if q is None or q.op_type != "QuantizeLinear":
-                raise FormatError(f"node {n.name!r}: DequantizeLinear of a tensor that no "
+                raise FormatError(f"{_where(n)}: DequantizeLinear of a tensor that no "
                                   "QuantizeLinear produces")
-            s = consts[q.input[1]]
-            z = consts[q.input[2]]
-            act[q.input[0]] = (float(np.asarray(s).reshape(-1)[0]),
-                               int(np.asarray(z).reshape(-1)[0]), np.asarray(z).dtype)
+            if len(q.input) < 3 or not q.input[2]:
+                raise FormatError(f"{_where(q)}: an activation's QuantizeLinear needs a "
+                                  "constant zero point (its type is the codes' type)")
+            s = scalar_param(consts, q.input[1], _where(q), "scale")
+            z = scalar_param(consts, q.input[2], _where(q), "zero point")
+            if np.asarray(z).dtype.kind not in "iu":
+                raise FormatError(f"{_where(q)}: the zero point {q.input[2]!r} must be an "
+                                  f"integer, got {np.asarray(z).dtype}")
+            act[q.input[0]] = (float(s), int(z), np.asarray(z).dtype)
             rename[n.output[0]] = q.input[0]
             continue
         if n.op_type == "QuantizeLinear":
@@ -132,23 +168,20 @@ def load_qdq(path_or_model, *, name=None):
     outs = [rename.get(o.name, o.name) for o in g.output]
     used = {x for n in keep for x in n.input}
     g2 = helper.make_graph(keep, g.name or "qdq", list(g.input),
-                           [helper.make_tensor_value_info(outs[0], onnx.TensorProto.FLOAT,
-                                                          None)],
+                           [helper.make_tensor_value_info(outs[0], 1, None)],   # FLOAT
                            [i for i in g.initializer if i.name in used
                             and i.name not in dq_const] + [i for i in new_inits if i.name in used])
     m2 = helper.make_model(g2, opset_imports=list(proto.opset_import))
     m2.ir_version = proto.ir_version
-    from ..io.onnx import load as load_float
-    with tempfile.TemporaryDirectory() as d:
-        p = os.path.join(d, "stripped.onnx")
-        onnx.save(m2, p)
-        fmodel = load_float(p, name=name)
+    from ..io.onnx import load_proto
+    fmodel = load_proto(m2, source=label, name=name)
     return _attach(fmodel, keep, dq_const, act, consts, outs[0], g)
 
 
 def _attach(fmodel, nodes, dq_const, act, consts, out_name, g):
     weighted = [n for n in nodes if n.op_type in ("Conv", "Gemm", "MatMul")]
-    adds = [n for n in nodes if n.op_type == "Add" and all(x in act for x in n.input[:2])]
+    adds = [n for n in nodes if n.op_type == "Add" and len(n.input) >= 2
+            and all(x in act for x in n.input[:2])]
     layers = [(p, l) for p, l in fmodel.named_layers() if l.kind in ("dense", "conv2d")]
     residuals = [p for p, l in fmodel.named_layers() if l.kind == "residual"]
     if len(layers) != len(weighted):
@@ -156,49 +189,66 @@ def _attach(fmodel, nodes, dq_const, act, consts, out_name, g):
                           f"{len(layers)} dense/conv2d layers")
     dts = {v[2] for v in act.values()}
     if len(dts) != 1 or np.dtype(next(iter(dts))).name not in ("int8", "uint8"):
-        raise FormatError(f"QDQ import: activations must all be int8 or all uint8, got {dts}")
+        raise FormatError(f"QDQ import: activations must all be int8 or all uint8, got "
+                          f"{sorted(np.dtype(d).name for d in dts)}")
     dt = np.dtype(next(iter(dts))).name
     mapping = {}
     for (path, layer), node in zip(layers, weighted):
-        wname = node.input[1]
+        where = _where(node)
+        wname = node.input[1] if len(node.input) > 1 else ""
         if wname not in dq_const:
-            raise FormatError(f"node {node.name!r}: weights are not a DequantizeLinear constant")
+            raise FormatError(f"{where}: weights are not a DequantizeLinear constant")
         codes, ws, wz, axis = dq_const[wname]
         if wz is not None and np.any(wz != 0):
-            raise FormatError(f"node {node.name!r}: weights with a non-zero zero point")
+            raise FormatError(f"{where}: weights with a non-zero zero point")
         if codes.dtype != np.int8:
-            raise FormatError(f"node {node.name!r}: weights must be int8, got {codes.dtype}")
+            raise FormatError(f"{where}: weights must be int8, got {codes.dtype}")
+        if codes.ndim < 2:
+            raise FormatError(f"{where}: weights of shape {codes.shape} (at least 2-D)")
         if node.op_type == "Gemm" and not _attr(node, "transB", 0):
             codes = np.ascontiguousarray(codes.T)
         elif node.op_type == "MatMul":
             codes = np.ascontiguousarray(codes.T)
         if node.input[0] not in act or node.output[0] not in act:
-            raise FormatError(f"node {node.name!r}: input or output without QDQ parameters")
+            raise FormatError(f"{where}: input or output without QDQ parameters")
         sx, zx, _ = act[node.input[0]]
         so, zo, _ = act[node.output[0]]
         bias = None
         if len(node.input) > 2 and node.input[2]:
             if node.input[2] not in dq_const:
-                raise FormatError(f"node {node.name!r}: the bias is not an int32 "
-                                  "DequantizeLinear constant")
-            bias = dq_const[node.input[2]][0].astype(np.int32)
+                raise FormatError(f"{where}: the bias is not an int32 DequantizeLinear "
+                                  "constant")
+            bias = dq_const[node.input[2]][0]
+            if bias.dtype != np.int32:
+                raise FormatError(f"{where}: the bias must be int32 codes, got {bias.dtype}")
         ws = np.asarray(ws, np.float32).reshape(-1)
-        w = IntegerLinear(codes, ws, in_scale=sx, in_zero_point=zx, out_scale=so,
-                          out_zero_point=zo, mode="onnx", bias=bias, act_dtype=dt)
+        try:
+            w = IntegerLinear(codes, ws, in_scale=sx, in_zero_point=zx, out_scale=so,
+                              out_zero_point=zo, mode="onnx", bias=bias, act_dtype=dt)
+        except RefcompError as exc:
+            raise FormatError(f"{where}: {_one_line(exc)}") from None
         mapping[(path, "W")] = w
         mapping[(path, "b")] = None
-    model = fmodel.replace_weights(mapping)
+    try:
+        model = fmodel.replace_weights(mapping)
+    except RefcompError as exc:
+        raise FormatError(f"QDQ import: the integer weights do not fit the layers: "
+                          f"{_one_line(exc)}") from None
+    if len(residuals) != len(adds):
+        raise FormatError(f"QDQ import: {len(adds)} quantized Add nodes for {len(residuals)} "
+                          "residual blocks")
     add_params = {}
     for path, node in zip(residuals, adds):
+        if node.output[0] not in act:
+            raise FormatError(f"{_where(node)}: the sum has no QDQ parameters")
         s, z, _ = act[node.output[0]]
         info = np.iinfo(dt)
         add_params[path] = {"scale": s, "zero_point": z, "act_min": int(info.min),
                             "act_max": int(info.max)}
-    if len(residuals) != len(adds):
-        raise FormatError(f"QDQ import: {len(adds)} quantized Add nodes for {len(residuals)} "
-                          "residual blocks")
-    first_q = next(n for n in g.node if n.op_type == "QuantizeLinear"
-                   and n.input[0] not in consts)
+    first_q = next((n for n in g.node if n.op_type == "QuantizeLinear"
+                    and n.input[0] not in consts and n.input[0] in act), None)
+    if first_q is None:
+        raise FormatError("QDQ import: no QuantizeLinear of the graph input")
     sin, zin, _ = act[first_q.input[0]]
     sout, zout, _ = act[out_name] if out_name in act else (None, None, None)
     if sout is None:

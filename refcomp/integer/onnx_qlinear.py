@@ -31,12 +31,58 @@ Anything else that consumes codes is refused with a FormatError naming the node.
 import numpy as np
 
 from .._errors import FormatError
+from ..io._format import _one_line
+from ..io.onnx import _check_initializer
 
-__all__ = ["qlinear_to_qdq", "QLINEAR_OPS"]
+__all__ = ["qlinear_to_qdq", "QLINEAR_OPS", "const_values", "scalar_param"]
 
 #: Operators on codes that this rewrite turns into their float form.
 QLINEAR_OPS = ("QLinearConv", "QLinearMatMul", "QGemm", "QLinearAdd")
 _PASS = ("MaxPool", "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze")
+
+
+def const_values(g, source="ONNX graph"):
+    """``{name: ndarray}`` of a graph's initializers and Constant nodes.
+
+    Each tensor's declared size is checked against its stored bytes before it is
+    converted (:func:`refcomp.io.onnx.load`'s check), so a tensor that lies about its
+    shape or has an unknown element type is refused (FormatError naming ``source``
+    and the tensor) instead of allocating or failing inside ``onnx``.
+    """
+    from onnx import numpy_helper
+    tensors = [(t.name, t, "initializer") for t in g.initializer]
+    for n in g.node:
+        if n.op_type == "Constant" and len(n.output):
+            tensors.extend((n.output[0], a.t, f"Constant node {n.name!r}")
+                           for a in n.attribute if a.name == "value")
+    vals = {}
+    for name, t, what in tensors:
+        _check_initializer(t, source)
+        try:
+            vals[name] = numpy_helper.to_array(t)
+        except Exception as exc:  # noqa: BLE001 (onnx raises bare ValueError/TypeError/...)
+            raise FormatError(f"{source}: {what} {name!r} is not a readable tensor "
+                              f"(data type {t.data_type}, dims {list(t.dims)}: "
+                              f"{type(exc).__name__}: {_one_line(exc)[:120]})") from None
+    return vals
+
+
+def scalar_param(consts, name, where, what):
+    """The one value (0-d array) of the constant ``name``; FormatError naming ``where``
+    when it is not a constant or holds more or fewer than one value (per-tensor)."""
+    if name not in consts:
+        raise FormatError(f"{where}: the {what} {name!r} is not a constant")
+    v = np.asarray(consts[name])
+    if v.size != 1:
+        raise FormatError(f"{where}: the {what} {name!r} must hold one value (per-tensor), "
+                          f"has shape {v.shape}")
+    return v.reshape(())
+
+
+def _need(n, k, where):
+    if len(n.input) < k or len(n.output) < 1:
+        raise FormatError(f"{where}: needs {k} inputs and an output, has {len(n.input)} "
+                          f"inputs and {len(n.output)} outputs")
 
 
 def qlinear_to_qdq(proto):
@@ -63,12 +109,7 @@ def qlinear_to_qdq(proto):
     from onnx import helper, numpy_helper
 
     g = proto.graph
-    consts = {i.name: numpy_helper.to_array(i) for i in g.initializer}
-    for n in g.node:
-        if n.op_type == "Constant":
-            for a in n.attribute:
-                if a.name == "value":
-                    consts[n.output[0]] = numpy_helper.to_array(a.t)
+    consts = const_values(g)
     params = {}              # code tensor -> (scale name, zero-point name)
     nodes, inits = [], []
     count = [0]
@@ -78,6 +119,9 @@ def qlinear_to_qdq(proto):
         return f"{base}__qdq{count[0]}"
 
     def dq(code, axis=None):
+        if code not in params:
+            raise FormatError(f"input {code!r} is not the integer codes of a QuantizeLinear "
+                              "or of a QLinear operator")
         s, z = params[code]
         out = fresh(code + "_f")
         kw = {} if axis is None else {"axis": axis}
@@ -102,6 +146,16 @@ def qlinear_to_qdq(proto):
     def attrs(node):
         return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
+    def float_node(op, inputs, out, like, **kw):
+        # the original attributes copied as they are (re-making them from values fails on
+        # an empty list, whose type make_attribute cannot infer)
+        node = helper.make_node(op, inputs, [out], **kw)
+        node.attribute.extend(like.attribute)
+        nodes.append(node)
+
+    def scalar(name, where, what):
+        return scalar_param(consts, name, where, what)
+
     def dq_as(code, s, z):
         out = fresh(code + "_f")
         nodes.append(helper.make_node("DequantizeLinear", [code, s, z], [out]))
@@ -112,12 +166,9 @@ def qlinear_to_qdq(proto):
         if len(ins) != 2 or ins[1] not in consts:
             raise FormatError(f"{where}: a clamp of codes needs one constant bound")
         s_name, z_name = params[ins[0]]
-        if s_name not in consts or z_name not in consts:
-            raise FormatError(f"{where}: the clamped codes need constant quantization "
-                              "parameters")
-        scale = np.float32(np.asarray(consts[s_name]).reshape(()))
-        zero = int(np.asarray(consts[z_name]).reshape(()))
-        code = int(np.asarray(consts[ins[1]]).reshape(()))
+        scale = np.float32(scalar(s_name, where, "scale of the clamped codes"))
+        zero = int(scalar(z_name, where, "zero point of the clamped codes"))
+        code = int(scalar(ins[1], where, "clamp bound"))
         xf, yf = dq(ins[0]), fresh(n.output[0] + "_f")
         if n.op_type == "Max" and code == zero:
             nodes.append(helper.make_node("Relu", [xf], [yf]))
@@ -131,51 +182,51 @@ def qlinear_to_qdq(proto):
                                                    init("clip_max", hi)], [yf]))
         q(yf, n.output[0], s_name, z_name)
 
-    for n in g.node:
-        op, ins = n.op_type, list(n.input)
-        where = f"node {n.name or n.output[0]!r} ({op})"
-        if op == "QuantizeLinear" and ins[0] not in params:
+    def rewrite(n, op, ins, where):
+        if op == "QuantizeLinear" and ins and ins[0] not in params:
+            _need(n, 3, where)
             nodes.append(n)
             params[n.output[0]] = (ins[1], ins[2])
         elif op == "DequantizeLinear":
             nodes.append(n)
         elif op == "QLinearConv":
+            _need(n, 8, where)
             x, xs, xz, w, ws, wz, ys, yz = ins[:8]
             wf = dq_const(w, ws, wz, 0)
             operands = [dq(x), wf]
             if len(ins) > 8 and ins[8]:
-                if ins[8] not in consts or xs not in consts or ws not in consts:
+                if ins[8] not in consts or ws not in consts:
                     raise FormatError(f"{where}: bias and scales must be constants")
                 # ONNX: the int32 bias has scale x_scale * w_scale, zero point 0.
-                bs = (np.float32(np.asarray(consts[xs]).reshape(())) *
+                bs = (np.float32(scalar(xs, where, "input scale")) *
                       np.asarray(consts[ws], np.float32).reshape(-1)).astype(np.float32)
                 nb = np.asarray(consts[ins[8]]).size
                 operands.append(dq_const(ins[8], init("bias_scale", np.broadcast_to(bs, (nb,))),
                                          init("bias_zero", np.zeros(nb, np.int32)), 0))
-            yf = fresh(n.output[0] + "_f")
-            nodes.append(helper.make_node("Conv", operands, [yf], **attrs(n)))
-            q(yf, n.output[0], ys, yz)
+            float_node("Conv", operands, fresh(n.output[0] + "_f"), n)
+            q(nodes[-1].output[0], n.output[0], ys, yz)
         elif op == "QGemm":
+            _need(n, 9, where)
             a, as_, az, b, bs, bz = ins[:6]
             at = attrs(n)
-            if len(ins) < 9 or not ins[7]:
+            if not ins[7]:
                 raise FormatError(f"{where}: a QGemm with a float output is not supported")
             # B's per-channel scale runs along the output axis: 0 for B (N, K) (transB=1).
             bf = dq_const(b, bs, bz, 0 if at.get("transB", 0) else 1)
             operands = [dq(a), bf]
             if ins[6]:
-                if ins[6] not in consts or as_ not in consts or bs not in consts:
+                if ins[6] not in consts or bs not in consts:
                     raise FormatError(f"{where}: bias and scales must be constants")
-                cscale = (np.float32(np.asarray(consts[as_]).reshape(())) *
+                cscale = (np.float32(scalar(as_, where, "input scale")) *
                           np.asarray(consts[bs], np.float32).reshape(-1)).astype(np.float32)
                 nc = np.asarray(consts[ins[6]]).size
                 operands.append(dq_const(ins[6], init("bias_scale",
                                                       np.broadcast_to(cscale, (nc,))),
                                          init("bias_zero", np.zeros(nc, np.int32)), 0))
-            yf = fresh(n.output[0] + "_f")
-            nodes.append(helper.make_node("Gemm", operands, [yf], **at))
-            q(yf, n.output[0], ins[7], ins[8])
+            float_node("Gemm", operands, fresh(n.output[0] + "_f"), n)
+            q(nodes[-1].output[0], n.output[0], ins[7], ins[8])
         elif op == "QLinearMatMul":
+            _need(n, 8, where)
             a, as_, az, b, bs, bz, ys, yz = ins[:8]
             # B is an activation (codes) or constant weights with a per-column scale.
             bf = dq(b) if b in params else dq_const(b, bs, bz, 1)
@@ -183,18 +234,19 @@ def qlinear_to_qdq(proto):
             nodes.append(helper.make_node("MatMul", [dq(a), bf], [yf]))
             q(yf, n.output[0], ys, yz)
         elif op == "QLinearAdd":
+            _need(n, 8, where)
             a, as_, az, b, bs, bz, cs, cz = ins[:8]
             fa, fb = dq_as(a, as_, az), dq_as(b, bs, bz)
             yf = fresh(n.output[0] + "_f")
             nodes.append(helper.make_node("Add", [fa, fb], [yf]))
             q(yf, n.output[0], cs, cz)
         elif op in _PASS and ins and ins[0] in params:
+            _need(n, 1, where)
             s, z = params[ins[0]]
-            yf = fresh(n.output[0] + "_f")
-            nodes.append(helper.make_node(op, [dq(ins[0])] + ins[1:], [yf], name=n.name,
-                                          **attrs(n)))
-            q(yf, n.output[0], s, z)
+            float_node(op, [dq(ins[0])] + ins[1:], fresh(n.output[0] + "_f"), n, name=n.name)
+            q(nodes[-1].output[0], n.output[0], s, z)
         elif op in ("Max", "Min") and ins and ins[0] in params:
+            _need(n, 2, where)
             clamp(n, ins, where)
         elif any(x in params for x in ins):
             raise FormatError(f"{where}: operator on integer codes that the QLinear import "
@@ -202,6 +254,19 @@ def qlinear_to_qdq(proto):
                               "Max/Min clamps)")
         else:
             nodes.append(n)
+
+    for n in g.node:
+        op, ins = n.op_type, list(n.input)
+        where = f"node {n.name or (n.output[0] if len(n.output) else '')!r} ({op})"
+        try:
+            rewrite(n, op, ins, where)
+        except FormatError as exc:
+            msg = _one_line(exc)
+            raise FormatError(msg if msg.startswith(where) else f"{where}: {msg}") from None
+        except (LookupError, ValueError, TypeError, ArithmeticError) as exc:
+            # what the checks above do not name (e.g. a malformed attribute value)
+            raise FormatError(f"{where}: malformed node ({type(exc).__name__}: "
+                              f"{_one_line(exc)[:160]})") from None
     new = helper.make_graph(nodes, g.name or "qlinear", list(g.input), list(g.output),
                             list(g.initializer) + inits)
     out = helper.make_model(new, opset_imports=[o for o in proto.opset_import

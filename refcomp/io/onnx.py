@@ -53,7 +53,7 @@ from ._onnx_core import (BATCH as _BATCH, T as _T, TimeMajor as _TimeMajor, Unus
                          describe as _describe, fail as _fail, onnx_attrs as _attrs)
 from .keras import add_chains
 
-__all__ = ["load", "SUPPORTED_OPS"]
+__all__ = ["load", "load_proto", "SUPPORTED_OPS"]
 
 _HANDLERS = dict(_onnx_ops.HANDLERS)
 _HANDLERS.update(_onnx_rnn.HANDLERS)
@@ -265,6 +265,19 @@ def load(path, *, name=None, batch_axis=None):
     except Exception as exc:  # protobuf raises its own DecodeError classes
         raise FormatError(f"{path}: not a readable ONNX file ({type(exc).__name__}: "
                           f"{_one_line(exc)})") from None
+    return load_proto(proto, source=path, name=name, batch_axis=batch_axis)
+
+
+def load_proto(proto, *, source, name=None, batch_axis=None):
+    """:func:`load` of a graph already in memory (an ``onnx.ModelProto``, not modified).
+
+    ``source`` (str) is what error messages name: the user's file when the graph was
+    read from one and rewritten in memory (:func:`refcomp.integer.load_qdq`).  Same
+    result, options and errors as :func:`load`.
+    """
+    if batch_axis not in (None, 0, 1):
+        raise FormatError(f"batch_axis must be None, 0 or 1, got {batch_axis!r}")
+    path = source
     try:
         return _from_proto(proto, path, name, batch_axis)
     except RefcompError:

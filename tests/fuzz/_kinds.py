@@ -338,6 +338,42 @@ def _read_onnx(inp, bases):
     return ro.load(inp[0])
 
 
+# -- quantized ONNX (QDQ and QLinear forms) -------------------------------------------
+def _prep_qdq(work):
+    from refcomp.data import load_split
+    from refcomp.integer import load_qdq, quantize_model
+    from refcomp.integer.onnx_export import to_onnx
+    xc = load_split("calib")[0][:64]
+    out = []
+    for name, dt, form in (("digits_mlp", "uint8", "qdq"), ("digits_cnn", "int8", "qlinear")):
+        qm = quantize_model(refcomp.load(DATA / f"{name}.h5"), xc, mode="onnx", act_dtype=dt)
+        p = Path(work) / f"{name}_{form}.onnx"
+        p.write_bytes(to_onnx(qm, form=form).SerializeToString())
+        m = load_qdq(p)
+        out.append({"path": p, "bytes": p.read_bytes(), "model": m, "x": _x_for(m)})
+    return out
+
+
+def _read_qdq(inp, bases):
+    from refcomp.integer import load_qdq
+    return load_qdq(inp[0])
+
+
+def _same_qdq(m, inp):
+    """The loaded integer model runs (RefcompError allowed): same output bits as the base?"""
+    from refcomp.integer import IntegerLinear, run
+    assert isinstance(m, refcomp.Model), type(m)
+    assert all(isinstance(l.weights["W"], IntegerLinear) for _, l in m.named_layers()
+               if l.kind in ("dense", "conv2d"))
+    ref, x = inp[1]["model"], inp[1]["x"]
+    try:
+        y = run(m, x)
+    except refcomp.RefcompError:
+        return False
+    yr = run(ref, x)
+    return y.shape == yr.shape and np.array_equal(y.view(np.uint8), yr.view(np.uint8))
+
+
 # -- PyTorch state dicts --------------------------------------------------------------
 def _prep_torch(work):
     sys.path.insert(0, str(TESTS))
@@ -603,6 +639,61 @@ def _relative_kind():
     return Kind("relative-index", prep, make, read, same, files=False)
 
 
+def _cabac_kind():
+    """DeepCABAC levels (refcomp.coding.cabac): random level tensors coded with random
+    options; the decoder is given the declared shape and options, which may lie."""
+    from refcomp.coding.cabac import decode_levels, encode_levels
+    from refcomp.quantize import nnc_levels
+
+    def prep(work):
+        rng = np.random.default_rng(19)
+        out = []
+        for shape, scale, qp in (((1,), 0.1, -20), ((7,), 0.3, -24), ((24, 30), 0.05, -30),
+                                 ((8, 3, 3, 3), 0.2, -28), ((40, 50), 0.01, -16)):
+            w = (rng.standard_normal(shape) * scale).astype(np.float32)
+            dq = bool(rng.random() < 0.7)
+            opts = {"dq": dq, "scan_order": int(rng.integers(0, 5)),
+                    "cabac_unary_length_minus1": int(pick(rng, (0, 3, 10, 31))),
+                    "general_profile_idc": int(rng.integers(0, 2))}
+            lv = nnc_levels(w, qp=qp, dq=dq, scan_order=opts["scan_order"])
+            out.append({"levels": lv, "opts": opts, "data": encode_levels(lv, **opts)})
+        return out
+
+    def make(rng, bases, work):
+        b = pick(rng, bases)
+        shape, opts = b["levels"].shape, dict(b["opts"])
+        data, how = b["data"], []
+        r = rng.random()
+        if r < 0.7:
+            data, h = mutate_bytes(rng, data)
+            how.append(h)
+        if r >= 0.5:
+            n = b["levels"].size
+            shape = pick(rng, ((n,), shape[::-1], (n + 1,), (max(1, n - 1),), (1 << 29, 2),
+                               (1 << 20, 1 << 20), (n, 1, 1), (int(rng.integers(1, 4096)),),
+                               (1, n), (3, int(rng.integers(1, 2000)))))
+            how.append(f"shape{shape}")
+        if rng.random() < 0.2:
+            key = pick(rng, sorted(opts))
+            opts[key] = {"dq": not opts["dq"], "scan_order": int(rng.integers(0, 5)),
+                         "cabac_unary_length_minus1": int(rng.integers(0, 32)),
+                         "general_profile_idc": 1 - opts["general_profile_idc"]}[key]
+            how.append(f"opt-{key}")
+        return (data, shape, opts, b), "+".join(how) or "none"
+
+    def read(inp, bases):
+        data, shape, opts, _ = inp
+        return decode_levels(data, shape, **opts)
+
+    def same(out, inp):
+        _, shape, _, b = inp
+        ref = b["levels"]
+        assert isinstance(out, np.ndarray) and out.dtype == np.int32
+        assert out.shape == tuple(shape), (out.shape, shape)
+        return out.shape == ref.shape and np.array_equal(out, ref)
+    return Kind("cabac-levels", prep, make, read, same, files=False)
+
+
 def _kinds():
     ks = [Kind("refcomp-model", _prep_model, _make_model, _read_model, _same_model),
           Kind("plain-arrays", _prep_arrays, lambda r, b, w: _make_arrays(r, b, w),
@@ -611,19 +702,21 @@ def _kinds():
           Kind("keras-weights-h5", _prep_keras, _make_keras_weights, _read_keras, _same_keras),
           Kind("keras-zip", _prep_keras, _make_keras_zip, _read_keras, _same_keras),
           Kind("onnx", _prep_onnx, _make_onnx, _read_onnx, _same_keras),
+          Kind("qdq-onnx", _prep_qdq, _make_onnx, _read_qdq, _same_qdq),
           Kind("torch-state-dict", _prep_torch, _make_torch_sd, _read_torch_sd, _same_torch,
                files=False),
           Kind("torch-pt-file", _prep_torch, _make_torch_pt, _read_torch_pt, _same_torch),
           Kind("deep-compressed", _prep_container, _make_container, _read_container,
                _same_container),
           _huffman_kind(), _rans_kind(), _universal_kind(), _webgraph_kind(False),
-          _webgraph_kind(True), _relative_kind()]
+          _webgraph_kind(True), _relative_kind(), _cabac_kind()]
     return {k.name: k for k in ks}
 
 
 KIND_NAMES = ("refcomp-model", "plain-arrays", "keras-legacy-h5", "keras-weights-h5",
               "keras-zip", "onnx", "torch-state-dict", "torch-pt-file", "deep-compressed",
-              "huffman", "rans", "universal", "webgraph", "webgraph-mask", "relative-index")
+              "huffman", "rans", "universal", "webgraph", "webgraph-mask", "relative-index",
+              "qdq-onnx", "cabac-levels")
 
 
 def get_kind(name):

@@ -30,13 +30,21 @@ HANG_S = 20.0
 PARALLEL = 2
 
 
+def _selected(request):
+    """The kinds whose test this session runs (``-k`` deselects the others' children)."""
+    kinds = {item.callspec.params["kind"] for item in request.session.items
+             if getattr(item, "originalname", None) == "test_fuzz_corpus"
+             and hasattr(item, "callspec")}
+    return [k for k in KIND_NAMES if k in kinds] or list(KIND_NAMES)
+
+
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
+def corpus(tmp_path_factory, request):
     out_dir = tmp_path_factory.mktemp("fuzz")
     env = dict(os.environ, KERAS_BACKEND="torch",
                PYTHONPATH=os.pathsep.join([str(ROOT)] + os.environ.get("PYTHONPATH", "")
                                           .split(os.pathsep)))
-    pending, running, done = list(KIND_NAMES), {}, {}
+    pending, running, done = _selected(request), {}, {}
     while pending or running:
         while pending and len(running) < PARALLEL:
             kind = pending.pop(0)

@@ -20,12 +20,14 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 
 EXT = {"refcomp-model": ".h5", "plain-arrays": ".h5", "keras-legacy-h5": ".h5",
        "keras-weights-h5": ".weights.h5", "keras-zip": ".keras", "onnx": ".onnx",
-       "torch-pt-file": ".pt", "deep-compressed": ".h5"}
+       "torch-pt-file": ".pt", "deep-compressed": ".h5", "qdq-onnx": ".onnx"}
 
 
 def _seed_inputs(kind_name, bases):
     """Bytes of the valid inputs of ``kind_name`` (the pytest corpus's bases)."""
     out = []
+    if kind_name == "cabac-levels":     # first byte: the base whose shape and options apply
+        return [bytes([i]) + b["data"] for i, b in enumerate(bases)]
     for b in bases if isinstance(bases, list) else [bases]:
         for key in ("path", "legacy", "weights", "zip", "pt"):
             p = b.get(key)
@@ -38,7 +40,8 @@ def _seed_inputs(kind_name, bases):
     return out
 
 
-_SEED_KEYS = {"path": ("refcomp-model", "plain-arrays", "deep-compressed", "onnx"),
+_SEED_KEYS = {"path": ("refcomp-model", "plain-arrays", "deep-compressed", "onnx",
+                       "qdq-onnx"),
               "legacy": ("keras-legacy-h5",), "weights": ("keras-weights-h5",),
               "zip": ("keras-zip",), "pt": ("torch-pt-file",)}
 
@@ -68,6 +71,11 @@ def main(kind_name):
         if kind_name == "relative-index":
             inp = (__import__("numpy").frombuffer(data, dtype="uint8").copy(),
                    len(data) * 4, base0["bits"], base0)
+        elif kind_name == "cabac-levels":
+            if not data:
+                return
+            b = bases[data[0] % len(bases)]
+            inp = (bytes(data[1:]), b["levels"].shape, b["opts"], b)
         elif kind.files:
             case.write_bytes(data)
             inp = (case, base0)
