@@ -1,4 +1,5 @@
-"""ONNX attributes of conv1d, batch_norm and softmax against independent float64 loops.
+"""ONNX attributes of conv1d, batch_norm and softmax against independent float64 loops, and
+the ONNX RNN / LSTM-peephole weight converters against a hand permutation.
 
 Ground truth is written from the ONNX operator definitions with plain Python loops and
 Python floats (``math.sqrt`` / ``math.exp``), not from refcomp:
@@ -14,6 +15,11 @@ refcomp's reference mode states the same operations in the same order with one f
 rounding (float64 sums from +0.0 in the documented order, products of float32 data exact),
 so the loops, rounded once (half-even) to the input dtype, must equal it bit for bit,
 signed zeros included.
+
+``refcomp.convert.rnn_from_onnx`` / ``rnn_to_onnx`` and ``peepholes_from_onnx`` /
+``peepholes_to_onnx`` are checked element by element against the layouts written out by hand
+(ONNX RNN B = [Wb, Rb]; ONNX P in order i, o, f, refcomp's i, f, o), both directions of a
+bidirectional tensor, then round-tripped bit for bit (NaN, inf and signed zeros included).
 """
 
 import math
@@ -121,3 +127,87 @@ def test_softmax_axis_nd_reference_bits(shape_axis, dtype, data):
         for i, v in zip(line, e):
             want[i] = v / total
     assert_bits_equal(got, want.astype(dtype))
+
+
+# -- ONNX RNN and peephole converters against a hand permutation ---------------------------
+def _hand_rnn_from_onnx(W, R, B, d):
+    """ONNX RNN of direction d (W [D, H, F], R [D, H, H], B [D, 2H] = [Wb, Rb]): one gate,
+    element by element."""
+    H, F = W.shape[1], W.shape[2]
+    W_ih = np.empty((H, F), W.dtype)
+    W_hh = np.empty((H, H), W.dtype)
+    b_ih, b_hh = np.empty(H, W.dtype), np.empty(H, W.dtype)
+    for i in range(H):
+        for j in range(F):
+            W_ih[i, j] = W[d, i, j]
+        for j in range(H):
+            W_hh[i, j] = R[d, i, j]
+        b_ih[i], b_hh[i] = B[d, i], B[d, H + i]
+    return W_ih, W_hh, b_ih, b_hh
+
+
+def _hand_peepholes_from_onnx(P, d):
+    """ONNX P[d] holds p_i, p_o, p_f (H each); refcomp's order is i, f, o."""
+    H = P.shape[1] // 3
+    p = np.empty(3 * H, P.dtype)
+    for k in range(H):
+        p[k] = P[d, k]               # i
+        p[H + k] = P[d, 2 * H + k]   # f: ONNX's third block
+        p[2 * H + k] = P[d, H + k]   # o: ONNX's second block
+    return p
+
+
+def _fresh(got, *sources):
+    for a in got:
+        assert a.flags.c_contiguous and not any(np.shares_memory(a, s) for s in sources)
+
+
+@settings(max_examples=40)
+@given(st.integers(1, 2), st.integers(1, 4), st.integers(1, 4), DTYPES, st.data())
+def test_rnn_onnx_converters_round_trip_against_hand_permutation(D, H, F, dtype, data):
+    from refcomp import convert
+    W = data.draw(weight_arrays((D, H, F), dtype=dtype, specials=True), label="W")
+    R = data.draw(weight_arrays((D, H, H), dtype=dtype, specials=True), label="R")
+    B = data.draw(weight_arrays((D, 2 * H), dtype=dtype, specials=True), label="B")
+    back = []
+    for d in range(D):
+        got = convert.rnn_from_onnx(W, R, B, direction=d)
+        for g, want in zip(got, _hand_rnn_from_onnx(W, R, B, d)):
+            assert_bits_equal(g, want)
+        _fresh(got, W, R, B)
+        if D == 1:                   # one direction: the direction axis may be left implicit
+            for g, want in zip(convert.rnn_from_onnx(W[0], R[0], B[0]), got):
+                assert_bits_equal(g, want)
+        back.append(convert.rnn_to_onnx(*got))
+    for a, want in zip(zip(*back), (W, R, B)):       # bidirectional: directions stacked
+        assert_bits_equal(np.concatenate(a), want)
+    # no biases: None out, +0.0 written back
+    Wi, Wh, bi, bh = convert.rnn_from_onnx(W, R, direction=D - 1)
+    assert bi is None and bh is None
+    _, _, B0 = convert.rnn_to_onnx(Wi, Wh)
+    assert_bits_equal(B0, np.zeros((1, 2 * H), dtype))
+
+
+@settings(max_examples=40)
+@given(st.integers(1, 2), st.integers(1, 4), DTYPES, st.data())
+def test_peephole_converters_round_trip_against_hand_permutation(D, H, dtype, data):
+    from refcomp import convert
+    P = data.draw(weight_arrays((D, 3 * H), dtype=dtype, specials=True), label="P")
+    for d in range(D):
+        p = convert.peepholes_from_onnx(P, direction=d)
+        assert_bits_equal(p, _hand_peepholes_from_onnx(P, d))
+        _fresh([p], P)
+        back = convert.peepholes_to_onnx(p)
+        assert_bits_equal(back, P[d:d + 1])
+        _fresh([back], p)
+    if D == 1:
+        assert_bits_equal(convert.peepholes_from_onnx(P[0]), _hand_peepholes_from_onnx(P, 0))
+
+
+def test_converters_need_a_direction_for_two():
+    from refcomp import ShapeError, convert
+    a = np.zeros((2, 6), np.float32)
+    with pytest.raises(ShapeError, match="num_directions=2"):
+        convert.peepholes_from_onnx(a)
+    with pytest.raises(ShapeError, match="num_directions=2"):
+        convert.rnn_from_onnx(np.zeros((2, 2, 3), np.float32), np.zeros((2, 2, 2), np.float32))
