@@ -42,6 +42,34 @@ MODULES = {
 }
 
 
+#: {op_type: {"exact": n, "tolerance": n, "refused": n, "wrong": n}} of the gate cases run in
+#: this session: filled by test_onnx_node_gate, reported by conftest's pytest_terminal_summary
+#: (so CI's ``pytest -q`` log shows the counts, not only pass/fail)
+RESULTS = {}
+
+CATEGORIES = ("exact", "tolerance", "refused", "wrong")
+
+
+def summary_lines(results, width=100):
+    """The terminal-summary text of ``results`` (shaped as RESULTS): a totals line, then
+    ``op exact/tolerance/refused/wrong`` entries in MODULES order, wrapped at ``width``."""
+    total = {c: sum(r[c] for r in results.values()) for c in CATEGORIES}
+    lines = [f"{sum(total.values())} cases of {len(results)} operators: "
+             + ", ".join(f"{c} {total[c]}" for c in CATEGORIES),
+             "per operator (exact/tolerance/refused/wrong):"]
+    line = " "
+    order = [op for op in MODULES if op in results] + sorted(set(results) - set(MODULES))
+    for op in order:
+        item = f" {op} " + "/".join(str(results[op][c]) for c in CATEGORIES) + ";"
+        if len(line) + len(item) > width:
+            lines.append(line)
+            line = " "
+        line += item
+    if line.strip():
+        lines.append(line)
+    return lines
+
+
 class NotExpressible(Exception):
     """The case needs something the layer API does not offer (counted as refused)."""
 

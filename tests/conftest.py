@@ -16,3 +16,10 @@ def pytest_terminal_summary(terminalreporter):
     for why in getattr(mod, "UNAVAILABLE", ()):
         terminalreporter.write_sep("!", "NNCodec interoperability tests SKIPPED", red=True)
         terminalreporter.write_line(why)
+
+    # issue 17: the ONNX node-case gate's counts in CI's -q log, not only pass/fail
+    gate = sys.modules.get("_onnx_gate")
+    if gate is not None and gate.RESULTS:
+        terminalreporter.write_sep("-", "ONNX node-case gate (tests/test_onnx_node_gate.py)")
+        for line in gate.summary_lines(gate.RESULTS):
+            terminalreporter.write_line(line)

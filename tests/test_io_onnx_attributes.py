@@ -1,12 +1,13 @@
 """ONNX import of every attribute of the supported operators, against ONNX Runtime, and
 the refusals (FormatError naming the node, the operator and the attribute with its value).
 
-Tolerances: where refcomp's derived bound covers the layers
-(refcomp.testing.framework_bound) it is used; the recurrent options it does not
-bound (clip, peepholes, activation lists) are compared with a float32 tolerance
-(rtol 1e-5, atol 1e-6: a few float32 ulps of ORT's own float32 arithmetic), which
-is enough to tell every semantic alternative apart (e.g. clipping the cell before
-h, f = 1 - i, which activation takes which alpha).
+Tolerances: refcomp's derived bound (refcomp.testing.framework_bound), which covers
+every layer here including the recurrent options (direction, clip, peepholes,
+input_forget, activation lists with alpha / beta, linear_before_reset).  The recurrent
+attributes are also compared with a float32 tolerance (rtol 1e-5, atol 1e-6: a few float32
+ulps of ORT's own float32 arithmetic), tighter than the bound and enough to tell every
+semantic alternative apart (e.g. clipping the cell before h, f = 1 - i, which activation
+takes which alpha).  A few single-layer checks use a fixed tolerance of about 1e-6.
 """
 
 import numpy as np
@@ -104,6 +105,7 @@ def test_recurrent_attributes_against_onnxruntime(tmp_path, op, attrs):
     got, want = m(x), _ort(p, x)
     assert got.shape == want.shape == (2, T, d * H)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert np.all(np.abs(got - want) <= framework_error_bound(m, x))
 
 
 def test_time_major_graph_input_with_weights_as_graph_inputs(tmp_path):
@@ -239,3 +241,29 @@ def test_recurrent_refusals_and_cli_writes_nothing(tmp_path):
     p = _save(tmp_path, _graph(nodes, {"w": _f(rng, 3, 2), "c": _f(rng, 4, 2)}, [3]))
     with pytest.raises(FormatError, match=r"node 'n' \(op Gemm\): input C of shape \(4, 2\)"):
         ro.load(p)
+
+
+def test_maxpool_indices_used_is_refused_naming_the_node(tmp_path):
+    from refcomp.cli import main
+    pool = helper.make_node("MaxPool", ["x"], ["p", "idx"], name="mp", kernel_shape=[2, 2])
+    cast = helper.make_node("Cast", ["idx"], ["c"], name="to_float", to=TensorProto.FLOAT)
+    add = helper.make_node("Add", ["p", "c"], ["y"], name="add")
+    both = _graph([pool], {}, [2, 4, 4])
+    both.graph.output[0].name = "p"
+    both.graph.output.append(helper.make_tensor_value_info("idx", TensorProto.INT64, None))
+    alone = _graph([pool], {}, [2, 4, 4])
+    alone.graph.output[0].name = "idx"
+    cases = [(both, "is a graph output"), (alone, "is a graph output"),
+             (_graph([pool, cast, add], {}, [2, 4, 4]),
+              r"is an input of node 'to_float' \(op Cast\)")]
+    for model, where in cases:
+        p = _save(tmp_path, model)
+        with pytest.raises(FormatError, match=rf"node 'mp' \(op MaxPool\): output Indices 'idx' "
+                                              rf"{where}.*max_pool\(return_indices=True\)"):
+            ro.load(p)
+        out = tmp_path / "out.h5"
+        assert main(["convert", str(p), str(out)]) == 1
+        assert not out.exists()
+    unused = _graph([helper.make_node("MaxPool", ["x"], ["y", "idx"], name="mp",
+                                      kernel_shape=[2, 2])], {}, [2, 4, 4])
+    assert [la.kind for la in ro.load(_save(tmp_path, unused)).layers] == ["max_pool2d"]

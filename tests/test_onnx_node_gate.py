@@ -2,8 +2,9 @@
 
 Counts per operator family: exact / within ONNX's tolerance (and then equal
 to the float64 formula rounded once) / refused; zero wrong (a wrong result
-is never silent: it fails here).  The counts measured are printed (``-s``)
-and recorded in docs/onnx.md.
+is never silent: it fails here).  The counts measured are stored in
+``_onnx_gate.RESULTS`` and reported in pytest's terminal summary (tests/conftest.py, visible
+with ``-q``: CI's log shows them), printed in full with ``-s``, and recorded in docs/onnx.md.
 """
 
 import pytest
@@ -41,6 +42,7 @@ def _run(ops):
             if cat in ("refused", "wrong"):
                 notes.append(f"{cat}: {case.name}: {detail}")
         table[op] = (counts, notes)
+        G.RESULTS[op] = dict(counts)
     return table
 
 
@@ -57,3 +59,42 @@ def test_node_gate(family):
         assert c["exact"] + c["tolerance"] >= EXPECTED_PASS.get(op, 0), (op, c)
     print("\n" + "\n".join(lines))
     assert not wrong, "\n".join(wrong)
+
+
+class _Reporter:
+    def __init__(self):
+        self.out = []
+
+    def write_sep(self, sep, title, **kw):
+        self.out.append(title)
+
+    def write_line(self, line, **kw):
+        self.out.append(line)
+
+
+def test_gate_summary_lines_and_terminal_hook():
+    """The summary conftest prints with -q: totals, then every operator's four counts."""
+    import conftest
+    fake = {"Conv": {"exact": 6, "tolerance": 0, "refused": 0, "wrong": 0},
+            "Cast": {"exact": 34, "tolerance": 0, "refused": 26, "wrong": 0},
+            "Gemm": {"exact": 1, "tolerance": 10, "refused": 0, "wrong": 1}}
+    lines = G.summary_lines(fake, width=30)
+    assert lines[:2] == ["78 cases of 3 operators: exact 41, tolerance 10, refused 26, wrong 1",
+                         "per operator (exact/tolerance/refused/wrong):"]
+    assert " ".join(lines[2:]).split() == ["Conv", "6/0/0/0;", "Gemm", "1/10/0/1;",
+                                           "Cast", "34/0/26/0;"]       # MODULES order
+    assert len(lines) > 3 and all(len(s) <= 30 for s in lines[2:])
+    saved = dict(G.RESULTS)
+    try:
+        G.RESULTS.clear()
+        rep = _Reporter()
+        conftest.pytest_terminal_summary(rep)
+        assert not any("ONNX" in s for s in rep.out)      # no gate case run: nothing said
+        G.RESULTS.update(fake)
+        rep = _Reporter()
+        conftest.pytest_terminal_summary(rep)
+        i = rep.out.index("ONNX node-case gate (tests/test_onnx_node_gate.py)")
+        assert rep.out[i + 1:i + 1 + len(G.summary_lines(fake))] == G.summary_lines(fake)
+    finally:
+        G.RESULTS.clear()
+        G.RESULTS.update(saved)

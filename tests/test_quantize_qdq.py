@@ -83,6 +83,13 @@ def test_quantize_and_cast_float8_against_ml_dtypes(fmt):
     assert_bits_equal(back[ok], pats.view(ref).astype(f32)[ok])
 
 
+def test_cast_refuses_an_unknown_target_listing_each_type_once():
+    with pytest.raises(ParameterError, match="int8") as info:
+        qdq.cast(np.zeros(2, np.float32), "int8")
+    names = str(info.value).split("[")[1].split("]")[0].replace("'", "").split(", ")
+    assert len(names) == len(set(names)) and {"float16", "bfloat16", "float4_e2m1fn"} <= set(names)
+
+
 def test_cast_bfloat16_float64_rounds_once():
     rng = np.random.default_rng(5)
     x = rng.standard_normal(20000) * 10.0 ** rng.uniform(-30, 30, 20000)
@@ -107,7 +114,7 @@ def test_dequantize_linear_rounds_the_exact_product_once(seed, out):
             nb = [np.nextafter(cand, np.float16(-np.inf)), cand,
                   np.nextafter(cand, np.float16(np.inf))]
             best = min(nb, key=lambda c: (abs(Fraction(float(c)) - exact),
-                                         int(np.array(c).view(np.uint16)) % 2))
+                                          int(np.array(c).view(np.uint16)) % 2))
             assert got[i] == best
         else:
             pat = int(got[i])

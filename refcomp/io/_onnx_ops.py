@@ -13,7 +13,7 @@ from ..model import Layer
 from ._onnx_core import (BATCH, Batched, NCHWView, T, TimeMajor, Zeros, append, dec, describe,
                          fail)
 
-__all__ = ["HANDLERS"]
+__all__ = ["HANDLERS", "check_maxpool_indices"]
 
 HANDLERS = {}
 
@@ -151,6 +151,28 @@ def _pool(it, node, a, kind):
 @handler("MaxPool")
 def op_maxpool(it, node, a):
     return _pool(it, node, a, "max")        # Indices, if named, is an Unused output
+
+
+def check_maxpool_indices(graph):
+    """Refuse, naming the node, a MaxPool whose ``Indices`` output is a graph output or
+    the input of another node.  Run before the one-input / one-output check, so that a
+    graph returning both Y and Indices is not refused as "2 outputs" without the reason;
+    a named but unused Indices is accepted (it never reaches the Model)."""
+    outputs = {o.name for o in graph.output}
+    for node in graph.node:
+        if node.op_type != "MaxPool" or len(node.output) < 2 or not node.output[1]:
+            continue
+        idx = node.output[1]
+        if idx in outputs:
+            where = "a graph output"
+        else:
+            user = next((n for n in graph.node if idx in n.input), None)
+            if user is None:
+                continue
+            where = f"an input of node {user.name!r} (op {user.op_type})"
+        fail(node, f"output Indices {idx!r} is {where}; refcomp's Model and ONNX importer "
+                   "do not model MaxPool's Indices (refcomp.layers.max_pool("
+                   "return_indices=True) computes them, storage_order 0 or 1)")
 
 
 @handler("AveragePool")

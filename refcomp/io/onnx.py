@@ -13,7 +13,8 @@ constants and shape arithmetic here): Gemm (every attribute; a bias of
 shape (), (1,), (N,) or (1, N)), MatMul with a constant right operand (+ a
 following Add of a constant bias), Conv (1-D and 2-D, every attribute),
 MaxPool and AveragePool (1-D to 3-D, every attribute; MaxPool's Indices
-output may exist but not be used), Relu, Sigmoid, Tanh, HardSigmoid,
+output may exist but not be used: a used one is refused naming the node and
+the output), Relu, Sigmoid, Tanh, HardSigmoid,
 Softmax, LogSoftmax, Flatten (any axis that keeps the batch first),
 Reshape, Squeeze and Unsqueeze of feature axes, BatchNormalization
 (inference), Identity, Dropout, Add of two tensors (``x + f(x)``: a
@@ -49,7 +50,7 @@ from ..model import Layer, Model
 from . import _format, _onnx_keras_rnn, _onnx_ops, _onnx_rnn, _onnx_unrolled
 from ._format import _CORRUPT, _one_line
 from ._onnx_core import (BATCH as _BATCH, T as _T, TimeMajor as _TimeMajor, Unused as _Unused,
-                         Zeros as _Zeros, append as _append, dec as _dec,
+                         Zeros as _Zeros, append as _append,
                          describe as _describe, fail as _fail, onnx_attrs as _attrs)
 from .keras import add_chains
 
@@ -121,12 +122,13 @@ class _Interp:
     # -- one node -------------------------------------------------------------------------
     def run(self, node):
         op, a = node.op_type, _attrs(node)
-        fn = getattr(self, "op_" + op, None)
         if op in _HANDLERS:
             handler = _HANDLERS[op]
 
             def fn(node, a, handler=handler):
                 return handler(self, node, a)
+        else:
+            fn = getattr(self, "op_" + op, None)
         if fn is None:
             _fail(node, f"operator {op} is not supported (supported: {', '.join(SUPPORTED_OPS)})")
         try:
@@ -211,6 +213,7 @@ class _Interp:
                 return _T(t.chain[:-1] + (layer,), t.shape)
         _fail(node, "only Add of two activations (residual) or MatMul + bias is supported")
 
+
 # the dynamo exporter's unrolled nn.RNN and Keras's unrolled LSTM / GRU, recognised before
 # the plain handlers
 _HANDLERS = _onnx_keras_rnn.wrap(_onnx_unrolled.wrap(_HANDLERS))
@@ -293,6 +296,10 @@ def _from_proto(proto, path, name, batch_axis):
         _check_initializer(init, path)
     inits = {i.name for i in g.initializer}
     inputs = [i for i in g.input if i.name not in inits]
+    try:
+        _onnx_ops.check_maxpool_indices(g)
+    except RefcompError as exc:
+        raise FormatError(f"{path}: {exc}") from None
     if len(inputs) != 1 or len(g.output) != 1:
         raise FormatError(f"{path}: graphs with {len(inputs)} inputs and {len(g.output)} outputs "
                           "are not supported (exactly one of each)")

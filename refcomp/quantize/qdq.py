@@ -308,7 +308,8 @@ def cast(x, to, *, saturate=True, x_type=None):
     Arithmetic: the exact input value rounded once (RNE) to ``to``; a
     float target keeps NaN and goes to ±inf on overflow (NumPy's cast).
     """
-    check_choice("to", to, ("float16", "float32", "float64") + FLOAT_TYPES)
+    # FLOAT_TYPES holds float16 too (a refcomp format): each name once in the message
+    check_choice("to", to, tuple(dict.fromkeys(tuple(_NUMPY_FLOATS) + FLOAT_TYPES)))
     check_choice("saturate", saturate, (False, True))
     if isinstance(x, np.ndarray) and x.dtype in (np.float16, np.float32, np.float64) and \
             x_type is None:
