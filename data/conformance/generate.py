@@ -235,11 +235,16 @@ def _pool_cases(kind):
               (1, 3, 5, 5)),
              ("3x3, stride 2, NHWC, padding 1", dict(size=3, stride=2, padding=1,
                                                      layout="NHWC"), (2, 5, 5, 2))]
+    return _pool_models(kind, specs, 200)
+
+
+def _pool_models(kind, specs, seed0):
+    """One-layer pooling cases; average pooling alternates count_include_pad."""
     out = []
     for i, (desc, attrs, xs) in enumerate(specs):
-        rng = _rng(200 + i)
+        rng = _rng(seed0 + i)
         a = dict(attrs)
-        if kind == "avg_pool2d":
+        if kind.startswith("avg_pool"):
             a["count_include_pad"] = bool(i % 2)
             desc += f", count_include_pad={a['count_include_pad']}"
         out.append((desc, Model([Layer(kind, attrs=a)]), _r(rng, *xs)))
@@ -276,15 +281,7 @@ def _pool_nd_cases(kind):
               dict(size=2, stride=2, ceil_mode=True), (1, 2, 5, 4, 3)),
              ("2-D, size 3, stride 2, 'same_lower'",
               dict(size=3, stride=2, padding="same_lower"), (1, 1, 6, 5))]
-    out = []
-    for i, (desc, attrs, xs) in enumerate(specs):
-        rng = _rng((1100 if kind == "max_pool" else 1200) + i)
-        a = dict(attrs)
-        if kind == "avg_pool":
-            a["count_include_pad"] = bool(i % 2)
-            desc += f", count_include_pad={a['count_include_pad']}"
-        out.append((desc, Model([Layer(kind, attrs=a)]), _r(rng, *xs)))
-    return out
+    return _pool_models(kind, specs, 1100 if kind == "max_pool" else 1200)
 
 
 def _bn_cases():
