@@ -356,3 +356,73 @@ def test_onnx_only_kinds_torch_and_onnxruntime_within_bound_and_tight():
     assert set(worst) == {"conv1d", "max_pool", "avg_pool", "dense"}
     assert worst["dense"] > 1e-2 and worst["conv1d"] > 1e-2 and worst["avg_pool"] > 1e-3
     assert worst["max_pool"] == 0.0                     # a selection is exact
+
+
+def _log_softmax32(z, axis, order, shift_first):
+    """float32 log_softmax: the shift, np.exp, the sum in ``order``, np.log, then
+    (z - m) - L (``shift_first``, TensorFlow) or z - (m + L) (PyTorch's CPU kernel)."""
+    z = np.moveaxis(z.astype(f32), axis, -1)
+    m = z.max(axis=-1, keepdims=True)
+    t = z - m
+    L = np.log(fe.sum_terms(np.exp(t), order))[..., None]
+    y = t - L if shift_first else z - (m + L)
+    return np.moveaxis(y, -1, axis)
+
+
+def test_log_softmax_within_bound_float32_orders_and_torch():
+    """log_softmax alone and after a dense layer (input error carried): float32 in four
+    summation orders and both subtraction orders, and torch.log_softmax, land within the
+    bound on hypothesis-drawn inputs; the bound is not vacuous."""
+    from hypothesis import strategies as st
+    from hypothesis.extra.numpy import arrays
+    torch = pytest.importorskip("torch")
+    worst = {"n": 0, "ratio": 0.0}
+
+    @st.composite
+    def cases(draw):
+        n, k = draw(st.integers(1, 4)), draw(st.integers(1, 12))
+        scale = draw(st.sampled_from([1.0, 30.0, 1e3]))
+        x = draw(arrays(f32, (n, k), elements=st.floats(-1, 1, width=32))) * f32(scale)
+        dense = draw(st.booleans())
+        if dense:
+            o = draw(st.integers(1, 9))
+            W = draw(arrays(f32, (o, k), elements=st.floats(-2, 2, width=32)))
+            b = draw(arrays(f32, (o,), elements=st.floats(-2, 2, width=32)))
+            return x, (W, b), -1
+        return x, None, draw(st.sampled_from([0, 1, -1]))
+
+    @settings(max_examples=150, deadline=None)
+    @given(cases())
+    def run(case):
+        x, wb, axis = case
+        act = Layer("activation", attrs={"function": "log_softmax", "axis": axis})
+        layers_ = ([Layer("dense", weights={"W": wb[0], "b": wb[1]})] if wb else []) + [act]
+        model = Model(layers_)
+        v, bound = reference_and_bound(model, x)
+        outs = []
+        for order in fe.ORDERS:
+            z = fe.dot(x, wb[0], wb[1], order).astype(f32) if wb else x
+            outs += [_log_softmax32(z, axis, order, s) for s in (True, False)]
+        with torch.no_grad():
+            z = torch.from_numpy(x)
+            if wb:
+                z = torch.nn.functional.linear(z, torch.from_numpy(wb[0]), torch.from_numpy(wb[1]))
+            outs.append(torch.log_softmax(z, dim=axis).numpy())
+        for y in outs:
+            r = np.abs(y.astype(np.float64) - v) / bound
+            assert np.all(r <= 1), (x, wb, axis)
+            worst["ratio"] = max(worst["ratio"], float(r.max()))
+            worst["n"] += y.size
+    run()
+    assert worst["n"] >= 2000 and worst["ratio"] > 1e-2, worst
+
+
+def test_log_softmax_bound_by_hand():
+    # two equal logits: y = -log 2 exactly in the reals; every term of the rule written out
+    x = np.array([[3.0, 3.0]], f32)
+    model = Model([Layer("activation", attrs={"function": "log_softmax"})])
+    v, bound = reference_and_bound(model, x)
+    u, k, L = 2.0 ** -24, 4, np.log(2.0)
+    e = (2 * k * u) + (2 * u / (1 - 2 * u)) + 2 * k * u * L + u * (3.0 + 2 * L)
+    np.testing.assert_allclose(v, [[-L, -L]], rtol=1e-15)
+    np.testing.assert_allclose(bound, e, rtol=1e-6)        # the bound on |y - exact|

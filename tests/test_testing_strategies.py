@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 import refcomp
 from refcomp.layers import conv2d
 from refcomp.model import LAYER_KINDS
-from refcomp.testing.strategies import (affine_params, affine_tie_cases, conv2d_configs,
-                                        fixed_point_params, float32_values, layers,
-                                        minifloat_params, models, pool2d_configs,
-                                        quantizer_params, recurrent_configs, uniform_params,
-                                        weight_arrays)
+from refcomp.testing.strategies import (affine_params, affine_tie_cases, conv1d_configs,
+                                        conv2d_configs, dense_configs, fixed_point_params,
+                                        float32_values, layers, minifloat_params, models,
+                                        pool2d_configs, pool_nd_configs, quantizer_params,
+                                        recurrent_configs, uniform_params, weight_arrays)
 
 N = 120
 
@@ -121,6 +121,81 @@ def test_pool2d_configs_run_and_cover_both_kinds_and_divisors():
     seen = _collect(pool2d_configs(), body)
     assert all(seen[k] for k in ("max_pool2d", "avg_pool2d", "padded", "cip=True",
                                  "cip=False")), seen
+
+
+def test_conv1d_configs_run_and_reach_groups_dilation_and_same_lower():
+    from refcomp.layers import conv1d
+
+    def body(cfg, seen):
+        W = np.ones((cfg["O"], cfg["C"] // cfg["groups"]) + cfg["kernel"], np.float32)
+        a = cfg["attrs"]
+        y = conv1d(np.ones((cfg["N"], cfg["C"], cfg["L"]), np.float32), W,
+                   stride=a["stride"], padding=a["padding"], dilation=a["dilation"],
+                   groups=a["groups"])
+        assert y.shape[:2] == (cfg["N"], cfg["O"]) and y.shape[2] >= 1
+        seen["groups>1"] += cfg["groups"] > 1
+        seen["dilation>1"] += a["dilation"] > 1
+        seen["stride>1"] += a["stride"] > 1
+        seen[f"padding={a['padding'] if isinstance(a['padding'], str) else 'explicit'}"] += 1
+    seen = _collect(conv1d_configs(), body, 150)
+    for k in ("groups>1", "dilation>1", "stride>1", "padding=same_lower",
+              "padding=same_upper", "padding=valid", "padding=explicit"):
+        assert seen[k], (k, seen)
+
+
+def test_pool_nd_configs_run_and_reach_dilations_ceil_mode_1d_and_3d():
+    def body(cfg, seen):
+        a = cfg["attrs"]
+        layer = refcomp.Layer(cfg["kind"], attrs=a)
+        assert refcomp.Model([layer])(np.ones(cfg["shape"], np.float32)).size > 0
+        nd = len(cfg["shape"]) - 2
+        seen[cfg["kind"]] += 1
+        seen[f"{nd}-D"] += 1
+        seen["dilation>1"] += max(a["dilation"]) > 1
+        seen["ceil_mode"] += bool(a["ceil_mode"])
+        seen["asymmetric"] += any(lo != hi for lo, hi in a["padding"])
+        seen["cip"] += bool(a.get("count_include_pad"))
+    seen = _collect(pool_nd_configs(), body, 150)
+    for k in ("max_pool", "avg_pool", "1-D", "2-D", "3-D", "dilation>1", "ceil_mode",
+              "asymmetric", "cip"):
+        assert seen[k], (k, seen)
+
+
+def test_dense_configs_reach_gemm_alpha_beta():
+    def body(cfg, seen):
+        a = cfg["attrs"]
+        seen["alpha!=1"] += a["alpha"] != 1.0
+        seen["beta!=1"] += a["beta"] != 1.0
+        seen["negative"] += min(a["alpha"], a["beta"]) < 0
+        seen["inexact 0.1"] += 0.1 in (a["alpha"], a["beta"])
+        seen["both 1"] += a["alpha"] == a["beta"] == 1.0
+    seen = _collect(dense_configs(gemm=True), body, 150)
+    assert all(seen[k] for k in ("alpha!=1", "beta!=1", "negative", "inexact 0.1",
+                                 "both 1")), seen
+
+    def plain(cfg, seen):                                   # no Gemm attributes by default
+        assert cfg["attrs"] == {}, cfg
+    _collect(dense_configs(), plain, 20)
+
+
+def test_affine_params_reach_axes_narrow_range_roundings_and_scale_ops():
+    from refcomp.quantize import affine
+    from refcomp.testing.strategies._quantizers import _DETERMINISTIC
+    w = np.random.default_rng(1).standard_normal((3, 4, 2)).astype(np.float32)
+
+    def body(kw, seen):
+        assert affine(w, **kw).codes.shape == w.shape          # every draw runs
+        seen[f"axis={kw['axis']}"] += 1
+        seen["narrow_range"] += kw["narrow_range"]
+        seen[f"rounding={kw['rounding']}"] += 1
+        seen[f"scale_op={kw['scale_op']}"] += 1
+    seen = _collect(affine_params(ndim=3), body, 200)
+    wanted = (["axis=None", "axis=0", "axis=1", "axis=2", "narrow_range"]
+              + [f"rounding={r}" for r in _DETERMINISTIC]
+              + [f"scale_op={o}" for o in ("divide", "reciprocal", "reciprocal_add_zp",
+                                           "reciprocal_fma_zp")])
+    missing = [k for k in wanted if not seen[k]]
+    assert not missing, (missing, seen)
 
 
 def test_recurrent_configs_cover_every_kind_and_formula():

@@ -52,9 +52,22 @@ def test_keras_and_litert_layers(framework, module):
     by = {r.case: r for r in report.results}
     assert by["dense"].verdict == "pass" and by["shipped digits_cnn"].verdict == "pass"
     assert by["mgu"].verdict == "known difference"
+    conv1d, maxp, avgp = (by[c] for c in ("conv1d (padding modes, groups, dilation)",
+                                          "max_pool N-D (dilations, ceil_mode)",
+                                          "avg_pool N-D (ceil_mode)"))
     if framework == "litert":
         assert by["QUANTIZE int8"].verdict == "pass"         # TfLiteRound: half away
         assert by["lstm"].verdict == "skipped"               # not built, not a difference
+        assert "sequence RNN kernels" in by["lstm"].note
+        for r in (conv1d, maxp, avgp):                       # each kind named for itself
+            assert r.verdict == "skipped" and "RNN" not in r.note
+        assert "1-D convolution" in conv1d.note
+        assert "pooling builtins are 2-D only" in maxp.note and avgp.note.startswith("avg_pool")
+    else:                                   # Conv1D, MaxPooling1D/3D, AveragePooling1D/3D
+        for r in (conv1d, maxp, avgp):
+            assert "layer kind" not in r.note
+            assert r.verdict in ("pass", "known difference"), r
+        assert conv1d.verdict == "pass" and conv1d.examples >= 1
 
 
 def test_same_seed_same_table():

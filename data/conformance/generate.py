@@ -33,6 +33,7 @@ from refcomp import Layer, Model  # noqa: E402
 from refcomp import quantize as Q  # noqa: E402
 from refcomp.layers._common import pair, resolve_padding  # noqa: E402
 from refcomp.testing import reference_and_bound  # noqa: E402
+from refcomp.validate._common import nd_geometry  # noqa: E402
 
 SEED = 20260921
 SCHEMA_VERSION = 1
@@ -117,6 +118,19 @@ def _write_layer(g, layer, x_shape):
         else:
             _attr(g, "size", ksz)
             if k == "avg_pool2d":
+                _attr(g, "count_include_pad", a["count_include_pad"])
+    elif k in ("conv1d", "max_pool", "avg_pool"):
+        ksz, st, dil, pads = nd_geometry(layer, x_shape[2:])
+        _attr(g, "pads", [p for lo_hi in pads for p in lo_hi])
+        _attr(g, "stride", list(st))
+        _attr(g, "dilation", list(dil))
+        _attr(g, "padding", json.dumps(a["padding"]))
+        if k == "conv1d":
+            _attr(g, "groups", a["groups"])
+        else:
+            _attr(g, "size", list(ksz))
+            _attr(g, "ceil_mode", a["ceil_mode"])
+            if k == "avg_pool":
                 _attr(g, "count_include_pad", a["count_include_pad"])
     elif k == "batch_norm":
         _attr(g, "eps", float(a["eps"]))
@@ -221,15 +235,53 @@ def _pool_cases(kind):
               (1, 3, 5, 5)),
              ("3x3, stride 2, NHWC, padding 1", dict(size=3, stride=2, padding=1,
                                                      layout="NHWC"), (2, 5, 5, 2))]
+    return _pool_models(kind, specs, 200)
+
+
+def _pool_models(kind, specs, seed0):
+    """One-layer pooling cases; average pooling alternates count_include_pad."""
     out = []
     for i, (desc, attrs, xs) in enumerate(specs):
-        rng = _rng(200 + i)
+        rng = _rng(seed0 + i)
         a = dict(attrs)
-        if kind == "avg_pool2d":
+        if kind.startswith("avg_pool"):
             a["count_include_pad"] = bool(i % 2)
             desc += f", count_include_pad={a['count_include_pad']}"
         out.append((desc, Model([Layer(kind, attrs=a)]), _r(rng, *xs)))
     return out
+
+
+def _conv1d_cases():
+    specs = [
+        ("k=3, padding 1, bias", 2, 3, 3, dict(padding=1), (2, 2, 8)),
+        ("k=3, groups 2, stride 2, asymmetric pads (0, 2)", 4, 4, 3,
+         dict(groups=2, stride=2, padding=[0, 2]), (1, 4, 9)),
+        ("k=2, dilation 3, 'same_lower' (odd pixel before)", 3, 2, 2,
+         dict(dilation=3, padding="same_lower"), (2, 3, 7)),
+        ("k=5, 'valid', stride 3, no bias", 2, 1, 5, dict(padding="valid", stride=3),
+         (1, 2, 11)),
+    ]
+    out = []
+    for i, (desc, c, o, k, attrs, xs) in enumerate(specs):
+        rng = _rng(1000 + i)
+        g = attrs.get("groups", 1)
+        W = _r(rng, o, c // g, k, scale=1 / np.sqrt(c // g * k))
+        w = {"W": W} if "no bias" in desc else {"W": W, "b": _r(rng, o)}
+        out.append((desc, Model([Layer("conv1d", attrs=attrs, weights=w)]), _r(rng, *xs)))
+    return out
+
+
+def _pool_nd_cases(kind):
+    specs = [("1-D, size 3, stride 2, dilation 2, pads (1, 0), ceil_mode",
+              dict(size=3, stride=2, dilation=2, padding=[[1, 0]], ceil_mode=True), (2, 2, 9)),
+             ("2-D, size (2, 3), stride (2, 1), dilation (1, 2), pads ((0, 1), (1, 1))",
+              dict(size=[2, 3], stride=[2, 1], dilation=[1, 2], padding=[[0, 1], [1, 1]]),
+              (1, 2, 5, 7)),
+             ("3-D, size 2, stride 2, ceil_mode (windows overhang the end)",
+              dict(size=2, stride=2, ceil_mode=True), (1, 2, 5, 4, 3)),
+             ("2-D, size 3, stride 2, 'same_lower'",
+              dict(size=3, stride=2, padding="same_lower"), (1, 1, 6, 5))]
+    return _pool_models(kind, specs, 1100 if kind == "max_pool" else 1200)
 
 
 def _bn_cases():
@@ -303,8 +355,11 @@ def _rnn_cases(kind):
 
 LAYER_FILES = {
     "dense": _dense_cases, "conv2d": _conv_cases,
+    "conv1d": _conv1d_cases,
     "max_pool2d": lambda: _pool_cases("max_pool2d"),
     "avg_pool2d": lambda: _pool_cases("avg_pool2d"),
+    "max_pool": lambda: _pool_nd_cases("max_pool"),
+    "avg_pool": lambda: _pool_nd_cases("avg_pool"),
     "batch_norm": _bn_cases, "activation": _act_cases, "shape": _shape_cases,
     "residual": _residual_cases, "lstm": lambda: _rnn_cases("lstm"),
     "gru": lambda: _rnn_cases("gru"), "mgu": lambda: _rnn_cases("mgu"),
@@ -359,7 +414,11 @@ QUANT_CASES = {
                    lambda w: Q.to_float8_e4m3fn(w, saturate=True)),
                   ("to_float8_e5m2(w)", lambda w: Q.to_float8_e5m2(w)),
                   ("minifloat(w, 3, 2, subnormals=False)",
-                   lambda w: Q.minifloat(w, 3, 2, subnormals=False))],
+                   lambda w: Q.minifloat(w, 3, 2, subnormals=False)),
+                  ("to_float8_e4m3fnuz(w)", lambda w: Q.to_float8_e4m3fnuz(w)),
+                  ("to_float8_e5m2fnuz(w, saturate=True)",
+                   lambda w: Q.to_float8_e5m2fnuz(w, saturate=True)),
+                  ("to_float4_e2m1(w)", lambda w: Q.to_float4_e2m1(w))],
     "posit": [("posit(w, 8, 0)", lambda w: Q.posit(w, 8, 0)),
               ("posit(w, 16, 1)", lambda w: Q.posit(w, 16, 1))],
     "power_of_two": [("power_of_two(w, 4)", lambda w: Q.power_of_two(w, 4))],

@@ -22,7 +22,7 @@ Let ``u`` be the unit roundoff of the model dtype (2**-24 for float32) and
   direct or im2col/GEMM convolutions, not Winograd or FFT ones);
 * rounds every other elementwise operation (add, multiply, divide, sqrt)
   once (relative error ``<= u``);
-* evaluates ``exp``, ``tanh`` and ``sigmoid`` within ``func_ulps`` ulps,
+* evaluates ``exp``, ``log``, ``tanh`` and ``sigmoid`` within ``func_ulps`` ulps,
   i.e. relative error ``<= 2 * func_ulps * u``;
 * takes maxima exactly.
 
@@ -43,6 +43,21 @@ relative, below 1e-13):
   + s_i (r_i + sum_j s_j r_j + gamma_n + 2u)`` with ``r_j = u |z_j - max z|
   + 2 k u`` (the shift, the exponential, the sum of ``n`` positive terms and
   the division);
+* log_softmax along an axis, ``y = z - m - L`` with ``m = max z``, ``L =
+  log S``, ``S = sum_j exp(z_j - m)`` (so ``S >= 1``, ``L >= 0``), ``s =
+  softmax(z)``: ``e'_i = e_i + sum_j s_j e_j + sum_j s_j r_j + gamma_n + k'
+  u L + u (2 |z_i - m| + |m| + 2 L)`` with ``r_j`` as for softmax and ``k' =
+  2 k``.  Derivation: ``dy_i/dz_j = delta_ij - s_j`` carries the input
+  error; the exponentials (shift and ``exp``, relative ``r_j``) and the sum
+  of ``n`` positive terms in any order (``gamma_n``) give ``S (1 + rho)``
+  with ``|rho| <= sum_j s_j r_j + gamma_n``, which the logarithm turns into
+  the absolute error ``|log(1 + rho)| ~ |rho|``; ``log`` itself within
+  ``k`` ulps adds ``2 k u L``; the last term covers both usual orders of
+  the final subtraction, ``(z_i - m) - L`` (PyTorch's vectorised kernel
+  and TensorFlow: shift rounded, ``u |z_i - m|``, then ``u |y_i|``) and
+  ``z_i - (m + L)`` (``u (|m| + L)`` then ``u |y_i|``), with ``|y_i| =
+  |z_i - m| + L``.  Not covered: ``log(softmax(z))`` evaluated literally
+  (the quotient underflows to 0 and its log to -inf);
 * max pooling (2-D or N-D, any padding, dilation, ceil_mode: a maximum
   over the same window positions is 1-Lipschitz in the max norm and
   exact): ``e' = maxpool(e)``; average pooling (2-D or N-D): ``e' =
@@ -93,6 +108,7 @@ returns ``2 e`` plus a subnormal-sized absolute term.
 import numpy as np
 
 from .._errors import ParameterError
+from ..kernels.elementwise import exp64
 from ..model import Layer, _forward_layer, materialize
 from ._rnn_jacobian import _direction_specs, recurrent_bound
 
@@ -104,7 +120,8 @@ BOUNDED_KINDS = ("dense", "conv2d", "conv1d", "max_pool2d", "avg_pool2d", "max_p
                  "avg_pool", "flatten", "reshape", "dropout", "activation", "batch_norm",
                  "residual", "lstm", "gru", "mgu", "simple_rnn")
 #: Activation functions the bound propagates through.
-BOUNDED_ACTIVATIONS = ("relu", "linear", "tanh", "sigmoid", "softmax", "hard_sigmoid")
+BOUNDED_ACTIVATIONS = ("relu", "linear", "tanh", "sigmoid", "softmax", "log_softmax",
+                       "hard_sigmoid")
 #: Convolution algorithms refused by name (their rounding errors are not a dot product's).
 UNBOUNDED_CONV_ALGORITHMS = ("fft", "winograd", "winograd2", "winograd4")
 #: Convolution algorithms bounded: sums of products in any order.
@@ -267,10 +284,17 @@ def _step(layer, v, e, c):
         if f == "hard_sigmoid":
             L = 1.0 / 6.0 if a["variant"] == "keras3" else 0.2
             return y, L * e + 3 * c.u * (L * np.abs(v) + 0.5)
-        ax = a["axis"]                                  # softmax
+        ax = a["axis"]                                  # softmax, log_softmax
         m = np.max(v, axis=ax, keepdims=True)
         r = c.u * np.abs(v - m) + c.f
         n = v.shape[ax]
+        if f == "log_softmax":
+            s = exp64(y)                                # softmax(v) (libm: same bits anywhere)
+            L = np.maximum(-(y + np.abs(v - m)), 0.0)   # log S = (v - m) - y >= 0
+            se = np.sum(s * e, axis=ax, keepdims=True)
+            sr = np.sum(s * r, axis=ax, keepdims=True)
+            return y, (e + se + sr + c.gamma(max(n, 1)) + c.f * L
+                       + c.u * (2 * np.abs(v - m) + np.abs(m) + 2 * L))
         se = np.sum(y * e, axis=ax, keepdims=True)
         sr = np.sum(y * r, axis=ax, keepdims=True)
         return y, y * (e + se) + y * (r + sr + c.gamma(max(n, 1)) + 2 * c.u)

@@ -12,7 +12,16 @@ conv2d         ``Conv2D`` (HWIO kernel, strides, dilation, groups,
                ``ZeroPadding2D`` then "valid"
 max/avg pool   ``MaxPooling2D`` / ``AveragePooling2D`` with "valid" or "same"
                (Keras' "same" average excludes the padding: count_include_pad
-               must be False); explicit pads are not expressible
+               must be False; an asymmetric "same" average is not expressible,
+               see ``_REPLICATE``); explicit pads are not expressible
+conv1d         ``Conv1D`` (channels_first, kernel (k, C/groups, O), strides,
+               dilation, groups); every padding, "same_lower" included, applied
+               first by ``keras.ops.pad`` (zeros), then "valid"
+max_pool,      ``MaxPooling1D/2D/3D`` / ``AveragePooling1D/2D/3D``
+avg_pool       (channels_first) when the resolved geometry is Keras' "valid" or
+(N-D)          "same" (TensorFlow's: the odd pixel at the end); Keras pooling
+               has no dilation, no ceil_mode and no explicit pads (not
+               expressible), nor an asymmetric "same" average (``_REPLICATE``)
 batch_norm     ``BatchNormalization`` (inference: moving statistics)
 activations    ``keras.activations``: relu, tanh, sigmoid, softmax, linear,
                hard_sigmoid (Keras 3 = refcomp's "keras3" variant; "keras2"
@@ -34,7 +43,7 @@ import numpy as np
 from ..convert import conv2d_to_keras, gru_to_keras, lstm_to_keras
 from ..model import materialize
 from ._codes import CodeTally
-from ._common import NotBuilt, NotExpressible, layer_pads, require, rnn_options
+from ._common import NotBuilt, NotExpressible, layer_pads, nd_geometry, require, rnn_options
 from ._draw import case_seed, draw_examples
 from ._tfmot import TFMOT_CASES
 
@@ -53,6 +62,13 @@ def _np(keras, y):
 def _w(layer, name):
     v = layer.weights.get(name)
     return None if v is None else np.asarray(materialize(v), np.float32)
+
+
+#: Keras 3.15's torch backend pads an asymmetric "same" average pool with
+#: ``mode="replicate"``: AveragePooling1D(4, 1, "same") of [1, 2, 3, 4] gives
+#: [1.75, 2.5, 3.25, 3.75], TensorFlow's "same" (padding excluded) [2, 2.5, 3, 3.5].
+_REPLICATE = ("Keras' torch backend pads an asymmetric 'same' average pool {pads} by "
+              "replicating the edge (the divisor counts the copies)")
 
 
 def _spatial(keras, layer, x):
@@ -84,8 +100,57 @@ def _spatial(keras, layer, x):
     if same and a["count_include_pad"] and any(pads[0] + pads[1]):
         raise NotExpressible("Keras' 'same' average pooling excludes the padding from the "
                              "divisor (count_include_pad=False)")
+    if same and any(lo != hi for lo, hi in pads):
+        raise NotExpressible(_REPLICATE.format(pads=pads))
     return keras.layers.AveragePooling2D(tuple(ksz), tuple(s), padding=mode,
                                          data_format=fmt)(x)
+
+
+def _conv1d(keras, layer, x):
+    a = layer.attrs
+    W, b = _w(layer, "W"), _w(layer, "b")
+    _, s, d, ((lo, hi),) = nd_geometry(layer, tuple(x.shape[2:]))
+    if lo or hi:
+        x = keras.ops.pad(x, ((0, 0), (0, 0), (lo, hi)))
+    try:
+        conv = keras.layers.Conv1D(W.shape[0], W.shape[2], strides=s[0], padding="valid",
+                                   dilation_rate=d[0], groups=int(a["groups"]),
+                                   use_bias=b is not None, data_format="channels_first")
+    except ValueError as exc:                    # e.g. strides > 1 with dilation > 1
+        raise NotExpressible(f"keras.layers.Conv1D refuses it: {exc}") from None
+    conv.build(tuple(x.shape))
+    kernel = np.ascontiguousarray(W.transpose(2, 1, 0))        # (k, C/groups, O)
+    conv.set_weights([kernel] + ([b] if b is not None else []))
+    return conv(x)
+
+
+def _pool_nd(keras, layer, x):
+    from ..layers._pool_nd import pool_geometry, resolve_padding_nd
+    a, nd = layer.attrs, len(x.shape) - 2
+    sizes = tuple(int(v) for v in x.shape[2:])
+    k, s, d, pads = nd_geometry(layer, sizes)
+    if any(v != 1 for v in d):
+        raise NotExpressible(f"Keras pooling has no dilation (dilations {d})")
+    outs = pool_geometry(sizes, k, s, d, pads, bool(a["ceil_mode"]), x)
+    floor_outs = pool_geometry(sizes, k, s, d, pads, False, x)
+    if not any(lo or hi for lo, hi in pads) and outs == floor_outs:
+        mode = "valid"
+    elif pads == resolve_padding_nd("same", sizes, k, s, d) and outs == tuple(
+            -(-n // st) for n, st in zip(sizes, s)):
+        mode = "same"
+        avg = layer.kind == "avg_pool"
+        if avg and a["count_include_pad"]:
+            raise NotExpressible("Keras' 'same' average pooling excludes the padding from the "
+                                 "divisor (count_include_pad=False)")
+        if avg and any(lo != hi for lo, hi in pads):
+            raise NotExpressible(_REPLICATE.format(pads=pads))
+    else:
+        raise NotExpressible(f"Keras pooling takes 'valid' or 'same' (no ceil_mode, no "
+                             f"explicit pads), not pads {pads} with ceil_mode="
+                             f"{bool(a['ceil_mode'])}")
+    cls = {"max_pool": "MaxPooling", "avg_pool": "AveragePooling"}[layer.kind]
+    return getattr(keras.layers, f"{cls}{nd}D")(k, s, padding=mode,
+                                                data_format="channels_first")(x)
 
 
 def _rnn(keras, layer, x):
@@ -129,6 +194,10 @@ def _layer(keras, layer, x):
         return d(x)
     if k in ("conv2d", "max_pool2d", "avg_pool2d"):
         return _spatial(keras, layer, x)
+    if k == "conv1d":
+        return _conv1d(keras, layer, x)
+    if k in ("max_pool", "avg_pool"):
+        return _pool_nd(keras, layer, x)
     if k == "batch_norm":
         nd = len(x.shape)
         axis = 1 if (nd == 4 and a["layout"] == "NCHW") or nd == 2 else -1
@@ -160,7 +229,7 @@ def _layer(keras, layer, x):
         return keras.layers.Add()([x, fx])
     if k in ("lstm", "gru", "mgu", "simple_rnn"):
         return _rnn(keras, layer, x)
-    raise NotExpressible(f"layer kind {k!r}")
+    raise NotBuilt(f"layer kind {k!r} is not built by the Keras runner")
 
 
 def keras_forward(model, x):

@@ -16,9 +16,12 @@ activations    ``RELU``, ``TANH``, ``LOGISTIC``, ``SOFTMAX`` (last axis);
 flatten,       ``RESHAPE``; dropout and linear: ``RESHAPE`` to the same shape
 reshape
 residual       the body, then ``ADD``
-batch_norm,    not expressible here (TFLite has no batch-norm operator: converters
+batch_norm,    not built here (TFLite has no batch-norm operator: converters
 recurrent      fold it into MUL/ADD; sequence LSTM/GRU kernels need a converter's
                tensor layout)
+conv1d,        not built here (no 1-D convolution builtin: converters reshape to
+N-D pooling    CONV_2D; the pooling builtins are 2-D, without dilation or
+               ceil_mode)
 =============  ==================================================================
 
 Quantizers: ``QUANTIZE`` float32 -> int8 and ``DEQUANTIZE`` with per-tensor
@@ -215,8 +218,17 @@ def _layer(g, layer, t, shape):
     if k == "batch_norm":
         raise NotBuilt("TFLite has no batch-norm operator (converters fold it into MUL/ADD); "
                        "not built here")
-    raise NotBuilt(f"{k}: TFLite's sequence RNN kernels take a converter's tensor layout; "
-                   "not built here")
+    if k == "conv1d":
+        raise NotBuilt("conv1d: TFLite has no 1-D convolution builtin (converters lower it to "
+                       "CONV_2D on a (N, 1, L, C) reshape); not built here")
+    if k in ("max_pool", "avg_pool"):
+        raise NotBuilt(f"{k} (N-D): TFLite's pooling builtins are 2-D only (MAX_POOL_2D / "
+                       "AVERAGE_POOL_2D: SAME or VALID, no dilation, no ceil_mode); the "
+                       "N-D pooling layer is not built here")
+    if k in ("lstm", "gru", "simple_rnn"):
+        raise NotBuilt(f"{k}: TFLite's sequence RNN kernels take a converter's tensor "
+                       "layout; not built here")
+    raise NotBuilt(f"layer kind {k!r} is not built by the LiteRT runner")
 
 
 def _interpret(blob, inputs):
