@@ -204,8 +204,7 @@ def test_rate_distortion_trellis_beats_greedy_dq(seed):
     greedy path of the same 8-state machine (360 of 360 cases: 40 tensors x 3 qp x 3 s);
     it is *not* always better than the uniform quantizer or the lambda = 0 trellis at the
     same qp (their J is lower in 131 and 147 of those 360 cases; by 5 % at most for the
-    latter),
-    since its rates are NNCodec's estimates with NNCodec's quirks (docs/nnc.md)."""
+    latter), since its rates are NNCodec's estimates with NNCodec's quirks (docs/nnc.md)."""
     rng = np.random.default_rng(seed)
     w = rng.laplace(0, 0.02, [(64, 64), (200,), (30, 17), (8, 8, 3, 3)][seed]).astype(np.float32)
     for qp in (-40, -32, -26):
