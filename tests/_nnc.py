@@ -48,55 +48,118 @@ def nnc_python():
     return _cache["py"]
 
 
-def call(op, arrays=None, payload=None, **params):
-    """Run one bridge operation; returns (reply dict, output array or bytes)."""
+def _request(d, tag, op, arrays, payload, params):
+    req = dict(params, op=op)
+    for k, a in (arrays or {}).items():
+        req[k] = os.path.join(d, "%s%s.npy" % (tag, k))
+        np.save(req[k], a)
+    if payload is not None:
+        req["payload"] = os.path.join(d, tag + "payload.bin")
+        Path(req["payload"]).write_bytes(payload)
+    req["out"] = os.path.join(d, tag + ("out.npy" if op in _ARRAY_OPS else "out.bin"))
+    return req
+
+
+_ARRAY_OPS = ("decode", "quant", "dequant")
+
+
+def _result(op, req, reply):
+    if op == "encode":
+        return reply, Path(req["out"]).read_bytes()
+    if op in _ARRAY_OPS:
+        return reply, np.load(req["out"])
+    return reply, None
+
+
+def _run(d, req):
     py, why = nnc_python()
     if py is None:
         raise RuntimeError(why)
+    rq = os.path.join(d, "req.json")
+    Path(rq).write_text(json.dumps(req))
+    r = subprocess.run([py, str(_BRIDGE), rq], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError("NNCodec bridge failed: %s" % r.stderr[-2000:])
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def call(op, arrays=None, payload=None, **params):
+    """Run one bridge operation; returns (reply dict, output array or bytes)."""
     with tempfile.TemporaryDirectory() as d:
-        req = dict(params, op=op)
-        for k, a in (arrays or {}).items():
-            req[k] = os.path.join(d, k + ".npy")
-            np.save(req[k], a)
-        if payload is not None:
-            req["payload"] = os.path.join(d, "payload.bin")
-            Path(req["payload"]).write_bytes(payload)
-        out = os.path.join(d, "out.npy" if op in ("decode", "quant") else "out.bin")
-        req["out"] = out
-        rq = os.path.join(d, "req.json")
-        Path(rq).write_text(json.dumps(req))
-        r = subprocess.run([py, str(_BRIDGE), rq], capture_output=True, text=True)
-        if r.returncode != 0:
-            raise RuntimeError("NNCodec bridge failed: %s" % r.stderr[-2000:])
-        reply = json.loads(r.stdout.strip().splitlines()[-1])
-        if op == "encode":
-            return reply, Path(out).read_bytes()
-        if op in ("decode", "quant"):
-            return reply, np.load(out)
-        return reply, None
+        req = _request(d, "", op, arrays, payload, params)
+        return _result(op, req, _run(d, req))
 
 
-def nnc_encode(levels, *, dq, scan_order=0, cabac_unary_length_minus1=10, param_opt=True,
-               general_profile_idc=1):
-    return call("encode", {"levels": np.ascontiguousarray(levels, dtype=np.int32)},
-                dq_flag=int(dq), scan_order=scan_order, general_profile_idc=general_profile_idc,
-                num_gtx=cabac_unary_length_minus1 + 1, param_opt=int(param_opt))[1]
+def call_batch(items):
+    """Run several operations in one bridge process (the interpreter and NNCodec's
+    extension start once: about 1 s saved per operation under load).  ``items``: a list
+    of ``(op, arrays, payload, params)`` (the ``*_item`` helpers below); returns
+    ``[(reply, output), ...]`` as :func:`call` does."""
+    if not items:
+        return []
+    with tempfile.TemporaryDirectory() as d:
+        reqs = [_request(d, "i%d_" % i, op, arrays, payload, params)
+                for i, (op, arrays, payload, params) in enumerate(items)]
+        replies = _run(d, {"op": "batch", "items": reqs})["replies"]
+        return [_result(it[0], req, rep) for it, req, rep in zip(items, reqs, replies)]
 
 
-def nnc_decode(payload, shape, *, dq, scan_order=0, cabac_unary_length_minus1=10,
-               general_profile_idc=1):
-    reply, out = call("decode", payload=payload, shape=list(shape), dq_flag=int(dq),
-                      scan_order=scan_order, general_profile_idc=general_profile_idc,
-                      num_gtx=cabac_unary_length_minus1 + 1)
+def encode_item(levels, *, dq, scan_order=0, cabac_unary_length_minus1=10, param_opt=True,
+                general_profile_idc=1):
+    return ("encode", {"levels": np.ascontiguousarray(levels, dtype=np.int32)}, None,
+            dict(dq_flag=int(dq), scan_order=scan_order,
+                 general_profile_idc=general_profile_idc,
+                 num_gtx=cabac_unary_length_minus1 + 1, param_opt=int(param_opt)))
+
+
+def decode_item(payload, shape, *, dq, scan_order=0, cabac_unary_length_minus1=10,
+                general_profile_idc=1):
+    return ("decode", None, payload,
+            dict(shape=list(shape), dq_flag=int(dq), scan_order=scan_order,
+                 general_profile_idc=general_profile_idc,
+                 num_gtx=cabac_unary_length_minus1 + 1))
+
+
+def quant_item(weights, *, qp, dq, qp_density=2, lambda_scale=0.0,
+               cabac_unary_length_minus1=10, scan_order=0):
+    return ("quant", {"weights": np.ascontiguousarray(weights, dtype=np.float32)}, None,
+            dict(qp=qp, qp_density=qp_density, dq_flag=int(dq), lambda_scale=lambda_scale,
+                 max_num_no_rem=cabac_unary_length_minus1, scan_order=scan_order))
+
+
+def dequant_item(levels, *, qp, qp_density=2, scan_order=0):
+    return ("dequant", {"levels": np.ascontiguousarray(levels, dtype=np.int32)}, None,
+            dict(qp=qp, qp_density=qp_density, scan_order=scan_order))
+
+
+def nnc_encode(levels, **opts):
+    op, arrays, payload, params = encode_item(levels, **opts)
+    return call(op, arrays, payload, **params)[1]
+
+
+def nnc_decode(payload, shape, **opts):
+    op, arrays, payload, params = decode_item(payload, shape, **opts)
+    reply, out = call(op, arrays, payload, **params)
     return out, reply["bytes_read"]
 
 
-def nnc_quantize(weights, *, qp, dq, qp_density=2, lambda_scale=0.0,
-                 cabac_unary_length_minus1=10, scan_order=0):
-    reply, out = call("quant", {"weights": np.ascontiguousarray(weights, dtype=np.float32)},
-                      qp=qp, qp_density=qp_density, dq_flag=int(dq), lambda_scale=lambda_scale,
-                      max_num_no_rem=cabac_unary_length_minus1, scan_order=scan_order)
+def nnc_quantize(weights, **opts):
+    op, arrays, payload, params = quant_item(weights, **opts)
+    reply, out = call(op, arrays, payload, **params)
     return out, reply["qp"]
+
+
+def nnc_compress(params, *, qp):
+    """NNCodec's whole ``compress`` of ``params`` (name -> float32 array) at ``qp``, its
+    other defaults; returns (bitstream bytes, {name: NNCodec's decompressed array})."""
+    with tempfile.TemporaryDirectory() as d:
+        req = {"op": "compress", "params": os.path.join(d, "p.npz"), "qp": int(qp),
+               "out": os.path.join(d, "bs.nnc"), "decoded": os.path.join(d, "dec.npz")}
+        np.savez(req["params"], **params)
+        _run(d, req)
+        with np.load(req["decoded"]) as z:
+            dec = {k: z[k] for k in z.files}
+        return Path(req["out"]).read_bytes(), dec
 
 
 if __name__ == "__main__":

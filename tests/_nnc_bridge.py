@@ -15,6 +15,8 @@ The request names one operation and its .npy/.bin files:
 - ``quant``: ``weights`` (float32 .npy), ``qp``, ``qp_density``, ``dq_flag``,
   ``lambda_scale``, ``max_num_no_rem``, ``scan_order`` -> ``out`` (int32
   .npy); the qp NNCodec actually used is printed in the JSON reply.
+- ``dequant``: ``levels`` (int32 .npy), ``qp``, ``qp_density``, ``scan_order``
+  -> ``out`` (float32 .npy, ``Decoder.dequantLayer``).
 - ``time``: encode + decode ``repeat`` times; reply has the best seconds.
 - ``compress``: NNCodec's whole ``nnc.compress`` of the tensors in
   ``params`` (.npz, name -> float32) at ``qp`` (its other defaults) ->
@@ -22,6 +24,9 @@ The request names one operation and its .npy/.bin files:
   ``decompress`` of it).  ``nncodec.framework`` (torch/tensorflow glue, not
   used for a parameter dict) is replaced by empty modules so that the
   CUDA-only torchvision is never imported.
+- ``batch``: ``items``, a list of the requests above, run in order in this
+  one process (the interpreter and extension start once); the reply's
+  ``replies`` lists theirs.
 
 The reply is one JSON line on stdout.
 """
@@ -77,9 +82,7 @@ def _compression_module():
     return mod
 
 
-def main():
-    with open(sys.argv[1]) as f:
-        r = json.load(f)
+def run(r):
     op = r["op"]
     reply = {"ok": True}
     if op == "encode":
@@ -103,6 +106,12 @@ def main():
                             int(r["scan_order"]), 0)
         np.save(r["out"], q)
         reply["qp"] = int(qp)
+    elif op == "dequant":
+        levels = np.ascontiguousarray(np.load(r["levels"]), dtype=np.int32)
+        w = np.zeros(levels.shape, dtype=np.float32)
+        deepCABAC.Decoder().dequantLayer(w, levels, int(r["qp_density"]), int(r["qp"]),
+                                         int(r["scan_order"]))
+        np.save(r["out"], w)
     elif op == "time":
         levels = np.load(r["levels"])
         best_e = best_d = float("inf")
@@ -129,6 +138,16 @@ def main():
         reply["nbytes"] = len(bs)
     else:
         raise SystemExit("unknown op %r" % op)
+    return reply
+
+
+def main():
+    with open(sys.argv[1]) as f:
+        r = json.load(f)
+    if r["op"] == "batch":
+        reply = {"ok": True, "replies": [run(item) for item in r["items"]]}
+    else:
+        reply = run(r)
     print(json.dumps(reply))
 
 

@@ -17,8 +17,8 @@ from refcomp.study.compare_report import write_compare
 def small_result():
     x, y = load_split("test")
     models = {"digits_mlp": refcomp.load("data/digits_mlp.h5")}
-    return run_compare(models, x[:90], y[:90], methods=("uniform", "hashed", "less_is_more",
-                                                         "deep", "obd"),
+    return run_compare(models, x[:90], y[:90],
+                       methods=("uniform", "hashed", "less_is_more", "deep", "obd"),
                        calibration=load_split("calib"), progress=False)
 
 
@@ -106,3 +106,32 @@ def test_decompositions_are_in_the_comparison():
     mlp = {(r["method"], r["value"]): r for r in res["runs"] if r["model"] == "digits_mlp"}
     assert mlp[("tucker2", 5)]["tau"] == pytest.approx(1.0)      # no conv: nothing changes
     assert mlp[("pca", 10)]["tau"] > 4 and mlp[("pca", 99)]["accuracy"] > 0.9
+
+
+def test_nnc_is_in_the_comparison():
+    """nnc (MPEG NNC core, issue 25) runs in --compare: its sweep's ratios grow as neg_qp
+    falls, from about 2x to past 64x on the MLP, and each run's size is the exact sum over
+    layers of 8 x payload bytes + 32 bits of qp (the study method's account)."""
+    from refcomp.study.compare import COMPARE_METHODS, SWEEPS
+    from refcomp.study.evaluate import find_units, theta_of
+    from refcomp.quantize import nnc_quantize
+    assert "nnc" in COMPARE_METHODS
+    x, y = load_split("test")
+    model = refcomp.load("data/digits_mlp.h5")
+    res = run_compare({"digits_mlp": model}, x[:60], y[:60], methods=("uniform", "nnc"),
+                      calibration=load_split("calib"), progress=False)
+    rows = [r for r in res["runs"] if r["method"] == "nnc"]
+    assert [r["value"] for r in rows] == list(SWEEPS["nnc"])
+    assert all(r["label"] == "NNC" for r in rows)
+    taus = [r["tau"] for r in rows]
+    assert taus == sorted(taus) and len(set(taus)) == len(taus)
+    assert taus[0] < 2.5 and taus[-1] > 64
+    # exact size account, recomputed from the payloads (not from the study's bookkeeping)
+    units = find_units(model)
+    for r in (rows[0], rows[len(rows) // 2]):
+        bits = sum(8 * len(nnc_quantize(theta_of(model, u), qp=-r["value"]).payload) + 32
+                   for u in units)
+        assert r["size_bits"] == bits
+    # NNCodec's default qp (-38) keeps the float model's accuracy on these images
+    at38 = next(r for r in rows if r["value"] == 38)
+    assert at38["accuracy"] >= res["models"]["digits_mlp"]["accuracy"] - 0.02

@@ -446,7 +446,8 @@ def register(sub):
     p.add_argument("--compare", action="store_true",
                    help="seed 001's comparative study: every method (magnitude, OBD, "
                         "structured, less-is-more, uniform, k-means, HashedNets, spectral, "
-                        "Deep Compression) over its own sweep on the shipped MLP and CNN (or "
+                        "Deep Compression, PCA, SVD, Tucker-2, CP, NNC) over its own sweep on "
+                        "the shipped MLP and CNN (or "
                         "MODEL), no retraining; writes compare.csv/.json/.md/.png to --out "
                         "(default compare_out)")
     p.add_argument("--bits", default=None,

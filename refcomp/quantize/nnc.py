@@ -55,7 +55,28 @@ _MAX_SCALED = (1 << 31) - 3
 def nnc_step_size(qp, qp_density=2):
     """Step size (float32 scalar) of ``qp`` at ``qp_density``; formula in the
     module docstring.  ParameterError when the step is not a normal finite
-    float32 (an absurd qp)."""
+    float32 (an absurd qp).
+
+    Parameters
+    ----------
+    qp : int
+        Quantization parameter, ``|qp| <= 4096`` (:data:`QP_RANGE`); lower is
+        finer.  Python ints (or NumPy integers) only: a float or bool is a
+        :class:`ParameterError`.
+    qp_density : int, 0..7
+        ``d``: the step doubles every ``2**d`` qp values (NNCodec's default 2:
+        every 4).
+
+    Returns
+    -------
+    numpy.float32
+        ``(2**d + (qp & (2**d - 1))) * 2**((qp >> d) - d)`` with two's-complement
+        ``&`` and floor ``>>`` on Python ints; the product is an integer of at
+        most 8 bits times a power of two, so it is exact in float64 and in
+        float32 (no rounding), equal to NNCodec's ``qStepSize``.  A step
+        outside ``[2**-126, 2**127)`` (``qp >> d`` outside -126..126):
+        :class:`ParameterError`.
+    """
     qp = check_int("qp", qp, lo=-QP_RANGE, hi=QP_RANGE)
     d = check_int("qp_density", qp_density, lo=0, hi=QP_DENSITY_MAX)
     k = 1 << d

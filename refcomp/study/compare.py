@@ -28,6 +28,10 @@ SVD   svd               energy 99, 95, 90, 80, 70, 50, 30, 10 (% of the
 TK2   tucker2           keep 75, 50, 25, 10, 5 (% of the ranks; conv only)
 CP    cp                keep 75, 50, 25, 10, 5 (% of T as the CP rank;
                         conv only)
+NNC   nnc               neg_qp 68, 52, 38, 32, 26, 20, 16, 12, 10, 8, 6, 4
+                        (qp = -neg_qp; 8-state dependent quantization +
+                        DeepCABAC, NNCodec 2.1.3's defaults otherwise;
+                        38 is NNCodec's default qp)
 ===== ================= ==================================================
 
 The decompositions run with their default ``forward="reconstruct"`` (the
@@ -35,7 +39,10 @@ stored factors are counted; the forward pass uses the reconstructed
 weight) and no refit.  A layer a decomposition does not treat (conv for
 SVD, dense for Tucker-2 and CP) keeps its float32 weights and counts them,
 so those methods cannot reach high ratios on models whose parameters sit
-in the other kind of layer; that is the measurement, not a defect.
+in the other kind of layer; that is the measurement, not a defect.  NNC
+codes each layer's theta_k (weights and bias, flattened) as one tensor
+(:mod:`refcomp.study.methods.nnc`): its size is the CABAC payload bytes plus
+32 bits of qp per layer, exact.
 Accounting is each method's own (``runs.json`` of the ordinary study states
 it; here in :data:`ACCOUNTING`); less-is-more (seed 003) removes neurons from
 the whole model, so its size is the float32 parameters of the reduced model.
@@ -75,6 +82,9 @@ SWEEPS = {
     "svd": (99, 95, 90, 80, 70, 50, 30, 10),
     "tucker2": (75, 50, 25, 10, 5),
     "cp": (75, 50, 25, 10, 5),
+    # Measured on the shipped models (360 test images): neg_qp 68 gives tau 2.1 (MLP) / 2.2
+    # (CNN), 38 tau 4.1 / 4.9, 8 tau 32 / 112, 4 tau 76 / 1039; the CNN collapses below 12.
+    "nnc": (68, 52, 38, 32, 26, 20, 16, 12, 10, 8, 6, 4),
 }
 COMPARE_METHODS = tuple(SWEEPS)
 LABELS = {"less_is_more": "LM", "deep": "DC"}

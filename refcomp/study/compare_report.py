@@ -84,12 +84,13 @@ def _plot(result, path):
                           key=lambda r: r["tau"])
             if not rows:
                 continue
-            c = cmap(i % 10)
+            # tab10 has 10 colours: the methods after the tenth reuse them, dashed
+            c, ls = cmap(i % 10), "-" if i < 10 else "--"
             ax.plot([r["tau"] for r in rows], [100 * r["accuracy"] for r in rows], color=c,
-                    lw=0.8, alpha=0.45, marker="o", ms=3, mfc="none")
+                    lw=0.8, ls=ls, alpha=0.45, marker="o", ms=3, mfc="none")
             fr = front.get((k, m), [])
             ax.plot([r["tau"] for r in fr], [100 * r["accuracy"] for r in fr], color=c, lw=1.8,
-                    marker="o", ms=5, label=f"{rows[0]['label']} ({m})")
+                    ls=ls, marker="o", ms=5, label=f"{rows[0]['label']} ({m})")
         ax.axhline(100 * result["models"][k]["accuracy"], color="k", ls="--", lw=0.8,
                    label="float")
         ax.set_xscale("log", base=2)
@@ -97,7 +98,7 @@ def _plot(result, path):
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"{k}: whole network, no retraining")
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7, loc="lower left")
+        ax.legend(fontsize=7, loc="lower left", handlelength=3.5)
     fig.suptitle("Comparative study: thick lines and filled markers = each method's "
                  "Pareto front", fontsize=10)
     fig.tight_layout()

@@ -42,6 +42,33 @@ def encode_bins(kinds, ctxs, vals, nbits, ctx_eco, *, twin=False):
     ``ctxs[i]``; 1: ``nbits[i]`` bypass bins holding ``vals[i]`` (MSB first,
     ``0 <= vals[i] < 2**nbits[i]``).  Model ``c`` starts from initialisation
     ``ctx_eco[c]`` (0..8).  All arrays int64, 1-D.
+
+    Parameters
+    ----------
+    kinds : ndarray of int64, 1-D
+        0 (one context-coded bin) or 1 (a group of bypass bins) per entry.
+    ctxs : ndarray of int64, 1-D, length of ``kinds``
+        Context model of each context-coded bin, an index into ``ctx_eco``
+        (ignored for bypass entries).
+    vals : ndarray of int64, shape of ``kinds``
+        The bin (0/1) of a context entry; the value of a bypass group,
+        ``0 <= vals[i] < 2**nbits[i]``, its bits coded most significant first.
+    nbits : ndarray of int64, 1-D, length of ``kinds``
+        Width 0..32 of each bypass group (ignored for context entries).
+    ctx_eco : ndarray of int64, 1-D, non-empty
+        Initialisation index 0..8 of every context model (NNC's nine
+        shift / state sets, :mod:`refcomp.coding.cabac`).
+    twin : bool
+        Run the plain-Python twin instead of the Numba kernel (same bytes).
+
+    Returns
+    -------
+    bytes
+        The arithmetic-coded stream (integer arithmetic only: 9-bit range,
+        32-bit low register with carry propagation), terminated with a
+        terminating bin 1 and a final 1 bit, zero-padded to a byte, as
+        NNCodec's ``finish()``.  Wrong dtypes, shapes or out-of-range
+        entries: :class:`ParameterError`.
     """
     _check(kinds, ctxs, nbits, ctx_eco)
     if not isinstance(vals, np.ndarray) or vals.dtype != np.int64 or vals.shape != kinds.shape:
@@ -62,7 +89,29 @@ def encode_bins(kinds, ctxs, vals, nbits, ctx_eco, *, twin=False):
 
 def decode_bins(payload, kinds, ctxs, nbits, ctx_eco, *, twin=False):
     """Bin values (int64) of :func:`encode_bins`' payload; DecodeError when the
-    stream is truncated, has trailing bytes or lacks the terminating bin."""
+    stream is truncated, has trailing bytes or lacks the terminating bin.
+
+    Parameters
+    ----------
+    payload : bytes-like
+        The stream (read-only; copied once).  Fewer than 2 bytes:
+        :class:`DecodeError`.
+    kinds, ctxs, nbits, ctx_eco : ndarray of int64, 1-D
+        The sequence of bin kinds, context models, bypass widths and model
+        initialisations the stream was encoded with (as :func:`encode_bins`;
+        the stream does not record them).
+    twin : bool
+        Run the plain-Python twin instead of the Numba kernel (same values,
+        same errors).
+
+    Returns
+    -------
+    ndarray of int64, length of ``kinds``
+        Per entry, the decoded bin (0/1) of a context entry or the value of a
+        bypass group (MSB first, ``< 2**nbits[i]``).  A stream whose decoder
+        needs bytes past the end or leaves bytes unread (the length check is
+        exact), or lacks the terminating bin: :class:`DecodeError`.
+    """
     _check(kinds, ctxs, nbits, ctx_eco)
     data = np.frombuffer(bytes(payload), dtype=np.uint8)
     if data.size < 2:

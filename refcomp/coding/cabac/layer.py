@@ -86,6 +86,20 @@ def max_levels_for(nbytes):
     once, so 128 context bins consume at least one bit.  The decoder stops
     reading 4 bytes past the end, so it consumes at most ``8 * (nbytes + 4)``
     bits beyond its 16-bit start: at most ``128 * (8 * nbytes + 48)`` bins.
+
+    Parameters
+    ----------
+    nbytes : int
+        Payload length in bytes (``int()`` is applied; not validated: the
+        callers pass a buffer's length, >= 0).
+
+    Returns
+    -------
+    int
+        ``128 * (8 * nbytes + 48)``, exact (Python integer arithmetic, no
+        overflow): an upper bound, not the capacity of a real stream.
+        :func:`decode_levels` refuses a shape declaring more levels before it
+        allocates anything.
     """
     return 128 * (8 * int(nbytes) + 48)
 
@@ -174,6 +188,32 @@ def decode_levels(payload, shape, *, dq=True, scan_order=0, cabac_unary_length_m
     bins each; memory by the int32 output, and a shape declaring more levels
     than the payload can hold (:func:`max_levels_for`) is refused before
     anything is allocated.
+
+    Parameters
+    ----------
+    payload : bytes, bytearray or memoryview
+        The CABAC payload (read-only; copied once into a uint8 array).  Fewer
+        than 2 bytes: :class:`DecodeError`.
+    shape : sequence of int
+        Shape of the tensor, non-empty, every size > 0 (:class:`ShapeError`
+        otherwise), at most :data:`MAX_LEVELS` elements
+        (:class:`ParameterError`).  It fixes the scan, as in
+        :func:`encode_levels`.
+    dq, scan_order, cabac_unary_length_minus1, general_profile_idc
+        The options the payload was encoded with (see :func:`encode_levels`;
+        nothing in the payload records them, so other values decode other,
+        or no, levels).
+    twin : bool
+        Run the plain-Python twin instead of the Numba kernel (same levels,
+        same errors).
+
+    Returns
+    -------
+    ndarray of int32, shape ``shape``
+        The levels in C order (reconstruction indices: weight = level *
+        step).  With ``dq`` they are the dependent-quantization levels, the
+        coded values mapped back through the 8-state machine
+        ``2 k - sgn(k) (state & 1)`` in integer arithmetic.
     """
     if not isinstance(payload, (bytes, bytearray, memoryview)):
         raise ParameterError("payload must be bytes, got %s" % type(payload).__name__)
