@@ -240,18 +240,37 @@ def _nat2int(v):
 
 
 @numba.njit(cache=True)
+def _reserve(buf, need, limit):
+    """``buf`` when it holds ``need`` entries, else a copy of its entries in a
+    buffer of ``min(max(need, 2 * len), limit)`` (``need <= limit``).  Callers
+    reserve only for entries they write at once, so a buffer never exceeds twice
+    the entries actually decoded: a lying size field cannot make us allocate."""
+    n = buf.shape[0]
+    if need <= n:
+        return buf
+    m = 2 * n
+    if m < need:
+        m = need
+    if m > limit:
+        m = limit
+    out = np.empty(m, dtype=buf.dtype)
+    out[:n] = buf
+    return out
+
+
+@numba.njit(cache=True)
 def _decode(data, n_rows, n_cols, nnz, window, lmin, k, origin, indptr, indices, bc, bi, br):
     total = np.int64(data.shape[0]) * 8
     pos = np.int64(0)
     cnt = np.int64(0)
-    cap = bc.shape[0]
+    lim = n_cols if n_cols < nnz else nnz                  # a row holds at most lim entries
     indptr[0] = 0
     for x in range(n_rows):
         d, pos, st = _read_gamma(data, pos, total)
         if st != OK:
-            return st, pos, x
-        if d > n_cols or d > nnz - cnt or d > cap:
-            return BAD, pos, x
+            return st, pos, x, indices
+        if d > n_cols or d > nnz - cnt:
+            return BAD, pos, x, indices
         if d == 0:
             indptr[x + 1] = cnt
             continue
@@ -259,30 +278,31 @@ def _decode(data, n_rows, n_cols, nnz, window, lmin, k, origin, indptr, indices,
         if window > 0:
             r, pos, st = _zeros(data, pos, total, window)
             if st != OK:
-                return (BAD if st == 2 else st), pos, x
+                return (BAD if st == 2 else st), pos, x, indices
             if r > x:
-                return BAD, pos, x
+                return BAD, pos, x, indices
         nc = 0
         if r > 0:
             r0, r1 = indptr[x - r], indptr[x - r + 1]
             lr = r1 - r0
             b, pos, st = _read_gamma(data, pos, total)
             if st != OK:
-                return st, pos, x
+                return st, pos, x, indices
             if b > lr:
-                return BAD, pos, x
+                return BAD, pos, x, indices
             q = r0
             state = True
             for t in range(b):
                 v, pos, st = _read_gamma(data, pos, total)
                 if st != OK:
-                    return st, pos, x
+                    return st, pos, x, indices
                 run = v if t == 0 else v + 1
                 if run > r1 - q:
-                    return BAD, pos, x
+                    return BAD, pos, x, indices
                 if state:
                     if nc + run > d:
-                        return BAD, pos, x
+                        return BAD, pos, x, indices
+                    bc = _reserve(bc, nc + run, lim)
                     for u in range(run):
                         bc[nc] = indices[q + u]
                         nc += 1
@@ -290,7 +310,8 @@ def _decode(data, n_rows, n_cols, nnz, window, lmin, k, origin, indptr, indices,
                 state = not state
             if state:                                       # the implicit last block
                 if nc + (r1 - q) > d:
-                    return BAD, pos, x
+                    return BAD, pos, x, indices
+                bc = _reserve(bc, nc + (r1 - q), lim)
                 for u in range(r1 - q):
                     bc[nc] = indices[q + u]
                     nc += 1
@@ -301,27 +322,28 @@ def _decode(data, n_rows, n_cols, nnz, window, lmin, k, origin, indptr, indices,
             if lmin > 0:
                 ni, pos, st = _read_gamma(data, pos, total)
                 if st != OK:
-                    return st, pos, x
+                    return st, pos, x, indices
                 if ni > e // lmin:
-                    return BAD, pos, x
+                    return BAD, pos, x, indices
                 prev_end = np.int64(-1)
                 for t in range(ni):
                     v, pos, st = _read_gamma(data, pos, total)
                     if st != OK:
-                        return st, pos, x
+                        return st, pos, x, indices
                     if prev_end < 0:
                         left = v if origin == 0 else x + _nat2int(v)
                     else:
                         if v > n_cols:
-                            return BAD, pos, x
+                            return BAD, pos, x, indices
                         left = prev_end + 1 + v
                     ln, pos, st = _read_gamma(data, pos, total)
                     if st != OK:
-                        return st, pos, x
+                        return st, pos, x, indices
                     if left < 0 or left >= n_cols or ln > e - ni_tot - lmin \
                             or ln + lmin > n_cols - left:
-                        return BAD, pos, x
+                        return BAD, pos, x, indices
                     ln += lmin
+                    bi = _reserve(bi, ni_tot + ln, lim)
                     for u in range(ln):
                         bi[ni_tot + u] = left + u
                     ni_tot += ln
@@ -331,18 +353,20 @@ def _decode(data, n_rows, n_cols, nnz, window, lmin, k, origin, indptr, indices,
             for t in range(nr):
                 v, pos, st = _read_zeta(data, pos, total, k)
                 if st != OK:
-                    return st, pos, x
+                    return st, pos, x, indices
                 if t == 0:
                     val = v if origin == 0 else x + _nat2int(v)
                 else:
                     if v >= n_cols:
-                        return BAD, pos, x
+                        return BAD, pos, x, indices
                     val = prev + 1 + v
                 if val < 0 or val >= n_cols:
-                    return BAD, pos, x
+                    return BAD, pos, x, indices
+                br = _reserve(br, t + 1, lim)
                 br[t] = val
                 prev = val
         # merge copied, interval and residual successors; strictly increasing
+        indices = _reserve(indices, cnt + d, nnz)
         a = 0
         bb = 0
         c = 0
@@ -357,7 +381,7 @@ def _decode(data, n_rows, n_cols, nnz, window, lmin, k, origin, indptr, indices,
             if c < nr and (src < 0 or br[c] < best):
                 best, src = br[c], 2
             if best <= last:
-                return BAD, pos, x
+                return BAD, pos, x, indices
             if src == 0:
                 a += 1
             elif src == 1:
@@ -369,16 +393,24 @@ def _decode(data, n_rows, n_cols, nnz, window, lmin, k, origin, indptr, indices,
         cnt += d
         indptr[x + 1] = cnt
     if cnt != nnz:
-        return BAD, pos, n_rows
-    return OK, pos, n_rows
+        return BAD, pos, n_rows, indices
+    return OK, pos, n_rows, indices
 
 
 def decode_kernel(data, n_rows, n_cols, nnz, window, lmin, k, origin):
-    """``(status, end_bit, row, indptr, indices)``; sizes validated by the caller."""
+    """``(status, end_bit, row, indptr, indices)``; ``n_rows`` validated by the
+    caller (at most one row per payload bit).  ``nnz`` and ``n_cols`` are only
+    upper bounds here: the entry buffers start small and grow (doubling, capped
+    at nnz) as entries are decoded, so memory is O(rows + entries decoded), never
+    what the header declares (each residual costs at least one bit, but an
+    interval or a copied block costs O(log length) bits: a valid stream may
+    legitimately expand, which ``max_nnz`` bounds)."""
     indptr = np.zeros(n_rows + 1, dtype=np.int64)
-    indices = np.zeros(nnz, dtype=np.int64)
-    cap = min(n_cols, nnz) + 1
-    bc, bi, br = (np.zeros(cap, dtype=np.int64) for _ in range(3))
-    st, pos, row = _decode(data, n_rows, n_cols, nnz, window, lmin, k, origin, indptr,
-                           indices, bc, bi, br)
+    start = min(nnz, 8 * data.shape[0] + 1024)
+    indices = np.zeros(start, dtype=np.int64)
+    bc, bi, br = (np.zeros(min(start, n_cols, 64), dtype=np.int64) for _ in range(3))
+    st, pos, row, indices = _decode(data, n_rows, n_cols, nnz, window, lmin, k, origin,
+                                    indptr, indices, bc, bi, br)
+    if indices.shape[0] != nnz:
+        indices = indices[:nnz].copy() if st == OK else indices[:0]
     return int(st), int(pos), int(row), indptr, indices
