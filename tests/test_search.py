@@ -108,6 +108,13 @@ def test_autoslim_bad_input(mlp_data):
         autoslim(model, x[:, :4], y, target_flops_ratio=0.5)
     with pytest.raises(ShapeError):
         autoslim(model, x, y[:3], target_flops_ratio=0.5)
+    for v in (np.nan, np.inf, -np.inf):
+        bad = x.copy()
+        bad.flat[17] = v
+        with pytest.raises(ParameterError, match="x_val contains 1 non-finite"):
+            autoslim(model, bad, y, target_flops_ratio=0.5)
+    with pytest.raises(ShapeError, match="y_val"):                 # float labels, NaN or not
+        autoslim(model, x, np.full(y.shape, np.nan), target_flops_ratio=0.5)
 
 
 def test_slim_command(tmp_path, capsys):
