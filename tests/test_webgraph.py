@@ -287,14 +287,31 @@ def test_lying_sizes_fail_without_allocating_what_the_header_declares(tmp_path):
     assert r.returncode == 0 and r.stdout.strip() == "ok", (r.stdout, r.stderr[-2000:])
 
 
-def test_dense_pattern_grows_buffers_twin():
-    # intervals and copies cost O(log length) bits: 250 000 entries from a few hundred
-    # bytes, far beyond the decoder's initial buffers, decoded identically by the twin
+def test_dense_pattern_grows_buffers_twin(monkeypatch):
+    # intervals and copies cost O(log length) bits: ~240 000 entries from a few hundred
+    # bytes, far beyond the decoder's initial buffers (it stops, they grow, it resumes
+    # at the row), decoded identically by the twin
+    from refcomp.coding import _webgraph_kernels as _k
     m = np.ones((500, 500), dtype=bool)
     m[::7, 100:300] = False
     data = webgraph_encode_mask(m)
     assert 8 * len(data) + 1024 < int(m.sum())
+    r = np.zeros((2, 500), dtype=bool)
+    r[1, ::2] = True                                     # 250 residuals in one row
+    res = webgraph_encode_mask(r, window=0, min_interval=0)
+    grew, decode = [], _k._decode
+
+    def spy(*args):
+        out = decode(*args)
+        if out[0] == _k.NEED:
+            grew.append(int(args[-1][0]))
+        return out
+
+    monkeypatch.setattr(_k, "_decode", spy)
     a, b = webgraph_decode(data), webgraph_decode(data, _twin=True)
+    assert np.array_equal(webgraph_decode_mask(res), r)
+    assert_bits_equal(webgraph_decode(res)[1], webgraph_decode(res, _twin=True)[1])
+    assert sorted(set(grew)) == [0, 1, 2, 3]             # bc, bi, br and indices all grew
     assert_bits_equal(a[0], b[0])
     assert_bits_equal(a[1], b[1])
     assert np.array_equal(webgraph_decode_mask(data), m)

@@ -30,6 +30,7 @@ import numpy as np
 from ._universal_kernels import GAMMA, ZETA, _emit, _get, _put, _zeros
 
 OK, TRUNCATED, BAD, TOO_LARGE = 0, 1, 2, 3
+NEED = -1                                   # internal: a buffer must grow (decode_kernel)
 _U1 = np.uint64(1)
 _TOP = np.uint64(1 << 63)
 
@@ -240,37 +241,23 @@ def _nat2int(v):
 
 
 @numba.njit(cache=True)
-def _reserve(buf, need, limit):
-    """``buf`` when it holds ``need`` entries, else a copy of its entries in a
-    buffer of ``min(max(need, 2 * len), limit)`` (``need <= limit``).  Callers
-    reserve only for entries they write at once, so a buffer never exceeds twice
-    the entries actually decoded: a lying size field cannot make us allocate."""
-    n = buf.shape[0]
-    if need <= n:
-        return buf
-    m = 2 * n
-    if m < need:
-        m = need
-    if m > limit:
-        m = limit
-    out = np.empty(m, dtype=buf.dtype)
-    out[:n] = buf
-    return out
-
-
-@numba.njit(cache=True)
-def _decode(data, n_rows, n_cols, nnz, window, lmin, k, origin, indptr, indices, bc, bi, br):
+def _decode(data, x0, pos0, n_rows, n_cols, nnz, window, lmin, k, origin, indptr, indices,
+            bc, bi, br, need):
+    """Decode rows x0.. from bit pos0 (the start of row x0).  When a buffer is too
+    small for entries about to be written, returns NEED at the row's first bit
+    with ``need = (buffer, size)`` (0 bc, 1 bi, 2 br, 3 indices): the caller
+    grows it and resumes at that row, so the loops here never reassign arrays
+    (which would cost ~20 % in Numba) and every output is as without growth."""
     total = np.int64(data.shape[0]) * 8
-    pos = np.int64(0)
-    cnt = np.int64(0)
-    lim = n_cols if n_cols < nnz else nnz                  # a row holds at most lim entries
-    indptr[0] = 0
-    for x in range(n_rows):
+    pos = np.int64(pos0)
+    cnt = indptr[x0]
+    for x in range(x0, n_rows):
+        row_pos = pos
         d, pos, st = _read_gamma(data, pos, total)
         if st != OK:
-            return st, pos, x, indices
+            return st, pos, x
         if d > n_cols or d > nnz - cnt:
-            return BAD, pos, x, indices
+            return BAD, pos, x
         if d == 0:
             indptr[x + 1] = cnt
             continue
@@ -278,31 +265,33 @@ def _decode(data, n_rows, n_cols, nnz, window, lmin, k, origin, indptr, indices,
         if window > 0:
             r, pos, st = _zeros(data, pos, total, window)
             if st != OK:
-                return (BAD if st == 2 else st), pos, x, indices
+                return (BAD if st == 2 else st), pos, x
             if r > x:
-                return BAD, pos, x, indices
+                return BAD, pos, x
         nc = 0
         if r > 0:
             r0, r1 = indptr[x - r], indptr[x - r + 1]
             lr = r1 - r0
             b, pos, st = _read_gamma(data, pos, total)
             if st != OK:
-                return st, pos, x, indices
+                return st, pos, x
             if b > lr:
-                return BAD, pos, x, indices
+                return BAD, pos, x
             q = r0
             state = True
             for t in range(b):
                 v, pos, st = _read_gamma(data, pos, total)
                 if st != OK:
-                    return st, pos, x, indices
+                    return st, pos, x
                 run = v if t == 0 else v + 1
                 if run > r1 - q:
-                    return BAD, pos, x, indices
+                    return BAD, pos, x
                 if state:
                     if nc + run > d:
-                        return BAD, pos, x, indices
-                    bc = _reserve(bc, nc + run, lim)
+                        return BAD, pos, x
+                    if nc + run > bc.shape[0]:
+                        need[0], need[1] = 0, nc + run
+                        return NEED, row_pos, x
                     for u in range(run):
                         bc[nc] = indices[q + u]
                         nc += 1
@@ -310,8 +299,10 @@ def _decode(data, n_rows, n_cols, nnz, window, lmin, k, origin, indptr, indices,
                 state = not state
             if state:                                       # the implicit last block
                 if nc + (r1 - q) > d:
-                    return BAD, pos, x, indices
-                bc = _reserve(bc, nc + (r1 - q), lim)
+                    return BAD, pos, x
+                if nc + (r1 - q) > bc.shape[0]:
+                    need[0], need[1] = 0, nc + (r1 - q)
+                    return NEED, row_pos, x
                 for u in range(r1 - q):
                     bc[nc] = indices[q + u]
                     nc += 1
@@ -322,51 +313,60 @@ def _decode(data, n_rows, n_cols, nnz, window, lmin, k, origin, indptr, indices,
             if lmin > 0:
                 ni, pos, st = _read_gamma(data, pos, total)
                 if st != OK:
-                    return st, pos, x, indices
+                    return st, pos, x
                 if ni > e // lmin:
-                    return BAD, pos, x, indices
+                    return BAD, pos, x
                 prev_end = np.int64(-1)
                 for t in range(ni):
                     v, pos, st = _read_gamma(data, pos, total)
                     if st != OK:
-                        return st, pos, x, indices
+                        return st, pos, x
                     if prev_end < 0:
                         left = v if origin == 0 else x + _nat2int(v)
                     else:
                         if v > n_cols:
-                            return BAD, pos, x, indices
+                            return BAD, pos, x
                         left = prev_end + 1 + v
                     ln, pos, st = _read_gamma(data, pos, total)
                     if st != OK:
-                        return st, pos, x, indices
+                        return st, pos, x
                     if left < 0 or left >= n_cols or ln > e - ni_tot - lmin \
                             or ln + lmin > n_cols - left:
-                        return BAD, pos, x, indices
+                        return BAD, pos, x
                     ln += lmin
-                    bi = _reserve(bi, ni_tot + ln, lim)
+                    if ni_tot + ln > bi.shape[0]:
+                        need[0], need[1] = 1, ni_tot + ln
+                        return NEED, row_pos, x
                     for u in range(ln):
                         bi[ni_tot + u] = left + u
                     ni_tot += ln
                     prev_end = left + ln
             nr = e - ni_tot
+            # a zeta code has at least one bit: the residuals that can be read fit in
+            # min(nr, bits left), whatever nr the degree declares
+            fit = nr if nr < total - pos else total - pos
+            if fit > br.shape[0]:
+                need[0], need[1] = 2, fit
+                return NEED, row_pos, x
             prev = np.int64(-1)
             for t in range(nr):
                 v, pos, st = _read_zeta(data, pos, total, k)
                 if st != OK:
-                    return st, pos, x, indices
+                    return st, pos, x
                 if t == 0:
                     val = v if origin == 0 else x + _nat2int(v)
                 else:
                     if v >= n_cols:
-                        return BAD, pos, x, indices
+                        return BAD, pos, x
                     val = prev + 1 + v
                 if val < 0 or val >= n_cols:
-                    return BAD, pos, x, indices
-                br = _reserve(br, t + 1, lim)
+                    return BAD, pos, x
                 br[t] = val
                 prev = val
         # merge copied, interval and residual successors; strictly increasing
-        indices = _reserve(indices, cnt + d, nnz)
+        if cnt + d > indices.shape[0]:                      # d entries are in bc, bi, br
+            need[0], need[1] = 3, cnt + d
+            return NEED, row_pos, x
         a = 0
         bb = 0
         c = 0
@@ -381,7 +381,7 @@ def _decode(data, n_rows, n_cols, nnz, window, lmin, k, origin, indptr, indices,
             if c < nr and (src < 0 or br[c] < best):
                 best, src = br[c], 2
             if best <= last:
-                return BAD, pos, x, indices
+                return BAD, pos, x
             if src == 0:
                 a += 1
             elif src == 1:
@@ -393,24 +393,44 @@ def _decode(data, n_rows, n_cols, nnz, window, lmin, k, origin, indptr, indices,
         cnt += d
         indptr[x + 1] = cnt
     if cnt != nnz:
-        return BAD, pos, n_rows, indices
-    return OK, pos, n_rows, indices
+        return BAD, pos, n_rows
+    return OK, pos, n_rows
+
+
+def _grown(buf, size, limit):
+    """A copy of ``buf`` in a buffer of min(max(size, 2 * len), limit) entries
+    (``size <= limit``): doubling, so O(log) resumptions of the decoder."""
+    out = np.zeros(min(max(size, 2 * buf.shape[0]), limit), dtype=buf.dtype)
+    out[:buf.shape[0]] = buf
+    return out
 
 
 def decode_kernel(data, n_rows, n_cols, nnz, window, lmin, k, origin):
     """``(status, end_bit, row, indptr, indices)``; ``n_rows`` validated by the
     caller (at most one row per payload bit).  ``nnz`` and ``n_cols`` are only
-    upper bounds here: the entry buffers start small and grow (doubling, capped
-    at nnz) as entries are decoded, so memory is O(rows + entries decoded), never
-    what the header declares (each residual costs at least one bit, but an
-    interval or a copied block costs O(log length) bits: a valid stream may
-    legitimately expand, which ``max_nnz`` bounds)."""
+    upper bounds here: the buffers start small and grow (doubling, capped) when
+    the decoder asks for room for entries it is about to write, entries whose
+    count the bits read so far justify (copies of a decoded row, an interval
+    read, residuals of at least one bit each).  Memory is thus O(rows + entries
+    decoded), never what the header declares; but an interval or a copied block
+    costs O(log length) bits, so a valid stream may legitimately expand, which
+    the caller's ``max_nnz`` bounds."""
     indptr = np.zeros(n_rows + 1, dtype=np.int64)
-    start = min(nnz, 8 * data.shape[0] + 1024)
-    indices = np.zeros(start, dtype=np.int64)
-    bc, bi, br = (np.zeros(min(start, n_cols, 64), dtype=np.int64) for _ in range(3))
-    st, pos, row, indices = _decode(data, n_rows, n_cols, nnz, window, lmin, k, origin,
-                                    indptr, indices, bc, bi, br)
-    if indices.shape[0] != nnz:
-        indices = indices[:nnz].copy() if st == OK else indices[:0]
-    return int(st), int(pos), int(row), indptr, indices
+    lim = min(n_cols, nnz)                                  # entries of one row
+    indices = np.zeros(min(nnz, 8 * data.shape[0] + 1024), dtype=np.int64)
+    bufs = [np.zeros(min(lim, 64), dtype=np.int64) for _ in range(3)]
+    need = np.zeros(2, dtype=np.int64)
+    x, pos = 0, 0
+    while True:
+        st, pos, x = _decode(data, x, pos, n_rows, n_cols, nnz, window, lmin, k, origin,
+                             indptr, indices, bufs[0], bufs[1], bufs[2], need)
+        if st != NEED:
+            break
+        which, size = int(need[0]), int(need[1])
+        if which == 3:
+            indices = _grown(indices, size, nnz)
+        else:
+            bufs[which] = _grown(bufs[which], size, lim)
+    if st != OK:
+        indices = indices[:0]
+    return int(st), int(pos), int(x), indptr, indices
