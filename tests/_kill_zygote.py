@@ -92,6 +92,14 @@ def writers(work, name):
         "convert": (lambda v, d: cli(["convert", onnx[v], d, "--force"]), "file"),
         "study": (lambda v, d: cli(study_small + ["--bits", ("2-3", "2-4")[v], "--out", d]),
                   "study"),
+        # the curve / ONNX graph is the destination; the model each run also writes goes
+        # to a sibling file in the same directory (its temporaries counted too)
+        "slim_curve": (lambda v, d: cli(["slim", mlp, "-o", d + ".slim.h5", "--target",
+                                         ("0.9", "0.8")[v], "--precision", "fast", "--quiet",
+                                         "--curve", d, "--force"]), "file"),
+        "quantize_onnx": (lambda v, d: cli(["quantize", mlp, "--int8", "--no-eval", "-o",
+                                            d + ".q.h5", "--onnx", d, "--onnx-form",
+                                            ("qlinear", "qdq")[v], "--force"]), "file"),
     }
     if name.startswith("study_report"):
         from refcomp.study.report import write_report
@@ -103,6 +111,19 @@ def writers(work, name):
         plots = name == "study_report_plots"
         out[name] = (lambda v, d: write_report(res[v], d, plots=plots), "dir")
     return out
+
+
+def check_readable(name, dest):
+    """Read a complete destination back with the reader of its kind."""
+    if name == "write_arrays":
+        read_arrays(dest)
+    elif name == "slim_curve":
+        with open(dest, encoding="utf-8") as fh:
+            assert fh.readline().startswith("step,layer,flops"), name
+    elif name == "quantize_onnx":
+        __import__("onnx").checker.check_model(__import__("onnx").load(dest))
+    else:
+        refcomp.load(dest)
 
 
 def fingerprint(dest, kind):
@@ -158,7 +179,7 @@ def run(name, n, seed, work):
         write(v, dest)
         refs.append(fingerprint(dest, kind))
         if kind == "file":
-            refcomp.load(dest) if name != "write_arrays" else read_arrays(dest)
+            check_readable(name, dest)
     # Time a forked child's first run (slower than the parent's: copy-on-
     # write faults) and when its first temporary file appears: the CLI
     # commands compute before they write.  Half the kills land anywhere in
@@ -213,7 +234,7 @@ def run(name, n, seed, work):
             print("mixed:", sorted(os.listdir(dest)), fingerprint(dest, kind), file=sys.stderr)
         counts[outcome] = counts.get(outcome, 0) + 1
         if outcome == "complete" and kind == "file" and k % 10 == 0:
-            refcomp.load(dest) if name != "write_arrays" else read_arrays(dest)
+            check_readable(name, dest)
     write(0, dest)                   # the next write removes what the killed writers left
     final = classify(dest, kind, refs)
     print(json.dumps({"writer": name, "kills": n, "outcomes": counts, "during_write": during,

@@ -65,3 +65,34 @@ def test_study_int8_on_a_recurrent_model():
     assert np.mean(np.argmax(y, 1) == np.argmax(model(x), 1)) > 0.95
     with pytest.raises(refcomp.ParameterError, match="not a dense or conv2d"):
         quantize_layer(model, "0", x)
+
+
+def test_cli_quantize_onnx_is_written_atomically(tmp_path, monkeypatch, capsys):
+    # README "Reliability": every CLI output goes to a temporary file renamed into place,
+    # and writers refuse to replace an existing file unless --force is given
+    import refcomp.integer.onnx_export as onnx_export
+    out, onnx_out = tmp_path / "q.h5", tmp_path / "q.onnx"
+    base = ["quantize", "data/digits_mlp.h5", "--int8", "--no-eval", "-o", str(out),
+            "--onnx", str(onnx_out)]
+    onnx_out.write_bytes(b"previous")
+    assert main(base) == 2 and "ONNX output" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(base[:-1] + [str(out), "--force"]) == 2             # --onnx is -o
+
+    class Graph:
+        def SerializeToString(self):
+            return b"complete graph"
+
+    class Failing:
+        def SerializeToString(self):
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(onnx_export, "to_onnx", lambda qm, form: Failing())
+    assert main(base + ["--force"]) == 1 and "No space left" in capsys.readouterr().err
+    assert onnx_out.read_bytes() == b"previous"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".refcomp-")]
+    monkeypatch.setattr(onnx_export, "to_onnx", lambda qm, form: Graph())
+    assert main(base + ["--force"]) == 0
+    assert onnx_out.read_bytes() == b"complete graph"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".refcomp-")]
+    assert main(base) == 2                                          # -o now exists

@@ -15,9 +15,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 #: writer -> kills; study_report writes the study's folder (runs.csv, runs.json,
-#: tables.md) and study_report_plots adds the PNG figures (slower, fewer kills).
+#: tables.md) and study_report_plots adds the PNG figures (slower, fewer kills);
+#: slim_curve (`refcomp slim --curve`) and quantize_onnx (`refcomp quantize --onnx`)
+#: are smaller CLI outputs, checked with fewer kills.
 KILLS = {"save": 50, "write_arrays": 50, "compress": 50, "apply": 50, "convert": 50,
-         "study": 50, "study_report": 50, "study_report_plots": 20}
+         "study": 50, "study_report": 50, "study_report_plots": 20, "slim_curve": 20,
+         "quantize_onnx": 20}
 
 
 @pytest.fixture(scope="module")

@@ -108,6 +108,13 @@ def test_autoslim_bad_input(mlp_data):
         autoslim(model, x[:, :4], y, target_flops_ratio=0.5)
     with pytest.raises(ShapeError):
         autoslim(model, x, y[:3], target_flops_ratio=0.5)
+    for v in (np.nan, np.inf, -np.inf):
+        bad = x.copy()
+        bad.flat[17] = v
+        with pytest.raises(ParameterError, match="x_val contains 1 non-finite"):
+            autoslim(model, bad, y, target_flops_ratio=0.5)
+    with pytest.raises(ShapeError, match="y_val"):                 # float labels, NaN or not
+        autoslim(model, x, np.full(y.shape, np.nan), target_flops_ratio=0.5)
 
 
 def test_slim_command(tmp_path, capsys):
@@ -121,3 +128,47 @@ def test_slim_command(tmp_path, capsys):
     assert main(["slim", "data/digits_mlp.h5", "-o", str(out), "--target", "0.7"]) == 2
     assert main(["slim", "data/digits_mlp.h5", "-o", str(tmp_path / "x.h5"),
                  "--target", "2"]) == 1
+
+
+def _temps(directory):
+    return sorted(p.name for p in directory.iterdir() if p.name.startswith(".refcomp-"))
+
+
+def test_slim_curve_is_written_atomically(tmp_path, monkeypatch, capsys):
+    # README "Reliability": every CLI output goes to a temporary file renamed into place
+    import csv
+
+    from refcomp.cli import _search, main
+    out, curve = tmp_path / "slim.h5", tmp_path / "curve.csv"
+    base = ["slim", "data/digits_mlp.h5", "--target", "0.9", "--quiet", "--precision",
+            "fast", "--curve", str(curve)]
+    curve.write_text("previous\n")
+    assert main(base + ["-o", str(out)]) == 2                       # exists, no --force
+    assert "curve" in capsys.readouterr().err and not out.exists()
+    assert main(base + ["-o", str(curve), "--force"]) == 2          # curve is the output
+    assert curve.read_text() == "previous\n"
+
+    real = csv.writer
+
+    class Failing:                                   # dies after the header and one row
+        def __init__(self, fh):
+            self.w, self.n = real(fh), 0
+
+        def writerow(self, row):
+            self.n += 1
+            if self.n == 3:
+                raise OSError(28, "No space left on device")
+            self.w.writerow(row)
+
+    monkeypatch.setattr(_search.csv, "writer", Failing)
+    assert main(base + ["-o", str(out), "--force"]) == 1
+    assert "No space left" in capsys.readouterr().err
+    assert curve.read_text() == "previous\n" and _temps(tmp_path) == []
+    curve.unlink()
+    assert main(base + ["-o", str(out), "--force"]) == 1
+    assert not curve.exists() and _temps(tmp_path) == []
+    monkeypatch.undo()
+    assert main(base + ["-o", str(out), "--force"]) == 0
+    rows = curve.read_text().splitlines()
+    assert rows[0].startswith("step,layer,flops") and len(rows) >= 2
+    assert _temps(tmp_path) == []

@@ -213,3 +213,105 @@ def test_index_costs_relative_matches_deep_compression_stream():
     c = index_costs(dc.mask, index_bits=5)
     assert c["bits"]["relative+huffman"] == 8 * dc.index_stream.size
     assert c["nnz"] == int(dc.mask.sum())
+
+
+def _lying_header(rows, cols, nnz):
+    # window 7, min_interval 4, zeta_3, origin zero: every header check passes
+    return (b"WG" + bytes([1, 0]) + (7).to_bytes(2, "big") + (4).to_bytes(2, "big")
+            + bytes([3]) + rows.to_bytes(8, "big") + cols.to_bytes(8, "big")
+            + nnz.to_bytes(8, "big"))
+
+
+def _gamma_bits(v):
+    b = bin(v + 1)[2:]
+    return "0" * (len(b) - 1) + b
+
+
+_LYING_CHILD = r"""
+import resource, sys
+import numpy as np
+from refcomp import DecodeError
+from refcomp.coding.webgraph import webgraph_decode, webgraph_decode_mask, webgraph_encode_mask
+m = np.eye(70, dtype=bool); m[:, 3:9] = True
+s = webgraph_encode_mask(m)
+for twin in (False, True):                           # imports and JIT compilation, unmeasured
+    webgraph_decode(s, _twin=twin)
+webgraph_decode_mask(s)
+with open("/proc/self/status") as fh:
+    vm = next(int(x.split()[1]) * 1024 for x in fh if x.startswith("VmSize"))
+resource.setrlimit(resource.RLIMIT_AS, (vm + (1 << 30), resource.RLIM_INFINITY))
+for case in sys.argv[1:]:
+    data = bytes.fromhex(case)
+    for call in (lambda: webgraph_decode(data), lambda: webgraph_decode(data, _twin=True),
+                 lambda: webgraph_decode_mask(data)):
+        try:
+            call()
+        except DecodeError:
+            continue
+        except MemoryError:
+            print("MemoryError", case[:80])
+            sys.exit(3)
+        print("no error", case[:80])
+        sys.exit(4)
+print("ok")
+"""
+
+
+def test_lying_sizes_fail_without_allocating_what_the_header_declares(tmp_path):
+    # 34 bytes declaring 2**31 - 1 entries in a 1 x 2**31 pattern pass every header
+    # check (one row, one payload bit per row; nnz <= rows * cols, nnz <= 2**31 and
+    # rows * cols <= the mask's 2**31 elements): the decoder must fail on the bits
+    # (DecodeError) without allocating 16 GiB for the declared entries.  Checked in a
+    # child whose address space is capped at 1 GiB above its size after warm-up.
+    import os
+    import subprocess
+    import sys
+    n = (1 << 31) - 1
+    cases = [_lying_header(1, 1 << 31, n) + b"\x00",                # truncated degree
+             _lying_header(1, 1 << 31, n) + b"\x80",                # degree 0, nnz short
+             _lying_header(1, 1 << 40, n) + b"\x00"]                # the audit's stream
+    # a row declaring 2**31 - 1 successors (degree read and accepted), then truncated
+    bits = _gamma_bits(n) + "1" + "1"                       # degree, reference 0, ni 0
+    bits += "0" * (-len(bits) % 8)
+    cases.append(_lying_header(1, 1 << 31, n) + int(bits, 2).to_bytes(len(bits) // 8, "big"))
+    assert len(cases[0]) == 34
+    for data in cases:                                   # the same verdict in-process
+        for twin in (False, True):
+            with pytest.raises(DecodeError):
+                webgraph_decode(data, _twin=twin)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(os.path.dirname(refcomp.__file__))]
+        + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    r = subprocess.run([sys.executable, "-c", _LYING_CHILD] + [c.hex() for c in cases],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", (r.stdout, r.stderr[-2000:])
+
+
+def test_dense_pattern_grows_buffers_twin(monkeypatch):
+    # intervals and copies cost O(log length) bits: ~240 000 entries from a few hundred
+    # bytes, far beyond the decoder's initial buffers (it stops, they grow, it resumes
+    # at the row), decoded identically by the twin
+    from refcomp.coding import _webgraph_kernels as _k
+    m = np.ones((500, 500), dtype=bool)
+    m[::7, 100:300] = False
+    data = webgraph_encode_mask(m)
+    assert 8 * len(data) + 1024 < int(m.sum())
+    r = np.zeros((2, 500), dtype=bool)
+    r[1, ::2] = True                                     # 250 residuals in one row
+    res = webgraph_encode_mask(r, window=0, min_interval=0)
+    grew, decode = [], _k._decode
+
+    def spy(*args):
+        out = decode(*args)
+        if out[0] == _k.NEED:
+            grew.append(int(args[-1][0]))
+        return out
+
+    monkeypatch.setattr(_k, "_decode", spy)
+    a, b = webgraph_decode(data), webgraph_decode(data, _twin=True)
+    assert np.array_equal(webgraph_decode_mask(res), r)
+    assert_bits_equal(webgraph_decode(res)[1], webgraph_decode(res, _twin=True)[1])
+    assert sorted(set(grew)) == [0, 1, 2, 3]             # bc, bi, br and indices all grew
+    assert_bits_equal(a[0], b[0])
+    assert_bits_equal(a[1], b[1])
+    assert np.array_equal(webgraph_decode_mask(data), m)

@@ -2,12 +2,17 @@
 
 ``refcomp quantize MODEL.h5 --int8 [--calib SPLIT] [--mode MODE] [--calibration METHOD]
 [--weights SCHEME] [--activations SCHEME] [--act-dtype int8|uint8] [--eval SPLIT | --no-eval]
-[--onnx OUT.onnx [--onnx-form qlinear|qdq]] -o OUT.h5`` quantizes a float model to an integer
+[--onnx OUT.onnx [--onnx-form qlinear|qdq]] [--force]
+-o OUT.h5`` quantizes a float model to an integer
 model (:func:`refcomp.integer.quantize_model`, TFLite int8 spec, requantization ``--mode``),
 writes it in the refcomp HDF5 format and prints the accuracy of the float model and of the
 integer pipeline (:func:`refcomp.integer.run`) on the test split, with the share of
-identical predictions.  Recurrent layers are refused by name.
+identical predictions.  Recurrent layers are refused by name.  Both outputs are written
+atomically and, like every command's, refuse to replace an input, or an existing file unless
+``--force`` is given.
 """
+
+import os
 
 import numpy as np
 
@@ -23,6 +28,15 @@ def _cmd_quantize(args):
     from ..integer import quantize_model, run
     from ..io.hdf5 import load_model, save
     from ..metrics import accuracy
+    from ._files import check_input, check_output
+    check_input(args.model, "model")
+    check_output(args.output, (args.model, args.calib), force=args.force)
+    if args.onnx:
+        check_output(args.onnx, (args.model, args.calib, args.output), force=args.force,
+                     what="ONNX output")
+        if os.path.abspath(args.onnx) == os.path.abspath(args.output):
+            raise CLIError(f"ONNX output {args.onnx!r} is also the -o output; give another "
+                           "file")
     model = load_model(args.model)
     xc, _ = load_split(args.calib)
     qm = quantize_model(model, xc, mode=args.mode, calibration=args.calibration,
@@ -35,9 +49,11 @@ def _cmd_quantize(args):
           f"calibration samples), weights int8 {args.weights}")
     if args.onnx:
         from ..integer.onnx_export import to_onnx
+        from ..io._atomic import atomic_path
         m = to_onnx(qm, form=args.onnx_form)
-        with open(args.onnx, "wb") as f:
-            f.write(m.SerializeToString())
+        with atomic_path(args.onnx) as tmp:           # like every CLI output
+            with open(tmp, "wb") as f:
+                f.write(m.SerializeToString())
         print(f"wrote {args.onnx}: ONNX {args.onnx_form} graph of the integer model")
     if args.eval:
         x, y = load_split(args.eval)
@@ -76,4 +92,6 @@ def register(subparsers):
     p.add_argument("--onnx", default=None, metavar="OUT.onnx",
                    help="also write the integer model as an ONNX graph")
     p.add_argument("--onnx-form", choices=("qlinear", "qdq"), default="qlinear")
+    from ._files import add_force
+    add_force(p)
     p.set_defaults(func=_cmd_quantize)

@@ -16,6 +16,7 @@ import functools
 import os
 
 from .._errors import ParameterError
+from . import CLIError
 from ._files import add_force, check_input, check_output
 
 __all__ = ["register"]
@@ -35,6 +36,8 @@ def _cmd_slim(args):
     check_output(args.output, (model_path,), force=args.force)
     if args.curve:
         check_output(args.curve, (model_path, args.output), force=args.force, what="curve")
+        if os.path.abspath(args.curve) == os.path.abspath(args.output):
+            raise CLIError(f"curve {args.curve!r} is also the output model; give another file")
     model = load_model(model_path)
     x, y = load_split(args.data)
     progress = False if args.quiet else None
@@ -54,14 +57,7 @@ def _cmd_slim(args):
               f"{c['flops_ratio']:>6.3f}  {c['params']:>8}  {100 * c['accuracy']:>7.2f}%  "
               f"{widths}")
     if args.curve:
-        with open(args.curve, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["step", "layer", "flops", "flops_ratio", "params", "accuracy",
-                        "widths"])
-            for c in res.curve:
-                w.writerow([c["step"], c["layer"] or "", c["flops"], repr(c["flops_ratio"]),
-                            c["params"], repr(c["accuracy"]),
-                            " ".join(f"{p}:{v}" for p, v in c["widths"].items())])
+        _write_curve(args.curve, res.curve)
     if args.eval:
         xt, yt = load_split(args.eval)
         print(f"{args.eval} accuracy: {100 * accuracy(model(xt), yt):.2f}% -> "
@@ -71,6 +67,21 @@ def _cmd_slim(args):
               f"(MACs {res.curve[-1]['flops']} > {res.target_flops})")
     print(f"wrote {args.output}")
     return 0
+
+
+def _write_curve(path, curve):
+    """The curve as CSV, atomically like every CLI output (a temporary file in the
+    target directory, renamed over ``path`` only once complete)."""
+    from ..io._atomic import atomic_path
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(["step", "layer", "flops", "flops_ratio", "params", "accuracy",
+                        "widths"])
+            for c in curve:
+                w.writerow([c["step"], c["layer"] or "", c["flops"], repr(c["flops_ratio"]),
+                            c["params"], repr(c["accuracy"]),
+                            " ".join(f"{p}:{v}" for p, v in c["widths"].items())])
 
 
 def _run(func, state, items, *, workers, scheduler, run_tasks):

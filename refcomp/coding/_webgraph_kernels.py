@@ -30,6 +30,7 @@ import numpy as np
 from ._universal_kernels import GAMMA, ZETA, _emit, _get, _put, _zeros
 
 OK, TRUNCATED, BAD, TOO_LARGE = 0, 1, 2, 3
+NEED = -1                                   # internal: a buffer must grow (decode_kernel)
 _U1 = np.uint64(1)
 _TOP = np.uint64(1 << 63)
 
@@ -240,17 +241,22 @@ def _nat2int(v):
 
 
 @numba.njit(cache=True)
-def _decode(data, n_rows, n_cols, nnz, window, lmin, k, origin, indptr, indices, bc, bi, br):
+def _decode(data, x0, pos0, n_rows, n_cols, nnz, window, lmin, k, origin, indptr, indices,
+            bc, bi, br, need):
+    """Decode rows x0.. from bit pos0 (the start of row x0).  When a buffer is too
+    small for entries about to be written, returns NEED at the row's first bit
+    with ``need = (buffer, size)`` (0 bc, 1 bi, 2 br, 3 indices): the caller
+    grows it and resumes at that row, so the loops here never reassign arrays
+    (which would cost ~20 % in Numba) and every output is as without growth."""
     total = np.int64(data.shape[0]) * 8
-    pos = np.int64(0)
-    cnt = np.int64(0)
-    cap = bc.shape[0]
-    indptr[0] = 0
-    for x in range(n_rows):
+    pos = np.int64(pos0)
+    cnt = indptr[x0]
+    for x in range(x0, n_rows):
+        row_pos = pos
         d, pos, st = _read_gamma(data, pos, total)
         if st != OK:
             return st, pos, x
-        if d > n_cols or d > nnz - cnt or d > cap:
+        if d > n_cols or d > nnz - cnt:
             return BAD, pos, x
         if d == 0:
             indptr[x + 1] = cnt
@@ -283,6 +289,9 @@ def _decode(data, n_rows, n_cols, nnz, window, lmin, k, origin, indptr, indices,
                 if state:
                     if nc + run > d:
                         return BAD, pos, x
+                    if nc + run > bc.shape[0]:
+                        need[0], need[1] = 0, nc + run
+                        return NEED, row_pos, x
                     for u in range(run):
                         bc[nc] = indices[q + u]
                         nc += 1
@@ -291,6 +300,9 @@ def _decode(data, n_rows, n_cols, nnz, window, lmin, k, origin, indptr, indices,
             if state:                                       # the implicit last block
                 if nc + (r1 - q) > d:
                     return BAD, pos, x
+                if nc + (r1 - q) > bc.shape[0]:
+                    need[0], need[1] = 0, nc + (r1 - q)
+                    return NEED, row_pos, x
                 for u in range(r1 - q):
                     bc[nc] = indices[q + u]
                     nc += 1
@@ -322,11 +334,20 @@ def _decode(data, n_rows, n_cols, nnz, window, lmin, k, origin, indptr, indices,
                             or ln + lmin > n_cols - left:
                         return BAD, pos, x
                     ln += lmin
+                    if ni_tot + ln > bi.shape[0]:
+                        need[0], need[1] = 1, ni_tot + ln
+                        return NEED, row_pos, x
                     for u in range(ln):
                         bi[ni_tot + u] = left + u
                     ni_tot += ln
                     prev_end = left + ln
             nr = e - ni_tot
+            # a zeta code has at least one bit: the residuals that can be read fit in
+            # min(nr, bits left), whatever nr the degree declares
+            fit = nr if nr < total - pos else total - pos
+            if fit > br.shape[0]:
+                need[0], need[1] = 2, fit
+                return NEED, row_pos, x
             prev = np.int64(-1)
             for t in range(nr):
                 v, pos, st = _read_zeta(data, pos, total, k)
@@ -343,6 +364,9 @@ def _decode(data, n_rows, n_cols, nnz, window, lmin, k, origin, indptr, indices,
                 br[t] = val
                 prev = val
         # merge copied, interval and residual successors; strictly increasing
+        if cnt + d > indices.shape[0]:                      # d entries are in bc, bi, br
+            need[0], need[1] = 3, cnt + d
+            return NEED, row_pos, x
         a = 0
         bb = 0
         c = 0
@@ -373,12 +397,40 @@ def _decode(data, n_rows, n_cols, nnz, window, lmin, k, origin, indptr, indices,
     return OK, pos, n_rows
 
 
+def _grown(buf, size, limit):
+    """A copy of ``buf`` in a buffer of min(max(size, 2 * len), limit) entries
+    (``size <= limit``): doubling, so O(log) resumptions of the decoder."""
+    out = np.zeros(min(max(size, 2 * buf.shape[0]), limit), dtype=buf.dtype)
+    out[:buf.shape[0]] = buf
+    return out
+
+
 def decode_kernel(data, n_rows, n_cols, nnz, window, lmin, k, origin):
-    """``(status, end_bit, row, indptr, indices)``; sizes validated by the caller."""
+    """``(status, end_bit, row, indptr, indices)``; ``n_rows`` validated by the
+    caller (at most one row per payload bit).  ``nnz`` and ``n_cols`` are only
+    upper bounds here: the buffers start small and grow (doubling, capped) when
+    the decoder asks for room for entries it is about to write, entries whose
+    count the bits read so far justify (copies of a decoded row, an interval
+    read, residuals of at least one bit each).  Memory is thus O(rows + entries
+    decoded), never what the header declares; but an interval or a copied block
+    costs O(log length) bits, so a valid stream may legitimately expand, which
+    the caller's ``max_nnz`` bounds."""
     indptr = np.zeros(n_rows + 1, dtype=np.int64)
-    indices = np.zeros(nnz, dtype=np.int64)
-    cap = min(n_cols, nnz) + 1
-    bc, bi, br = (np.zeros(cap, dtype=np.int64) for _ in range(3))
-    st, pos, row = _decode(data, n_rows, n_cols, nnz, window, lmin, k, origin, indptr,
-                           indices, bc, bi, br)
-    return int(st), int(pos), int(row), indptr, indices
+    lim = min(n_cols, nnz)                                  # entries of one row
+    indices = np.zeros(min(nnz, 8 * data.shape[0] + 1024), dtype=np.int64)
+    bufs = [np.zeros(min(lim, 64), dtype=np.int64) for _ in range(3)]
+    need = np.zeros(2, dtype=np.int64)
+    x, pos = 0, 0
+    while True:
+        st, pos, x = _decode(data, x, pos, n_rows, n_cols, nnz, window, lmin, k, origin,
+                             indptr, indices, bufs[0], bufs[1], bufs[2], need)
+        if st != NEED:
+            break
+        which, size = int(need[0]), int(need[1])
+        if which == 3:
+            indices = _grown(indices, size, nnz)
+        else:
+            bufs[which] = _grown(bufs[which], size, lim)
+    if st != OK:
+        indices = indices[:0]
+    return int(st), int(pos), int(x), indptr, indices

@@ -91,15 +91,17 @@ def encode_twin(indptr, indices, window, lmin, k, origin):
 
 
 def decode_twin(data, n_rows, n_cols, nnz, window, lmin, k, origin):
-    """Twin of :func:`decode_kernel` (BitReader, Python lists); any inconsistency
-    gives a non-zero status (BAD), a short stream TRUNCATED."""
+    """Twin of :func:`decode_kernel` (BitReader, Python lists, which grow as
+    entries are decoded); any inconsistency gives a non-zero status (BAD), a
+    short stream TRUNCATED."""
     r_ = BitReader(data.tobytes())
     rows = []
     cnt = 0
 
     def fail(status, x):
+        # like the kernel, nothing sized by the header's nnz: it may lie
         indptr = np.zeros(n_rows + 1, dtype=np.int64)
-        return status, r_.pos, x, indptr, np.zeros(nnz, dtype=np.int64)
+        return status, r_.pos, x, indptr, np.zeros(0, dtype=np.int64)
 
     try:
         for x in range(n_rows):

@@ -48,7 +48,14 @@ bounded by the buffer, every value by its range (degree <= cols, reference
 <= min(window, x), blocks inside the reference list, columns in [0, cols),
 strictly increasing merged rows, total nnz), and trailing bytes or non-zero
 padding are refused: any corruption raises :class:`refcomp.DecodeError` in
-time linear in the stream and the declared sizes, never a hang.
+time linear in the stream and the declared sizes, never a hang.  Only
+``rows`` sizes an allocation up front (one int64 per row, at most one row per
+payload bit); ``nnz`` and ``cols`` are upper bounds that are checked but never
+allocated: the entry buffers grow (doubling, capped at nnz) as entries are
+decoded, so a stream that lies about its sizes fails after allocating about
+twice what it really holds.  A valid stream may still expand a lot, since an
+interval or a copied block costs O(log length) bits: pass ``max_nnz`` for
+untrusted input.
 """
 
 import numpy as np
@@ -207,7 +214,8 @@ def webgraph_decode(data, *, max_nnz=None, _twin=False):
     ------
     DecodeError
         Any malformed or inconsistent stream (module docstring).  Memory is
-        O(rows + nnz), both checked before allocation.
+        O(rows + entries actually decoded): rows is checked against the payload
+        size before allocating, and the declared nnz is never allocated up front.
     """
     indptr, indices, cols, _ = _decode(data, max_nnz, _twin)
     return indptr, indices, cols
@@ -241,7 +249,9 @@ def webgraph_encode_mask(mask, **kwargs):
 def webgraph_decode_mask(data, *, shape=None, max_elements=1 << 31):
     """Boolean mask of a stream: (rows, cols), or ``shape`` (same number of
     elements, C order).  DecodeError when ``rows * cols`` exceeds
-    ``max_elements`` or disagrees with ``shape``, before allocating."""
+    ``max_elements`` or disagrees with ``shape``, before allocating; the
+    entries are decoded (memory as :func:`webgraph_decode`, so a stream lying
+    about nnz fails there) before the ``rows * cols`` mask is allocated."""
     p = webgraph_params(data)
     n = p["rows"] * p["cols"]
     if n > max_elements:

@@ -39,7 +39,7 @@ import numpy as np
 
 from .._errors import ParameterError, ShapeError
 from .._progress import Progress
-from .._validate import as_float_array, check_choice, check_int, describe
+from .._validate import as_float_array, check_choice, check_finite, check_int, describe
 from ..metrics import accuracy
 from ..model import Model
 from ..prune._common import fsum_rows
@@ -156,7 +156,8 @@ def autoslim(model, x_val, y_val, *, target_flops_ratio, step=0.1, importance="l
     ------
     ParameterError
         target or step outside their range, unknown importance, no prunable
-        layer, labels out of range.
+        layer, labels out of range, NaN or Inf in ``x_val`` (``y_val`` must be
+        integer labels, so it cannot hold them: float labels are a ShapeError).
     ShapeError
         validation data that does not fit the model.
     """
@@ -170,6 +171,9 @@ def autoslim(model, x_val, y_val, *, target_flops_ratio, step=0.1, importance="l
     check_choice("precision", precision, ("reference", "fast"))
     min_width = check_int("min_width", min_width, lo=1)
     as_float_array("x_val", x_val)
+    # a NaN input would turn every candidate's accuracy into a comparison of NaN
+    # logits (argmax picks index 0): the search would rank on noise, silently
+    check_finite("x_val", x_val)
     y_val = np.asarray(y_val)
     if y_val.ndim != 1 or y_val.dtype.kind not in "iu" or y_val.shape[0] != x_val.shape[0] \
             or x_val.shape[0] == 0:
