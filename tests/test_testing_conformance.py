@@ -40,6 +40,37 @@ def test_float32_summation_orders_within_bound():
     assert count["elements"] >= 2000            # thousands of output elements checked
 
 
+@pytest.mark.slow
+def test_bounds_sound_on_thousands_of_drawn_cases():
+    """Issue 21's soundness criterion at its stated scale: 1,000 drawn models and
+    1,000 drawn single layers (every kind, corner cases, ONNX options), each in the
+    four float32 summation orders, all within the derived bound (about 1 min)."""
+    count = {"models": 0, "layers": 0}
+
+    @settings(max_examples=1000)
+    @given(models())
+    def run_models(case):
+        model, x = case
+        v, bound = reference_and_bound(model, x)
+        for order in fe.ORDERS:
+            y = fe.run_model(model, x, order).astype(np.float64)
+            assert np.all(np.abs(y - v) <= bound), order
+        count["models"] += 1
+
+    @settings(max_examples=1000)
+    @given(layers(corner_cases=True, onnx_options=True))
+    def run_layers(case):
+        layer, x = case
+        v, bound = reference_and_bound(Model([layer]), x)
+        for order in fe.ORDERS:
+            y = fe.run_layer(layer, x, order).astype(f32).astype(np.float64)
+            assert np.all(np.abs(y - v) <= bound), order
+        count["layers"] += 1
+    run_models()
+    run_layers()
+    assert count["models"] >= 1000 and count["layers"] >= 1000, count
+
+
 @settings(max_examples=100)
 @given(layers(corner_cases=True, onnx_options=True))
 def test_every_layer_kind_within_bound_in_every_order(case):
