@@ -24,18 +24,32 @@ f32 = np.float32
 
 
 # -- soundness ---------------------------------------------------------------------------
+def _model_within_bound_in_every_order(model, x):
+    """Output elements checked: the float32 evaluation in each summation order
+    lies within the derived bound."""
+    v, bound = reference_and_bound(model, x)
+    n = 0
+    for order in fe.ORDERS:
+        y = fe.run_model(model, x, order).astype(np.float64)
+        assert np.all(np.abs(y - v) <= bound), order
+        n += y.size
+    return n
+
+
+def _layer_within_bound_in_every_order(layer, x):
+    v, bound = reference_and_bound(Model([layer]), x)
+    for order in fe.ORDERS:
+        y = fe.run_layer(layer, x, order).astype(f32).astype(np.float64)
+        assert np.all(np.abs(y - v) <= bound), order
+
+
 def test_float32_summation_orders_within_bound():
     count = {"elements": 0}
 
     @settings(max_examples=100)
     @given(models())
     def run(case):
-        model, x = case
-        v, bound = reference_and_bound(model, x)
-        for order in fe.ORDERS:
-            y = fe.run_model(model, x, order).astype(np.float64)
-            assert np.all(np.abs(y - v) <= bound), order
-            count["elements"] += y.size
+        count["elements"] += _model_within_bound_in_every_order(*case)
     run()
     assert count["elements"] >= 2000            # thousands of output elements checked
 
@@ -50,21 +64,13 @@ def test_bounds_sound_on_thousands_of_drawn_cases():
     @settings(max_examples=1000)
     @given(models())
     def run_models(case):
-        model, x = case
-        v, bound = reference_and_bound(model, x)
-        for order in fe.ORDERS:
-            y = fe.run_model(model, x, order).astype(np.float64)
-            assert np.all(np.abs(y - v) <= bound), order
+        _model_within_bound_in_every_order(*case)
         count["models"] += 1
 
     @settings(max_examples=1000)
     @given(layers(corner_cases=True, onnx_options=True))
     def run_layers(case):
-        layer, x = case
-        v, bound = reference_and_bound(Model([layer]), x)
-        for order in fe.ORDERS:
-            y = fe.run_layer(layer, x, order).astype(f32).astype(np.float64)
-            assert np.all(np.abs(y - v) <= bound), order
+        _layer_within_bound_in_every_order(*case)
         count["layers"] += 1
     run_models()
     run_layers()
@@ -74,12 +80,7 @@ def test_bounds_sound_on_thousands_of_drawn_cases():
 @settings(max_examples=100)
 @given(layers(corner_cases=True, onnx_options=True))
 def test_every_layer_kind_within_bound_in_every_order(case):
-    layer, x = case
-    model = Model([layer])
-    v, bound = reference_and_bound(model, x)
-    for order in fe.ORDERS:
-        y = fe.run_layer(layer, x, order).astype(f32).astype(np.float64)
-        assert np.all(np.abs(y - v) <= bound), order
+    _layer_within_bound_in_every_order(*case)
 
 
 @pytest.mark.frameworks
