@@ -69,10 +69,11 @@ def test_kill_writer_leaves_no_partial_file(writer, kill_results, tmp_path):
     assert r["most_temps"] <= 2, r
     assert r["temps_after_next_write"] == 0 and r["final"] == "complete", r
     # the kills did land inside writes, and some writes completed.  Not asserted for the
-    # whole `refcomp study` run: its folder is written in a few ms at the end of a run of
-    # about a second, so how many kills land there depends on the machine's load (1 to 10
-    # of 50 measured); study_report kills that writing phase itself (48 of 50 inside).
-    if writer != "study":
+    # whole CLI runs whose output is written in a few ms at the end of a run of about a
+    # second (`refcomp study`, `slim --curve`, `quantize --onnx`): how many kills land
+    # there depends on the machine's load (study: 1 to 10 of 50; slim_curve: 1 to 13 of
+    # 20 measured); study_report kills that writing phase itself (48 of 50 inside).
+    if writer not in ("study", "slim_curve", "quantize_onnx"):
         assert r["during_write"] >= KILLS[writer] // 10, r
     if writer != "study_report_plots":   # ~1 s per run: few kills come after a whole one
         assert r["outcomes"].get("complete", 0) >= 1, r
