@@ -38,6 +38,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from numba.core import event as numba_event
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -73,7 +74,7 @@ def _cap_address_space(extra=4 << 30):
     resource.setrlimit(resource.RLIMIT_AS, (vm + extra, resource.RLIM_INFINITY))
 
 
-class _JitClock:
+class _JitClock(numba_event.Listener):
     """A Numba event listener (``numba:compile``) that takes compilations out of a
     measured case: see the module docstring.  ``start`` arms it for one case."""
 
@@ -110,19 +111,6 @@ class _JitClock:
         return max(self.seg_peak, peak - self.base)
 
 
-def _jit_clock():
-    clock = _JitClock()
-    try:
-        from numba.core import event
-    except ImportError:
-        return clock
-    listener = type("_Listener", (event.Listener,), {
-        "on_start": lambda self, ev: clock.on_start(ev),
-        "on_end": lambda self, ev: clock.on_end(ev)})()
-    event.register("numba:compile", listener)
-    return clock
-
-
 def _names_item(msg, path):
     """The message names the offending input: for a file, its path; a decoder's
     message must say what is wrong in one non-empty line."""
@@ -145,7 +133,8 @@ def run(kind_name, n, seed, out, timeout):
             except Exception:  # noqa: BLE001 (judged in the measured loop, not here)
                 pass
         _cap_address_space()
-        clock = _jit_clock()
+        clock = _JitClock()
+        numba_event.register("numba:compile", clock)
         with open(out, "w") as fo:
             for k in range(n):
                 rng = np.random.default_rng([seed, k])
