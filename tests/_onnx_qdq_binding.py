@@ -32,4 +32,6 @@ def run_quant(kind, node, a, x):
     if kind == "DynamicQuantizeLinear":
         return list(qdq.dynamic_quantize_linear(ins[0]))
     X = ins[0]
-    return [qdq.cast(X, _type_name(a["to"]), saturate=bool(a.get("saturate", 1)))]
+    # ONNX's expected data are ml_dtypes' casts: its float4 NaN is the named variant
+    return [qdq.cast(X, _type_name(a["to"]), saturate=bool(a.get("saturate", 1)),
+                     finite_nan="ml_dtypes")]

@@ -95,6 +95,52 @@ def test_float4_refuses_nan_and_non_saturation():
         .tolist() == [6.0, -6.0, 4.0, 0.0]
 
 
+def _nans(n_random, seed):
+    # quiet and signalling NaNs of both signs with assorted payloads, as float32 patterns
+    rng = np.random.default_rng(seed)
+    fixed = [0x7FC00000, 0xFFC00000, 0x7F800001, 0xFF800001, 0x7FFFFFFF, 0xFFFFFFFF]
+    pay = rng.integers(1, 1 << 23, size=n_random)
+    sign = rng.integers(0, 2, size=n_random).astype(np.int64) << 31
+    bits = np.array(fixed + (sign | 0x7F800000 | pay).tolist(), dtype=np.int64)
+    return bits.astype(np.uint32).view(np.float32)
+
+
+@given(st.integers(0, 2 ** 32 - 1), st.lists(st.floats(-20, 20, width=32), max_size=8))
+def test_float4_finite_nan_ml_dtypes_variant_matches_ml_dtypes(seed, finite):
+    """finite_nan="ml_dtypes": bit-exact with astype(ml_dtypes.float4_e2m1fn) for NaN of every
+    sign and payload, mixed with numbers, from float32, float64 and float16 sources."""
+    w = np.concatenate([_nans(8, seed), np.array(finite, np.float32)])
+    np.random.default_rng(seed).shuffle(w)
+    for src in (w, w.astype(np.float64)):
+        with np.errstate(invalid="ignore"):
+            want = src.astype(ml_dtypes.float4_e2m1fn).view(np.uint8)
+        got = to_float4_e2m1(src, finite_nan="ml_dtypes").codes
+        assert got.dtype == np.uint8 and np.array_equal(got, want)
+        assert np.array_equal(to_format(src, "float4_e2m1fn", finite_nan="ml_dtypes").codes, want)
+    with np.errstate(invalid="ignore"):
+        want16 = w.astype(np.float16).astype(ml_dtypes.float4_e2m1fn).view(np.uint8)
+    from refcomp.quantize import qdq
+    assert np.array_equal(qdq.cast(w.astype(np.float16), "float4_e2m1fn",
+                                   finite_nan="ml_dtypes"), want16)
+
+
+def test_float4_finite_nan_hand_cases_and_default_refusal():
+    """numpy.nan (sign bit clear) -> 0x8 (-0), -nan -> 0x0 (+0): ml_dtypes' inverted sign."""
+    w = np.array([np.nan, -np.nan, 1.0, -0.0], np.float32)
+    assert to_float4_e2m1(w, finite_nan="ml_dtypes").codes.tolist() == [8, 0, 2, 8]
+    q = minifloat(w, 2, 3, bias=1, special="finite", finite_nan="ml_dtypes")  # float6 E2M3
+    with np.errstate(invalid="ignore"):
+        assert np.array_equal(q.codes, w.astype(ml_dtypes.float6_e2m3fn).view(np.uint8))
+    for bad in ("zero", None, "ml-dtypes"):
+        with pytest.raises(ParameterError, match="finite_nan"):
+            to_float4_e2m1(w, finite_nan=bad)
+    with pytest.raises(ParameterError, match="NaN"):
+        to_float4_e2m1(w)                     # the default still refuses
+    # ignored for formats with a NaN pattern
+    assert to_format(w, "float8_e4m3fn", finite_nan="ml_dtypes").codes.tolist() == \
+        to_format(w, "float8_e4m3fn").codes.tolist()
+
+
 def test_bfloat16_float64_references():
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(5)

@@ -26,13 +26,16 @@ FORMATS = {
 }
 
 
-def to_format(w, name, *, saturate=False, via_float32=None, rounding="nearest_even"):
+def to_format(w, name, *, saturate=False, via_float32=None, rounding="nearest_even",
+              finite_nan="refuse"):
     """Round ``w`` to the format ``name`` (a key of :data:`FORMATS`).
 
     ``via_float32`` None means the format's own default (False for float16,
     True for the others, see :func:`to_bfloat16`).  "float4_e2m1fn" has no
     inf and no NaN: it always saturates (``saturate`` is ignored) and NaN
-    input is refused.  Otherwise as :func:`refcomp.quantize.minifloat`.
+    input follows ``finite_nan`` ("refuse", default, or "ml_dtypes": the
+    zero ml_dtypes gives; ignored by the other formats).  Otherwise as
+    :func:`refcomp.quantize.minifloat`.
     """
     check_choice("format", name, FORMATS)
     e, m, bias, special = FORMATS[name]
@@ -43,7 +46,7 @@ def to_format(w, name, *, saturate=False, via_float32=None, rounding="nearest_ev
     float_input("w", w, allow_empty=True)
     src = w.astype("float32") if via_float32 and w.dtype == "float64" else w
     q = minifloat(src, e, m, bias=bias, saturate=saturate, special=special, rounding=rounding,
-                  method=name)
+                  method=name, finite_nan=finite_nan)
     q.dtype = w.dtype
     return q
 
@@ -110,9 +113,10 @@ def to_float8_e5m2fnuz(w, *, saturate=False, via_float32=True, rounding="nearest
                      rounding=rounding)
 
 
-def to_float4_e2m1(w, *, saturate=True, via_float32=True, rounding="nearest_even"):
+def to_float4_e2m1(w, *, saturate=True, via_float32=True, rounding="nearest_even",
+                   finite_nan="refuse"):
     return to_format(w, "float4_e2m1fn", saturate=saturate, via_float32=via_float32,
-                     rounding=rounding)
+                     rounding=rounding, finite_nan=finite_nan)
 
 
 to_bfloat16.__doc__ = _STD_DOC.format(
@@ -161,4 +165,11 @@ to_float4_e2m1.__doc__ = _STD_DOC.format(
     ref="ml_dtypes.float4_e2m1fn", torchname="float4_e2m1fn_x2 (packed pairs)", maxval="6",
     via="True", fields="exp_bits=2, man_bits=1, bias=1, special='finite'",
     method="float4_e2m1fn",
-    nanpat="refused (ParameterError: the format has no NaN; ml_dtypes maps NaN to a zero)")
+    nanpat="refused by default (ParameterError: the format has no NaN); "
+           "``finite_nan='ml_dtypes'`` gives ml_dtypes' zero, sign bit inverted: NaN -> 0x8 "
+           "(−0), −NaN -> 0x0 (see :func:`refcomp.quantize.minifloat`)")
+to_float4_e2m1.__doc__ = to_float4_e2m1.__doc__.replace(
+    "\n    Returns\n", "\n    finite_nan : {\"refuse\", \"ml_dtypes\"}, default \"refuse\"\n"
+    "        NaN input: a ParameterError (no code holds NaN), or ml_dtypes' zero\n"
+    "        (ONNX's reference Cast; see :func:`refcomp.quantize.minifloat`).\n\n"
+    "    Returns\n", 1)

@@ -20,12 +20,15 @@ from ..kernels.quantize import minifloat_encode
 from ._quantized import Quantized, narrowest_code_dtype, register_decoder
 from ._scalar_common import float_input
 
-__all__ = ["minifloat", "minifloat_max", "SPECIALS", "ROUNDINGS", "default_bias"]
+__all__ = ["minifloat", "minifloat_max", "SPECIALS", "ROUNDINGS", "FINITE_NAN", "default_bias"]
 
 #: Layouts of the special values (see :func:`minifloat`), and their kernel codes.
 SPECIALS = ("ieee", "fn", "fnuz", "finite")
 #: Rounding directions of :func:`minifloat`.
 ROUNDINGS = ("nearest_even", "toward_zero")
+#: what a "finite" format (no NaN pattern) does with NaN input: refuse it (default), or
+#: the zero ml_dtypes 0.7 gives (sign bit inverted; ONNX's reference Cast and node tests)
+FINITE_NAN = ("refuse", "ml_dtypes")
 
 
 def default_bias(exp_bits, special):
@@ -62,7 +65,7 @@ def _check_format(exp_bits, man_bits, bias, special):
 
 
 def minifloat(w, exp_bits, man_bits, *, bias=None, subnormals=True, saturate=True,
-              special="ieee", rounding="nearest_even", method="minifloat"):
+              special="ieee", rounding="nearest_even", method="minifloat", finite_nan="refuse"):
     """Round to a binary floating-point format with ``exp_bits`` / ``man_bits`` fields.
 
     Parameters
@@ -95,8 +98,8 @@ def minifloat(w, exp_bits, man_bits, *, bias=None, subnormals=True, saturate=Tru
         other pattern is a number; NaN, and overflow without saturation,
         give that NaN; a result that rounds to zero is +0 whatever its
         sign.  "finite" (OCP MX float4 E2M1, float6): every pattern is a
-        number (no inf, no NaN, −0 kept); NaN input is refused
-        (ParameterError with the count: the format cannot hold it).
+        number (no inf, no NaN, −0 kept); NaN input follows
+        ``finite_nan``.
     rounding : {"nearest_even", "toward_zero"}
         "nearest_even" (default, IEEE roundTiesToEven): the nearest value,
         ties to the even mantissa.  "toward_zero" (IEEE roundTowardZero,
@@ -107,6 +110,19 @@ def minifloat(w, exp_bits, man_bits, *, bias=None, subnormals=True, saturate=Tru
         bits", seed 002 §3) for every non-NaN input; NaN gives the quiet
         NaN (bit truncation could turn a NaN whose payload lies in the low
         16 bits into inf).
+    finite_nan : {"refuse", "ml_dtypes"}
+        NaN input of a ``special="finite"`` format, which has no NaN
+        pattern (ignored for the other formats).  "refuse" (default):
+        ParameterError with the count, because no code holds the value and
+        the implementations disagree on a substitute (ml_dtypes gives a
+        zero, some accelerator libraries ±max).  "ml_dtypes": the code
+        ``astype(ml_dtypes.float4_e2m1fn)`` (and float6_e2m3fn /
+        float6_e3m2fn) gives in ml_dtypes 0.7, which ONNX's reference Cast
+        and its backend node tests use: a zero whose sign bit is the
+        *complement* of the NaN's sign bit (a NaN with the sign bit clear,
+        e.g. ``numpy.nan``, gives −0, pattern 1.0…0; a NaN with the sign
+        bit set gives +0), whatever the payload; measured in
+        tests/test_quantize_formats.py.
 
     Returns
     -------
@@ -135,15 +151,27 @@ def minifloat(w, exp_bits, man_bits, *, bias=None, subnormals=True, saturate=Tru
         if not saturate:
             raise ParameterError("special='finite' has no inf and no NaN: overflow can only "
                                  "saturate; pass saturate=True")
-        nan = int(np.count_nonzero(np.isnan(w)))
-        if nan:
+    check_choice("finite_nan", finite_nan, FINITE_NAN)
+    nan_at = None
+    if special == "finite":
+        nan_at = np.isnan(w).reshape(-1)
+        nan = int(np.count_nonzero(nan_at))
+        if nan and finite_nan == "refuse":
             raise ParameterError(f"w holds {nan} NaN value(s), which a special='finite' format "
-                                 "(no NaN pattern) cannot represent")
+                                 "(no NaN pattern) cannot represent (finite_nan='ml_dtypes' "
+                                 "maps them to ml_dtypes' zero)")
+        nan_at = nan_at if nan else None
     nbits = 1 + exp_bits + man_bits
     flat = np.ascontiguousarray(w).reshape(-1)
+    if nan_at is not None:
+        # zeros at the NaN positions, then ml_dtypes' pattern: sign bit = not the NaN's sign
+        neg = np.signbit(flat[nan_at])
+        flat = np.where(nan_at, flat.dtype.type(0), flat)
     codes = minifloat_encode(flat, man_bits, exp_bits, bias, subnormals, saturate,
                              SPECIALS.index(special), narrowest_code_dtype(0, (1 << nbits) - 1),
                              trunc=rounding == "toward_zero")
+    if nan_at is not None:
+        codes[nan_at] = np.where(neg, 0, 1 << (nbits - 1)).astype(codes.dtype)
     params = {"exp_bits": exp_bits, "man_bits": man_bits, "bias": bias,
               "subnormals": bool(subnormals), "saturate": bool(saturate), "special": special}
     if rounding != "nearest_even":       # recorded only when not the default (old files)

@@ -284,7 +284,7 @@ def dynamic_quantize_linear(x):
     return y, np.array(scale, np.float32), np.array(zp, np.uint8)
 
 
-def cast(x, to, *, saturate=True, x_type=None):
+def cast(x, to, *, saturate=True, x_type=None, finite_nan="refuse"):
     """ONNX ``Cast`` between float16/float32/float64/bfloat16 and every float8 / float4 format.
 
     Parameters
@@ -296,9 +296,13 @@ def cast(x, to, *, saturate=True, x_type=None):
     saturate : bool (float8 targets only, ONNX Cast opset >= 19 tables):
         True (default): ±inf and overflow give ±max; False: NaN, or ±inf
         for float8_e5m2.  Ignored for the other targets: bfloat16 / float16
-        overflow to ±inf (IEEE); float4_e2m1fn always saturates and refuses
-        NaN (ParameterError: it has no NaN; ml_dtypes and ONNX's reference
-        map NaN to a zero).
+        overflow to ±inf (IEEE); float4_e2m1fn always saturates.
+    finite_nan : {"refuse", "ml_dtypes"}, default "refuse"
+        NaN cast to float4_e2m1fn, which has no NaN: "refuse" raises
+        ParameterError (the implementations disagree); "ml_dtypes" gives
+        what ml_dtypes 0.7, ONNX's reference Cast and its node tests give,
+        a zero with the sign bit inverted (NaN -> 0x8, -NaN -> 0x0); see
+        :func:`refcomp.quantize.minifloat`.  Ignored for the other targets.
 
     Returns
     -------
@@ -324,4 +328,4 @@ def cast(x, to, *, saturate=True, x_type=None):
             return v.astype(_NUMPY_FLOATS[to])
     # saturate applies to the float8 targets only (bfloat16: IEEE overflow to inf)
     sat = bool(saturate) and to.startswith("float8")
-    return to_format(v, to, saturate=sat, via_float32=False).codes
+    return to_format(v, to, saturate=sat, via_float32=False, finite_nan=finite_nan).codes
