@@ -8,7 +8,11 @@ import numpy as np
 from ._errors import ShapeError
 from ._validate import as_float_array, describe
 
-__all__ = ["accuracy", "mean_kl", "log_softmax64", "parameter_mse", "compression_ratio"]
+__all__ = ["accuracy", "mean_kl", "kl_in_unit", "KL_UNITS", "log_softmax64", "parameter_mse",
+           "compression_ratio"]
+
+#: units of :func:`mean_kl` (and of the study's KL column)
+KL_UNITS = ("nats", "bits")
 
 
 def accuracy(outputs, labels):
@@ -62,12 +66,13 @@ def mean_kl(logits_ref, logits_hat, *, unit="nats"):
     rounded sum).
 
     ``unit``: "nats" (default; what the study's runs.csv and tables
-    report: eq. (11) writes ``log`` without a base) or "bits": the nats
-    value divided by ``math.log(2)`` (one more float64 rounding).  Seed 002
-    writes its cross-entropy eq. (8) with ``log2`` but not its KL.
+    report unless asked otherwise: eq. (11) writes ``log`` without a base)
+    or "bits": :func:`kl_in_unit` of the nats value (one more float64
+    rounding).  Seed 002 writes its cross-entropy eq. (8) with ``log2`` but
+    not its KL.
     """
     from ._validate import check_choice
-    check_choice("unit", unit, ("nats", "bits"))
+    check_choice("unit", unit, KL_UNITS)
     a = as_float_array("logits_ref", logits_ref, ndim=2)
     b = as_float_array("logits_hat", logits_hat, ndim=2)
     if a.shape != b.shape:
@@ -79,7 +84,18 @@ def mean_kl(logits_ref, logits_hat, *, unit="nats"):
     kl = np.zeros(a.shape[0])
     for c in range(a.shape[1]):
         kl += terms[:, c]
-    nats = math.fsum(kl.tolist()) / a.shape[0]
+    return kl_in_unit(math.fsum(kl.tolist()) / a.shape[0], unit)
+
+
+def kl_in_unit(nats, unit):
+    """A KL divergence given in nats, expressed in ``unit`` ("nats" or "bits").
+
+    "nats": ``nats`` itself; "bits": ``nats / math.log(2)``, one float64
+    division by the float64 value of ln 2 (so at most one more rounding
+    than the nats value; 1 nat = 1/ln 2 ≈ 1.4427 bits).
+    """
+    from ._validate import check_choice
+    check_choice("unit", unit, KL_UNITS)
     return nats if unit == "nats" else nats / math.log(2)
 
 

@@ -27,8 +27,11 @@ __all__ = ["Layer", "Model", "LAYER_KINDS", "materialize", "weight_shape_problem
            "check_shapes"]
 
 #: kind -> (required weights, optional weights, attribute defaults)
+#: recurrent options (``layout``: "batch_first" (N, T, F) or "time_major" (T, N, F), the layer
+#: functions' option: a time-major layer takes and gives arrays with the batch on axis 1)
 _RNN_OPTS = {"direction": "forward", "clip": None, "activations": None,
-             "activation_alpha": None, "activation_beta": None, "sequence_lens": None}
+             "activation_alpha": None, "activation_beta": None, "sequence_lens": None,
+             "layout": "batch_first"}
 _RNN_REVERSE = ("W_ih_reverse", "W_hh_reverse", "b_ih_reverse", "b_hh_reverse")
 #: constant initial states (B, H): B = 1 is broadcast over the batch, else the batch size
 _RNN_STATES = ("h0", "h0_reverse")
@@ -393,7 +396,8 @@ def _recurrent(layer, x, precision):
     if k == "simple_rnn":
         extra["activation"] = a["activation"]
     if k != "mgu":
-        for opt in ("direction", "clip", "activations", "activation_alpha", "activation_beta"):
+        for opt in ("direction", "clip", "activations", "activation_alpha", "activation_beta",
+                    "layout"):
             if a[opt] != LAYER_KINDS[k][2][opt]:
                 extra[opt] = a[opt]
         if k == "lstm":
@@ -414,6 +418,13 @@ def _recurrent(layer, x, precision):
     return seq
 
 
+def _batch_size(layer, x):
+    """Samples in a recurrent layer's input: axis 0, or axis 1 when time-major."""
+    if x.ndim != 3:
+        return 0
+    return x.shape[1] if layer.attrs.get("layout") == "time_major" else x.shape[0]
+
+
 def _sequence_lens(layer, x):
     """The ``sequence_lens`` attribute (one length per sample: a fixed batch size)."""
     lens = np.asarray(layer.attrs["sequence_lens"])
@@ -421,12 +432,13 @@ def _sequence_lens(layer, x):
         raise ParameterError(f"layer {layer.name!r} ({layer.kind}): attribute sequence_lens "
                              f"must list one integer length per sample, got "
                              f"{layer.attrs['sequence_lens']!r}")
-    if x.ndim == 3 and x.shape[0] == 0:
+    n = _batch_size(layer, x)
+    if x.ndim == 3 and n == 0:
         return lens[:0].astype(np.int64)       # an empty batch (output_shapes' probe)
-    if x.ndim == 3 and lens.shape[0] != x.shape[0]:
+    if x.ndim == 3 and lens.shape[0] != n:
         raise ShapeError(f"layer {layer.name!r} ({layer.kind}): attribute sequence_lens holds "
                          f"{lens.shape[0]} lengths (a fixed batch size) but x {describe(x)} "
-                         f"has {x.shape[0]} samples")
+                         f"has {n} samples")
     return lens.astype(np.int64)
 
 
@@ -436,7 +448,7 @@ def _initial_states(layer, x):
     direction's state is zeros; an empty batch takes none of the rows."""
     out = {}
     bidi = layer.attrs["direction"] == "bidirectional"
-    n = x.shape[0] if x.ndim == 3 else 0
+    n = _batch_size(layer, x)
     for s in ("h0", "c0"):
         names = (s, s + "_reverse") if bidi else (s,)
         got = [layer.w(k) for k in names]

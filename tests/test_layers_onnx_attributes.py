@@ -224,3 +224,74 @@ def test_recurrent_options_against_onnx_equations(case):
     want = naive_recurrent(op, node, a, x)
     for gv, wv in zip(got, want):
         assert_bits_equal(np.ascontiguousarray(gv), np.ascontiguousarray(wv))
+
+
+_ACT_NAMES = ["Relu", "Tanh", "Sigmoid", "Affine", "LeakyRelu", "ThresholdedRelu", "ScaledTanh",
+              "HardSigmoid", "Elu", "Softsign", "Softplus"]
+_TAKES = {"Affine": (1, 1), "LeakyRelu": (1, 0), "ThresholdedRelu": (1, 0),
+          "ScaledTanh": (1, 1), "HardSigmoid": (1, 1), "Elu": (1, 0)}
+
+
+@st.composite
+def rnn_activation_case(draw):
+    op = draw(st.sampled_from(["LSTM", "GRU", "RNN"]))
+    direction = draw(st.sampled_from(["forward", "reverse", "bidirectional"]))
+    per = {"LSTM": 3, "GRU": 2, "RNN": 1}[op] * (2 if direction == "bidirectional" else 1)
+    names = draw(st.lists(st.sampled_from(_ACT_NAMES), min_size=per, max_size=per))
+    val = st.floats(-2.0, 2.0, width=32, allow_subnormal=False)
+    alpha = [draw(val) for n in names if _TAKES.get(n, (0, 0))[0]]
+    beta = [draw(val) for n in names if _TAKES.get(n, (0, 0))[1]]
+    shape = (draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(1, 3)),
+             draw(st.integers(1, 3)))
+    return (op, direction, draw(st.integers(0, 1)), names, alpha, beta, shape,
+            draw(st.sampled_from([None, 1.5])), draw(st.integers(0, 2 ** 31)))
+
+
+@given(rnn_activation_case())
+def test_recurrent_activations_against_onnx_equations(case):
+    """``activations`` / ``activation_alpha`` / ``activation_beta`` of LSTM, GRU and RNN, every
+    direction, every ONNX activation name: refcomp's float32 reference equals the ONNX equations
+    as a Python float64 loop (one time step at a time, the state rounded once per step to
+    float32), bit for bit: each activation is one float64 evaluation in both (libm exp / tanh /
+    log1p, the same operation order), so there is no bound to allow for."""
+    op, direction, layout, names, alpha, beta, (n, t, f, h), clip, seed = case
+    rng = np.random.default_rng(seed)
+    d = 2 if direction == "bidirectional" else 1
+    g = {"LSTM": 4, "GRU": 3, "RNN": 1}[op]
+    x = {"X": rng.standard_normal((n, t, f) if layout else (t, n, f)).astype(f32),
+         "W": rng.standard_normal((d, g * h, f)).astype(f32),
+         "R": (0.5 * rng.standard_normal((d, g * h, h))).astype(f32),
+         "B": rng.standard_normal((d, 2 * g * h)).astype(f32)}
+    a = {"direction": direction, "layout": layout, "activations": names}
+    if alpha:
+        a["activation_alpha"] = alpha
+    if beta:
+        a["activation_beta"] = beta
+    if clip is not None:
+        a["clip"] = clip
+    if op == "GRU":
+        a["linear_before_reset"] = int(rng.integers(0, 2))
+    outputs = ["Y", "Y_h", "Y_c"] if op == "LSTM" else ["Y", "Y_h"]
+    node = SimpleNamespace(input=["X", "W", "R", "B", "", "", "", ""], output=outputs)
+    got = run_recurrent(op, node, a, x)
+    want = naive_recurrent(op, node, a, x)
+    assert len(got) == len(want)
+    for gv, wv in zip(got, want):
+        assert_bits_equal(np.ascontiguousarray(gv), np.ascontiguousarray(wv))
+
+
+def test_recurrent_activation_hand_values():
+    """One step, H = F = 1, zero weights, bias b: RNN h = f(b) for hand-checkable f."""
+    x = {"X": np.zeros((1, 1, 1), f32), "W": np.zeros((1, 1, 1), f32),
+         "R": np.zeros((1, 1, 1), f32)}
+    node = SimpleNamespace(input=["X", "W", "R", "B", "", "", "", ""], output=["Y", "Y_h"])
+    cases = [("Affine", [2.0], [0.5], -1.0, -1.5), ("LeakyRelu", [0.25], [], -2.0, -0.5),
+             ("ThresholdedRelu", [1.0], [], 1.0, 1.0), ("ThresholdedRelu", [1.0], [], 0.5, 0.0),
+             ("HardSigmoid", [0.5], [0.5], 3.0, 1.0), ("Softsign", [], [], 3.0, 0.75),
+             ("Relu", [], [], -0.0, 0.0), ("ScaledTanh", [2.0], [0.0], 5.0, 0.0)]
+    for name, al, be, bias, want in cases:
+        x["B"] = np.array([[bias, 0.0]], f32)
+        a = {"activations": [name], "activation_alpha": al, "activation_beta": be, "layout": 1}
+        y, yh = run_recurrent("RNN", node, a, x)
+        assert y.reshape(-1).tolist() == [want], (name, y)
+        assert np.signbit(y).all() == np.signbit(want), (name, y)

@@ -222,6 +222,9 @@ def _cmd_compare(args):
 
 def _cmd_study(args):
     if args.compare:
+        if args.kl_unit != "nats":
+            raise ParameterError("--kl-unit bits is a study option; --compare reports KL in "
+                                 "nats (compare.csv column kl)")
         return _cmd_compare(args)
     if args.methods is None:
         args.methods = "uniform,kmeans"
@@ -271,7 +274,7 @@ def _cmd_study(args):
                   max_combinations=args.max_combinations, reuse=not args.no_reuse,
                   progress=None if not args.quiet else False,
                   method_params=method_params or None, source=args.data or None,
-                  calibration=calibration)
+                  calibration=calibration, kl_unit=args.kl_unit)
     # Everything that can be checked is checked before the output folder is
     # created; a folder created here is removed again if the study fails.
     check_study(model, x, y, **kwargs)
@@ -460,6 +463,9 @@ def register(sub):
                         "(every layer, Figure 5), adaptive (bits per layer, Table 5); default all")
     p.add_argument("--biases", choices=("joint", "float"), default="joint")
     p.add_argument("--precision", choices=("reference", "fast"), default="reference")
+    p.add_argument("--kl-unit", choices=("nats", "bits"), default="nats",
+                   help="unit of the mean KL divergence: nats (default; CSV column kl) or bits "
+                        "(column kl_bits); tables and figures name the unit")
     p.add_argument("--tradeoff-drop", type=float, default=1.0,
                    help="accuracy points below float allowed for the trade-off pick")
     p.add_argument("--max-combinations", type=int, default=4096)

@@ -108,7 +108,8 @@ def _walk(layers, q, s, z, prefix, meta):
     for i, layer in enumerate(layers):
         path = f"{prefix}{i}"
         k, a = layer.kind, layer.attrs
-        if a.get("layout", "NCHW") != "NCHW":
+        # (a recurrent layer's layout is its sequence axes: refused below as recurrent)
+        if k not in ("lstm", "gru", "mgu", "simple_rnn") and a.get("layout", "NCHW") != "NCHW":
             raise FormatError(f"{_where(path, layer)}: the integer runner supports layout NCHW "
                               f"only, got {a['layout']!r}")
         if k in ("dense", "conv2d"):

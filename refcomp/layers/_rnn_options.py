@@ -12,9 +12,12 @@ from .._errors import ParameterError, ShapeError
 from .._validate import as_float_array, check_choice, check_same_dtype, describe
 from ._rnn_onnx import ACTIVATION_DEFAULTS, make_activation, run_direction
 
-__all__ = ["DIRECTIONS", "DEFAULT_ACTIVATIONS", "needs_general", "run_general"]
+__all__ = ["DIRECTIONS", "LAYOUTS", "DEFAULT_ACTIVATIONS", "needs_general", "run_general",
+           "run_time_major"]
 
 DIRECTIONS = ("forward", "reverse", "bidirectional")
+#: sequence layouts of x and the output sequence (ONNX ``layout`` 1 and 0)
+LAYOUTS = ("batch_first", "time_major")
 #: ONNX default activations per kind (one direction)
 DEFAULT_ACTIVATIONS = {"lstm": ("Sigmoid", "Tanh", "Tanh"), "gru": ("Sigmoid", "Tanh"),
                        "simple_rnn": ("Tanh",)}
@@ -27,6 +30,21 @@ def needs_general(direction, sequence_lens, peepholes, clip, input_forget, activ
             or clip is not None or bool(input_forget) or activations is not None
             or activation_alpha is not None or activation_beta is not None
             or update != "standard")
+
+
+def run_time_major(fn, layout, x, weights, options):
+    """``fn`` (lstm / gru / simple_rnn) on a time-major x (T, N, F): the batch-first pass on
+    ``x.transpose(1, 0, 2)``, its output sequence transposed back to (T, N, H') (a copy).
+
+    Only a transposition on each side: the arithmetic, hence every bit, is the batch-first
+    one.  States keep their (N, H) / (2, N, H) shapes (PyTorch's ``batch_first=False``).
+    """
+    check_choice("layout", layout, LAYOUTS)
+    as_float_array("x", x, ndim=3)
+    seq, states = fn(x.transpose(1, 0, 2), *weights, layout="batch_first", **options)
+    if options["return_sequences"]:
+        seq = np.ascontiguousarray(seq.transpose(1, 0, 2))
+    return seq, states
 
 
 def _acts(kind, activations, alpha, beta, ndir, work, base=None):

@@ -1,5 +1,9 @@
 """Recurrent layers: LSTM, GRU, MGU and simple RNN, batch-first (N, T, F).
 
+LSTM, GRU and simple RNN also take time-major sequences (T, N, F) with
+``layout="time_major"`` (ONNX ``layout=0``, PyTorch ``batch_first=False``):
+a transposition on each side of the batch-first computation, same bits.
+
 Canonical layouts (PyTorch): ``W_ih`` (G*H, F), ``W_hh`` (G*H, H),
 ``b_ih``/``b_hh`` (G*H,), gate blocks stacked along rows in the order
 LSTM i,f,g,o; GRU r,z,n; MGU f,h.  Converters from Keras and ONNX layouts
@@ -47,7 +51,7 @@ from ..kernels.elementwise import sigmoid64, tanh64
 from ..kernels.rnn_tiled import gru_tiled, lstm_tiled
 from ._common import check_precision
 from ._rnn_fast import gru_fast, lstm_fast, mgu_fast, simple_rnn_fast
-from ._rnn_options import needs_general, run_general
+from ._rnn_options import needs_general, run_general, run_time_major
 from .activations import relu
 from .dense import dense_acc64
 
@@ -121,6 +125,21 @@ def _check_rnn(x, W_ih, W_hh, b_ih, b_hh, gates, states):
 
 
 _GENERAL_DOC = """
+    layout : {"batch_first", "time_major"}, default "batch_first"
+        Axes of ``x`` and of the output sequence.  "batch_first": x (N, T,
+        F), outputs (N, T, H') -- ONNX ``layout=1`` (X [N, T, F], its Y
+        [N, T, D, H] is ``out.reshape(N, T, D, H)``), PyTorch
+        ``batch_first=True``, Keras.  "time_major": x (T, N, F), outputs
+        (T, N, H') -- ONNX ``layout=0``, the ONNX default (X [T, N, F], its
+        Y [T, D, N, H] is ``out.reshape(T, N, D, H).transpose(0, 2, 1, 3)``),
+        PyTorch ``batch_first=False``.  H' is H, or 2H when bidirectional.
+        Only x and the output sequence change axes: h0 / c0, the final
+        states and ``sequence_lens`` keep their shapes (N, H) / (2, N, H) /
+        (N,) in both (PyTorch's rule; ONNX ``layout=1`` states [N, D, H]
+        are their ``transpose(1, 0, 2)``).  The computation is the
+        batch-first one on ``x.transpose(1, 0, 2)``: the same bits, exactly
+        transposed.  Any other value is a ParameterError naming it.
+
     ONNX options (keyword only; any non-default value runs the general
     engine :mod:`refcomp.layers._rnn_onnx`, whose arithmetic is the
     reference order of this module, with the same bits as the classic path
@@ -179,7 +198,7 @@ def _run(x, step, states, return_sequences, ops, W_ih, b_ih):
 def lstm(x, W_ih, W_hh, b_ih=None, b_hh=None, *, h0=None, c0=None, return_sequences=True,
          precision="reference", direction="forward", reverse=None, sequence_lens=None,
          peepholes=None, clip=None, input_forget=False, activations=None,
-         activation_alpha=None, activation_beta=None):
+         activation_alpha=None, activation_beta=None, layout="batch_first"):
     """Long short-term memory layer (FACTS.md §1.1, seed 000 §II), gate order i, f, g, o.
 
     Parameters
@@ -207,6 +226,12 @@ def lstm(x, W_ih, W_hh, b_ih=None, b_hh=None, *, h0=None, c0=None, return_sequen
     input_forget : bool, ONNX ``input_forget=1``: f = 1 - i.
     h0, c0 : (N, H), or (2, N, H) when bidirectional.
     """ + _GENERAL_DOC
+    if layout != "batch_first":
+        return run_time_major(lstm, layout, x, (W_ih, W_hh, b_ih, b_hh), dict(
+            h0=h0, c0=c0, return_sequences=return_sequences, precision=precision,
+            direction=direction, reverse=reverse, sequence_lens=sequence_lens,
+            peepholes=peepholes, clip=clip, input_forget=input_forget, activations=activations,
+            activation_alpha=activation_alpha, activation_beta=activation_beta))
     check_precision(precision)
     if needs_general(direction, sequence_lens, peepholes, clip, input_forget, activations,
                      activation_alpha, activation_beta):
@@ -244,7 +269,7 @@ def lstm(x, W_ih, W_hh, b_ih=None, b_hh=None, *, h0=None, c0=None, return_sequen
 def gru(x, W_ih, W_hh, b_ih=None, b_hh=None, *, h0=None, reset_after=True, return_sequences=True,
         precision="reference", update="standard", direction="forward", reverse=None,
         sequence_lens=None, clip=None, activations=None, activation_alpha=None,
-        activation_beta=None):
+        activation_beta=None, layout="batch_first"):
     """Gated recurrent unit (FACTS.md §2), gate order r, z, n.
 
     Parameters
@@ -276,6 +301,12 @@ def gru(x, W_ih, W_hh, b_ih=None, b_hh=None, *, h0=None, reset_after=True, retur
         arithmetic, equal up to the libm rounding of the two sigmoids.
     h0 : (N, H), or (2, N, H) when bidirectional.
     """ + _GENERAL_DOC
+    if layout != "batch_first":
+        return run_time_major(gru, layout, x, (W_ih, W_hh, b_ih, b_hh), dict(
+            h0=h0, reset_after=reset_after, return_sequences=return_sequences,
+            precision=precision, update=update, direction=direction, reverse=reverse,
+            sequence_lens=sequence_lens, clip=clip, activations=activations,
+            activation_alpha=activation_alpha, activation_beta=activation_beta))
     check_precision(precision)
     if needs_general(direction, sequence_lens, None, clip, False, activations,
                      activation_alpha, activation_beta, update):
@@ -361,7 +392,7 @@ def mgu(x, W_ih, W_hh, b_ih=None, b_hh=None, *, h0=None, return_sequences=True,
 def simple_rnn(x, W_ih, W_hh, b_ih=None, b_hh=None, *, h0=None, activation="tanh",
                return_sequences=True, precision="reference", direction="forward", reverse=None,
                sequence_lens=None, clip=None, activations=None, activation_alpha=None,
-               activation_beta=None):
+               activation_beta=None, layout="batch_first"):
     """Elman RNN: ``h' = act((x W_ih^T + b_ih) + (h W_hh^T + b_hh))``.
 
     Parameters
@@ -398,6 +429,12 @@ def simple_rnn(x, W_ih, W_hh, b_ih=None, b_hh=None, *, h0=None, activation="tanh
     for its W, R, B); ``activations`` (one name per direction) overrides
     ``activation``.  h0 : (N, H), or (2, N, H) when bidirectional.
     """ + _GENERAL_DOC
+    if layout != "batch_first":
+        return run_time_major(simple_rnn, layout, x, (W_ih, W_hh, b_ih, b_hh), dict(
+            h0=h0, activation=activation, return_sequences=return_sequences,
+            precision=precision, direction=direction, reverse=reverse,
+            sequence_lens=sequence_lens, clip=clip, activations=activations,
+            activation_alpha=activation_alpha, activation_beta=activation_beta))
     check_precision(precision)
     if activation not in ("tanh", "relu"):
         from .._errors import ParameterError

@@ -7,12 +7,24 @@ import json
 import os
 
 from ..io._atomic import atomic_directory, atomic_path
-from .run import pareto_front
+from .run import KL_COLUMNS, pareto_front
 
 __all__ = ["write_report", "summary_text", "select_best", "FIELDS"]
 
 FIELDS = ["experiment", "method", "label", "unit", "value", "config", "accuracy", "mse", "kl",
           "size_bits", "tau_i", "tau"]
+
+
+def _kl(result):
+    """(column, unit) of the runs' KL: ("kl", "nats") by default, ("kl_bits", "bits")."""
+    unit = result["settings"].get("kl_unit", "nats")
+    return KL_COLUMNS[unit], unit
+
+
+def _fields(result):
+    """The CSV columns: FIELDS with the KL column named for its unit."""
+    col = _kl(result)[0]
+    return [col if f == "kl" else f for f in FIELDS]
 
 
 def _write_text(path, text):
@@ -74,11 +86,12 @@ def tables_markdown(result):
     whole = [r for r in runs if r["experiment"] == "whole"]
     if whole:
         out += ["## Whole network, one quantizer (data of Figure 5)", "",
-                f"| Method | {_x_label(result).capitalize()} | ACC | MSE | KL (nats) | tau |",
+                f"| Method | {_x_label(result).capitalize()} | ACC | MSE | KL ({_kl(result)[1]}) "
+                "| tau |",
                 "|---|---|---|---|---|---|"]
         for r in whole:
             out.append(f"| {r['label']} | {r['value']} | {100 * r['accuracy']:.2f} % | "
-                       f"{r['mse']:.3e} | {r['kl']:.3e} | {r['tau']:.2f} |")
+                       f"{r['mse']:.3e} | {r[_kl(result)[0]]:.3e} | {r['tau']:.2f} |")
         out.append("")
     adap = [r for r in runs if r["experiment"] == "adaptive"]
     if adap:
@@ -192,12 +205,12 @@ def summary_text(result):
     return "\n".join(lines)
 
 
-def _csv_text(runs):
+def _csv_text(runs, fields=FIELDS):
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=FIELDS, lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     w.writeheader()
     for r in runs:
-        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in FIELDS})
+        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in fields})
     return buf.getvalue()
 
 
@@ -210,9 +223,13 @@ def _plots(result, out_dir):
     units = [u["label"] for u in result["units"]]
     methods = result["settings"]["methods"]
     per = [r for r in result["runs"] if r["experiment"] == "per_layer"]
-    metric_names = {"accuracy": "Accuracy (%)", "mse": "MSE (eq. 14)", "kl": "mean KL (nats)"}
+    kl_col, kl_unit = _kl(result)
+    metric_names = {"accuracy": "Accuracy (%)", "mse": "MSE (eq. 14)",
+                    kl_col: f"mean KL ({kl_unit})"}
     if per:
-        for fig_no, metric in ((2, "accuracy"), (3, "mse"), (4, "kl")):
+        # figure 4 keeps its file name (fig4_kl_per_layer.png) whatever the unit
+        for fig_no, metric, stem in ((2, "accuracy", "accuracy"), (3, "mse", "mse"),
+                                     (4, kl_col, "kl")):
             n = len(units)
             cols = min(n, 2 if n <= 4 else 3)
             rows_ = -(-n // cols)
@@ -234,14 +251,14 @@ def _plots(result, out_dir):
                 axes[k // cols][k % cols].axis("off")
             fig.suptitle(f"Per-layer quantization: {metric_names[metric]} ({result['model']})")
             fig.tight_layout()
-            name = f"fig{fig_no}_{metric}_per_layer.png"
+            name = f"fig{fig_no}_{stem}_per_layer.png"
             _save_fig(fig, os.path.join(out_dir, name))
             plt.close(fig)
             files.append(name)
     whole = [r for r in result["runs"] if r["experiment"] == "whole"]
     if whole:
         fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-        for ax, metric in zip(axes, ("accuracy", "kl", "mse")):
+        for ax, metric in zip(axes, ("accuracy", kl_col, "mse")):
             for m in methods:
                 rs = [r for r in whole if r["method"] == m]
                 ax.plot([r["value"] for r in rs],
@@ -304,7 +321,7 @@ def write_report(result, out_dir, *, plots=True):
 
 def _write_report(result, out_dir, *, plots):
     files = []
-    _write_text(os.path.join(out_dir, "runs.csv"), _csv_text(result["runs"]))
+    _write_text(os.path.join(out_dir, "runs.csv"), _csv_text(result["runs"], _fields(result)))
     files.append("runs.csv")
     pareto = {}
     for m in result["settings"]["methods"]:

@@ -10,12 +10,16 @@ import uuid
 import numpy as np
 
 from .._errors import ParameterError, ShapeError
-from .._validate import as_float_array, describe
+from .._validate import as_float_array, check_choice, describe
+from ..metrics import KL_UNITS, kl_in_unit
 from .evaluate import Evaluator, find_units, layer_view
 from .executors import check_main_guard, run_tasks
 from .registry import get_method
 
-__all__ = ["run_study", "check_study", "pareto_front", "DEFAULT_MAX_COMBINATIONS"]
+__all__ = ["run_study", "check_study", "pareto_front", "DEFAULT_MAX_COMBINATIONS", "KL_COLUMNS"]
+
+#: the runs' KL column per unit: "kl" (nats, the default and the historical name) or "kl_bits"
+KL_COLUMNS = {"nats": "kl", "bits": "kl_bits"}
 
 #: Above this many adaptive assignments per method the greedy search is used.
 DEFAULT_MAX_COMBINATIONS = 4096
@@ -83,7 +87,7 @@ def run_study(model, x, y, *, methods=("uniform", "kmeans"), bits=tuple(range(1,
               adaptive_bits=(1, 2, 3, 4), biases="joint", precision="reference", workers=1,
               scheduler=None, max_combinations=DEFAULT_MAX_COMBINATIONS, tradeoff_drop=0.01,
               experiments=("per_layer", "whole", "adaptive"), reuse=True, progress=None,
-              method_params=None, source=None, calibration=None):
+              method_params=None, source=None, calibration=None, kl_unit="nats"):
     """Run the study; return a dict with settings, baseline, units and every run.
 
     Parameters
@@ -140,6 +144,13 @@ def run_study(model, x, y, *, methods=("uniform", "kmeans"), bits=tuple(range(1,
         methods that declare ``needs=("calibration",)`` (e.g. ``obd``);
         required when such a method is chosen.  Its size is recorded in
         ``settings["calibration"]``.
+    kl_unit : {"nats", "bits"}
+        Unit of the mean KL divergence (seed 002 eq. (11)) of every run.
+        "nats" (default): natural log, the column ``kl`` (as before: the
+        default outputs are unchanged).  "bits": the same value divided by
+        ln 2 (:func:`refcomp.metrics.kl_in_unit`), in a column named
+        ``kl_bits`` instead of ``kl``, and ``settings["kl_unit"] = "bits"``;
+        the tables and figures then say "KL (bits)".
 
     Returns
     -------
@@ -164,7 +175,7 @@ def run_study(model, x, y, *, methods=("uniform", "kmeans"), bits=tuple(range(1,
                                      adaptive_bits=adaptive_bits, biases=biases, workers=workers,
                                      scheduler=scheduler, tradeoff_drop=tradeoff_drop,
                                      experiments=experiments, method_params=method_params,
-                                     source=source, calibration=calibration)
+                                     source=source, calibration=calibration, kl_unit=kl_unit)
     y = np.asarray(y)
     views = [layer_view(model, u) for u in units]
 
@@ -212,6 +223,9 @@ def run_study(model, x, y, *, methods=("uniform", "kmeans"), bits=tuple(range(1,
     runs = []
 
     def record(experiment, method, unit_label, value, cfg, metrics):
+        if kl_unit != "nats":        # the evaluator reports nats; the column names the unit
+            metrics = {(KL_COLUMNS[kl_unit] if k == "kl" else k):
+                       (kl_in_unit(v, kl_unit) if k == "kl" else v) for k, v in metrics.items()}
         row = {"experiment": experiment, "method": method.name, "label": method.label,
                "unit": unit_label, "value": value,
                "config": "-".join(str(v) for _, _, v in cfg) if experiment == "adaptive" else "",
@@ -259,6 +273,8 @@ def run_study(model, x, y, *, methods=("uniform", "kmeans"), bits=tuple(range(1,
                 "params": {m.name: m.param for m in meths},
                 "max_combinations": max_combinations,
                 "accounting": {m.name: m.accounting for m in meths}}
+    if kl_unit != "nats":            # recorded when not the default (default output unchanged)
+        settings["kl_unit"] = kl_unit
     if extras:
         settings["method_params"] = extras
     if any(m.level != "vector" for m in meths):
@@ -313,11 +329,12 @@ def check_study(model, x, y, **kwargs):
               adaptive_bits=a["adaptive_bits"], biases=a["biases"], workers=a["workers"],
               scheduler=a["scheduler"], tradeoff_drop=a["tradeoff_drop"],
               experiments=a["experiments"], method_params=a["method_params"],
-              source=a["source"], calibration=a["calibration"])
+              source=a["source"], calibration=a["calibration"], kl_unit=a["kl_unit"])
 
 
 def _validate(model, x, y, *, methods, bits, adaptive_bits, biases, workers, scheduler,
-              tradeoff_drop, experiments, method_params, source, calibration=None):
+              tradeoff_drop, experiments, method_params, source, calibration=None,
+              kl_unit="nats"):
     """(methods, {method: extra params} for methods declaring some, units) or raise."""
     where = f" in {source}" if source else ""
     as_float_array("x", x)
@@ -332,6 +349,7 @@ def _validate(model, x, y, *, methods, bits, adaptive_bits, biases, workers, sch
                          f"(input_shape {model.input_shape})")
     if biases not in ("joint", "float"):
         raise ParameterError(f"biases must be 'joint' or 'float', got {biases!r}")
+    check_choice("kl_unit", kl_unit, KL_UNITS)
     for e in experiments:
         if e not in _EXPERIMENTS:
             raise ParameterError(f"unknown experiment {e!r} ({', '.join(_EXPERIMENTS)})")
