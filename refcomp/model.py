@@ -36,17 +36,20 @@ _RNN_REVERSE = ("W_ih_reverse", "W_hh_reverse", "b_ih_reverse", "b_hh_reverse")
 #: constant initial states (B, H): B = 1 is broadcast over the batch, else the batch size
 _RNN_STATES = ("h0", "h0_reverse")
 _POOL_ND = {"size": 2, "stride": None, "padding": 0, "dilation": 1, "ceil_mode": False}
+#: max pooling's ONNX ``Indices`` output: computed when ``return_indices`` is True and handed
+#: out by :meth:`Model.forward_indices` (the layer still passes its pooled values on)
+_INDICES = {"return_indices": False, "storage_order": 0}
 
 LAYER_KINDS = {
     "dense": (("W",), ("b",), {"alpha": 1.0, "beta": 1.0}),
     "conv2d": (("W",), ("b",), {"stride": 1, "padding": 0, "dilation": 1, "groups": 1,
                                 "layout": "NCHW"}),
     "conv1d": (("W",), ("b",), {"stride": 1, "padding": 0, "dilation": 1, "groups": 1}),
-    "max_pool2d": ((), (), {"size": 2, "stride": None, "padding": 0, "layout": "NCHW",
-                            "dilation": 1, "ceil_mode": False}),
+    "max_pool2d": ((), (), dict({"size": 2, "stride": None, "padding": 0, "layout": "NCHW",
+                                 "dilation": 1, "ceil_mode": False}, **_INDICES)),
     "avg_pool2d": ((), (), {"size": 2, "stride": None, "padding": 0, "layout": "NCHW",
                             "count_include_pad": True, "dilation": 1, "ceil_mode": False}),
-    "max_pool": ((), (), dict(_POOL_ND)),
+    "max_pool": ((), (), dict(_POOL_ND, **_INDICES)),
     "avg_pool": ((), (), dict(_POOL_ND, count_include_pad=True)),
     "flatten": ((), (), {"layout": "NCHW", "axis": 1}),
     "reshape": ((), (), {"shape": None}),
@@ -325,9 +328,28 @@ def _w_operand(layer):
     return w if isinstance(w, CompressedWeight) else layer.w("W")
 
 
-def _forward_layer(layer, x, precision, path=None):
+def _indices_options(a):
+    """The layer function's Indices options of a max pooling layer ({} at their defaults)."""
+    if a["return_indices"] is False and a["storage_order"] == 0:
+        return {}
+    return {"return_indices": a["return_indices"], "storage_order": a["storage_order"]}
+
+
+def _pooled(out, layer, sink, path):
+    """The pooled values of a max pooling call; its Indices go to ``sink[path]``."""
+    if layer.attrs["return_indices"] is not True:
+        return out
+    y, idx = out
+    if sink is not None:
+        sink[path if path is not None else layer.name] = idx
+    return y
+
+
+def _forward_layer(layer, x, precision, path=None, sink=None):
     """Output of one layer on ``x``; ``path`` (model path such as ``"3"``) names
-    the sub-layers of a residual block in errors (default: the block's name)."""
+    the sub-layers of a residual block in errors (default: the block's name).
+    ``sink``: a dict receiving ``{path: Indices}`` of max pooling layers with
+    ``return_indices`` (None: they are computed and dropped)."""
     k, a = layer.kind, layer.attrs
     if k == "dense":
         extra = {} if a["alpha"] == 1.0 and a["beta"] == 1.0 else \
@@ -341,17 +363,19 @@ def _forward_layer(layer, x, precision, path=None):
         return L.conv1d(x, layer.w("W"), layer.w("b"), stride=a["stride"], padding=a["padding"],
                         dilation=a["dilation"], groups=a["groups"], precision=precision)
     if k == "max_pool2d":
-        return L.max_pool2d(x, a["size"], stride=a["stride"], padding=a["padding"],
-                            layout=a["layout"], dilation=a["dilation"],
-                            ceil_mode=a["ceil_mode"])
+        return _pooled(L.max_pool2d(x, a["size"], stride=a["stride"], padding=a["padding"],
+                                    layout=a["layout"], dilation=a["dilation"],
+                                    ceil_mode=a["ceil_mode"], **_indices_options(a)),
+                       layer, sink, path)
     if k == "avg_pool2d":
         return L.avg_pool2d(x, a["size"], stride=a["stride"], padding=a["padding"],
                             count_include_pad=a["count_include_pad"], layout=a["layout"],
                             precision=precision, dilation=a["dilation"],
                             ceil_mode=a["ceil_mode"])
     if k == "max_pool":
-        return L.max_pool(x, a["size"], stride=a["stride"], padding=a["padding"],
-                          dilation=a["dilation"], ceil_mode=a["ceil_mode"])
+        return _pooled(L.max_pool(x, a["size"], stride=a["stride"], padding=a["padding"],
+                                  dilation=a["dilation"], ceil_mode=a["ceil_mode"],
+                                  **_indices_options(a)), layer, sink, path)
     if k == "avg_pool":
         return L.avg_pool(x, a["size"], stride=a["stride"], padding=a["padding"],
                           dilation=a["dilation"], ceil_mode=a["ceil_mode"],
@@ -379,7 +403,7 @@ def _forward_layer(layer, x, precision, path=None):
     if k in ("lstm", "gru", "mgu", "simple_rnn"):
         return _recurrent(layer, x, precision)
     if k == "residual":
-        return _residual(layer, x, precision, path)
+        return _residual(layer, x, precision, path, sink)
     raise FormatError(f"unknown layer kind {k!r}")  # unreachable: kinds checked on construction
 
 
@@ -470,11 +494,11 @@ def _initial_states(layer, x):
     return out
 
 
-def _residual(layer, x, precision, path=None):
+def _residual(layer, x, precision, path=None, sink=None):
     fx = x
     prefix = layer.name if path is None else path
     for i, sub in enumerate(layer.layers):
-        fx = _run_layer(sub, fx, precision, f"{prefix}/{i}")
+        fx = _run_layer(sub, fx, precision, f"{prefix}/{i}", sink)
     channel_axis = x.ndim - 1 if (x.ndim == 4 and layer.attrs["layout"] == "NHWC") else 1
     idx = layer.weights.get("index_map")
     if idx is None:
@@ -507,9 +531,9 @@ def _is_relu(layer):
     return layer.kind == "activation" and layer.attrs.get("function") == "relu"
 
 
-def _run_layer(layer, x, precision, path):
+def _run_layer(layer, x, precision, path, sink=None):
     try:
-        return _forward_layer(layer, x, precision, path)
+        return _forward_layer(layer, x, precision, path, sink)
     except RefcompError as exc:
         msg = str(exc)
         if getattr(exc, "layer_path", None) is not None:
@@ -794,6 +818,38 @@ class Model:
             raise ShapeError(f"x must have shape (N, {', '.join(map(str, self.input_shape))}) "
                              f"for model {self.name!r}, got {describe(x)}")
         return self.forward_from(0, x, precision=precision)
+
+    def forward_indices(self, x, *, precision="reference"):
+        """The forward pass and the ``Indices`` of every max pooling layer that returns them.
+
+        Layers of kind ``max_pool2d`` / ``max_pool`` with the attribute
+        ``return_indices=True`` (ONNX MaxPool's second output; attribute
+        ``storage_order`` 0 or 1) compute, besides their pooled values, the
+        int64 flat index of each selected element as
+        :func:`refcomp.layers.max_pool` defines it (over the layer's whole
+        input, batch and channels included; ties to the first position in
+        window order).  The output equals ``self(x, precision=precision)``
+        bit for bit; ``self(x)`` computes such indices and drops them.
+
+        Returns
+        -------
+        y : ndarray
+            The model's output.
+        indices : dict
+            ``{path: int64 ndarray}`` in forward order, one entry per max
+            pooling layer with ``return_indices=True``; ``path`` as in
+            :meth:`named_layers` (``"3"``, or ``"3/1"`` inside residual
+            block 3).  :func:`refcomp.io.onnx.graph_outputs` orders them as
+            an imported graph's outputs.
+        """
+        as_float_array("x", x)
+        if self.input_shape is not None and tuple(x.shape[1:]) != self.input_shape:
+            raise ShapeError(f"x must have shape (N, {', '.join(map(str, self.input_shape))}) "
+                             f"for model {self.name!r}, got {describe(x)}")
+        sink = {}
+        for i, layer in enumerate(self.layers):
+            x = _run_layer(layer, x, precision, str(i), sink)
+        return x, sink
 
     def forward_all(self, x, *, precision="reference"):
         """Outputs after every top-level layer: list of arrays (index i = after layer i)."""

@@ -244,26 +244,140 @@ def test_recurrent_refusals_and_cli_writes_nothing(tmp_path):
 
 
 def test_maxpool_indices_used_is_refused_naming_the_node(tmp_path):
+    """Indices feeding another node is not expressible in a sequential Model: refused,
+    naming the node, the operator and the output; a named but unused Indices is ignored."""
     from refcomp.cli import main
     pool = helper.make_node("MaxPool", ["x"], ["p", "idx"], name="mp", kernel_shape=[2, 2])
     cast = helper.make_node("Cast", ["idx"], ["c"], name="to_float", to=TensorProto.FLOAT)
     add = helper.make_node("Add", ["p", "c"], ["y"], name="add")
-    both = _graph([pool], {}, [2, 4, 4])
-    both.graph.output[0].name = "p"
-    both.graph.output.append(helper.make_tensor_value_info("idx", TensorProto.INT64, None))
-    alone = _graph([pool], {}, [2, 4, 4])
-    alone.graph.output[0].name = "idx"
-    cases = [(both, "is a graph output"), (alone, "is a graph output"),
-             (_graph([pool, cast, add], {}, [2, 4, 4]),
-              r"is an input of node 'to_float' \(op Cast\)")]
-    for model, where in cases:
-        p = _save(tmp_path, model)
-        with pytest.raises(FormatError, match=rf"node 'mp' \(op MaxPool\): output Indices 'idx' "
-                                              rf"{where}.*max_pool\(return_indices=True\)"):
-            ro.load(p)
-        out = tmp_path / "out.h5"
-        assert main(["convert", str(p), str(out)]) == 1
-        assert not out.exists()
+    p = _save(tmp_path, _graph([pool, cast, add], {}, [2, 4, 4]))
+    with pytest.raises(FormatError, match=r"node 'mp' \(op MaxPool\): output Indices 'idx' "
+                                          r"is an input of node 'to_float' \(op Cast\).*"
+                                          r"max_pool\(return_indices=True\)"):
+        ro.load(p)
+    out = tmp_path / "out.h5"
+    assert main(["convert", str(p), str(out)]) == 1
+    assert not out.exists()
     unused = _graph([helper.make_node("MaxPool", ["x"], ["y", "idx"], name="mp",
                                       kernel_shape=[2, 2])], {}, [2, 4, 4])
-    assert [la.kind for la in ro.load(_save(tmp_path, unused)).layers] == ["max_pool2d"]
+    m = ro.load(_save(tmp_path, unused))
+    assert [la.kind for la in m.layers] == ["max_pool2d"]
+    assert m.layers[0].attrs["return_indices"] is False and "outputs" not in m.metadata
+
+
+def _ort_all(path, x):
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return s.run(None, {"x": x})
+
+
+def _with_outputs(model, names):
+    del model.graph.output[:]
+    for n in names:
+        t = TensorProto.INT64 if n.startswith("idx") else TensorProto.FLOAT
+        model.graph.output.append(helper.make_tensor_value_info(n, t, None))
+    return model
+
+
+POOL_INDICES = [
+    ({"kernel_shape": [2, 2]}, [3, 6, 6]),
+    ({"kernel_shape": [3, 2], "strides": [2, 1], "pads": [1, 0, 1, 1], "storage_order": 1},
+     [2, 5, 7]),
+    ({"kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 1, "storage_order": 1}, [2, 5, 5]),
+    ({"kernel_shape": [2, 2], "dilations": [2, 1]}, [1, 6, 5]),
+    ({"kernel_shape": [3], "strides": [2], "pads": [1, 1]}, [3, 9]),
+    ({"kernel_shape": [2, 2, 2], "storage_order": 1}, [2, 4, 4, 3]),
+]
+
+
+@pytest.mark.parametrize("attrs,shape", POOL_INDICES)
+@pytest.mark.parametrize("order", ["y_first", "idx_first", "idx_only"])
+def test_maxpool_indices_graph_output_against_onnxruntime(tmp_path, attrs, shape, order):
+    """A MaxPool whose Indices is a graph output: the Model's pooling layer computes it
+    (return_indices, storage_order) and graph_outputs returns the graph's outputs in its
+    order: the int64 indices equal ONNX Runtime's exactly, the pooled values too."""
+    rng = np.random.default_rng(len(shape) * 7 + len(attrs))
+    pool = helper.make_node("MaxPool", ["x"], ["y", "idx"], name="mp", **attrs)
+    names = {"y_first": ["y", "idx"], "idx_first": ["idx", "y"], "idx_only": ["idx"]}[order]
+    p = _save(tmp_path, _with_outputs(_graph([pool], {}, shape, opset=12), names))
+    x = _f(rng, 3, *shape)
+    x[0, 0].flat[:4] = 1.0                     # ties: the first position in window order wins
+    want = _ort_all(p, x)
+    m = ro.load(p)
+    assert m.layers[0].attrs["return_indices"] is True
+    assert m.layers[0].attrs["storage_order"] == attrs.get("storage_order", 0)
+    got = ro.graph_outputs(m, x)
+    assert len(got) == len(want) == len(names)
+    for name, g, w in zip(names, got, want):
+        assert g.dtype == w.dtype and g.shape == w.shape, name
+        assert np.array_equal(g, w), name
+    y, found = m.forward_indices(x)
+    assert np.array_equal(m(x), y) and list(found) == ["0"]
+    if "y" in names:
+        assert np.array_equal(y, got[names.index("y")])
+    # saved and loaded back: the same outputs
+    import refcomp
+    refcomp.save(m, tmp_path / "m.h5")
+    back = refcomp.load(tmp_path / "m.h5")
+    for g, b in zip(got, ro.graph_outputs(back, x)):
+        assert np.array_equal(g, b)
+
+
+def test_maxpool_indices_inside_a_network_against_onnxruntime(tmp_path):
+    """Conv -> Relu -> MaxPool (Indices out) -> Flatten -> Gemm, outputs [Indices, y]: the
+    indices exactly, y within a float32 tolerance (the Gemm's sums differ in order)."""
+    rng = np.random.default_rng(11)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("MaxPool", ["r"], ["p", "idx"], name="mp", kernel_shape=[2, 2],
+                              strides=[2, 2], storage_order=1),
+             helper.make_node("Flatten", ["p"], ["f"], name="flat"),
+             helper.make_node("Gemm", ["f", "g", "b"], ["y"], name="fc", transB=1)]
+    inits = {"w": _f(rng, 4, 2, 3, 3), "g": _f(rng, 5, 4 * 3 * 3), "b": _f(rng, 5)}
+    p = _save(tmp_path, _with_outputs(_graph(nodes, inits, [2, 6, 6]), ["idx", "y"]))
+    x = _f(rng, 4, 2, 6, 6)
+    want = _ort_all(p, x)
+    m = ro.load(p)
+    assert m.metadata["outputs"] == [["idx", "2"], ["y", ""]]
+    idx, y = ro.graph_outputs(m, x)
+    assert idx.dtype == np.int64 and np.array_equal(idx, want[0])
+    np.testing.assert_allclose(y, want[1], rtol=1e-5, atol=1e-5)
+    y2, found = m.forward_indices(x)
+    assert np.array_equal(y2, m(x)) and list(found) == ["2"] and np.array_equal(found["2"], idx)
+
+
+def test_maxpool_indices_graph_output_refusals(tmp_path):
+    """Not expressible as one sequential Model: an Indices output whose MaxPool is off the
+    path of the main output, and two non-Indices outputs."""
+    off = [helper.make_node("MaxPool", ["x"], ["p", "idx"], name="mp", kernel_shape=[2, 2]),
+           helper.make_node("Relu", ["x"], ["y"], name="relu")]
+    p = _save(tmp_path, _with_outputs(_graph(off, {}, [2, 4, 4]), ["y", "idx"]))
+    with pytest.raises(FormatError, match=r"node 'mp' \(op MaxPool\): output Indices 'idx' is a "
+                                          r"graph output but the node is not on the path of the "
+                                          r"graph output 'y'"):
+        ro.load(p)
+    two = [helper.make_node("MaxPool", ["x"], ["p", "idx"], name="mp", kernel_shape=[2, 2]),
+           helper.make_node("Relu", ["p"], ["y"], name="relu")]
+    p = _save(tmp_path, _with_outputs(_graph(two, {}, [2, 4, 4]), ["y", "p", "idx"]))
+    with pytest.raises(FormatError, match="2 outputs besides 1 MaxPool Indices"):
+        ro.load(p)
+
+
+def test_model_max_pool_indices_attributes():
+    """The Model layer kinds carry return_indices / storage_order, validated by the layer."""
+    from refcomp import Layer, Model, ParameterError
+    x = np.arange(2 * 1 * 4 * 4, dtype=np.float32).reshape(2, 1, 4, 4)
+    m = Model([Layer("max_pool2d", attrs={"return_indices": True, "storage_order": 1})])
+    y, found = m.forward_indices(x)
+    # 2x2 windows of an increasing ramp: the bottom-right element; storage_order 1 counts
+    # the spatial axes column-major (index = n*C*H*W + c*H*W + w*H + h)
+    assert y[0, 0].tolist() == [[5.0, 7.0], [13.0, 15.0]]
+    assert found["0"][0, 0].tolist() == [[1 * 4 + 1, 3 * 4 + 1], [1 * 4 + 3, 3 * 4 + 3]]
+    assert found["0"][1, 0, 0, 0] == 16 + 5
+    assert np.array_equal(m(x), y)
+    for bad, word in (({"storage_order": 2}, "storage_order"),
+                      ({"return_indices": "yes"}, "return_indices")):
+        mm = Model([Layer("max_pool", attrs=dict(bad, size=(2, 2)))])
+        with pytest.raises(ParameterError, match=word):
+            mm.forward_indices(x)

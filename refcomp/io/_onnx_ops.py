@@ -13,7 +13,7 @@ from ..model import Layer
 from ._onnx_core import (BATCH, Batched, NCHWView, T, TimeMajor, Zeros, append, dec, describe,
                          fail)
 
-__all__ = ["HANDLERS", "check_maxpool_indices"]
+__all__ = ["HANDLERS", "maxpool_indices_outputs"]
 
 HANDLERS = {}
 
@@ -141,38 +141,52 @@ def _pool(it, node, a, kind):
             fail(node, f"attribute count_include_pad={cip} must be 0 or 1")
         attrs["count_include_pad"] = bool(cip)
     name = f"{kind}_pool2d" if n == 2 else f"{kind}_pool"
-    if layout != "NCHW":
+    if kind == "max" and len(node.output) > 1 and node.output[1] in it.indices_outputs:
+        # Indices is a graph output: the layer computes it (Model.forward_indices)
+        if layout != "NCHW":
+            fail(node, f"output Indices {node.output[1]!r} is a graph output but the input is "
+                       f"{describe(it.get(node, 0))}; refcomp models Indices of NCHW pooling")
+        attrs["return_indices"] = True
+        attrs["storage_order"] = int(a.get("storage_order", 0))
+    elif layout != "NCHW":
         if n != 2:
             fail(node, f"input is {describe(it.get(node, 0))}: {n}-D pooling of it")
+    if layout != "NCHW":
         attrs["layout"] = layout
-    return view(append(node, t, Layer(name, name=node.name or name, attrs=attrs)))
+    layer = Layer(name, name=node.name or name, attrs=attrs)
+    if attrs.get("return_indices"):
+        it.indices_layers[node.output[1]] = layer
+    return view(append(node, t, layer))
 
 
 @handler("MaxPool")
 def op_maxpool(it, node, a):
-    return _pool(it, node, a, "max")        # Indices, if named, is an Unused output
+    return _pool(it, node, a, "max")        # Indices itself is an Unused value
 
 
-def check_maxpool_indices(graph):
-    """Refuse, naming the node, a MaxPool whose ``Indices`` output is a graph output or
-    the input of another node.  Run before the one-input / one-output check, so that a
-    graph returning both Y and Indices is not refused as "2 outputs" without the reason;
-    a named but unused Indices is accepted (it never reaches the Model)."""
+def maxpool_indices_outputs(graph):
+    """``{Indices name: MaxPool node}`` of the MaxPool ``Indices`` outputs that are graph
+    outputs (the Model computes them: layer attribute ``return_indices``).  An Indices
+    that is the input of another node is refused, naming the node, its operator and the
+    output: a sequential Model passes one tensor from layer to layer, so integer indices
+    feeding further arithmetic are not expressible.  Run before the one-input /
+    one-output check; a named but unused Indices is ignored."""
     outputs = {o.name for o in graph.output}
+    found = {}
     for node in graph.node:
         if node.op_type != "MaxPool" or len(node.output) < 2 or not node.output[1]:
             continue
         idx = node.output[1]
+        user = next((n for n in graph.node if idx in n.input), None)
+        if user is not None:
+            fail(node, f"output Indices {idx!r} is an input of node {user.name!r} (op "
+                       f"{user.op_type}); a refcomp Model passes one tensor from layer to "
+                       "layer and returns Indices only as a graph output "
+                       "(refcomp.layers.max_pool(return_indices=True) computes them, "
+                       "storage_order 0 or 1)")
         if idx in outputs:
-            where = "a graph output"
-        else:
-            user = next((n for n in graph.node if idx in n.input), None)
-            if user is None:
-                continue
-            where = f"an input of node {user.name!r} (op {user.op_type})"
-        fail(node, f"output Indices {idx!r} is {where}; refcomp's Model and ONNX importer "
-                   "do not model MaxPool's Indices (refcomp.layers.max_pool("
-                   "return_indices=True) computes them, storage_order 0 or 1)")
+            found[idx] = node
+    return found
 
 
 @handler("AveragePool")

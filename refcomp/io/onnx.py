@@ -13,8 +13,10 @@ constants and shape arithmetic here): Gemm (every attribute; a bias of
 shape (), (1,), (N,) or (1, N)), MatMul with a constant right operand (+ a
 following Add of a constant bias), Conv (1-D and 2-D, every attribute),
 MaxPool and AveragePool (1-D to 3-D, every attribute; MaxPool's Indices
-output may exist but not be used: a used one is refused naming the node and
-the output), Relu, Sigmoid, Tanh, HardSigmoid,
+may be a graph output, computed by the pooling layer (``return_indices``,
+``storage_order``; :func:`graph_outputs` returns every graph output), but
+Indices feeding another node is refused naming the node and the output),
+Relu, Sigmoid, Tanh, HardSigmoid,
 Softmax, LogSoftmax, Flatten (any axis that keeps the batch first),
 Reshape, Squeeze and Unsqueeze of feature axes, BatchNormalization
 (inference), Identity, Dropout, Add of two tensors (``x + f(x)``: a
@@ -54,7 +56,7 @@ from ._onnx_core import (BATCH as _BATCH, T as _T, TimeMajor as _TimeMajor, Unus
                          describe as _describe, fail as _fail, onnx_attrs as _attrs)
 from .keras import add_chains
 
-__all__ = ["load", "load_proto", "SUPPORTED_OPS"]
+__all__ = ["load", "load_proto", "graph_outputs", "SUPPORTED_OPS"]
 
 _HANDLERS = dict(_onnx_ops.HANDLERS)
 _HANDLERS.update(_onnx_rnn.HANDLERS)
@@ -297,12 +299,15 @@ def _from_proto(proto, path, name, batch_axis):
     inits = {i.name for i in g.initializer}
     inputs = [i for i in g.input if i.name not in inits]
     try:
-        _onnx_ops.check_maxpool_indices(g)
+        indices = _onnx_ops.maxpool_indices_outputs(g)
     except RefcompError as exc:
         raise FormatError(f"{path}: {exc}") from None
-    if len(inputs) != 1 or len(g.output) != 1:
-        raise FormatError(f"{path}: graphs with {len(inputs)} inputs and {len(g.output)} outputs "
-                          "are not supported (exactly one of each)")
+    main = [o.name for o in g.output if o.name not in indices]
+    if len(inputs) != 1 or len(main) > 1 or not g.output:
+        extra = f" besides {len(indices)} MaxPool Indices" if indices else ""
+        raise FormatError(f"{path}: graphs with {len(inputs)} inputs and {len(main)} outputs"
+                          f"{extra} are not supported (exactly one of each, plus any MaxPool "
+                          "Indices)")
     dims = list(inputs[0].type.tensor_type.shape.dim)
     dynamic = [i for i, d in enumerate(dims) if not d.HasField("dim_value")]
     if batch_axis is None:
@@ -317,6 +322,8 @@ def _from_proto(proto, path, name, batch_axis):
                               f"{batch_axis})")
     shape = [int(d.dim_value) for i, d in enumerate(dims) if i != batch_axis]
     it = _Interp(g)
+    it.indices_outputs = indices
+    it.indices_layers = {}
     # An export with a fixed batch size writes it into Reshape targets; accept it there.
     db = dims[batch_axis] if dims else None
     it.static_batch = int(db.dim_value) if db is not None and db.HasField("dim_value") else None
@@ -331,9 +338,12 @@ def _from_proto(proto, path, name, batch_axis):
             it.run(node)
     except RefcompError as exc:
         raise FormatError(f"{path}: {_one_line(exc)}") from None
-    out = it.v.get(g.output[0].name)
+    # the Model's output: the one graph output that is not an Indices, or (a graph returning
+    # only Indices) the pooled values of that MaxPool
+    out_name = main[0] if main else indices[g.output[0].name].output[0]
+    out = it.v.get(out_name)
     if isinstance(out, _onnx_keras_rnn.E):
-        producer = next((n for n in g.node if g.output[0].name in n.output), None)
+        producer = next((n for n in g.node if out_name in n.output), None)
         try:
             out = _onnx_keras_rnn.finish(it, producer, out)
         except RefcompError as exc:
@@ -342,14 +352,51 @@ def _from_proto(proto, path, name, batch_axis):
     if isinstance(out, _TimeMajor):
         out, out_layout = out.t, "time_major"
     if not isinstance(out, _T):
-        raise FormatError(f"{path}: graph output {g.output[0].name!r} is {_describe(out)}, not "
+        raise FormatError(f"{path}: graph output {out_name!r} is {_describe(out)}, not "
                           "a tensor refcomp can model")
+    meta = {"source": "onnx", "producer": proto.producer_name,
+            "producer_version": proto.producer_version, "opset": int(it.opset),
+            "input_layout": "time_major" if batch_axis == 1 else "batch_first",
+            "output_layout": out_layout}
     try:
-        return Model(list(out.chain), name=name or g.name or "onnx_model", input_shape=shape,
-                     metadata={"source": "onnx", "producer": proto.producer_name,
-                               "producer_version": proto.producer_version,
-                               "opset": int(it.opset),
-                               "input_layout": "time_major" if batch_axis == 1
-                               else "batch_first", "output_layout": out_layout})
+        model = Model(list(out.chain), name=name or g.name or "onnx_model", input_shape=shape,
+                      metadata=meta)
     except RefcompError as exc:
         raise FormatError(f"{path}: inconsistent model: {exc}") from None
+    if indices:
+        paths = {id(layer): p for p, layer in model.named_layers()}
+        where = {}
+        for idx, node in indices.items():
+            layer = it.indices_layers.get(idx)
+            if layer is None or id(layer) not in paths:
+                raise FormatError(f"{path}: node {node.name!r} (op MaxPool): output Indices "
+                                  f"{idx!r} is a graph output but the node is not on the path "
+                                  f"of the graph output {out_name!r}; a refcomp Model is that "
+                                  "one path")
+            where[idx] = paths[id(layer)]
+        # graph output order: "" is the Model's output, a path the Indices of that layer
+        model.metadata["outputs"] = [[o.name, where.get(o.name, "")] for o in g.output]
+    return model
+
+
+def graph_outputs(model, x, *, precision="reference"):
+    """The outputs of an imported graph, in the graph's order (a list of arrays).
+
+    For a graph without MaxPool ``Indices`` outputs this is ``[model(x)]``.
+    A graph that also returns MaxPool Indices is imported with those pooling
+    layers' ``return_indices`` set and ``model.metadata["outputs"]`` listing
+    ``[graph output name, layer path or ""]`` in the graph's order;
+    :meth:`refcomp.Model.forward_indices` computes them (int64, ONNX's flat
+    indices, ``storage_order`` as the node says) together with the output.
+
+    Parameters
+    ----------
+    model : Model, as :func:`load` returns it (or loaded back from a refcomp file).
+    x : ndarray, the Model's input (batch-first, see :func:`load`).
+    precision : {"reference", "fast"}
+    """
+    spec = model.metadata.get("outputs")
+    if not spec:
+        return [model(x, precision=precision)]
+    y, found = model.forward_indices(x, precision=precision)
+    return [y if p == "" else found[p] for _, p in spec]
