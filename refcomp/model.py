@@ -827,8 +827,8 @@ class Model:
         ``storage_order`` 0 or 1) compute, besides their pooled values, the
         int64 flat index of each selected element as
         :func:`refcomp.layers.max_pool` defines it (over the layer's whole
-        input, batch and channels included; ties to the first position in
-        window order).  The output equals ``self(x, precision=precision)``
+        input, batch and channels included; among equal values the first in
+        row-major window order wins).  The output equals ``self(x, precision=precision)``
         bit for bit; ``self(x)`` computes such indices and drops them.
 
         Returns

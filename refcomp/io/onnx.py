@@ -92,6 +92,9 @@ class _Interp:
         for init in graph.initializer:
             self.v[init.name] = numpy_helper.to_array(init)
         self.np_helper = numpy_helper
+        # MaxPool Indices that are graph outputs: {name: node}, and {name: Layer computing it}
+        self.indices_outputs = {}
+        self.indices_layers = {}
 
     def get(self, node, i):
         if i >= len(node.input) or node.input[i] == "":
@@ -323,7 +326,6 @@ def _from_proto(proto, path, name, batch_axis):
     shape = [int(d.dim_value) for i, d in enumerate(dims) if i != batch_axis]
     it = _Interp(g)
     it.indices_outputs = indices
-    it.indices_layers = {}
     # An export with a fixed batch size writes it into Reshape targets; accept it there.
     db = dims[batch_axis] if dims else None
     it.static_batch = int(db.dim_value) if db is not None and db.HasField("dim_value") else None
