@@ -111,3 +111,17 @@ def test_model_layer_time_major_matches_batch_first_model(kind):
     bad = Model([Layer(kind, attrs={"layout": "NTC"}, weights=dict(zip(("W_ih", "W_hh"), W)))])
     with pytest.raises(ParameterError, match="layout.*'NTC'"):
         bad(x)
+
+
+def test_framework_bound_refuses_a_time_major_layer():
+    """The recurrent error bound reads time on axis 1: a time-major layer is refused by name
+    rather than bounded wrongly (its batch-first twin is bounded)."""
+    from refcomp.testing.framework_bound import framework_error_bound
+    rng = np.random.default_rng(1)
+    weights = dict(zip(("W_ih", "W_hh", "b_ih", "b_hh"), _weights(rng, "gru", 2, 3, np.float32)))
+    x = rng.standard_normal((3, 4, 2)).astype(np.float32)
+    ok = Model([Layer("gru", weights=weights)])
+    assert framework_error_bound(ok, x).shape == ok(x).shape
+    tm = Model([Layer("gru", attrs={"layout": "time_major"}, weights=weights)])
+    with pytest.raises(ParameterError, match=r"layer 0 \(gru 'gru'\): layout='time_major'"):
+        framework_error_bound(tm, np.ascontiguousarray(x.transpose(1, 0, 2)))

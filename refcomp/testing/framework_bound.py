@@ -258,6 +258,12 @@ def check_bounded(layer, path, conv_algorithm="direct"):
             f"framework_error_bound: {where}: sequence_lens (per-sample lengths) is not "
             "bounded (the recurrent bound runs every time step): refused rather than "
             "bounded wrongly")
+    if layer.kind in ("lstm", "gru", "simple_rnn") and a.get("layout", "batch_first") != \
+            "batch_first":
+        raise ParameterError(
+            f"framework_error_bound: {where}: layout={a['layout']!r} (time-major sequences) "
+            "is not bounded (the recurrent bound reads time on axis 1): refused rather than "
+            "bounded wrongly; bound the batch-first model on x.transpose(1, 0, 2)")
     for name, w in layer.weights.items():
         if getattr(w, "forward", None) == "factorized":
             raise ParameterError(
