@@ -66,6 +66,16 @@ def test_grounded_inverse_twin():
     assert np.allclose(a @ A, np.eye(14), atol=1e-10)
 
 
+def _csr_of(A):
+    """(indptr, neighbours, weights, degrees) of a symmetric adjacency matrix, by rows."""
+    n = A.shape[0]
+    indptr = np.zeros(n + 1, np.int64)
+    np.cumsum((A != 0).sum(axis=1), out=indptr[1:])
+    nbr = np.concatenate([np.flatnonzero(A[v]) for v in range(n)]).astype(np.int64)
+    wts = np.concatenate([A[v][A[v] != 0] for v in range(n)])
+    return indptr, nbr, wts, A.sum(axis=1)
+
+
 def test_laplacian_cg_twin():
     rng = np.random.default_rng(4)
     n = 12
@@ -73,11 +83,7 @@ def test_laplacian_cg_twin():
     A = (A | A.T).astype(np.float64) * rng.random((n, n))
     A = np.triu(A, 1)
     A = A + A.T
-    indptr = np.zeros(n + 1, np.int64)
-    np.cumsum((A != 0).sum(axis=1), out=indptr[1:])
-    nbr = np.concatenate([np.flatnonzero(A[v]) for v in range(n)]).astype(np.int64)
-    wts = np.concatenate([A[v][A[v] != 0] for v in range(n)])
-    deg = A.sum(axis=1)
+    indptr, nbr, wts, deg = _csr_of(A)
     b = rng.standard_normal(n)
     b -= b.mean()
     x1, i1 = K.laplacian_cg(indptr, nbr, wts, deg, b, 1e-12, 200)
@@ -91,11 +97,7 @@ def test_laplacian_matvec_and_sequential_dot_twins():
     n = 15
     A = np.triu(rng.random((n, n)) * (rng.random((n, n)) < 0.4), 1)
     A = A + A.T
-    indptr = np.zeros(n + 1, np.int64)
-    np.cumsum((A != 0).sum(axis=1), out=indptr[1:])
-    nbr = np.concatenate([np.flatnonzero(A[v]) for v in range(n)]).astype(np.int64)
-    wts = np.concatenate([A[v][A[v] != 0] for v in range(n)])
-    deg = A.sum(axis=1)
+    indptr, nbr, wts, deg = _csr_of(A)
     x = rng.standard_normal(n)
     y1 = K.laplacian_matvec(indptr, nbr, wts, deg, x)
     assert_bits_equal(y1, K.laplacian_matvec_twin(indptr, nbr, wts, deg, x))
