@@ -44,9 +44,10 @@ cannot be picked.
 Approximation achieved (``epsilon_achieved``, not part of the result's
 bits): up to ``exact_max_nodes`` vertices the exact ``max |lambda - 1|`` of
 the pencil (L_H, L_G) by dense eigenvalues (:func:`spectral_error`); above,
-a lower bound on it from test vectors (Rayleigh-Ritz on a block Krylov
-space, the sparse solver) (:func:`spectral_error_estimate`; a 4096 x 4096 Laplacian
-pseudo-inverse is never formed), named ``epsilon_kind="lower_bound"``.
+a lower bound on it from test vectors, Rayleigh-Ritz on a block Krylov
+space built with the sparse solver (:func:`spectral_error_estimate`; a
+4096 x 4096 Laplacian pseudo-inverse is never formed), named
+``epsilon_kind="lower_bound"``.
 """
 
 import dataclasses
