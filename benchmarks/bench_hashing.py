@@ -13,6 +13,14 @@ otherwise pick), and the ``np.copyto`` memory floor of the output; ratios
 to the dense reference.  The hashed pass recomputes the hashes of V's
 entries on every call (it stores only the buckets), which the dense
 passes do not pay.
+
+The integer-key variant (``hash="integer"``: 12-byte integer keys instead
+of the authors' decimal key strings, offered by name as the faster hash) is
+timed in the same run: every hashed pass again with ``hash="integer"``,
+with its speedup over the string keys, and the hash alone
+(``HashedWeight.indices()``, the bucket and sign of every virtual weight of
+a 1024 x 1024 weight) against the ``np.copyto`` floor of the tables it
+writes.
 """
 
 import argparse
@@ -26,7 +34,8 @@ import numpy as np  # noqa: E402
 
 from _timing import timeit_for  # noqa: E402
 from refcomp.data import load_split  # noqa: E402
-from refcomp.hashing import hash_compress, hashed_conv2d, hashed_linear  # noqa: E402
+from refcomp.hashing import (HashedWeight, hash_compress, hashed_conv2d,  # noqa: E402
+                             hashed_linear)
 from refcomp.layers import conv2d, dense  # noqa: E402
 
 
@@ -34,8 +43,15 @@ def _row(name, t, ref):
     print(f"  {name:<34}{1e3 * t:>10.3f} ms {t / ref:>8.2f}x")
 
 
+def _speedup(name, t_string, t_integer):
+    # > 1: the integer keys are faster
+    print(f"  {name:<34}{1e3 * t_integer:>10.3f} ms  time string / integer keys "
+          f"{t_string / t_integer:.2f}x")
+
+
 def bench_conv(name, x, W, pad, min_time):
     hw = hash_compress(W, max(1, W.size // 8), seed=1691)
+    hi = hash_compress(W, max(1, W.size // 8), seed=1691, hash="integer")
     V = hw.dequantize()
     print(f"\n== {name}: x {x.shape}, W {W.shape}, padding {pad}, {hw.n_buckets} buckets")
     y_ref = conv2d(x, V, padding=pad)
@@ -43,12 +59,16 @@ def bench_conv(name, x, W, pad, min_time):
                           y_ref.view(np.uint32))
     ref = timeit_for(lambda: conv2d(x, V, padding=pad), min_time)
     _row("dense conv2d reference (V given)", ref, ref)
-    _row("hashed_conv2d reference", timeit_for(lambda: hashed_conv2d(x, hw, padding=pad),
-                                               min_time), ref)
+    t_ref = timeit_for(lambda: hashed_conv2d(x, hw, padding=pad), min_time)
+    _row("hashed_conv2d reference", t_ref, ref)
     _row("dense conv2d fast", timeit_for(lambda: conv2d(x, V, padding=pad, precision="fast"),
                                          min_time), ref)
-    _row("hashed_conv2d fast", timeit_for(
-        lambda: hashed_conv2d(x, hw, padding=pad, precision="fast"), min_time), ref)
+    t_fast = timeit_for(lambda: hashed_conv2d(x, hw, padding=pad, precision="fast"), min_time)
+    _row("hashed_conv2d fast", t_fast, ref)
+    _speedup("hashed_conv2d reference, integer", t_ref,
+             timeit_for(lambda: hashed_conv2d(x, hi, padding=pad), min_time))
+    _speedup("hashed_conv2d fast, integer", t_fast, timeit_for(
+        lambda: hashed_conv2d(x, hi, padding=pad, precision="fast"), min_time))
     try:
         import torch
         import torch.nn.functional as F
@@ -64,13 +84,36 @@ def bench_conv(name, x, W, pad, min_time):
 
 def bench_dense(name, x, W, min_time):
     hw = hash_compress(W, max(1, W.size // 8), seed=1691)
+    hi = hash_compress(W, max(1, W.size // 8), seed=1691, hash="integer")
     V = hw.dequantize()
     print(f"\n== {name}: x {x.shape}, W {W.shape}, {hw.n_buckets} buckets")
     ref = timeit_for(lambda: dense(x, V), min_time)
     _row("dense reference (V given)", ref, ref)
-    _row("hashed_linear reference", timeit_for(lambda: hashed_linear(x, hw), min_time), ref)
-    _row("hashed_linear fast", timeit_for(lambda: hashed_linear(x, hw, precision="fast"),
-                                          min_time), ref)
+    t_ref = timeit_for(lambda: hashed_linear(x, hw), min_time)
+    _row("hashed_linear reference", t_ref, ref)
+    t_fast = timeit_for(lambda: hashed_linear(x, hw, precision="fast"), min_time)
+    _row("hashed_linear fast", t_fast, ref)
+    _speedup("hashed_linear reference, integer", t_ref,
+             timeit_for(lambda: hashed_linear(x, hi), min_time))
+    _speedup("hashed_linear fast, integer", t_fast,
+             timeit_for(lambda: hashed_linear(x, hi, precision="fast"), min_time))
+
+
+def bench_hash_only(shape, min_time):
+    """The hash alone: bucket and sign of every virtual weight, string vs integer keys."""
+    print(f"\n== hash only: HashedWeight.indices() of a {shape} weight, 1/8 buckets")
+    buckets = np.zeros(shape[0] * shape[1] // 8, np.float32)
+    hs = HashedWeight(buckets, shape, seed=1691, hash="string")
+    hi = HashedWeight(buckets, shape, seed=1691, hash="integer")
+    t_s = timeit_for(hs.indices, min_time)
+    idx, sgn = hi.indices()
+    out_i, out_s = np.empty_like(idx), np.empty_like(sgn)
+    floor = timeit_for(lambda: (np.copyto(out_i, idx), np.copyto(out_s, sgn)), min_time)
+    _row("string keys (the authors')", t_s, t_s)
+    t_i = timeit_for(hi.indices, min_time)
+    _row("integer keys", t_i, t_s)
+    _row("np.copyto of the two tables (floor)", floor, t_s)
+    _speedup("integer keys (ratio)", t_s, t_i)
 
 
 def main():
@@ -96,6 +139,7 @@ def main():
     rng = np.random.default_rng(1)
     bench_conv("28x28x32 -> 64, 3x3", rng.standard_normal((8, 32, 28, 28)).astype(np.float32),
                (rng.standard_normal((64, 32, 3, 3)) / 17).astype(np.float32), 1, min_time)
+    bench_hash_only((1024, 1024), min_time)
 
 
 if __name__ == "__main__":

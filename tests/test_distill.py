@@ -105,3 +105,78 @@ def test_bad_input():
         distillation_loss(s, t, y + 7, temperature=2.0, alpha=0.5)
     with pytest.raises(ShapeError, match="labels"):
         distillation_loss(s, t, y[:2], temperature=2.0, alpha=0.5)
+
+
+def _ulp(v):
+    """ulp of the float64 nearest an mpmath value (an exact power of two)."""
+    return math.ulp(float(v))
+
+
+def test_exp_is_the_c_library_within_half_an_ulp_of_mpmath():
+    """The exp of softmax / log-softmax / the loss (refcomp.kernels.elementwise.exp64, the C
+    library's exp, never NumPy's SIMD exp) against mpmath at 120 bits: below 0.52 ulp
+    everywhere (glibc's bound), correctly rounded on nearly every argument."""
+    import mpmath
+    from refcomp.kernels.elementwise import exp64
+    mpmath.mp.prec = 120
+    rng = np.random.default_rng(11)
+    x = np.concatenate([-rng.random(3000) * 40, -rng.random(500) * 745, rng.random(500) * 700,
+                        [0.0, -0.0, -1e-300, -5e-324, -708.0, -745.0]])
+    got = exp64(x)
+    worst, wrong = 0.0, 0
+    for v, g in zip(x.tolist(), got.tolist()):
+        exact = mpmath.exp(mpmath.mpf(v))
+        err = abs(mpmath.mpf(g) - exact) / _ulp(exact)
+        worst = max(worst, float(err))
+        wrong += float(exact) != g                        # float(): correctly rounded
+    assert worst < 0.52
+    assert wrong <= len(x) // 100
+
+
+@pytest.mark.parametrize("T", [1.0, 0.5, 3.0, 7.25])
+def test_softmax_against_mpmath_within_the_stated_bound(T):
+    """Every softmax value within a relative (8 A + C + 5) 2**-53 of mpmath's softmax of the
+    exact z / T (A = max |z / T|), the bound of the docstring; log-softmax within the
+    absolute counterpart; rows of huge spread underflow exactly as mpmath rounds them."""
+    import mpmath
+    mpmath.mp.prec = 120
+    rng = np.random.default_rng(12)
+    z = np.concatenate([rng.standard_normal((6, 10)) * 4,
+                        rng.integers(-30, 30, (2, 10)).astype(np.float64),
+                        [[700.0, -700.0, 0.0, 1e-300, -1e-300, 5.0, 5.0, 5.0, 0.5, 0.25]]])
+    p = softmax(z, temperature=T)
+    lp = log_softmax(z, temperature=T)
+    u = 2.0 ** -53
+    for n in range(z.shape[0]):
+        a = [mpmath.mpf(v) / mpmath.mpf(T) for v in z[n].tolist()]
+        m = max(a)
+        e = [mpmath.exp(v - m) for v in a]
+        s = mpmath.fsum(e)
+        A = float(max(abs(v) for v in a))
+        bound = (8 * A + z.shape[1] + 5) * u
+        for c in range(z.shape[1]):
+            exact = e[c] / s
+            if float(exact) == 0.0:
+                assert p[n, c] < 1e-300
+                continue
+            assert abs(mpmath.mpf(p[n, c]) - exact) <= bound * exact
+            lexact = (a[c] - m) - mpmath.log(s)
+            assert abs(mpmath.mpf(lp[n, c]) - lexact) <= bound * max(1, abs(lexact))
+
+
+def test_softmax_is_the_reference_softmax_layer_bit_for_bit():
+    """distill.softmax / log_softmax are refcomp.layers' reference softmax of z / T (one exp
+    path for the whole library), and distill.softmax calls no np.exp."""
+    from unittest import mock
+    from refcomp.layers import log_softmax as layer_log_softmax, softmax as layer_softmax
+    s, t, y = _batch(4)
+    a = s / 2.5
+    assert np.array_equal(softmax(s, temperature=2.5).view(np.uint64),
+                          layer_softmax(a, axis=1).view(np.uint64))
+    assert np.array_equal(log_softmax(s, temperature=2.5).view(np.uint64),
+                          layer_log_softmax(a, axis=1).view(np.uint64))
+    with mock.patch.object(np, "exp", side_effect=AssertionError("np.exp called")), \
+            mock.patch.object(np, "log", side_effect=AssertionError("np.log called")):
+        softmax(s, temperature=2.0)
+        distillation_loss(s, t, y, temperature=2.0, alpha=0.5)
+        distillation_grad(s, t, y, temperature=2.0, alpha=0.5)

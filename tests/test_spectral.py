@@ -8,7 +8,7 @@ import pytest
 from refcomp import DTypeError, ParameterError, ShapeError
 from refcomp.prune import effective_resistances, spectral_sparsify
 from refcomp.prune import _spectral_kernels as K
-from refcomp.prune.spectral import theorem_samples
+from refcomp.prune.spectral import spectral_error, spectral_error_estimate, theorem_samples
 from refcomp.testing import assert_bits_equal
 
 
@@ -66,6 +66,16 @@ def test_grounded_inverse_twin():
     assert np.allclose(a @ A, np.eye(14), atol=1e-10)
 
 
+def _csr_of(A):
+    """(indptr, neighbours, weights, degrees) of a symmetric adjacency matrix, by rows."""
+    n = A.shape[0]
+    indptr = np.zeros(n + 1, np.int64)
+    np.cumsum((A != 0).sum(axis=1), out=indptr[1:])
+    nbr = np.concatenate([np.flatnonzero(A[v]) for v in range(n)]).astype(np.int64)
+    wts = np.concatenate([A[v][A[v] != 0] for v in range(n)])
+    return indptr, nbr, wts, A.sum(axis=1)
+
+
 def test_laplacian_cg_twin():
     rng = np.random.default_rng(4)
     n = 12
@@ -73,17 +83,27 @@ def test_laplacian_cg_twin():
     A = (A | A.T).astype(np.float64) * rng.random((n, n))
     A = np.triu(A, 1)
     A = A + A.T
-    indptr = np.zeros(n + 1, np.int64)
-    np.cumsum((A != 0).sum(axis=1), out=indptr[1:])
-    nbr = np.concatenate([np.flatnonzero(A[v]) for v in range(n)]).astype(np.int64)
-    wts = np.concatenate([A[v][A[v] != 0] for v in range(n)])
-    deg = A.sum(axis=1)
+    indptr, nbr, wts, deg = _csr_of(A)
     b = rng.standard_normal(n)
     b -= b.mean()
     x1, i1 = K.laplacian_cg(indptr, nbr, wts, deg, b, 1e-12, 200)
     x2, i2 = K.laplacian_cg_twin(indptr, nbr, wts, deg, b, 1e-12, 200)
     assert i1 == i2
     assert_bits_equal(x1, x2)
+
+
+def test_laplacian_matvec_and_sequential_dot_twins():
+    rng = np.random.default_rng(14)
+    n = 15
+    A = np.triu(rng.random((n, n)) * (rng.random((n, n)) < 0.4), 1)
+    A = A + A.T
+    indptr, nbr, wts, deg = _csr_of(A)
+    x = rng.standard_normal(n)
+    y1 = K.laplacian_matvec(indptr, nbr, wts, deg, x)
+    assert_bits_equal(y1, K.laplacian_matvec_twin(indptr, nbr, wts, deg, x))
+    assert np.allclose(y1, (np.diag(deg) - A) @ x, atol=1e-12)
+    d1, d2 = K.sequential_dot(x, y1), K.sequential_dot_twin(x, y1)
+    assert np.float64(d1).view(np.uint64) == np.float64(d2).view(np.uint64)
 
 
 def test_resistances_thread_count_does_not_change_bits():
@@ -156,3 +176,54 @@ def test_bad_input():
     with pytest.raises(ParameterError, match="rng"):
         effective_resistances(W, method="jl")
     assert spectral_sparsify(np.zeros((2, 3)), n_samples=5, rng=rng).nnz == 0
+
+
+@pytest.fixture(scope="module")
+def large_graph():
+    """A graph past exact_max_nodes (560 + 480 = 1040 vertices): the JL path."""
+    W = np.abs(np.random.default_rng(15).standard_normal((560, 480)))
+    res = spectral_sparsify(W, n_samples=W.size // 2, rng=np.random.default_rng(16))
+    return W, res, spectral_error(W, res.W)
+
+
+def test_large_layer_reports_a_lower_bound_on_epsilon(large_graph):
+    """Above exact_max_nodes the achieved epsilon is estimated (Rayleigh-Ritz on a Krylov
+    space of test vectors, sparse solves only): it never exceeds the true value (dense
+    eigenvalues, computed here only because the graph is still small enough) and comes
+    close to it."""
+    W, res, true = large_graph
+    assert res.method == "jl" and res.epsilon_kind == "lower_bound"
+    assert 0.8 * true <= res.epsilon_achieved <= true * (1 + 1e-9)
+    # the exact path names its value "exact"
+    small = spectral_sparsify(W[:20, :30], n_samples=300, rng=np.random.default_rng(0))
+    assert small.epsilon_kind == "exact"
+    assert small.epsilon_achieved == spectral_error(W[:20, :30], small.W)
+
+
+def test_estimate_leaves_rng_and_sample_alone_and_is_deterministic(large_graph):
+    W, res, true = large_graph
+    g = np.random.default_rng(16)
+    off = spectral_sparsify(W, n_samples=W.size // 2, rng=g, check_vectors=None)
+    assert off.epsilon_achieved is None and off.epsilon_kind is None
+    assert_bits_equal(off.W, res.W)
+    g2 = np.random.default_rng(16)
+    again = spectral_sparsify(W, n_samples=W.size // 2, rng=g2)
+    assert g.random() == g2.random()             # the check draws nothing from rng
+    assert again.epsilon_achieved == res.epsilon_achieved
+    other = spectral_error_estimate(W, res.W, seed=3)
+    assert other != res.epsilon_achieved and other <= true * (1 + 1e-9)
+
+
+def test_estimate_of_a_cut_sample_is_at_least_one():
+    """Too few samples leave a vertex isolated: lambda = 0 exists and eps >= 1 exactly
+    (connected components), whatever the test vectors."""
+    W = np.abs(np.random.default_rng(17).standard_normal((40, 30)))
+    H = spectral_sparsify(W, n_samples=50, rng=np.random.default_rng(0)).W
+    assert spectral_error_estimate(W, H, n_vectors=0) == 1.0
+    assert spectral_error_estimate(W, H) >= 1.0
+    assert spectral_error_estimate(W, W) < 1e-6
+    assert spectral_error_estimate(np.zeros((3, 4)), np.zeros((3, 4))) == 0.0
+    with pytest.raises(ShapeError, match="W_H"):
+        spectral_error_estimate(W, H[:3])
+    with pytest.raises(ParameterError, match="n_vectors"):
+        spectral_error_estimate(W, H, n_vectors=-1)

@@ -8,14 +8,31 @@ dtype; float32 logits convert exactly):
 
 * ``a = z / T``: one float64 division per logit (exact when T is a power of
   two);
-* ``m = max_c a[n, c]`` (exact); ``e = exp(a - m)`` with NumPy's exp (libm,
-  not correctly rounded: the only non-IEEE-exact step; on one platform it is
-  deterministic);
+* ``m = max_c a[n, c]`` (exact); ``e = exp(a - m)``, one call of the C
+  library's ``exp`` per element (:func:`refcomp.kernels.elementwise.exp64`,
+  the path of the reference ``refcomp.layers.softmax``), never NumPy's
+  ``np.exp``, whose SIMD implementations (AVX-512, AVX2, SVE, scalar) may
+  differ in the last bit between machines of the same NumPy version;
 * ``s = sum_c e[n, c]``, accumulated sequentially over c = 0, 1, ... from
   +0.0 (vectorised over rows, never reordered);
-* softmax ``e / s`` (one division); log-softmax ``(a - m) - log(s)``;
+* softmax ``e / s`` (one division); log-softmax ``(a - m) - log(s)`` with
+  the C library's ``log`` (Python's ``math.log``) once per row;
+* softmax and log-softmax are exactly :func:`refcomp.layers.softmax` /
+  :func:`refcomp.layers.log_softmax` (``precision="reference"``) of the
+  float64 array ``a``;
 * KL and cross-entropy terms per sample summed sequentially over classes;
   the batch mean is the sequential sum over samples divided once by N.
+
+exp and log are not correctly rounded, but they are one scalar function
+per C library, called element by element, so the bits depend neither on
+NumPy's SIMD dispatch nor on the thread count.  glibc's double ``exp`` and
+``log`` (since 2.28) are table-based with an error below 0.52 ulp; glibc
+builds them with and without FMA (chosen by the CPU at load time), and the
+two can differ only where the exact value lies within 0.02 ulp of the
+midpoint between two doubles.
+``tests/test_distill.py`` checks exp64 against mpmath (below 0.52 ulp:
+worst 0.5023 ulp, 7 of 4000 arguments not correctly rounded, glibc 2.36)
+and each softmax value against mpmath within the bound of :func:`softmax`.
 
 Non-finite logits are refused (ParameterError): the loss of an Inf logit
 has no meaning for training, and NaN would propagate silently.
@@ -28,6 +45,8 @@ import numpy as np
 
 from .._errors import ParameterError, ShapeError
 from .._validate import as_float_array, check_finite, describe
+from ..kernels.elementwise import exp64
+from ..layers import activations as _act
 
 __all__ = ["softmax", "log_softmax", "distillation_loss", "distillation_grad"]
 
@@ -54,11 +73,6 @@ def _row_sums(a):
     return s
 
 
-def _shifted(z, T):
-    a = z / T
-    return a - a.max(axis=1, keepdims=True)
-
-
 def softmax(z, *, temperature=1.0):
     """Softened softmax ``q_c = exp(z_c / T) / sum_j exp(z_j / T)`` (Hinton et al. eq. (1)).
 
@@ -70,18 +84,24 @@ def softmax(z, *, temperature=1.0):
     Returns
     -------
     ndarray (N, C) float64; each row sums to 1 within C ulps.  Arithmetic in
-    the module docstring (max subtracted first, so no overflow).
+    the module docstring (max subtracted first, so no overflow; the C
+    library's exp, never ``np.exp``): ``refcomp.layers.softmax(z / T)`` in
+    float64.  Accuracy: with ``A = max |z / T|`` and ``u = 2**-53``, each
+    value is within a relative ``(8 A + C + 5) u`` of the exact softmax of
+    z / T (the division and the subtraction of the max perturb the
+    exponent by at most ``4 A u``, exp adds < 1 ulp, the sum ``(C - 1) u``
+    and the division ``u``); tested against mpmath.
     """
-    a = _shifted(_logits("z", z), _temperature(temperature))
-    e = np.exp(a)
-    return e / _row_sums(e)[:, None]
+    a = _logits("z", z) / _temperature(temperature)
+    return _act.softmax(a, axis=1)
 
 
 def log_softmax(z, *, temperature=1.0):
-    """``log softmax(z / T)`` in float64: ``(a - m) - log(sum exp(a - m))``; finite for
-    finite ``z`` (no log of an underflowed probability)."""
-    a = _shifted(_logits("z", z), _temperature(temperature))
-    return a - np.log(_row_sums(np.exp(a)))[:, None]
+    """``log softmax(z / T)`` in float64: ``(a - m) - log(sum exp(a - m))`` with the C
+    library's exp and log (``refcomp.layers.log_softmax(z / T)`` in float64, module
+    docstring); finite for finite ``z`` (no log of an underflowed probability)."""
+    a = _logits("z", z) / _temperature(temperature)
+    return _act.log_softmax(a, axis=1)
 
 
 def _check_pair(student_logits, teacher_logits, labels, alpha):
@@ -129,9 +149,10 @@ def distillation_loss(student_logits, teacher_logits, labels, *, temperature, al
     Returns
     -------
     float (float64).  KL terms ``p (log p - log q)`` use log-softmax values
-    (p = 0 contributes 0); per-sample terms are summed over classes
-    sequentially, ``alpha * T * T * KL + (1 - alpha) * CE`` is formed in that
-    order, and the batch mean is the sequential sum divided once by N.
+    and ``p = exp(log p)`` (the C library's exp; p = 0 contributes 0);
+    per-sample terms are summed over classes sequentially,
+    ``alpha * T * T * KL + (1 - alpha) * CE`` is formed in that order, and
+    the batch mean is the sequential sum divided once by N.
 
     Raises
     ------
@@ -143,7 +164,7 @@ def distillation_loss(student_logits, teacher_logits, labels, *, temperature, al
     T = _temperature(temperature)
     lp = log_softmax(t, temperature=T)
     lq = log_softmax(s, temperature=T)
-    p = np.exp(lp)
+    p = exp64(lp)                    # the C library's exp (module docstring)
     kl = _row_sums(np.where(p > 0, p * (lp - lq), 0.0))
     ce = -log_softmax(s)[np.arange(s.shape[0]), labels]
     per = alpha * T * T * kl + (1.0 - alpha) * ce

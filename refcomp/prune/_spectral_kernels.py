@@ -7,6 +7,10 @@
   ``A^{-1} = X^T X``.  Every sum is sequential in increasing index from the
   first term, float64, no FMA contraction; parallel only over independent
   rows/columns, so the bits do not depend on the thread count.
+* :func:`laplacian_matvec`: ``L x = deg * x - A x`` (the adjacency sum of a
+  row sequential in CSR order); :func:`sequential_dot`: ``sum a[i] b[i]``
+  sequential in index order from +0.0 (both used by
+  :func:`refcomp.prune.spectral.spectral_error_estimate`);
 * :func:`laplacian_cg`: Jacobi-preconditioned conjugate gradient on a graph
   Laplacian in CSR form (``L x = deg * x - A x``; the adjacency sum of a row
   sequential in CSR order), a fixed sequence of float64 operations: dot
@@ -19,7 +23,8 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["grounded_inverse", "grounded_inverse_twin", "laplacian_cg", "laplacian_cg_twin"]
+__all__ = ["grounded_inverse", "grounded_inverse_twin", "laplacian_cg", "laplacian_cg_twin",
+           "laplacian_matvec", "laplacian_matvec_twin", "sequential_dot", "sequential_dot_twin"]
 
 
 @numba.njit(cache=True)
@@ -158,6 +163,40 @@ def _cg(indptr, nbr, wts, deg, b, tol, max_iter, x):
             p[i] = z[i] + beta * p[i]
         it += 1
     return it
+
+
+def laplacian_matvec(indptr, nbr, wts, deg, x):
+    """``L x`` of the CSR Laplacian (module docstring), float64."""
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    out = np.empty_like(x)
+    _matvec(indptr, nbr, wts, deg, x, out)
+    return out
+
+
+def laplacian_matvec_twin(indptr, nbr, wts, deg, x):
+    """Twin of :func:`laplacian_matvec` (Python floats, the same operations)."""
+    ip, nb, w, d, xs = indptr.tolist(), nbr.tolist(), wts.tolist(), deg.tolist(), x.tolist()
+    out = []
+    for v in range(len(d)):
+        s = 0.0
+        for p in range(ip[v], ip[v + 1]):
+            s += w[p] * xs[nb[p]]
+        out.append(d[v] * xs[v] - s)
+    return np.array(out, dtype=np.float64)
+
+
+def sequential_dot(a, b):
+    """``sum a[i] * b[i]`` of two float64 vectors, sequential from +0.0 (a Python float)."""
+    return float(_dot(np.ascontiguousarray(a, dtype=np.float64),
+                      np.ascontiguousarray(b, dtype=np.float64)))
+
+
+def sequential_dot_twin(a, b):
+    """Twin of :func:`sequential_dot`."""
+    s = 0.0
+    for u, v in zip(a.tolist(), b.tolist()):
+        s += u * v
+    return s
 
 
 def laplacian_cg(indptr, nbr, wts, deg, b, tol, max_iter):

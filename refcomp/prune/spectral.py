@@ -40,6 +40,14 @@ picks, ``|W_H[e]| = c_e * w_e / (q * (t_e / S))`` in float64 (each operation
 one rounding, in that order), rounded once (half-even) to W's dtype, times
 W's sign.  Edges with ``R_e = 0`` (none in a graph with positive weights)
 cannot be picked.
+
+Approximation achieved (``epsilon_achieved``, not part of the result's
+bits): up to ``exact_max_nodes`` vertices the exact ``max |lambda - 1|`` of
+the pencil (L_H, L_G) by dense eigenvalues (:func:`spectral_error`); above,
+a lower bound on it from test vectors, Rayleigh-Ritz on a block Krylov
+space built with the sparse solver (:func:`spectral_error_estimate`; a
+4096 x 4096 Laplacian pseudo-inverse is never formed), named
+``epsilon_kind="lower_bound"``.
 """
 
 import dataclasses
@@ -56,6 +64,7 @@ from ._common import fsum_rows
 from . import _spectral_kernels as _k
 
 __all__ = ["spectral_sparsify", "effective_resistances", "spectral_error",
+           "spectral_error_estimate",
            "theorem_samples", "SpectralSparsified", "METHODS"]
 
 METHODS = ("auto", "exact", "jl")
@@ -73,10 +82,21 @@ class SpectralSparsified:
     method : "exact" or "jl", how the resistances were obtained.
     resistances : float64 ndarray, W's shape: R_e (0 where W is 0).
     epsilon_achieved : float or None
-        ``max |lambda - 1|`` over the generalised eigenvalues of (L_H, L_G)
-        on the range of L_G (:func:`spectral_error`), computed for graphs of
-        at most ``exact_max_nodes`` vertices (None otherwise).  A measurement
-        by LAPACK (``numpy.linalg.eigvalsh``), not part of the result's bits.
+        The spectral approximation achieved, ``max |lambda - 1|`` over the
+        generalised eigenvalues of (L_H, L_G) on the range of L_G, as
+        ``epsilon_kind`` says:
+
+        * ``"exact"`` (graphs of at most ``exact_max_nodes`` vertices): the
+          value itself (:func:`spectral_error`; a measurement by LAPACK,
+          ``numpy.linalg.eigvalsh``);
+        * ``"lower_bound"`` (larger graphs): an *estimate from below*,
+          :func:`spectral_error_estimate` (Rayleigh-Ritz on a Krylov space
+          of test vectors of their own seed, with the sparse solver; the
+          true epsilon is at least this value);
+        * None: not computed (``check_vectors=None`` on a large graph).
+
+        Not part of the result's bits either way.
+    epsilon_kind : "exact", "lower_bound" or None (above)
     """
     W: np.ndarray
     mask: np.ndarray
@@ -85,6 +105,7 @@ class SpectralSparsified:
     method: str
     resistances: np.ndarray
     epsilon_achieved: object = None
+    epsilon_kind: object = None
 
 
 def theorem_samples(n_vertices, epsilon):
@@ -148,10 +169,9 @@ def _exact_resistances(n_out, n_in, rows, cols, w, deg):
     return (guu + gvv) - 2.0 * guv
 
 
-def _jl_resistances(n_out, n_in, rows, cols, w, deg, rng, k, tol, max_iter):
-    n = n_out + n_in
-    u, v = rows, n_out + cols
-    # symmetric CSR adjacency: each vertex's neighbours in increasing order
+def _csr(n, u, v, w):
+    """Symmetric CSR adjacency (indptr, neighbours, weights) of the edges (u, v, w):
+    each vertex's neighbours in increasing order."""
     src = np.concatenate([u, v])
     dst = np.concatenate([v, u])
     ww = np.concatenate([w, w])
@@ -159,6 +179,13 @@ def _jl_resistances(n_out, n_in, rows, cols, w, deg, rng, k, tol, max_iter):
     src, dst, ww = src[order], dst[order], ww[order]
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(src, minlength=n), out=indptr[1:])
+    return indptr, dst, ww
+
+
+def _jl_resistances(n_out, n_in, rows, cols, w, deg, rng, k, tol, max_iter):
+    n = n_out + n_in
+    u, v = rows, n_out + cols
+    indptr, dst, ww = _csr(n, u, v, w)
     sq = np.sqrt(w)
     Z = np.zeros((k, n), dtype=np.float64)
     for r in range(k):
@@ -245,8 +272,125 @@ def spectral_error(W, W_H):
     return float(np.max(np.abs(lam - 1.0)))
 
 
+def _laplacian_parts(A):
+    """(CSR adjacency + degrees, number of connected components) of |A|."""
+    rows, cols, w, deg = _graph(A)
+    o, n = A.shape[0], A.shape[0] + A.shape[1]
+    u, v = rows, o + cols
+    indptr, nbr, ww = _csr(n, u, v, w)
+    n_comp = connected_components(coo_matrix((np.ones(u.size), (u, v)), shape=(n, n)),
+                                  directed=False)[0]
+    return (indptr, nbr, ww, deg), int(n_comp)
+
+
+def _orthonormal_add(basis, x):
+    """Append x to the Euclidean-orthonormal ``basis`` (Gram-Schmidt twice, sequential
+    dots); False when x is (numerically) in its span."""
+    norm0 = math.sqrt(_k.sequential_dot(x, x))
+    if not norm0 > 0:
+        return False
+    for _ in range(2):
+        for b in basis:
+            x = x - _k.sequential_dot(b, x) * b
+    norm = math.sqrt(_k.sequential_dot(x, x))
+    if not norm > 1e-10 * norm0:
+        return False
+    basis.append(x / norm)
+    return True
+
+
+def spectral_error_estimate(W, W_H, *, n_vectors=4, steps=6, seed=0, cg_tol=1e-10,
+                            cg_max_iter=None):
+    """Estimate of :func:`spectral_error` for large layers: a *lower bound* on the
+    true ``max |lambda - 1|``, from test vectors, without any dense n x n matrix.
+
+    Every test vector x gives ``|x^T L_H x / x^T L_G x - 1| <= eps_true``
+    (L of |W| and of |W_H|, bipartite as in the module docstring), so the
+    maximum over test vectors is a lower bound of the achieved epsilon.  The
+    test vectors:
+
+    1. if |W_H|'s graph has more connected components than |W|'s (a
+       vertex or a block cut off by the sampling), some x has
+       ``x^T L_H x = 0 < x^T L_G x``: lambda = 0 exactly and the estimate is
+       at least 1;
+    2. a block Krylov space of ``S = L_G^+ L_H``: ``n_vectors`` starting
+       vectors ``x0 = g.standard_normal(n)`` in turn
+       (``g = numpy.random.default_rng(seed)``, a generator of its own, so
+       the caller's ``rng`` is never touched) and, from each, ``steps``
+       products by S (``L_G^+`` applied by the conjugate gradient of the
+       sparse Laplacian, the solver of the JL sketch: tolerance ``cg_tol``,
+       at most ``cg_max_iter`` iterations, default 10 n); each new vector is
+       orthonormalised against the basis (Gram-Schmidt twice);
+    3. Rayleigh-Ritz on that space: with V the basis,
+       ``Gg = V^T L_G V`` and ``Hh = V^T L_H V`` (sequential sums), the
+       generalised eigenvalues of (Hh, Gg) on the range of Gg (as
+       :func:`spectral_error`, by LAPACK on a matrix of at most
+       ``n_vectors * (steps + 1)`` rows).  Each is the ratio of an actual
+       vector V c, so it lies in the spectrum's range; Lanczos' extremes
+       approach both ends of the spectrum of S far faster than single
+       vectors do.
+
+    Cost: ``n_vectors * steps`` sparse solves and ``2 n_vectors (steps + 1)``
+    sparse products; O(nnz(W) + n n_vectors steps) memory.  Float64; the
+    quadratic forms are sequential sums (:mod:`refcomp.prune._spectral_kernels`);
+    a measurement (the small eigenvalue problem is LAPACK's, the value
+    depends on the solver's tolerance), not a bit-exact result.
+
+    Parameters
+    ----------
+    W, W_H : ndarray float32/float64 of the same shape ((out, in), more axes:
+        the (out, rest) view), finite; W_H is normally spectral_sparsify's W
+    n_vectors : int >= 0 (0: the bound of (1) alone, 1.0 or 0.0)
+    steps : int >= 0
+    seed : int >= 0, the test vectors' seed
+    cg_tol, cg_max_iter : the solver's stop rule
+
+    Returns
+    -------
+    float, >= 0; 0.0 when W has no non-zero.
+    """
+    A, AH = _matrix(W), _matrix(W_H)
+    if AH.shape != A.shape:
+        raise ShapeError(f"W_H must have W's shape {W.shape}, got {describe(W_H)}")
+    n_vectors = check_int("n_vectors", n_vectors, lo=0)
+    steps = check_int("steps", steps, lo=0)
+    seed = check_int("seed", seed, lo=0)
+    n = A.shape[0] + A.shape[1]
+    iters = 10 * n if cg_max_iter is None else check_int("cg_max_iter", cg_max_iter, lo=1)
+    csr_g, comp_g = _laplacian_parts(A)
+    if csr_g[2].size == 0:
+        return 0.0
+    csr_h, comp_h = _laplacian_parts(AH)
+    eps = 1.0 if comp_h > comp_g else 0.0
+    gen = np.random.default_rng(seed)
+    basis = []
+    for _ in range(n_vectors):
+        x = gen.standard_normal(n)
+        for step in range(steps + 1):
+            if not _orthonormal_add(basis, x) or step == steps:
+                break
+            x, _ = _k.laplacian_cg(*csr_g, _k.laplacian_matvec(*csr_h, basis[-1]),
+                                   float(cg_tol), iters)
+    if not basis:
+        return eps
+    LG = [_k.laplacian_matvec(*csr_g, b) for b in basis]
+    LH = [_k.laplacian_matvec(*csr_h, b) for b in basis]
+    m = len(basis)
+    Gg = np.array([[_k.sequential_dot(basis[i], LG[j]) for j in range(m)] for i in range(m)])
+    Hh = np.array([[_k.sequential_dot(basis[i], LH[j]) for j in range(m)] for i in range(m)])
+    Gg, Hh = (Gg + Gg.T) / 2, (Hh + Hh.T) / 2
+    sg, U = np.linalg.eigh(Gg)
+    keep = sg > m * 1e-12 * max(sg.max(), 0.0)
+    if keep.any():
+        P = U[:, keep] / np.sqrt(sg[keep])
+        lam = np.linalg.eigvalsh(P.T @ Hh @ P)
+        eps = max(eps, float(np.max(np.abs(lam - 1.0))))
+    return eps
+
+
 def spectral_sparsify(W, *, n_samples=None, epsilon=None, rng, method="auto",
-                      exact_max_nodes=1024, jl_dim=None, cg_tol=1e-10, cg_max_iter=None):
+                      exact_max_nodes=1024, jl_dim=None, cg_tol=1e-10, cg_max_iter=None,
+                      check_vectors=4, check_seed=0):
     """Spectral sparsifier of a dense layer by effective-resistance sampling.
 
     Parameters
@@ -262,13 +406,23 @@ def spectral_sparsify(W, *, n_samples=None, epsilon=None, rng, method="auto",
         The only source of randomness (the samples, and the sketch of "jl").
     method, exact_max_nodes, jl_dim, cg_tol, cg_max_iter
         How the resistances are obtained (:func:`effective_resistances`).
+    check_vectors : int >= 0 or None, default 4
+        Above ``exact_max_nodes`` vertices, the ``n_vectors`` of
+        :func:`spectral_error_estimate` (with its default 6 Krylov steps,
+        ``cg_tol`` and ``cg_max_iter``); None skips the
+        estimate.  No effect on smaller graphs (exact value).
+    check_seed : int >= 0, default 0
+        The estimate's test vectors come from
+        ``numpy.random.default_rng(check_seed)``, never from ``rng``: the
+        sample, and the state ``rng`` is left in, do not depend on the check.
 
     Returns
     -------
     SpectralSparsified
         ``W`` (sampled entries, sign kept, weight ``c_e w_e / (q p_e)``),
-        ``mask``, ``nnz``, ``n_samples``, ``method``, ``resistances`` and
-        ``epsilon_achieved`` (graphs of at most ``exact_max_nodes`` vertices).
+        ``mask``, ``nnz``, ``n_samples``, ``method``, ``resistances``,
+        ``epsilon_achieved`` and ``epsilon_kind`` (exact up to
+        ``exact_max_nodes`` vertices, a lower-bound estimate above).
         Arithmetic and sampling in the module docstring; the same ``rng``
         state gives the same bits.
 
@@ -288,6 +442,9 @@ def spectral_sparsify(W, *, n_samples=None, epsilon=None, rng, method="auto",
     n = A.shape[0] + A.shape[1]
     q = theorem_samples(n, epsilon) if epsilon is not None else \
         check_int("n_samples", n_samples, lo=1)
+    if check_vectors is not None:
+        check_int("check_vectors", check_vectors, lo=0)
+    check_int("check_seed", check_seed, lo=0)
     R, used = effective_resistances(W, method=method, exact_max_nodes=exact_max_nodes,
                                     rng=rng, jl_dim=jl_dim, cg_tol=cg_tol,
                                     cg_max_iter=cg_max_iter)
@@ -307,5 +464,12 @@ def spectral_sparsify(W, *, n_samples=None, epsilon=None, rng, method="auto",
     W_H = (np.sign(A.reshape(-1)) * out.astype(W.dtype)).reshape(W.shape).astype(W.dtype)
     W_H[W_H == 0] = 0                               # +0.0 where nothing was sampled
     mask = (counts > 0).reshape(W.shape)
-    eps = spectral_error(W, W_H) if n <= exact_max_nodes else None
-    return SpectralSparsified(W_H, mask, int(mask.sum()), int(q), used, R, eps)
+    if n <= exact_max_nodes:
+        eps, kind = spectral_error(W, W_H), "exact"
+    elif check_vectors is None:
+        eps, kind = None, None
+    else:
+        eps = spectral_error_estimate(W, W_H, n_vectors=check_vectors, seed=check_seed,
+                                      cg_tol=cg_tol, cg_max_iter=cg_max_iter)
+        kind = "lower_bound"
+    return SpectralSparsified(W_H, mask, int(mask.sum()), int(q), used, R, eps, kind)

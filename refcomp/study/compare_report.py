@@ -9,7 +9,7 @@ import json
 import os
 
 from ..io._atomic import atomic_directory, atomic_path
-from .compare import ACCOUNTING, THRESHOLDS, fronts, winners
+from .compare import ACCOUNTING, CAPPED, THRESHOLDS, fronts, winners
 
 __all__ = ["write_compare", "compare_markdown", "FIELDS"]
 
@@ -51,6 +51,10 @@ def compare_markdown(result):
         out.append(f"| {r['model']} | {r['label']} ({r['method']}) | {r['value']} | "
                    f"{100 * r['accuracy']:.2f} %{star} | {r['tau']:.2f} | {r['kl']:.4f} | "
                    f"{r['size_bits']} |")
+    capped = [m for m in result["methods"] if m in CAPPED]
+    if capped:
+        out += ["", "Methods that cannot reach tau 64 by construction: " + "; ".join(
+            f"{m}: {CAPPED[m]}" for m in capped) + "."]
     extra = [m for m in result["methods"] if m in ACCOUNTING]
     if extra:
         out += ["", "Accounting of the comparison-specific runs: " + "; ".join(

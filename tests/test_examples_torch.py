@@ -1,0 +1,63 @@
+"""Smoke runs of the PyTorch examples (skipped without torch): each runs as a user would,
+in a subprocess from the repository root, with a one-epoch budget; the model it writes
+loads with refcomp, has the expected shapes and weight types, and gives the test accuracy
+the example printed."""
+
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import refcomp
+from refcomp.data import load_split
+from refcomp.metrics import accuracy
+
+pytest.importorskip("torch")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(script, *args):
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / script), *args], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_hashednets_torch_example_writes_a_hashed_model(tmp_path):
+    from refcomp.hashing import HashedWeight
+    out = tmp_path / "mlp_hashed.h5"
+    text = _run("hashednets_torch.py", "--model", "mlp", "--factor", "8", "--epochs", "1",
+                "-o", str(out))
+    printed = float(re.findall(r"epoch 1: test accuracy .* (\d\.\d{4})", text)[-1])
+    model = refcomp.load(str(out))
+    shipped = refcomp.load(str(ROOT / "data" / "digits_mlp.h5"))
+    dense = [(a, b) for a, b in zip(model.layers, shipped.layers) if b.kind == "dense"]
+    assert len(dense) == 3
+    for got, ref in dense:
+        W = got.weights["W"]
+        assert isinstance(W, HashedWeight) and W.hash == "string" and W.seed == 1691
+        assert W.shape == ref.weights["W"].shape
+        assert W.n_buckets == math.ceil(ref.weights["W"].size / 8)
+        assert got.weights["b"].shape == ref.weights["b"].shape
+    x, y = load_split("test")
+    assert accuracy(model(x), y) == pytest.approx(printed, abs=5e-5)
+    assert "wrote" in text and "max |torch - refcomp|" in text
+
+
+def test_distill_torch_example_writes_a_student(tmp_path):
+    out = tmp_path / "student.h5"
+    text = _run("distill_torch.py", "--hidden", "8", "--epochs", "1", "-o", str(out))
+    printed = float(re.search(r"distilled .*test accuracy (\d\.\d{4})", text).group(1))
+    model = refcomp.load(str(out))
+    dense = [lay for lay in model.layers if lay.kind == "dense"]
+    assert [lay.weights["W"].shape for lay in dense] == [(8, 64), (10, 8)]
+    assert all(lay.weights["W"].dtype == np.float32 for lay in dense)
+    assert model.n_params() == 8 * 64 + 8 + 10 * 8 + 10
+    x, y = load_split("test")
+    assert accuracy(model(x), y) == pytest.approx(printed, abs=5e-5)
