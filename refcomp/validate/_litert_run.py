@@ -36,6 +36,7 @@ from ._codes import CodeTally
 from ._common import NotBuilt, NotExpressible, layer_pads, require
 from ._draw import case_seed, draw_examples
 from ._integer_cases import LITERT_INTEGER_CASES
+from ._litert_rnn import batch_norm_ops, recurrent_ops
 
 __all__ = ["litert_forward", "LITERT_CASES"]
 
@@ -73,6 +74,13 @@ class _Graph:
         self.tensors.append(t)
         return len(self.tensors) - 1
 
+    def variable(self, shape):
+        """A float32 state tensor the kernel updates: ``is_variable`` and the empty buffer 0
+        (LiteRT 2.3.0 refuses a variable tensor with a buffer); the interpreter zeroes it."""
+        i = self.tensor(shape)
+        self.tensors[i].isVariable = True
+        return i
+
     def const(self, a):
         a = np.asarray(a)
         tt = self.S.TensorType.INT32 if a.dtype.kind in "iu" else self.S.TensorType.FLOAT32
@@ -87,8 +95,10 @@ class _Graph:
         o = S.OperatorT()
         o.opcodeIndex = self.codes.index(code)
         o.inputs = list(inputs)
-        out = self.tensor(out_shape, ttype=opts.pop("_ttype", None), quant=opts.pop("_quant", None))
-        o.outputs = [out]
+        multi = len(out_shape) > 0 and isinstance(out_shape[0], (list, tuple))
+        tt, qq = opts.pop("_ttype", None), opts.pop("_quant", None)
+        outs = [self.tensor(s, ttype=tt, quant=qq) for s in (out_shape if multi else [out_shape])]
+        o.outputs = outs
         if opt_name is not None:
             opt = getattr(S, opt_name + "T")()
             for k, v in opts.items():
@@ -96,7 +106,7 @@ class _Graph:
             o.builtinOptionsType = getattr(S.BuiltinOptions, opt_name)
             o.builtinOptions = opt
         self.ops.append(o)
-        return out
+        return outs if multi else outs[0]
 
     def finish(self, inp, out):
         S = self.S
@@ -216,8 +226,7 @@ def _layer(g, layer, t, shape):
     if k == "mgu":
         raise NotExpressible("TFLite has no MGU operator")
     if k == "batch_norm":
-        raise NotBuilt("TFLite has no batch-norm operator (converters fold it into MUL/ADD); "
-                       "not built here")
+        return batch_norm_ops(g, layer, t, shape)
     if k == "conv1d":
         raise NotBuilt("conv1d: TFLite has no 1-D convolution builtin (converters lower it to "
                        "CONV_2D on a (N, 1, L, C) reshape); not built here")
@@ -226,8 +235,7 @@ def _layer(g, layer, t, shape):
                        "AVERAGE_POOL_2D: SAME or VALID, no dilation, no ceil_mode); the "
                        "N-D pooling layer is not built here")
     if k in ("lstm", "gru", "simple_rnn"):
-        raise NotBuilt(f"{k}: TFLite's sequence RNN kernels take a converter's tensor "
-                       "layout; not built here")
+        return recurrent_ops(g, layer, t, shape)
     raise NotBuilt(f"layer kind {k!r} is not built by the LiteRT runner")
 
 
