@@ -135,10 +135,15 @@ def _bias_sum(b_ih, b_hh, size):
     return (b_ih + b_hh).astype(np.float32)
 
 
+#: refcomp's LSTM gate block (i, f, g, o) feeding each of TFLite's gate tensors (i, f, c, o).
+_LSTM_BLOCKS = (0, 1, 2, 3)
+
+
 def _lstm(g, w, acts, t, n, T, H):
     S = g.S
-    Wi, Wh = _gates(w["W_ih"], 4), _gates(w["W_hh"], 4)
-    b = _gates(_bias_sum(w["b_ih"], w["b_hh"], 4 * H), 4)
+    Wi, Wh, b = ([v[j] for j in _LSTM_BLOCKS] for v in (
+        _gates(w["W_ih"], 4), _gates(w["W_hh"], 4),
+        _gates(_bias_sum(w["b_ih"], w["b_hh"], 4 * H), 4)))
     P = w.get("P")
     peep = [-1, -1, -1] if P is None else [g.const(p) for p in _gates(P, 3)]
     ins = ([t] + [g.const(m) for m in Wi] + [g.const(m) for m in Wh] + peep
