@@ -306,7 +306,32 @@ def test_litert_recurrent_options_not_expressible_are_named():
     for attrs, exc, text in cases:
         with pytest.raises(exc, match=text):
             litert_forward(Model([_rnn_layer("lstm", rng, **attrs)]), x)
-    layer = _rnn_layer("lstm", rng)
-    layer.weights["h0"] = np.zeros((1, 4), np.float32)
-    with pytest.raises(NotBuilt, match="initial state"):
+    layer = _rnn_layer("lstm", rng, sequence_lens=[1])
+    with pytest.raises(NotBuilt, match="sequence_lens"):
         litert_forward(Model([layer]), x)
+
+
+@pytest.mark.parametrize("kind, bidi", [("lstm", False), ("lstm", True), ("gru", True),
+                                        ("simple_rnn", False)])
+def test_litert_constant_initial_states_are_fed(kind, bidi):
+    """h0 / c0 written into the kernels' variable state tensors (the GRU: constants) give
+    refcomp's outputs (the derived bound refuses initial states, so a fixed 1e-6 here: the
+    outputs lie in [-1, 1]) and differ from the zero-state run."""
+    pytest.importorskip("ai_edge_litert")
+    import numpy as np
+
+    from refcomp.model import Layer, Model
+    from refcomp.validate._litert_run import litert_forward
+    rng = np.random.default_rng(11)
+    attrs = {"return_sequences": True, "direction": "bidirectional" if bidi else "forward"}
+    layer = _rnn_layer(kind, rng, directions=2 if bidi else 1, **attrs)
+    zero = Model([Layer(kind, attrs=attrs, weights=dict(layer.weights))])
+    for st in ("h0", "c0") if kind == "lstm" else ("h0",):
+        for sfx in ("", "_reverse")[:2 if bidi else 1]:
+            layer.weights[st + sfx] = rng.normal(0, 1, (2 if st == "h0" else 1, 4)).astype(
+                np.float32)
+    model = Model([layer])
+    x = rng.normal(0, 1, (2, 5, 3)).astype(np.float32)
+    y = litert_forward(model, x)
+    assert np.abs(y - model(x)).max() <= 1e-6
+    assert np.abs(litert_forward(zero, x) - model(x)).max() > 1e-3

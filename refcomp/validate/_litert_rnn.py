@@ -25,9 +25,10 @@ gru            TFLite has no float GRU builtin (the builtin operators are LSTM /
                static T steps are unrolled: ``UNPACK`` of x along time,
                per gate ``FULLY_CONNECTED`` of x_t and of h (one weight tensor per
                gate, biases b_i* / b_h* kept apart), ``ADD``, ``LOGISTIC``,
-               ``TANH``, ``MUL``, ``SUB`` (1 - z), ``PACK`` of the outputs; both
-               formulas (``reset_after`` True: ``r * (W_hn h + b_hn)``; False:
-               ``W_hn (r * h) + b_hn``) and the seed-000 update
+               ``TANH`` (or ``RELU``), ``MUL``, ``SUB`` (1 - z), ``PACK`` of the
+               outputs; both formulas (``reset_after`` True: ``r * (W_hn h +
+               b_hn)``; False: ``W_hn (r * h) + b_hn``), the seed-000 update and
+               ONNX ``clip`` (``MINIMUM`` / ``MAXIMUM`` of each pre-activation)
 direction      "reverse": ``REVERSE_V2`` on the time axis before and after;
                "bidirectional": both directions, then ``CONCATENATION`` on the
                feature axis (what the converter emits for Keras ``Bidirectional``)
@@ -38,14 +39,16 @@ batch_norm     ``MUL`` by ``s`` then ``ADD`` of ``t``, the folding TF's converte
                ``t = fl32(beta - fl32(mean * s))``
 =============  ==================================================================
 
-Not expressible (reported as known differences): ONNX ``clip`` (TFLite's
-``cell_clip`` clips the LSTM cell state, ONNX the gate pre-activations; the
-RNN kernel has none), ONNX LSTM ``input_forget`` (TFLite's CIFG derives
+Not expressible (reported as known differences): ONNX ``clip`` on the LSTM
+and RNN kernels (TFLite's ``cell_clip`` clips the LSTM cell state, ONNX the
+gate pre-activations; the RNN kernel has none), ONNX LSTM ``input_forget`` (TFLite's CIFG derives
 ``i = 1 - f``, ONNX / refcomp ``f = 1 - i``), activations other than the
 fused TANH / RELU of the sequence kernels (gate sigmoid fixed, the cell
-and output activation one and the same).  Constant initial states h0 / c0
-are not built for the LSTM and RNN kernels (their state tensors are
-interpreter variables, zeroed); the unrolled GRU takes them as constants.
+and output activation one and the same).  ``sequence_lens`` is not built.
+Constant initial states h0 / c0 ((1, H) broadcast, or (N, H)) are written
+into the LSTM and RNN kernels' variable state tensors after allocation
+(``Interpreter.set_tensor``; a variable tensor may not have a buffer); the
+unrolled GRU takes h0 as a constant.
 """
 
 import numpy as np
@@ -85,19 +88,15 @@ def _act_code(S, name):
 def _check_options(layer):
     """The fused activation of each direction; refuse what the kernels cannot express."""
     k, a = layer.kind, layer.attrs
-    if a.get("clip") is not None:
+    if a.get("clip") is not None and k != "gru":
         raise NotExpressible(f"{k}: ONNX clip bounds the gate pre-activations; TFLite's "
-                             "cell_clip clips the LSTM cell state and the RNN and GRU "
-                             "builtins have none")
+                             "cell_clip clips the LSTM cell state and the RNN kernel has "
+                             "no clip")
     if a.get("input_forget"):
         raise NotExpressible("lstm input_forget: TFLite's CIFG computes i = 1 - f, refcomp / "
                              "ONNX f = 1 - i")
     if a.get("sequence_lens") is not None:
         raise NotBuilt(f"{k}: sequence_lens is not built here")
-    for s in ("h0", "c0", "h0_reverse", "c0_reverse"):
-        if k != "gru" and layer.weights.get(s) is not None:
-            raise NotBuilt(f"{k}: a constant initial state {s} (the kernel's state is an "
-                           "interpreter variable, zeroed) is not built here")
     ndir = 2 if a.get("direction", "forward") == "bidirectional" else 1
     acts = a.get("activations")
     if acts is None:
@@ -117,9 +116,12 @@ def _check_options(layer):
         if k == "simple_rnn" and names[0] not in ("tanh", "relu"):
             raise NotExpressible(f"simple_rnn activation {acts[d]!r}: the RNN kernel's fused "
                                  "activation is TANH or RELU here")
-        if k == "gru" and any(n not in ("sigmoid", "tanh", "relu") for n in names):
-            raise NotExpressible(f"gru activations {acts}: no TFLite builtin for "
-                                 f"{[n for n in names if n not in ('sigmoid', 'tanh', 'relu')]}")
+        other = [n for n in names if n not in ("sigmoid", "tanh", "relu")]
+        if k == "gru" and other and all(n in ("leakyrelu", "elu") for n in other):
+            raise NotBuilt(f"gru activations {acts}: LEAKY_RELU / ELU (alpha 1 only) are "
+                           "builtins, not built here")
+        if k == "gru" and other:
+            raise NotExpressible(f"gru activations {acts}: TFLite has no builtin for {other}")
     return out
 
 
@@ -139,7 +141,7 @@ def _bias_sum(b_ih, b_hh, size):
 _LSTM_BLOCKS = (0, 1, 2, 3)
 
 
-def _lstm(g, w, acts, t, n, T, H):
+def _lstm(g, w, acts, t, n, T, H, h0, c0):
     S = g.S
     Wi, Wh, b = ([v[j] for j in _LSTM_BLOCKS] for v in (
         _gates(w["W_ih"], 4), _gates(w["W_hh"], 4),
@@ -148,16 +150,16 @@ def _lstm(g, w, acts, t, n, T, H):
     peep = [-1, -1, -1] if P is None else [g.const(p) for p in _gates(P, 3)]
     ins = ([t] + [g.const(m) for m in Wi] + [g.const(m) for m in Wh] + peep
            + [g.const(v) for v in b] + [-1, -1]
-           + [g.variable((n, H)), g.variable((n, H))] + [-1] * 4)
+           + [g.variable((n, H), h0), g.variable((n, H), c0)] + [-1] * 4)
     return g.op("UNIDIRECTIONAL_SEQUENCE_LSTM", ins, [n, T, H],
                 "UnidirectionalSequenceLSTMOptions",
                 fusedActivationFunction=_act_code(S, acts[1]), cellClip=0.0, projClip=0.0,
                 timeMajor=False, asymmetricQuantizeInputs=False)
 
 
-def _rnn(g, w, acts, t, n, T, H):
+def _rnn(g, w, acts, t, n, T, H, h0):
     bias = _bias_sum(w["b_ih"], w["b_hh"], H)
-    ins = [t, g.const(w["W_ih"]), g.const(w["W_hh"]), g.const(bias), g.variable((n, H))]
+    ins = [t, g.const(w["W_ih"]), g.const(w["W_hh"]), g.const(bias), g.variable((n, H), h0)]
     return g.op("UNIDIRECTIONAL_SEQUENCE_RNN", ins, [n, T, H], "SequenceRNNOptions",
                 timeMajor=False, fusedActivationFunction=_act_code(g.S, acts[0]),
                 asymmetricQuantizeInputs=False)
@@ -166,7 +168,7 @@ def _rnn(g, w, acts, t, n, T, H):
 _ACT_OPS = {"sigmoid": "LOGISTIC", "tanh": "TANH", "relu": "RELU"}
 
 
-def _gru(g, w, acts, t, n, T, H, *, reset_after, seed000, h0):
+def _gru(g, w, acts, t, n, T, H, *, reset_after, seed000, h0, clip):
     Wi, Wh = _gates(w["W_ih"], 3), _gates(w["W_hh"], 3)
     bi, bh = _gates(w["b_ih"], 3), _gates(w["b_hh"], 3)
     bi = [-1] * 3 if bi is None else [g.const(v) for v in bi]
@@ -187,17 +189,32 @@ def _gru(g, w, acts, t, n, T, H, *, reset_after, seed000, h0):
     def mul(u, v):
         return g.op("MUL", [u, v], hs, "MulOptions")
 
+    if clip is not None:
+        hi, lo = g.const(np.full((1,), clip, np.float32)), g.const(np.full((1,), -clip,
+                                                                          np.float32))
+
+    def cl(v):                      # ONNX clip of a pre-activation: exact in float32
+        if clip is None:
+            return v
+        return g.op("MAXIMUM", [g.op("MINIMUM", [v, hi], hs), lo], hs)
+
     sig, act = _ACT_OPS[acts[0]], _ACT_OPS[acts[1]]
     outs = []
     for x_t in xs:
-        r = g.op(sig, [add(fc(x_t, Wi[0], bi[0]), fc(h, Wh[0], bh[0]))], hs)
-        z = g.op(sig, [add(fc(x_t, Wi[1], bi[1]), fc(h, Wh[1], bh[1]))], hs)
+        r = g.op(sig, [cl(add(fc(x_t, Wi[0], bi[0]), fc(h, Wh[0], bh[0])))], hs)
+        z = g.op(sig, [cl(add(fc(x_t, Wi[1], bi[1]), fc(h, Wh[1], bh[1])))], hs)
         hn = mul(r, fc(h, Wh[2], bh[2])) if reset_after else fc(mul(r, h), Wh[2], bh[2])
-        nn = g.op(act, [add(fc(x_t, Wi[2], bi[2]), hn)], hs)
+        nn = g.op(act, [cl(add(fc(x_t, Wi[2], bi[2]), hn))], hs)
         keep = g.op("SUB", [one, z], hs, "SubOptions")
         h = add(mul(keep, h), mul(z, nn)) if seed000 else add(mul(keep, nn), mul(z, h))
         outs.append(h)
     return g.op("PACK", outs, [n, T, H], "PackOptions", valuesCount=T, axis=1)
+
+
+def _state(layer, name, n, H):
+    """A constant initial state (1, H) or (N, H) as (N, H) float32, or None (zeros)."""
+    v = _f32(layer.weights.get(name))
+    return None if v is None else np.ascontiguousarray(np.broadcast_to(v, (n, H)))
 
 
 def _reverse_time(g, t, shape):
@@ -219,16 +236,15 @@ def recurrent_ops(g, layer, t, shape):
                                                               "P")}
         rev = direction == "reverse" or d == 1
         x = _reverse_time(g, t, shape) if rev else t
+        h0, c0 = (_state(layer, s + sfx, n, H) for s in ("h0", "c0"))
         if k == "lstm":
-            y = _lstm(g, w, acts[d], x, n, T, H)
+            y = _lstm(g, w, acts[d], x, n, T, H, h0, c0)
         elif k == "simple_rnn":
-            y = _rnn(g, w, acts[d], x, n, T, H)
+            y = _rnn(g, w, acts[d], x, n, T, H, h0)
         else:
-            h0 = _f32(layer.weights.get("h0" + sfx))
-            if h0 is not None:
-                h0 = np.ascontiguousarray(np.broadcast_to(h0, (n, H)))
             y = _gru(g, w, acts[d], x, n, T, H, reset_after=bool(a["reset_after"]),
-                     seed000=a.get("update", "standard") == "seed000", h0=h0)
+                     seed000=a.get("update", "standard") == "seed000", h0=h0,
+                     clip=None if a.get("clip") is None else np.float32(a["clip"]))
         if not a["return_sequences"]:
             # the state after the direction's last step: the last output of the run
             y = g.op("STRIDED_SLICE", [y, g.const(np.array([0, T - 1, 0])),

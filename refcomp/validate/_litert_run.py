@@ -54,6 +54,7 @@ class _Graph:
         self.S = S
         self.buffers = [S.BufferT()]
         self.tensors, self.ops, self.codes = [], [], []
+        self.states = []            # (variable tensor, initial value) set before invoke
 
     def tensor(self, shape, data=None, ttype=None, quant=None):
         S = self.S
@@ -74,11 +75,14 @@ class _Graph:
         self.tensors.append(t)
         return len(self.tensors) - 1
 
-    def variable(self, shape):
+    def variable(self, shape, init=None):
         """A float32 state tensor the kernel updates: ``is_variable`` and the empty buffer 0
-        (LiteRT 2.3.0 refuses a variable tensor with a buffer); the interpreter zeroes it."""
+        (LiteRT 2.3.0 refuses a variable tensor with a buffer); the interpreter zeroes it
+        when it allocates, then :func:`_interpret` writes ``init`` (if given) into it."""
         i = self.tensor(shape)
         self.tensors[i].isVariable = True
+        if init is not None:
+            self.states.append((i, np.ascontiguousarray(init, np.float32)))
         return i
 
     def const(self, a):
@@ -239,12 +243,14 @@ def _layer(g, layer, t, shape):
     raise NotBuilt(f"layer kind {k!r} is not built by the LiteRT runner")
 
 
-def _interpret(blob, inputs):
+def _interpret(blob, inputs, states=()):
     require("litert")
     from ai_edge_litert.interpreter import Interpreter
     it = Interpreter(model_content=blob, num_threads=1)
     it.allocate_tensors()
     it.set_tensor(it.get_input_details()[0]["index"], inputs)
+    for index, value in states:              # the subgraph's tensor indices are the file's
+        it.set_tensor(index, value)
     it.invoke()
     return it.get_tensor(it.get_output_details()[0]["index"]).copy()
 
@@ -260,7 +266,7 @@ def litert_forward(model, x):
         t, shape = _layer(g, layer, t, shape)
     if t == inp:
         t, shape = _reshape(g, t, list(shape))
-    return np.asarray(_interpret(g.finish(inp, t), x), np.float32)
+    return np.asarray(_interpret(g.finish(inp, t), x, g.states), np.float32)
 
 
 def _quantize(n, seed, *, dequant):
