@@ -30,14 +30,33 @@ gru            TFLite has no float GRU builtin (the builtin operators are LSTM /
                b_hn)``; False: ``W_hn (r * h) + b_hn``), the seed-000 update and
                ONNX ``clip`` (``MINIMUM`` / ``MAXIMUM`` of each pre-activation)
 direction      "reverse": ``REVERSE_V2`` on the time axis before and after;
-               "bidirectional": both directions, then ``CONCATENATION`` on the
-               feature axis (what the converter emits for Keras ``Bidirectional``)
+               "bidirectional": the two directions as two unidirectional runs,
+               then ``CONCATENATION`` on the feature axis (forward first, as
+               refcomp); the fused ``BIDIRECTIONAL_SEQUENCE_LSTM`` / ``_RNN``
+               builtins are not built
 batch_norm     ``MUL`` by ``s`` then ``ADD`` of ``t``, the folding TF's converter
                does (``prepare_patterns.td``: ``x * (rsqrt(v + eps) * gamma) +
                (beta - mean * that)``), constants folded in float32:
                ``s = fl32(gamma * fl32(1 / fl32(sqrt(fl32(var + eps)))))``,
                ``t = fl32(beta - fl32(mean * s))``
 =============  ==================================================================
+
+The folded batch norm is another evaluation order of ``(x - mean) s + beta``,
+within the derived bound (:mod:`refcomp.testing.framework_bound`:
+``(6 + 2 func_ulps) u (|x| s + |mean| s + |beta|)``, 14 u at the default
+func_ulps = 4): ``s`` carries at most 4 roundings (eps to float32, the add,
+the sqrt (half an ulp through the root), the divide, the multiply by gamma:
+< 4 u relative), so ``x s`` and ``t`` are within ``5 u |x| s`` and ``6 u
+|mean| s + 2 u |beta|``, and the final ``ADD`` adds ``u (|x s| + |t|)``:
+about ``7 u (|x| s + |mean| s + |beta|)`` at first order, even where ``t``
+cancels ``x s``.  LiteRT's MUL and ADD round once each: its output equals
+the float32 NumPy evaluation of the same expression bit for bit
+(tests/test_validate.py).
+
+The recurrent kernels accumulate ``bias + W_x x + W_h h`` in their own
+order with float32 accumulators; the merged bias ``fl32(b_ih + b_hh)`` is
+one more rounding of a term: both are sums in another order, covered by the
+bound's ``gamma_n`` terms.
 
 Not expressible (reported as known differences): ONNX ``clip`` on the LSTM
 and RNN kernels (TFLite's ``cell_clip`` clips the LSTM cell state, ONNX the
@@ -190,8 +209,8 @@ def _gru(g, w, acts, t, n, T, H, *, reset_after, seed000, h0, clip):
         return g.op("MUL", [u, v], hs, "MulOptions")
 
     if clip is not None:
-        hi, lo = g.const(np.full((1,), clip, np.float32)), g.const(np.full((1,), -clip,
-                                                                          np.float32))
+        hi = g.const(np.full((1,), clip, np.float32))
+        lo = g.const(np.full((1,), -clip, np.float32))
 
     def cl(v):                      # ONNX clip of a pre-activation: exact in float32
         if clip is None:

@@ -16,9 +16,13 @@ activations    ``RELU``, ``TANH``, ``LOGISTIC``, ``SOFTMAX`` (last axis);
 flatten,       ``RESHAPE``; dropout and linear: ``RESHAPE`` to the same shape
 reshape
 residual       the body, then ``ADD``
-batch_norm,    not built here (TFLite has no batch-norm operator: converters
-recurrent      fold it into MUL/ADD; sequence LSTM/GRU kernels need a converter's
-               tensor layout)
+batch_norm     ``MUL`` then ``ADD`` (TF's converter folding, constants in float32;
+               :mod:`._litert_rnn`)
+lstm,          ``UNIDIRECTIONAL_SEQUENCE_LSTM`` / ``UNIDIRECTIONAL_SEQUENCE_RNN``
+simple_rnn     (batch-major, variable state tensors); reverse and bidirectional
+               by ``REVERSE_V2`` / ``CONCATENATION`` (:mod:`._litert_rnn`)
+gru            no float GRU builtin: unrolled over time from FULLY_CONNECTED,
+               LOGISTIC, TANH, MUL, ADD, SUB (both formulas; :mod:`._litert_rnn`)
 conv1d,        not built here (no 1-D convolution builtin: converters reshape to
 N-D pooling    CONV_2D; the pooling builtins are 2-D, without dilation or
                ceil_mode)
