@@ -57,8 +57,9 @@ def test_keras_and_litert_layers(framework, module):
                                           "avg_pool N-D (ceil_mode)"))
     if framework == "litert":
         assert by["QUANTIZE int8"].verdict == "pass"         # TfLiteRound: half away
-        assert by["lstm"].verdict == "skipped"               # not built, not a difference
-        assert "sequence RNN kernels" in by["lstm"].note
+        for c in ("lstm", "gru reset_after=True", "gru reset_after=False", "simple_rnn",
+                  "batch_norm", "shipped digits_lstm", "shipped digits_gru"):
+            assert by[c].verdict == "pass" and by[c].examples >= 1, by[c]
         for r in (conv1d, maxp, avgp):                       # each kind named for itself
             assert r.verdict == "skipped" and "RNN" not in r.note
         assert "1-D convolution" in conv1d.note
@@ -176,3 +177,161 @@ def test_tfmot_cases_skip_with_the_install_line_or_match_bit_for_bit(monkeypatch
     for _, fn in TFMOT_CASES:
         r = fn(5, 3)
         assert r.verdict == "pass" and r.elements > 0 and r.mismatches == 0, r.note
+
+
+# --- LiteRT: batch norm, LSTM, simple RNN and GRU built from builtins ----------------------
+
+def _rnn_layer(kind, rng, F=3, H=4, directions=1, peepholes=False, **attrs):
+    import numpy as np
+
+    from refcomp.model import Layer
+    G = {"lstm": 4, "gru": 3, "simple_rnn": 1}[kind]
+    w = {}
+    for sfx in ("", "_reverse")[:directions]:
+        w["W_ih" + sfx] = rng.normal(0, 0.5, (G * H, F)).astype(np.float32)
+        w["W_hh" + sfx] = rng.normal(0, 0.5, (G * H, H)).astype(np.float32)
+        w["b_ih" + sfx] = rng.normal(0, 0.5, G * H).astype(np.float32)
+        w["b_hh" + sfx] = rng.normal(0, 0.5, G * H).astype(np.float32)
+        if peepholes:
+            w["P" + sfx] = rng.normal(0, 0.5, 3 * H).astype(np.float32)
+    return Layer(kind, attrs=attrs, weights=w)
+
+
+def test_litert_batch_norm_is_the_converters_folding_bit_for_bit():
+    """MUL by s = fl32(gamma * fl32(1 / sqrt(var + eps))), ADD of t = fl32(beta - mean s):
+    LiteRT's output equals that float32 evaluation in NumPy bit for bit, and lies within the
+    derived bound even where the shift cancels x * s (x = mean - beta / s)."""
+    pytest.importorskip("ai_edge_litert")
+    import numpy as np
+
+    from refcomp.model import Layer, Model
+    from refcomp.testing import check_conforms
+    from refcomp.validate._litert_run import litert_forward
+    f = np.float32
+    rng = np.random.default_rng(3)
+    C = 4
+    w = {"gamma": rng.normal(1, .2, C).astype(f), "beta": rng.normal(0, .2, C).astype(f),
+         "mean": rng.normal(0, .5, C).astype(f), "var": rng.uniform(.2, 2, C).astype(f)}
+    s64 = w["gamma"].astype(np.float64) / np.sqrt(w["var"].astype(np.float64) + 1e-3)
+    x0 = (w["mean"] - w["beta"] / s64).astype(f)
+    x = np.concatenate([np.stack([np.nextafter(x0, f(9)), x0, np.nextafter(x0, f(-9)),
+                                  w["mean"]]), rng.normal(0, 1, (5, C)).astype(f)])
+    for layout, xx, shape in (("NCHW", x, (C,)), ("NCHW", x.reshape(9, C, 1, 1) * f(1),
+                                                  (C, 1, 1)),
+                              ("NHWC", x.reshape(9, 1, 1, C), (C,))):
+        model = Model([Layer("batch_norm", attrs={"eps": 1e-3, "layout": layout}, weights=w)])
+        y = litert_forward(model, xx)
+        s = w["gamma"] * (f(1) / np.sqrt(w["var"] + f(1e-3)))
+        t = w["beta"] - w["mean"] * s
+        want = xx * s.reshape(shape) + t.reshape(shape)
+        assert want.dtype == np.float32
+        assert np.array_equal(y.view(np.uint32), want.view(np.uint32))
+        rep = check_conforms(y, model, xx)
+        assert rep.passed and rep.worst_ratio < 0.5, rep.worst_ratio
+
+
+@pytest.mark.parametrize("kind, attrs", [
+    ("lstm", {"return_sequences": True}),
+    ("lstm", {"return_sequences": False, "direction": "reverse"}),
+    ("lstm", {"return_sequences": True, "direction": "bidirectional"}),
+    ("lstm", {"return_sequences": False, "direction": "bidirectional"}),
+    ("gru", {"return_sequences": True, "reset_after": True}),
+    ("gru", {"return_sequences": False, "reset_after": False}),
+    ("gru", {"return_sequences": True, "reset_after": False, "update": "seed000",
+             "direction": "bidirectional"}),
+    ("simple_rnn", {"return_sequences": True, "activation": "tanh"}),
+    ("simple_rnn", {"return_sequences": False, "activation": "relu",
+                    "direction": "reverse"}),
+])
+def test_litert_recurrent_layers_conform(kind, attrs):
+    pytest.importorskip("ai_edge_litert")
+    import numpy as np
+
+    from refcomp.model import Model
+    from refcomp.testing import check_conforms
+    from refcomp.validate._litert_run import litert_forward
+    rng = np.random.default_rng(len(str(attrs)))
+    bidi = attrs.get("direction") == "bidirectional"
+    layer = _rnn_layer(kind, rng, directions=2 if bidi else 1,
+                       peepholes=kind == "lstm" and "direction" in attrs, **attrs)
+    model = Model([layer])
+    x = rng.normal(0, 1, (2, 5, 3)).astype(np.float32)
+    y = litert_forward(model, x)
+    rep = check_conforms(y, model, x)
+    assert y.shape == model(x).shape
+    assert rep.passed, rep.message("m")
+
+
+def test_litert_wrong_lstm_gate_order_fails_and_is_diagnosed(monkeypatch):
+    """The bound is useful: the LSTM gate blocks fed to TFLite in ONNX's order (i, o, f, c)
+    fail the lstm case, and the diagnosis names the gate order."""
+    pytest.importorskip("ai_edge_litert")
+    from refcomp.validate import _litert_rnn
+    from refcomp.validate._layers import run_layer_case
+    from refcomp.validate._litert_run import litert_forward
+    monkeypatch.setattr(_litert_rnn, "_LSTM_BLOCKS", (0, 3, 1, 2))
+    r = run_layer_case("lstm", litert_forward, n=3, seed=0)
+    assert r.verdict == "FAIL" and "gate order" in r.note
+
+
+def test_litert_wrong_gru_formula_fails():
+    """The unrolled GRU built with the other reset_after formula is out of bound."""
+    pytest.importorskip("ai_edge_litert")
+    import numpy as np
+
+    from refcomp.model import Layer, Model
+    from refcomp.testing import check_conforms
+    from refcomp.validate._litert_run import litert_forward
+    rng = np.random.default_rng(7)
+    layer = _rnn_layer("gru", rng, return_sequences=True, reset_after=True)
+    other = Layer("gru", attrs={"return_sequences": True, "reset_after": False},
+                  weights=layer.weights)
+    x = rng.normal(0, 1, (2, 5, 3)).astype(np.float32)
+    assert not check_conforms(litert_forward(Model([other]), x), Model([layer]), x).passed
+
+
+def test_litert_recurrent_options_not_expressible_are_named():
+    pytest.importorskip("ai_edge_litert")
+    import numpy as np
+
+    from refcomp.model import Model
+    from refcomp.validate._common import NotBuilt, NotExpressible
+    from refcomp.validate._litert_run import litert_forward
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 1, (1, 2, 3)).astype(np.float32)
+    cases = [({"clip": 1.0}, NotExpressible, "cell_clip"),
+             ({"input_forget": True}, NotExpressible, "CIFG"),
+             ({"activations": ["Sigmoid", "Tanh", "Relu"]}, NotExpressible, "one fused"),
+             ]
+    for attrs, exc, text in cases:
+        with pytest.raises(exc, match=text):
+            litert_forward(Model([_rnn_layer("lstm", rng, **attrs)]), x)
+    layer = _rnn_layer("lstm", rng, sequence_lens=[1])
+    with pytest.raises(NotBuilt, match="sequence_lens"):
+        litert_forward(Model([layer]), x)
+
+
+@pytest.mark.parametrize("kind, bidi", [("lstm", False), ("lstm", True), ("gru", True),
+                                        ("simple_rnn", False)])
+def test_litert_constant_initial_states_are_fed(kind, bidi):
+    """h0 / c0 written into the kernels' variable state tensors (the GRU: constants) give
+    refcomp's outputs (the derived bound refuses initial states, so a fixed 1e-6 here: the
+    outputs lie in [-1, 1]) and differ from the zero-state run."""
+    pytest.importorskip("ai_edge_litert")
+    import numpy as np
+
+    from refcomp.model import Layer, Model
+    from refcomp.validate._litert_run import litert_forward
+    rng = np.random.default_rng(11)
+    attrs = {"return_sequences": True, "direction": "bidirectional" if bidi else "forward"}
+    layer = _rnn_layer(kind, rng, directions=2 if bidi else 1, **attrs)
+    zero = Model([Layer(kind, attrs=attrs, weights=dict(layer.weights))])
+    for st in ("h0", "c0") if kind == "lstm" else ("h0",):
+        for sfx in ("", "_reverse")[:2 if bidi else 1]:
+            layer.weights[st + sfx] = rng.normal(0, 1, (2 if st == "h0" else 1, 4)).astype(
+                np.float32)
+    model = Model([layer])
+    x = rng.normal(0, 1, (2, 5, 3)).astype(np.float32)
+    y = litert_forward(model, x)
+    assert np.abs(y - model(x)).max() <= 1e-6
+    assert np.abs(litert_forward(zero, x) - model(x)).max() > 1e-3

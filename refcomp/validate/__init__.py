@@ -54,7 +54,8 @@ FRAMEWORK_NOTES = {
              "LSTM, GRU, SimpleRNN",
     "litert": "LiteRT (ai-edge-litert) interpreter on .tflite flatbuffers written operator "
               "by operator (no converter): FULLY_CONNECTED, CONV_2D, pooling, activations, "
-              "RESHAPE, ADD, QUANTIZE, DEQUANTIZE",
+              "RESHAPE, ADD, batch norm as MUL/ADD, UNIDIRECTIONAL_SEQUENCE_LSTM / _RNN, "
+              "GRU unrolled from builtins, QUANTIZE, DEQUANTIZE",
 }
 
 

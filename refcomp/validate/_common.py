@@ -23,7 +23,7 @@ class NotExpressible(RefcompError):
 
 class NotBuilt(NotExpressible):
     """The framework may have the operation, but this runner does not build it (e.g.
-    LiteRT's sequence LSTM kernels); reported as skipped, not as a known difference."""
+    LiteRT's CONV_2D with groups > 1); reported as skipped, not as a known difference."""
 
 
 def require(name):

@@ -16,9 +16,13 @@ activations    ``RELU``, ``TANH``, ``LOGISTIC``, ``SOFTMAX`` (last axis);
 flatten,       ``RESHAPE``; dropout and linear: ``RESHAPE`` to the same shape
 reshape
 residual       the body, then ``ADD``
-batch_norm,    not built here (TFLite has no batch-norm operator: converters
-recurrent      fold it into MUL/ADD; sequence LSTM/GRU kernels need a converter's
-               tensor layout)
+batch_norm     ``MUL`` then ``ADD`` (TF's converter folding, constants in float32;
+               :mod:`._litert_rnn`)
+lstm,          ``UNIDIRECTIONAL_SEQUENCE_LSTM`` / ``UNIDIRECTIONAL_SEQUENCE_RNN``
+simple_rnn     (batch-major, variable state tensors); reverse and bidirectional
+               by ``REVERSE_V2`` / ``CONCATENATION`` (:mod:`._litert_rnn`)
+gru            no float GRU builtin: unrolled over time from FULLY_CONNECTED,
+               LOGISTIC, TANH, MUL, ADD, SUB (both formulas; :mod:`._litert_rnn`)
 conv1d,        not built here (no 1-D convolution builtin: converters reshape to
 N-D pooling    CONV_2D; the pooling builtins are 2-D, without dilation or
                ceil_mode)
@@ -36,6 +40,7 @@ from ._codes import CodeTally
 from ._common import NotBuilt, NotExpressible, layer_pads, require
 from ._draw import case_seed, draw_examples
 from ._integer_cases import LITERT_INTEGER_CASES
+from ._litert_rnn import batch_norm_ops, recurrent_ops
 
 __all__ = ["litert_forward", "LITERT_CASES"]
 
@@ -53,6 +58,7 @@ class _Graph:
         self.S = S
         self.buffers = [S.BufferT()]
         self.tensors, self.ops, self.codes = [], [], []
+        self.states = []            # (variable tensor, initial value) set before invoke
 
     def tensor(self, shape, data=None, ttype=None, quant=None):
         S = self.S
@@ -73,6 +79,16 @@ class _Graph:
         self.tensors.append(t)
         return len(self.tensors) - 1
 
+    def variable(self, shape, init=None):
+        """A float32 state tensor the kernel updates: ``is_variable`` and the empty buffer 0
+        (LiteRT 2.3.0 refuses a variable tensor with a buffer); the interpreter zeroes it
+        when it allocates, then :func:`_interpret` writes ``init`` (if given) into it."""
+        i = self.tensor(shape)
+        self.tensors[i].isVariable = True
+        if init is not None:
+            self.states.append((i, np.ascontiguousarray(init, np.float32)))
+        return i
+
     def const(self, a):
         a = np.asarray(a)
         tt = self.S.TensorType.INT32 if a.dtype.kind in "iu" else self.S.TensorType.FLOAT32
@@ -87,8 +103,10 @@ class _Graph:
         o = S.OperatorT()
         o.opcodeIndex = self.codes.index(code)
         o.inputs = list(inputs)
-        out = self.tensor(out_shape, ttype=opts.pop("_ttype", None), quant=opts.pop("_quant", None))
-        o.outputs = [out]
+        multi = len(out_shape) > 0 and isinstance(out_shape[0], (list, tuple))
+        tt, qq = opts.pop("_ttype", None), opts.pop("_quant", None)
+        outs = [self.tensor(s, ttype=tt, quant=qq) for s in (out_shape if multi else [out_shape])]
+        o.outputs = outs
         if opt_name is not None:
             opt = getattr(S, opt_name + "T")()
             for k, v in opts.items():
@@ -96,7 +114,7 @@ class _Graph:
             o.builtinOptionsType = getattr(S.BuiltinOptions, opt_name)
             o.builtinOptions = opt
         self.ops.append(o)
-        return out
+        return outs if multi else outs[0]
 
     def finish(self, inp, out):
         S = self.S
@@ -216,8 +234,7 @@ def _layer(g, layer, t, shape):
     if k == "mgu":
         raise NotExpressible("TFLite has no MGU operator")
     if k == "batch_norm":
-        raise NotBuilt("TFLite has no batch-norm operator (converters fold it into MUL/ADD); "
-                       "not built here")
+        return batch_norm_ops(g, layer, t, shape)
     if k == "conv1d":
         raise NotBuilt("conv1d: TFLite has no 1-D convolution builtin (converters lower it to "
                        "CONV_2D on a (N, 1, L, C) reshape); not built here")
@@ -226,17 +243,18 @@ def _layer(g, layer, t, shape):
                        "AVERAGE_POOL_2D: SAME or VALID, no dilation, no ceil_mode); the "
                        "N-D pooling layer is not built here")
     if k in ("lstm", "gru", "simple_rnn"):
-        raise NotBuilt(f"{k}: TFLite's sequence RNN kernels take a converter's tensor "
-                       "layout; not built here")
+        return recurrent_ops(g, layer, t, shape)
     raise NotBuilt(f"layer kind {k!r} is not built by the LiteRT runner")
 
 
-def _interpret(blob, inputs):
+def _interpret(blob, inputs, states=()):
     require("litert")
     from ai_edge_litert.interpreter import Interpreter
     it = Interpreter(model_content=blob, num_threads=1)
     it.allocate_tensors()
     it.set_tensor(it.get_input_details()[0]["index"], inputs)
+    for index, value in states:              # the subgraph's tensor indices are the file's
+        it.set_tensor(index, value)
     it.invoke()
     return it.get_tensor(it.get_output_details()[0]["index"]).copy()
 
@@ -252,7 +270,7 @@ def litert_forward(model, x):
         t, shape = _layer(g, layer, t, shape)
     if t == inp:
         t, shape = _reshape(g, t, list(shape))
-    return np.asarray(_interpret(g.finish(inp, t), x), np.float32)
+    return np.asarray(_interpret(g.finish(inp, t), x, g.states), np.float32)
 
 
 def _quantize(n, seed, *, dequant):
