@@ -40,8 +40,10 @@ def test_posit_boundaries_are_where_the_encoder_switches(n, es):
     cells = ordered_cells(Q.posit(np.zeros(1), n, es), np.zeros(1))
     b = cells.boundary(lo, np.zeros(lo.size, np.int64))
     assert np.all(np.isfinite(b))
-    codes = lambda x: np.where((c := Q.posit(x, n, es).codes.astype(np.int64)) >= half,
-                               c - 2 * half, c)
+
+    def codes(x):
+        c = Q.posit(x, n, es).codes.astype(np.int64)
+        return np.where(c >= half, c - 2 * half, c)
     even = np.where(lo % 2 == 0, lo, lo + 1)
     assert np.array_equal(codes(b), even)
     assert np.array_equal(codes(np.nextafter(b, np.inf)), lo + 1)
@@ -140,7 +142,9 @@ def test_power_of_two_boundaries_are_where_the_encoder_switches(domain):
     cells = ordered_cells(q, np.ones(1))
     lo = np.arange(-L, L)
     b = cells.boundary(lo, np.zeros(lo.size, np.int64))
-    enc = lambda x: Q.power_of_two(x, bits, domain=domain, max_exp=emax).codes.astype(int)
+
+    def enc(x):
+        return Q.power_of_two(x, bits, domain=domain, max_exp=emax).codes.astype(int)
     above, below = np.nextafter(b, np.inf), np.nextafter(b, -np.inf)
     assert np.array_equal(enc(above), np.where(lo >= 0, lo + 1, enc(above)))
     assert np.array_equal(enc(below), np.where(lo >= 0, lo, enc(below)))

@@ -34,7 +34,7 @@ _SQRT2 = math.sqrt(2.0)
 
 
 def posit_value(p, nbits, es):
-    """Exact float64 value of positive posit(nbits, es) patterns ``p`` (int64, 0 < p < 2**(nbits-1)).
+    """Exact float64 values of positive posit(nbits, es) patterns ``p`` (int64, 0 < p < 2**(n-1)).
 
     nbits up to 33 (the boundaries of posit32 are posit33 values): at most
     30 fraction bits and a scale within float64's range for (nbits-3)·2**es
@@ -59,6 +59,13 @@ def posit_value(p, nbits, es):
     f = rem & ((np.int64(1) << flen) - 1)
     frac = 1.0 + np.ldexp(f.astype(np.float64), -flen)
     return np.ldexp(frac, (k << es) + e)
+
+
+def _values(q, codes):
+    """Exact float64 values of ``codes`` under q's decoding rule (q's own class: no
+    import of refcomp.quantize, a sibling package)."""
+    return type(q)(np.asarray(codes).astype(q.codes.dtype), bits=q.bits, method=q.method,
+                   decoder=q.decoder, params=q.params, dtype=np.float64).dequantize()
 
 
 class _Cells:
@@ -292,7 +299,6 @@ def ordered_cells(q, w):
     dec, meth, p = q.decoder, q.method, q.params
     info = getattr(q, "info", None) or {}
     if dec == "minifloat":
-        from .quantized import _values
         return _Minifloat(q, w, lambda c: _values(q, c))
     if dec == "posit":
         return _Posit(q, w)

@@ -194,13 +194,6 @@ def _exact_tie(wv, sv, k):
     return Fraction(float(wv)) / Fraction(float(sv)) == Fraction(2 * k + 1, 2)
 
 
-def _values(q, codes):
-    """Exact float64 values of ``codes`` under q's decoding rule (q's own class: no
-    import of refcomp.quantize, a sibling package)."""
-    return type(q)(np.asarray(codes).astype(q.codes.dtype), bits=q.bits, method=q.method,
-                     decoder=q.decoder, params=q.params, dtype=np.float64).dequantize()
-
-
 def compare_quantized(codes_other, w, quantized, *, max_report=10):
     """Compare another implementation's codes with refcomp's, boundary cases apart.
 
