@@ -282,9 +282,6 @@ def compare_quantized(codes_other, w, quantized, *, max_report=10):
             near, tie, bvals, rule, tr = _value_analysis(cells, wf, co64, cr64, diff)
             if tr is not None:
                 seen_tie, rules = True, tr
-            else:
-                rules = set(cells.rules)
-    mism = diff[~near]
     mism = diff[~near]
     bnd = diff[near & ~tie]
     ties = diff[tie]
