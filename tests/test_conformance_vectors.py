@@ -20,7 +20,7 @@ LAYER_FILES = ("dense", "conv2d", "conv1d", "max_pool2d", "avg_pool2d", "max_poo
                "batch_norm", "activation", "shape", "residual", "lstm", "gru", "mgu",
                "simple_rnn")
 QUANT_FILES = ("uniform", "affine", "fixed_point", "minifloat", "posit", "power_of_two",
-               "binary", "kmeans", "product")
+               "binary", "kmeans", "product", "share_weights")
 
 
 def _generator():
@@ -127,6 +127,31 @@ def test_affine_codes_match_an_independent_formula():
             q = np.clip(r + zp, p.attrs["qmin"], p.attrs["qmax"])
             np.testing.assert_array_equal(q, g["codes"][()])
             assert g["near_boundary"].dtype == np.uint8
+
+
+def test_share_weights_codes_are_nearest_centroids_and_zeros_keep_the_zero_code():
+    # written out: pruned (zero) weights take params/zero_code, whose codebook entry is
+    # exactly 0.0; every other weight takes a nearest centroid of the other entries
+    # (the assignment a converged Lloyd iteration ends with), all in float64
+    with h5py.File(DIR / "quant_share_weights.h5", "r") as f:
+        cases = _cases(f)
+        assert len(cases) == 3
+        for g in cases:
+            w, c = g["w"][()].astype(np.float64), g["codes"][()].astype(np.int64)
+            cb = g["params/codebook"][()].astype(np.float64)
+            zc = int(g["params"].attrs["zero_code"])
+            assert g.attrs["decoder"] == b"codebook" and g.attrs["method"] == b"kmeans_shared"
+            assert cb.size <= 2 ** int(g.attrs["bits"]) and np.all(np.diff(cb) >= 0)
+            zero = w == 0
+            if zc >= 0:
+                assert cb[zc] == 0 and np.all(c[zero] == zc) and np.all(c[~zero] != zc)
+            else:
+                assert not zero.any()
+            others = np.delete(np.arange(cb.size), zc) if zc >= 0 else np.arange(cb.size)
+            dist = np.abs(w[~zero][:, None] - cb[others][None, :])
+            assert np.all(np.abs(w[~zero] - cb[c[~zero]]) == dist.min(axis=1))
+            np.testing.assert_array_equal(g["dequantized"][()], cb[c].astype(np.float32))
+        assert [int(g["params"].attrs["zero_code"]) >= 0 for g in cases] == [True, True, False]
 
 
 def test_every_quantizer_file_decodes_to_its_dequantized_values():

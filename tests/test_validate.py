@@ -12,6 +12,7 @@ from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "torch")      # before any keras import (no TensorFlow)
 
+import numpy as np
 import pytest
 
 from refcomp import MissingDependencyError, ParameterError
@@ -69,6 +70,27 @@ def test_keras_and_litert_layers(framework, module):
             assert "layer kind" not in r.note
             assert r.verdict in ("pass", "known difference"), r
         assert conv1d.verdict == "pass" and conv1d.examples >= 1
+
+
+def test_code_suites_also_run_the_shipped_weights(monkeypatch):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("torch")
+    from refcomp.validate import _shipped
+    arrays = _shipped.shipped_weights()
+    assert [a for a, _ in arrays][:2] == ["digits_mlp 1/W", "digits_mlp 5/W"]
+    assert len(arrays) == len(_shipped.SHIPPED_WEIGHTS) == 10
+    assert all(w.dtype == np.float32 and w.ndim == 2 for _, w in arrays)
+    assert arrays[2][1].shape == (32, 9)                    # cnn conv2d OIHW (32, 1, 3, 3)
+    for fw, suite in (("onnxruntime", "quantizers"), ("torch", "quantizers"),
+                      ("torch", "pruning")):
+        for r in run(fw, suite, examples=1, seed=3).results:
+            if r.verdict == "skipped":
+                continue
+            assert r.examples == 1 + 10 and "weight arrays of the shipped models" in r.note, r
+            assert r.verdict in ("pass", "known difference"), r
+    monkeypatch.setattr(_shipped, "_load", lambda: ())       # a wheel: no data/ directory
+    r = run("onnxruntime", "quantizers", examples=1, seed=3).results[0]
+    assert r.examples == 1 and "drawn examples only" in r.note
 
 
 def test_same_seed_same_table():

@@ -433,7 +433,23 @@ QUANT_CASES = {
                 ("residual_quantize(w, n_stages=2, k=4, rng=default_rng(SEED))",
                  lambda w: Q.residual_quantize(w, n_stages=2, k=4,
                                                rng=np.random.default_rng(SEED)))],
+    # Deep Compression weight sharing of a dense layer's W (a model-level call): the
+    # input's exact zeros are pruned weights and get the zero code; the third case
+    # replaces them by 1/8 (its own ``w``), so every code is a k-means centroid.
+    "share_weights": [
+        ("share_weights(Model([Layer('dense', weights={'W': w})]), 2)",
+         lambda w: _shared_W(w, 2)),
+        ("share_weights(Model([Layer('dense', weights={'W': w})]), 3, init='density')",
+         lambda w: _shared_W(w, 3, init="density")),
+        ("share_weights(Model([Layer('dense', weights={'W': w})]), 2)  # no zeros",
+         lambda w: _shared_W(w, 2), lambda w: np.where(w == 0, f32(0.125), w))],
 }
+
+
+def _shared_W(w, bits, **kw):
+    """The shared ``W`` of a one-dense-layer model (:func:`refcomp.quantize.share_weights`)."""
+    model = Model([Layer("dense", weights={"W": w})])
+    return Q.share_weights(model, bits, **kw).layers[0].weights["W"]
 
 
 def _quant_file(path, name, cases):
@@ -441,8 +457,10 @@ def _quant_file(path, name, cases):
         _root(f, f"quantizer:{name}", len(cases),
               {"criterion": "codes and dequantized identical; where near_boundary is 1 a "
                             "correct implementation may pick the neighbouring code"})
-        for i, (call, fn) in enumerate(cases):
+        for i, (call, fn, *make_w) in enumerate(cases):
             w = _quant_inputs(i)
+            if make_w:                                  # a case with its own input
+                w = make_w[0](w)
             q = fn(w)
             g = f.create_group(f"case{i:04d}")
             _attr(g, "call", call)

@@ -19,19 +19,52 @@ affine          ``t = w / scale`` (per channel); round-to-nearest modes:
 fixed_point     the same with ``scale = 2**-frac_bits``, ``zp = 0``
 uniform         ``t = (w - theta_min) / delta`` (grid "range") or
                 ``w / delta`` ("zero"): boundaries at the integers
-minifloat       the midpoint of the two adjacent format values
-codebook        the midpoint of two adjacent codebook values (k-means)
+minifloat       the midpoint of the two adjacent format values (ties to the even
+                pattern)
+posit           between magnitudes with patterns p and p+1: the value of the
+                (n+1)-bit posit pattern 2p+1 (posits round on the bit string,
+                so where exponent bits are cut off the boundary is the
+                geometric, not the arithmetic, midpoint); ties to the even
+                pattern; none between 0 and ±minpos or beyond ±maxpos
+                (posits neither underflow to 0 nor overflow)
+power_of_two    "log": sqrt(2)·2**e between 2**e and 2**(e+1), and
+                2**(e_min − 1/2) between 0 and 2**e_min (never a float: no
+                exact tie); "linear": 1.5·2**e and 2**(e_min − 1), ties to
+                the larger magnitude
+codebook        the midpoint of two adjacent codebook values (k-means, shared
+                weights: ties to the larger centroid; a shared codebook's
+                zero code is no cell: pruned weights are exact zeros)
+binary          0 (sign, XNOR-Net ``zero="plus"``): w >= 0 gives +1, so both
+                zeros tie to the positive code; XNOR-Net ``zero="keep"``: the
+                zero code is the single point 0
+ternary         ±Δ (TWN, TTQ, per tensor or per channel; ``info["delta"]``):
+                |w| <= Δ gives 0 (strict comparisons: ties toward zero)
 ==============  ==============================================================
 
 Within one rounding: ``|t - boundary| <= 4 u (|t| + |zp| + 1)`` with ``u``
 the unit roundoff of the input dtype: a division or a reciprocal and a
 product (two roundings of ``|t|``), the zero point added before rounding
 (one of ``|t + zp|``), plus one rounding of the boundary's own
-computation.  For value midpoints (minifloat, codebook): ``|w - m| <= 2 u
-|m|`` (a conversion through float32 first is one rounding of ``w``).
-Codes that differ by more than one cell are always mismatches.  Other
-decoders (posit, power of two, binary, ternary, product ...) are compared
-exactly, without a boundary analysis.
+computation.  For value boundaries (minifloat, posit, codebook, linear
+power of two): ``|w - b| <= 2 u |b|`` (a conversion through float32 first
+is one rounding of ``w``).  Log-domain power of two: ``2 u |b| (|e| + 2)``
+with ``e`` the boundary's binary exponent (the conversion plus a ``log2``
+faithful to one ulp of ``|log2 w| ~ |e|``).  Binary: only ``w == 0``, or
+for float64 input ``|w| <= 2**-150`` (which float32 rounds to zero).
+Ternary: ``|w ∓ Δ| <= k u Δ`` with k = n + 3 for TWN (Δ = 0.7 · mean
+|w| over n weights: the sum in any order, the division, the product and
+the factor's rounding, the conversion of Δ) and k = 4 for TTQ (Δ = t ·
+max|w|).  Codes that differ by more than one cell are always mismatches.
+
+At an exact tie the report names the rules consistent with the other
+implementation at every element of the input on a boundary (where the two
+agree and where they differ): :data:`TIE_RULES` for the grid decoders,
+:data:`VALUE_TIE_RULES` (half_even, half_away, half_toward_zero, half_up,
+half_down, and sign_bit / zero_kept for sign binarisation) for the others.
+Decoders without such an analysis (product, residual, NNC; a ternary or
+power-of-two result whose ``info["delta"]`` / ``params["domain"]`` is
+missing, as from ``from_codes``) are compared exactly: every differing
+code is a mismatch.
 """
 
 from fractions import Fraction
@@ -39,8 +72,9 @@ from fractions import Fraction
 import numpy as np
 
 from .._errors import ParameterError, ShapeError
+from ._cells import VALUE_TIE_RULES, ordered_cells
 
-__all__ = ["compare_quantized", "QuantizedComparison", "TIE_RULES"]
+__all__ = ["compare_quantized", "QuantizedComparison", "TIE_RULES", "VALUE_TIE_RULES"]
 
 #: Tie rules named in reports: how an exact tie ``k + 1/2`` is rounded;
 #: "half_even_after_zp" rounds ``k + 1/2 + zp`` half to even (the zero point
@@ -84,9 +118,9 @@ class QuantizedComparison:
         The rules of :data:`TIE_RULES` consistent with the other
         implementation's codes at every exact tie of the input, where the
         two agree and where they differ (affine and fixed point; empty
-        when none fits, all when the input holds no tie).  For minifloat
-        and codebook ties: ("half_even",) when every differing tie went
-        to the even pattern, else ().
+        when none fits, all when the input holds no tie).  The other
+        decoders name rules of :data:`VALUE_TIE_RULES` the same way
+        (those their decoder offers; see the module docstring).
     refcomp_rule : str or None
         refcomp's rounding (``params["rounding"]``) when it has one.
     ok : bool
@@ -160,13 +194,6 @@ def _exact_tie(wv, sv, k):
     return Fraction(float(wv)) / Fraction(float(sv)) == Fraction(2 * k + 1, 2)
 
 
-def _values(q, codes):
-    """Exact float64 values of ``codes`` under q's decoding rule (q's own class: no
-    import of refcomp.quantize, a sibling package)."""
-    return type(q)(np.asarray(codes).astype(q.codes.dtype), bits=q.bits, method=q.method,
-                     decoder=q.decoder, params=q.params, dtype=np.float64).dequantize()
-
-
 def compare_quantized(codes_other, w, quantized, *, max_report=10):
     """Compare another implementation's codes with refcomp's, boundary cases apart.
 
@@ -176,7 +203,8 @@ def compare_quantized(codes_other, w, quantized, *, max_report=10):
         The other implementation's codes for ``w``: affine codes in
         ``[qmin, qmax]`` (int8 / uint8 ...), uniform cell indices, minifloat
         bit patterns (e.g. ``x.astype(ml_dtypes.bfloat16).view(np.uint16)``),
-        codebook indices.
+        posit bit patterns, signed power-of-two codes, codebook indices
+        (binary, ternary, k-means), sign_scale codes.
     w : ndarray, float32 or float64
         The quantized input.
     quantized : refcomp.quantize.Quantized
@@ -247,49 +275,81 @@ def compare_quantized(codes_other, w, quantized, *, max_report=10):
                 seen_tie = True
                 if int(i) in pos and near[pos[int(i)]]:
                     tie[pos[int(i)]] = True
-    elif quantized.decoder in ("minifloat", "codebook"):
-        w64 = wf.astype(np.float64)
-        if quantized.decoder == "codebook":
-            book = np.asarray(quantized.params["codebook"], np.float64)
-            if co64.min(initial=0) < 0 or co64.max(initial=0) >= book.size:
-                raise ParameterError(f"codes_other hold indices outside the codebook of "
-                                     f"{book.size} values")
-            vr, vo = book[cr64], book[co64]
-            rank = np.searchsorted(np.unique(book), vr[diff]), np.searchsorted(
-                np.unique(book), vo[diff])
-            adjacent = np.abs(rank[0] - rank[1]) == 1
-        else:
-            vr, vo = _values(quantized, cr).reshape(-1), _values(quantized, co).reshape(-1)
-            sign = 1 << (quantized.bits - 1)         # sign-magnitude patterns: the order key
-
-            def key(c):
-                return np.where(c & sign, -(c & (sign - 1)), c)
-            adjacent = np.abs(key(cr64[diff]) - key(co64[diff])) == 1
-        m = (vr[diff] + vo[diff]) / 2
-        near = adjacent & np.isfinite(m) & (np.abs(w64[diff] - m) <= 2 * u * np.abs(m))
-        tie = near & (w64[diff] == m)
-        rule = "half_even" if quantized.decoder == "minifloat" else "to the lower centroid"
-        if tie.any():
-            seen_tie = True
-            even = [_keys_even(quantized, c) for c in co64[diff[tie]]]
-            rules = {"half_even"} if all(even) else set()
+    else:
+        cells = _ordered(quantized, w, co64)
+        bvals = None
+        if cells is not None:
+            near, tie, bvals, rule, tr = _value_analysis(cells, wf, co64, cr64, diff)
+            if tr is not None:
+                seen_tie, rules = True, tr
     mism = diff[~near]
     bnd = diff[near & ~tie]
     ties = diff[tie]
     tf = None if g is None else g[0].reshape(-1)
+    bmap = {} if g is not None or bvals is None else dict(zip(diff.tolist(), bvals.tolist()))
     for name, idx in (("mismatch", mism), ("boundary case", bnd), ("tie", ties)):
         for i in idx[:max_report]:
             where = tuple(int(a) for a in np.unravel_index(int(i), w.shape))
             extra = "" if tf is None else f", t = {float(tf[i])!r}"
+            if name != "mismatch" and int(i) in bmap:
+                extra = f", boundary = {bmap[int(i)]!r}"
             lines.append(f"  {name} at {where}: w = {wf[i]}{extra}, refcomp code "
                          f"{int(cr64[i])}, other code {int(co64[i])}")
         if idx.size > max_report:
             lines.append(f"  ... and {idx.size - max_report} more {name}s")
+    names = TIE_RULES if g is not None or cells is None else cells.rules
     return QuantizedComparison(int(w.size), mism, bnd, ties,
-                               tuple(r for r in TIE_RULES if r in rules) if seen_tie else
-                               TIE_RULES, rule, lines)
+                               tuple(r for r in names if r in rules) if seen_tie else
+                               names, rule, lines)
 
 
-def _keys_even(q, code):
-    """Is a minifloat / codebook code's pattern even (the half-even choice at a tie)?"""
-    return int(code) % 2 == 0
+def _ordered(q, w, co64):
+    """The value-domain cells of q (:mod:`._cells`), codebook indices checked."""
+    if q.decoder == "codebook":
+        n = np.asarray(q.params["codebook"]).size
+        if co64.min(initial=0) < 0 or co64.max(initial=0) >= n:
+            raise ParameterError(f"codes_other hold indices outside the codebook of "
+                                 f"{n} values")
+    return ordered_cells(q, w)
+
+
+def _value_analysis(cells, wf, co64, cr64, diff):
+    """(near, tie, boundaries of diff, refcomp's rule, consistent rules or None) of a
+    value-domain decoder.
+
+    A differing code is near when both codes are ordered, their ranks are adjacent
+    and ``w`` lies within ``cells.tol`` of the boundary between them; a tie when
+    ``w`` is that boundary exactly.  The rule diagnosis looks at every element on
+    a boundary of its refcomp cell, where both implementations agree or not.
+    """
+    w64 = wf.astype(np.float64)
+    rr, okr = cells.rank(cr64)
+    ro, oko = cells.rank(co64)
+    lo = np.minimum(rr[diff], ro[diff])
+    adjacent = okr[diff] & oko[diff] & (np.abs(rr[diff] - ro[diff]) == 1)
+    b = cells.boundary(lo, diff)
+    with np.errstate(invalid="ignore"):
+        near = adjacent & np.isfinite(b) & (np.abs(w64[diff] - b) <= cells.tol(b, lo, diff))
+    tie = near & (w64[diff] == b) & cells.exact_ties
+    if not cells.exact_ties:
+        return near, tie, b, cells.rule, None
+    # every element exactly on a boundary of its refcomp cell narrows the other's rule
+    allidx = np.flatnonzero(okr)
+    found = []
+    for side in (-1, 0):
+        lo_all = rr[allidx] + side
+        with np.errstate(invalid="ignore"):
+            on = w64[allidx] == cells.boundary(lo_all, allidx)
+        found.append((allidx[on], lo_all[on]))
+    idx = np.concatenate([f[0] for f in found])
+    if not idx.size:
+        return near, tie, b, cells.rule, None
+    los = np.concatenate([f[1] for f in found])
+    rules = set(cells.rules)
+    picks = cells.choices(los, idx)
+    other = ro[idx]
+    cand = oko[idx] & ((other == los) | (other == los + 1) | (other == rr[idx]))
+    for r, pick in picks.items():
+        if np.any(cand & (pick != other)):
+            rules.discard(r)
+    return near, tie, b, cells.rule, rules

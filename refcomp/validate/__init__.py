@@ -140,7 +140,9 @@ def run(framework, suite="all", *, examples=20, seed=0, progress=False):
     framework : {"torch", "onnxruntime", "keras", "litert"}
     suite : {"layers", "quantizers", "pruning", "integer", "all"}
     examples : int, keyword-only
-        Hypothesis-drawn examples per case (the shipped-model cases run once).
+        Hypothesis-drawn examples per case (the shipped-model cases run once;
+        the quantizer, cast and pruning cases also run ten weight arrays of
+        the shipped models, :mod:`refcomp.validate._shipped`).
     seed : int, keyword-only
         Seed of the draws: the same seed, hypothesis version and framework
         version give the same examples and the same table.

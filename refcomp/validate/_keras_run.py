@@ -45,6 +45,7 @@ from ..model import materialize
 from ._codes import CodeTally
 from ._common import NotBuilt, NotExpressible, layer_pads, nd_geometry, require, rnn_options
 from ._draw import case_seed, draw_examples
+from ._shipped import shipped_note, with_shipped
 from ._tfmot import TFMOT_CASES
 
 __all__ = ["keras_forward", "KERAS_CASES"]
@@ -252,7 +253,8 @@ def _abs_max(n, seed):
     name = "abs_max_quantize int8 per channel"
     tally = CodeTally()
     strat = weight_arrays(st.tuples(st.integers(1, 6), st.integers(2, 40)))
-    for w in draw_examples(strat, n, case_seed(seed, name)):
+    drawn = [(w, None) for w in draw_examples(strat, n, case_seed(seed, name))]
+    for w, _ in with_shipped(drawn):
         if not np.all(np.any(w != 0, axis=1)):
             continue                                   # an all-zero row: epsilon decides
         codes, scale = keras.quantizers.abs_max_quantize(w, axis=-1, to_numpy=True)
@@ -262,6 +264,7 @@ def _abs_max(n, seed):
         q = affine(w, 8, symmetric=True, narrow_range=True, axis=0, scale=s, zero_point=0,
                    scale_op="reciprocal")
         tally.add(codes, w, q)
+    tally.notes.append(shipped_note())
     tally.notes.append("Keras multiplies by 127/max|w|; refcomp given scale = 1/that, "
                        "scale_op='reciprocal' (its float32 reciprocal may round differently: "
                        "boundary cases)")

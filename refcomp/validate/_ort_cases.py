@@ -23,6 +23,7 @@ from ._codes import CodeTally
 from ._common import require
 from ._draw import case_seed, draw_examples
 from ._integer_cases import ORT_INTEGER_CASES
+from ._shipped import shipped_note, with_shipped
 
 __all__ = ["ORT_CASES"]
 
@@ -49,8 +50,9 @@ def _draws(n, seed, name, **kw):
 
     from ..testing.strategies import affine_params, weight_arrays
     shape = st.tuples(st.integers(1, 6), st.integers(1, 40))
-    return draw_examples(st.tuples(weight_arrays(shape, **kw), affine_params(ndim=2)), n,
-                         case_seed(seed, name))
+    return with_shipped(draw_examples(st.tuples(weight_arrays(shape, **kw),
+                                                affine_params(ndim=2)), n,
+                                      case_seed(seed, name)))
 
 
 def _quantize_linear(n, seed, *, signed, per_axis, dequant=False):
@@ -60,6 +62,7 @@ def _quantize_linear(n, seed, *, signed, per_axis, dequant=False):
     name = (f"{'DequantizeLinear' if dequant else 'QuantizeLinear'} {kind} per "
             f"{'axis' if per_axis else 'tensor'}")
     tally = CodeTally()
+    tally.notes.append(shipped_note())
     zdt = np.int8 if signed else np.uint8
     for w, p in _draws(n, seed, name):
         axis = 0 if per_axis else None
@@ -94,6 +97,7 @@ def _cast(n, seed, *, fmt):
            "float8e5m2": lambda w: to_float8_e5m2(w, saturate=True),
            "bfloat16": lambda w: to_bfloat16(w)}[fmt]
     tally = CodeTally()
+    tally.notes.append(shipped_note())
     for w, _ in _draws(n, seed, name, subnormals=True, specials=True):
         attrs = {} if fmt == "bfloat16" else {"saturate": 1}
         nodes = [onnx.helper.make_node("Cast", ["x"], ["c"], to=elem, **attrs),

@@ -29,6 +29,7 @@ from ._codes import CodeTally
 from ._common import require
 from ._draw import case_seed, draw_examples
 from ._report import CaseResult
+from ._shipped import shipped_note, with_shipped
 
 __all__ = ["TORCH_CASES"]
 
@@ -38,14 +39,16 @@ def _weights(n, seed, name, **kw):
 
     from ..testing.strategies import affine_params, weight_arrays
     shape = st.tuples(st.integers(1, 6), st.integers(1, 40))
-    return draw_examples(st.tuples(weight_arrays(shape, **kw), affine_params(ndim=2)), n,
-                         case_seed(seed, name))
+    return with_shipped(draw_examples(st.tuples(weight_arrays(shape, **kw),
+                                                affine_params(ndim=2)), n,
+                                      case_seed(seed, name)))
 
 
 def _fake_quant(n, seed, *, per_channel):
     torch = require("torch")
     name = f"fake_quantize_per_{'channel' if per_channel else 'tensor'}"
     tally = CodeTally()
+    tally.notes.append(shipped_note())
     for w, p in _weights(n, seed, name):
         axis = 0 if per_channel else None
         q0 = affine(w, p["bits"], symmetric=p["symmetric"], signed=p["signed"],
@@ -68,6 +71,7 @@ def _quantize(n, seed, *, per_channel):
     torch = require("torch")
     name = f"quantize_per_{'channel' if per_channel else 'tensor'}"
     tally = CodeTally()
+    tally.notes.append(shipped_note())
     for w, p in _weights(n, seed, name):
         axis = 0 if per_channel else None
         signed = p["signed"]
@@ -91,6 +95,7 @@ def _cast(n, seed, *, fmt):
     torch = require("torch")
     name = f"{fmt} cast"
     tally = CodeTally()
+    tally.notes.append(shipped_note())
     tdt, ref, view, udt = {
         "bfloat16": (torch.bfloat16, lambda w: to_bfloat16(w), torch.int16, np.uint16),
         "float8_e4m3fn": (torch.float8_e4m3fn, lambda w: to_float8_e4m3fn(w, saturate=True),
@@ -117,7 +122,7 @@ def _l1_unstructured(n, seed):
                                     ties="always"),
                       st.sampled_from((0.1, 0.25, 0.3, 0.5, 0.7, 0.9)))
     ex, elements, bad, ties, counts = 0, 0, 0, 0, 0
-    for w, amount in draw_examples(strat, n, case_seed(seed, name)):
+    for w, amount in with_shipped(draw_examples(strat, n, case_seed(seed, name)), (0.5, 0.9)):
         mod = torch.nn.Linear(w.shape[1], w.shape[0], bias=False)
         with torch.no_grad():
             mod.weight.copy_(torch.from_numpy(w))
@@ -153,6 +158,7 @@ def _l1_unstructured(n, seed):
         note.append(f"{counts} examples prune round(amount * n) of the float product (PyTorch) "
                     "instead of the exact binary amount times n (refcomp): masks compared at "
                     "PyTorch's count")
+    note.append(shipped_note())
     verdict = "FAIL" if bad else ("known difference" if ties or counts else "pass")
     return CaseResult("pruning", name, examples=ex, elements=elements, mismatches=bad,
                       verdict=verdict, note="; ".join(note))

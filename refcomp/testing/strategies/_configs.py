@@ -31,6 +31,20 @@ def dense_configs(draw, *, max_batch=4, max_features=16, bias=None, gemm=False):
         Also draw ONNX Gemm's ``alpha`` / ``beta`` (``attrs``): 1.0, a
         power of two, a negative value or a float32 value that is not
         exact in binary (0.1); default False (``attrs`` empty).
+
+    Examples
+    --------
+    Your own dense layer (float32 ``x @ W.T + b``) against refcomp's derived
+    bound::
+
+        @given(dense_configs(), st.data())
+        def test_my_dense(cfg, data):
+            W = data.draw(weight_arrays((cfg["out"], cfg["in"]), specials=False))
+            b = data.draw(weight_arrays((cfg["out"],), specials=False)) if cfg["bias"] else None
+            x = data.draw(weight_arrays((cfg["N"], cfg["in"]), specials=False))
+            weights = {"W": W} if b is None else {"W": W, "b": b}
+            model = refcomp.Model([refcomp.Layer("dense", weights=weights)])
+            assert_conforms(my_dense(x, W, b), model, x)
     """
     cfg = {"N": draw(st.integers(1, max_batch)), "in": draw(st.integers(1, max_features)),
            "out": draw(st.integers(1, max_features)),
@@ -53,6 +67,19 @@ def conv1d_configs(draw, *, max_batch=3, max_channels=6, max_groups=3, max_lengt
         and O), ``bias``, and ``attrs`` (stride, dilation, padding: an int,
         a (begin, end) pair, "same_upper", "same_lower" or "valid").  The
         padded input holds one dilated kernel.
+
+    Examples
+    --------
+    Your own 1-D convolution, given the layer attributes as they are::
+
+        @given(conv1d_configs(), st.data())
+        def test_my_conv1d(cfg, data):
+            W = data.draw(weight_arrays((cfg["O"], cfg["C"] // cfg["groups"], *cfg["kernel"]),
+                                        specials=False))
+            x = data.draw(weight_arrays((cfg["N"], cfg["C"], cfg["L"]), specials=False))
+            model = refcomp.Model([refcomp.Layer("conv1d", weights={"W": W},
+                                                 attrs=cfg["attrs"])])
+            assert_conforms(my_conv1d(x, W, **cfg["attrs"]), model, x)
     """
     g = draw(st.integers(1, max_groups))
     cg = draw(st.integers(1, max(1, max_channels // g)))
@@ -117,13 +144,20 @@ def conv2d_configs(draw, *, max_batch=3, max_channels=6, max_groups=3, max_size=
 
     Examples
     --------
-    ::
+    Your own NCHW convolution, given the resolved pads (``padding`` keeps
+    the spelling the layer attributes use)::
 
-        @given(conv2d_configs(), st.data())
-        def test_my_conv(cfg, data):
-            W = data.draw(weight_arrays((cfg["O"], cfg["C"] // cfg["groups"],
-                                         *cfg["kernel"])))
-            ...
+        @given(conv2d_configs(layouts=("NCHW",), bias=False), st.data())
+        def test_my_conv2d(cfg, data):
+            W = data.draw(weight_arrays((cfg["O"], cfg["C"] // cfg["groups"], *cfg["kernel"]),
+                                        specials=False))
+            x = data.draw(weight_arrays((cfg["N"], cfg["C"], cfg["H"], cfg["W"]),
+                                        specials=False))
+            model = refcomp.Model([refcomp.Layer("conv2d", weights={"W": W},
+                                                 attrs=cfg["attrs"])])
+            y = my_conv2d(x, W, stride=cfg["stride"], pads=cfg["pads"],
+                          dilation=cfg["dilation"], groups=cfg["groups"])
+            assert_conforms(y, model, x)
     """
     g = draw(st.integers(1, max_groups))
     cg = draw(st.integers(1, max(1, max_channels // g)))
@@ -163,6 +197,22 @@ def pool2d_configs(draw, *, kinds=("max_pool2d", "avg_pool2d"), max_batch=3, max
         ``count_include_pad`` (average pooling), and ``attrs``.  Pads are
         smaller than the window (no window of padding only: refcomp refuses
         it, as PyTorch does) and the padded input holds one window.
+
+    Examples
+    --------
+    Your own pooling in either layout; max pooling must also be bit-exact
+    (a maximum rounds nothing)::
+
+        @given(pool2d_configs(), st.data())
+        def test_my_pool2d(cfg, data):
+            c, h, w = cfg["C"], cfg["H"], cfg["W"]
+            shape = (cfg["N"], c, h, w) if cfg["layout"] == "NCHW" else (cfg["N"], h, w, c)
+            x = data.draw(weight_arrays(shape, specials=False, zeros=False))
+            model = refcomp.Model([refcomp.Layer(cfg["kind"], attrs=cfg["attrs"])])
+            y = my_pool2d(x, cfg["kind"], **cfg["attrs"])
+            assert_conforms(y, model, x)
+            if cfg["kind"] == "max_pool2d":
+                assert_bitexact(y, model(x).astype(np.float32))
     """
     kind = draw(st.sampled_from(tuple(kinds)))
     k = (draw(st.integers(1, max_pool)), draw(st.integers(1, max_pool)))
@@ -208,6 +258,16 @@ def pool_nd_configs(draw, *, kinds=("max_pool", "avg_pool"), max_dims=3, max_bat
         the dilated window), ``ceil_mode`` (both), ``count_include_pad``
         (average).  Every window holds a real element (a drawn padding that
         would leave a window of padding only is replaced by none).
+
+    Examples
+    --------
+    Your own ONNX-style MaxPool / AveragePool over 1 to 3 spatial axes::
+
+        @given(pool_nd_configs(), st.data())
+        def test_my_pool_nd(cfg, data):
+            x = data.draw(weight_arrays(cfg["shape"], specials=False))
+            model = refcomp.Model([refcomp.Layer(cfg["kind"], attrs=cfg["attrs"])])
+            assert_conforms(my_pool_nd(x, cfg["kind"], **cfg["attrs"]), model, x)
     """
     from ...layers._pool_nd import pool_geometry
 
@@ -288,6 +348,24 @@ def recurrent_configs(draw, *, kinds=RECURRENT_KINDS, max_batch=3, max_steps=5,
         and GRU ``update="seed000"``; ``peepholes`` (LSTM: draw a ``P``
         weight) and ``directions`` (1 or 2: draw the ``*_reverse``
         weights) are set.
+
+    Examples
+    --------
+    Your own GRU (both formulas) against refcomp's derived bound, weights
+    drawn in refcomp's layout (gates r, z, n stacked on axis 0)::
+
+        @given(recurrent_configs(kinds=("gru",)), st.data())
+        def test_my_gru(cfg, data):
+            G, H, F = cfg["gates"], cfg["H"], cfg["F"]
+            weights = {"W_ih": data.draw(weight_arrays((G * H, F), scale=0.5, specials=False)),
+                       "W_hh": data.draw(weight_arrays((G * H, H), scale=0.5, specials=False))}
+            for name in ("b_ih", "b_hh"):
+                if cfg["bias_" + name[2:]]:
+                    weights[name] = data.draw(weight_arrays((G * H,), scale=0.5,
+                                                            specials=False))
+            x = data.draw(weight_arrays((cfg["N"], cfg["T"], F), scale=1.0, specials=False))
+            model = refcomp.Model([refcomp.Layer("gru", weights=weights, attrs=cfg["attrs"])])
+            assert_conforms(my_gru(x, weights, **cfg["attrs"]), model, x)
     """
     kind = draw(st.sampled_from(tuple(kinds)))
     attrs = {"return_sequences": draw(st.booleans())}

@@ -171,7 +171,8 @@ def layers(kinds=LAYER_KINDS_DRAWN, *, corner_cases=False, onnx_options=False):
         @given(layers(kinds=("lstm",)))
         def test_my_lstm(case):
             layer, x = case
-            assert_conforms(lambda x: my_lstm(x, **layer.weights), refcomp.Model([layer]), x)
+            assert_conforms(lambda x: my_lstm(x, layer.weights, **layer.attrs),
+                            refcomp.Model([layer]), x)
     """
     for k in kinds:
         if k not in LAYER_KINDS_DRAWN:

@@ -38,6 +38,20 @@ def affine_params(draw, *, ndim=None, max_bits=8, roundings=_DETERMINISTIC,
     -------
     SearchStrategy of dict
         ``bits, symmetric, narrow_range, signed, axis, rounding, scale_op``.
+
+    Examples
+    --------
+    Your own round-half-even, divide-by-scale quantizer (ONNX
+    QuantizeLinear's rule), given refcomp's scale and zero point::
+
+        @given(weight_arrays((4, 16), specials=False),
+               affine_params(ndim=2, roundings=("half_even",), scale_ops=("divide",)))
+        def test_my_quantize_linear(w, kw):
+            q = refcomp.quantize.affine(w, **kw)
+            p = q.params
+            mine = my_quantize_linear(w, p["scale"], p["zero_point"], axis=p["axis"],
+                                      qmin=p["qmin"], qmax=p["qmax"])
+            compare_quantized(mine, w, q).assert_ok()
     """
     symmetric = draw(st.booleans())
     return {"bits": draw(st.integers(2, max_bits)), "symmetric": symmetric,
@@ -49,7 +63,17 @@ def affine_params(draw, *, ndim=None, max_bits=8, roundings=_DETERMINISTIC,
 
 
 def uniform_params(*, max_bits=8):
-    """Keyword arguments of :func:`refcomp.quantize.uniform`: ``{"bits", "grid"}``."""
+    """Keyword arguments of :func:`refcomp.quantize.uniform`: ``{"bits", "grid"}``.
+
+    Examples
+    --------
+    Your own uniform quantizer's cell indices (boundary cases apart)::
+
+        @given(weight_arrays(specials=False), uniform_params())
+        def test_my_uniform(w, kw):
+            q = refcomp.quantize.uniform(w, **kw)
+            compare_quantized(my_uniform(w, kw["bits"], grid=kw["grid"]), w, q).assert_ok()
+    """
     return st.fixed_dictionaries({"bits": st.integers(1, max_bits),
                                   "grid": st.sampled_from(("range", "zero"))})
 
@@ -68,6 +92,17 @@ def minifloat_params(draw, *, named=True):
     SearchStrategy of dict
         ``exp_bits, man_bits, special, subnormals, saturate`` (and ``name``
         for a named format, to be removed before the call).
+
+    Examples
+    --------
+    Your own float-format cast, as bit patterns (NaN, infinities,
+    subnormals and saturation included)::
+
+        @given(weight_arrays(subnormals=True, specials=True), minifloat_params())
+        def test_my_minifloat(w, kw):
+            kw.pop("name", None)
+            q = refcomp.quantize.minifloat(w, **kw)
+            compare_quantized(my_minifloat_bits(w, **kw), w, q).assert_ok()
     """
     if named and draw(st.booleans()):
         name = draw(st.sampled_from(sorted(NAMED_MINIFLOATS)))
@@ -83,7 +118,17 @@ def minifloat_params(draw, *, named=True):
 def fixed_point_params(draw, *, max_word_bits=16):
     """Keyword arguments of :func:`refcomp.quantize.fixed_point`:
     ``word_bits`` in [2, max_word_bits], ``frac_bits`` in [-4, word_bits + 4],
-    ``rounding`` (a deterministic mode)."""
+    ``rounding`` (a deterministic mode).
+
+    Examples
+    --------
+    Your own saturating fixed-point conversion::
+
+        @given(weight_arrays(specials=False), fixed_point_params())
+        def test_my_fixed_point(w, kw):
+            q = refcomp.quantize.fixed_point(w, **kw)
+            compare_quantized(my_fixed_point(w, **kw), w, q).assert_ok()
+    """
     wb = draw(st.integers(2, max_word_bits))
     return {"word_bits": wb, "frac_bits": draw(st.integers(-4, wb + 4)),
             "rounding": draw(st.sampled_from(_DETERMINISTIC))}
@@ -92,7 +137,19 @@ def fixed_point_params(draw, *, max_word_bits=16):
 def quantizer_params():
     """``(name, kwargs)`` for one of refcomp's scalar quantizers: "affine", "uniform",
     "minifloat" or "fixed_point" (``getattr(refcomp.quantize, name)(w, **kwargs)``;
-    drop a minifloat's ``name`` key first)."""
+    drop a minifloat's ``name`` key first).
+
+    Examples
+    --------
+    Your own library of quantizers, one per name, in one property::
+
+        @given(weight_arrays(specials=False), quantizer_params())
+        def test_my_quantizers(w, case):
+            name, kw = case
+            kw = {k: v for k, v in kw.items() if k != "name"}
+            q = getattr(refcomp.quantize, name)(w, **kw)
+            compare_quantized(my_quantizers[name](w, **kw), w, q).assert_ok()
+    """
     return st.one_of(st.tuples(st.just("affine"), affine_params()),
                      st.tuples(st.just("uniform"), uniform_params()),
                      st.tuples(st.just("minifloat"), minifloat_params()),
@@ -113,6 +170,21 @@ def affine_tie_cases(draw, *, max_size=64):
     -------
     SearchStrategy of (numpy.ndarray float32 (n,), dict)
         kwargs ``bits=8, scale, zero_point, signed, rounding, scale_op``.
+
+    Examples
+    --------
+    A TFLite-style port (round half away from zero) against refcomp's
+    half-to-even codes: the ties it decides the other way are reported as
+    ties, with its rule named, not as mismatches::
+
+        @given(affine_tie_cases())
+        def test_my_tflite_quantize_ties(case):
+            w, kw = case
+            q = refcomp.quantize.affine(w, **dict(kw, rounding="half_even"))
+            mine = my_tflite_quantize(w, kw["scale"], kw["zero_point"], signed=kw["signed"])
+            res = compare_quantized(mine, w, q)
+            assert res.ok, res.report()
+            assert "half_away" in res.tie_rules
     """
     signed = draw(st.booleans())
     qmin, qmax = (-128, 127) if signed else (0, 255)
