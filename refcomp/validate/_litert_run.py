@@ -28,7 +28,8 @@ N-D pooling    CONV_2D; the pooling builtins are 2-D, without dilation or
                ceil_mode)
 =============  ==================================================================
 
-Quantizers: ``QUANTIZE`` float32 -> int8 and ``DEQUANTIZE`` with per-tensor
+Quantizers (drawn arrays and the shipped models' weights, :mod:`._shipped`):
+``QUANTIZE`` float32 -> int8 and ``DEQUANTIZE`` with per-tensor
 scale and zero point, against ``affine(rounding="half_away")`` (TFLite's
 ``TfLiteRound``, FACTS.md §5.5).
 """
@@ -41,6 +42,7 @@ from ._common import NotBuilt, NotExpressible, layer_pads, require
 from ._draw import case_seed, draw_examples
 from ._integer_cases import LITERT_INTEGER_CASES
 from ._litert_rnn import batch_norm_ops, recurrent_ops
+from ._shipped import shipped_note, with_shipped
 
 __all__ = ["litert_forward", "LITERT_CASES"]
 
@@ -282,7 +284,8 @@ def _quantize(n, seed, *, dequant):
     name = "DEQUANTIZE int8" if dequant else "QUANTIZE int8"
     tally = CodeTally()
     strat = weight_arrays(st.tuples(st.integers(1, 6), st.integers(1, 40)))
-    for w in draw_examples(strat, n, case_seed(seed, name)):
+    drawn = [(w, None) for w in draw_examples(strat, n, case_seed(seed, name))]
+    for w, _ in with_shipped(drawn):
         q0 = affine(w, 8, signed=True)
         s, zp = float(q0.params["scale"][0]), int(q0.params["zero_point"][0])
         q = affine(w, 8, signed=True, scale=s, zero_point=zp, rounding="half_away")
@@ -296,6 +299,7 @@ def _quantize(n, seed, *, dequant):
             inp = g.tensor(w.shape)
             out = g.op("QUANTIZE", [inp], w.shape, _ttype=S.TensorType.INT8, _quant=(s, zp))
             tally.add(_interpret(g.finish(inp, out), w), w, q)
+    tally.notes.append(shipped_note())
     return tally.result("quantizers", name)
 
 
