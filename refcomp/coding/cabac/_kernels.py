@@ -27,7 +27,8 @@ quantization level does not belong to the quantizer its state selects),
 import numba
 import numpy as np
 
-from ._tables import CURVE, ECO_SETS, EST_BITS, RLPS, n_contexts
+from ._opt_kernels import rate_pass
+from ._tables import CURVE, ECO_SETS, RLPS, n_contexts
 
 OK, FULL, PARITY, BAD = 0, 1, 2, 3
 
@@ -181,63 +182,6 @@ def _enc_finish(out, low, rng, left, nbuf, bb, p):
 
 
 # ------------------------------------------------------- encoder optimiser
-@numba.njit(cache=True, inline="always")
-def _opt_bin(ost, osh, acc, c, b):
-    sign = 1 if b else -1
-    for i in range(N_ECO):
-        a0 = ost[c, i, 0]
-        s = ost[c, i, 1]
-        acc[c, i] += EST_BITS[512 + (s >> 3), b]
-        a1 = s - a0 * 16
-        a0 += sign * (CURVE[16 + ((sign * a0) >> 3)] >> osh[i, 0])
-        a1 += sign * (CURVE[16 + ((sign * a1) >> 7)] >> osh[i, 1])
-        ost[c, i, 0] = a0
-        ost[c, i, 1] = a1 + 16 * a0
-
-
-@numba.njit(cache=True)
-def _opt_value(ost, osh, acc, v, state, nbc, num_gtx):
-    """The encoder's rate pass over one value: context bins only (no bypass)."""
-    _opt_bin(ost, osh, acc, 3 * state + nbc, 1 if v != 0 else 0)
-    if v == 0:
-        return
-    _opt_bin(ost, osh, acc, 48 + nbc, 1 if v < 0 else 0)
-    neg = 0 if v > 0 else 1
-    rem = (v if v > 0 else -v) - 1
-    flag = 1 if rem > 0 else 0
-    _opt_bin(ost, osh, acc, 53 + neg, flag)
-    j = 1
-    while flag == 1 and j < num_gtx:
-        rem -= 1
-        flag = 1 if rem > 0 else 0
-        _opt_bin(ost, osh, acc, 53 + 2 * j + neg, flag)
-        j += 1
-    if flag == 1:
-        rem -= 1
-        c = 53 + 4 * num_gtx
-        if rem == 0:
-            _opt_bin(ost, osh, acc, c, 0)
-            return
-        _opt_bin(ost, osh, acc, c, 1)
-        base = 1
-        lg = 1
-        c += 1
-        while rem > base + (1 << lg) - 1:
-            _opt_bin(ost, osh, acc, c, 1)
-            base += 1 << lg
-            c += 1
-            lg += 1
-        _opt_bin(ost, osh, acc, c, 0)
-
-
-@numba.njit(cache=True)
-def _opt_reset(ost):
-    for c in range(ost.shape[0]):
-        for i in range(N_ECO):
-            ost[c, i, 1] = ECO_SETS[i, 2]
-            ost[c, i, 0] = ECO_SETS[i, 3]
-
-
 @numba.njit(cache=True)
 def _best_eco(acc, c):
     best = 0
@@ -329,23 +273,7 @@ def encode_layer(levels, order, reset_after, dq, row_skip_bin, ep_start, num_gtx
             state = TRANS[state, v & 1]
     acc = np.zeros((n_ctx, N_ECO), np.int64)
     if param_opt:
-        ost = np.zeros((n_ctx, N_ECO, 2), np.int64)
-        osh = np.zeros((N_ECO, 2), np.int64)
-        for i in range(N_ECO):
-            osh[i, 0] = ECO_SETS[i, 0] + 4
-            osh[i, 1] = ECO_SETS[i, 1]
-        _opt_reset(ost)
-        state = 0
-        nbc = 0
-        for i in range(n):
-            # NNCodec's rate pass codes the undivided level (its own remark)
-            q = np.int64(levels[order[i]])
-            _opt_value(ost, osh, acc, q, state, nbc, num_gtx)
-            nbc = 0 if q == 0 else (1 if q < 0 else 2)
-            if dq:
-                state = TRANS[state, vals[i] & 1]
-            if reset_after[i]:
-                _opt_reset(ost)
+        rate_pass(levels, order, reset_after, vals, TRANS, dq, num_gtx, acc)
     flag_ctx = 53 + 4 * num_gtx + 34
     sig = signalled_contexts(num_gtx, dq)
     for k in range(sig.shape[0]):
