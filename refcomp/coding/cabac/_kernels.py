@@ -13,11 +13,12 @@ the register conventions:
 - decoder registers: ``val``, ``rng``, ``need`` (bits needed), ``pos`` (bytes
   past the end of the payload read as 0; the caller rejects a stream whose
   decoding went past its end);
-- a context ``c`` is the row ``cs[c] = (s0, s, sh0, sh1)``: fast state,
-  combined state, the two adaptation shifts; ``eco[c]`` is its
-  initialisation index.  The encoder's optimiser keeps ``(s0, s)`` for each
-  of the 9 initialisations (``ost[c, i]``) and their accumulated estimated
-  bits (``acc[c, i]``).
+- a context ``c`` is the row ``cs[c] = (F, S, g, h)``: its fast and slow
+  states biased (``F = s0 + 128``, ``S = s1 + 2048``, so the combined state
+  is ``s = S + 16 F - 4096``) and the offsets of its shifts' rows in the
+  update tables ``NEXT_F`` / ``NEXT_S`` (``_tables``: the dual-rate update
+  tabulated exactly); ``eco[c]`` is its initialisation index.  The encoder's
+  choice of initialisations (``param_opt``) is in ``_opt_kernels``.
 
 Status codes returned by the kernels: ``OK`` (0), ``FULL`` (output buffer too
 small: the caller retries with a larger one), ``PARITY`` (a dependent-
@@ -28,7 +29,7 @@ import numba
 import numpy as np
 
 from ._opt_kernels import rate_pass
-from ._tables import CURVE, ECO_SETS, RLPS, n_contexts
+from ._tables import ECO_SETS, FB, NEXT_F, NEXT_S, RENORM, RLPS, SB, n_contexts
 
 OK, FULL, PARITY, BAD = 0, 1, 2, 3
 
@@ -52,15 +53,10 @@ def layout(num_gtx):
 # Registers as locals threaded through inlined helpers: low, range (rng),
 # bits_left (left), n_buffered (nbuf), buffered byte (bb), output position (p).
 @numba.njit(cache=True, inline="always")
-def _adapt(cs, c, s, b):
-    """Dual-rate update of model ``c`` (combined state ``s``) after bin ``b``."""
-    sign = 1 if b else -1
-    a0 = cs[c, 0]
-    a1 = s - a0 * 16
-    a0 += sign * (CURVE[16 + ((sign * a0) >> 3)] >> cs[c, 2])
-    a1 += sign * (CURVE[16 + ((sign * a1) >> 7)] >> cs[c, 3])
-    cs[c, 0] = a0
-    cs[c, 1] = a1 + 16 * a0
+def _adapt(cs, c, f, s, b):
+    """Dual-rate update of model ``c`` (biased states ``f``, ``s``) after bin ``b``."""
+    cs[c, 0] = NEXT_F[np.uint64(cs[c, 2] + 2 * FB * b + f)]
+    cs[c, 1] = NEXT_S[np.uint64(cs[c, 3] + 2 * SB * b + s)]
 
 
 @numba.njit(cache=True, inline="always")
@@ -91,28 +87,25 @@ def _wout(out, low, left, nbuf, bb, p):
 
 @numba.njit(cache=True, inline="always")
 def _ebin(out, low, rng, left, nbuf, bb, p, cs, c, b):
+    f = cs[c, 0]
     s = cs[c, 1]
-    q = s >> 7
+    comb = s + 16 * f - (SB + 16 * FB)
+    q = comb >> 7
     if q < 0:
         q = -q
-    rlps = RLPS[q + (rng & 0xE0)]
-    rng -= rlps
-    mps = 1 if s >= 0 else 0
-    if b == mps:
-        if rng < 256:
-            rng <<= 1
-            low = (low << 1) & _MASK32
-            left -= 1
-    else:
-        n = 0
-        while (rlps << n) < 256:
-            n += 1
-        low = ((low + rng) << n) & _MASK32
-        rng = rlps << n
-        left -= n
+    k = np.uint64(q + (rng & 0xE0))
+    rlps = RLPS[k]
+    rmps = rng - rlps
+    # branch-free: m is all ones for a least-probable symbol, else 0
+    m = -np.int64(b != (1 if comb >= 0 else 0))
+    r = rmps ^ ((rmps ^ rlps) & m)
+    n = RENORM[np.uint64(r)]
+    low = ((low + (rmps & m)) << n) & _MASK32
+    rng = r << n
+    left -= n
     if left < 12:
         low, left, nbuf, bb, p = _wout(out, low, left, nbuf, bb, p)
-    _adapt(cs, c, s, b)
+    _adapt(cs, c, f, s, b)
     return low, rng, left, nbuf, bb, p
 
 
@@ -215,12 +208,19 @@ def signalled_contexts(num_gtx, dq):
 
 
 @numba.njit(cache=True, inline="always")
+def _cs_reset(cs, eco, c):
+    """Model ``c`` back to the states of its initialisation ``eco[c]``."""
+    i = eco[c]
+    cs[c, 0] = ECO_SETS[i, 3] + FB
+    cs[c, 1] = ECO_SETS[i, 2] - 16 * ECO_SETS[i, 3] + SB
+
+
+@numba.njit(cache=True, inline="always")
 def _cs_init(cs, eco, c, idx):
     eco[c] = idx
-    cs[c, 2] = ECO_SETS[idx, 0] + 4
-    cs[c, 3] = ECO_SETS[idx, 1]
-    cs[c, 1] = ECO_SETS[idx, 2]
-    cs[c, 0] = ECO_SETS[idx, 3]
+    cs[c, 2] = 4 * FB * ECO_SETS[idx, 0]
+    cs[c, 3] = 4 * SB * (ECO_SETS[idx, 1] - 4)
+    _cs_reset(cs, eco, c)
 
 
 @numba.njit(cache=True)
@@ -330,8 +330,7 @@ def encode_layer(levels, order, reset_after, dq, row_skip_bin, ep_start, num_gtx
             state = TRANS[state, v & 1]
         if reset_after[i]:
             for c in range(n_ctx):
-                cs[c, 1] = ECO_SETS[eco[c], 2]
-                cs[c, 0] = ECO_SETS[eco[c], 3]
+                _cs_reset(cs, eco, c)
             nbc = 0
             rng = np.int64(256)
     p = _enc_finish(out, low, rng, left, nbuf, bb, p)
@@ -352,28 +351,31 @@ def _rd(data, pos):
 
 @numba.njit(cache=True, inline="always")
 def _dbin(data, val, rng, need, pos, cs, c):
+    f = cs[c, 0]
     s = cs[c, 1]
-    q = s >> 7
+    comb = s + 16 * f - (SB + 16 * FB)
+    q = comb >> 7
     if q < 0:
         q = -q
-    rlps = RLPS[q + (rng & 0xE0)]
+    k = np.uint64(q + (rng & 0xE0))
+    rlps = RLPS[k]
     rmps = rng - rlps
-    if val < (rmps << 7):
-        b = 1 if s >= 0 else 0
-        rng = rmps
-    else:
-        val -= rmps << 7
-        rng = rlps
-        b = 0 if s >= 0 else 1
-    while rng < 256:
-        rng <<= 1
-        val <<= 1
-        need += 1
+    scaled = rmps << 7
+    # branch-free: m is all ones for a least-probable symbol, else 0
+    lps = np.int64(val >= scaled)
+    m = -lps
+    b = (1 if comb >= 0 else 0) ^ lps
+    val -= scaled & m
+    r = rmps ^ ((rmps ^ rlps) & m)
+    n = RENORM[np.uint64(r)]
+    rng = r << n
+    val <<= n
+    need += n
     if need >= 0:
         val += _rd(data, pos) << need
         pos += 1
         need -= 8
-    _adapt(cs, c, s, b)
+    _adapt(cs, c, f, s, b)
     return val, rng, need, pos, b
 
 
@@ -491,8 +493,7 @@ def decode_layer(data, order, reset_after, dq, row_skip_bin, ep_start, num_gtx, 
         nbc = 0 if v == 0 else (1 if v < 0 else 2)
         if reset_after[i]:
             for c in range(n_ctx):
-                cs[c, 1] = ECO_SETS[eco[c], 2]
-                cs[c, 0] = ECO_SETS[eco[c], 3]
+                _cs_reset(cs, eco, c)
             nbc = 0
             rng = np.int64(256)
     # terminating bin

@@ -18,51 +18,18 @@ sequence.
 import numba
 import numpy as np
 
-from ._tables import CURVE, ECO_SETS, EST_BITS
+from ._tables import ECO_SETS, EST_B, FB as _FB, NEXT_F, NEXT_S, SB as _SB
 
 RESET = 2
-
-# The update of a fast state f (shift sh0) or a slow state s (shift sh1) by a
-# bin is a function of (state, bin) alone, tabulated here from CURVE once so
-# that the pass does one lookup per state instead of the arithmetic.  States
-# are held biased, F = f + 128 and S = s + 2048, so that every index is
-# non-negative: ``NEXT_F[512 * (sh0 - 4) + 256 * b + F]`` and
-# ``NEXT_S[8192 * (sh1 - 4) + 4096 * b + S]`` are the next biased states.  The
-# domains f in [-127, 127] and s in [-2047, 2047] are closed under the update
-# for the shifts of ECO_SETS (asserted below): every state reachable from an
-# initialisation stays inside, and the tables hold the formula's own values.
-# The biases are multiples of 8 with 16 * 128 + 2048 = 4096 = 8 * 512, so the
-# rate index 512 + ((s + 16 f) >> 3) is exactly (S + 16 F) >> 3.
-_FB, _SB = 128, 2048
-
-
-def _next_table(bias, k, shifts):
-    curve = CURVE.tolist()
-    tab = np.zeros((len(shifts), 2, 2 * bias), dtype=np.int16)
-    for r, sh in enumerate(shifts):
-        for b in (0, 1):
-            sg = 1 if b else -1
-            for x in range(1 - bias, bias):
-                y = x + sg * (curve[16 + ((sg * x) >> k)] >> sh)
-                assert -bias < y < bias, "state domain not closed"
-                tab[r, b, x + bias] = y + bias
-    return tab.ravel()
-
-
-NEXT_F = _next_table(_FB, 3, range(4, 8))
-NEXT_S = _next_table(_SB, 7, range(4, 7))
-#: EST_BITS by bin first: ``EST_B[1024 * b + 512 + (s >> 3)]``.
-EST_B = EST_BITS.T.ravel().copy()
-for _t in (NEXT_F, NEXT_S, EST_B):
-    _t.setflags(write=False)
 
 # The 9 candidate initialisations as compile-time constants: initial biased
 # fast and slow states (slow = combined - 16 * fast) and the offsets of their
 # rows in NEXT_F / NEXT_S.
 for _i in range(9):
     _sh0, _sh1, _s01, _f = (int(v) for v in ECO_SETS[_i])
-    assert 0 <= _sh0 <= 3 and 4 <= _sh1 <= 6
-    assert -_FB < _f < _FB and -_SB < _s01 - 16 * _f < _SB
+    if not (0 <= _sh0 <= 3 and 4 <= _sh1 <= 6 and -_FB < _f < _FB
+            and -_SB < _s01 - 16 * _f < _SB):
+        raise AssertionError("initialisation %d outside the tabulated domain" % _i)
 _F = tuple(int(ECO_SETS[i, 3]) + _FB for i in range(9))
 _S = tuple(int(ECO_SETS[i, 2]) - 16 * int(ECO_SETS[i, 3]) + _SB for i in range(9))
 _OF = tuple(4 * _FB * int(ECO_SETS[i, 0]) for i in range(9))
