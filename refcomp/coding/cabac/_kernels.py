@@ -29,7 +29,7 @@ import numba
 import numpy as np
 
 from ._opt_kernels import rate_pass
-from ._tables import ECO_SETS, FB, NEXT_F, NEXT_S, RENORM, RLPS, SB, n_contexts
+from ._tables import ECO_SETS, FB, NEXT_F, NEXT_S, RLPS_N, SB, n_contexts
 
 OK, FULL, PARITY, BAD = 0, 1, 2, 3
 
@@ -94,12 +94,13 @@ def _ebin(out, low, rng, left, nbuf, bb, p, cs, c, b):
     if q < 0:
         q = -q
     k = np.uint64(q + (rng & 0xE0))
-    rlps = RLPS[k]
+    e = RLPS_N[k]
+    rlps = e & 0xFF
     rmps = rng - rlps
     # branch-free: m is all ones for a least-probable symbol, else 0
     m = -np.int64(b != (1 if comb >= 0 else 0))
     r = rmps ^ ((rmps ^ rlps) & m)
-    n = RENORM[np.uint64(r)]
+    n = (np.int64(rmps < 256) & ~m) | ((e >> 8) & m)
     low = ((low + (rmps & m)) << n) & _MASK32
     rng = r << n
     left -= n
@@ -358,7 +359,8 @@ def _dbin(data, val, rng, need, pos, cs, c):
     if q < 0:
         q = -q
     k = np.uint64(q + (rng & 0xE0))
-    rlps = RLPS[k]
+    e = RLPS_N[k]
+    rlps = e & 0xFF
     rmps = rng - rlps
     scaled = rmps << 7
     # branch-free: m is all ones for a least-probable symbol, else 0
@@ -367,14 +369,15 @@ def _dbin(data, val, rng, need, pos, cs, c):
     b = (1 if comb >= 0 else 0) ^ lps
     val -= scaled & m
     r = rmps ^ ((rmps ^ rlps) & m)
-    n = RENORM[np.uint64(r)]
+    n = (np.int64(rmps < 256) & ~m) | ((e >> 8) & m)
     rng = r << n
     val <<= n
     need += n
-    if need >= 0:
-        val += _rd(data, pos) << need
-        pos += 1
-        need -= 8
+    # a byte is due when need >= 0 (then need < 8): read it branch-free
+    t = np.int64(need >= 0)
+    val += (_rd(data, pos) << (need & 7)) & -t
+    pos += t
+    need -= t << 3
     _adapt(cs, c, f, s, b)
     return val, rng, need, pos, b
 

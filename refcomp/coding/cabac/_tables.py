@@ -20,14 +20,14 @@ nncodec 2.1.3 sdist, ``extensions/deepCABAC/source/Lib/CommonLib``):
 
 Derived from these (at import, with the checks that make them exact):
 ``NEXT_F`` / ``NEXT_S`` (the probability update tabulated per shift and bin),
-``EST_B`` (``EST_BITS`` by bin first) and ``RENORM`` (renormalisation
-shifts).
+``EST_B`` (``EST_BITS`` by bin first) and ``RLPS_N`` (RLPS with the
+renormalisation shift after a least-probable symbol).
 """
 import numba
 import numpy as np
 
 __all__ = ["RLPS", "CURVE", "ECO_SETS", "EST_BITS", "n_contexts", "NEXT_F", "NEXT_S", "EST_B",
-           "RENORM", "FB", "SB"]
+           "RLPS_N", "FB", "SB"]
 
 
 @numba.njit(cache=True, inline="always")
@@ -264,8 +264,8 @@ EST_B = EST_BITS.T.ravel().copy()
 for _t in (NEXT_F, NEXT_S, EST_B):
     _t.setflags(write=False)
 
-#: Renormalisation shift of a sub-range r (0 < r < 512): the smallest n with
-#: ``r << n >= 256`` (RENORM[0] = 0 is never used: sub-ranges are >= 2).
-RENORM = np.array([0] + [max(0, 9 - r.bit_length()) for r in range(1, 512)], dtype=np.int64)
-RENORM.setflags(write=False)
+#: RLPS with its renormalisation shift: ``RLPS_N[i] = RLPS[i] + 256 * n``, n
+#: the smallest shift with ``RLPS[i] << n >= 256`` (RLPS in 2..228, n <= 7).
+RLPS_N = np.array([r + 256 * (9 - r.bit_length()) for r in RLPS.tolist()], dtype=np.int64)
+RLPS_N.setflags(write=False)
 
