@@ -44,14 +44,18 @@ reset to 0 at the start of a tensor and of each block row.
 Dependent quantization: levels alternate between quantizer Q0 (even
 multiples of the step) and Q1 (odd multiples, and 0); an 8-state machine
 (``TRANS``, next state from the parity of the coded value) selects the
-quantizer; the coded value is ``(level + sgn * (state & 1)) >> 1``.
+quantizer Q(state & 1); the coded value is ``(level + sgn * (state & 1)) >> 1``.
+``dq_states=4`` selects VVC's 4-state machine instead (``TRANS4``, relabelled
+so that the quantizer is also Q(state & 1); 12 significance contexts), a
+refcomp variant outside NNCodec (docs/nnc.md).
 
 Modules: :mod:`.layer` (one tensor: :func:`encode_levels`,
 :func:`decode_levels`), ``_kernels`` (Numba) and ``_twins`` (plain Python).
 Scope and what is not written: docs/nnc.md.
 """
-from ._kernels import TRANS
-from .layer import MAX_ABS_LEVEL, MAX_LEVELS, decode_levels, encode_levels, scan_positions
+from ._kernels import TRANS, TRANS4
+from .layer import (DQ_STATES, MAX_ABS_LEVEL, MAX_LEVELS, check_dq_states, decode_levels,
+                    encode_levels, scan_positions)
 
-__all__ = ["encode_levels", "decode_levels", "scan_positions", "TRANS", "MAX_ABS_LEVEL",
-           "MAX_LEVELS"]
+__all__ = ["encode_levels", "decode_levels", "scan_positions", "TRANS", "TRANS4", "DQ_STATES",
+           "check_dq_states", "MAX_ABS_LEVEL", "MAX_LEVELS"]

@@ -33,9 +33,17 @@ from ._tables import ECO_SETS, FB, NEXT_F, NEXT_S, RLPS_N, SB, n_contexts
 
 OK, FULL, PARITY, BAD = 0, 1, 2, 3
 
-#: 8-state dependent-quantization transition table: next = TRANS[state, k & 1].
+#: 8-state dependent-quantization transition table (NNC, NNCodec's
+#: ``Trellis8States``): next = TRANS[state, k & 1]; quantizer Q(state & 1).
 TRANS = np.array([[0, 2], [7, 5], [1, 3], [6, 4], [2, 0], [5, 7], [3, 1], [4, 6]], dtype=np.int64)
+#: 4-state variant (VVC's table, H.266 ``QStateTransTable = {{0,2},{2,0},{1,3},{3,1}}``
+#: with quantizer Q(state >> 1)), relabelled (refcomp state = VVC 0, 2, 1, 3) so
+#: that, as with 8 states, the quantizer is Q(state & 1): next = TRANS4[state, k & 1].
+TRANS4 = np.array([[0, 1], [2, 3], [1, 0], [3, 2]], dtype=np.int64)
 TRANS.setflags(write=False)
+TRANS4.setflags(write=False)
+#: The state machines by their number of states.
+DQ_TRANS = {8: TRANS, 4: TRANS4}
 
 _MASK32 = 0xFFFFFFFF
 N_ECO = 9
@@ -188,9 +196,10 @@ def _best_eco(acc, c):
 
 
 @numba.njit(cache=True)
-def signalled_contexts(num_gtx, dq):
-    """Contexts whose initialisation is signalled, in stream order."""
-    n_sig = 24 if dq else 3
+def signalled_contexts(num_gtx, dq, n_states):
+    """Contexts whose initialisation is signalled, in stream order (3
+    significance contexts per dependent-quantization state)."""
+    n_sig = 3 * n_states if dq else 3
     res = np.empty(n_sig + 3 + 2 * num_gtx + 31, dtype=np.int64)
     k = 0
     for c in range(n_sig):
@@ -235,12 +244,13 @@ def _fresh_store(n_ctx):
 
 
 @numba.njit(cache=True)
-def encode_layer(levels, order, reset_after, dq, row_skip_bin, ep_start, num_gtx,
+def encode_layer(levels, order, reset_after, dq, trans, row_skip_bin, ep_start, num_gtx,
                  param_opt, out):
     """Code one layer's levels (int32, C order) into ``out``.
 
     ``order``: scan order (positions into ``levels``); ``reset_after[i]``: the
-    context reset (block-row boundary) after scan index ``i``;
+    context reset (block-row boundary) after scan index ``i``; ``trans``: the
+    dependent-quantization state machine (:data:`TRANS` or :data:`TRANS4`);
     ``row_skip_bin``: write the general-profile row-skip flag (0) first;
     ``ep_start``: set the range to 256 before the layer (block scans).
     Returns ``(status, nbytes, index)`` (``index``: the offending scan index
@@ -271,12 +281,12 @@ def encode_layer(levels, order, reset_after, dq, row_skip_bin, ep_start, num_gtx
                 return PARITY, 0, i
         vals[i] = v
         if dq:
-            state = TRANS[state, v & 1]
+            state = trans[state, v & 1]
     acc = np.zeros((n_ctx, N_ECO), np.int64)
     if param_opt:
-        rate_pass(levels, order, reset_after, vals, TRANS, dq, num_gtx, acc)
+        rate_pass(levels, order, reset_after, vals, trans, dq, num_gtx, acc)
     flag_ctx = 53 + 4 * num_gtx + 34
-    sig = signalled_contexts(num_gtx, dq)
+    sig = signalled_contexts(num_gtx, dq, trans.shape[0])
     for k in range(sig.shape[0]):
         c = sig[k]
         best = _best_eco(acc, c) if param_opt else 0
@@ -328,7 +338,7 @@ def encode_layer(levels, order, reset_after, dq, row_skip_bin, ep_start, num_gtx
             return FULL, 0, i
         nbc = 0 if v == 0 else (1 if v < 0 else 2)
         if dq:
-            state = TRANS[state, v & 1]
+            state = trans[state, v & 1]
         if reset_after[i]:
             for c in range(n_ctx):
                 _cs_reset(cs, eco, c)
@@ -427,7 +437,7 @@ def _dep(data, val, rng, need, pos, nb):
 
 
 @numba.njit(cache=True)
-def decode_layer(data, order, reset_after, dq, row_skip_bin, ep_start, num_gtx, out):
+def decode_layer(data, order, reset_after, dq, trans, row_skip_bin, ep_start, num_gtx, out):
     """Decode a payload written by :func:`encode_layer` into ``out`` (int32,
     flat).  Returns ``(status, bytes_read)``; ``bytes_read`` may exceed
     ``len(data)`` (bytes past the end read as zero): the caller rejects it."""
@@ -444,7 +454,7 @@ def decode_layer(data, order, reset_after, dq, row_skip_bin, ep_start, num_gtx, 
             return BAD, pos       # row skipping: not written by refcomp
     flag_ctx = 53 + 4 * num_gtx + 34
     rem_ctx = 53 + 4 * num_gtx
-    sig = signalled_contexts(num_gtx, dq)
+    sig = signalled_contexts(num_gtx, dq, trans.shape[0])
     for k in range(sig.shape[0]):
         best = 0
         val, rng, need, pos, b = _dbin(data, val, rng, need, pos, cs, flag_ctx)
@@ -491,7 +501,7 @@ def decode_layer(data, order, reset_after, dq, row_skip_bin, ep_start, num_gtx, 
         if dq:
             if v != 0:
                 q = (v << 1) + ((state & 1) if v < 0 else -(state & 1))
-            state = TRANS[state, v & 1]
+            state = trans[state, v & 1]
         out[order[i]] = q
         nbc = 0 if v == 0 else (1 if v < 0 else 2)
         if reset_after[i]:
