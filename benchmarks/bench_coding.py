@@ -23,12 +23,11 @@ Run: python benchmarks/bench_coding.py
 import math
 import os
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _timing import timeit  # noqa: E402
+from _timing import timeit, timings  # noqa: E402
 
 import refcomp.coding as rc  # noqa: E402
 from refcomp.quantize.kmeans import kmeans  # noqa: E402
@@ -142,17 +141,6 @@ def _loadavg():
         return "n/a"
 
 
-def _runs(fn, repeat):
-    """Wall times (s) of ``repeat`` calls after one warm-up call."""
-    fn()
-    ts = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return ts
-
-
 def _nncodec_round(py, lv, repeat, d):
     """One NNCodec process: its in-process times, its payload and its decoded levels."""
     import json
@@ -199,8 +187,8 @@ def cabac_main(rounds=3, repeat=5):
     nnc_payload = nnc_dec = None
     with tempfile.TemporaryDirectory() as d:
         for _ in range(rounds if have_nnc else 1):
-            re_ += _runs(lambda: encode_levels(lv, dq=True), repeat)
-            rd_ += _runs(lambda: decode_levels(data, lv.shape, dq=True), repeat)
+            re_ += timings(lambda: encode_levels(lv, dq=True), repeat)
+            rd_ += timings(lambda: decode_levels(data, lv.shape, dq=True), repeat)
             if have_nnc:
                 e, dd, nnc_payload, nnc_dec = _nncodec_round(py, lv, repeat, d)
                 ne_ += e
