@@ -30,7 +30,8 @@ whose suffix is bypass coded.
 
 Context selection (147 models for N = 11, NNCodec's store)
 -----------------------------------------------------------
-- sig: ``3 * state + c(nb)`` (24 models with dependent quantization, else 3),
+- sig: ``3 * state + c(nb)`` (24 models with dependent quantization, 12 with
+  ``dq_states=4``, else 3),
   ``c(nb)`` = 0, 1, 2 when the previous value in scan order is 0, < 0, > 0;
 - sign: ``48 + c(nb)``;
 - gt_j: ``53 + 2 j + (v < 0)``;
