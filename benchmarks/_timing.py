@@ -5,16 +5,21 @@ import time
 import numpy as np
 
 
-def timeit(fn, repeat):
-    """Median wall time of ``repeat`` calls of ``fn`` after one warm-up call
-    (JIT compilation, caches, first-touch page faults)."""
+def timings(fn, repeat):
+    """Wall times (s, a list) of ``repeat`` calls of ``fn`` after one warm-up
+    call (JIT compilation, caches, first-touch page faults)."""
     fn()
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    return times
+
+
+def timeit(fn, repeat):
+    """Median of :func:`timings`."""
+    return float(np.median(timings(fn, repeat)))
 
 
 def timeit_for(fn, min_time, min_repeat=3):

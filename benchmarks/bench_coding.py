@@ -10,8 +10,13 @@ A second table (issue 25): DeepCABAC encode + decode of 1.18M NNC levels
 (1180, 1000) tensor, NNCodec's default coder options), refcomp's Numba coder
 against NNCodec 2.1.3's C++ deepCABAC run in its own venv through
 tests/_nnc_bridge.py ($REFCOMP_NNC_PYTHON or /work/nnc-venv/bin/python;
-skipped with a message when absent).  Both timed in the same run; NNCodec's
-time is measured inside its process (no subprocess or file overhead).
+skipped with a message when absent).  Both timed in the same run, in
+alternating rounds (3 x 5 timed runs each after a warm-up) so that load
+changes hit both; best and median of all runs are reported for both sides.
+NNCodec's time is measured inside its process (no subprocess or file
+overhead).  The payload NNCodec wrote is compared byte for byte with
+refcomp's, and the levels NNCodec decoded (and refcomp's decoding of
+NNCodec's payload) with the input levels.
 
 Run: python benchmarks/bench_coding.py
 """
@@ -22,7 +27,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _timing import timeit  # noqa: E402
+from _timing import timeit, timings  # noqa: E402
 
 import refcomp.coding as rc  # noqa: E402
 from refcomp.quantize.kmeans import kmeans  # noqa: E402
@@ -128,9 +133,38 @@ def main():
     assert pb == opt
 
 
-def cabac_main():
+def _loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "n/a"
+
+
+def _nncodec_round(py, lv, repeat, d):
+    """One NNCodec process: its in-process times, its payload and its decoded levels."""
     import json
     import subprocess
+    paths = {k: os.path.join(d, k) for k in ("lv.npy", "r.json", "nnc.bin", "nnc_dec.npy")}
+    np.save(paths["lv.npy"], lv)
+    req = dict(op="time", levels=paths["lv.npy"], repeat=repeat, dq_flag=1, scan_order=0,
+               general_profile_idc=1, num_gtx=11, param_opt=1, out=paths["nnc.bin"],
+               decoded=paths["nnc_dec.npy"])
+    with open(paths["r.json"], "w") as f:
+        json.dump(req, f)
+    bridge = os.path.join(os.path.dirname(__file__), "..", "tests", "_nnc_bridge.py")
+    r = subprocess.run([py, bridge, paths["r.json"]], capture_output=True, text=True, check=True)
+    rep = json.loads(r.stdout.strip().splitlines()[-1])
+    with open(paths["nnc.bin"], "rb") as f:
+        payload = f.read()
+    return rep["encode_all_s"], rep["decode_all_s"], payload, np.load(paths["nnc_dec.npy"])
+
+
+def cabac_main(rounds=3, repeat=5):
+    """refcomp's and NNCodec's DeepCABAC in alternating rounds (``rounds`` x
+    ``repeat`` timed runs each, one warm-up per round), so that a change of
+    the host's load hits both; best and median of all runs for both."""
+    import hashlib
     import tempfile
     from refcomp.coding.cabac import decode_levels, encode_levels
     from refcomp.quantize.nnc import nnc_levels
@@ -138,36 +172,55 @@ def cabac_main():
     lv = nnc_levels(w, qp=-8, dq=True)
     data = encode_levels(lv, dq=True)
     assert np.array_equal(decode_levels(data, lv.shape, dq=True), lv)
-    te = timeit(lambda: encode_levels(lv, dq=True), 5)
-    td = timeit(lambda: decode_levels(data, lv.shape, dq=True), 5)
     floor = np.empty_like(lv)
     t_copy = timeit(lambda: np.copyto(floor, lv), 20)
     print()
     print("DeepCABAC, N = %d levels (dq, qp -8, max |level| %d), %d payload bytes (%.4f bits/level)"
           % (lv.size, int(np.abs(lv).max()), len(data), 8 * len(data) / lv.size))
     print("memory floor (np.copyto of the levels): %.3f ms" % (1e3 * t_copy))
-    print("%-40s %10s %10s %10s %8s" % ("coder", "enc ms", "dec ms", "total ms", "x refcomp"))
-    print("%-40s %10.2f %10.2f %10.2f %8.2f" % ("refcomp cabac (Numba)", 1e3 * te, 1e3 * td,
-                                                1e3 * (te + td), 1.0))
     py = os.environ.get("REFCOMP_NNC_PYTHON", "/work/nnc-venv/bin/python")
-    if not os.path.exists(py):
+    have_nnc = os.path.exists(py)
+    if not have_nnc:
         print("NNCodec reference venv not found (%s): build it with tools/make_nnc_venv.sh" % py)
-        return
-    bridge = os.path.join(os.path.dirname(__file__), "..", "tests", "_nnc_bridge.py")
+    load0 = _loadavg()
+    re_, rd_, ne_, nd_ = [], [], [], []
+    nnc_payload = nnc_dec = None
     with tempfile.TemporaryDirectory() as d:
-        np.save(os.path.join(d, "lv.npy"), lv)
-        req = dict(op="time", levels=os.path.join(d, "lv.npy"), repeat=5, dq_flag=1,
-                   scan_order=0, general_profile_idc=1, num_gtx=11, param_opt=1)
-        with open(os.path.join(d, "r.json"), "w") as f:
-            json.dump(req, f)
-        r = subprocess.run([py, bridge, os.path.join(d, "r.json")], capture_output=True,
-                           text=True, check=True)
-    rep = json.loads(r.stdout.strip().splitlines()[-1])
-    ne, nd = rep["encode_s"], rep["decode_s"]
-    print("%-40s %10.2f %10.2f %10.2f %8.2f" % ("NNCodec 2.1.3 deepCABAC (C++)", 1e3 * ne,
-                                                1e3 * nd, 1e3 * (ne + nd), (ne + nd) / (te + td)))
-    print("NNCodec payload %d bytes (identical bytes: %s); speed ratio NNCodec/refcomp: encode "
-          "%.2f, decode %.2f" % (rep["nbytes"], rep["nbytes"] == len(data), ne / te, nd / td))
+        for _ in range(rounds if have_nnc else 1):
+            re_ += timings(lambda: encode_levels(lv, dq=True), repeat)
+            rd_ += timings(lambda: decode_levels(data, lv.shape, dq=True), repeat)
+            if have_nnc:
+                e, dd, nnc_payload, nnc_dec = _nncodec_round(py, lv, repeat, d)
+                ne_ += e
+                nd_ += dd
+    print("load average (1, 5, 15 min) before: %s, after: %s; %d rounds of %d timed runs each"
+          % (load0, _loadavg(), rounds if have_nnc else 1, repeat))
+    print("%-34s %9s %9s %9s %9s %9s %9s" % ("coder (ms)", "enc best", "enc med", "dec best",
+                                            "dec med", "tot best", "tot med"))
+
+    def row(name, e, dd):
+        st = (min(e), float(np.median(e)), min(dd), float(np.median(dd)))
+        print("%-34s %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f" % (
+            (name,) + tuple(1e3 * x for x in st) + (1e3 * (st[0] + st[2]), 1e3 * (st[1] + st[3]))))
+        return st
+    r = row("refcomp cabac (Numba)", re_, rd_)
+    if not have_nnc:
+        return
+    n = row("NNCodec 2.1.3 deepCABAC (C++)", ne_, nd_)
+    print("speed ratio NNCodec / refcomp (> 1: refcomp faster): encode best %.2f median %.2f, "
+          "decode best %.2f median %.2f, total best %.2f median %.2f"
+          % (n[0] / r[0], n[1] / r[1], n[2] / r[2], n[3] / r[3], (n[0] + n[2]) / (r[0] + r[2]),
+             (n[1] + n[3]) / (r[1] + r[3])))
+    same_bytes = nnc_payload == data
+    print("payload bytes: refcomp %d, NNCodec %d; identical bytes: %s (sha256 refcomp %s, "
+          "NNCodec %s)" % (len(data), len(nnc_payload), same_bytes,
+                           hashlib.sha256(data).hexdigest()[:16],
+                           hashlib.sha256(nnc_payload).hexdigest()[:16]))
+    print("decoded levels: NNCodec's decoder on its payload == input: %s; refcomp's decoder on "
+          "NNCodec's payload == input: %s"
+          % (bool(np.array_equal(nnc_dec, lv)),
+             bool(np.array_equal(decode_levels(nnc_payload, lv.shape, dq=True), lv))))
+    assert same_bytes and np.array_equal(nnc_dec, lv)
 
 
 if __name__ == "__main__":

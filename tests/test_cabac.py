@@ -232,7 +232,7 @@ def test_trellis_twin(seed):
     w = (rng.standard_normal(500) * [0.01, 1, 100][seed]).astype(np.float64)
     g = 1.0 / float(nnc_step_size(-30 + 20 * seed))
     out = np.empty(w.size, dtype=np.int32)
-    QK.tcq_kernel(w, g, 1.0, out)
+    QK.tcq_kernel(w, g, 1.0, QK.BRANCHES, out)
     twin = QK.tcq_twin(w, g, 1.0)
     assert out.dtype == twin.dtype and out.shape == twin.shape
     assert np.array_equal(out.view(np.uint32), twin.view(np.uint32))
@@ -243,9 +243,12 @@ def test_rate_distortion_twin(dq):
     rng = np.random.default_rng(11)
     w = (rng.standard_normal(400) * 0.1).astype(np.float64)
     out = np.empty(w.size, dtype=np.int32)
-    kern, twin = (QK.tcq_rd_kernel, QK.tcq_rd_twin) if dq else (QK.urq_rd_kernel, QK.urq_rd_twin)
-    kern(w, 40.0, 5000.0, 10, out)
-    tw = twin(w, 40.0, 5000.0, 10)
+    if dq:
+        QK.tcq_rd_kernel(w, 40.0, 5000.0, 10, QK.BRANCHES, out)
+        tw = QK.tcq_rd_twin(w, 40.0, 5000.0, 10)
+    else:
+        QK.urq_rd_kernel(w, 40.0, 5000.0, 10, out)
+        tw = QK.urq_rd_twin(w, 40.0, 5000.0, 10)
     assert np.array_equal(out.view(np.uint32), tw.view(np.uint32))
 
 

@@ -53,9 +53,9 @@ def _cmd_compress(args):
     if args.codec == "nnc":
         return _cmd_compress_nnc(args)
     if args.qp is not None or args.nonweight_qp is not None or args.no_dq \
-            or args.lambda_scale != 0.0:
-        raise CLIError("--qp, --nonweight-qp, --lambda-scale and --no-dq set the NNC coder: "
-                       "add --codec nnc")
+            or args.lambda_scale != 0.0 or args.dq_states is not None:
+        raise CLIError("--qp, --nonweight-qp, --lambda-scale, --no-dq and --dq-states set the "
+                       "NNC coder: add --codec nnc")
     if args.prune is None and not args.no_prune:
         raise CLIError("choose how much to prune: --prune S (fraction of each layer's weights "
                        "removed; no single value keeps accuracy on every model without "
@@ -113,6 +113,7 @@ def _cmd_compress_nnc(args):
         model, qp=DEFAULT_QP if args.qp is None else args.qp,
         nonweight_qp=DEFAULT_NONWEIGHT_QP if args.nonweight_qp is None else args.nonweight_qp,
         dq=not args.no_dq, lambda_scale=args.lambda_scale,
+        dq_states=8 if args.dq_states is None else args.dq_states,
         progress=None if not args.quiet else False)
     return _save_and_report(args, model, out, report)
 
@@ -196,6 +197,9 @@ def register(subparsers):
                         "(NNCodec's lambda_scale; default 0: distortion only)")
     p.add_argument("--no-dq", action="store_true",
                    help="--codec nnc: uniform quantizer instead of dependent quantization")
+    p.add_argument("--dq-states", type=int, default=None, metavar="N",
+                   help="--codec nnc: dependent-quantization state machine, 8 (NNC's, as "
+                        "NNCodec; default) or 4 (VVC's; a refcomp variant NNCodec cannot read)")
     p.add_argument("--eval", nargs="?", const="test", default=None, metavar="SPLIT",
                    help="print accuracy before/after on a split (default test)")
     p.add_argument("--quiet", action="store_true", help="no progress")

@@ -1,4 +1,4 @@
-"""Dependent-quantization trellis of NNC (8 states), Numba kernel and plain-Python twin.
+"""Dependent-quantization trellis of NNC (8 states; 4-state variant), Numba kernel and twin.
 
 Arithmetic (IEEE double throughout, no fused operations): for a weight ``w``
 (float32 promoted exactly), ``s = -1 if w < 0 else 1``, ``o = (g * w) * s``
@@ -8,30 +8,36 @@ with ``g = 1 / step`` (double), candidates ``t = m .. m + 3`` with
 in slot ``t & 3``, zero in slot 4; its coded value is ``s * ((t + 1) >> 1)``.
 Path costs are summed left to right in scan order; each state keeps the
 first branch of strictly smallest cost in NNCodec's branch order
-(:data:`BRANCHES`); the end state is the first of smallest cost.
+(:data:`BRANCHES`); the end state is the first of smallest cost.  The
+4-state machine (:data:`refcomp.coding.cabac.TRANS4`) runs the same trellis
+over its own branches (:data:`BRANCHES4`, built by the same rule).
 """
 import numba
 import numpy as np
 
-from ..coding.cabac import TRANS
+from ..coding.cabac import TRANS, TRANS4
 
 _DBL_MAX = np.finfo(np.float64).max
 
 
-def _branches():
+def _branches(trans):
     """Per next state, its 3 incoming (previous state, slot) in NNCodec's order."""
-    tr = TRANS.tolist()
-    conn = [[] for _ in range(8)]
-    for prev in range(8):
+    tr = trans.tolist()
+    conn = [[] for _ in range(len(tr))]
+    for prev in range(len(tr)):
         q = prev & 1
         conn[tr[prev][0]] += [(prev, 3 * q), (prev, 4)]
         conn[tr[prev][1]].append((prev, 2 - q))
     return np.array(conn, dtype=np.int64)
 
 
-#: BRANCHES[next_state] = [(prev_state, slot)] x 3.
-BRANCHES = _branches()
+#: BRANCHES[next_state] = [(prev_state, slot)] x 3 (8 states; BRANCHES4: 4 states).
+BRANCHES = _branches(TRANS)
+BRANCHES4 = _branches(TRANS4)
 BRANCHES.setflags(write=False)
+BRANCHES4.setflags(write=False)
+#: The branch tables by number of states.
+DQ_BRANCHES = {8: BRANCHES, 4: BRANCHES4}
 
 
 @numba.njit(cache=True, inline="always")
@@ -53,7 +59,7 @@ def _slots(x, g, c, dist, lvl):
 def _backtrack(cost, dec_lvl, dec_prev, out):
     """Levels of the cheapest end state's path (first minimum)."""
     st = 0
-    for ns in range(1, 8):
+    for ns in range(1, cost.shape[0]):
         if cost[ns] < cost[st]:
             st = ns
     for i in range(dec_lvl.shape[0] - 1, -1, -1):
@@ -65,26 +71,27 @@ def _backtrack(cost, dec_lvl, dec_prev, out):
 
 
 @numba.njit(cache=True)
-def tcq_kernel(w, g, c, out):
+def tcq_kernel(w, g, c, branches, out):
     """Trellis over ``w`` (float64, scan order); writes levels (int32,
     reconstruction indices: value = level * step) into ``out``."""
     n = w.shape[0]
-    prev_cost = np.full(8, 0.5 * _DBL_MAX)
+    ns_n = branches.shape[0]
+    prev_cost = np.full(ns_n, 0.5 * _DBL_MAX)
     prev_cost[0] = 0.0
-    cost = np.empty(8)
-    dec_lvl = np.empty((n, 8), np.int64)
-    dec_prev = np.empty((n, 8), np.int64)
+    cost = np.empty(ns_n)
+    dec_lvl = np.empty((n, ns_n), np.int64)
+    dec_prev = np.empty((n, ns_n), np.int64)
     dist = np.empty(5)
     lvl = np.empty(5, np.int64)
     for i in range(n):
         _slots(w[i], g, c, dist, lvl)
-        for ns in range(8):
+        for ns in range(ns_n):
             best = _DBL_MAX
             bl = 0
             bp = 0
             for b in range(3):
-                p = BRANCHES[ns, b, 0]
-                k = BRANCHES[ns, b, 1]
+                p = branches[ns, b, 0]
+                k = branches[ns, b, 1]
                 v = prev_cost[p] + dist[k]
                 if v < best:
                     best = v
@@ -93,13 +100,13 @@ def tcq_kernel(w, g, c, out):
             cost[ns] = best
             dec_lvl[i, ns] = bl
             dec_prev[i, ns] = bp
-        for ns in range(8):
+        for ns in range(ns_n):
             prev_cost[ns] = cost[ns]
     _backtrack(prev_cost, dec_lvl, dec_prev, out)
 
 
 def _backtrack_twin(costs, back):
-    st = min(range(8), key=lambda k: (costs[k], k))
+    st = min(range(len(costs)), key=lambda k: (costs[k], k))
     res = [0] * len(back)
     for i in range(len(back) - 1, -1, -1):
         v, st = back[i][st]
@@ -122,15 +129,15 @@ def _twin_slots(x, g, c):
     return slots
 
 
-def tcq_twin(w, g, c):
+def tcq_twin(w, g, c, branches=BRANCHES):
     """Plain-Python twin of :func:`tcq_kernel` (lists, Python floats and ints)."""
-    br = BRANCHES.tolist()
-    costs = [0.0] + [0.5 * float(_DBL_MAX)] * 7
+    br = branches.tolist()
+    costs = [0.0] + [0.5 * float(_DBL_MAX)] * (len(br) - 1)
     back = []
     for x in (float(v) for v in w):
         slots = _twin_slots(x, g, c)
         new, step = [], []
-        for ns in range(8):
+        for ns in range(len(br)):
             best = None
             for p, k in br[ns]:
                 v = costs[p] + slots[k][0]
@@ -212,38 +219,39 @@ def _init_ctx(ctx):
 
 
 @numba.njit(cache=True)
-def tcq_rd_kernel(w, g, c, num_gtx, out):
+def tcq_rd_kernel(w, g, c, num_gtx, branches, out):
     """Trellis with rate: cost = path + c * (o - t)**2 + rate(level) (double)."""
     n = w.shape[0]
+    ns_n = branches.shape[0]
     nctx = n_contexts(num_gtx)
-    bank_ctx = np.zeros((2, 8, nctx, 2), np.int64)
-    bank_nb = np.zeros((2, 8), np.int64)
+    bank_ctx = np.zeros((2, ns_n, nctx, 2), np.int64)
+    bank_nb = np.zeros((2, ns_n), np.int64)
     for b in range(2):
-        for s in range(8):
+        for s in range(ns_n):
             _init_ctx(bank_ctx[b, s])
-    prev_cost = np.full(8, 0.5 * _DBL_MAX)
+    prev_cost = np.full(ns_n, 0.5 * _DBL_MAX)
     prev_cost[0] = 0.0
-    cost = np.empty(8)
-    dec_lvl = np.empty((n, 8), np.int64)
-    dec_prev = np.empty((n, 8), np.int64)
+    cost = np.empty(ns_n)
+    dec_lvl = np.empty((n, ns_n), np.int64)
+    dec_prev = np.empty((n, ns_n), np.int64)
     dist = np.empty(5)
     lvl = np.empty(5, np.int64)
-    rate = np.empty((8, 5))
+    rate = np.empty((ns_n, 5))
     pb = 0
     for i in range(n):
         _slots(w[i], g, c, dist, lvl)
-        for p in range(8):
+        for p in range(ns_n):
             for k in range(5):
                 rate[p, k] = float(_value_rate(bank_ctx[pb, p], lvl[k], p, bank_nb[pb, p],
                                                num_gtx, False))
         cb = 1 - pb
-        for ns in range(8):
+        for ns in range(ns_n):
             best = _DBL_MAX
             bl = 0
             bp = 0
             for b in range(3):
-                p = BRANCHES[ns, b, 0]
-                k = BRANCHES[ns, b, 1]
+                p = branches[ns, b, 0]
+                k = branches[ns, b, 1]
                 v = prev_cost[p] + dist[k] + rate[p, k]
                 if v < best:
                     best = v
@@ -255,7 +263,7 @@ def tcq_rd_kernel(w, g, c, num_gtx, out):
             bank_ctx[cb, ns, :, :] = bank_ctx[pb, bp, :, :]
             _value_rate(bank_ctx[cb, ns], bl, ns, bank_nb[cb, ns], num_gtx, True)
             bank_nb[cb, ns] = bl
-        for ns in range(8):
+        for ns in range(ns_n):
             prev_cost[ns] = cost[ns]
         pb = cb
     _backtrack(prev_cost, dec_lvl, dec_prev, out)
@@ -328,20 +336,21 @@ def _fresh_ctx(num_gtx):
     return [[int(ECO_SETS[0, 3]), int(ECO_SETS[0, 2])] for _ in range(n_contexts(num_gtx))]
 
 
-def tcq_rd_twin(w, g, c, num_gtx):
+def tcq_rd_twin(w, g, c, num_gtx, branches=BRANCHES):
     """Plain-Python twin of :func:`tcq_rd_kernel`."""
-    br = BRANCHES.tolist()
-    banks = [[_fresh_ctx(num_gtx) for _ in range(8)] for _ in range(2)]
-    nbs = [[0] * 8, [0] * 8]
-    costs = [0.0] + [0.5 * float(_DBL_MAX)] * 7
+    br = branches.tolist()
+    ns_n = len(br)
+    banks = [[_fresh_ctx(num_gtx) for _ in range(ns_n)] for _ in range(2)]
+    nbs = [[0] * ns_n, [0] * ns_n]
+    costs = [0.0] + [0.5 * float(_DBL_MAX)] * (ns_n - 1)
     back, pb = [], 0
     for x in (float(v) for v in w):
         slots = _twin_slots(x, g, c)
         rate = [[float(_twin_value_rate(banks[pb][p], slots[k][1], p, nbs[pb][p], num_gtx,
-                                        False)) for k in range(5)] for p in range(8)]
+                                        False)) for k in range(5)] for p in range(ns_n)]
         cb = 1 - pb
         new, step = [], []
-        for ns in range(8):
+        for ns in range(ns_n):
             best = None
             for p, k in br[ns]:
                 v = costs[p] + slots[k][0] + rate[p][k]

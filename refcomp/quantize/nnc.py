@@ -19,7 +19,9 @@ Q0).  The levels are chosen by a Viterbi trellis over the tensor in scan
 order that minimises ``sum (w / step - level)**2`` (distortion in units of
 step**2, double precision; NNCodec's ``lambda_scale = 0`` default, whose
 trellis carries no rate term: lambda = 0 stated).  The arithmetic and tie
-rules are in :mod:`refcomp.quantize._nnc_kernels`.
+rules are in :mod:`refcomp.quantize._nnc_kernels`.  ``dq_states=4`` runs
+the same trellis on VVC's 4-state machine (:data:`refcomp.coding.cabac.
+TRANS4`), a variant NNCodec does not have (docs/nnc.md).
 
 Rate-distortion variants (``lambda_scale`` s > 0, NNCodec's
 ``quantLayer``): rates are DeepCABAC's estimates in 1/32768 bit (encoder
@@ -40,7 +42,7 @@ import numpy as np
 from .._errors import ParameterError
 from .._rounding import half_away
 from .._validate import as_float_array, check_int
-from ..coding.cabac import scan_positions
+from ..coding.cabac import check_dq_states, scan_positions
 from . import _nnc_kernels as _k
 
 __all__ = ["nnc_step_size", "nnc_levels", "QP_DENSITY_MAX", "QP_RANGE"]
@@ -89,7 +91,7 @@ def nnc_step_size(qp, qp_density=2):
 
 
 def nnc_levels(w, *, qp, qp_density=2, dq=True, lambda_scale=0.0, scan_order=0,
-               cabac_unary_length_minus1=10):
+               cabac_unary_length_minus1=10, dq_states=8):
     """Integer levels (int32, shape of ``w``) of NNC's quantizer for ``w``.
 
     Parameters
@@ -109,6 +111,11 @@ def nnc_levels(w, *, qp, qp_density=2, dq=True, lambda_scale=0.0, scan_order=0,
     scan_order : int, 0..4
         Scan of the trellis (the coder's scan, :func:`refcomp.coding.cabac.
         scan_positions`); irrelevant without ``dq``.
+    dq_states : 8 or 4
+        State machine of the trellis (ignored without ``dq``): 8, NNC's
+        (default, NNCodec's levels); 4, VVC's (:data:`refcomp.coding.cabac.
+        TRANS4`; same branch rule, costs and tie-breaking, not in NNCodec).
+        Other values: :class:`ParameterError`.
 
     Returns
     -------
@@ -126,6 +133,7 @@ def nnc_levels(w, *, qp, qp_density=2, dq=True, lambda_scale=0.0, scan_order=0,
             or not np.isfinite(lambda_scale) or lambda_scale < 0 or lambda_scale > 1e6:
         raise ParameterError("lambda_scale must be a finite float in [0, 1e6], got %r"
                              % (lambda_scale,))
+    branches = _k.DQ_BRANCHES[check_dq_states(dq_states)]
     lam = float(np.float32(lambda_scale))       # NNCodec's binding takes a float32
     step = nnc_step_size(qp, qp_density)
     g32 = np.float32(1.0) / step
@@ -144,10 +152,10 @@ def nnc_levels(w, *, qp, qp_density=2, dq=True, lambda_scale=0.0, scan_order=0,
     if not dq:
         _k.urq_rd_kernel(flat, g, float(1 << 15) / (lam * (math.log(2.0) / 6.0)), num_gtx, out)
     elif lam <= 0.0:
-        _k.tcq_kernel(flat, g, 1.0, out)
+        _k.tcq_kernel(flat, g, 1.0, branches, out)
     else:
         c = float(1 << 15) / (lam * 4.0 * (math.log(2.0) / 6.0) * 0.7)
-        _k.tcq_rd_kernel(flat, g, c, num_gtx, out)
+        _k.tcq_rd_kernel(flat, g, c, num_gtx, branches, out)
     res = np.empty(flat.size, dtype=np.int32)
     res[order] = out
     return res.reshape(w.shape)

@@ -13,7 +13,7 @@ import numpy as np
 
 from .._errors import FormatError, ParameterError
 from .._validate import check_int
-from ..coding.cabac import decode_levels, encode_levels
+from ..coding.cabac import check_dq_states, decode_levels, encode_levels
 from ..weights import CompressedWeight, register_encoding
 from ..weights._h5util import write_dataset
 from .nnc import QP_DENSITY_MAX, QP_RANGE, nnc_levels, nnc_step_size
@@ -41,17 +41,21 @@ class NNCCoded(CompressedWeight):
         The levels use dependent quantization.
     scan_order, cabac_unary_length_minus1 : int
         Coder options (see :func:`encode_levels`).
+    dq_states : 8 or 4
+        Dependent-quantization state machine (8: NNC's, default; 4: VVC's);
+        stored in HDF5 as the attribute ``dq_states`` only when it is 4, so
+        8-state files are unchanged and a file without it reads as 8.
 
     ``dequantize()`` returns ``float32(step * float32(level))`` (one float32
     product, round half even), as NNCodec's ``dequantLayer``.
     """
 
     __slots__ = ("payload", "shape", "qp", "qp_density", "dq", "scan_order",
-                 "cabac_unary_length_minus1", "levels")
+                 "cabac_unary_length_minus1", "dq_states", "levels")
     encoding = ENCODING
 
     def __init__(self, payload, shape, *, qp, qp_density=2, dq=True, scan_order=0,
-                 cabac_unary_length_minus1=10, _levels=None):
+                 cabac_unary_length_minus1=10, dq_states=8, _levels=None):
         if not isinstance(payload, (bytes, bytearray)):
             raise ParameterError("payload must be bytes, got %s" % type(payload).__name__)
         self.shape = tuple(check_int("shape", s, lo=1) for s in shape)
@@ -62,11 +66,13 @@ class NNCCoded(CompressedWeight):
         self.scan_order = check_int("scan_order", scan_order, lo=0, hi=4)
         self.cabac_unary_length_minus1 = check_int(
             "cabac_unary_length_minus1", cabac_unary_length_minus1, lo=0, hi=31)
+        self.dq_states = check_dq_states(dq_states)
         self.payload = bytes(payload)
         if _levels is None:
             _levels = decode_levels(self.payload, self.shape, dq=self.dq,
                                     scan_order=self.scan_order,
-                                    cabac_unary_length_minus1=self.cabac_unary_length_minus1)
+                                    cabac_unary_length_minus1=self.cabac_unary_length_minus1,
+                                    dq_states=self.dq_states)
         _levels.flags.writeable = False
         self.levels = _levels
 
@@ -93,7 +99,7 @@ class NNCCoded(CompressedWeight):
             return NotImplemented
         return all(getattr(self, k) == getattr(other, k) for k in
                    ("payload", "shape", "qp", "qp_density", "dq", "scan_order",
-                    "cabac_unary_length_minus1"))
+                    "cabac_unary_length_minus1", "dq_states"))
 
     __hash__ = None
 
@@ -103,14 +109,16 @@ class NNCCoded(CompressedWeight):
 
     def to_hdf5(self, group):
         """Attributes ``encoding`` ("nnc"), ``shape``, ``qp``, ``qp_density``, ``dq``,
-        ``scan_order``, ``cabac_unary_length_minus1``; dataset ``payload``
-        (uint8, the CABAC bytes)."""
+        ``scan_order``, ``cabac_unary_length_minus1`` (and ``dq_states`` when it
+        is not 8); dataset ``payload`` (uint8, the CABAC bytes)."""
         a = group.attrs
         a["encoding"] = ENCODING
         a["shape"] = np.asarray(self.shape, dtype=np.int64)
         for k in ("qp", "qp_density", "scan_order", "cabac_unary_length_minus1"):
             a[k] = np.int64(getattr(self, k))
         a["dq"] = np.int8(self.dq)
+        if self.dq_states != 8:
+            a["dq_states"] = np.int64(self.dq_states)
         write_dataset(group, "payload", np.frombuffer(self.payload, dtype=np.uint8))
 
     @classmethod
@@ -125,6 +133,7 @@ class NNCCoded(CompressedWeight):
             opts = {k: int(a[k]) for k in ("qp", "qp_density", "scan_order",
                                             "cabac_unary_length_minus1")}
             dq = int(a["dq"])
+            opts["dq_states"] = int(a.get("dq_states", 8))
         except (KeyError, TypeError, ValueError) as exc:
             raise FormatError("%s: bad nnc attributes (%s)" % (name, exc)) from None
         if not shape or any(s < 1 for s in shape) or math.prod(shape) > max_elements \
@@ -141,23 +150,26 @@ class NNCCoded(CompressedWeight):
 
 
 def nnc_quantize(w, *, qp, qp_density=2, dq=True, scan_order=0, cabac_unary_length_minus1=10,
-                 param_opt=True, lambda_scale=0.0):
+                 param_opt=True, lambda_scale=0.0, dq_states=8):
     """Quantize ``w`` (float32) with NNC's quantizer and code it: :class:`NNCCoded`.
 
     Levels: :func:`refcomp.quantize.nnc.nnc_levels` (``lambda_scale``
     default 0, NNCodec's);
     payload: :func:`refcomp.coding.cabac.encode_levels`.  Both equal NNCodec
-    2.1.3's ``quantLayer`` + ``encodeLayer`` for the same options.
+    2.1.3's ``quantLayer`` + ``encodeLayer`` for the same options
+    (``dq_states=8``, the default; ``dq_states=4`` selects VVC's 4-state
+    machine for both, a variant NNCodec does not have).
     """
     levels = nnc_levels(w, qp=qp, qp_density=qp_density, dq=dq, scan_order=scan_order,
                         lambda_scale=lambda_scale,
-                        cabac_unary_length_minus1=cabac_unary_length_minus1)
+                        cabac_unary_length_minus1=cabac_unary_length_minus1,
+                        dq_states=dq_states)
     payload = encode_levels(levels, dq=dq, scan_order=scan_order,
                             cabac_unary_length_minus1=cabac_unary_length_minus1,
-                            param_opt=param_opt)
+                            param_opt=param_opt, dq_states=dq_states)
     return NNCCoded(payload, w.shape, qp=qp, qp_density=qp_density, dq=dq,
                     scan_order=scan_order, cabac_unary_length_minus1=cabac_unary_length_minus1,
-                    _levels=levels)
+                    dq_states=dq_states, _levels=levels)
 
 
 register_encoding(ENCODING, NNCCoded)

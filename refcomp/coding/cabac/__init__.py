@@ -30,7 +30,8 @@ whose suffix is bypass coded.
 
 Context selection (147 models for N = 11, NNCodec's store)
 -----------------------------------------------------------
-- sig: ``3 * state + c(nb)`` (24 models with dependent quantization, else 3),
+- sig: ``3 * state + c(nb)`` (24 models with dependent quantization, 12 with
+  ``dq_states=4``, else 3),
   ``c(nb)`` = 0, 1, 2 when the previous value in scan order is 0, < 0, > 0;
 - sign: ``48 + c(nb)``;
 - gt_j: ``53 + 2 j + (v < 0)``;
@@ -44,14 +45,18 @@ reset to 0 at the start of a tensor and of each block row.
 Dependent quantization: levels alternate between quantizer Q0 (even
 multiples of the step) and Q1 (odd multiples, and 0); an 8-state machine
 (``TRANS``, next state from the parity of the coded value) selects the
-quantizer; the coded value is ``(level + sgn * (state & 1)) >> 1``.
+quantizer Q(state & 1); the coded value is ``(level + sgn * (state & 1)) >> 1``.
+``dq_states=4`` selects VVC's 4-state machine instead (``TRANS4``, relabelled
+so that the quantizer is also Q(state & 1); 12 significance contexts), a
+refcomp variant outside NNCodec (docs/nnc.md).
 
 Modules: :mod:`.layer` (one tensor: :func:`encode_levels`,
 :func:`decode_levels`), ``_kernels`` (Numba) and ``_twins`` (plain Python).
 Scope and what is not written: docs/nnc.md.
 """
-from ._kernels import TRANS
-from .layer import MAX_ABS_LEVEL, MAX_LEVELS, decode_levels, encode_levels, scan_positions
+from ._kernels import TRANS, TRANS4
+from .layer import (DQ_STATES, MAX_ABS_LEVEL, MAX_LEVELS, check_dq_states, decode_levels,
+                    encode_levels, scan_positions)
 
-__all__ = ["encode_levels", "decode_levels", "scan_positions", "TRANS", "MAX_ABS_LEVEL",
-           "MAX_LEVELS"]
+__all__ = ["encode_levels", "decode_levels", "scan_positions", "TRANS", "TRANS4", "DQ_STATES",
+           "check_dq_states", "MAX_ABS_LEVEL", "MAX_LEVELS"]

@@ -13,11 +13,12 @@ the register conventions:
 - decoder registers: ``val``, ``rng``, ``need`` (bits needed), ``pos`` (bytes
   past the end of the payload read as 0; the caller rejects a stream whose
   decoding went past its end);
-- a context ``c`` is the row ``cs[c] = (s0, s, sh0, sh1)``: fast state,
-  combined state, the two adaptation shifts; ``eco[c]`` is its
-  initialisation index.  The encoder's optimiser keeps ``(s0, s)`` for each
-  of the 9 initialisations (``ost[c, i]``) and their accumulated estimated
-  bits (``acc[c, i]``).
+- a context ``c`` is the row ``cs[c] = (F, S, g, h)``: its fast and slow
+  states biased (``F = s0 + 128``, ``S = s1 + 2048``, so the combined state
+  is ``s = S + 16 F - 4096``) and the offsets of its shifts' rows in the
+  update tables ``NEXT_F`` / ``NEXT_S`` (``_tables``: the dual-rate update
+  tabulated exactly); ``eco[c]`` is its initialisation index.  The encoder's
+  choice of initialisations (``param_opt``) is in ``_opt_kernels``.
 
 Status codes returned by the kernels: ``OK`` (0), ``FULL`` (output buffer too
 small: the caller retries with a larger one), ``PARITY`` (a dependent-
@@ -27,13 +28,22 @@ quantization level does not belong to the quantizer its state selects),
 import numba
 import numpy as np
 
-from ._tables import CURVE, ECO_SETS, EST_BITS, RLPS, n_contexts
+from ._opt_kernels import rate_pass
+from ._tables import ECO_SETS, FB, NEXT_F, NEXT_S, RLPS_N, SB, n_contexts
 
 OK, FULL, PARITY, BAD = 0, 1, 2, 3
 
-#: 8-state dependent-quantization transition table: next = TRANS[state, k & 1].
+#: 8-state dependent-quantization transition table (NNC, NNCodec's
+#: ``Trellis8States``): next = TRANS[state, k & 1]; quantizer Q(state & 1).
 TRANS = np.array([[0, 2], [7, 5], [1, 3], [6, 4], [2, 0], [5, 7], [3, 1], [4, 6]], dtype=np.int64)
+#: 4-state variant (VVC's table, H.266 ``QStateTransTable = {{0,2},{2,0},{1,3},{3,1}}``
+#: with quantizer Q(state >> 1)), relabelled (refcomp state = VVC 0, 2, 1, 3) so
+#: that, as with 8 states, the quantizer is Q(state & 1): next = TRANS4[state, k & 1].
+TRANS4 = np.array([[0, 1], [2, 3], [1, 0], [3, 2]], dtype=np.int64)
 TRANS.setflags(write=False)
+TRANS4.setflags(write=False)
+#: The state machines by their number of states.
+DQ_TRANS = {8: TRANS, 4: TRANS4}
 
 _MASK32 = 0xFFFFFFFF
 N_ECO = 9
@@ -51,15 +61,10 @@ def layout(num_gtx):
 # Registers as locals threaded through inlined helpers: low, range (rng),
 # bits_left (left), n_buffered (nbuf), buffered byte (bb), output position (p).
 @numba.njit(cache=True, inline="always")
-def _adapt(cs, c, s, b):
-    """Dual-rate update of model ``c`` (combined state ``s``) after bin ``b``."""
-    sign = 1 if b else -1
-    a0 = cs[c, 0]
-    a1 = s - a0 * 16
-    a0 += sign * (CURVE[16 + ((sign * a0) >> 3)] >> cs[c, 2])
-    a1 += sign * (CURVE[16 + ((sign * a1) >> 7)] >> cs[c, 3])
-    cs[c, 0] = a0
-    cs[c, 1] = a1 + 16 * a0
+def _adapt(cs, c, f, s, b):
+    """Dual-rate update of model ``c`` (biased states ``f``, ``s``) after bin ``b``."""
+    cs[c, 0] = NEXT_F[np.uint64(cs[c, 2] + 2 * FB * b + f)]
+    cs[c, 1] = NEXT_S[np.uint64(cs[c, 3] + 2 * SB * b + s)]
 
 
 @numba.njit(cache=True, inline="always")
@@ -90,28 +95,26 @@ def _wout(out, low, left, nbuf, bb, p):
 
 @numba.njit(cache=True, inline="always")
 def _ebin(out, low, rng, left, nbuf, bb, p, cs, c, b):
+    f = cs[c, 0]
     s = cs[c, 1]
-    q = s >> 7
+    comb = s + 16 * f - (SB + 16 * FB)
+    q = comb >> 7
     if q < 0:
         q = -q
-    rlps = RLPS[q + (rng & 0xE0)]
-    rng -= rlps
-    mps = 1 if s >= 0 else 0
-    if b == mps:
-        if rng < 256:
-            rng <<= 1
-            low = (low << 1) & _MASK32
-            left -= 1
-    else:
-        n = 0
-        while (rlps << n) < 256:
-            n += 1
-        low = ((low + rng) << n) & _MASK32
-        rng = rlps << n
-        left -= n
+    k = np.uint64(q + (rng & 0xE0))
+    e = RLPS_N[k]
+    rlps = e & 0xFF
+    rmps = rng - rlps
+    # branch-free: m is all ones for a least-probable symbol, else 0
+    m = -np.int64(b != (1 if comb >= 0 else 0))
+    r = rmps ^ ((rmps ^ rlps) & m)
+    n = (np.int64(rmps < 256) & ~m) | ((e >> 8) & m)
+    low = ((low + (rmps & m)) << n) & _MASK32
+    rng = r << n
+    left -= n
     if left < 12:
         low, left, nbuf, bb, p = _wout(out, low, left, nbuf, bb, p)
-    _adapt(cs, c, s, b)
+    _adapt(cs, c, f, s, b)
     return low, rng, left, nbuf, bb, p
 
 
@@ -181,63 +184,6 @@ def _enc_finish(out, low, rng, left, nbuf, bb, p):
 
 
 # ------------------------------------------------------- encoder optimiser
-@numba.njit(cache=True, inline="always")
-def _opt_bin(ost, osh, acc, c, b):
-    sign = 1 if b else -1
-    for i in range(N_ECO):
-        a0 = ost[c, i, 0]
-        s = ost[c, i, 1]
-        acc[c, i] += EST_BITS[512 + (s >> 3), b]
-        a1 = s - a0 * 16
-        a0 += sign * (CURVE[16 + ((sign * a0) >> 3)] >> osh[i, 0])
-        a1 += sign * (CURVE[16 + ((sign * a1) >> 7)] >> osh[i, 1])
-        ost[c, i, 0] = a0
-        ost[c, i, 1] = a1 + 16 * a0
-
-
-@numba.njit(cache=True)
-def _opt_value(ost, osh, acc, v, state, nbc, num_gtx):
-    """The encoder's rate pass over one value: context bins only (no bypass)."""
-    _opt_bin(ost, osh, acc, 3 * state + nbc, 1 if v != 0 else 0)
-    if v == 0:
-        return
-    _opt_bin(ost, osh, acc, 48 + nbc, 1 if v < 0 else 0)
-    neg = 0 if v > 0 else 1
-    rem = (v if v > 0 else -v) - 1
-    flag = 1 if rem > 0 else 0
-    _opt_bin(ost, osh, acc, 53 + neg, flag)
-    j = 1
-    while flag == 1 and j < num_gtx:
-        rem -= 1
-        flag = 1 if rem > 0 else 0
-        _opt_bin(ost, osh, acc, 53 + 2 * j + neg, flag)
-        j += 1
-    if flag == 1:
-        rem -= 1
-        c = 53 + 4 * num_gtx
-        if rem == 0:
-            _opt_bin(ost, osh, acc, c, 0)
-            return
-        _opt_bin(ost, osh, acc, c, 1)
-        base = 1
-        lg = 1
-        c += 1
-        while rem > base + (1 << lg) - 1:
-            _opt_bin(ost, osh, acc, c, 1)
-            base += 1 << lg
-            c += 1
-            lg += 1
-        _opt_bin(ost, osh, acc, c, 0)
-
-
-@numba.njit(cache=True)
-def _opt_reset(ost):
-    for c in range(ost.shape[0]):
-        for i in range(N_ECO):
-            ost[c, i, 1] = ECO_SETS[i, 2]
-            ost[c, i, 0] = ECO_SETS[i, 3]
-
-
 @numba.njit(cache=True)
 def _best_eco(acc, c):
     best = 0
@@ -250,9 +196,10 @@ def _best_eco(acc, c):
 
 
 @numba.njit(cache=True)
-def signalled_contexts(num_gtx, dq):
-    """Contexts whose initialisation is signalled, in stream order."""
-    n_sig = 24 if dq else 3
+def signalled_contexts(num_gtx, dq, n_states):
+    """Contexts whose initialisation is signalled, in stream order (3
+    significance contexts per dependent-quantization state)."""
+    n_sig = 3 * n_states if dq else 3
     res = np.empty(n_sig + 3 + 2 * num_gtx + 31, dtype=np.int64)
     k = 0
     for c in range(n_sig):
@@ -271,12 +218,19 @@ def signalled_contexts(num_gtx, dq):
 
 
 @numba.njit(cache=True, inline="always")
+def _cs_reset(cs, eco, c):
+    """Model ``c`` back to the states of its initialisation ``eco[c]``."""
+    i = eco[c]
+    cs[c, 0] = ECO_SETS[i, 3] + FB
+    cs[c, 1] = ECO_SETS[i, 2] - 16 * ECO_SETS[i, 3] + SB
+
+
+@numba.njit(cache=True, inline="always")
 def _cs_init(cs, eco, c, idx):
     eco[c] = idx
-    cs[c, 2] = ECO_SETS[idx, 0] + 4
-    cs[c, 3] = ECO_SETS[idx, 1]
-    cs[c, 1] = ECO_SETS[idx, 2]
-    cs[c, 0] = ECO_SETS[idx, 3]
+    cs[c, 2] = 4 * FB * ECO_SETS[idx, 0]
+    cs[c, 3] = 4 * SB * (ECO_SETS[idx, 1] - 4)
+    _cs_reset(cs, eco, c)
 
 
 @numba.njit(cache=True)
@@ -290,12 +244,13 @@ def _fresh_store(n_ctx):
 
 
 @numba.njit(cache=True)
-def encode_layer(levels, order, reset_after, dq, row_skip_bin, ep_start, num_gtx,
+def encode_layer(levels, order, reset_after, dq, trans, row_skip_bin, ep_start, num_gtx,
                  param_opt, out):
     """Code one layer's levels (int32, C order) into ``out``.
 
     ``order``: scan order (positions into ``levels``); ``reset_after[i]``: the
-    context reset (block-row boundary) after scan index ``i``;
+    context reset (block-row boundary) after scan index ``i``; ``trans``: the
+    dependent-quantization state machine (:data:`TRANS` or :data:`TRANS4`);
     ``row_skip_bin``: write the general-profile row-skip flag (0) first;
     ``ep_start``: set the range to 256 before the layer (block scans).
     Returns ``(status, nbytes, index)`` (``index``: the offending scan index
@@ -326,28 +281,12 @@ def encode_layer(levels, order, reset_after, dq, row_skip_bin, ep_start, num_gtx
                 return PARITY, 0, i
         vals[i] = v
         if dq:
-            state = TRANS[state, v & 1]
+            state = trans[state, v & 1]
     acc = np.zeros((n_ctx, N_ECO), np.int64)
     if param_opt:
-        ost = np.zeros((n_ctx, N_ECO, 2), np.int64)
-        osh = np.zeros((N_ECO, 2), np.int64)
-        for i in range(N_ECO):
-            osh[i, 0] = ECO_SETS[i, 0] + 4
-            osh[i, 1] = ECO_SETS[i, 1]
-        _opt_reset(ost)
-        state = 0
-        nbc = 0
-        for i in range(n):
-            # NNCodec's rate pass codes the undivided level (its own remark)
-            q = np.int64(levels[order[i]])
-            _opt_value(ost, osh, acc, q, state, nbc, num_gtx)
-            nbc = 0 if q == 0 else (1 if q < 0 else 2)
-            if dq:
-                state = TRANS[state, vals[i] & 1]
-            if reset_after[i]:
-                _opt_reset(ost)
+        rate_pass(levels, order, reset_after, vals, trans, dq, num_gtx, acc)
     flag_ctx = 53 + 4 * num_gtx + 34
-    sig = signalled_contexts(num_gtx, dq)
+    sig = signalled_contexts(num_gtx, dq, trans.shape[0])
     for k in range(sig.shape[0]):
         c = sig[k]
         best = _best_eco(acc, c) if param_opt else 0
@@ -399,11 +338,10 @@ def encode_layer(levels, order, reset_after, dq, row_skip_bin, ep_start, num_gtx
             return FULL, 0, i
         nbc = 0 if v == 0 else (1 if v < 0 else 2)
         if dq:
-            state = TRANS[state, v & 1]
+            state = trans[state, v & 1]
         if reset_after[i]:
             for c in range(n_ctx):
-                cs[c, 1] = ECO_SETS[eco[c], 2]
-                cs[c, 0] = ECO_SETS[eco[c], 3]
+                _cs_reset(cs, eco, c)
             nbc = 0
             rng = np.int64(256)
     p = _enc_finish(out, low, rng, left, nbuf, bb, p)
@@ -424,28 +362,33 @@ def _rd(data, pos):
 
 @numba.njit(cache=True, inline="always")
 def _dbin(data, val, rng, need, pos, cs, c):
+    f = cs[c, 0]
     s = cs[c, 1]
-    q = s >> 7
+    comb = s + 16 * f - (SB + 16 * FB)
+    q = comb >> 7
     if q < 0:
         q = -q
-    rlps = RLPS[q + (rng & 0xE0)]
+    k = np.uint64(q + (rng & 0xE0))
+    e = RLPS_N[k]
+    rlps = e & 0xFF
     rmps = rng - rlps
-    if val < (rmps << 7):
-        b = 1 if s >= 0 else 0
-        rng = rmps
-    else:
-        val -= rmps << 7
-        rng = rlps
-        b = 0 if s >= 0 else 1
-    while rng < 256:
-        rng <<= 1
-        val <<= 1
-        need += 1
-    if need >= 0:
-        val += _rd(data, pos) << need
-        pos += 1
-        need -= 8
-    _adapt(cs, c, s, b)
+    scaled = rmps << 7
+    # branch-free: m is all ones for a least-probable symbol, else 0
+    lps = np.int64(val >= scaled)
+    m = -lps
+    b = (1 if comb >= 0 else 0) ^ lps
+    val -= scaled & m
+    r = rmps ^ ((rmps ^ rlps) & m)
+    n = (np.int64(rmps < 256) & ~m) | ((e >> 8) & m)
+    rng = r << n
+    val <<= n
+    need += n
+    # a byte is due when need >= 0 (then need < 8): read it branch-free
+    t = np.int64(need >= 0)
+    val += (_rd(data, pos) << (need & 7)) & -t
+    pos += t
+    need -= t << 3
+    _adapt(cs, c, f, s, b)
     return val, rng, need, pos, b
 
 
@@ -494,7 +437,7 @@ def _dep(data, val, rng, need, pos, nb):
 
 
 @numba.njit(cache=True)
-def decode_layer(data, order, reset_after, dq, row_skip_bin, ep_start, num_gtx, out):
+def decode_layer(data, order, reset_after, dq, trans, row_skip_bin, ep_start, num_gtx, out):
     """Decode a payload written by :func:`encode_layer` into ``out`` (int32,
     flat).  Returns ``(status, bytes_read)``; ``bytes_read`` may exceed
     ``len(data)`` (bytes past the end read as zero): the caller rejects it."""
@@ -511,7 +454,7 @@ def decode_layer(data, order, reset_after, dq, row_skip_bin, ep_start, num_gtx, 
             return BAD, pos       # row skipping: not written by refcomp
     flag_ctx = 53 + 4 * num_gtx + 34
     rem_ctx = 53 + 4 * num_gtx
-    sig = signalled_contexts(num_gtx, dq)
+    sig = signalled_contexts(num_gtx, dq, trans.shape[0])
     for k in range(sig.shape[0]):
         best = 0
         val, rng, need, pos, b = _dbin(data, val, rng, need, pos, cs, flag_ctx)
@@ -558,13 +501,12 @@ def decode_layer(data, order, reset_after, dq, row_skip_bin, ep_start, num_gtx, 
         if dq:
             if v != 0:
                 q = (v << 1) + ((state & 1) if v < 0 else -(state & 1))
-            state = TRANS[state, v & 1]
+            state = trans[state, v & 1]
         out[order[i]] = q
         nbc = 0 if v == 0 else (1 if v < 0 else 2)
         if reset_after[i]:
             for c in range(n_ctx):
-                cs[c, 1] = ECO_SETS[eco[c], 2]
-                cs[c, 0] = ECO_SETS[eco[c], 3]
+                _cs_reset(cs, eco, c)
             nbc = 0
             rng = np.int64(256)
     # terminating bin

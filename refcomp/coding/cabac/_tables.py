@@ -17,11 +17,17 @@ nncodec 2.1.3 sdist, ``extensions/deepCABAC/source/Lib/CommonLib``):
   (not in the standard's decoding process); NNCodec uses it to choose each
   context's initialisation (``param_opt``) and in the rate-distortion
   quantisers, so it is needed to reproduce NNCodec's bytes.
+
+Derived from these (at import, with the checks that make them exact):
+``NEXT_F`` / ``NEXT_S`` (the probability update tabulated per shift and bin),
+``EST_B`` (``EST_BITS`` by bin first) and ``RLPS_N`` (RLPS with the
+renormalisation shift after a least-probable symbol).
 """
 import numba
 import numpy as np
 
-__all__ = ["RLPS", "CURVE", "ECO_SETS", "EST_BITS", "n_contexts"]
+__all__ = ["RLPS", "CURVE", "ECO_SETS", "EST_BITS", "n_contexts", "NEXT_F", "NEXT_S", "EST_B",
+           "RLPS_N", "FB", "SB"]
 
 
 @numba.njit(cache=True, inline="always")
@@ -220,3 +226,46 @@ _EST_BIN1 = [
 EST_BITS = np.array([_EST_BIN0, _EST_BIN1], dtype=np.int64).T.copy()
 for _t in (RLPS, CURVE, ECO_SETS, EST_BITS):
     _t.setflags(write=False)
+
+
+# ------------------------------------------------------------ derived tables
+# The update of a fast state f (shift sh0) or a slow state s (shift sh1) by a
+# bin is a function of (state, bin) alone, tabulated here from CURVE once so
+# that the pass does one lookup per state instead of the arithmetic.  States
+# are held biased, F = f + 128 and S = s + 2048, so that every index is
+# non-negative: ``NEXT_F[512 * (sh0 - 4) + 256 * b + F]`` and
+# ``NEXT_S[8192 * (sh1 - 4) + 4096 * b + S]`` are the next biased states.  The
+# domains f in [-127, 127] and s in [-2047, 2047] are closed under the update
+# for the shifts of ECO_SETS (asserted below): every state reachable from an
+# initialisation stays inside, and the tables hold the formula's own values.
+# The biases are multiples of 8 with 16 * 128 + 2048 = 4096 = 8 * 512, so the
+# rate index 512 + ((s + 16 f) >> 3) is exactly (S + 16 F) >> 3.
+FB, SB = 128, 2048
+
+
+def _next_table(bias, k, shifts):
+    curve = CURVE.tolist()
+    tab = np.zeros((len(shifts), 2, 2 * bias), dtype=np.int16)
+    for r, sh in enumerate(shifts):
+        for b in (0, 1):
+            sg = 1 if b else -1
+            for x in range(1 - bias, bias):
+                y = x + sg * (curve[16 + ((sg * x) >> k)] >> sh)
+                if not -bias < y < bias:
+                    raise AssertionError("probability state domain not closed")
+                tab[r, b, x + bias] = y + bias
+    return tab.ravel()
+
+
+NEXT_F = _next_table(FB, 3, range(4, 8))
+NEXT_S = _next_table(SB, 7, range(4, 7))
+#: EST_BITS by bin first: ``EST_B[1024 * b + 512 + (s >> 3)]``.
+EST_B = EST_BITS.T.ravel().copy()
+for _t in (NEXT_F, NEXT_S, EST_B):
+    _t.setflags(write=False)
+
+#: RLPS with its renormalisation shift: ``RLPS_N[i] = RLPS[i] + 256 * n``, n
+#: the smallest shift with ``RLPS[i] << n >= 256`` (RLPS in 2..228, n <= 7).
+RLPS_N = np.array([r + 256 * (9 - r.bit_length()) for r in RLPS.tolist()], dtype=np.int64)
+RLPS_N.setflags(write=False)
+

@@ -6,14 +6,13 @@ tests assert identical bytes, levels and statuses.
 """
 import numpy as np
 
-from ._kernels import BAD, FULL, OK, PARITY, TRANS
+from ._kernels import BAD, FULL, OK, PARITY
 from ._tables import CURVE, ECO_SETS, EST_BITS, RLPS, n_contexts
 
 _RLPS = RLPS.tolist()
 _CURVE = CURVE.tolist()
 _ECO = ECO_SETS.tolist()
 _EST = EST_BITS.tolist()
-_TRANS = TRANS.tolist()
 
 
 class _Ctx:
@@ -230,12 +229,13 @@ def _bins_of(v, state, nb, num_gtx):
     return bins, ((rest - ((1 << p) - 1), p) if p else None)
 
 
-def _signalled(num_gtx, dq):
-    return (list(range(24 if dq else 3)) + [48, 49, 50] + list(range(53, 53 + 2 * num_gtx))
+def _signalled(num_gtx, dq, n_states):
+    return (list(range(3 * n_states if dq else 3)) + [48, 49, 50] + list(range(53, 53 + 2 * num_gtx))
             + list(range(53 + 4 * num_gtx, 53 + 4 * num_gtx + 31)))
 
 
-def encode_layer_twin(levels, order, reset_after, dq, row_skip_bin, ep_start, num_gtx, param_opt):
+def encode_layer_twin(levels, order, reset_after, dq, trans, row_skip_bin, ep_start, num_gtx,
+                      param_opt):
     """Twin of ``encode_layer``: returns ``(status, payload bytes, index)``."""
     flat = [int(x) for x in np.asarray(levels).ravel()]
     order = [int(x) for x in order]
@@ -256,7 +256,7 @@ def encode_layer_twin(levels, order, reset_after, dq, row_skip_bin, ep_start, nu
                 return PARITY, b"", i
         vals.append(v)
         if dq:
-            state = _TRANS[state][v & 1]
+            state = trans[state][v & 1]
     choice = [0] * n_ctx
     if param_opt:
         cand = [[_Ctx(e) for e in range(9)] for _ in range(n_ctx)]
@@ -270,7 +270,7 @@ def encode_layer_twin(levels, order, reset_after, dq, row_skip_bin, ep_start, nu
                     m.update(b)
             nb = q
             if dq:
-                state = _TRANS[state][vals[i] & 1]
+                state = trans[state][vals[i] & 1]
             if resets[i]:
                 for row in cand:
                     for m in row:
@@ -280,7 +280,7 @@ def encode_layer_twin(levels, order, reset_after, dq, row_skip_bin, ep_start, nu
             total[0] = cost[c][0]
             choice[c] = min(range(9), key=lambda e: (total[e], e))
     flag = ctx[53 + 4 * num_gtx + 34]
-    for c in _signalled(num_gtx, dq):
+    for c in _signalled(num_gtx, dq, len(trans)):
         enc.bin(flag, 1 if choice[c] else 0)
         if choice[c]:
             enc.bypass(choice[c] - 1, 3)
@@ -296,7 +296,7 @@ def encode_layer_twin(levels, order, reset_after, dq, row_skip_bin, ep_start, nu
             enc.bypass(*ep)
         nb = v
         if dq:
-            state = _TRANS[state][v & 1]
+            state = trans[state][v & 1]
         if resets[i]:
             for m in ctx:
                 m.reset()
@@ -305,7 +305,8 @@ def encode_layer_twin(levels, order, reset_after, dq, row_skip_bin, ep_start, nu
     return OK, enc.finish(), 0
 
 
-def decode_layer_twin(data, order, reset_after, dq, row_skip_bin, ep_start, num_gtx, n_out):
+def decode_layer_twin(data, order, reset_after, dq, trans, row_skip_bin, ep_start, num_gtx,
+                      n_out):
     """Twin of ``decode_layer``: returns ``(status, bytes_read, levels)``."""
     data = bytes(data)
     n_ctx = n_contexts(num_gtx)
@@ -315,7 +316,7 @@ def decode_layer_twin(data, order, reset_after, dq, row_skip_bin, ep_start, num_
     if row_skip_bin and dec.bypass(1):
         return BAD, dec.pos, out
     flag = ctx[53 + 4 * num_gtx + 34]
-    for c in _signalled(num_gtx, dq):
+    for c in _signalled(num_gtx, dq, len(trans)):
         ctx[c].init(1 + dec.bypass(3) if dec.bin(flag) else 0)
     if ep_start:
         dec.rng = 256
@@ -346,7 +347,7 @@ def decode_layer_twin(data, order, reset_after, dq, row_skip_bin, ep_start, num_
             if v:
                 odd = state & 1
                 q = 2 * v - (odd if v > 0 else -odd)
-            state = _TRANS[state][v & 1]
+            state = trans[state][v & 1]
         out[int(pos)] = q
         nb = v
         if reset_after[i]:

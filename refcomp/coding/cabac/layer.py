@@ -15,13 +15,25 @@ from . import _kernels as _k
 from . import _twins as _t
 
 __all__ = ["encode_levels", "decode_levels", "scan_positions", "max_levels_for", "MAX_ABS_LEVEL",
-           "MAX_LEVELS"]
+           "MAX_LEVELS", "DQ_STATES", "check_dq_states"]
 
 #: Largest |level| accepted (NNCodec's quantizer limit, ``2**31 - 3``).
 MAX_ABS_LEVEL = (1 << 31) - 3
 #: Largest number of levels one call codes (NNCodec counts in uint32).
 MAX_LEVELS = (1 << 31) - 1
 _BLOCK = {1: 8, 2: 16, 3: 32, 4: 64}
+#: Dependent-quantization state machines: 8 (NNC / NNCodec, the default) or 4
+#: (VVC's, a refcomp variant NNCodec does not read).  See docs/nnc.md.
+DQ_STATES = (8, 4)
+
+
+def check_dq_states(dq_states):
+    """``dq_states`` (int 8 or 4) or ParameterError; returns it as an int."""
+    if isinstance(dq_states, (bool, np.bool_)) or not isinstance(dq_states, (int, np.integer)) \
+            or int(dq_states) not in DQ_STATES:
+        raise ParameterError("dq_states must be 8 (NNC's state machine) or 4 (VVC's), got %r"
+                             % (dq_states,))
+    return int(dq_states)
 
 
 def _geometry(shape):
@@ -105,7 +117,7 @@ def max_levels_for(nbytes):
 
 
 def encode_levels(levels, *, dq=True, scan_order=0, cabac_unary_length_minus1=10,
-                  param_opt=True, general_profile_idc=1, twin=False):
+                  param_opt=True, general_profile_idc=1, dq_states=8, twin=False):
     """CABAC payload of one tensor of integer levels (NNCodec ``encodeLayer``).
 
     Parameters
@@ -119,9 +131,8 @@ def encode_levels(levels, *, dq=True, scan_order=0, cabac_unary_length_minus1=10
         names the first offending position (NNCodec would silently code a
         different level).  ``|level| <= 2**31 - 3``.
     dq : bool
-        Dependent quantization (NNC ``dq_flag``): the 8-state machine of
-        :data:`refcomp.coding.cabac.TRANS` drives context selection and
-        halves the coded values.
+        Dependent quantization (NNC ``dq_flag``): the state machine
+        (``dq_states``) drives context selection and halves the coded values.
     scan_order : int, 0..4
         0 row-major; 1..4 block scans (see :func:`scan_positions`).
     cabac_unary_length_minus1 : int, 0..31
@@ -134,6 +145,12 @@ def encode_levels(levels, *, dq=True, scan_order=0, cabac_unary_length_minus1=10
     general_profile_idc : 0 or 1
         1 (NNCodec's default) writes the row-skip flag (always 0 here) in
         front of a tensor of more than one row and column.
+    dq_states : 8 or 4
+        The dependent-quantization state machine (ignored without ``dq``): 8,
+        NNC's (:data:`refcomp.coding.cabac.TRANS`, the default, bit-exact with
+        NNCodec); 4, VVC's (:data:`refcomp.coding.cabac.TRANS4`, 12
+        significance contexts instead of 24; NNCodec has no such mode).  Other
+        values: :class:`ParameterError`.
     twin : bool
         Run the plain-Python twin instead of the Numba kernel (same bytes).
 
@@ -153,16 +170,17 @@ def encode_levels(levels, *, dq=True, scan_order=0, cabac_unary_length_minus1=10
         raise ParameterError("levels must satisfy |level| <= %d" % MAX_ABS_LEVEL)
     order, reset, rsb, eps, num_gtx = _options(levels.shape, scan_order,
                                                cabac_unary_length_minus1, general_profile_idc)
+    trans = _k.DQ_TRANS[check_dq_states(dq_states)]
     flat = np.ascontiguousarray(levels).ravel()
     if twin:
-        status, data, idx = _t.encode_layer_twin(flat, order, reset, bool(dq), rsb, eps,
-                                                 num_gtx, bool(param_opt))
+        status, data, idx = _t.encode_layer_twin(flat, order, reset, bool(dq), trans.tolist(),
+                                                 rsb, eps, num_gtx, bool(param_opt))
     else:
         cap = 256 + 2 * flat.size
         while True:
             out = np.empty(cap, dtype=np.uint8)
-            status, nbytes, idx = _k.encode_layer(flat, order, reset, bool(dq), rsb, eps,
-                                                  num_gtx, bool(param_opt), out)
+            status, nbytes, idx = _k.encode_layer(flat, order, reset, bool(dq), trans, rsb,
+                                                  eps, num_gtx, bool(param_opt), out)
             if status != _k.FULL:
                 break
             cap *= 4
@@ -176,7 +194,7 @@ def encode_levels(levels, *, dq=True, scan_order=0, cabac_unary_length_minus1=10
 
 
 def decode_levels(payload, shape, *, dq=True, scan_order=0, cabac_unary_length_minus1=10,
-                  general_profile_idc=1, twin=False):
+                  general_profile_idc=1, dq_states=8, twin=False):
     """Levels (int32, ``shape``) of a payload written by :func:`encode_levels`
     or by NNCodec's ``encodeLayer`` with the same options.
 
@@ -199,7 +217,7 @@ def decode_levels(payload, shape, *, dq=True, scan_order=0, cabac_unary_length_m
         otherwise), at most :data:`MAX_LEVELS` elements
         (:class:`ParameterError`).  It fixes the scan, as in
         :func:`encode_levels`.
-    dq, scan_order, cabac_unary_length_minus1, general_profile_idc
+    dq, scan_order, cabac_unary_length_minus1, general_profile_idc, dq_states
         The options the payload was encoded with (see :func:`encode_levels`;
         nothing in the payload records them, so other values decode other,
         or no, levels).
@@ -212,7 +230,7 @@ def decode_levels(payload, shape, *, dq=True, scan_order=0, cabac_unary_length_m
     ndarray of int32, shape ``shape``
         The levels in C order (reconstruction indices: weight = level *
         step).  With ``dq`` they are the dependent-quantization levels, the
-        coded values mapped back through the 8-state machine
+        coded values mapped back through the state machine
         ``2 k - sgn(k) (state & 1)`` in integer arithmetic.
     """
     if not isinstance(payload, (bytes, bytearray, memoryview)):
@@ -231,12 +249,14 @@ def decode_levels(payload, shape, *, dq=True, scan_order=0, cabac_unary_length_m
                           "%d" % (shape, n, data.size, max_levels_for(data.size)))
     order, reset, rsb, eps, num_gtx = _options(shape, scan_order, cabac_unary_length_minus1,
                                                general_profile_idc)
+    trans = _k.DQ_TRANS[check_dq_states(dq_states)]
     if twin:
-        status, used, out = _t.decode_layer_twin(data, order, reset, bool(dq), rsb, eps,
-                                                 num_gtx, n)
+        status, used, out = _t.decode_layer_twin(data, order, reset, bool(dq), trans.tolist(),
+                                                 rsb, eps, num_gtx, n)
     else:
         out = np.zeros(n, dtype=np.int32)
-        status, used = _k.decode_layer(data, order, reset, bool(dq), rsb, eps, num_gtx, out)
+        status, used = _k.decode_layer(data, order, reset, bool(dq), trans, rsb, eps, num_gtx,
+                                       out)
     if status != _k.OK:
         raise DecodeError("corrupt CABAC payload (invalid level, unsupported row skipping or "
                           "no terminating bin)")
