@@ -481,8 +481,9 @@ def _residual(layer, x, precision, path=None):
     expect = list(x.shape)
     expect[channel_axis] = idx.size
     if list(fx.shape) != expect:
-        raise ShapeError(f"residual block {layer.name!r}: block output {fx.shape} does not "
-                         f"match the shortcut {x.shape} restricted to {idx.size} channels")
+        raise _located(ShapeError(f"residual block {layer.name!r}: block output {fx.shape} "
+                                  f"does not match the shortcut {x.shape} restricted to the "
+                                  f"{idx.size} channels of its index_map"), weight="index_map")
     # Selective addition (seed 003 §4.5): kept channels get the block output.
     y = x.copy()
     sl = [slice(None)] * x.ndim

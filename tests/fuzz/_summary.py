@@ -23,6 +23,8 @@ def violations(recs, time_limit=None):
                        f"{r.get('trace', '')}")
         if r["outcome"] == "refused" and not r["names_item"]:
             out.append(f"{tag}: message does not name the input: {r['message']!r}")
+        if r["outcome"] == "refused" and r.get("names_target") is False:
+            out.append(f"{tag}: message does not name the mutated item: {r['message']!r}")
         if r.get("modified"):
             out.append(f"{tag}: the input file was modified")
         if time_limit is not None and r["seconds"] > time_limit:
