@@ -481,9 +481,9 @@ def _residual(layer, x, precision, path=None):
     expect = list(x.shape)
     expect[channel_axis] = idx.size
     if list(fx.shape) != expect:
-        raise _located(ShapeError(f"residual block {layer.name!r}: block output {fx.shape} "
-                                  f"does not match the shortcut {x.shape} restricted to the "
-                                  f"{idx.size} channels of its index_map"), weight="index_map")
+        raise ShapeError(f"residual block {layer.name!r}: block output {fx.shape} (of its "
+                         f"layers) does not match the shortcut {x.shape} restricted to the "
+                         f"{idx.size} channels of its index_map")
     # Selective addition (seed 003 §4.5): kept channels get the block output.
     y = x.copy()
     sl = [slice(None)] * x.ndim

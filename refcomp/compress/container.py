@@ -124,7 +124,7 @@ def _encode_stream(symbols, n_symbols, coding):
     return np.frombuffer(encode(symbols), dtype=np.uint8).copy()
 
 
-def _decode_stream(stream, count, n_symbols, coding, what):
+def _decode_stream(stream, count, n_symbols, coding, what, bound=""):
     """``count`` symbols (int64) of a stream, each checked < n_symbols."""
     if count == 0:
         if stream.size:
@@ -149,7 +149,8 @@ def _decode_stream(stream, count, n_symbols, coding, what):
             raise DecodeError(f"{what} stream decodes to {sym.size} symbols, {count} declared")
     sym = sym.astype(np.int64)
     if sym.size and (int(sym.min()) < 0 or int(sym.max()) >= n_symbols):
-        raise DecodeError(f"{what} stream holds a symbol outside [0, {n_symbols})")
+        raise DecodeError(f"{what} stream holds a symbol outside [0, {n_symbols})"
+                          + (f" ({bound})" if bound else ""))
     return sym
 
 
@@ -241,7 +242,8 @@ class DeepCompressed(CompressedWeight):
                 INDEX_CODINGS)
             self.n_entries = check_int(f"n_entries (at most the {size} elements of shape "
                                        f"{self.shape})", n_entries, lo=0, hi=size)
-            self.n_values = check_int("n_values", n_values, lo=0, hi=self.n_entries)
+            self.n_values = check_int(f"n_values (at most n_entries = {self.n_entries})",
+                                      n_values, lo=0, hi=self.n_entries)
         except ParameterError as exc:
             raise FormatError(f"deep_compressed: {exc}") from None
         if self.variant == "fig2" and self.n_values != self.n_entries:
@@ -392,12 +394,12 @@ class DeepCompressed(CompressedWeight):
         if self.index_coding == "webgraph":
             pos = self._webgraph_positions()
             val = _decode_stream(self.values_stream, self.n_values, self._n_value_symbols(),
-                                 self.coding, "value")
+                                 self.coding, "value", f"codebook of {self.k}")
             return val, pos
         idx = _decode_stream(self.index_stream, self.n_entries, 1 << self.index_bits,
-                             self.index_coding, "index")
+                             self.index_coding, "index", f"index_bits = {self.index_bits}")
         val = _decode_stream(self.values_stream, self.n_values, self._n_value_symbols(),
-                             self.coding, "value")
+                             self.coding, "value", f"codebook of {self.k}")
         return val, idx
 
     def _webgraph_positions(self):

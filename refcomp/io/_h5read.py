@@ -32,12 +32,13 @@ def _hdf5_layer_path(model_path):
     return "".join(f"/layers/{p:04d}" for p in parts)
 
 
-def _relocated(exc, hpath):
-    """``exc`` as FormatError (DecodeError kept) whose message names ``hpath``."""
+def _relocated(exc, hpath, suffix=""):
+    """``exc`` as FormatError (DecodeError kept) whose message names ``hpath``, then
+    ``suffix`` (the encoding the entry declares: the reader that refused it)."""
     msg = _one_line(exc)
     if hpath not in msg:
         msg = f"{hpath}: {msg}"
-    return (DecodeError if isinstance(exc, DecodeError) else FormatError)(msg)
+    return (DecodeError if isinstance(exc, DecodeError) else FormatError)(msg + suffix)
 
 
 class _ModelReader(_Reader):
@@ -74,7 +75,8 @@ class _ModelReader(_Reader):
             return                                  # the encoding's reader reports it
         if len(shape) > 64 or any(s < 0 for s in shape):
             return
-        self.add_decoded(math.prod(shape) * dt.itemsize, hpath)
+        self.add_decoded(math.prod(shape) * dt.itemsize, hpath,
+                         f"attributes 'shape' {_short(shape)} and 'dtype' {dt}")
 
     def encoded(self, group, hpath, enc, depth):
         """An encoded entry: size checks, then the registered reader."""
@@ -86,7 +88,7 @@ class _ModelReader(_Reader):
         try:
             value = encoding_reader(enc)(group)
         except RefcompError as exc:
-            raise _relocated(exc, hpath) from None
+            raise _relocated(exc, hpath, f" (attribute 'encoding' {enc!r})") from None
         except _CORRUPT as exc:
             raise FormatError(f"{hpath}: cannot decode encoding {enc!r} "
                               f"({type(exc).__name__}: {_one_line(exc)})") from None

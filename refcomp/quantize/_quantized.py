@@ -212,7 +212,7 @@ class Quantized(CompressedWeight):
     def from_hdf5(cls, group, *, max_elements=1 << 31):
         """Read what :meth:`to_hdf5` wrote; bit-exact.  Raises DecodeError/FormatError."""
         f = parse_attrs(group, "quantized", {
-            "shape": shape_attr, "bits": int, "code_dtype": np.dtype, "dtype": np.dtype,
+            "shape": shape_attr, "bits": int, "code_dtype": _int_dtype, "dtype": np.dtype,
             "code_min": int, "method": str, "decoder": str})
         shape, bits, code_dtype, dtype, code_min, method, decoder = f.values()
         if any(s < 0 for s in shape) or not 1 <= bits <= 64:
@@ -247,6 +247,14 @@ class Quantized(CompressedWeight):
         if decoder not in _DECODERS:
             raise FormatError(f"{group.name}: unknown quantized decoder {decoder!r}")
         return cls(codes, bits=bits, method=method, decoder=decoder, params=params, dtype=dtype)
+
+
+def _int_dtype(value):
+    """An integer dtype from an HDF5 attribute (ValueError otherwise)."""
+    dt = np.dtype(value)
+    if dt.kind not in "iu":
+        raise ValueError(f"{dt} is not an integer dtype")
+    return dt
 
 
 register_encoding("quantized", Quantized)

@@ -37,7 +37,7 @@ class Kind:
         self.name, self.prepare, self.make, self.read, self.same = name, prepare, make, read, same
         self.files = files        # the input is a file path (hash-checked, named in errors)
         # refusals of structural HDF5 mutations must name the mutated dataset, group or
-        # attribute (_run._names_target)
+        # attribute (_summary.names_target)
         self.targets = targets
 
 

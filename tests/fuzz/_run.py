@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import refcomp  # noqa: E402
 from _kinds import case_path, get_kind  # noqa: E402
+from _summary import names_target  # noqa: E402
 
 
 def _status():
@@ -119,45 +120,6 @@ def _names_item(msg, path):
     return path is None or str(path) in msg or Path(path).name in msg
 
 
-def _target(how):
-    """The HDF5 item a structural mutation targets, from its recorded name:
-    ``("attr", holder, name)``, ``("dataset", path)``, ``("group", path)``, or None
-    (byte mutations, combined edits, edits h5py refused, value edits)."""
-    how = how.split("] ", 1)[-1]                  # "[base label] mutation"
-    if "+" in how or ":" not in how:
-        return None
-    if how.startswith(("attr-", "drop-attr:")) and "@" in how:
-        left, attr = how.rsplit("@", 1)
-        return ("attr", left.rsplit(":", 1)[1], attr)
-    op, path = how.rsplit(":", 1)
-    if op == "rename":              # (a dropped group is absent: nothing can name it)
-        return ("group", path)
-    if op in ("drop-ds", "retype", "truncate") or op.startswith(("reshape-", "absurd-")):
-        return ("dataset", path)
-    return None
-
-
-def _names_target(msg, how):
-    """The refusal of a mutation that targets a known HDF5 item names it: the attribute
-    by its name; a dataset or group by its HDF5 path, or by its own name and the path
-    of a group holding it below ``/layers`` (``/layers/0005/weights/W: missing dataset
-    'codes'``, ``/layers/0005: ... missing parameter 'scale'``), or, for a dataset of
-    an encoded weight, by the path of that weight's group (``/layers/0005/weights/W:
-    packed codes ...``: the stored weight whose datasets disagree).  None: no known item."""
-    t = _target(how)
-    if t is None:
-        return None
-    if t[0] == "attr":
-        return t[2] in msg
-    parts = t[1].strip("/").split("/")
-    ancestors = ["/" + "/".join(parts[:i]) for i in range(1, len(parts))]
-    parent = ancestors[-1] if ancestors else None
-    encoded = t[0] == "dataset" and parent is not None and (
-        "/weights/" in parent + "/" or parent == "/weight") and not parent.endswith("/weights")
-    return "/" + "/".join(parts) in msg or (encoded and parent in msg) or (
-        parts[-1] in msg and any(a in msg for a in ancestors if a != "/layers"))
-
-
 def run(kind_name, n, seed, out, timeout):
     warnings.simplefilter("ignore")
     kind = get_kind(kind_name)
@@ -198,7 +160,7 @@ def run(kind_name, n, seed, out, timeout):
                     rec.update(outcome="refused", error=type(exc).__name__, message=msg[:300],
                                names_item=_names_item(msg, path))
                     if kind.targets:
-                        rec["names_target"] = _names_target(msg, how)
+                        rec["names_target"] = names_target(msg, how)
                 except BaseException as exc:  # noqa: B902 (the contract forbids these)
                     rec.update(outcome="bad-exception", error=type(exc).__name__,
                                message=str(exc)[:300],
