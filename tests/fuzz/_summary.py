@@ -32,7 +32,10 @@ def names_target(msg, how):
     of a group holding it below ``/layers`` (``/layers/0005/weights/W: missing dataset
     'codes'``, ``/layers/0005: ... missing parameter 'scale'``), or, for a dataset of
     an encoded weight, by the path of that weight's group (``/layers/0005/weights/W:
-    packed codes ...``: the stored weight whose datasets disagree).  None: no known item."""
+    packed codes ...``: the stored weight whose datasets disagree), or, for a weight's
+    dataset, by the path of its layer followed by ":" (``/layers/0002/layers/0000:
+    ... block output ... does not match``: the layer whose output the weight makes
+    inconsistent).  None: no known item."""
     t = _target(how)
     if t is None:
         return None
@@ -43,7 +46,9 @@ def names_target(msg, how):
     parent = ancestors[-1] if ancestors else None
     encoded = t[0] == "dataset" and parent is not None and (
         "/weights/" in parent + "/" or parent == "/weight") and not parent.endswith("/weights")
+    layer = ("/" + "/".join(parts)).split("/weights/")[0] if "weights" in parts else None
     return "/" + "/".join(parts) in msg or (encoded and parent in msg) or (
+        layer is not None and layer + ":" in msg) or (
         parts[-1] in msg and any(a in msg for a in ancestors if a != "/layers"))
 
 
