@@ -125,7 +125,19 @@ def _encode_stream(symbols, n_symbols, coding):
 
 
 def _decode_stream(stream, count, n_symbols, coding, what, bound=""):
-    """``count`` symbols (int64) of a stream, each checked < n_symbols."""
+    """``count`` symbols (int64) of a stream, each checked < n_symbols; a DecodeError
+    names the stream and the coding read for it (the attribute that chose it)."""
+    try:
+        return _decode_stream_checked(stream, count, n_symbols, coding, what, bound)
+    except DecodeError as exc:
+        attr = "index_coding" if what == "index" else "coding"
+        msg = str(exc)
+        if attr not in msg:
+            msg += f" ({what} stream read as {coding!r}, attribute {attr!r})"
+        raise DecodeError(msg) from None
+
+
+def _decode_stream_checked(stream, count, n_symbols, coding, what, bound):
     if count == 0:
         if stream.size:
             raise DecodeError(f"{what} stream holds {stream.size} bytes for 0 symbols")
