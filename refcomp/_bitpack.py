@@ -45,17 +45,18 @@ def pack_codes(codes, bits):
     return np.packbits(bitplanes.reshape(-1))
 
 
-def unpack_codes(data, bits, count):
+def unpack_codes(data, bits, count, *, name="packed stream"):
     """Inverse of :func:`pack_codes`; returns ``uint64`` codes of length ``count``.
 
     Raises DecodeError when ``data`` is shorter than ``count * bits`` bits;
-    the length is checked before anything is allocated.
+    the length is checked before anything is allocated.  ``name`` names the
+    stream in the message (e.g. the HDF5 dataset it was read from).
     """
     if not 1 <= bits <= 64:
-        raise DecodeError(f"packed bit width must be in [1, 64], got {bits}")
+        raise DecodeError(f"{name}: packed bit width must be in [1, 64], got {bits}")
     need = packed_nbytes(count, bits)
     if data.dtype != np.uint8 or data.ndim != 1 or data.size < need:
-        raise DecodeError(f"packed stream holds {data.size} bytes, {need} needed for "
+        raise DecodeError(f"{name} holds {data.size} bytes, {need} needed for "
                           f"{count} codes of {bits} bits")
     bitplanes = np.unpackbits(data[:need])[: count * bits].reshape(count, bits)
     shifts = np.arange(bits - 1, -1, -1, dtype=np.uint64)

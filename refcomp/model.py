@@ -517,8 +517,13 @@ def _residual(layer, x, precision, path=None, sink=None):
     expect = list(x.shape)
     expect[channel_axis] = idx.size
     if list(fx.shape) != expect:
-        raise ShapeError(f"residual block {layer.name!r}: block output {fx.shape} does not "
-                         f"match the shortcut {x.shape} restricted to {idx.size} channels")
+        # located at the block's last layer (whose output it is); the message also
+        # names the index_map, the other side of the comparison
+        last = f"{path}/{len(layer.layers) - 1}" if path is not None and layer.layers else None
+        raise _located(ShapeError(f"residual block {layer.name!r}: block output {fx.shape} "
+                                  f"(of its last layer) does not match the shortcut {x.shape} "
+                                  f"restricted to the {idx.size} channels of its index_map"),
+                       path=last)
     # Selective addition (seed 003 §4.5): kept channels get the block output.
     y = x.copy()
     sl = [slice(None)] * x.ndim

@@ -32,22 +32,30 @@ from . import CLIError
 __all__ = ["register"]
 
 
-def _save_and_report(args, model, out, report):
+def _load_checked(args):
+    """The model, and the ``--eval`` split, each checked against the run budget
+    before it is read (and the forward pass of the split before any work)."""
+    from ..io.hdf5 import load_model
+    from ._files import check_model_fits, load_split_checked
+    check_model_fits(args.model)
+    model = load_model(args.model)
+    return model, (load_split_checked(args.eval, model) if args.eval else None)
+
+
+def _save_and_report(args, model, out, report, split):
     from ..io.hdf5 import save
     save(out, args.output)
     print(f"wrote {args.output}: {report.original_bits} -> {report.compressed_bits} bits, "
           f"tau = {report.tau:.3f}")
     if args.eval:
-        from ..data import load_split
         from ..metrics import accuracy
-        x, y = load_split(args.eval)
+        x, y = split
         print(f"accuracy on {args.eval} (no retraining): {accuracy(model(x), y):.4f} -> "
               f"{accuracy(out(x), y):.4f}")
     return 0
 
 
 def _cmd_compress(args):
-    from ..io.hdf5 import load_model as load
     from ._files import check_input, check_output
     check_input(args.model, "model")
     if args.codec == "nnc":
@@ -61,7 +69,7 @@ def _cmd_compress(args):
                        "removed; no single value keeps accuracy on every model without "
                        "retraining, see --help) or --no-prune")
     check_output(args.output, (args.model,), force=args.force)
-    model = load(args.model)
+    model, split = _load_checked(args)
     huffman = args.huffman
     sparsity = 0.0 if args.no_prune else args.prune
     if args.no_kmeans:
@@ -92,11 +100,10 @@ def _cmd_compress(args):
             huffman=True if huffman is None else huffman, index_bits=args.index_bits,
             variant=DEFAULT_VARIANT if args.variant is None else args.variant,
             index_coding=args.index_coding, progress=None if not args.quiet else False)
-    return _save_and_report(args, model, out, report)
+    return _save_and_report(args, model, out, report, split)
 
 
 def _cmd_compress_nnc(args):
-    from ..io.hdf5 import load_model as load
     from ._files import check_output
     for flag, value in (("--prune", args.prune), ("--kmeans", args.kmeans),
                         ("--huffman", args.huffman), ("--index-bits", args.index_bits),
@@ -108,14 +115,14 @@ def _cmd_compress_nnc(args):
         raise CLIError("--no-prune/--no-kmeans are Deep Compression options, not --codec nnc's")
     from ..compress.nnc import DEFAULT_NONWEIGHT_QP, DEFAULT_QP, nnc_compress
     check_output(args.output, (args.model,), force=args.force)
-    model = load(args.model)
+    model, split = _load_checked(args)
     out, report = nnc_compress(
         model, qp=DEFAULT_QP if args.qp is None else args.qp,
         nonweight_qp=DEFAULT_NONWEIGHT_QP if args.nonweight_qp is None else args.nonweight_qp,
         dq=not args.no_dq, lambda_scale=args.lambda_scale,
         dq_states=8 if args.dq_states is None else args.dq_states,
         progress=None if not args.quiet else False)
-    return _save_and_report(args, model, out, report)
+    return _save_and_report(args, model, out, report, split)
 
 
 def _cmd_size(args):

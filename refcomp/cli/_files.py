@@ -55,19 +55,39 @@ def check_output(path, inputs=(), *, force=False, what="output"):
     return p
 
 
-def check_model_fits(path):
-    """Refuse, before loading, a model file whose declared arrays cannot fit
-    (:func:`refcomp.io.limits.declared_bytes` against the run budget)."""
+def check_model_fits(path, what="the model"):
+    """Refuse, before loading, a model (or plain-array) file whose declared arrays
+    cannot fit (:func:`refcomp.io.limits.declared_bytes` against the run budget)."""
     from ..io.limits import check_fits, declared_bytes
-    check_fits(declared_bytes(path), f"the model {path}")
+    check_fits(declared_bytes(path), f"{what} {path}")
+
+
+def load_split_checked(name, model=None):
+    """``load_split(name)`` after refusing a split file whose declared arrays cannot
+    fit, then (with ``model``) a forward pass of its ``x`` that cannot fit
+    (:func:`check_forward_fits`); every check happens before the allocation."""
+    from ..data import _resolve, load_split
+    from ..io.limits import check_fits, declared_bytes
+    path = _resolve(name)
+    if os.path.isfile(path):
+        check_fits(declared_bytes(path), f"the data split {os.fspath(name)}")
+    x, y = load_split(name)
+    if model is not None:
+        check_forward_fits(model, x)
+    return x, y
 
 
 def check_forward_fits(model, x):
     """Refuse, before running, a forward pass whose working memory cannot fit
     (:func:`refcomp.io.limits.forward_bytes` of the batch ``x``)."""
-    from ..io.limits import check_fits, forward_bytes
     if model.input_shape is None or x.ndim == 0 or tuple(x.shape[1:]) != model.input_shape:
         return                        # the forward pass reports the mismatch itself
-    need, i, shape = forward_bytes(model, x.shape[0])
-    check_fits(need, f"the forward pass of model {model.name!r} on a batch of {x.shape[0]} "
+    check_batch_fits(model, x.shape[0])
+
+
+def check_batch_fits(model, batch):
+    """:func:`check_forward_fits` for a batch of ``batch`` samples of the model's input shape."""
+    from ..io.limits import check_fits, forward_bytes
+    need, i, shape = forward_bytes(model, batch)
+    check_fits(need, f"the forward pass of model {model.name!r} on a batch of {batch} "
                      f"(layer {i} outputs {shape} per sample)")

@@ -24,11 +24,10 @@ __all__ = ["register"]
 def _cmd_quantize(args):
     if not args.int8:
         raise CLIError("quantize: only integer quantization is implemented; pass --int8")
-    from ..data import load_split
     from ..integer import quantize_model, run
     from ..io.hdf5 import load_model, save
     from ..metrics import accuracy
-    from ._files import check_input, check_output
+    from ._files import check_input, check_model_fits, check_output, load_split_checked
     check_input(args.model, "model")
     check_output(args.output, (args.model, args.calib), force=args.force)
     if args.onnx:
@@ -37,8 +36,10 @@ def _cmd_quantize(args):
         if os.path.abspath(args.onnx) == os.path.abspath(args.output):
             raise CLIError(f"ONNX output {args.onnx!r} is also the -o output; give another "
                            "file")
+    check_model_fits(args.model)                  # every size checked before any work
     model = load_model(args.model)
-    xc, _ = load_split(args.calib)
+    xc, _ = load_split_checked(args.calib, model)
+    split = load_split_checked(args.eval, model) if args.eval else None
     qm = quantize_model(model, xc, mode=args.mode, calibration=args.calibration,
                         weights=args.weights, activations=args.activations,
                         act_dtype=args.act_dtype)
@@ -56,7 +57,7 @@ def _cmd_quantize(args):
                 f.write(m.SerializeToString())
         print(f"wrote {args.onnx}: ONNX {args.onnx_form} graph of the integer model")
     if args.eval:
-        x, y = load_split(args.eval)
+        x, y = split
         yf = model(x)
         yq = run(qm, x)
         same = float(np.mean(np.argmax(yf, axis=1) == np.argmax(yq, axis=1)))

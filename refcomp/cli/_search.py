@@ -17,13 +17,13 @@ import os
 
 from .._errors import ParameterError
 from . import CLIError
-from ._files import add_force, check_input, check_output
+from ._files import add_force, check_input, check_model_fits, check_output, load_split_checked
 
 __all__ = ["register"]
 
 
 def _cmd_slim(args):
-    from ..data import default_data_dir, load_split
+    from ..data import default_data_dir
     from ..io.hdf5 import load_model, save
     from ..metrics import accuracy
     from ..search import autoslim
@@ -38,8 +38,10 @@ def _cmd_slim(args):
         check_output(args.curve, (model_path, args.output), force=args.force, what="curve")
         if os.path.abspath(args.curve) == os.path.abspath(args.output):
             raise CLIError(f"curve {args.curve!r} is also the output model; give another file")
+    check_model_fits(model_path)
     model = load_model(model_path)
-    x, y = load_split(args.data)
+    x, y = load_split_checked(args.data, model)     # every size checked before any work
+    split = load_split_checked(args.eval, model) if args.eval else None
     progress = False if args.quiet else None
     mapper = None
     if args.workers > 1 or args.scheduler:
@@ -59,7 +61,7 @@ def _cmd_slim(args):
     if args.curve:
         _write_curve(args.curve, res.curve)
     if args.eval:
-        xt, yt = load_split(args.eval)
+        xt, yt = split
         print(f"{args.eval} accuracy: {100 * accuracy(model(xt), yt):.2f}% -> "
               f"{100 * accuracy(res.model(xt), yt):.2f}%")
     if not res.reached:

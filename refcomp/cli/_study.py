@@ -364,6 +364,8 @@ def _cmd_apply(args):
                              f"{method.max_value}], got {value!r}")
     check_input(args.input)
     check_output(args.output, (args.input,), force=args.force)
+    # no forward pass: the declared arrays (model or plain-array file) are the memory
+    check_model_fits(args.input, "the input")
     progress = False if args.quiet else None
     kind = file_kind(args.input)
     if kind == "refcomp-model":

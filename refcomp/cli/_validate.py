@@ -24,6 +24,7 @@ def _cmd_validate(args):
         check_output(args.report, (), force=args.force)
     if args.examples < 1:
         raise CLIError("--examples must be >= 1")
+    _check_memory(args)
     report = run(args.framework, args.suite, examples=args.examples, seed=args.seed,
                  progress=False if args.quiet else None)
     print(report.table())
@@ -35,6 +36,18 @@ def _cmd_validate(args):
                 f.write(report.markdown())
         print(f"wrote {args.report}")
     return 0 if report.ok else 1
+
+
+def _check_memory(args):
+    """The shipped models' forward passes of the run (integer suite), checked against
+    the run budget before any case starts (refcomp.io.limits)."""
+    from ..io.hdf5 import load_model
+    from ..validate import shipped_model_batches
+    from ._files import check_batch_fits, check_model_fits
+    for path, batch in shipped_model_batches(args.framework, args.suite,
+                                             examples=args.examples):
+        check_model_fits(path)
+        check_batch_fits(load_model(path), batch)
 
 
 def register(sub):

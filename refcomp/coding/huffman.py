@@ -19,7 +19,10 @@ Two-queue Huffman construction (van Leeuwen 1976) on the present symbols:
 * the first node taken becomes the left child (irrelevant for the lengths).
 
 Weights are exact int64 sums (the total count must be below ``2**62``).
-A lone present symbol gets length 1; absent symbols length 0.  With
+A lone present symbol gets length 1; absent symbols length 0.  The
+lengths are a function of the count table alone (ties included, by the rule
+above), so they, the stream header and the code words never depend on the
+order of the symbols in the stream (tests/test_determinism.py).  With
 ``max_length`` below the unconstrained longest word, the lengths come from the
 package-merge algorithm (Larmore & Hirschberg, J. ACM 37(3), 1990), which is
 optimal among codes whose words are at most ``max_length`` bits; its ties are

@@ -65,7 +65,7 @@ from .._bitpack import pack_codes, packed_nbytes, unpack_codes
 from .._errors import DecodeError, DTypeError, FormatError, ParameterError, ShapeError
 from .._validate import check_choice, check_int, describe
 from ..weights import CompressedWeight, register_encoding
-from ..weights._h5util import write_dataset
+from ..weights._h5util import parse_attrs, shape_attr, write_dataset
 from ..sparse.relative import VARIANTS, decode_relative, encode_relative
 
 __all__ = ["DeepCompressed", "CODINGS", "INDEX_CODINGS", "ENCODING"]
@@ -124,8 +124,20 @@ def _encode_stream(symbols, n_symbols, coding):
     return np.frombuffer(encode(symbols), dtype=np.uint8).copy()
 
 
-def _decode_stream(stream, count, n_symbols, coding, what):
-    """``count`` symbols (int64) of a stream, each checked < n_symbols."""
+def _decode_stream(stream, count, n_symbols, coding, what, bound=""):
+    """``count`` symbols (int64) of a stream, each checked < n_symbols; a DecodeError
+    names the stream and the coding read for it (the attribute that chose it)."""
+    try:
+        return _decode_stream_checked(stream, count, n_symbols, coding, what, bound)
+    except DecodeError as exc:
+        attr = "index_coding" if what == "index" else "coding"
+        msg = str(exc)
+        if attr not in msg:
+            msg += f" ({what} stream read as {coding!r}, attribute {attr!r})"
+        raise DecodeError(msg) from None
+
+
+def _decode_stream_checked(stream, count, n_symbols, coding, what, bound):
     if count == 0:
         if stream.size:
             raise DecodeError(f"{what} stream holds {stream.size} bytes for 0 symbols")
@@ -136,7 +148,7 @@ def _decode_stream(stream, count, n_symbols, coding, what):
             raise DecodeError(f"{what} stream holds {stream.size} bytes, "
                               f"{packed_nbytes(count, width)} expected for {count} codes of "
                               f"{width} bits")
-        sym = unpack_codes(stream, width, count)
+        sym = unpack_codes(stream, width, count, name=f"{what} stream")
     else:
         if coding == "universal":
             decode = _universal()[2]
@@ -149,7 +161,8 @@ def _decode_stream(stream, count, n_symbols, coding, what):
             raise DecodeError(f"{what} stream decodes to {sym.size} symbols, {count} declared")
     sym = sym.astype(np.int64)
     if sym.size and (int(sym.min()) < 0 or int(sym.max()) >= n_symbols):
-        raise DecodeError(f"{what} stream holds a symbol outside [0, {n_symbols})")
+        raise DecodeError(f"{what} stream holds a symbol outside [0, {n_symbols})"
+                          + (f" ({bound})" if bound else ""))
     return sym
 
 
@@ -239,8 +252,10 @@ class DeepCompressed(CompressedWeight):
             self.index_coding = check_choice(
                 "index_coding", self.coding if index_coding is None else index_coding,
                 INDEX_CODINGS)
-            self.n_entries = check_int("n_entries", n_entries, lo=0, hi=size)
-            self.n_values = check_int("n_values", n_values, lo=0, hi=self.n_entries)
+            self.n_entries = check_int(f"n_entries (at most the {size} elements of shape "
+                                       f"{self.shape})", n_entries, lo=0, hi=size)
+            self.n_values = check_int(f"n_values (at most n_entries = {self.n_entries})",
+                                      n_values, lo=0, hi=self.n_entries)
         except ParameterError as exc:
             raise FormatError(f"deep_compressed: {exc}") from None
         if self.variant == "fig2" and self.n_values != self.n_entries:
@@ -251,8 +266,9 @@ class DeepCompressed(CompressedWeight):
         self.index_stream = index_stream
         crc = _crc(codebook, values_stream, index_stream)
         if crc32 is not None and int(crc32) != crc:
-            raise DecodeError(f"deep_compressed: CRC-32 mismatch (stored {int(crc32):#010x}, "
-                              f"computed {crc:#010x}): corrupt codebook or stream")
+            raise DecodeError(f"deep_compressed: CRC-32 mismatch (attribute 'crc32' "
+                              f"{int(crc32):#010x}, computed {crc:#010x} over 'codebook', "
+                              "'values' and 'index'): corrupt codebook or stream")
         self.crc32 = crc
         for a in (codebook, values_stream, index_stream):
             a.flags.writeable = False
@@ -390,12 +406,12 @@ class DeepCompressed(CompressedWeight):
         if self.index_coding == "webgraph":
             pos = self._webgraph_positions()
             val = _decode_stream(self.values_stream, self.n_values, self._n_value_symbols(),
-                                 self.coding, "value")
+                                 self.coding, "value", f"codebook of {self.k}")
             return val, pos
         idx = _decode_stream(self.index_stream, self.n_entries, 1 << self.index_bits,
-                             self.index_coding, "index")
+                             self.index_coding, "index", f"index_bits = {self.index_bits}")
         val = _decode_stream(self.values_stream, self.n_values, self._n_value_symbols(),
-                             self.coding, "value")
+                             self.coding, "value", f"codebook of {self.k}")
         return val, idx
 
     def _webgraph_positions(self):
@@ -417,7 +433,9 @@ class DeepCompressed(CompressedWeight):
         if self.index_coding == "webgraph":
             if self.variant != "reserved" or self.n_values != self.n_entries:
                 raise FormatError("deep_compressed: the WebGraph index coding needs variant "
-                                  "'reserved' and one value per entry")
+                                  f"'reserved' and one value per entry (variant "
+                                  f"{self.variant!r}, n_values {self.n_values}, n_entries "
+                                  f"{self.n_entries})")
             val, pos = self.streams()
             out = np.zeros(self.size, dtype=self.dtype)
             out[pos] = self.codebook[val]
@@ -573,24 +591,17 @@ class DeepCompressed(CompressedWeight):
         the same coding as ``coding``.
         """
         name = group.name
-        a = group.attrs
-        try:
-            fields = {"shape": tuple(int(s) for s in a["shape"]),
-                      "dtype": np.dtype(a["dtype"]),
-                      "index_bits": int(a["index_bits"]), "variant": _str(a["variant"]),
-                      "coding": _str(a["coding"]), "n_entries": int(a["n_entries"]),
-                      "n_values": int(a["n_values"]), "crc32": int(a["crc32"]),
-                      "index_coding": (_str(a["index_coding"]) if "index_coding" in a
-                                       else None)}
-        except (KeyError, TypeError, ValueError) as exc:
-            raise FormatError(f"{name}: bad deep_compressed attributes ({exc})") from None
+        fields = parse_attrs(group, "deep_compressed", {
+            "shape": shape_attr, "dtype": np.dtype, "index_bits": int, "variant": _str,
+            "coding": _str, "n_entries": int, "n_values": int, "crc32": int,
+            "index_coding": _str}, optional=("index_coding",))
         for key in ("codebook", "values", "index"):
             if key not in group or not hasattr(group[key], "dtype"):
                 raise FormatError(f"{name}: missing dataset {key!r}")
         cb, vs, ix = group["codebook"], group["values"], group["index"]
         if cb.ndim != 1 or cb.shape[0] > _MAX_K or cb.dtype != fields["dtype"]:
             raise FormatError(f"{name}: codebook holds {cb.shape} {cb.dtype}, expected at "
-                              f"most {_MAX_K} values of {fields['dtype']}")
+                              f"most {_MAX_K} values of {fields['dtype']} (attribute 'dtype')")
         for key, ds, count in (("values", vs, fields["n_values"]),
                                ("index", ix, fields["n_entries"])):
             limit = packed_nbytes(max(count, 0), 64) + (1 << 20)

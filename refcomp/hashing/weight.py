@@ -16,7 +16,7 @@ import numpy as np
 from .._errors import FormatError, ParameterError, ShapeError
 from .._validate import FLOAT_DTYPES, check_choice, check_int, describe
 from ..weights import CompressedWeight, register_encoding
-from ..weights._h5util import write_dataset
+from ..weights._h5util import parse_attrs, shape_attr, write_dataset
 from . import _kernels as _k
 from ._xxh32 import DEFAULT_SEED
 from .ops import hashed_conv2d, hashed_linear
@@ -166,15 +166,9 @@ class HashedWeight(CompressedWeight):
         inconsistent fields; the bucket count and the virtual size are checked
         against ``max_elements`` from the headers before anything is read."""
         name = group.name
-        a = group.attrs
-        try:
-            dtype = np.dtype(a["dtype"])
-            shape = tuple(int(s) for s in a["shape"])
-            seed, sign = int(a["seed"]), int(a["sign"])
-            hash_ = a["hash"]
-            hash_ = hash_.decode("utf-8") if isinstance(hash_, bytes) else str(hash_)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise FormatError(f"{name}: bad hashed attributes ({exc})") from None
+        dtype, shape, seed, sign, hash_ = parse_attrs(group, "hashed", {
+            "dtype": np.dtype, "shape": shape_attr, "seed": int, "sign": int,
+            "hash": lambda v: v.decode("utf-8") if isinstance(v, bytes) else str(v)}).values()
         if dtype not in FLOAT_DTYPES or sign not in (0, 1) or hash_ not in HASHES:
             raise FormatError(f"{name}: unsupported hashed weight (dtype {dtype}, sign {sign}, "
                               f"hash {hash_!r})")

@@ -22,7 +22,7 @@ import numpy as np
 from .._errors import DTypeError, FormatError, ParameterError, ShapeError
 from .._validate import check_choice, describe
 from ..weights import CompressedWeight, register_encoding
-from ..weights._h5util import write_dataset
+from ..weights._h5util import parse_attrs, write_dataset
 from .ops import (_conv_acc, _fbgemm_depthwise_acc, _linear_acc, _pair, conv_pads,
                   fbgemm_depthwise_path)
 from .requantize import (MODES, _torch_bias_term, check_scale, check_zero_point,
@@ -177,12 +177,10 @@ class IntegerLinear(CompressedWeight):
                                       f"than {max_elements} elements")
             arrays = {k: group[k][()] for k in ("codes", "w_scale", "bias", "bias_float")
                       if k in group}
-            a = group.attrs
-            kw = dict(in_scale=float(a["in_scale"]), out_scale=float(a["out_scale"]),
-                      in_zero_point=int(a["in_zero_point"]),
-                      out_zero_point=int(a["out_zero_point"]), act_min=int(a["act_min"]),
-                      act_max=int(a["act_max"]), mode=str(a["mode"]),
-                      act_dtype=str(a["act_dtype"]))
+            kw = parse_attrs(group, "integer_linear", {
+                "in_scale": float, "out_scale": float, "in_zero_point": int,
+                "out_zero_point": int, "act_min": int, "act_max": int, "mode": str,
+                "act_dtype": str})
         except KeyError as exc:
             raise FormatError(f"{group.name}: integer_linear entry lacks {exc}") from None
         try:

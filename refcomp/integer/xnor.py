@@ -30,7 +30,7 @@ from .._errors import DTypeError, FormatError, ParameterError, ShapeError
 from .._validate import describe
 from ..kernels.xnor import pack_rows, xnor_dot
 from ..weights import CompressedWeight, register_encoding
-from ..weights._h5util import write_dataset
+from ..weights._h5util import parse_attrs, shape_attr, write_dataset
 
 __all__ = ["XnorLinear", "xnor_dense", "xnor_conv2d", "binary_dot", "pack_signs"]
 
@@ -160,12 +160,14 @@ class XnorLinear(CompressedWeight):
 
     @classmethod
     def from_hdf5(cls, group, *, max_elements=1 << 31):
+        a = parse_attrs(group, "xnor_packed", {"shape": shape_attr, "input_scale": _flag},
+                        optional=("input_scale",))
         try:
-            shape = tuple(int(s) for s in group.attrs["shape"])
+            shape = a["shape"]
             if int(np.prod(shape)) > max_elements:
                 raise FormatError(f"{group.name}: declared shape {shape} is too large")
             return cls(group["bits"][()], group["alpha"][()], shape,
-                       input_scale=bool(group.attrs.get("input_scale", False)))
+                       input_scale=bool(a["input_scale"]))
         except KeyError as exc:
             raise FormatError(f"{group.name}: xnor_packed entry lacks {exc}") from None
         except (ParameterError, DTypeError, ShapeError) as exc:
@@ -224,6 +226,14 @@ class XnorLinear(CompressedWeight):
         y = _finish(dot, self.alpha, beta, b).reshape(n, oh, ow, o).transpose(0, 3, 1, 2)
         y = np.ascontiguousarray(y)
         return y if layout == "NCHW" else np.ascontiguousarray(y.transpose(0, 2, 3, 1))
+
+
+def _flag(value):
+    """A boolean HDF5 attribute (a scalar; ValueError otherwise)."""
+    v = np.asarray(value)
+    if v.ndim or v.dtype.kind not in "biu":
+        raise ValueError(f"expected a boolean scalar, got {v.dtype} of shape {v.shape}")
+    return bool(v)
 
 
 register_encoding("xnor_packed", XnorLinear)

@@ -230,11 +230,12 @@ class _Reader:
         return value
 
     # -- sizes -----------------------------------------------------------------------
-    def add_decoded(self, nbytes, hpath):
+    def add_decoded(self, nbytes, hpath, why=""):
         self.decoded += nbytes
         if self.decoded > _format.MAX_TOTAL_BYTES:
             raise FormatError(f"{hpath}: the weights of this file decode to more than "
-                              f"MAX_TOTAL_BYTES = {_format.MAX_TOTAL_BYTES} bytes in total")
+                              f"MAX_TOTAL_BYTES = {_format.MAX_TOTAL_BYTES} bytes in total"
+                              + (f" ({why})" if why else ""))
 
     def dataset(self, ds, hpath, strings=False):
         """Check a dataset's declared size before it is read; return its byte count.

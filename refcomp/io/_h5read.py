@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from .._errors import DecodeError, FormatError, RefcompError
+from .._errors import DecodeError, FormatError, ParameterError, RefcompError
 from .._validate import FLOAT_DTYPES
 from ..model import LAYER_KINDS, Layer, Model
 from ..weights import encoding_reader
@@ -32,12 +32,13 @@ def _hdf5_layer_path(model_path):
     return "".join(f"/layers/{p:04d}" for p in parts)
 
 
-def _relocated(exc, hpath):
-    """``exc`` as FormatError (DecodeError kept) whose message names ``hpath``."""
+def _relocated(exc, hpath, suffix=""):
+    """``exc`` as FormatError (DecodeError kept) whose message names ``hpath``, then
+    ``suffix`` (the encoding the entry declares: the reader that refused it)."""
     msg = _one_line(exc)
     if hpath not in msg:
         msg = f"{hpath}: {msg}"
-    return (DecodeError if isinstance(exc, DecodeError) else FormatError)(msg)
+    return (DecodeError if isinstance(exc, DecodeError) else FormatError)(msg + suffix)
 
 
 class _ModelReader(_Reader):
@@ -74,7 +75,8 @@ class _ModelReader(_Reader):
             return                                  # the encoding's reader reports it
         if len(shape) > 64 or any(s < 0 for s in shape):
             return
-        self.add_decoded(math.prod(shape) * dt.itemsize, hpath)
+        self.add_decoded(math.prod(shape) * dt.itemsize, hpath,
+                         f"attributes 'shape' {_short(shape)} and 'dtype' {dt}")
 
     def encoded(self, group, hpath, enc, depth):
         """An encoded entry: size checks, then the registered reader."""
@@ -86,7 +88,7 @@ class _ModelReader(_Reader):
         try:
             value = encoding_reader(enc)(group)
         except RefcompError as exc:
-            raise _relocated(exc, hpath) from None
+            raise _relocated(exc, hpath, f" (attribute 'encoding' {enc!r})") from None
         except _CORRUPT as exc:
             raise FormatError(f"{hpath}: cannot decode encoding {enc!r} "
                               f"({type(exc).__name__}: {_one_line(exc)})") from None
@@ -140,8 +142,11 @@ class _ModelReader(_Reader):
         try:
             return Layer(kind, name=name, attrs=attrs, weights=weights, layers=sub)
         except RefcompError as exc:
+            # a weight's problem names the weight; the others come from the layer's
+            # attributes (kind, weights and sub-layers were checked above)
             w = getattr(exc, "weight_name", None)
             raise FormatError(f"{hpath}{'/weights/' + w if w else ''}: "
+                              f"{'' if w else 'attribute ' + repr('attrs') + ': '}"
                               f"{_one_line(exc)}") from None
 
     def layers(self, group, hpath, depth):
@@ -153,8 +158,9 @@ class _ModelReader(_Reader):
         names = [f"{i:04d}" for i in range(len(keys))]
         if set(keys) != set(names):
             odd = sorted(set(keys) - set(names))[:3]
+            gaps = [f"{hpath}/{k}" for k in sorted(set(names) - set(keys))[:3]]
             raise FormatError(f"{hpath}: layer groups must be named 0000, 0001, ... without "
-                              f"gaps (found {odd})")
+                              f"gaps (found {odd}, missing {gaps})")
         return [self.layer(self.group(group, k, f"{hpath}/{k}"), f"{hpath}/{k}", depth)
                 for k in names]
 
@@ -235,6 +241,8 @@ class _ModelReader(_Reader):
             cls = DecodeError if isinstance(exc, DecodeError) else FormatError
             what = _one_line(exc) if isinstance(exc, RefcompError) else \
                 f"the zero-batch forward pass fails ({type(exc).__name__}: {_one_line(exc)})"
+            if not weight and isinstance(exc, ParameterError) and hpath != "/layers":
+                what = f"attribute 'attrs': {what}"     # a layer parameter, not a weight
             raise cls(f"{hpath}: inconsistent model: {what}") from None
 
 

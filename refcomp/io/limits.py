@@ -15,9 +15,10 @@ limit             environment variable     meaning (default)
                                            byte it occupies; bytes all datasets of a file
                                            may declare per byte of the file (1024)
 ``max_depth``     ``REFCOMP_MAX_DEPTH``    nesting of residual blocks and weight groups (64)
-``max_run_bytes`` ``REFCOMP_MAX_RUN_BYTES`` working memory ``refcomp run`` lets an input
-                                           batch or a forward pass need (None: the memory
-                                           the system reports available, MemAvailable)
+``max_run_bytes`` ``REFCOMP_MAX_RUN_BYTES`` working memory the command line lets a
+                                           model, an input batch or a forward pass need
+                                           (None: the memory the system reports
+                                           available, MemAvailable)
 ================  =======================  =============================================
 
 Every declared size is checked against these limits *and* against the size of

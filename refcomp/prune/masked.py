@@ -12,7 +12,7 @@ from .._bitpack import pack_codes, unpack_codes
 from .._errors import DecodeError, DTypeError, FormatError, ShapeError
 from .._validate import as_float_array, describe
 from ..weights import CompressedWeight, materialize, register_encoding
-from ..weights._h5util import write_dataset
+from ..weights._h5util import parse_attrs, shape_attr, write_dataset
 
 __all__ = ["Masked", "apply_masks", "prunable_weights"]
 
@@ -102,11 +102,8 @@ class Masked(CompressedWeight):
     @classmethod
     def from_hdf5(cls, group, *, max_elements=1 << 31):
         """Read what :meth:`to_hdf5` wrote; bit-exact.  Raises FormatError/DecodeError."""
-        try:
-            shape = tuple(int(s) for s in group.attrs["shape"])
-            dtype = np.dtype(group.attrs["dtype"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise FormatError(f"{group.name}: bad masked attributes ({exc})") from None
+        shape, dtype = parse_attrs(group, "masked", {"shape": shape_attr,
+                                                     "dtype": np.dtype}).values()
         if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise FormatError(f"{group.name}: unsupported masked dtype {dtype}")
         if any(s < 0 for s in shape):
@@ -117,7 +114,7 @@ class Masked(CompressedWeight):
                               f"{max_elements}")
         if "mask" not in group or "values" not in group:
             raise FormatError(f"{group.name}: missing 'mask' or 'values'")
-        mask = unpack_codes(group["mask"][()], 1, count).astype(np.bool_).reshape(shape)
+        mask = unpack_codes(group["mask"][()], 1, count, name="'mask'").astype(np.bool_).reshape(shape)
         kept = group["values"]
         if kept.dtype != dtype or kept.shape != (int(np.count_nonzero(mask)),):
             raise DecodeError(f"{group.name}: 'values' holds {kept.shape} {kept.dtype}, the "

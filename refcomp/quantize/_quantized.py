@@ -12,7 +12,7 @@ import numpy as np
 from .._bitpack import pack_codes, unpack_codes
 from .._errors import DecodeError, FormatError, ParameterError
 from ..weights import CompressedWeight, register_encoding
-from ..weights._h5util import write_dataset
+from ..weights._h5util import parse_attrs, shape_attr, write_dataset
 
 __all__ = ["Quantized", "register_decoder", "narrowest_code_dtype"]
 
@@ -211,16 +211,10 @@ class Quantized(CompressedWeight):
     @classmethod
     def from_hdf5(cls, group, *, max_elements=1 << 31):
         """Read what :meth:`to_hdf5` wrote; bit-exact.  Raises DecodeError/FormatError."""
-        a = group.attrs
-        try:
-            shape = tuple(int(s) for s in a["shape"])
-            bits = int(a["bits"])
-            code_dtype = np.dtype(a["code_dtype"])
-            dtype = np.dtype(a["dtype"])
-            code_min = int(a["code_min"])
-            method, decoder = str(a["method"]), str(a["decoder"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise FormatError(f"{group.name}: bad quantized attributes ({exc})") from None
+        f = parse_attrs(group, "quantized", {
+            "shape": shape_attr, "bits": int, "code_dtype": _int_dtype, "dtype": np.dtype,
+            "code_min": int, "method": str, "decoder": str})
+        shape, bits, code_dtype, dtype, code_min, method, decoder = f.values()
         if any(s < 0 for s in shape) or not 1 <= bits <= 64:
             raise DecodeError(f"{group.name}: invalid shape {shape} or bits {bits}")
         count = int(np.prod(shape, dtype=np.int64)) if shape else 1
@@ -230,7 +224,7 @@ class Quantized(CompressedWeight):
         if "codes" not in group or "params" not in group:
             raise FormatError(f"{group.name}: missing 'codes' or 'params'")
         packed = group["codes"][()]
-        offs = unpack_codes(packed, bits, count)
+        offs = unpack_codes(packed, bits, count, name="'codes'")
         codes = (offs.astype(np.int64) + code_min)
         info = np.iinfo(code_dtype)
         if codes.size and (codes.min() < info.min or codes.max() > info.max):
@@ -253,6 +247,14 @@ class Quantized(CompressedWeight):
         if decoder not in _DECODERS:
             raise FormatError(f"{group.name}: unknown quantized decoder {decoder!r}")
         return cls(codes, bits=bits, method=method, decoder=decoder, params=params, dtype=dtype)
+
+
+def _int_dtype(value):
+    """An integer dtype from an HDF5 attribute (ValueError otherwise)."""
+    dt = np.dtype(value)
+    if dt.kind not in "iu":
+        raise ValueError(f"{dt} is not an integer dtype")
+    return dt
 
 
 register_encoding("quantized", Quantized)

@@ -15,7 +15,7 @@ from .._errors import FormatError, ParameterError
 from .._validate import check_int
 from ..coding.cabac import check_dq_states, decode_levels, encode_levels
 from ..weights import CompressedWeight, register_encoding
-from ..weights._h5util import write_dataset
+from ..weights._h5util import parse_attrs, shape_attr, write_dataset
 from .nnc import QP_DENSITY_MAX, QP_RANGE, nnc_levels, nnc_step_size
 
 __all__ = ["NNCCoded", "nnc_quantize", "ENCODING", "QP_BITS"]
@@ -127,15 +127,13 @@ class NNCCoded(CompressedWeight):
         fields or a shape above ``max_elements`` (checked before decoding);
         DecodeError for a corrupt payload."""
         name = group.name
-        a = group.attrs
-        try:
-            shape = tuple(int(s) for s in a["shape"])
-            opts = {k: int(a[k]) for k in ("qp", "qp_density", "scan_order",
-                                            "cabac_unary_length_minus1")}
-            dq = int(a["dq"])
-            opts["dq_states"] = int(a.get("dq_states", 8))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise FormatError("%s: bad nnc attributes (%s)" % (name, exc)) from None
+        opts = parse_attrs(group, "nnc", {
+            "shape": shape_attr, "qp": int, "qp_density": int, "scan_order": int,
+            "cabac_unary_length_minus1": int, "dq": int, "dq_states": int},
+            optional=("dq_states",))
+        shape, dq = opts.pop("shape"), opts.pop("dq")
+        if opts["dq_states"] is None:                   # written only when it is 4
+            opts["dq_states"] = 8
         if not shape or any(s < 1 for s in shape) or math.prod(shape) > max_elements \
                 or dq not in (0, 1):
             raise FormatError("%s: invalid nnc weight (shape %s, limit %d elements, dq %d)"

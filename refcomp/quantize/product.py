@@ -6,7 +6,7 @@ from .._bitpack import pack_codes, unpack_codes
 from .._errors import DecodeError, FormatError, ParameterError
 from .._validate import check_int, check_ndim
 from ..weights import CompressedWeight, register_encoding
-from ..weights._h5util import write_dataset
+from ..weights._h5util import parse_attrs, shape_attr, write_dataset
 from ..kernels import kmeans as K
 from ._quantized import narrowest_code_dtype
 from ._scalar_common import finite_range, float_input
@@ -73,15 +73,17 @@ class ProductQuantized(CompressedWeight):
 
     @classmethod
     def from_hdf5(cls, group, *, max_elements=1 << 31):
-        a = group.attrs
-        try:
-            bits, dtype = int(a["bits"]), np.dtype(a["dtype"])
-            code_dtype = np.dtype(a["code_dtype"])
-            shape = tuple(int(s) for s in a["codes_shape"])
-            packed = group["codes"][()]
-            codebooks, offsets = group["codebooks"][()], group["offsets"][()]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise FormatError(f"{group.name}: bad product-quantized group ({exc})") from None
+        bits, dtype, code_dtype, shape = parse_attrs(group, "product_quantized", {
+            "bits": int, "dtype": np.dtype, "code_dtype": np.dtype,
+            "codes_shape": shape_attr}).values()
+        arrays = []
+        for key in ("codes", "codebooks", "offsets"):
+            try:
+                arrays.append(group[key][()])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise FormatError(f"{group.name}: bad product-quantized dataset {key!r} "
+                                  f"({exc})") from None
+        packed, codebooks, offsets = arrays
         if len(shape) != 2 or min(shape) < 0 or not 1 <= bits <= 64:
             raise DecodeError(f"{group.name}: invalid codes shape {shape} or bits {bits}")
         count = shape[0] * shape[1]
@@ -90,7 +92,7 @@ class ProductQuantized(CompressedWeight):
         if (codebooks.ndim != 3 or codebooks.dtype != dtype or offsets.shape != (shape[1] + 1,)
                 or np.any(np.diff(offsets) < 0) or np.any(np.diff(offsets) > codebooks.shape[2])):
             raise DecodeError(f"{group.name}: codebooks/offsets inconsistent with codes")
-        codes = unpack_codes(packed, bits, count)
+        codes = unpack_codes(packed, bits, count, name="'codes'")
         if codes.size and int(codes.max()) >= codebooks.shape[1]:
             raise DecodeError(f"{group.name}: code out of range of the codebook")
         codes = codes.astype(code_dtype).reshape(shape)

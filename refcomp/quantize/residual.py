@@ -12,6 +12,7 @@ import numpy as np
 from .._errors import DecodeError, FormatError
 from .._validate import check_int, check_ndim
 from ..weights import CompressedWeight, register_encoding
+from ..weights._h5util import parse_attrs
 from ._scalar_common import finite_range, float_input
 from .kmeans import check_rng
 from .product import ProductQuantized, product_quantize
@@ -68,10 +69,8 @@ class ResidualQuantized(CompressedWeight):
 
     @classmethod
     def from_hdf5(cls, group, *, max_elements=1 << 31):
-        try:
-            n, dtype = int(group.attrs["n_stages"]), np.dtype(group.attrs["dtype"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise FormatError(f"{group.name}: bad residual-quantized group ({exc})") from None
+        n, dtype = parse_attrs(group, "residual_quantized", {"n_stages": int,
+                                                             "dtype": np.dtype}).values()
         if not 1 <= n <= MAX_STAGES:
             raise DecodeError(f"{group.name}: {n} stages, expected 1..{MAX_STAGES}")
         stages = []
@@ -80,7 +79,9 @@ class ResidualQuantized(CompressedWeight):
                 raise FormatError(f"{group.name}: missing stage_{i}")
             st = ProductQuantized.from_hdf5(group[f"stage_{i}"], max_elements=max_elements)
             if st.dtype != dtype or (stages and st.shape != stages[0].shape):
-                raise DecodeError(f"{group.name}/stage_{i}: shape or dtype differs from stage 0")
+                raise DecodeError(f"{group.name}/stage_{i}: shape {st.shape} or dtype {st.dtype} "
+                                  f"differs from {group.name}/stage_0 ({stages[0].shape if stages else '-'}) "
+                                  f"or the attribute 'dtype' ({dtype})")
             stages.append(st)
         return cls(stages, dtype=dtype)
 

@@ -21,7 +21,7 @@ import numpy as np
 from .._errors import DTypeError, FormatError, ParameterError, ShapeError
 from .._validate import as_float_array, describe
 from ..weights import CompressedWeight, register_encoding
-from ..weights._h5util import write_dataset
+from ..weights._h5util import parse_attrs, shape_attr, write_dataset
 from ..kernels.sparse import row_order as _row_order
 from ..kernels.sparse import sliced_layout as _sliced_layout
 from ..kernels.sparse import use_sliced as _use_sliced
@@ -237,12 +237,8 @@ class _Compressed(CompressedWeight):
         FormatError.
         """
         name = group.name
-        try:
-            shape = tuple(int(s) for s in group.attrs["shape"])
-            wshape = tuple(int(s) for s in group.attrs["weight_shape"])
-            dtype = np.dtype(group.attrs["dtype"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise FormatError(f"{name}: bad {cls.format} attributes ({exc})") from None
+        shape, wshape, dtype = parse_attrs(group, cls.format, {
+            "shape": shape_attr, "weight_shape": shape_attr, "dtype": np.dtype}).values()
         if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise FormatError(f"{name}: unsupported {cls.format} dtype {dtype}")
         if len(shape) != 2 or any(s < 0 for s in shape + wshape) or len(wshape) < 2:
@@ -261,8 +257,10 @@ class _Compressed(CompressedWeight):
             ds = group[key]
             length = nnz if length is None else length
             if ds.dtype != np.dtype(dt) or ds.shape != (length,):
+                base = "" if key == "indptr" else (
+                    " (one per entry of 'data')" if key == "indices" else " (1-D)")
                 raise FormatError(f"{name}: {key!r} holds {ds.shape} {ds.dtype}, expected "
-                                  f"({length},) {np.dtype(dt)}")
+                                  f"({length},) {np.dtype(dt)}{base}")
         if nnz > shape[0] * shape[1] or nnz + n_major + 1 > max_elements:
             raise FormatError(f"{name}: declares {nnz} entries in a {shape} matrix (limit "
                               f"{max_elements} elements)")

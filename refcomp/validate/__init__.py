@@ -39,7 +39,7 @@ from .._progress import Progress
 from ._common import FRAMEWORKS, require
 from ._report import VERDICTS, CaseResult, ValidationReport
 
-__all__ = ["run", "plan", "SUITES", "FRAMEWORKS", "VERDICTS", "ValidationReport",
+__all__ = ["run", "plan", "shipped_model_batches", "SUITES", "FRAMEWORKS", "VERDICTS", "ValidationReport",
            "CaseResult", "FRAMEWORK_NOTES"]
 
 #: Suites of a run; "all" runs them in this order.
@@ -121,6 +121,20 @@ def plan(framework, suite="all"):
             cases = _code_cases(framework).get(s, [])
             out += [(s, c) for c, _ in cases] or [(s, "(none)")]
     return out
+
+
+def shipped_model_batches(framework, suite="all", *, examples=20):
+    """``[(model path, batch), ...]``: the shipped models a run's cases feed through a
+    forward pass and the largest batch each gets (the integer suite's shipped-model
+    cases: the calibration split, and at most ``18 * examples`` test samples); empty
+    when no case of the run uses them.  ``refcomp validate`` checks the memory of
+    these forward passes before it starts (only the shipped splits are read here)."""
+    from ..data import default_data_dir
+    if not any(c.startswith("shipped models") for _, c in plan(framework, suite)):
+        return []
+    from ._integer_cases import _SHIPPED, _splits
+    calib, test = (len(a) for a in _splits(int(examples)))
+    return [(default_data_dir() / f"digits_{m}.h5", max(calib, test)) for m in _SHIPPED]
 
 
 def _check(framework, suite):

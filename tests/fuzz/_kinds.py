@@ -33,9 +33,12 @@ TESTS = Path(__file__).resolve().parents[1]
 
 
 class Kind:
-    def __init__(self, name, prepare, make, read, same, files=True):
+    def __init__(self, name, prepare, make, read, same, files=True, targets=False):
         self.name, self.prepare, self.make, self.read, self.same = name, prepare, make, read, same
         self.files = files        # the input is a file path (hash-checked, named in errors)
+        # refusals of structural HDF5 mutations must name the mutated dataset, group or
+        # attribute (_summary.names_target)
+        self.targets = targets
 
 
 def _h5py():
@@ -86,25 +89,71 @@ def _edit(rng, f, h5py):
 
 
 # -- refcomp model format ---------------------------------------------------------------
+def _encoded_weights(m):
+    """``[(label, layer path, weight name, weight)]``: one weight of ``m`` (the model of
+    tests/test_hdf5_corrupt.py) stored with each registered encoding (the Quantized
+    decoders affine, k-means, posit, minifloat and XNOR; integer_linear: the integer
+    digits MLP, below), so that every encoding's reader is mutated."""
+    from refcomp.compress import DeepCompressed
+    from refcomp.decompose.cp import cp
+    from refcomp.decompose.pca import pca_filters
+    from refcomp.decompose.svd import svd_compress
+    from refcomp.decompose.tucker import tucker2
+    from refcomp.hashing.weight import HashedWeight
+    from refcomp.integer.xnor import XnorLinear
+    from refcomp.prune.masked import Masked
+    from refcomp.quantize import affine, kmeans, minifloat, posit, xnor
+    from refcomp.quantize.nnc_weight import nnc_quantize
+    from refcomp.quantize.product import product_quantize
+    from refcomp.quantize.residual import residual_quantize
+    from refcomp.sparse import CSC, CSR
+    wd, wc = m.get_layer("5").weights["W"], m.get_layer("0").weights["W"]
+    rng = np.random.default_rng(23)
+    mask = np.abs(wd) > 0.5
+    codebook = np.sort(rng.standard_normal(4)).astype(np.float32)
+    dense = [("quantized-affine", affine(wd, 4, axis=0)), ("quantized-kmeans", kmeans(wd, bits=3)),
+             ("quantized-posit", posit(wd, 8, 1)), ("quantized-minifloat", minifloat(wd, 4, 3)),
+             ("quantized-xnor", xnor(wd)), ("masked", Masked(wd * mask, mask)),
+             ("csr", CSR.from_dense(wd, mask=mask)), ("csc", CSC.from_dense(wd, mask=mask)),
+             ("product_quantized", product_quantize(wd, n_subspaces=2, k=4, rng=rng)),
+             ("residual_quantized", residual_quantize(wd, n_stages=2, k=4, rng=rng)),
+             ("deep_compressed", DeepCompressed.encode(
+                 mask, rng.integers(0, 4, int(mask.sum())), codebook, index_bits=3,
+                 huffman=True)),
+             ("svd", svd_compress(wd, rank=2)),
+             ("hashed", HashedWeight(rng.standard_normal(16).astype(np.float32), wd.shape)),
+             ("nnc", nnc_quantize(wd, qp=-20)), ("xnor_packed", XnorLinear.from_float(wd))]
+    conv = [("tucker2", tucker2(wc, (2, 1))), ("cp", cp(wc, 2, rng=rng)),
+            ("pca", pca_filters(wc, n_components=2))]
+    return [(k, "5", "W", w) for k, w in dense] + [(k, "0", "W", w) for k, w in conv]
+
+
 def _prep_model(work):
     sys.path.insert(0, str(TESTS))
     from test_hdf5_corrupt import _model
-    from refcomp.quantize import affine
+    from refcomp.data import load_split
+    from refcomp.integer import quantize_model
+    from refcomp.weights import registered_encodings
     m = _model()
-    mq = m.replace_weights({("5", "W"): affine(m.get_layer("5").weights["W"], 4, axis=0)})
+    models = [("raw", m), ("digits_lstm", refcomp.load(DATA / "digits_lstm.h5")),
+              ("integer_linear", quantize_model(refcomp.load(DATA / "digits_mlp.h5"),
+                                                load_split("calib")[0][:64], mode="onnx"))]
+    models += [(label, m.replace_weights({(lp, wn): w}))
+               for label, lp, wn, w in _encoded_weights(m)]
     bases = []
-    for i, (mod, x) in enumerate([(m, None), (mq, None),
-                                  (refcomp.load(DATA / "digits_lstm.h5"), None)]):
+    for i, (label, mod) in enumerate(models):
         p = Path(work) / f"base{i}.h5"
         refcomp.save(mod, p)
-        bases.append({"path": p, "model": mod, "x": _x_for(mod)})
+        bases.append({"path": p, "model": mod, "x": _x_for(mod), "label": label})
+    covered = {b["label"].split("-")[0] for b in bases}
+    assert set(registered_encodings()) <= covered, set(registered_encodings()) - covered
     return bases
 
 
 def _make_model(rng, bases, work):
     b = pick(rng, bases)
     p, how = _h5_case(rng, b["path"], work)
-    return (p, b), how
+    return (p, b), f"[{b['label']}] {how}"
 
 
 def _read_model(inp, bases):
@@ -695,9 +744,10 @@ def _cabac_kind():
 
 
 def _kinds():
-    ks = [Kind("refcomp-model", _prep_model, _make_model, _read_model, _same_model),
+    ks = [Kind("refcomp-model", _prep_model, _make_model, _read_model, _same_model,
+               targets=True),
           Kind("plain-arrays", _prep_arrays, lambda r, b, w: _make_arrays(r, b, w),
-               _read_arrays, _same_arrays),
+               _read_arrays, _same_arrays, targets=True),
           Kind("keras-legacy-h5", _prep_keras, _make_keras_legacy, _read_keras, _same_keras),
           Kind("keras-weights-h5", _prep_keras, _make_keras_weights, _read_keras, _same_keras),
           Kind("keras-zip", _prep_keras, _make_keras_zip, _read_keras, _same_keras),
@@ -707,7 +757,7 @@ def _kinds():
                files=False),
           Kind("torch-pt-file", _prep_torch, _make_torch_pt, _read_torch_pt, _same_torch),
           Kind("deep-compressed", _prep_container, _make_container, _read_container,
-               _same_container),
+               _same_container, targets=True),
           _huffman_kind(), _rans_kind(), _universal_kind(), _webgraph_kind(False),
           _webgraph_kind(True), _relative_kind(), _cabac_kind()]
     return {k.name: k for k in ks}

@@ -286,3 +286,49 @@ def test_run_budget_applies_to_the_input_and_the_forward_pass(tmp_path, capsys):
             limits.check_fits(2, "two bytes")
         finally:
             limits.set_limits(**old)
+
+
+def _encoded(label):
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_hdf5_corrupt import _model
+    from _kinds import _encoded_weights
+    m = _model()
+    (lp, wn, w), = [(lp, wn, w) for k, lp, wn, w in _encoded_weights(m) if k == label]
+    return m.replace_weights({(lp, wn): w})
+
+
+@pytest.mark.parametrize("label, edit, named", [
+    ("quantized-affine", lambda f: f["layers/0005/weights/W"].attrs.__setitem__(
+        "code_dtype", "<f4"), "bad quantized attribute 'code_dtype'"),
+    ("nnc", lambda f: f["layers/0005/weights/W"].attrs.__setitem__(
+        "cabac_unary_length_minus1", ""), "bad nnc attribute 'cabac_unary_length_minus1'"),
+    ("masked", lambda f: f["layers/0005/weights/W"].attrs.__setitem__("shape", [1 << 40, 4]),
+     "'shape'"),
+    ("deep_compressed", lambda f: f["layers/0005/weights/W"].attrs.__setitem__("crc32", 7),
+     "attribute 'crc32'"),
+    ("deep_compressed", lambda f: f["layers/0005/weights/W"].attrs.__setitem__(
+        "index_bits", 1), "index_bits"),
+    ("masked", lambda f: _truncate(f, "layers/0005/weights/W/mask"), "'mask' holds"),
+    ("residual_quantized", lambda f: f["layers/0005/weights/W"].attrs.__setitem__(
+        "n_stages", "x"), "bad residual_quantized attribute 'n_stages'"),
+    ("csr", lambda f: f["layers/0005/weights/W"].attrs.__setitem__("weight_shape", 2.5),
+     "bad csr attribute 'weight_shape'"),
+])
+def test_refusals_name_the_hdf5_item_at_fault(label, edit, named, tmp_path):
+    """Issue 22: "model.h5:/layers/0005/weights/W: ..." and the attribute or dataset by name,
+    in one line (the corpus checks the same on every structural mutation)."""
+    p = tmp_path / "m.h5"
+    refcomp.save(_encoded(label), p)
+    with h5py.File(p, "r+") as f:
+        edit(f)
+    with pytest.raises(refcomp.RefcompError) as err:
+        refcomp.load(p)
+    msg = str(err.value)
+    assert msg.startswith(f"{p}:/layers/0005/weights/W") and "\n" not in msg, msg
+    assert named in msg, msg
+
+
+def _truncate(f, name):
+    data = f[name][()]
+    del f[name]
+    f.create_dataset(name, data=data[:1])

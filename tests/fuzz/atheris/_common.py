@@ -23,68 +23,105 @@ EXT = {"refcomp-model": ".h5", "plain-arrays": ".h5", "keras-legacy-h5": ".h5",
        "torch-pt-file": ".pt", "deep-compressed": ".h5", "qdq-onnx": ".onnx"}
 
 
+#: Kinds whose reader needs a base's side information (shape and options, size and
+#: index width, the Keras config beside the weights, the PyTorch module spec): an
+#: input's first byte picks the base (modulo their number), the rest is the payload.
+SELECTOR = ("cabac-levels", "relative-index", "keras-weights-h5", "torch-pt-file")
+
+
+def _dedup(seq):
+    seen, out = set(), []
+    for data in seq:
+        if data not in seen:
+            seen.add(data)
+            out.append(data)
+    return out
+
+
 def _seed_inputs(kind_name, bases):
-    """Bytes of the valid inputs of ``kind_name`` (the pytest corpus's bases)."""
+    """Bytes of the valid inputs of ``kind_name`` (the pytest corpus's bases), each
+    once (the ONNX bases hold the same file as a path and as bytes)."""
+    bases = bases if isinstance(bases, list) else [bases]
+    if kind_name == "cabac-levels":
+        return _dedup(bytes([i]) + b["data"] for i, b in enumerate(bases))
+    if kind_name == "relative-index":
+        return _dedup(bytes([i]) + b["diffs"].tobytes() for i, b in enumerate(bases))
+    if kind_name in ("keras-weights-h5", "torch-pt-file"):
+        key = "weights" if kind_name == "keras-weights-h5" else "pt"
+        return _dedup(bytes([i]) + Path(b[key]).read_bytes() for i, b in enumerate(bases))
     out = []
-    if kind_name == "cabac-levels":     # first byte: the base whose shape and options apply
-        return [bytes([i]) + b["data"] for i, b in enumerate(bases)]
-    for b in bases if isinstance(bases, list) else [bases]:
-        for key in ("path", "legacy", "weights", "zip", "pt"):
+    for b in bases:
+        for key in ("path", "legacy", "zip"):
             p = b.get(key)
             if isinstance(p, (str, os.PathLike)) and kind_name in _SEED_KEYS.get(key, ()):
                 out.append(Path(p).read_bytes())
         if "data" in b:
             out.append(b["data"])
-        if "bytes" in b and kind_name == "onnx":
+        if "bytes" in b and kind_name in ("onnx", "qdq-onnx"):
             out.append(b["bytes"])
-    return out
+    return _dedup(out)
 
 
 _SEED_KEYS = {"path": ("refcomp-model", "plain-arrays", "deep-compressed", "onnx",
                        "qdq-onnx"),
-              "legacy": ("keras-legacy-h5",), "weights": ("keras-weights-h5",),
-              "zip": ("keras-zip",), "pt": ("torch-pt-file",)}
+              "legacy": ("keras-legacy-h5",), "zip": ("keras-zip",)}
+
+
+def setup(kind_name, work):
+    """``(seeds, target)`` of one entry point, without atheris: the seed inputs'
+    bytes, and ``target(data)``, which runs the reader on ``data`` and returns True
+    (accepted) or False (a RefcompError); any other exception propagates."""
+    import numpy as np
+    import refcomp
+    from _kinds import get_kind
+    kind = get_kind(kind_name)
+    work = Path(work)
+    bases = kind.prepare(work)
+    case = work / ("case" + EXT.get(kind_name, ".bin"))
+    blist = bases if isinstance(bases, list) else [bases]
+
+    def target(data):
+        data = bytes(data)
+        if kind_name in SELECTOR:
+            if not data:
+                return False
+            b, data = blist[data[0] % len(blist)], data[1:]
+        else:
+            b = blist[0]
+        if kind_name == "relative-index":
+            inp = (np.frombuffer(data, dtype=b["diffs"].dtype).copy(), b["size"], b["bits"], b)
+        elif kind_name == "cabac-levels":
+            inp = (data, b["levels"].shape, b["opts"], b)
+        elif kind.files:
+            if kind_name == "keras-weights-h5":         # the config beside the weights
+                (work / "case.config.json").write_text(b["config"])
+            case.write_bytes(data)
+            inp = (case, b)
+        else:
+            inp = (data, b)
+        try:
+            kind.read(inp, bases)
+        except refcomp.RefcompError:
+            return False
+        return True
+
+    return _seed_inputs(kind_name, bases), target
 
 
 def main(kind_name):
     import atheris                                  # only when run, never under pytest
     with atheris.instrument_imports():
-        import refcomp
-        from _kinds import get_kind
-    kind = get_kind(kind_name)
+        import refcomp  # noqa: F401 (instrumented for coverage)
+        import _kinds  # noqa: F401
     work = Path(tempfile.mkdtemp(prefix=f"refcomp-atheris-{kind_name}-"))
-    bases = kind.prepare(work)
+    seeds, target = setup(kind_name, work)
     args = [a for a in sys.argv[1:]]
     corpus = next((a for a in args if not a.startswith("-")), None)
     if corpus is None:
         corpus = str(work / "corpus")
         args.append(corpus)
     Path(corpus).mkdir(parents=True, exist_ok=True)
-    for i, data in enumerate(_seed_inputs(kind_name, bases)):
+    for i, data in enumerate(seeds):
         (Path(corpus) / f"seed{i}").write_bytes(data)
-    case = work / ("case" + EXT.get(kind_name, ".bin"))
-    if kind_name == "keras-weights-h5":          # the config beside the weights
-        (work / "case.config.json").write_text(bases[0]["config"])
-    base0 = bases[0] if isinstance(bases, list) else bases
-
-    def target(data):
-        if kind_name == "relative-index":
-            inp = (__import__("numpy").frombuffer(data, dtype="uint8").copy(),
-                   len(data) * 4, base0["bits"], base0)
-        elif kind_name == "cabac-levels":
-            if not data:
-                return
-            b = bases[data[0] % len(bases)]
-            inp = (bytes(data[1:]), b["levels"].shape, b["opts"], b)
-        elif kind.files:
-            case.write_bytes(data)
-            inp = (case, base0)
-        else:
-            inp = (bytes(data), base0)
-        try:
-            kind.read(inp, bases)
-        except refcomp.RefcompError:
-            pass
-
     atheris.Setup([sys.argv[0]] + args, target)
     atheris.Fuzz()
