@@ -266,7 +266,9 @@ def _acts(kind, a, ndir):
     return [out[i * per:(i + 1) * per] for i in range(ndir)]
 
 
-def _rnn_dir(kind, a, w, x, order, acts):
+def _rnn_dir(kind, a, w, x, order, acts, h0=None, c0=None, lens=None, rev=False):
+    """One direction from h0 / c0 (default zeros) over ``lens`` steps per sample (ONNX: a
+    sample's later steps keep its state and output 0; reverse starts at time len - 1)."""
     Wi, Wh = w["W_ih"], w["W_hh"]
     H = Wh.shape[1]
     bi = w.get("b_ih", np.zeros(Wi.shape[0], f32))
@@ -277,10 +279,15 @@ def _rnn_dir(kind, a, w, x, order, acts):
     def cl(v):
         return v if clip is None else np.clip(v, f32(-clip), f32(clip))
     N, T, _ = x.shape
-    h, c = np.zeros((N, H), f32), np.zeros((N, H), f32)
-    seq = []
-    for t in range(T):
-        xt = x[:, t]
+    h = np.zeros((N, H), f32) if h0 is None else np.broadcast_to(h0, (N, H)).astype(f32)
+    c = np.zeros((N, H), f32) if c0 is None else np.broadcast_to(c0, (N, H)).astype(f32)
+    lens = np.full(N, T) if lens is None else np.asarray(lens)
+    out = np.zeros((N, T, H), f32)
+    for k in range(T):
+        run = k < lens
+        t_of = [(int(lens[n]) - 1 - k if rev else k) if run[n] else 0 for n in range(N)]
+        xt = x[np.arange(N), t_of]
+        h_old, c_old = h, c
         gi = dot(xt, Wi, bi, order)
         if kind == "lstm":
             z = gi + dot(h, Wh, bh, order)
@@ -312,8 +319,11 @@ def _rnn_dir(kind, a, w, x, order, acts):
             h = (f32(1) - f) * h + f * cand
         else:
             h = acts[0](cl(gi + dot(h, Wh, bh, order)))
-        seq.append(h)
-    return np.stack(seq, axis=1), h
+        h = np.where(run[:, None], h, h_old)
+        c = np.where(run[:, None], c, c_old)
+        for n in np.nonzero(run)[0]:
+            out[n, t_of[n]] = h[n]
+    return out, h
 
 
 def _rnn(layer, x, order):
@@ -330,13 +340,19 @@ def _rnn(layer, x, order):
         ww = {n: w[n] for n in names if n in w} if direction == "reverse" else \
             {n: w[n + "_reverse"] for n in names if n + "_reverse" in w}
         runs.append((ww, True, acts[-1]))
+    tm = a.get("layout", "batch_first") == "time_major"
+    x = x.transpose(1, 0, 2) if tm else x
+    lens = a.get("sequence_lens")
     seqs, finals = [], []
-    for ww, rev, ac in runs:
-        seq, h = _rnn_dir(kind, a, ww, x[:, ::-1] if rev else x, order, ac)
-        seqs.append(seq[:, ::-1] if rev else seq)
+    for d, (ww, rev, ac) in enumerate(runs):
+        suf = "_reverse" if d == 1 else ""
+        seq, h = _rnn_dir(kind, a, ww, x, order, ac, w.get("h0" + suf), w.get("c0" + suf),
+                          lens, rev)
+        seqs.append(seq)
         finals.append(h)
     if a["return_sequences"]:
-        return np.concatenate(seqs, axis=2)
+        y = np.concatenate(seqs, axis=2)
+        return y.transpose(1, 0, 2) if tm else y
     return np.concatenate(finals, axis=1)
 
 

@@ -1,12 +1,13 @@
 """ONNX import of recurrent nodes with constant initial states and partial sequence_lens,
 against ONNX Runtime and PyTorch (both torch.onnx exporters).
 
-Tolerance: framework_error_bound refuses initial states and sequence_lens (tested below), so
-the comparison uses the float32 tolerance of tests/test_io_onnx_attributes.py (rtol 1e-5,
-atol 1e-6: a few float32 ulps of ORT's own arithmetic), which tells every semantic
-alternative apart (a state ignored, the reverse direction run over the padded tail instead
-of within the valid length, the final state taken at T-1 instead of at the last valid
-step, non-zero outputs past a sequence's end).
+Tolerance: ONNX Runtime's output must lie within refcomp.testing's derived bound
+(reference_and_bound, which covers initial states, sequence_lens and time-major layouts), and
+within the float32 tolerance of tests/test_io_onnx_attributes.py (rtol 1e-5, atol 1e-6: a
+few float32 ulps of ORT's own arithmetic), which tells every semantic alternative apart (a
+state ignored, the reverse direction run over the padded tail instead of within the valid
+length, the final state taken at T-1 instead of at the last valid step, non-zero outputs past
+a sequence's end).
 """
 
 import contextlib
@@ -23,6 +24,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 import refcomp.layers as L  # noqa: E402
 from refcomp import FormatError, ShapeError  # noqa: E402
 from refcomp.io import onnx as ro  # noqa: E402
+from refcomp.testing import assert_conforms, reference_and_bound  # noqa: E402
 
 G = {"LSTM": 4, "GRU": 3, "RNN": 1}
 H, F, T, N = 3, 4, 6, 3
@@ -40,10 +42,10 @@ def _ort(path, x):
     return s.run(None, {"x": x})[0]
 
 
-def _save(tmp_path, nodes, inits):
+def _save(tmp_path, nodes, inits, x_shape=("N", T, F)):
     """Graph x [N, T, F] -> y, opset 17, saved to tmp_path/m.onnx."""
     gr = helper.make_graph(nodes, "g",
-                           [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", T, F])],
+                           [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_shape))],
                            [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
                            [numpy_helper.from_array(v, k) for k, v in inits.items()])
     p = tmp_path / "m.onnx"
@@ -52,9 +54,10 @@ def _save(tmp_path, nodes, inits):
 
 
 def _rnn_graph(tmp_path, op, direction, *, lens=None, states=False, output="Y",
-               as_constant_nodes=False, seed=0):
+               as_constant_nodes=False, seed=0, time_major=False):
     """x [N, T, F] batch-first graph input -> Transpose -> op -> Y as (N, T, D*H) or Y_h
-    as (N, D*H), the layouts PyTorch's exporters write."""
+    as (N, D*H), the layouts PyTorch's exporters write (``time_major``: x [T, N, F] into
+    the op as given, Y as (T, N, D*H))."""
     rng = np.random.default_rng(seed)
     d = 2 if direction == "bidirectional" else 1
     g = G[op]
@@ -73,6 +76,8 @@ def _rnn_graph(tmp_path, op, direction, *, lens=None, states=False, output="Y",
     while ins and ins[-1] == "":
         ins.pop()
     nodes = [helper.make_node("Transpose", ["x"], ["xs"], perm=[1, 0, 2])]
+    if time_major:
+        nodes = [helper.make_node("Identity", ["x"], ["xs"])]
     if as_constant_nodes:               # weights and states as Constant nodes
         nodes += [helper.make_node("Constant", [], [k], value=numpy_helper.from_array(v, k))
                   for k, v in inits.items()]
@@ -80,14 +85,15 @@ def _rnn_graph(tmp_path, op, direction, *, lens=None, states=False, output="Y",
     nodes.append(helper.make_node(op, ins, ["Y", "Y_h"], hidden_size=H, name="rnn",
                                   direction=direction))
     if output == "Y":
-        nodes += [helper.make_node("Transpose", ["Y"], ["Yt"], perm=[2, 0, 1, 3]),
+        nodes += [helper.make_node("Transpose", ["Y"], ["Yt"],
+                                   perm=[0, 2, 1, 3] if time_major else [2, 0, 1, 3]),
                   helper.make_node("Reshape", ["Yt", "shape"], ["y"])]
         inits["shape"] = np.array([0, 0, -1], np.int64)
     else:
         nodes += [helper.make_node("Transpose", ["Y_h"], ["Ht"], perm=[1, 0, 2]),
                   helper.make_node("Reshape", ["Ht", "shape"], ["y"])]
         inits["shape"] = np.array([0, -1], np.int64)
-    return _save(tmp_path, nodes, inits)
+    return _save(tmp_path, nodes, inits, (T, "N", F) if time_major else ("N", T, F))
 
 
 CASES = [(op, direction, output) for op in G for direction in
@@ -109,6 +115,9 @@ def test_partial_sequence_lens_and_initial_states_against_onnxruntime(tmp_path, 
     d = 2 if direction == "bidirectional" else 1
     assert got.shape == want.shape == ((N, T, d * H) if output == "Y" else (N, d * H))
     np.testing.assert_allclose(got, want, **TOL)
+    v, bound = reference_and_bound(m, x)
+    assert np.all(np.abs(want.astype(np.float64) - v) <= bound)
+    assert np.all(np.abs(got.astype(np.float64) - v) <= bound)
     if output == "Y":                     # ONNX: outputs past a sequence's length are zero
         for b, n_b in enumerate(lens):
             assert not np.any(got[b, n_b:])
@@ -260,14 +269,43 @@ def test_model_layer_checks_states_and_lengths():
     assert np.array_equal(m(x).view(np.uint32), want.view(np.uint32))
 
 
-def test_error_bound_refuses_initial_states_and_sequence_lens_by_name(tmp_path):
-    # The derived bound runs from zero states over every step: it must refuse, not mislead.
-    from refcomp import ParameterError
-    from refcomp.testing.framework_bound import framework_error_bound
+@pytest.mark.parametrize("op", list(G))
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+def test_error_bound_covers_time_major_states_and_lens_against_onnxruntime(tmp_path, op,
+                                                                           direction):
+    """ONNX layout 0 (time-major X and Y) with initial states and partial lengths: ORT's
+    float32 output lies within the derived bound; the bound is time-major like the output."""
+    lens = [1, T, 3]
+    p = _rnn_graph(tmp_path, op, direction, lens=lens, states=True, seed=11 + len(op),
+                   time_major=True)
+    lay = ro.load(p).layers[-1]
+    # the importer hands out a batch-first model; its time-major twin takes ORT's X as given
+    m = type(ro.load(p))([type(lay)(lay.kind, name=lay.name, weights=dict(lay.weights),
+                                    attrs=dict(lay.attrs, layout="time_major"))])
+    x = _f(np.random.default_rng(12), T, N, F)
+    want = _ort(p, x)
+    v, bound = reference_and_bound(m, x)
+    assert v.shape == bound.shape == want.shape == m(x).shape
+    assert np.all(np.abs(want.astype(np.float64) - v) <= bound)
+    assert_conforms(want, m, x)
+
+
+def test_error_bound_detects_an_ignored_state_or_ignored_lengths(tmp_path):
+    """Usefulness: an evaluation from zero states, or over every step, is out of bound."""
     x = _f(np.random.default_rng(9), N, T, F)
     m = ro.load(_rnn_graph(tmp_path, "GRU", "forward", states=True, seed=4))
-    with pytest.raises(ParameterError, match=r"initial states h0 are not bounded"):
-        framework_error_bound(m, x)
-    m = ro.load(_rnn_graph(tmp_path, "GRU", "forward", lens=[T, 2, 4], seed=5))
-    with pytest.raises(ParameterError, match=r"sequence_lens .* not bounded"):
-        framework_error_bound(m, x)
+    assert_conforms(m(x), m, x)
+    layer = m.layers[-1]
+    no_state = type(m)([type(layer)(layer.kind, name=layer.name, attrs=dict(layer.attrs),
+                                    weights={k: w for k, w in layer.weights.items()
+                                             if k != "h0"})])
+    with pytest.raises(AssertionError):
+        assert_conforms(no_state(x), m, x)
+    m = ro.load(_rnn_graph(tmp_path, "LSTM", "reverse", lens=[T, 2, 4], seed=5))
+    assert_conforms(m(x), m, x)
+    layer = m.layers[-1]
+    all_steps = type(m)([type(layer)(layer.kind, name=layer.name,
+                                     attrs=dict(layer.attrs, sequence_lens=None),
+                                     weights=dict(layer.weights))])
+    with pytest.raises(AssertionError):
+        assert_conforms(all_steps(x), m, x)

@@ -321,11 +321,14 @@ def _step(kind, ops, xq, state, w, attrs, acts, F, H):
     return [ops.act(acts[0], ops.clip(z, clip))]
 
 
-def recurrent_bound(kind, w, attrs, acts, v, e, c):
+def recurrent_bound(kind, w, attrs, acts, v, e, c, init=None):
     """Per-step hidden values and bounds of one direction (lists of (N, H) arrays).
 
     ``w``: W_ih, W_hh, optional b_ih, b_hh, P (float64); ``acts``: this
-    direction's activation specs; ``v``, ``e``: input values and bounds (N, T, F).
+    direction's activation specs; ``v``, ``e``: input values and bounds (N, T, F);
+    ``init``: the initial states [h0] or [h0, c0] (LSTM), float64 (N, H), default
+    zeros.  Given states are exact (their bound starts at 0), or rounded to the
+    evaluation dtype when it is coarser than the model's (``c.r`` = 1: ``u |s|``).
     """
     W_ih, W_hh = w["W_ih"], w["W_hh"]
     H, F = W_hh.shape[1], W_ih.shape[1]
@@ -334,8 +337,11 @@ def recurrent_bound(kind, w, attrs, acts, v, e, c):
     D = ns * H
     eye = np.broadcast_to(np.eye(D), (N, D, D))
     zero = np.zeros((N, H))
-    vals = [zero] * ns                               # exact initial state: zeros
-    bound = np.zeros((N, D))
+    vals = [zero] * ns if init is None else [np.asarray(s, np.float64) for s in init]
+    if len(vals) != ns or any(s.shape != (N, H) for s in vals):
+        raise ParameterError(f"recurrent_bound: {kind} needs {ns} initial state(s) of shape "
+                             f"{(N, H)}, got {[np.shape(s) for s in vals]}")
+    bound = np.concatenate([c.r * c.u * np.abs(s) for s in vals], axis=1)
     # window entries: [P_{t,tau} (N, D, D), vector (N, D), bound e_tau of the state at tau]
     # and whether the sample's linearisation still reaches back to tau (no kink since)
     entries = [[eye.copy(), bound.copy(), bound.copy(), np.ones(N, dtype=bool)]]

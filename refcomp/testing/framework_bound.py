@@ -109,7 +109,7 @@ import numpy as np
 
 from .._errors import ParameterError
 from ..kernels.elementwise import exp64
-from ..model import Layer, _forward_layer, materialize
+from ..model import Layer, _forward_layer, _initial_states, _sequence_lens, materialize
 from ._rnn_jacobian import _direction_specs, recurrent_bound
 
 __all__ = ["framework_error_bound", "BOUNDED_KINDS", "BOUNDED_ACTIVATIONS",
@@ -245,25 +245,6 @@ def check_bounded(layer, path, conv_algorithm="direct"):
             raise ParameterError(f"conv_algorithm must be one of "
                                  f"{BOUNDED_CONV_ALGORITHMS + UNBOUNDED_CONV_ALGORITHMS}, "
                                  f"got {alg!r}")
-    # The recurrent bound starts from zero states over every time step; a model with given
-    # initial states or per-sample lengths would get a bound for another computation.
-    states = sorted(n for n in ("h0", "c0", "h0_reverse", "c0_reverse") if n in layer.weights)
-    if states:
-        raise ParameterError(
-            f"framework_error_bound: {where}: initial states {', '.join(states)} are not "
-            "bounded (the recurrent bound starts from zero states): refused rather than "
-            "bounded wrongly")
-    if a.get("sequence_lens") is not None:
-        raise ParameterError(
-            f"framework_error_bound: {where}: sequence_lens (per-sample lengths) is not "
-            "bounded (the recurrent bound runs every time step): refused rather than "
-            "bounded wrongly")
-    if layer.kind in ("lstm", "gru", "simple_rnn") and a.get("layout", "batch_first") != \
-            "batch_first":
-        raise ParameterError(
-            f"framework_error_bound: {where}: layout={a['layout']!r} (time-major sequences) "
-            "is not bounded (the recurrent bound reads time on axis 1): refused rather than "
-            "bounded wrongly; bound the batch-first model on x.transpose(1, 0, 2)")
     for name, w in layer.weights.items():
         if getattr(w, "forward", None) == "factorized":
             raise ParameterError(
@@ -378,34 +359,84 @@ def _dot_layer(layer, v, e, c):
 
 
 def _recurrent_bound(layer, v, e, c):
-    """Forward, reverse (time flipped) or both directions (features concatenated)."""
+    """Forward, reverse or both directions (features concatenated), from the layer's
+    constant initial states, over its per-sample lengths, in its layout.
+
+    The computation bounded is the one :func:`refcomp.model._recurrent` runs:
+
+    * ``layout="time_major"``: the batch-first pass on ``x.transpose(1, 0, 2)``,
+      its output sequence transposed back (a transposition has no error);
+    * initial states ``h0`` / ``c0`` (and ``*_reverse`` when bidirectional;
+      a (1, H) state broadcast to every sample, a missing one zeros), as
+      :func:`refcomp.model._initial_states` gives them: exact values, so the
+      state's bound starts at zero (``u |h0|`` when the evaluation dtype is
+      coarser than the model's, the state then being rounded to it first);
+    * ``sequence_lens``: sample n runs its steps ``k < len[n]`` on time
+      ``k`` (reverse: ``len[n] - 1 - k``); its later steps leave the state
+      unchanged, so its final state and bound are those after step
+      ``len[n] - 1``, and its outputs past ``len[n]`` are +0.0 in every
+      evaluation (bound 0).  The samples' rows are independent in
+      :func:`recurrent_bound`, so each runs over all ``T`` steps (on time 0
+      once inactive) and only its first ``len[n]`` are kept.
+    """
     k, a = layer.kind, layer.attrs
     direction = a.get("direction", "forward")
     ndir = 2 if direction == "bidirectional" else 1
     specs = _direction_specs(k, a, ndir)
+    init = _initial_states(layer, v) if k != "mgu" else {}
+    lens = _sequence_lens(layer, v) if a.get("sequence_lens") is not None else None
+    time_major = a.get("layout", "batch_first") == "time_major"
+    if time_major:
+        v, e = v.transpose(1, 0, 2), e.transpose(1, 0, 2)
+    N, T = v.shape[:2]
+    if lens is None:
+        lens = np.full(N, T, dtype=np.int64)
     names = ("W_ih", "W_hh", "b_ih", "b_hh", "P")
     runs = []
     if direction in ("forward", "bidirectional"):
         runs.append(({n: layer.weights[n] for n in names if n in layer.weights}, False,
-                     specs[0]))
+                     specs[0], 0))
     if direction in ("reverse", "bidirectional"):
         if direction == "reverse":
             w = {n: layer.weights[n] for n in names if n in layer.weights}
         else:
             w = {n: layer.weights[n + "_reverse"] for n in names
                  if n + "_reverse" in layer.weights}
-        runs.append((w, True, specs[-1]))
+        runs.append((w, True, specs[-1], ndir - 1))
+    steps = np.arange(T)
+    active = steps[None, :] < lens[:, None]                     # (N, T): step k of sample n
+    rows = np.arange(N)[:, None]
+    last = np.maximum(lens - 1, 0)
     seqs, finals = [], []
-    for w, rev, acts in runs:
-        vv, ee = (v[:, ::-1], e[:, ::-1]) if rev else (v, e)
-        hs, es = recurrent_bound(k, w, a, acts, vv, ee, c)
-        finals.append((hs[-1], es[-1]) if hs else (None, None))
-        if rev:
-            hs, es = hs[::-1], es[::-1]
-        seqs.append((np.stack(hs, axis=1), np.stack(es, axis=1)))
+    for w, rev, acts, d in runs:
+        t_idx = np.where(active, (lens[:, None] - 1 - steps[None, :]) if rev else steps[None, :],
+                         0)
+        states = [s if ndir == 1 else s[d] for s in (init.get("h0"), init.get("c0"))
+                  if s is not None]
+        if init and len(states) < (2 if k == "lstm" else 1):   # only c0 given: h0 zeros
+            zero = np.zeros((N, w["W_hh"].shape[1]))
+            states = [zero, states[0]] if "h0" not in init else states + [zero]
+        hs, es = recurrent_bound(k, w, a, acts, v[rows, t_idx], e[rows, t_idx], c,
+                                 init=states or None)
+        H = w["W_hh"].shape[1]
+        hk = np.stack(hs, axis=1) if hs else np.zeros((N, 0, H))
+        ek = np.stack(es, axis=1) if es else np.zeros((N, 0, H))
+        if T:
+            finals.append((hk[np.arange(N), last], ek[np.arange(N), last]))
+        else:                                   # no step: the initial state, exact
+            h_init = states[0] if states else np.zeros((N, H))
+            finals.append((h_init, c.r * c.u * np.abs(h_init)))
+        ys, eb = np.zeros_like(hk), np.zeros_like(ek)
+        n_i, k_i = np.nonzero(active)
+        ys[n_i, t_idx[n_i, k_i]] = hk[n_i, k_i]
+        eb[n_i, t_idx[n_i, k_i]] = ek[n_i, k_i]
+        seqs.append((ys, eb))
     if a["return_sequences"]:
-        return (np.concatenate([s[0] for s in seqs], axis=2),
-                np.concatenate([s[1] for s in seqs], axis=2))
+        ys = np.concatenate([s[0] for s in seqs], axis=2)
+        eb = np.concatenate([s[1] for s in seqs], axis=2)
+        if time_major:
+            ys, eb = ys.transpose(1, 0, 2), eb.transpose(1, 0, 2)
+        return ys, eb
     return (np.concatenate([f[0] for f in finals], axis=1),
             np.concatenate([f[1] for f in finals], axis=1))
 
