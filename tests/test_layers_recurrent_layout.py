@@ -113,15 +113,18 @@ def test_model_layer_time_major_matches_batch_first_model(kind):
         bad(x)
 
 
-def test_framework_bound_refuses_a_time_major_layer():
-    """The recurrent error bound reads time on axis 1: a time-major layer is refused by name
-    rather than bounded wrongly (its batch-first twin is bounded)."""
+def test_framework_bound_of_a_time_major_layer_is_the_transposed_batch_first_one():
+    """The recurrent error bound of a time-major layer: the batch-first bound on
+    x.transpose(1, 0, 2), transposed back like the output (same bits)."""
     from refcomp.testing.framework_bound import framework_error_bound
     rng = np.random.default_rng(1)
     weights = dict(zip(("W_ih", "W_hh", "b_ih", "b_hh"), _weights(rng, "gru", 2, 3, np.float32)))
     x = rng.standard_normal((3, 4, 2)).astype(np.float32)
     ok = Model([Layer("gru", weights=weights)])
-    assert framework_error_bound(ok, x).shape == ok(x).shape
+    want = framework_error_bound(ok, x)
+    assert want.shape == ok(x).shape
     tm = Model([Layer("gru", attrs={"layout": "time_major"}, weights=weights)])
-    with pytest.raises(ParameterError, match=r"layer 0 \(gru 'gru'\): layout='time_major'"):
-        framework_error_bound(tm, np.ascontiguousarray(x.transpose(1, 0, 2)))
+    xt = np.ascontiguousarray(x.transpose(1, 0, 2))
+    got = framework_error_bound(tm, xt)
+    assert got.shape == tm(xt).shape
+    assert np.array_equal(got.view(np.uint64), want.transpose(1, 0, 2).view(np.uint64))

@@ -5,7 +5,8 @@ Sound: float32 evaluations in four summation orders (tests/float32_eval.py,
 written from the ONNX operator text) and ONNX Runtime's LSTM / GRU / RNN
 kernels land within the bound, with clip, peepholes, input_forget,
 activation lists (all eleven ONNX functions, with alpha / beta), reverse
-and bidirectional directions and the seed-000 GRU update.
+and bidirectional directions, the seed-000 GRU update, constant initial
+states, per-sample sequence_lens and the time-major layout.
 
 Tight: on the shipped LSTM and GRU the worst observed float32 error is a
 few percent of the bound or more (it was ~1e-5 of the former elementwise
@@ -13,6 +14,7 @@ bound, whose max at the last step was 0.14 against errors of 7e-7).
 """
 
 import collections
+import zlib
 
 import numpy as np
 import pytest
@@ -149,3 +151,82 @@ def test_gru_gate_outside_unit_interval_gives_a_nonnegative_sound_bound(acts):
         for order in fe.ORDERS:
             y = fe.run_layer(layer, x, order).astype(np.float32).astype(np.float64)
             assert np.all(np.abs(y - v) <= bound), (direction, order)
+
+
+def _states_lens_layer(rng, kind, direction, layout, return_sequences, N, T, F, H):
+    """A layer with random initial states (h0 per sample, c0 broadcast from (1, H)) and
+    lengths 1, T and one in between."""
+    G = {"lstm": 4, "gru": 3, "simple_rnn": 1}[kind]
+    w = {}
+    for suf in [""] + (["_reverse"] if direction == "bidirectional" else []):
+        w["W_ih" + suf] = (0.6 * rng.standard_normal((G * H, F))).astype(np.float32)
+        w["W_hh" + suf] = (0.6 * rng.standard_normal((G * H, H))).astype(np.float32)
+        w["b_ih" + suf] = (0.3 * rng.standard_normal(G * H)).astype(np.float32)
+        w["h0" + suf] = rng.standard_normal((N, H)).astype(np.float32)
+        if kind == "lstm":
+            w["c0" + suf] = (2 * rng.standard_normal((1, H))).astype(np.float32)
+    lens = [1, T] + [int(v) for v in rng.integers(1, T + 1, N - 2)]
+    return Layer(kind, attrs={"direction": direction, "layout": layout,
+                              "return_sequences": return_sequences, "sequence_lens": lens},
+                 weights=w)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "simple_rnn"])
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+@pytest.mark.parametrize("layout", ["batch_first", "time_major"])
+def test_states_lens_and_time_major_float32_orders_within_bound(kind, direction, layout):
+    """Initial states, sequence_lens and the time-major layout: the bound's reference is
+    refcomp's output (shape and values), and float32 evaluations in four summation orders
+    (tests/float32_eval.py, written from the ONNX semantics) land within the bound."""
+    rng = np.random.default_rng(zlib.crc32(f"{kind} {direction} {layout}".encode()))
+    N, T, F, H = 5, 7, 3, 4
+    for rs in (True, False):
+        layer = _states_lens_layer(rng, kind, direction, layout, rs, N, T, F, H)
+        model = Model([layer])
+        x = rng.standard_normal((N, T, F) if layout == "batch_first" else (T, N, F))
+        x = x.astype(np.float32)
+        v, bound = reference_and_bound(model, x)
+        ref = model(x).astype(np.float64)
+        assert v.shape == bound.shape == ref.shape
+        assert np.all(np.abs(ref - v) <= bound)
+        assert np.all(np.abs(model(x, precision="fast").astype(np.float64) - v) <= bound)
+        for order in fe.ORDERS:
+            y = fe.run_layer(layer, x, order).astype(np.float32).astype(np.float64)
+            assert y.shape == v.shape
+            assert np.all(np.abs(y - v) <= bound), (order, rs)
+        if rs:                          # outputs past a length: exactly 0 with bound 0
+            seq = v if layout == "batch_first" else v.transpose(1, 0, 2)
+            eb = bound if layout == "batch_first" else bound.transpose(1, 0, 2)
+            for n, length in enumerate(layer.attrs["sequence_lens"]):
+                assert not np.any(seq[n, length:])
+                assert np.all(eb[n, length:] <= 2.0 ** -126)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "simple_rnn"])
+def test_wrong_initial_state_or_ignored_lengths_do_not_conform(kind):
+    """Usefulness: zero states instead of the given ones, or every step run, are detected."""
+    from refcomp.testing import assert_conforms
+    rng = np.random.default_rng(3)
+    N, T, F, H = 4, 6, 3, 4
+    for direction in ("forward", "reverse", "bidirectional"):
+        layer = _states_lens_layer(rng, kind, direction, "batch_first", True, N, T, F, H)
+        model = Model([layer])
+        x = rng.standard_normal((N, T, F)).astype(np.float32)
+        assert_conforms(fe.run_layer(layer, x, "pairwise"), model, x)
+        zero = Layer(kind, attrs=dict(layer.attrs),
+                     weights={k: w for k, w in layer.weights.items() if k[:2] not in ("h0", "c0")})
+        with pytest.raises(AssertionError):
+            assert_conforms(fe.run_layer(zero, x, "sequential"), model, x)
+        full = Layer(kind, attrs=dict(layer.attrs, sequence_lens=None), weights=layer.weights)
+        with pytest.raises(AssertionError):
+            assert_conforms(fe.run_layer(full, x, "sequential"), model, x)
+
+
+def test_initial_states_bounded_for_a_coarser_evaluation_dtype():
+    """float16 evaluation of a float32 model: the states are rounded too (bound u |h0|)."""
+    rng = np.random.default_rng(4)
+    layer = _states_lens_layer(rng, "gru", "forward", "batch_first", True, 3, 4, 2, 3)
+    x = rng.standard_normal((3, 4, 2)).astype(np.float32)
+    _, b32 = reference_and_bound(Model([layer]), x)
+    _, b16 = reference_and_bound(Model([layer]), x, dtype="float16")
+    assert np.all(b16 >= b32) and np.all(np.isfinite(b16))

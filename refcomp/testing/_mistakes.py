@@ -44,8 +44,8 @@ def _gate_orders(layer, gates, letters, names):
             continue
         key = ",".join(letters[k] for k in perm)
         what = names.get(key, f"order {key}")
-        # peepholes (3 vectors for 4 gates) stay as they are
-        w = {k: (np.asarray(v) if k.startswith("P") else _blocks(np.asarray(v), perm))
+        # peepholes (3 vectors for 4 gates) and initial states (N, H) stay as they are
+        w = {k: (_blocks(np.asarray(v), perm) if k[:2] in ("W_", "b_") else np.asarray(v))
              for k, v in layer.weights.items()}
         out.append((f"gate blocks in {what} read as {','.join(letters)}",
                     with_changes(layer, weights=w)))
