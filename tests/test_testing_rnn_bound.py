@@ -230,3 +230,19 @@ def test_initial_states_bounded_for_a_coarser_evaluation_dtype():
     _, b32 = reference_and_bound(Model([layer]), x)
     _, b16 = reference_and_bound(Model([layer]), x, dtype="float16")
     assert np.all(b16 >= b32) and np.all(np.isfinite(b16))
+
+
+@pytest.mark.frameworks
+def test_onnxruntime_builder_refuses_states_lens_and_time_major_it_would_drop():
+    """refcomp.validate's ORT graph reads x batch-first from zero states: it must say so,
+    not run another computation against the bound."""
+    pytest.importorskip("onnxruntime")
+    from refcomp.validate._common import NotBuilt
+    from refcomp.validate._onnx_run import onnxruntime_forward
+    w = {"W_ih": np.ones((3, 2), np.float32), "W_hh": np.ones((3, 3), np.float32)}
+    x = np.ones((2, 3, 2), np.float32)
+    for extra_w, attrs in (({"h0": np.ones((1, 3), np.float32)}, {}),
+                           ({}, {"sequence_lens": [1, 3]}), ({}, {"layout": "time_major"})):
+        with pytest.raises(NotBuilt, match="not built here"):
+            onnxruntime_forward(Model([Layer("simple_rnn", attrs=attrs,
+                                             weights=dict(w, **extra_w))]), x)

@@ -74,7 +74,9 @@ relative, below 1e-13):
   3u (L |v| + 1/2)`` (the constant, the product or quotient and the sum);
 * recurrent layers (lstm, gru, mgu, simple_rnn) with every ONNX option
   refcomp runs (direction, clip, peepholes, input_forget, activation lists
-  with alpha / beta, GRU reset_after and seed 000's update), per time step:
+  with alpha / beta, GRU reset_after and seed 000's update, constant
+  initial states ``h0`` / ``c0`` / ``*_reverse``, per-sample
+  ``sequence_lens``, ``layout="time_major"``), per time step:
   gate pre-activations as dot products of ``F + H`` terms plus two biases,
   then the cell's formulas with each operation's rounding, each input's
   error and each activation's Lipschitz constant on the interval; the
@@ -82,8 +84,13 @@ relative, below 1e-13):
   recurrence over a window of steps (cancellations kept), and the smaller
   of that and the elementwise propagation is kept; tanh and sigmoid inside
   a cell are allowed ``func_ulps`` ulps of the value plus as many of 1
-  (ONNX Runtime forms tanh as ``2 sigmoid(2x) - 1``).  See
-  :mod:`refcomp.testing._rnn_jacobian`.
+  (ONNX Runtime forms tanh as ``2 sigmoid(2x) - 1``).  Given initial
+  states are exact (bound 0; ``u |s|`` when rounded to a coarser
+  evaluation dtype); with ``sequence_lens`` a sample's state and bound are
+  frozen after its last step and its later outputs are +0.0 (bound 0);
+  a time-major layer is bounded as the batch-first one on the transposed
+  input, its output transposed back.  See
+  :mod:`refcomp.testing._rnn_jacobian` and ``_recurrent_bound``.
 
 When the evaluation dtype is coarser than the model's (a float16 or
 bfloat16 evaluation of float32 weights), the weights and the input are

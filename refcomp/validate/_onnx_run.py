@@ -93,6 +93,14 @@ def _rnn(g, layer, x, shape):
         raise NotExpressible("ONNX has no MGU operator")
     if a.get("update", "standard") != "standard":
         raise NotExpressible("ONNX GRU has no seed-000 update (1 - z) h + z n")
+    # the graph below reads x batch-first from zero states over every step: refuse what it
+    # would silently drop rather than compare ORT with another computation
+    given = [n for n in ("h0", "c0", "h0_reverse", "c0_reverse") if n in layer.weights]
+    if given or a.get("sequence_lens") is not None or \
+            a.get("layout", "batch_first") != "batch_first":
+        raise NotBuilt(f"{k}: initial states, sequence_lens and the time-major layout are not "
+                       f"built here (got states {given}, sequence_lens "
+                       f"{a.get('sequence_lens')!r}, layout {a.get('layout')!r})")
     H = materialize(layer.weights["W_hh"]).shape[1]
     direction = a.get("direction", "forward")
     names = ("W_ih", "W_hh", "b_ih", "b_hh", "P")
