@@ -189,7 +189,7 @@ def _load(proto, label, name):
     m2.ir_version = proto.ir_version
     from ..io.onnx import load_proto
     fmodel = load_proto(m2, source=label, name=name)
-    if not act:
+    if not act and dq_info:
         # weight-only quantization: no activation codes, the graph computes in float on the
         # dequantized weights, which are exactly the DequantizeLinear outputs
         meta = dict(fmodel.metadata)
