@@ -18,6 +18,13 @@ fused the QDQ pattern into QLinearConv / QGemm / QLinearAdd; tests check it bit 
 A ReLU that the quantizer dropped is carried by the output zero point (uint8 codes with zero
 point 0 saturate at 0).  Tensors passed through MaxPool / Flatten / Reshape must keep their
 parameters (as ORT's quantizer writes them).
+
+A DequantizeLinear of constant codes takes ``axis`` and ``block_size`` and the codes of
+every ONNX quantized type (int8 / uint8, int16 / uint16, int4 / uint4, int2 / uint2, float8
+E4M3FN / E4M3FNUZ / E5M2 / E5M2FNUZ, float4 E2M1).  A graph whose weights are quantized but
+whose activations are not (no activation QuantizeLinear) imports as a float model on the
+exactly dequantized weights.  The integer-only form cannot hold blocked or non-int8 weights
+nor blocked activations: those are refused by name (node, attribute, value).
 """
 
 import os
@@ -71,7 +78,17 @@ def load_qdq(path_or_model, *, name=None):
     Returns
     -------
     refcomp.Model with :class:`IntegerLinear` weights and ``metadata["integer"]``
-    (:mod:`refcomp.integer.run`).
+    (:mod:`refcomp.integer.run`); or, for a graph that quantizes its weights only (no
+    activation QuantizeLinear), a float Model whose weights are the DequantizeLinear
+    outputs and ``metadata["qdq_weights"]`` (per weight: node, code type, axis,
+    block_size).
+
+    Weight dequantization: int8 / uint8 / int16 / uint16 / int32 codes without
+    ``block_size``: ``fl32(x) - zp`` (exact) times the scale in float32, one rounding
+    (:func:`refcomp.integer.onnx_ops.dequantize_linear`).  Blocked, 4- / 2-bit, float8 and
+    float4 codes: :func:`refcomp.quantize.qdq.dequantize_linear`, codes decoded exactly,
+    ``(x - zp) * scale`` rounded once (half even) from the exact product to the scale's
+    float type.  Both equal ONNX Runtime's float32 DequantizeLinear bit for bit.
 
     Raises
     ------
@@ -80,7 +97,9 @@ def load_qdq(path_or_model, *, name=None):
         activation without QuantizeLinear / DequantizeLinear parameters, inconsistent
         parameters along pass-through layers, a node without its inputs, a parameter that
         is not a constant of the right size, a tensor whose declared shape or type its
-        bytes do not back, or anything :func:`refcomp.io.onnx.load` refuses.  The message
+        bytes do not back, an integer-only graph with blocked (``block_size``) or non-int8
+        weights or a blocked activation QuantizeLinear / DequantizeLinear (named with the
+        attribute's value), a negative ``block_size``, or anything :func:`refcomp.io.onnx.load` refuses.  The message
         is one line naming the file (``"ONNX model"`` for a ModelProto) and the node.
     """
     try:
