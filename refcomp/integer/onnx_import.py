@@ -18,6 +18,13 @@ fused the QDQ pattern into QLinearConv / QGemm / QLinearAdd; tests check it bit 
 A ReLU that the quantizer dropped is carried by the output zero point (uint8 codes with zero
 point 0 saturate at 0).  Tensors passed through MaxPool / Flatten / Reshape must keep their
 parameters (as ORT's quantizer writes them).
+
+A DequantizeLinear of constant codes takes ``axis`` and ``block_size`` and the codes of
+every ONNX quantized type (int8 / uint8, int16 / uint16, int4 / uint4, int2 / uint2, float8
+E4M3FN / E4M3FNUZ / E5M2 / E5M2FNUZ, float4 E2M1).  A graph whose weights are quantized but
+whose activations are not (no activation QuantizeLinear) imports as a float model on the
+exactly dequantized weights.  The integer-only form cannot hold blocked or non-int8 weights
+nor blocked activations: those are refused by name (node, attribute, value).
 """
 
 import os
@@ -27,11 +34,18 @@ import numpy as np
 from .._errors import FormatError, RefcompError
 from ..io._format import _CORRUPT, _one_line
 from ..model import Model
+from ..quantize import qdq
 from .onnx_ops import dequantize_linear
 from .onnx_qlinear import QLINEAR_OPS, const_values, qlinear_to_qdq, scalar_param
 from .weight import IntegerLinear
 
 __all__ = ["load_qdq", "load_quantized"]
+
+#: element types of weight codes imported through refcomp.quantize.qdq (ONNX names as
+#: ml_dtypes spells them)
+QDQ_TYPES = ("int8", "uint8", "int16", "uint16", "int4", "uint4", "int2", "uint2",
+             "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz",
+             "float4_e2m1fn")
 
 
 def _attr(node, name, default):
@@ -64,7 +78,17 @@ def load_qdq(path_or_model, *, name=None):
     Returns
     -------
     refcomp.Model with :class:`IntegerLinear` weights and ``metadata["integer"]``
-    (:mod:`refcomp.integer.run`).
+    (:mod:`refcomp.integer.run`); or, for a graph that quantizes its weights only (no
+    activation QuantizeLinear), a float Model whose weights are the DequantizeLinear
+    outputs and ``metadata["qdq_weights"]`` (per weight: node, code type, axis,
+    block_size).
+
+    Weight dequantization: int8 / uint8 / int16 / uint16 / int32 codes without
+    ``block_size``: ``fl32(x) - zp`` (exact) times the scale in float32, one rounding
+    (:func:`refcomp.integer.onnx_ops.dequantize_linear`).  Blocked, 4- / 2-bit, float8 and
+    float4 codes: :func:`refcomp.quantize.qdq.dequantize_linear`, codes decoded exactly,
+    ``(x - zp) * scale`` rounded once (half even) from the exact product to the scale's
+    float type.  Both equal ONNX Runtime's float32 DequantizeLinear bit for bit.
 
     Raises
     ------
@@ -73,7 +97,9 @@ def load_qdq(path_or_model, *, name=None):
         activation without QuantizeLinear / DequantizeLinear parameters, inconsistent
         parameters along pass-through layers, a node without its inputs, a parameter that
         is not a constant of the right size, a tensor whose declared shape or type its
-        bytes do not back, or anything :func:`refcomp.io.onnx.load` refuses.  The message
+        bytes do not back, an integer-only graph with blocked (``block_size``) or non-int8
+        weights or a blocked activation QuantizeLinear / DequantizeLinear (named with the
+        attribute's value), a negative ``block_size``, or anything :func:`refcomp.io.onnx.load` refuses.  The message
         is one line naming the file (``"ONNX model"`` for a ModelProto) and the node.
     """
     try:
@@ -116,6 +142,7 @@ def _load(proto, label, name):
         raise FormatError(f"graphs with {len(g.output)} outputs are not supported (exactly one)")
     producer = {o: n for n in g.node for o in n.output}
     dq_const = {}            # output name -> (codes, scale, zero point, axis)
+    dq_info = {}             # output name -> {node, x_type, axis, block_size}
     act = {}                 # float tensor name -> (scale, zero point)
     rename = {}              # DQ output -> the float tensor it stands for
     keep = []
@@ -135,11 +162,11 @@ def _load(proto, label, name):
                 raise FormatError(f"{_where(n)}: the zero point {zname!r} is not a constant")
             zp = consts[zname] if zname else None
             axis = _attr(n, "axis", 1)
-            try:
-                value = dequantize_linear(codes, scale, zp, axis=axis)
-            except RefcompError as exc:
-                raise FormatError(f"{_where(n)}: {_one_line(exc)}") from None
+            block = _attr(n, "block_size", 0)
+            value, xtype = _dequantize_const(n, codes, scale, zp, axis, block)
             dq_const[n.output[0]] = (codes, scale, zp, axis)
+            dq_info[n.output[0]] = {"node": n.name or n.output[0], "x_type": xtype,
+                                    "axis": int(axis), "block_size": int(block)}
             new_inits.append(numpy_helper.from_array(value, n.output[0]))
             continue
         if n.op_type == "DequantizeLinear":
@@ -150,6 +177,12 @@ def _load(proto, label, name):
             if len(q.input) < 3 or not q.input[2]:
                 raise FormatError(f"{_where(q)}: an activation's QuantizeLinear needs a "
                                   "constant zero point (its type is the codes' type)")
+            for node in (q, n):
+                block = _attr(node, "block_size", 0)
+                if block:
+                    raise FormatError(f"{_where(node)}: attribute block_size={block}: blocked "
+                                      "quantization of an activation has no integer-only form "
+                                      "(per-tensor scale and zero point only)")
             s = scalar_param(consts, q.input[1], _where(q), "scale")
             z = scalar_param(consts, q.input[2], _where(q), "zero point")
             if np.asarray(z).dtype.kind not in "iu":
@@ -175,10 +208,50 @@ def _load(proto, label, name):
     m2.ir_version = proto.ir_version
     from ..io.onnx import load_proto
     fmodel = load_proto(m2, source=label, name=name)
-    return _attach(fmodel, keep, dq_const, act, consts, outs[0], g)
+    if not act and dq_info:
+        # weight-only quantization: no activation codes, the graph computes in float on the
+        # dequantized weights, which are exactly the DequantizeLinear outputs
+        meta = dict(fmodel.metadata)
+        meta["qdq_weights"] = {k: dq_info[k] for k in sorted(dq_info) if k in used}
+        return Model(fmodel.layers, name=fmodel.name, input_shape=fmodel.input_shape,
+                     metadata=meta)
+    return _attach(fmodel, keep, dq_const, dq_info, act, consts, outs[0], g)
 
 
-def _attach(fmodel, nodes, dq_const, act, consts, out_name, g):
+def _dequantize_const(n, codes, scale, zp, axis, block):
+    """(float value, element type name) of a DequantizeLinear of constant codes.
+
+    NumPy integer codes without ``block_size`` keep the float32 formula of
+    :func:`refcomp.integer.onnx_ops.dequantize_linear` (ONNX Runtime's kernel); blocked
+    scales and the types NumPy lacks (int4 / uint4 / int2 / uint2, float8, float4, read by
+    ``onnx`` as ml_dtypes arrays) go through :func:`refcomp.quantize.qdq.dequantize_linear`:
+    codes decoded exactly, ``(x - zp) * scale`` rounded once (half even) to the scale's type,
+    which is the float32 product ONNX Runtime computes (one rounding of an exact product).
+    """
+    if isinstance(block, bool) or not isinstance(block, int) or block < 0:
+        raise FormatError(f"{_where(n)}: attribute block_size={block!r} must be an int >= 0")
+    xtype = np.asarray(codes).dtype.name
+    plain = not block and np.asarray(codes).dtype.kind in "iu"
+    if not plain and xtype not in QDQ_TYPES:
+        raise FormatError(f"{_where(n)}: codes of type {xtype!r} (supported: "
+                          f"{', '.join(QDQ_TYPES)})")
+    if not plain and (not isinstance(scale, np.ndarray)
+                      or scale.dtype not in (np.float16, np.float32)):
+        raise FormatError(f"{_where(n)}: the scale must be float16 or float32, got "
+                          f"{np.asarray(scale).dtype}")
+    try:
+        if plain:
+            return dequantize_linear(codes, scale, zp, axis=axis), xtype
+        return qdq.dequantize_linear(codes, scale, zp, axis=axis, block_size=block,
+                                     x_type=xtype), xtype
+    except RefcompError as exc:
+        msg = _one_line(exc)
+        if block and "block_size" not in msg:
+            msg = f"attribute block_size={block}: {msg}"
+        raise FormatError(f"{_where(n)}: {msg}") from None
+
+
+def _attach(fmodel, nodes, dq_const, dq_info, act, consts, out_name, g):
     weighted = [n for n in nodes if n.op_type in ("Conv", "Gemm", "MatMul")]
     adds = [n for n in nodes if n.op_type == "Add" and len(n.input) >= 2
             and all(x in act for x in n.input[:2])]
@@ -199,10 +272,19 @@ def _attach(fmodel, nodes, dq_const, act, consts, out_name, g):
         if wname not in dq_const:
             raise FormatError(f"{where}: weights are not a DequantizeLinear constant")
         codes, ws, wz, axis = dq_const[wname]
+        info = dq_info[wname]
+        if info["block_size"]:
+            raise FormatError(f"{where}: its weights' DequantizeLinear {info['node']!r} has "
+                              f"attribute block_size={info['block_size']}: blocked weight "
+                              "scales have no integer-only (QLinearConv / QGemm) form; "
+                              "without activation QuantizeLinear the graph imports as float")
+        if codes.dtype != np.int8:
+            raise FormatError(f"{where}: weights must be int8 for integer-only inference, "
+                              f"its DequantizeLinear {info['node']!r} has {info['x_type']} "
+                              "codes; without activation QuantizeLinear the graph imports "
+                              "as float")
         if wz is not None and np.any(wz != 0):
             raise FormatError(f"{where}: weights with a non-zero zero point")
-        if codes.dtype != np.int8:
-            raise FormatError(f"{where}: weights must be int8, got {codes.dtype}")
         if codes.ndim < 2:
             raise FormatError(f"{where}: weights of shape {codes.shape} (at least 2-D)")
         if node.op_type == "Gemm" and not _attr(node, "transB", 0):

@@ -64,12 +64,18 @@ SUPPORTED_OPS = tuple(sorted(set(_HANDLERS) | {
     "MatMul", "Add", "Identity", "Dropout", "Constant", "ConstantOfShape", "Concat", "Cast"}))
 
 
+#: ONNX TensorProto data types stored packed: elements per byte (UINT4, INT4, FLOAT4E2M1,
+#: UINT2, INT2)
+_PER_BYTE = {21: 2, 22: 2, 23: 2, 25: 4, 26: 4}
+
+
 def _check_initializer(t, path):
     """Refuse an initializer whose declared size its stored bytes cannot back, before
     :func:`onnx.numpy_helper.to_array` allocates it: every element takes at least one
     byte of the serialized tensor in every encoding refcomp reads (raw bytes, packed
-    varints, floats), so more elements than serialized bytes is a lie; also external
-    data and negative or absurd dimensions."""
+    varints, floats), except the packed 4-bit (INT4, UINT4, FLOAT4E2M1: two per byte) and
+    2-bit types (INT2, UINT2: four per byte), so more elements than that is a lie; also
+    external data and negative or absurd dimensions."""
     dims = [int(d) for d in t.dims]
     if any(d < 0 for d in dims):
         raise FormatError(f"{path}: initializer {t.name!r} has negative dimensions {dims}")
@@ -80,7 +86,8 @@ def _check_initializer(t, path):
     if t.data_location == 1 or len(t.external_data):
         raise FormatError(f"{path}: initializer {t.name!r} keeps its data outside the file "
                           "(external data is not read)")
-    if n > t.ByteSize():
+    per_byte = _PER_BYTE.get(int(t.data_type), 1)
+    if n > t.ByteSize() * per_byte:
         raise FormatError(f"{path}: initializer {t.name!r} declares shape {tuple(dims)} "
                           f"({n} elements) but stores only {t.ByteSize()} bytes")
 
