@@ -7,9 +7,11 @@ ceil(|W| / factor) buckets fitted by least squares
 seed 1691); biases stay in float32.  tau is seed 002 eq. (19) on the whole
 network (biases counted at 32 bits on both sides, the seed at 32 bits).
 
-Usage: ``python examples/hashednets_report.py`` (prints a Markdown table).
+Usage: ``python examples/hashednets_report.py [--models digits_mlp ...]`` (prints a
+Markdown table; default both models, the README table).
 """
 
+import argparse
 from fractions import Fraction
 
 import refcomp
@@ -19,6 +21,7 @@ from refcomp.hashing import hash_compress, n_buckets_for
 from refcomp.metrics import accuracy
 
 FACTORS = (1, 2, 4, 8, 16, 32, 64)
+MODELS = ("digits_mlp", "digits_cnn")
 
 
 def hashed_model(model, factor, *, hash="string", sign=True):
@@ -32,10 +35,13 @@ def hashed_model(model, factor, *, hash="string", sign=True):
     return model.replace_weights(mapping)
 
 
-def main():
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    models = ap.parse_args(argv).models
     x, y = load_split("test")
     rows = {}
-    for name in ("digits_mlp", "digits_cnn"):
+    for name in models:
         model = refcomp.load(f"data/{name}.h5")
         for f in FACTORS:
             if f == 1:

@@ -9,8 +9,11 @@ magnitude (50 %, 90 %) and structurally (filters / input channels, 50 % and
 and by input channels.  Totals are summed over a model's W weights (bits /
 non-zeros); every figure is the byte length of the stream times 8.
 
-Usage: ``python examples/webgraph_report.py``.
+Usage: ``python examples/webgraph_report.py [--models digits_mlp ...] [--no-large]``
+(default: both models and the 4096 x 4096 layer, the README table).
 """
+
+import argparse
 
 import numpy as np
 
@@ -19,6 +22,7 @@ from refcomp.compress import index_costs
 from refcomp.prune import magnitude, structured
 
 CODINGS = ("bitmap", "relative+huffman", "gap", "webgraph")
+MODELS = ("digits_mlp", "digits_cnn")
 
 
 def _masks(model, how, s):
@@ -46,15 +50,21 @@ def _row(label, masks):
     return f"| {label} | {nnz} | " + " | ".join(cells) + " |"
 
 
-def main():
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    ap.add_argument("--no-large", action="store_true", help="skip the 4096 x 4096 layer")
+    args = ap.parse_args(argv)
     print("| case | non-zeros | bitmap | relative + Huffman | gap codes | WebGraph | "
           "WebGraph, best zeta_k |")
     print("|---|---|---|---|---|---|---|")
-    for name in ("digits_mlp", "digits_cnn"):
+    for name in args.models:
         model = refcomp.load(f"data/{name}.h5")
         for how, s in (("magnitude", 0.5), ("magnitude", 0.9), ("filter", 0.5),
                        ("channel", 0.5), ("channel", 0.9)):
             print(_row(f"{name}, {how} {int(100 * s)} %", _masks(model, how, s)))
+    if args.no_large:
+        return
     W = np.random.default_rng(0).standard_normal((4096, 4096)).astype(np.float32)
     print(_row("4096 x 4096 Gaussian, magnitude 90 %", [magnitude(W, sparsity=0.9)]))
     print(_row("4096 x 4096 Gaussian, channel 90 %", [structured(W, level="channel",

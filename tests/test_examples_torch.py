@@ -61,3 +61,29 @@ def test_distill_torch_example_writes_a_student(tmp_path):
     assert model.n_params() == 8 * 64 + 8 + 10 * 8 + 10
     x, y = load_split("test")
     assert accuracy(model(x), y) == pytest.approx(printed, abs=5e-5)
+
+
+def test_less_is_more_torch_example_reduces_and_reports():
+    text = _run("less_is_more_torch.py", "--model", "mlp", "--epochs", "2", "--final", "1",
+                "--interval", "1")
+    start = re.search(r"start: (\d+) parameters, test accuracy (\d\.\d{4})", text)
+    end = re.search(r"end: (\d+) parameters \(([\d.]+)% reduction\), test accuracy (\d\.\d{4}) "
+                    r"\(start (\d\.\d{4})\)", text)
+    assert start and end and end.group(4) == start.group(2)
+    shipped = refcomp.load(str(ROOT / "data" / "digits_mlp.h5"))
+    x, y = load_split("test")
+    assert int(start.group(1)) == shipped.n_params()
+    assert float(start.group(2)) == pytest.approx(accuracy(shipped(x), y), abs=5e-5)
+    n_end = int(end.group(1))
+    assert n_end <= shipped.n_params()
+    assert float(end.group(2)) == pytest.approx(100 * (1 - n_end / shipped.n_params()), abs=0.05)
+    assert f"total params {n_end}," in text                  # the final model's summary
+
+
+def test_pca_retrain_torch_example_writes_the_retrained_model(tmp_path):
+    out = tmp_path / "pca_mlp.h5"
+    text = _run("pca_retrain_torch.py", "--model", "mlp", "--epochs", "1", "--out", str(out))
+    printed = float(re.search(r"PCA \+ torch retrain\s+(\d+\.\d\d) %", text).group(1))
+    model = refcomp.load(str(out))
+    x, y = load_split("test")
+    assert 100 * accuracy(model(x), y) == pytest.approx(printed, abs=5e-3)

@@ -157,6 +157,19 @@ class _Terminated(BaseException):
     removed, worker processes terminated) before the exit with status 143."""
 
 
+def _quiet_after_interrupt():
+    """Silence library logging for the rest of an interrupted process.
+
+    The promise is one line on stderr.  An interrupted Dask run leaves
+    connections that ``distributed`` reports as WARNING records while the
+    interpreter shuts down (after our line, from its own threads and atexit
+    hooks); nothing logged after an interrupt helps the user, so every record
+    is dropped from here on.
+    """
+    import logging
+    logging.disable(logging.CRITICAL)
+
+
 class _Interrupted(KeyboardInterrupt):
     """SIGINT.  A subclass, so that every ``except KeyboardInterrupt`` still sees it,
     but not KeyboardInterrupt itself: CPython remembers a KeyboardInterrupt that
@@ -299,9 +312,11 @@ def _main(argv):
         print(f"refcomp: error: {msg}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        _quiet_after_interrupt()
         print("refcomp: interrupted", file=sys.stderr)
         return 130
     except _Terminated:
+        _quiet_after_interrupt()
         print("refcomp: terminated", file=sys.stderr)
         return 143
     except MemoryError:

@@ -122,7 +122,8 @@ def _encoded_weights(m):
                  huffman=True)),
              ("svd", svd_compress(wd, rank=2)),
              ("hashed", HashedWeight(rng.standard_normal(16).astype(np.float32), wd.shape)),
-             ("nnc", nnc_quantize(wd, qp=-20)), ("xnor_packed", XnorLinear.from_float(wd))]
+             ("nnc", nnc_quantize(wd, qp=-20)), ("nnc-dq4", nnc_quantize(wd, qp=-20, dq_states=4)),
+             ("xnor_packed", XnorLinear.from_float(wd))]
     conv = [("tucker2", tucker2(wc, (2, 1))), ("cp", cp(wc, 2, rng=rng)),
             ("pca", pca_filters(wc, n_components=2))]
     return [(k, "5", "W", w) for k, w in dense] + [(k, "0", "W", w) for k, w in conv]
@@ -706,6 +707,14 @@ def _cabac_kind():
                     "general_profile_idc": int(rng.integers(0, 2))}
             lv = nnc_levels(w, qp=qp, dq=dq, scan_order=opts["scan_order"])
             out.append({"levels": lv, "opts": opts, "data": encode_levels(lv, **opts)})
+        # the 4-state machine (dq_states=4, issue 25's named variant): its own contexts
+        # and level mapping, so its streams are bases of their own
+        for shape, scale, qp in (((9, 11), 0.1, -26), ((3, 4, 5), 0.4, -22)):
+            w = (rng.standard_normal(shape) * scale).astype(np.float32)
+            opts = {"dq": True, "dq_states": 4, "scan_order": 0,
+                    "cabac_unary_length_minus1": 10, "general_profile_idc": 1}
+            lv = nnc_levels(w, qp=qp, dq=True, dq_states=4)
+            out.append({"levels": lv, "opts": opts, "data": encode_levels(lv, **opts)})
         return out
 
     def make(rng, bases, work):
@@ -726,7 +735,8 @@ def _cabac_kind():
             key = pick(rng, sorted(opts))
             opts[key] = {"dq": not opts["dq"], "scan_order": int(rng.integers(0, 5)),
                          "cabac_unary_length_minus1": int(rng.integers(0, 32)),
-                         "general_profile_idc": 1 - opts["general_profile_idc"]}[key]
+                         "general_profile_idc": 1 - opts["general_profile_idc"],
+                         "dq_states": 12 - opts.get("dq_states", 8)}[key]
             how.append(f"opt-{key}")
         return (data, shape, opts, b), "+".join(how) or "none"
 
