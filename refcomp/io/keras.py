@@ -94,14 +94,20 @@ def _text(v):
 
 def _attr_list(obj, name):
     """A list-of-strings attribute, joining Keras's chunked ``name0, name1...``."""
-    if name in obj.attrs:
-        vals = list(obj.attrs[name])
-    else:
-        vals, i = [], 0
-        while f"{name}{i}" in obj.attrs:
-            vals.extend(obj.attrs[f"{name}{i}"])
-            i += 1
-    return [_text(v) for v in vals]
+    try:
+        if name in obj.attrs:
+            vals = list(obj.attrs[name])
+        else:
+            vals, i = [], 0
+            while f"{name}{i}" in obj.attrs:
+                vals.extend(obj.attrs[f"{name}{i}"])
+                i += 1
+        out = [_text(v) for v in vals]
+    except TypeError:                   # a scalar where Keras writes a list
+        out = None
+    if out is None or not all(isinstance(v, str) for v in out):
+        raise FormatError(f"{obj.name}: attribute {name!r} is not a list of names")
+    return out
 
 
 def _snake(name):
@@ -153,7 +159,10 @@ class _V3Weights:
         for key in f["layers"]:
             v = f["layers"][key].get("vars")
             if isinstance(v, h5py.Group) and "name" in v.attrs:
-                by_attr[_text(v.attrs["name"])] = f["layers"][key]
+                lname = _text(v.attrs["name"])
+                if not isinstance(lname, str):
+                    raise FormatError(f"{v.name}: attribute 'name' is not a layer name")
+                by_attr[lname] = f["layers"][key]
         for name, cls in order:      # Keras's unique snake_case naming (saving_lib)
             base = _snake(cls)
             k = counts.get(base, 0)
@@ -233,16 +242,26 @@ def _graph(cfg):
     """(input_shape, [(name, class, config, inbound names)], output name)."""
     cls = cfg.get("class_name")
     c = cfg.get("config", {})
+    if not isinstance(c, dict):
+        raise FormatError(f"Keras config: 'config' is a {type(c).__name__}, not an object")
     layers = c.get("layers")
     if not isinstance(layers, list):
-        raise FormatError(f"Keras config of class {cls!r} has no layer list")
+        raise FormatError(f"Keras config of class {cls!r} has no 'layers' list")
     out, shape, prev = [], None, None
     functional = cls in ("Functional", "Model")
     if cls not in ("Sequential", "Functional", "Model"):
-        raise FormatError(f"Keras model class {cls!r} is not supported (Sequential, Functional)")
-    for lc in layers:
+        raise FormatError(f"Keras model class_name {cls!r} is not supported (Sequential, "
+                          "Functional)")
+    for i, lc in enumerate(layers):
+        if not isinstance(lc, dict) or not isinstance(lc.get("config", {}), dict):
+            raise FormatError(f"Keras config layers[{i}] is not a layer entry (an object "
+                              "with a 'config' object)")
         lcls, lcfg = lc.get("class_name"), lc.get("config", {})
+        if not isinstance(lcls, str):
+            raise FormatError(f"Keras config layers[{i}]: class_name {lcls!r} is not a string")
         name = lcfg.get("name") or lc.get("name")
+        if isinstance(name, (list, dict)):
+            raise FormatError(f"Keras config layers[{i}]: name {name!r} is not a string")
         bshape = lcfg.get("batch_shape") or lcfg.get("batch_input_shape")
         if lcls == "InputLayer":
             shape = bshape
@@ -251,7 +270,12 @@ def _graph(cfg):
             continue
         if shape is None and bshape is not None:
             shape = bshape
-        ins = _inbound(lc) if functional else ([prev] if prev is not None else ["__input__"])
+        try:
+            ins = _inbound(lc) if functional else ([prev] if prev is not None else
+                                                   ["__input__"])
+        except (LookupError, TypeError, AttributeError) as exc:
+            raise FormatError(f"Keras config layers[{i}] ({name!r}): malformed inbound_nodes "
+                              f"({type(exc).__name__}: {exc})") from None
         out.append((name, lcls, lcfg, ins))
         prev = name
     if shape is None:
