@@ -103,9 +103,11 @@ def _attr_list(obj, name):
                 vals.extend(obj.attrs[f"{name}{i}"])
                 i += 1
         out = [_text(v) for v in vals]
-    except TypeError:                   # a scalar where Keras writes a list
+        if not all(isinstance(v, str) and v.encode("utf-8") for v in out):
+            out = None
+    except (TypeError, UnicodeError):   # a scalar where Keras writes a list; bad bytes
         out = None
-    if out is None or not all(isinstance(v, str) for v in out):
+    if out is None:
         raise FormatError(f"{obj.name}: attribute {name!r} is not a list of names")
     return out
 
@@ -134,6 +136,8 @@ class _LegacyWeights:
         self.root = f if "layer_names" in f.attrs or "model_weights" not in f \
             else f["model_weights"]
         self.names = _attr_list(self.root, "layer_names")
+        if not self.names and not any(a.startswith("layer_names") for a in self.root.attrs):
+            raise FormatError("no 'model_weights' group with a 'layer_names' attribute")
 
     def get(self, name, cls):
         if name not in self.root:
@@ -195,7 +199,8 @@ def _read_config(config, path):
                 config = cand
                 break
         else:
-            raise FormatError(f"{path}: a weights-only Keras file needs its model config "
+            raise FormatError(f"{path}: a weights-only Keras file (no 'model_config' attribute) "
+                          "needs its model config "
                               "(pass config=<dict or JSON file>)")
     try:
         with open(config, encoding="utf-8") as fh:
@@ -273,6 +278,8 @@ def _graph(cfg):
         try:
             ins = _inbound(lc) if functional else ([prev] if prev is not None else
                                                    ["__input__"])
+            if not all(isinstance(x, str) for x in ins):
+                raise TypeError(f"inbound layer names {ins!r} are not all strings")
         except (LookupError, TypeError, AttributeError) as exc:
             raise FormatError(f"Keras config layers[{i}] ({name!r}): malformed inbound_nodes "
                               f"({type(exc).__name__}: {exc})") from None
@@ -281,7 +288,7 @@ def _graph(cfg):
     if shape is None:
         shape = c.get("build_input_shape")
     if shape is None:
-        raise FormatError("Keras config does not state the input shape")
+        raise FormatError("Keras config does not state the input shape (batch_shape)")
     if functional:
         ol = c.get("output_layers")
         while isinstance(ol, list) and ol and isinstance(ol[0], list):
@@ -466,7 +473,8 @@ def _build(cfg, weights, layout, version, name):
         known = {n for n, _, _, _ in nodes}
         for n in weights.names:
             if n not in known:
-                raise FormatError(f"weights for layer {n!r} have no layer in the config")
+                raise FormatError(f"weights for layer {n!r} (layer_names) have no layer in the "
+                                  "config")
     tensors = {"__input__": _T((), input_shape)}
     for lname, cls, lcfg, ins in nodes:
         if cls == "InputLayer":
@@ -495,6 +503,8 @@ def _build(cfg, weights, layout, version, name):
             raise
         except (RefcompError, KeyError, IndexError, TypeError, ValueError) as exc:
             raise FormatError(f"layer {lname!r} ({cls}): cannot convert ({exc})") from None
+    if output not in tensors:
+        raise FormatError(f"Keras config: output_layers names {output!r}, not a layer")
     final = tensors[output]
     model_name = name or cfg.get("config", {}).get("name") or "keras_model"
     try:

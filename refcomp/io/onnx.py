@@ -147,7 +147,8 @@ class _Interp:
             if str(exc).startswith("node "):
                 raise
             _fail(node, str(exc))
-        except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
+        except (KeyError, IndexError, ValueError, TypeError, AttributeError,
+                OverflowError) as exc:
             # malformed attributes/inputs (a missing kernel_shape, a bad axis, an attribute
             # of the wrong type...)
             _fail(node, f"malformed node ({type(exc).__name__}: {exc})")

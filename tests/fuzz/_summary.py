@@ -65,7 +65,8 @@ def _keras_h5(msg, how, base=None):
     if res is not False:
         return res
     t = _target(how)
-    comps = [c for c in (t[1] or "").strip("/").split("/") if c and c not in _ROOTS]
+    parts = [c for c in (t[1] or "").strip("/").split("/") if c]
+    comps = [c for c in parts if c not in _ROOTS] + parts[-1:]    # a renamed root too
     names = {_v3_layer_names(base).get(c) for c in comps} if base else set()
     return any(f"'{c}'" in msg for c in comps + sorted(n for n in names if n))
 
@@ -107,7 +108,7 @@ def _json_target(msg, path, root_names):
 def _json_how(msg, how, root_names):
     op, _, path = how.partition(":")
     if op.startswith("json-text") or op == "json-reverse":
-        return any(r in msg for r in root_names)       # the text: its member named
+        return None                  # bytes of the JSON text: a byte mutation
     if op in ("json-delete", "json-dup") and (not path or path.split("/")[-1].isdigit()):
         return None
     if op == "json-root":
@@ -147,7 +148,7 @@ def _onnx(msg, how):
     node = "node '" in msg or "nodes ('" in msg
     if op == "op":
         old, new = item.split("->")
-        return old in msg or new in msg
+        return old in msg or new in msg or node
     if op == "absurd-init":
         return f"'{item}'" in msg
     if op in ("drop-init", "dtype-init", "reshape-init"):
@@ -166,12 +167,12 @@ def _onnx(msg, how):
 
 def _torch(msg, how):
     """A state-dict entry by its key (or its module's prefix, ``'5'`` of ``5.weight``);
-    a spec edit by the entry (``spec[3]``) or key; an optional key deleted from a spec
-    entry (its default then applies) may surface where the spec stops fitting the
-    tensors (``layer 1 (dense 'fc'): ...``)."""
+    a spec edit by the entry (``spec[3]``) or key; an edit that leaves a valid spec (an
+    optional key deleted, its default then applying; ``return_sequences`` set to true)
+    surfaces where the spec stops fitting the tensors (``layer 1 (dense 'fc'): ...``)."""
     if how.startswith("spec-"):
         res = _json_how(msg, how[len("spec-"):], ("spec",))
-        if res is False and how.startswith("spec-json-delete:"):
+        if res is False:
             return re.search(r"layer \d+ \(", msg) is not None
         return res
     op, _, key = how.partition(":")
