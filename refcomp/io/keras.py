@@ -199,9 +199,9 @@ def _read_config(config, path):
                 config = cand
                 break
         else:
-            raise FormatError(f"{path}: a weights-only Keras file (no 'model_config' attribute) "
-                          "needs its model config "
-                              "(pass config=<dict or JSON file>)")
+            raise FormatError(f"{path}: a weights-only Keras file (no 'model_config' "
+                              "attribute) needs its model config (pass config=<dict or JSON "
+                              "file>)")
     try:
         with open(config, encoding="utf-8") as fh:
             value = json.load(fh)

@@ -121,7 +121,7 @@ def _layer_of(entry, sd, used, where, tnames, prefix):
     if kind == "gru":
         e.setdefault("reset_after", True)
     bad = [o for o, v in e.items() if isinstance(LAYER_KINDS[kind][2].get(o), bool)
-           and not isinstance(v, bool)]     # "zzz" or 1 would pass as true
+           and not isinstance(v, (bool, np.bool_))]     # "zzz" or 1 would pass as true
     if bad:
         raise FormatError(f"spec[{where}] ({kind} {key!r}): option {bad[0]!r} must be true or "
                           f"false, got {e[bad[0]]!r}")
