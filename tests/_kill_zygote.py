@@ -80,6 +80,16 @@ def writers(work, name):
     arrays.append({k: v + np.float32(1) for k, v in arrays[0].items()})
     onnx = [f"{DATA}/golden/digits_cnn.onnx", f"{DATA}/golden/digits_gru.onnx"]
     mlp = f"{DATA}/digits_mlp.h5"
+    split = __import__("refcomp.data", fromlist=["load_split"]).load_split
+    xt, yt = split("test")
+    xc, yc = split("calib")
+    small = {}                      # small splits: a whole CLI run of about a second
+    for key, x, y in (("test", xt, yt), ("calib", xc, yc)):
+        small[key] = os.path.join(work, f"{key}_small.h5")
+        write_arrays(small[key], {"x": x[:40], "y": y[:40]})
+    inputs = [os.path.join(work, f"x{v}.h5") for v in (0, 1)]   # `refcomp run` inputs
+    for v, path in enumerate(inputs):
+        write_arrays(path, {"x": xt[64 * v:64 * v + 64]})
     study_small = ["study", mlp, "--methods", "uniform", "--experiments", "whole", "--no-plots",
                    "--quiet", "--force"]
     out = {
@@ -100,6 +110,16 @@ def writers(work, name):
         "quantize_onnx": (lambda v, d: cli(["quantize", mlp, "--int8", "--no-eval", "-o",
                                             d + ".q.h5", "--onnx", d, "--onnx-form",
                                             ("qlinear", "qdq")[v], "--force"]), "file"),
+        # `refcomp study --compare` (one method, the small splits): the compare folder
+        "compare": (lambda v, d: cli(["study", "--compare", mlp, "--methods",
+                                      ("uniform", "magnitude")[v], "--data", small["test"],
+                                      "--calib", small["calib"], "--no-plots", "--quiet",
+                                      "--force", "--out", d]), "compare"),
+        "validate_report": (lambda v, d: cli(["validate", "--framework", "onnxruntime",
+                                              "--suite", "quantizers", "--examples", "1", "--seed",
+                                              str(v), "--quiet", "--report", d, "--force"]),
+                            "file"),
+        "run_output": (lambda v, d: cli(["run", mlp, inputs[v], "-o", d, "--force"]), "file"),
     }
     if name.startswith("study_report"):
         from refcomp.study.report import write_report
@@ -120,6 +140,12 @@ def check_readable(name, dest):
     elif name == "slim_curve":
         with open(dest, encoding="utf-8") as fh:
             assert fh.readline().startswith("step,layer,flops"), name
+    elif name == "validate_report":
+        with open(dest, encoding="utf-8") as fh:
+            text = fh.read()
+        assert text.startswith("# refcomp validate") and text.endswith("\n"), name
+    elif name == "run_output":
+        read_arrays(dest)["y"]
     elif name == "quantize_onnx":
         __import__("onnx").checker.check_model(__import__("onnx").load(dest))
     else:
@@ -135,6 +161,8 @@ def fingerprint(dest, kind):
     names = sorted(n for n in os.listdir(dest) if not n.startswith("."))
     if kind == "study":         # runs.json holds the elapsed time: compare runs.csv
         names = ["runs.csv"]
+    elif kind == "compare":     # compare.json holds the runs' seconds: compare.csv
+        names = ["compare.csv"]
     return tuple((n, sha(os.path.join(dest, n))) for n in names if
                  os.path.exists(os.path.join(dest, n)))
 

@@ -188,6 +188,11 @@ def _load(proto, label, name):
             if np.asarray(z).dtype.kind not in "iu":
                 raise FormatError(f"{_where(q)}: the zero point {q.input[2]!r} must be an "
                                   f"integer, got {np.asarray(z).dtype}")
+            first = next(iter(act.values()), None)
+            if first is not None and np.asarray(z).dtype != first[2]:
+                raise FormatError(f"{_where(q)}: the zero point {q.input[2]!r} is "
+                                  f"{np.asarray(z).dtype}, the other activations' {first[2]} "
+                                  "(activations must all be int8 or all uint8)")
             act[q.input[0]] = (float(s), int(z), np.asarray(z).dtype)
             rename[n.output[0]] = q.input[0]
             continue
@@ -258,8 +263,9 @@ def _attach(fmodel, nodes, dq_const, dq_info, act, consts, out_name, g):
     layers = [(p, l) for p, l in fmodel.named_layers() if l.kind in ("dense", "conv2d")]
     residuals = [p for p, l in fmodel.named_layers() if l.kind == "residual"]
     if len(layers) != len(weighted):
-        raise FormatError(f"QDQ import: {len(weighted)} Conv/Gemm/MatMul nodes but "
-                          f"{len(layers)} dense/conv2d layers")
+        raise FormatError(f"QDQ import: {len(weighted)} Conv/Gemm/MatMul nodes ("
+                          f"{', '.join(repr(n.name) for n in weighted)}) but {len(layers)} "
+                          "dense/conv2d layers")
     dts = {v[2] for v in act.values()}
     if len(dts) != 1 or np.dtype(next(iter(dts))).name not in ("int8", "uint8"):
         raise FormatError(f"QDQ import: activations must all be int8 or all uint8, got "

@@ -94,14 +94,22 @@ def _text(v):
 
 def _attr_list(obj, name):
     """A list-of-strings attribute, joining Keras's chunked ``name0, name1...``."""
-    if name in obj.attrs:
-        vals = list(obj.attrs[name])
-    else:
-        vals, i = [], 0
-        while f"{name}{i}" in obj.attrs:
-            vals.extend(obj.attrs[f"{name}{i}"])
-            i += 1
-    return [_text(v) for v in vals]
+    try:
+        if name in obj.attrs:
+            vals = list(obj.attrs[name])
+        else:
+            vals, i = [], 0
+            while f"{name}{i}" in obj.attrs:
+                vals.extend(obj.attrs[f"{name}{i}"])
+                i += 1
+        out = [_text(v) for v in vals]
+        if not all(isinstance(v, str) and v.encode("utf-8") for v in out):
+            out = None
+    except (TypeError, UnicodeError):   # a scalar where Keras writes a list; bad bytes
+        out = None
+    if out is None:
+        raise FormatError(f"{obj.name}: attribute {name!r} is not a list of names")
+    return out
 
 
 def _snake(name):
@@ -128,6 +136,8 @@ class _LegacyWeights:
         self.root = f if "layer_names" in f.attrs or "model_weights" not in f \
             else f["model_weights"]
         self.names = _attr_list(self.root, "layer_names")
+        if not self.names and not any(a.startswith("layer_names") for a in self.root.attrs):
+            raise FormatError("no 'model_weights' group with a 'layer_names' attribute")
 
     def get(self, name, cls):
         if name not in self.root:
@@ -153,7 +163,10 @@ class _V3Weights:
         for key in f["layers"]:
             v = f["layers"][key].get("vars")
             if isinstance(v, h5py.Group) and "name" in v.attrs:
-                by_attr[_text(v.attrs["name"])] = f["layers"][key]
+                lname = _text(v.attrs["name"])
+                if not isinstance(lname, str):
+                    raise FormatError(f"{v.name}: attribute 'name' is not a layer name")
+                by_attr[lname] = f["layers"][key]
         for name, cls in order:      # Keras's unique snake_case naming (saving_lib)
             base = _snake(cls)
             k = counts.get(base, 0)
@@ -186,8 +199,9 @@ def _read_config(config, path):
                 config = cand
                 break
         else:
-            raise FormatError(f"{path}: a weights-only Keras file needs its model config "
-                              "(pass config=<dict or JSON file>)")
+            raise FormatError(f"{path}: a weights-only Keras file (no 'model_config' "
+                              "attribute) needs its model config (pass config=<dict or JSON "
+                              "file>)")
     try:
         with open(config, encoding="utf-8") as fh:
             value = json.load(fh)
@@ -233,16 +247,26 @@ def _graph(cfg):
     """(input_shape, [(name, class, config, inbound names)], output name)."""
     cls = cfg.get("class_name")
     c = cfg.get("config", {})
+    if not isinstance(c, dict):
+        raise FormatError(f"Keras config: 'config' is a {type(c).__name__}, not an object")
     layers = c.get("layers")
     if not isinstance(layers, list):
-        raise FormatError(f"Keras config of class {cls!r} has no layer list")
+        raise FormatError(f"Keras config of class {cls!r} has no 'layers' list")
     out, shape, prev = [], None, None
     functional = cls in ("Functional", "Model")
     if cls not in ("Sequential", "Functional", "Model"):
-        raise FormatError(f"Keras model class {cls!r} is not supported (Sequential, Functional)")
-    for lc in layers:
+        raise FormatError(f"Keras model class_name {cls!r} is not supported (Sequential, "
+                          "Functional)")
+    for i, lc in enumerate(layers):
+        if not isinstance(lc, dict) or not isinstance(lc.get("config", {}), dict):
+            raise FormatError(f"Keras config layers[{i}] is not a layer entry (an object "
+                              "with a 'config' object)")
         lcls, lcfg = lc.get("class_name"), lc.get("config", {})
+        if not isinstance(lcls, str):
+            raise FormatError(f"Keras config layers[{i}]: class_name {lcls!r} is not a string")
         name = lcfg.get("name") or lc.get("name")
+        if isinstance(name, (list, dict)):
+            raise FormatError(f"Keras config layers[{i}]: name {name!r} is not a string")
         bshape = lcfg.get("batch_shape") or lcfg.get("batch_input_shape")
         if lcls == "InputLayer":
             shape = bshape
@@ -251,13 +275,20 @@ def _graph(cfg):
             continue
         if shape is None and bshape is not None:
             shape = bshape
-        ins = _inbound(lc) if functional else ([prev] if prev is not None else ["__input__"])
+        try:
+            ins = _inbound(lc) if functional else ([prev] if prev is not None else
+                                                   ["__input__"])
+            if not all(isinstance(x, str) for x in ins):
+                raise TypeError(f"inbound layer names {ins!r} are not all strings")
+        except (LookupError, TypeError, AttributeError) as exc:
+            raise FormatError(f"Keras config layers[{i}] ({name!r}): malformed inbound_nodes "
+                              f"({type(exc).__name__}: {exc})") from None
         out.append((name, lcls, lcfg, ins))
         prev = name
     if shape is None:
         shape = c.get("build_input_shape")
     if shape is None:
-        raise FormatError("Keras config does not state the input shape")
+        raise FormatError("Keras config does not state the input shape (batch_shape)")
     if functional:
         ol = c.get("output_layers")
         while isinstance(ol, list) and ol and isinstance(ol[0], list):
@@ -442,7 +473,8 @@ def _build(cfg, weights, layout, version, name):
         known = {n for n, _, _, _ in nodes}
         for n in weights.names:
             if n not in known:
-                raise FormatError(f"weights for layer {n!r} have no layer in the config")
+                raise FormatError(f"weights for layer {n!r} (layer_names) have no layer in the "
+                                  "config")
     tensors = {"__input__": _T((), input_shape)}
     for lname, cls, lcfg, ins in nodes:
         if cls == "InputLayer":
@@ -471,6 +503,8 @@ def _build(cfg, weights, layout, version, name):
             raise
         except (RefcompError, KeyError, IndexError, TypeError, ValueError) as exc:
             raise FormatError(f"layer {lname!r} ({cls}): cannot convert ({exc})") from None
+    if output not in tensors:
+        raise FormatError(f"Keras config: output_layers names {output!r}, not a layer")
     final = tensors[output]
     model_name = name or cfg.get("config", {}).get("name") or "keras_model"
     try:

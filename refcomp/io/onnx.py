@@ -97,7 +97,12 @@ class _Interp:
         from onnx import numpy_helper
         self.v = {}
         for init in graph.initializer:
-            self.v[init.name] = numpy_helper.to_array(init)
+            try:
+                self.v[init.name] = numpy_helper.to_array(init)
+            except _CORRUPT as exc:       # a retyped or mis-sized initializer, named
+                raise FormatError(f"initializer {init.name!r} is not a readable tensor (data "
+                                  f"type {init.data_type}, dims {list(init.dims)}: "
+                                  f"{type(exc).__name__}: {_one_line(exc)[:120]})") from None
         self.np_helper = numpy_helper
         # MaxPool Indices that are graph outputs: {name: node}, and {name: Layer computing it}
         self.indices_outputs = {}
@@ -149,8 +154,10 @@ class _Interp:
             if str(exc).startswith("node "):
                 raise
             _fail(node, str(exc))
-        except (KeyError, IndexError, ValueError, TypeError) as exc:
-            # malformed attributes/inputs (a missing kernel_shape, a bad axis...)
+        except (KeyError, IndexError, ValueError, TypeError, AttributeError,
+                OverflowError) as exc:
+            # malformed attributes/inputs (a missing kernel_shape, a bad axis, an attribute
+            # of the wrong type...)
             _fail(node, f"malformed node ({type(exc).__name__}: {exc})")
         if not isinstance(outs, tuple):
             outs = (outs,)
@@ -331,7 +338,10 @@ def _from_proto(proto, path, name, batch_axis):
                               f"dimension {dims[i].dim_param!r} (axis {i}; the batch is axis "
                               f"{batch_axis})")
     shape = [int(d.dim_value) for i, d in enumerate(dims) if i != batch_axis]
-    it = _Interp(g)
+    try:
+        it = _Interp(g)
+    except RefcompError as exc:
+        raise FormatError(f"{path}: {exc}") from None
     it.indices_outputs = indices
     # An export with a fixed batch size writes it into Reshape targets; accept it there.
     db = dims[batch_axis] if dims else None

@@ -120,6 +120,11 @@ def _layer_of(entry, sd, used, where, tnames, prefix):
     key, name, sub = e.pop("key", None), e.pop("name", None), e.pop("layers", None)
     if kind == "gru":
         e.setdefault("reset_after", True)
+    bad = [o for o, v in e.items() if isinstance(LAYER_KINDS[kind][2].get(o), bool)
+           and not isinstance(v, (bool, np.bool_))]     # "zzz" or 1 would pass as true
+    if bad:
+        raise FormatError(f"spec[{where}] ({kind} {key!r}): option {bad[0]!r} must be true or "
+                          f"false, got {e[bad[0]]!r}")
     weights, full_names = {}, {}
     if kind in _NAMES:
         if key is None:

@@ -208,16 +208,17 @@ def decode_relative(diffs, *, index_bits, variant, size):
     filler_code, _ = _geometry(bits, variant)
     if diffs.size and int(diffs.max()) > filler_code:
         raise DecodeError(f"relative index code {int(diffs.max())} does not fit in "
-                          f"{bits} bits")
+                          f"index_bits={bits} bits")
     if diffs.size > size:
-        raise DecodeError(f"{diffs.size} entries cannot fit in {size} positions")
+        raise DecodeError(f"{diffs.size} diffs entries cannot fit in size={size} positions")
     pos = _entry_positions(diffs, variant, bits)
     if pos.size and pos[-1] >= size:
-        raise DecodeError(f"relative indices reach position {int(pos[-1])}, beyond the "
-                          f"weight's {size} positions")
+        raise DecodeError(f"relative indices (diffs) reach position {int(pos[-1])}, beyond "
+                          f"the weight's size={size} positions")
     if variant == "fig2":
         return pos, np.zeros(pos.shape, dtype=bool)
     is_filler = diffs == filler_code
     if is_filler.size and is_filler[-1]:
-        raise DecodeError("relative index stream ends with a filler (no encoder emits one)")
+        raise DecodeError("relative index stream (diffs) ends with a filler (no encoder "
+                          "emits one)")
     return pos[~is_filler], is_filler

@@ -33,12 +33,11 @@ TESTS = Path(__file__).resolve().parents[1]
 
 
 class Kind:
-    def __init__(self, name, prepare, make, read, same, files=True, targets=False):
+    def __init__(self, name, prepare, make, read, same, files=True):
         self.name, self.prepare, self.make, self.read, self.same = name, prepare, make, read, same
-        self.files = files        # the input is a file path (hash-checked, named in errors)
-        # refusals of structural HDF5 mutations must name the mutated dataset, group or
-        # attribute (_summary.names_target)
-        self.targets = targets
+        # the input is a file path (hash-checked, named in errors); what a refusal must
+        # name of the mutated item, per kind: _summary.names_target_of
+        self.files = files
 
 
 def _h5py():
@@ -222,9 +221,9 @@ def _make_keras_legacy(rng, bases, work):
             text = text.decode() if isinstance(text, bytes) else text
             new, how = mutate_json_text(rng, text)
             f.attrs["model_config"] = new
-        return (dst, b), "model_config-" + how
+        return (dst, b), f"[{b['name']}] model_config-" + how
     p, how = _h5_case(rng, b["legacy"], work)
-    return (p, b), how
+    return (p, b), f"[{b['name']}] {how}"
 
 
 def _make_keras_weights(rng, bases, work):
@@ -236,10 +235,10 @@ def _make_keras_weights(rng, bases, work):
         cfg.write_text(text)
         dst = Path(work) / "case.weights.h5"
         shutil.copyfile(b["weights"], dst)
-        return (dst, b), "config-" + how
+        return (dst, b), f"[{b['name']}] config-" + how
     cfg.write_text(b["config"])
     p, how = _h5_case(rng, b["weights"], work, ext=".weights.h5")
-    return (p, b), how
+    return (p, b), f"[{b['name']}] {how}"
 
 
 def _make_keras_zip(rng, bases, work):
@@ -249,7 +248,7 @@ def _make_keras_zip(rng, bases, work):
     if r < 0.3:
         data, how = mutate_bytes(rng, b["zip"].read_bytes())
         dst.write_bytes(data)
-        return (dst, b), "zip-" + how
+        return (dst, b), f"[{b['name']}] zip-" + how
     members = {"config.json": b["config"].encode(),
                "metadata.json": json.dumps({"keras_version": "3.15.1"}).encode(),
                "model.weights.h5": b["weights"].read_bytes()}
@@ -272,7 +271,7 @@ def _make_keras_zip(rng, bases, work):
     with zipfile.ZipFile(dst, "w") as zf:
         for k, v in members.items():
             zf.writestr(k, v)
-    return (dst, b), how
+    return (dst, b), f"[{b['name']}] {how}"
 
 
 def _read_keras(inp, bases):
@@ -754,10 +753,9 @@ def _cabac_kind():
 
 
 def _kinds():
-    ks = [Kind("refcomp-model", _prep_model, _make_model, _read_model, _same_model,
-               targets=True),
+    ks = [Kind("refcomp-model", _prep_model, _make_model, _read_model, _same_model),
           Kind("plain-arrays", _prep_arrays, lambda r, b, w: _make_arrays(r, b, w),
-               _read_arrays, _same_arrays, targets=True),
+               _read_arrays, _same_arrays),
           Kind("keras-legacy-h5", _prep_keras, _make_keras_legacy, _read_keras, _same_keras),
           Kind("keras-weights-h5", _prep_keras, _make_keras_weights, _read_keras, _same_keras),
           Kind("keras-zip", _prep_keras, _make_keras_zip, _read_keras, _same_keras),
@@ -767,7 +765,7 @@ def _kinds():
                files=False),
           Kind("torch-pt-file", _prep_torch, _make_torch_pt, _read_torch_pt, _same_torch),
           Kind("deep-compressed", _prep_container, _make_container, _read_container,
-               _same_container, targets=True),
+               _same_container),
           _huffman_kind(), _rans_kind(), _universal_kind(), _webgraph_kind(False),
           _webgraph_kind(True), _relative_kind(), _cabac_kind()]
     return {k.name: k for k in ks}

@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import refcomp  # noqa: E402
 from _kinds import case_path, get_kind  # noqa: E402
-from _summary import names_target  # noqa: E402
+from _summary import names_target_of  # noqa: E402
 
 
 def _status():
@@ -159,8 +159,7 @@ def run(kind_name, n, seed, out, timeout):
                     msg = str(exc)
                     rec.update(outcome="refused", error=type(exc).__name__, message=msg[:300],
                                names_item=_names_item(msg, path))
-                    if kind.targets:
-                        rec["names_target"] = names_target(msg, how)
+                    rec["names_target"] = names_target_of(kind_name, msg, how)
                 except BaseException as exc:  # noqa: B902 (the contract forbids these)
                     rec.update(outcome="bad-exception", error=type(exc).__name__,
                                message=str(exc)[:300],

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import refcomp
 from _kinds import KIND_NAMES, case_path, get_kind
-from _summary import names_target
+from _summary import names_target_of
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 _PREPARED = {}
@@ -49,8 +49,8 @@ def test_mutations_end_in_refcomp_error_or_valid_result(tmp_root, name):
             assert msg.strip() and "\n" not in msg, (how, msg)
             if path is not None:
                 assert path.name in msg, (how, msg)
-            if kind.targets:             # the mutated HDF5 item is named (_summary)
-                assert names_target(msg, how) is not False, (how, msg)
+            # the mutated item (dataset, attribute, layer, node, key, field) is named
+            assert names_target_of(name, msg, how) is not False, (how, msg)
         else:
             kind.same(result, inp)           # raises if the accepted result is invalid
         if path is not None:

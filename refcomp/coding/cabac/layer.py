@@ -258,10 +258,11 @@ def decode_levels(payload, shape, *, dq=True, scan_order=0, cabac_unary_length_m
         status, used = _k.decode_layer(data, order, reset, bool(dq), trans, rsb, eps, num_gtx,
                                        out)
     if status != _k.OK:
-        raise DecodeError("corrupt CABAC payload (invalid level, unsupported row skipping or "
-                          "no terminating bin)")
+        raise DecodeError("corrupt CABAC payload for shape %s (invalid level, unsupported row "
+                          "skipping or no terminating bin)" % (shape,))
     if used > data.size:
-        raise DecodeError("CABAC payload truncated: %d bytes needed, %d given" % (used, data.size))
+        raise DecodeError("CABAC payload truncated for shape %s: %d bytes needed, %d given"
+                          % (shape, used, data.size))
     if used < data.size:
         raise DecodeError("CABAC payload has %d trailing bytes" % (data.size - used))
     return out.reshape(shape)
