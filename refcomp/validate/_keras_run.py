@@ -201,7 +201,10 @@ def _layer(keras, layer, x):
         return _pool_nd(keras, layer, x)
     if k == "batch_norm":
         nd = len(x.shape)
-        axis = 1 if (nd == 4 and a["layout"] == "NCHW") or nd == 2 else -1
+        if a.get("axis") is not None:
+            axis = int(a["axis"]) % nd
+        else:
+            axis = 1 if (nd == 4 and a["layout"] == "NCHW") or nd == 2 else -1
         bn = keras.layers.BatchNormalization(axis=axis, epsilon=float(a["eps"]))
         bn.build(tuple(x.shape))
         bn.set_weights([_w(layer, n) for n in ("gamma", "beta", "mean", "var")])
