@@ -217,7 +217,10 @@ def _act(f, x, a):
     if f == "sigmoid":
         return sigmoid(x)
     if f == "hard_sigmoid":
-        y = x / f32(6) + f32(0.5) if a["variant"] == "keras3" else f32(0.2) * x + f32(0.5)
+        if a["variant"] == "onnx":      # ONNX HardSigmoid: float32 attributes alpha, beta
+            y = f32(a["alpha"]) * x + f32(a["beta"])
+        else:
+            y = x / f32(6) + f32(0.5) if a["variant"] == "keras3" else f32(0.2) * x + f32(0.5)
         return np.clip(y, f32(0), f32(1))
     if f == "softmax":
         e = np.exp(x - x.max(axis=a["axis"], keepdims=True))
@@ -385,7 +388,10 @@ def run_layer(layer, x, order):
     if k == "activation":
         return _act(a["function"], x, a)
     if k == "batch_norm":
-        ax = 1 if (x.ndim == 4 and a["layout"] == "NCHW") or x.ndim == 2 else x.ndim - 1
+        if a.get("axis") is not None:       # ONNX BatchNormalization: the given axis
+            ax = a["axis"] + x.ndim if a["axis"] < 0 else a["axis"]
+        else:
+            ax = 1 if (x.ndim == 4 and a["layout"] == "NCHW") or x.ndim == 2 else x.ndim - 1
         sh = [1] * x.ndim
         sh[ax] = -1
         s = w["gamma"] / np.sqrt(w["var"] + f32(a["eps"]))

@@ -20,7 +20,7 @@ LAYER_FILES = ("dense", "conv2d", "conv1d", "max_pool2d", "avg_pool2d", "max_poo
                "batch_norm", "activation", "shape", "residual", "lstm", "gru", "mgu",
                "simple_rnn")
 QUANT_FILES = ("uniform", "affine", "fixed_point", "minifloat", "posit", "power_of_two",
-               "binary", "kmeans", "product", "share_weights")
+               "binary", "kmeans", "product", "share_weights", "nnc", "qdq")
 
 
 def _generator():
@@ -159,12 +159,107 @@ def test_every_quantizer_file_decodes_to_its_dequantized_values():
     for path in sorted(DIR.glob("quant_*.h5")):
         with h5py.File(path, "r") as f:
             for g in _cases(f):
+                if path.name == "quant_qdq.h5":       # ONNX codes: no refcomp encoding
+                    assert "encoded" not in g
+                    continue
                 enc = g["encoded"]
                 cls = encoding_class(enc.attrs["encoding"])
                 got = cls.from_hdf5(enc).dequantize()
                 d = g["dequantized"][()]
                 assert got.dtype == d.dtype and np.array_equal(
                     got.view(np.uint32), d.view(np.uint32)), (path.name, g.name)
+
+
+def _qdq_types():
+    return {"int8": (-128, 127), "uint8": (0, 255), "int4": (-8, 7), "uint4": (0, 15),
+            "int2": (-2, 1), "uint2": (0, 3)}
+
+
+def test_qdq_codes_and_dequantized_match_a_naive_loop():
+    """ONNX QuantizeLinear / DequantizeLinear written element by element from the
+    operator text: the scale of an element is the tensor's, its index along axis,
+    or its block's (index // block_size); v = float32(x) / float32(scale) in float32;
+    rint (ties to even) + zero point, saturated; dequantized = float32((q - zp) * s)
+    (the product of a small integer and a float32 is exact in float64)."""
+    with h5py.File(DIR / "quant_qdq.h5", "r") as f:
+        kinds = set()
+        for g in _cases(f):
+            w, s, codes = g["w"][()], g["scale"][()], g["codes"][()]
+            zp = g["zero_point"][()] if "zero_point" in g else np.zeros_like(s, np.int64)
+            t = g.attrs["output_type"].decode()
+            axis, bs = int(g.attrs["axis"]), int(g.attrs["block_size"])
+            lo, hi = _qdq_types()[t]
+            kinds.add((t, "blocked" if bs else "axis" if s.ndim == 1 and s.size > 1
+                       else "tensor"))
+            deq = g["dequantized"][()]
+            assert w.dtype == s.dtype == deq.dtype == np.float32
+            for idx in np.ndindex(w.shape):
+                if bs:
+                    j = list(idx)
+                    j[axis] //= bs
+                    sc, z = s[tuple(j)], zp[tuple(j)]
+                elif s.ndim == 1 and s.size > 1:
+                    sc, z = s[idx[axis]], zp[idx[axis]]
+                else:
+                    sc, z = s.reshape(-1)[0], np.asarray(zp).reshape(-1)[0]
+                v = float(np.float32(w[idx]) / np.float32(sc))
+                q = min(max(round(v) + int(z), lo), hi)        # round(): ties to even
+                assert int(codes[idx]) == q, (g.name, idx)
+                d = np.float32((q - int(z)) * float(sc))
+                assert deq[idx].view(np.uint32) == d.view(np.uint32), (g.name, idx)
+    assert {k[0] for k in kinds} >= {"int4", "uint4", "int2", "uint2"}
+    assert {k[1] for k in kinds} == {"tensor", "axis", "blocked"}
+
+
+def _nnc_step(qp, d):
+    from fractions import Fraction
+    k = 1 << d
+    return Fraction(k + (qp & (k - 1))) * Fraction(2) ** ((qp >> d) - d)
+
+
+def test_nnc_levels_follow_the_standard_rules():
+    """Step from the standard's qp mapping (exact fractions); uniform levels by
+    NNCodec's rule round_half_away(float32(float32(1 / step) * w)); every case's
+    reconstruction is float32(step * level) of its stored levels."""
+    with h5py.File(DIR / "quant_nnc.h5", "r") as f:
+        seen = set()
+        for g in _cases(f):
+            qp, d = int(g.attrs["qp"]), int(g.attrs["qp_density"])
+            step = g["step"][()]
+            assert step.dtype == np.float32 and float(step) == _nnc_step(qp, d)
+            w, lv, deq = g["w"][()], g["levels"][()], g["dequantized"][()]
+            assert lv.dtype == np.int32 and lv.shape == w.shape == deq.shape
+            recon = (step * lv.astype(np.float32)).astype(np.float32)
+            assert np.array_equal(deq.view(np.uint32), recon.view(np.uint32)), g.name
+            dq = bool(g.attrs["dq"])
+            seen.add(dq)
+            if dq:
+                # the trellis never moves a weight further than one step from w / step
+                assert np.all(np.abs(lv - w.astype(np.float64) / float(step)) <= 2), g.name
+                continue
+            inv = np.float32(1) / step
+            for x, got in zip(w.ravel(), lv.ravel()):
+                t = float(np.float32(inv * np.float32(x)))
+                want = int(abs(t) + 0.5) * (1 if t >= 0 else -1)   # half away from zero
+                assert got == want, (g.name, x)
+        assert seen == {True, False}
+        ties = f["case0000"]["w"][()][-1] / float(f["case0000"]["step"][()])
+        assert np.all(ties % 1 == 0.5)          # exact ties of step 2**-5: away from zero
+
+
+def test_nnc_vectors_match_nncodec():
+    import _nnc
+    if _nnc.nnc_python()[0] is None:
+        pytest.skip(_nnc.nnc_python()[1])
+    with h5py.File(DIR / "quant_nnc.h5", "r") as f:
+        cases = [g for g in _cases(f) if int(g.attrs["dq_states"]) == 8]
+        items = [_nnc.quant_item(g["w"][()], qp=int(g.attrs["qp"]), dq=bool(g.attrs["dq"]),
+                                 qp_density=int(g.attrs["qp_density"]),
+                                 scan_order=int(g.attrs["scan_order"])) for g in cases]
+        refs = _nnc.call_batch(items)
+        assert len(cases) == 5
+        for g, (reply, ref) in zip(cases, refs):
+            np.testing.assert_array_equal(g["levels"][()], ref, err_msg=g.name)
 
 
 def _c_toolchain():

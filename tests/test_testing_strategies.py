@@ -268,3 +268,29 @@ def test_strategies_are_deterministic_under_derandomize():
         run()
         return out
     assert draws() == draws()
+
+
+def test_layers_draw_batch_norm_axes_and_onnx_hard_sigmoid():
+    """The audit's two gaps stay covered: batch norm with an explicit axis on rank-3
+    and rank-5 inputs (ONNX BatchNormalization) and ONNX HardSigmoid with alpha / beta
+    other than the defaults; models draw batch norm on axis 1 after conv1d."""
+    def bn(case, seen):
+        layer, x = case
+        if layer.attrs.get("axis") is not None:
+            seen[("axis", x.ndim)] += 1
+
+    def act(case, seen):
+        a = case[0].attrs
+        if a["function"] == "hard_sigmoid" and a["variant"] == "onnx":
+            seen["onnx"] += 1
+            seen["alpha"] += a["alpha"] not in (np.float32(0.2), np.float32(1 / 6))
+
+    def cnn1d(case, seen):
+        for _, layer in case[0].named_layers():
+            if layer.kind == "batch_norm" and layer.attrs.get("axis") == 1:
+                seen["bn"] += 1
+    s = _collect(layers(kinds=("batch_norm",)), bn, 120)
+    assert s[("axis", 3)] and s[("axis", 5)], s
+    s = _collect(layers(kinds=("activation",)), act, 200)
+    assert s["onnx"] and s["alpha"], s
+    assert _collect(models(families=("cnn1d",)), cnn1d, 60)["bn"]

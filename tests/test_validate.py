@@ -72,6 +72,20 @@ def test_keras_and_litert_layers(framework, module):
         assert conv1d.verdict == "pass" and conv1d.examples >= 1
 
 
+def test_keras_quantizer_suite_casts_and_fake_quant():
+    pytest.importorskip("keras")
+    report = run("keras", "quantizers", examples=3, seed=1)
+    assert report.ok, report.table()
+    by = {r.case: r for r in report.results}
+    for case in ("bfloat16 cast", "float8_e4m3fn cast", "float8_e5m2 cast"):
+        assert by[case].verdict in ("pass", "known difference"), by[case]
+        assert by[case].mismatches == 0 and by[case].examples >= 3
+    for case in ("fake_quant_with_min_max_vars 8 bits",
+                 "fake_quant_with_min_max_vars 8 bits narrow_range"):
+        assert by[case].verdict in ("pass", "known difference") and by[case].examples >= 3
+    assert "shipped models" in by["bfloat16 cast"].note
+
+
 def test_code_suites_also_run_the_shipped_weights(monkeypatch):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("torch")

@@ -500,6 +500,104 @@ def _retrack(group, name):
         group[name].attrs[k] = v
 
 
+# -- NNC (ISO/IEC 15938-17) levels and ONNX QuantizeLinear codes ----------------------------
+# qp -20 at qp_density 2 is step 2**-5: the last input row holds exact ties of its grid.
+NNC_CASES = [
+    ("nnc_quantize(w, qp=-20, dq=False)  # uniform, step 2**-5 (exact ties)",
+     dict(qp=-20, dq=False)),
+    ("nnc_quantize(w, qp=-18, dq=False)  # uniform, step 0.046875", dict(qp=-18, dq=False)),
+    ("nnc_quantize(w, qp=-20, qp_density=3, dq=False)", dict(qp=-20, qp_density=3, dq=False)),
+    ("nnc_quantize(w, qp=-20)  # dependent quantization, 8 states", dict(qp=-20)),
+    ("nnc_quantize(w, qp=-26)  # dependent quantization, 8 states", dict(qp=-26)),
+    ("nnc_quantize(w, qp=-20, dq_states=4)  # VVC's 4-state trellis (not NNCodec)",
+     dict(qp=-20, dq_states=4)),
+]
+
+
+def _nnc_file(path):
+    with _open(path) as f:
+        _root(f, "quantizer:nnc", len(NNC_CASES),
+              {"criterion": "levels and dequantized identical"})
+        for i, (call, kw) in enumerate(NNC_CASES):
+            w = _quant_inputs(i)
+            q = Q.nnc_quantize(w, **kw)
+            g = f.create_group(f"case{i:04d}")
+            _attr(g, "call", call)
+            _attr(g, "method", "nnc")
+            _attr(g, "qp", q.qp)
+            _attr(g, "qp_density", q.qp_density)
+            _attr(g, "dq", bool(q.dq))
+            _attr(g, "dq_states", kw.get("dq_states", 8))
+            _attr(g, "scan_order", q.scan_order)
+            _data(g, "w", w)
+            g.create_dataset("step", data=np.float32(q.step), track_times=False)  # 0-d
+            _data(g, "levels", Q.nnc_levels(w, **kw))
+            _data(g, "dequantized", q.dequantize())
+            enc = g.create_group("encoded")                 # refcomp's format (FORMAT.md)
+            q.to_hdf5(enc)
+            for ds in list(enc):
+                _retrack(enc, ds)
+
+
+def _qdq_case(call, w, scale, zp, out, axis=1, block_size=0):
+    return call, w, np.asarray(scale, f32), zp, out, axis, block_size
+
+
+def _qdq_cases():
+    import ml_dtypes
+    w = [_quant_inputs(i) for i in range(7)]
+    z = lambda v, t: np.asarray(v, getattr(ml_dtypes, t))  # noqa: E731
+    return [
+        _qdq_case("quantize_linear(w, 0.0625, int4(1))  # per tensor", w[0], 0.0625,
+                  z(1, "int4"), "int4"),
+        _qdq_case("quantize_linear(w, scale[4], uint4 zp[4], axis=0)  # per axis", w[1],
+                  [0.05, 0.1, 0.03125, 0.2], z([8, 7, 0, 15], "uint4"), "uint4", axis=0),
+        _qdq_case("quantize_linear(w, 0.25, output_dtype='int2')", w[2], 0.25, None, "int2"),
+        _qdq_case("quantize_linear(w, 0.2, uint2(2))", w[3], 0.2, z(2, "uint2"), "uint2"),
+        _qdq_case("quantize_linear(w, scale[4, 3], int8 zp[4, 3], axis=1, block_size=3)",
+                  w[4], np.abs(_r(_rng(950), 4, 3, scale=0.01)) + f32(0.004),
+                  _r(_rng(951), 4, 3, scale=3).round().astype(np.int8), "int8", axis=1,
+                  block_size=3),
+        _qdq_case("quantize_linear(w, scale[2, 9], int4 zp[2, 9], axis=0, block_size=2)",
+                  w[5], np.full((2, 9), 0.0625, f32) * (1 + np.arange(18, dtype=f32)
+                                                       .reshape(2, 9) % 3),
+                  z(np.arange(18).reshape(2, 9) % 5 - 2, "int4"), "int4", axis=0,
+                  block_size=2),
+        _qdq_case("quantize_linear(w, scale[4, 2], uint4 zp[4, 2], axis=1, block_size=5)",
+                  w[6], [[0.0625, 0.125], [0.03125, 0.1], [0.3, 0.0625], [0.02, 0.04]],
+                  z([[8, 7], [0, 15], [3, 8], [8, 8]], "uint4"), "uint4", axis=1,
+                  block_size=5),
+    ]
+
+
+def _qdq_file(path):
+    from refcomp.quantize.qdq import dequantize_linear, quantize_linear
+    cases = _qdq_cases()
+    with _open(path) as f:
+        _root(f, "quantizer:qdq", len(cases),
+              {"criterion": "codes and dequantized identical (ONNX QuantizeLinear / "
+                            "DequantizeLinear, opset 21)"})
+        for i, (call, w, scale, zp, out, axis, bs) in enumerate(cases):
+            codes = quantize_linear(w, scale, zp, axis=axis, block_size=bs,
+                                    output_dtype=None if zp is not None else out)
+            deq = dequantize_linear(codes, scale, zp, axis=axis, block_size=bs, x_type=out)
+            g = f.create_group(f"case{i:04d}")
+            _attr(g, "call", call)
+            _attr(g, "method", "quantize_linear")
+            _attr(g, "output_type", out)
+            _attr(g, "axis", axis)
+            _attr(g, "block_size", bs)
+            _data(g, "w", w)
+            _data(g, "scale", scale)
+            if zp is not None:
+                _data(g, "zero_point", zp.astype(codes.dtype))
+            _data(g, "codes", codes)
+            _data(g, "dequantized", deq)
+
+
+EXTRA_QUANT_FILES = {"nnc": _nnc_file, "qdq": _qdq_file}
+
+
 # -- driver --------------------------------------------------------------------------------
 def generate(out):
     """Write every file into directory ``out``; return the sorted file names."""
@@ -511,6 +609,9 @@ def generate(out):
         names.append(f"{kind}.h5")
     for name, cases in QUANT_CASES.items():
         _quant_file(out / f"quant_{name}.h5", name, cases)
+        names.append(f"quant_{name}.h5")
+    for name, write in EXTRA_QUANT_FILES.items():
+        write(out / f"quant_{name}.h5")
         names.append(f"quant_{name}.h5")
     return sorted(names)
 

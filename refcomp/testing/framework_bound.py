@@ -65,13 +65,17 @@ relative, below 1e-13):
   size (at most ``w`` real terms summed in any order, then one division or
   a multiplication by a rounded reciprocal; the divisor, which padding,
   ``ceil_mode`` and ``count_include_pad`` fix, is the reference's);
-* batch norm, ``s = gamma / sqrt(var + eps)``: ``e' = |s| e + (6 + 2k) u
+* batch norm on the layer's channel axis (its ``axis`` attribute when
+  set, else the layout rule of :func:`refcomp.layers.batch_norm`), ``s =
+  gamma / sqrt(var + eps)``: ``e' = |s| e + (6 + 2k) u
   (|v| |s| + |mean| |s| + |beta|)`` (covers ``(x - mean) s + beta`` and the
   folded ``x s + (beta - mean s)``, with a ``rsqrt`` within k ulps);
 * flatten, reshape, dropout: ``e`` rearranged like the values;
 * residual: the body from ``(v, e)``, then ``e' = e + e_body + u |v'|``;
-* hard_sigmoid (Lipschitz ``L`` = 1/6 "keras3", 0.2 "keras2"): ``e' = L e +
-  3u (L |v| + 1/2)`` (the constant, the product or quotient and the sum);
+* hard_sigmoid, linear piece ``L x + b0`` clipped to [0, 1] (``L`` = 1/6,
+  ``b0`` = 1/2 "keras3"; 0.2, 0.5 "keras2"; the float32 ``alpha`` and
+  ``beta`` attributes "onnx"): ``e' = |L| e + 3u (|L| (|v| + e) + |b0|)``
+  (the constant, the product or quotient and the sum; the clip is exact);
 * recurrent layers (lstm, gru, mgu, simple_rnn) with every ONNX option
   refcomp runs (direction, clip, peepholes, input_forget, activation lists
   with alpha / beta, GRU reset_after and seed 000's update, constant
@@ -215,9 +219,18 @@ def _abs_layer(layer64):
                  weights={"W": np.abs(layer64.weights["W"])})
 
 
-def _channel_shape(layout, ndim):
-    """Broadcast shape of a per-channel vector (batch_norm's channel axis rule)."""
-    axis = 1 if (ndim == 4 and layout == "NCHW") or ndim == 2 else ndim - 1
+def _channel_shape(layout, ndim, axis=None):
+    """Broadcast shape of a per-channel vector (batch_norm's channel axis rule).
+
+    ``axis`` None: axis 1 for 2-D input and 4-D NCHW, the last axis
+    otherwise; an int (batch_norm's ``axis`` attribute, e.g. 1 from ONNX's
+    BatchNormalization on rank 3 or 5): that axis, negative counted from
+    the end, exactly as :func:`refcomp.layers.batch_norm` reads it.
+    """
+    if axis is None:
+        axis = 1 if (ndim == 4 and layout == "NCHW") or ndim == 2 else ndim - 1
+    else:
+        axis = int(axis) % ndim
     shape = [1] * ndim
     shape[axis] = -1
     return shape
@@ -276,8 +289,8 @@ def _step(layer, v, e, c):
             d = _dtanh(y) if f == "tanh" else _dsig(y)
             return y, d * e + c.f * np.abs(y)
         if f == "hard_sigmoid":
-            L = 1.0 / 6.0 if a["variant"] == "keras3" else 0.2
-            return y, L * e + 3 * c.u * (L * np.abs(v) + 0.5)
+            L, b0 = _hard_sigmoid_line(a)
+            return y, L * e + 3 * c.u * (L * (np.abs(v) + e) + b0)
         ax = a["axis"]                                  # softmax, log_softmax
         m = np.max(v, axis=ax, keepdims=True)
         r = c.u * np.abs(v - m) + c.f
@@ -302,7 +315,7 @@ def _step(layer, v, e, c):
                    + (c.gamma(w) + 2 * c.u) * _forward_layer(layer, np.abs(v) + e, "reference"))
     if k == "batch_norm":
         y = _forward_layer(layer, v, "reference")
-        shape = _channel_shape(a["layout"], v.ndim)
+        shape = _channel_shape(a["layout"], v.ndim, a.get("axis"))
         s = (np.abs(layer.weights["gamma"]) / np.sqrt(layer.weights["var"] + a["eps"]))
         s = s.reshape(shape)
         mu = np.abs(layer.weights["mean"]).reshape(shape)
@@ -326,6 +339,26 @@ def _step(layer, v, e, c):
     if k in ("lstm", "gru", "mgu", "simple_rnn"):
         return _recurrent_bound(layer, v, e, c)
     raise ParameterError(f"framework_error_bound: layer kind {k!r} is not supported")
+
+
+def _hard_sigmoid_line(a):
+    """(|slope|, |intercept|) of hard_sigmoid's linear piece, as the variant defines it.
+
+    "keras3": x/6 + 1/2; "keras2": 0.2 x + 0.5; "onnx": ``alpha x + beta``
+    with alpha and beta the float32 values of the attributes (ONNX
+    attributes are float32; :func:`refcomp.layers.activations.hard_sigmoid`
+    rounds them the same way).  The clip to [0, 1] is exact and
+    1-Lipschitz, so the slope carries the input error; the three roundings
+    (the constant, the product or quotient, the sum) are relative to
+    ``|slope| |x| + |intercept|``.
+    """
+    variant = a.get("variant", "keras3")
+    if variant == "keras3":
+        return 1.0 / 6.0, 0.5
+    if variant == "keras2":
+        return 0.2, 0.5
+    return (abs(float(np.float32(a.get("alpha", 0.2)))),
+            abs(float(np.float32(a.get("beta", 0.5)))))
 
 
 def _dot_layer(layer, v, e, c):

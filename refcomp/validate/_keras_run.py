@@ -22,17 +22,19 @@ avg_pool       (channels_first) when the resolved geometry is Keras' "valid" or
 (N-D)          "same" (TensorFlow's: the odd pixel at the end); Keras pooling
                has no dilation, no ceil_mode and no explicit pads (not
                expressible), nor an asymmetric "same" average (``_REPLICATE``)
-batch_norm     ``BatchNormalization`` (inference: moving statistics)
+batch_norm     ``BatchNormalization`` (inference: moving statistics) on the
+               layer's ``axis`` when set, else the layout rule
 activations    ``keras.activations``: relu, tanh, sigmoid, softmax, linear,
                hard_sigmoid (Keras 3 = refcomp's "keras3" variant; "keras2"
-               is not expressible)
+               and "onnx" are not expressible)
 lstm, gru,     ``LSTM`` / ``GRU`` (both ``reset_after``) / ``SimpleRNN``
 simple_rnn
 mgu            not expressible (Keras has no MGU)
 =============  ==================================================================
 
 The quantizer suite compares ``keras.quantizers.abs_max_quantize`` (int8,
-per output channel) with refcomp's symmetric affine quantizer.
+per output channel) with refcomp's symmetric affine quantizer, and the casts
+and fake quantization of :mod:`refcomp.validate._keras_cases`.
 """
 
 import os
@@ -45,6 +47,7 @@ from ..model import materialize
 from ._codes import CodeTally
 from ._common import NotBuilt, NotExpressible, layer_pads, nd_geometry, require, rnn_options
 from ._draw import case_seed, draw_examples
+from ._keras_cases import KERAS_QUANTIZER_CASES
 from ._shipped import shipped_note, with_shipped
 from ._tfmot import TFMOT_CASES
 
@@ -201,7 +204,10 @@ def _layer(keras, layer, x):
         return _pool_nd(keras, layer, x)
     if k == "batch_norm":
         nd = len(x.shape)
-        axis = 1 if (nd == 4 and a["layout"] == "NCHW") or nd == 2 else -1
+        if a.get("axis") is not None:
+            axis = int(a["axis"]) % nd
+        else:
+            axis = 1 if (nd == 4 and a["layout"] == "NCHW") or nd == 2 else -1
         bn = keras.layers.BatchNormalization(axis=axis, epsilon=float(a["eps"]))
         bn.build(tuple(x.shape))
         bn.set_weights([_w(layer, n) for n in ("gamma", "beta", "mean", "var")])
@@ -272,7 +278,7 @@ def _abs_max(n, seed):
 
 
 KERAS_CASES = {
-    "quantizers": [("abs_max_quantize int8 per channel", _abs_max)],
+    "quantizers": [("abs_max_quantize int8 per channel", _abs_max)] + KERAS_QUANTIZER_CASES,
     "pruning": TFMOT_CASES,
     "integer": [],
 }

@@ -218,7 +218,13 @@ def _layer(g, layer, x, shape):
     if k == "batch_norm":
         w = {n: g.const(materialize(v)) for n, v in layer.weights.items()}
         ins = [w["gamma"], w["beta"], w["mean"], w["var"]]
-        if len(shape) == 4 and a["layout"] == "NHWC":
+        if a.get("axis") is not None:      # BatchNormalization's channel axis is 1
+            ax = int(a["axis"]) % len(shape)
+            perm = [i for i in range(len(shape)) if i != ax]
+            perm.insert(1, ax)                  # the channel axis moved to position 1
+            perm = None if ax == 1 else perm
+            inv = None if perm is None else [perm.index(i) for i in range(len(shape))]
+        elif len(shape) == 4 and a["layout"] == "NHWC":
             perm, inv = [0, 3, 1, 2], [0, 2, 3, 1]
         elif len(shape) == 3:
             perm, inv = [0, 2, 1], [0, 2, 1]
@@ -234,6 +240,9 @@ def _layer(g, layer, x, shape):
         if f == "softmax":
             return g.node("Softmax", [x], axis=int(a["axis"])), shape
         if f == "hard_sigmoid":
+            if a["variant"] == "onnx":
+                return g.node("HardSigmoid", [x], alpha=float(a["alpha"]),
+                              beta=float(a["beta"])), shape
             alpha = 1.0 / 6.0 if a["variant"] == "keras3" else 0.2
             return g.node("HardSigmoid", [x], alpha=alpha, beta=0.5), shape
         ops = {"relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid"}

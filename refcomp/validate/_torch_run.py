@@ -105,6 +105,11 @@ def _pool_nd(torch, F, layer, x):
 def _bn(torch, F, layer, x):
     a = layer.attrs
     w = {n: _t(torch, materialize(v)) for n, v in layer.weights.items()}
+    if a.get("axis") is not None:          # ONNX's explicit channel axis, any rank
+        ax = int(a["axis"]) % x.ndim
+        y = F.batch_norm(x.movedim(ax, 1), w["mean"], w["var"], w["gamma"], w["beta"],
+                         training=False, eps=float(a["eps"]))
+        return y.movedim(1, ax).contiguous()
     if x.ndim == 4 and a["layout"] == "NHWC":
         xc = x.permute(0, 3, 1, 2)
     elif x.ndim == 3:
@@ -165,6 +170,9 @@ def _act(torch, F, layer, x):
     if f == "hard_sigmoid":
         if a["variant"] == "keras3":
             return F.hardsigmoid(x)
+        if a["variant"] == "onnx":
+            return torch.clamp(float(np.float32(a["alpha"])) * x + float(np.float32(a["beta"])),
+                               0.0, 1.0)
         return torch.clamp(0.2 * x + 0.5, 0.0, 1.0)
     raise NotExpressible(f"activation {f!r}")
 

@@ -34,10 +34,10 @@ def _x(draw, shape, corner):
     return draw(weight_arrays(tuple(shape), scale=1.0, ties=corner, zeros=corner))
 
 
-def _bn(draw, c, layout, corner):
+def _bn(draw, c, layout, corner, axis=None):
     rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
     return Layer("batch_norm", attrs={"eps": draw(st.sampled_from((1e-5, 1e-3))),
-                                      "layout": layout},
+                                      "layout": layout, "axis": axis},
                  weights={"gamma": rng.normal(1.0, 0.2, c).astype(f32),
                           "beta": rng.normal(0.0, 0.2, c).astype(f32),
                           "mean": rng.normal(0.0, 0.5, c).astype(f32),
@@ -48,7 +48,12 @@ def _act(draw, functions=ACTIVATIONS_DRAWN):
     f = draw(st.sampled_from(tuple(functions)))
     attrs = {"function": f}
     if f == "hard_sigmoid":
-        attrs["variant"] = draw(st.sampled_from(("keras3", "keras2")))
+        attrs["variant"] = draw(st.sampled_from(("keras3", "keras2", "onnx")))
+        if attrs["variant"] == "onnx":       # ONNX HardSigmoid's float32 alpha, beta
+            attrs["alpha"] = float(f32(draw(st.sampled_from((0.2, 1.0 / 6.0, 4.0, -0.5)) |
+                                            st.floats(-8.0, 8.0, width=32))))
+            attrs["beta"] = float(f32(draw(st.sampled_from((0.5, 0.0, 1.0)) |
+                                           st.floats(-4.0, 4.0, width=32))))
     return Layer("activation", attrs=attrs)
 
 
@@ -116,9 +121,16 @@ def _layer(draw, kinds, corner, onnx_options=False):
     if kind == "batch_norm":
         layout = draw(st.sampled_from(("NCHW", "NHWC")))
         c = draw(st.integers(1, 4))
-        shape = draw(st.sampled_from(((n, c), (n, c, 3, 2) if layout == "NCHW" else
-                                      (n, 3, 2, c))))
-        return _bn(draw, c, layout, corner), _x(draw, shape, corner)
+        if draw(st.booleans()):
+            shape = draw(st.sampled_from(((n, c), (n, c, 3, 2) if layout == "NCHW" else
+                                          (n, 3, 2, c))))
+            return _bn(draw, c, layout, corner), _x(draw, shape, corner)
+        # an explicit axis (ONNX BatchNormalization: axis 1 of any rank, e.g. after conv1d)
+        nd = draw(st.sampled_from((3, 5, 2, 4)))
+        axis = draw(st.sampled_from((1, 1, -1, -2)) | st.integers(-nd, nd - 1))
+        shape = list((n, 3, 2, 2, 3)[:nd])
+        shape[axis % nd] = c
+        return _bn(draw, c, layout, corner, axis=axis), _x(draw, tuple(shape), corner)
     if kind == "activation":
         return _act(draw), _x(draw, (n, draw(st.integers(1, 6))), corner)
     if kind in ("flatten", "dropout"):
@@ -243,6 +255,8 @@ def _model(draw, families, corner):
             w["b"] = _w(draw, (cfg["O"],), fan, corner)
         seq.append(Layer("conv1d", attrs=cfg["attrs"], weights=w))
         seq.append(_act(draw, ("relu", "tanh", "sigmoid", "linear")))
+        if draw(st.booleans()):     # ONNX's BatchNormalization after Conv: axis 1 of rank 3
+            seq.append(_bn(draw, cfg["O"], "NCHW", corner, axis=1))
         length = Model(list(seq))(x).shape[2]
         if draw(st.booleans()):
             kind = draw(st.sampled_from(("max_pool", "avg_pool")))
@@ -289,7 +303,8 @@ def models(families=MODEL_FAMILIES, *, corner_cases=False):
         :func:`conv2d_configs` (any stride, padding, dilation, groups), an
         activation, optional batch norm, residual block and max/avg
         pooling (2-D or N-D with ceil_mode), flatten, dense; "cnn1d": a
-        conv1d of :func:`conv1d_configs`, an activation, optional 1-D max /
+        conv1d of :func:`conv1d_configs`, an activation, optional batch
+        norm on axis 1 (ONNX's BatchNormalization after Conv), optional 1-D max /
         average pooling (ceil_mode), flatten, a dense layer with ONNX Gemm
         alpha / beta; "rnn": one or two recurrent layers of any
         kind (lstm, gru with either formula, mgu, simple_rnn), dense.  Each
