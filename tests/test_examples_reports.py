@@ -7,20 +7,13 @@ row of the documented table: a changed number anywhere in the computation shows 
 here as a row that the documentation no longer contains.
 """
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from _examples import ROOT, run_example
 
 
 def _rows(script, *args):
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run([sys.executable, str(ROOT / "examples" / script), *args], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=600)
+    proc = run_example(script, *args, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [line for line in proc.stdout.splitlines() if line.startswith("|")]
     assert len(rows) >= 3, proc.stdout
@@ -46,9 +39,6 @@ def test_report_example_rows_are_the_documented_rows(script, args, doc, spelling
 
 
 def test_report_examples_reject_unknown_models():
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     for script in ("hashednets_report.py", "webgraph_report.py", "obd_vs_magnitude.py"):
-        proc = subprocess.run([sys.executable, str(ROOT / "examples" / script), "--models",
-                               "nope"], cwd=ROOT, env=env, capture_output=True, text=True,
-                              timeout=120)
+        proc = run_example(script, "--models", "nope", timeout=120)
         assert proc.returncode == 2 and "invalid choice" in proc.stderr

@@ -4,11 +4,7 @@ loads with refcomp, has the expected shapes and weight types, and gives the test
 the example printed."""
 
 import math
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,14 +13,13 @@ import refcomp
 from refcomp.data import load_split
 from refcomp.metrics import accuracy
 
+from _examples import ROOT, run_example
+
 pytest.importorskip("torch")
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(script, *args):
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run([sys.executable, str(ROOT / "examples" / script), *args], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc = run_example(script, *args)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
 
