@@ -71,8 +71,6 @@ def mean_kl(logits_ref, logits_hat, *, unit="nats"):
     rounding).  Seed 002 writes its cross-entropy eq. (8) with ``log2`` but
     not its KL.
     """
-    from ._validate import check_choice
-    check_choice("unit", unit, KL_UNITS)
     a = as_float_array("logits_ref", logits_ref, ndim=2)
     b = as_float_array("logits_hat", logits_hat, ndim=2)
     if a.shape != b.shape:

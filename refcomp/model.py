@@ -328,13 +328,6 @@ def _w_operand(layer):
     return w if isinstance(w, CompressedWeight) else layer.w("W")
 
 
-def _indices_options(a):
-    """The layer function's Indices options of a max pooling layer ({} at their defaults)."""
-    if a["return_indices"] is False and a["storage_order"] == 0:
-        return {}
-    return {"return_indices": a["return_indices"], "storage_order": a["storage_order"]}
-
-
 def _pooled(out, layer, sink, path):
     """The pooled values of a max pooling call; its Indices go to ``sink[path]``."""
     if layer.attrs["return_indices"] is not True:
@@ -365,7 +358,8 @@ def _forward_layer(layer, x, precision, path=None, sink=None):
     if k == "max_pool2d":
         return _pooled(L.max_pool2d(x, a["size"], stride=a["stride"], padding=a["padding"],
                                     layout=a["layout"], dilation=a["dilation"],
-                                    ceil_mode=a["ceil_mode"], **_indices_options(a)),
+                                    ceil_mode=a["ceil_mode"], return_indices=a["return_indices"],
+                                    storage_order=a["storage_order"]),
                        layer, sink, path)
     if k == "avg_pool2d":
         return L.avg_pool2d(x, a["size"], stride=a["stride"], padding=a["padding"],
@@ -375,7 +369,8 @@ def _forward_layer(layer, x, precision, path=None, sink=None):
     if k == "max_pool":
         return _pooled(L.max_pool(x, a["size"], stride=a["stride"], padding=a["padding"],
                                   dilation=a["dilation"], ceil_mode=a["ceil_mode"],
-                                  **_indices_options(a)), layer, sink, path)
+                                  return_indices=a["return_indices"],
+                                  storage_order=a["storage_order"]), layer, sink, path)
     if k == "avg_pool":
         return L.avg_pool(x, a["size"], stride=a["stride"], padding=a["padding"],
                           dilation=a["dilation"], ceil_mode=a["ceil_mode"],
@@ -818,11 +813,14 @@ class Model:
     # -- forward ----------------------------------------------------------------
     def __call__(self, x, *, precision="reference"):
         """Run the forward pass on a batch ``x`` (N, *input_shape); see :mod:`refcomp.layers`."""
+        self._check_input(x)
+        return self.forward_from(0, x, precision=precision)
+
+    def _check_input(self, x):
         as_float_array("x", x)
         if self.input_shape is not None and tuple(x.shape[1:]) != self.input_shape:
             raise ShapeError(f"x must have shape (N, {', '.join(map(str, self.input_shape))}) "
                              f"for model {self.name!r}, got {describe(x)}")
-        return self.forward_from(0, x, precision=precision)
 
     def forward_indices(self, x, *, precision="reference"):
         """The forward pass and the ``Indices`` of every max pooling layer that returns them.
@@ -847,14 +845,9 @@ class Model:
             block 3).  :func:`refcomp.io.onnx.graph_outputs` orders them as
             an imported graph's outputs.
         """
-        as_float_array("x", x)
-        if self.input_shape is not None and tuple(x.shape[1:]) != self.input_shape:
-            raise ShapeError(f"x must have shape (N, {', '.join(map(str, self.input_shape))}) "
-                             f"for model {self.name!r}, got {describe(x)}")
+        self._check_input(x)
         sink = {}
-        for i, layer in enumerate(self.layers):
-            x = _run_layer(layer, x, precision, str(i), sink)
-        return x, sink
+        return self.forward_from(0, x, precision=precision, _sink=sink), sink
 
     def forward_all(self, x, *, precision="reference"):
         """Outputs after every top-level layer: list of arrays (index i = after layer i)."""
@@ -864,18 +857,18 @@ class Model:
             outs.append(x)
         return outs
 
-    def forward_from(self, start, x, *, precision="reference"):
+    def forward_from(self, start, x, *, precision="reference", _sink=None):
         """Run top-level layers ``start, start+1, ...`` on the activation ``x``.
 
         A ReLU activation right after a dense or conv2d layer is applied in
         place to that layer's fresh output (same bits as the separate layer,
         whose arithmetic does not depend on ``precision``: one memory pass and
-        no allocation fewer).
+        no allocation fewer).  ``_sink``: see :meth:`forward_indices`.
         """
         i = start
         while i < len(self.layers):
             layer = self.layers[i]
-            y = _run_layer(layer, x, precision, str(i))
+            y = _run_layer(layer, x, precision, str(i), _sink)
             if (layer.kind in ("dense", "conv2d")
                     and i + 1 < len(self.layers) and _is_relu(self.layers[i + 1])
                     and not np.may_share_memory(y, x)):

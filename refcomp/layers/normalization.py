@@ -25,6 +25,20 @@ def _scale64(gamma, var, eps):
     return gamma.astype(np.float64) / np.sqrt(var.astype(np.float64) + float(eps))
 
 
+def channel_axis(ndim, layout, axis=None):
+    """The channel axis :func:`batch_norm` normalises over, in ``[0, ndim)``.
+
+    ``axis`` None: axis 1 for 2-D input and for 4-D ``layout="NCHW"``, the
+    last axis otherwise (3-D (N, T, C), 4-D NHWC); an int (the layer's
+    ``axis`` attribute, e.g. 1 from ONNX's BatchNormalization on rank 3 or
+    5): that axis, negative ones counted from the end.  No validation: the
+    callers check ``axis`` against ``ndim`` first.
+    """
+    if axis is None:
+        return 1 if (ndim == 4 and layout == "NCHW") or ndim == 2 else ndim - 1
+    return int(axis) % ndim
+
+
 def batch_norm(x, gamma, beta, mean, var, *, eps, layout="NCHW", precision="reference",
                axis=None):
     """Inference batch normalisation ``y = (x - mean) * gamma / sqrt(var + eps) + beta``.
@@ -74,14 +88,14 @@ def batch_norm(x, gamma, beta, mean, var, *, eps, layout="NCHW", precision="refe
     check_layout(layout)
     if axis is None:
         as_float_array("x", x, ndim=(2, 3, 4))
-        axis = 1 if (x.ndim == 4 and layout == "NCHW") or x.ndim == 2 else x.ndim - 1
     else:
         from .._validate import check_int
         as_float_array("x", x)
         if x.ndim < 2:
             from .._errors import ShapeError
             raise ShapeError(f"x must have at least 2 dimensions, got shape {x.shape}")
-        axis = check_int("axis", axis, lo=-x.ndim, hi=x.ndim - 1) % x.ndim
+        check_int("axis", axis, lo=-x.ndim, hi=x.ndim - 1)
+    axis = channel_axis(x.ndim, layout, axis)
     _check_params(gamma, beta, mean, var, eps, x.shape[axis], x, "x")
     shape = [1] * x.ndim
     shape[axis] = -1

@@ -173,16 +173,29 @@ def laplacian_matvec(indptr, nbr, wts, deg, x):
     return out
 
 
+def _dot_list(u, v):
+    """Sequential ``sum u[i] * v[i]`` of two lists of Python floats (the twins' dot)."""
+    s = 0.0
+    for a, b in zip(u, v):
+        s += a * b
+    return s
+
+
+def _matvec_list(ip, nb, w, d, v):
+    """``L v`` on lists, row by row in CSR order (the twins' Laplacian product)."""
+    out = []
+    for i in range(len(d)):
+        s = 0.0
+        for p in range(ip[i], ip[i + 1]):
+            s += w[p] * v[nb[p]]
+        out.append(d[i] * v[i] - s)
+    return out
+
+
 def laplacian_matvec_twin(indptr, nbr, wts, deg, x):
     """Twin of :func:`laplacian_matvec` (Python floats, the same operations)."""
-    ip, nb, w, d, xs = indptr.tolist(), nbr.tolist(), wts.tolist(), deg.tolist(), x.tolist()
-    out = []
-    for v in range(len(d)):
-        s = 0.0
-        for p in range(ip[v], ip[v + 1]):
-            s += w[p] * xs[nb[p]]
-        out.append(d[v] * xs[v] - s)
-    return np.array(out, dtype=np.float64)
+    return np.array(_matvec_list(indptr.tolist(), nbr.tolist(), wts.tolist(), deg.tolist(),
+                                 x.tolist()), dtype=np.float64)
 
 
 def sequential_dot(a, b):
@@ -193,10 +206,7 @@ def sequential_dot(a, b):
 
 def sequential_dot_twin(a, b):
     """Twin of :func:`sequential_dot`."""
-    s = 0.0
-    for u, v in zip(a.tolist(), b.tolist()):
-        s += u * v
-    return s
+    return _dot_list(a.tolist(), b.tolist())
 
 
 def laplacian_cg(indptr, nbr, wts, deg, b, tol, max_iter):
@@ -211,21 +221,10 @@ def laplacian_cg_twin(indptr, nbr, wts, deg, b, tol, max_iter):
     """Twin of :func:`laplacian_cg` (Python floats, the same operations)."""
     n = b.shape[0]
     ip, nb, w, d = indptr.tolist(), nbr.tolist(), wts.tolist(), deg.tolist()
-
-    def dot(u, v):
-        s = 0.0
-        for i in range(n):
-            s += u[i] * v[i]
-        return s
+    dot = _dot_list
 
     def matvec(v):
-        out = []
-        for i in range(n):
-            s = 0.0
-            for p in range(ip[i], ip[i + 1]):
-                s += w[p] * v[nb[p]]
-            out.append(d[i] * v[i] - s)
-        return out
+        return _matvec_list(ip, nb, w, d, v)
 
     r = b.tolist()
     x = [0.0] * n

@@ -120,6 +120,7 @@ import numpy as np
 
 from .._errors import ParameterError
 from ..kernels.elementwise import exp64
+from ..layers.normalization import channel_axis
 from ..model import Layer, _forward_layer, _initial_states, _sequence_lens, materialize
 from ._rnn_jacobian import _direction_specs, recurrent_bound
 
@@ -227,12 +228,8 @@ def _channel_shape(layout, ndim, axis=None):
     BatchNormalization on rank 3 or 5): that axis, negative counted from
     the end, exactly as :func:`refcomp.layers.batch_norm` reads it.
     """
-    if axis is None:
-        axis = 1 if (ndim == 4 and layout == "NCHW") or ndim == 2 else ndim - 1
-    else:
-        axis = int(axis) % ndim
     shape = [1] * ndim
-    shape[axis] = -1
+    shape[channel_axis(ndim, layout, axis)] = -1
     return shape
 
 

@@ -43,6 +43,7 @@ import warnings
 import numpy as np
 
 from ..convert import conv2d_to_keras, gru_to_keras, lstm_to_keras
+from ..layers.normalization import channel_axis
 from ..model import materialize
 from ._codes import CodeTally
 from ._common import NotBuilt, NotExpressible, layer_pads, nd_geometry, require, rnn_options
@@ -203,11 +204,7 @@ def _layer(keras, layer, x):
     if k in ("max_pool", "avg_pool"):
         return _pool_nd(keras, layer, x)
     if k == "batch_norm":
-        nd = len(x.shape)
-        if a.get("axis") is not None:
-            axis = int(a["axis"]) % nd
-        else:
-            axis = 1 if (nd == 4 and a["layout"] == "NCHW") or nd == 2 else -1
+        axis = channel_axis(len(x.shape), a["layout"], a.get("axis"))
         bn = keras.layers.BatchNormalization(axis=axis, epsilon=float(a["eps"]))
         bn.build(tuple(x.shape))
         bn.set_weights([_w(layer, n) for n in ("gamma", "beta", "mean", "var")])

@@ -72,6 +72,7 @@ unrolled GRU takes h0 as a constant.
 
 import numpy as np
 
+from ..layers.normalization import channel_axis
 from ..model import materialize
 from ._common import NotBuilt, NotExpressible
 
@@ -86,10 +87,7 @@ def batch_norm_ops(g, layer, t, shape):
     """``layer`` (inference batch norm) as MUL then ADD on tensor ``t`` of ``shape``."""
     a = layer.attrs
     nd = len(shape)
-    if a.get("axis") is not None:
-        axis = int(a["axis"]) % nd
-    else:
-        axis = 1 if (nd == 4 and a["layout"] == "NCHW") or nd == 2 else nd - 1
+    axis = channel_axis(nd, a["layout"], a.get("axis"))
     gamma, beta, mean, var = (_f32(layer.weights[n]) for n in ("gamma", "beta", "mean", "var"))
     one = np.float32(1)
     s = gamma * (one / np.sqrt(var + np.float32(a["eps"])))

@@ -10,7 +10,7 @@ and the engine are described in :mod:`refcomp.coding.cabac`.
 import numpy as np
 
 from ..._errors import DecodeError, ParameterError, ShapeError
-from ..._validate import check_int
+from ..._validate import check_choice, check_int
 from . import _kernels as _k
 from . import _twins as _t
 
@@ -29,11 +29,7 @@ DQ_STATES = (8, 4)
 
 def check_dq_states(dq_states):
     """``dq_states`` (int 8 or 4) or ParameterError; returns it as an int."""
-    if isinstance(dq_states, (bool, np.bool_)) or not isinstance(dq_states, (int, np.integer)) \
-            or int(dq_states) not in DQ_STATES:
-        raise ParameterError("dq_states must be 8 (NNC's state machine) or 4 (VVC's), got %r"
-                             % (dq_states,))
-    return int(dq_states)
+    return check_choice("dq_states", check_int("dq_states", dq_states), DQ_STATES)
 
 
 def _geometry(shape):

@@ -30,12 +30,7 @@ SELECTOR = ("cabac-levels", "relative-index", "keras-weights-h5", "torch-pt-file
 
 
 def _dedup(seq):
-    seen, out = set(), []
-    for data in seq:
-        if data not in seen:
-            seen.add(data)
-            out.append(data)
-    return out
+    return list(dict.fromkeys(seq))                  # first occurrences, in order
 
 
 def _seed_inputs(kind_name, bases):
