@@ -140,11 +140,17 @@ def _graph(A):
     return rows.astype(np.int64), cols.astype(np.int64), w, deg
 
 
+def _components(n, u, v):
+    """``(count, labels)`` of the connected components of the graph on ``n`` vertices
+    with edges ``(u[k], v[k])``."""
+    return connected_components(coo_matrix((np.ones(u.size), (u, v)), shape=(n, n)),
+                                directed=False)
+
+
 def _exact_resistances(n_out, n_in, rows, cols, w, deg):
     n = n_out + n_in
     u, v = rows, n_out + cols
-    adj = coo_matrix((np.ones(u.size), (u, v)), shape=(n, n))
-    n_comp, labels = connected_components(adj, directed=False)
+    n_comp, labels = _components(n, u, v)
     # ground the lowest vertex of each component (labels are in vertex order)
     ground = np.zeros(n, dtype=bool)
     ground[np.unique(labels, return_index=True)[1]] = True
@@ -278,8 +284,7 @@ def _laplacian_parts(A):
     o, n = A.shape[0], A.shape[0] + A.shape[1]
     u, v = rows, o + cols
     indptr, nbr, ww = _csr(n, u, v, w)
-    n_comp = connected_components(coo_matrix((np.ones(u.size), (u, v)), shape=(n, n)),
-                                  directed=False)[0]
+    n_comp = _components(n, u, v)[0]
     return (indptr, nbr, ww, deg), int(n_comp)
 
 
